@@ -1,0 +1,15 @@
+//! BitMail's storage tier: documents that are maps from string to string, with
+//! server-assigned ids and versions, behind the gRPC `Store` service.
+//!
+//! - [`store`]: the [`store::Store`] trait, the contract every engine keeps, and its
+//!   typed errors;
+//! - [`memory`]: the in-memory engine, indexed so that a lookup costs what it answers;
+//! - [`service`]: the gRPC `bitmail.v1.Store` service over any `Arc<dyn Store>`;
+//! - [`config`]: the service's TOML configuration;
+//! - [`server`]: binds, serves (with health and reflection) and shuts down gracefully.
+
+pub mod config;
+pub mod memory;
+pub mod server;
+pub mod service;
+pub mod store;

@@ -1,0 +1,27 @@
+//! backend-server: loads its config, serves the `Store` service, stops on SIGTERM/Ctrl-C.
+
+use backend_server::config::Config;
+use backend_server::server::Server;
+
+#[tokio::main]
+async fn main() {
+    let args = bitmail_runtime::cli::from_env("backend-server");
+    let config: Config = bitmail_runtime::config::load_or_exit("backend-server", &args);
+    bitmail_runtime::init_tracing("BITMAIL_BACKEND_LOG");
+
+    let server = match Server::bind(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(listen = %config.listen, error = %e, "cannot listen");
+            std::process::exit(1);
+        }
+    };
+    if let Ok(addr) = server.local_addr() {
+        tracing::info!(%addr, engine = ?config.engine, "backend-server listening (gRPC)");
+    }
+    if let Err(e) = server.serve(bitmail_runtime::shutdown::signal()).await {
+        tracing::error!(error = %e, "backend-server stopped with an error");
+        std::process::exit(1);
+    }
+    tracing::info!("backend-server stopped");
+}

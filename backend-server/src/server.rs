@@ -1,0 +1,47 @@
+//! Binding and serving backend-server: the `Store` service plus health and reflection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Engine};
+use crate::memory::MemoryStore;
+use crate::service::StoreService;
+use crate::store::Store;
+
+/// A bound, not yet serving, backend-server.
+pub struct Server {
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+}
+
+impl Server {
+    /// Opens the engine and binds the listen address.
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        let store: Arc<dyn Store> = match config.engine {
+            Engine::Memory => Arc::new(MemoryStore::new()),
+        };
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Self { listener, store })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight calls
+    /// finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut routes = tonic::service::RoutesBuilder::default();
+        routes.add_service(StoreService::new(self.store).into_server());
+        bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Store"]).await?;
+        let incoming = tonic::transport::server::TcpIncoming::from(self.listener);
+        tonic::transport::Server::builder()
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,33 @@
+//! What every BitMail service shares at start and stop, so that each `main.rs` stays a
+//! few lines of wiring:
+//!
+//! - [`cli`]: `--config PATH` and `--check-config`;
+//! - [`config`]: TOML loading where unknown keys are errors and every problem is reported
+//!   at once, plus [`config::Secret`] for values that must never be logged;
+//! - [`shutdown`]: one future that resolves on SIGTERM or Ctrl-C;
+//! - [`grpc`]: the standard health service and server reflection for a tonic server;
+//! - [`init_tracing`]: `tracing` output filtered by one environment variable per service.
+
+pub mod cli;
+pub mod config;
+pub mod grpc;
+pub mod shutdown;
+
+/// Exit code for a configuration that does not load (EX_USAGE, as sysexits.h).
+pub const EXIT_BAD_CONFIG: i32 = 64;
+
+/// Sets up `tracing` output on stderr. The filter comes from the environment variable
+/// `env_var` (for example `BITMAIL_MTA_LOG=debug`); without it, `info` for BitMail's own
+/// crates and `warn` for everything else.
+pub fn init_tracing(env_var: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env_var).unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,mta_server=info,backend_server=info,client_api=info,bitmail_runtime=info",
+        )
+    });
+    // A second call (tests start several services in one process) keeps the first.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
