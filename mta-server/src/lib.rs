@@ -1,1 +1,20 @@
+//! BitMail's MTA: it accepts messages over gRPC, queues them, and delivers each through
+//! the providers in the order a [`scheduler::Scheduler`] chooses, failing over when a
+//! provider breaks.
+//!
+//! - [`message`]: the domain message, immutable once accepted, and its validation from
+//!   the wire;
+//! - [`provider`]: the [`provider::Provider`] trait, the [`provider::Outcome`] classes of
+//!   DESIGN.md, and one module per provider (SendGrid so far);
+//! - [`scheduler`]: the [`scheduler::Scheduler`] trait and its strategies (round-robin);
+//! - [`queue`]: accepted messages, their status, and the delivery workers;
+//! - [`service`]: the gRPC `bitmail.v1.Mta` service;
+//! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown.
 
+pub mod config;
+pub mod message;
+pub mod provider;
+pub mod queue;
+pub mod scheduler;
+pub mod server;
+pub mod service;

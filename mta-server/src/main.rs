@@ -1,1 +1,29 @@
-fn main() {}
+//! mta-server: loads its config, serves the `Mta` service, delivers, stops on
+//! SIGTERM/Ctrl-C.
+
+use mta_server::config::Config;
+use mta_server::server::Server;
+
+#[tokio::main]
+async fn main() {
+    let args = bitmail_runtime::cli::from_env("mta-server");
+    let config: Config = bitmail_runtime::config::load_or_exit("mta-server", &args);
+    bitmail_runtime::init_tracing("BITMAIL_MTA_LOG");
+
+    let server = match Server::bind(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(listen = %config.listen, error = %e, "cannot start");
+            std::process::exit(1);
+        }
+    };
+    if let Ok(addr) = server.local_addr() {
+        let providers: Vec<&str> = config.providers.iter().map(|p| p.name()).collect();
+        tracing::info!(%addr, ?providers, "mta-server listening (gRPC)");
+    }
+    if let Err(e) = server.serve(bitmail_runtime::shutdown::signal()).await {
+        tracing::error!(error = %e, "mta-server stopped with an error");
+        std::process::exit(1);
+    }
+    tracing::info!("mta-server stopped");
+}

@@ -1,0 +1,265 @@
+//! mta-server's configuration (`--config PATH`, TOML). Every key has a default; with no
+//! providers configured the server still accepts mail and keeps it deferred.
+//!
+//! ```toml
+//! listen = "127.0.0.1:50051"
+//! max_message_bytes = 10485760
+//! max_recipients = 1000
+//! scheduler = "round-robin"
+//!
+//! [queue]
+//! capacity = 10000
+//! concurrency = 32
+//!
+//! [retry]
+//! initial_secs = 30
+//! max_delay_secs = 3600
+//! max_age_secs = 259200
+//!
+//! [[providers]]
+//! name = "sendgrid"
+//! kind = "sendgrid"
+//! base_url = "https://api.sendgrid.com"
+//! api_key = { env = "SENDGRID_API_KEY" }
+//! ```
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bitmail_runtime::config::{Secret, Validate};
+use serde::Deserialize;
+
+use crate::message::Limits;
+use crate::queue::{QueueSettings, RetryPolicy};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Where the gRPC `Mta` service listens.
+    pub listen: SocketAddr,
+    /// Subject, bodies and headers together, in bytes.
+    pub max_message_bytes: usize,
+    /// to + cc + bcc of one message.
+    pub max_recipients: usize,
+    pub scheduler: SchedulerKind,
+    /// How long shutdown waits for deliveries in flight.
+    pub shutdown_grace_secs: u64,
+    pub queue: QueueConfig,
+    pub retry: RetryConfig,
+    /// Tried in the order the scheduler picks; names must be unique.
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchedulerKind {
+    RoundRobin,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct QueueConfig {
+    /// Messages waiting for a worker; past it `Submit` answers RESOURCE_EXHAUSTED.
+    pub capacity: usize,
+    /// Delivery rounds running at once.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetryConfig {
+    pub initial_secs: u64,
+    pub max_delay_secs: u64,
+    /// Default 3 days.
+    pub max_age_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ProviderConfig {
+    Sendgrid(SendGridConfig),
+}
+
+impl ProviderConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            ProviderConfig::Sendgrid(c) => &c.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendGridConfig {
+    pub name: String,
+    #[serde(default = "sendgrid_base_url")]
+    pub base_url: String,
+    pub api_key: Secret,
+    #[serde(default)]
+    pub sandbox: bool,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn sendgrid_base_url() -> String {
+    "https://api.sendgrid.com".into()
+}
+fn default_connect_timeout_ms() -> u64 {
+    3_000
+}
+fn default_timeout_ms() -> u64 {
+    15_000
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            max_message_bytes: 10 * 1024 * 1024,
+            max_recipients: 1000,
+            scheduler: SchedulerKind::RoundRobin,
+            shutdown_grace_secs: 10,
+            queue: QueueConfig::default(),
+            retry: RetryConfig::default(),
+            providers: Vec::new(),
+        }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { capacity: 10_000, concurrency: 32 }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self { initial_secs: 30, max_delay_secs: 3600, max_age_secs: 3 * 24 * 3600 }
+    }
+}
+
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits { max_message_bytes: self.max_message_bytes, max_recipients: self.max_recipients }
+    }
+
+    pub fn queue_settings(&self) -> QueueSettings {
+        QueueSettings {
+            capacity: self.queue.capacity,
+            concurrency: self.queue.concurrency,
+            retry: RetryPolicy {
+                initial: Duration::from_secs(self.retry.initial_secs),
+                max_delay: Duration::from_secs(self.retry.max_delay_secs),
+                max_age: Duration::from_secs(self.retry.max_age_secs),
+            },
+        }
+    }
+}
+
+fn check_url(field: &str, url: &str, problems: &mut Vec<String>) {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        Ok(_) => problems.push(format!("{field}: `{url}` must be an http:// or https:// URL")),
+        Err(e) => problems.push(format!("{field}: `{url}` is not a URL ({e})")),
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.max_message_bytes == 0 {
+            problems.push("max_message_bytes: must be more than 0".into());
+        }
+        if self.max_recipients == 0 {
+            problems.push("max_recipients: must be more than 0".into());
+        }
+        if self.queue.capacity == 0 {
+            problems.push("queue.capacity: must be more than 0".into());
+        }
+        if self.queue.concurrency == 0 {
+            problems.push("queue.concurrency: must be more than 0".into());
+        }
+        if self.retry.initial_secs == 0 || self.retry.initial_secs > self.retry.max_delay_secs {
+            problems.push("retry.initial_secs: must be more than 0 and at most retry.max_delay_secs".into());
+        }
+        let mut names = HashSet::new();
+        for (i, provider) in self.providers.iter().enumerate() {
+            let at = format!("providers[{i}]");
+            if provider.name().trim().is_empty() {
+                problems.push(format!("{at}.name: must not be empty"));
+            } else if !names.insert(provider.name()) {
+                problems.push(format!("{at}.name: `{}` is used by another provider", provider.name()));
+            }
+            match provider {
+                ProviderConfig::Sendgrid(c) => {
+                    check_url(&format!("{at}.base_url"), &c.base_url, problems);
+                    if c.api_key.is_empty() {
+                        problems.push(format!("{at}.api_key: must not be empty"));
+                    }
+                    if c.timeout_ms == 0 || c.connect_timeout_ms == 0 {
+                        problems.push(format!("{at}: timeouts must be more than 0 ms"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitmail_runtime::config::parse;
+
+    #[test]
+    fn defaults_start_with_no_file() {
+        let c: Config = parse("", "t").unwrap();
+        assert_eq!(c.listen.port(), 50051);
+        assert!(c.providers.is_empty());
+        assert_eq!(c.retry.max_age_secs, 259_200);
+    }
+
+    #[test]
+    fn a_full_provider_section_loads() {
+        let c: Config = parse(
+            "[[providers]]\nname = \"sg\"\nkind = \"sendgrid\"\nbase_url = \"http://127.0.0.1:9\"\napi_key = \"k\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.providers[0].name(), "sg");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+            max_recipients = 0
+            [queue]
+            concurrency = 0
+            [[providers]]
+            name = "sg"
+            kind = "sendgrid"
+            base_url = "ftp://x"
+            api_key = ""
+            [[providers]]
+            name = "sg"
+            kind = "sendgrid"
+            api_key = "k"
+        "#;
+        let err = parse::<Config>(text, "t").unwrap_err();
+        let all = err.problems.join("\n");
+        for needle in ["max_recipients", "queue.concurrency", "providers[0].base_url", "providers[0].api_key", "providers[1].name"] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_kinds_are_errors() {
+        let err = parse::<Config>("listen_addr = \"x\"\n", "t").unwrap_err();
+        assert_eq!(err.problems, vec!["listen_addr: unknown key"]);
+        let err = parse::<Config>("[[providers]]\nname = \"a\"\nkind = \"sendgrid\"\napi_key = \"k\"\napikey = \"k\"\n", "t").unwrap_err();
+        assert!(err.problems.join(" ").contains("apikey"), "{:?}", err.problems);
+        let err = parse::<Config>("[[providers]]\nname = \"a\"\nkind = \"postal\"\n", "t").unwrap_err();
+        assert!(err.problems.join(" ").contains("postal"), "{:?}", err.problems);
+    }
+}

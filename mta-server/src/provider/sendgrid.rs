@@ -1,0 +1,269 @@
+//! SendGrid Mail Send v3 (`POST {base}/v3/mail/send`, bearer key, JSON body).
+//!
+//! BitMail's message id travels in `custom_args.bitmail_id`, which SendGrid copies into
+//! every event as a top-level key. Answers are classified per ../shared/PROVIDERS.md.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bitmail_runtime::config::Secret;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::{Outcome, Provider, RefusalScope, classify_transport_error};
+use crate::message::{Mailbox, Message};
+
+/// The SendGrid provider.
+pub struct SendGrid {
+    name: String,
+    endpoint: String,
+    api_key: Secret,
+    sandbox: bool,
+    client: reqwest::Client,
+}
+
+/// How to reach one SendGrid account.
+#[derive(Debug, Clone)]
+pub struct SendGridSettings {
+    pub name: String,
+    /// `https://api.sendgrid.com`, `https://api.eu.sendgrid.com`, or a stand-in.
+    pub base_url: String,
+    pub api_key: Secret,
+    /// `mail_settings.sandbox_mode`: SendGrid validates and answers 200, sends nothing.
+    pub sandbox: bool,
+    pub connect_timeout: Duration,
+    /// The whole call, connection to last byte of the answer.
+    pub timeout: Duration,
+}
+
+impl SendGrid {
+    pub fn new(settings: SendGridSettings) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.timeout)
+            .build()?;
+        Ok(Self {
+            endpoint: format!("{}/v3/mail/send", settings.base_url.trim_end_matches('/')),
+            name: settings.name,
+            api_key: settings.api_key,
+            sandbox: settings.sandbox,
+            client,
+        })
+    }
+}
+
+fn address(m: &Mailbox) -> Value {
+    match &m.name {
+        Some(name) => json!({ "email": m.email, "name": name }),
+        None => json!({ "email": m.email }),
+    }
+}
+
+/// The request body. SendGrid refuses an address that appears twice in one request, so
+/// later repeats (to before cc before bcc, case-insensitive) are left out: each person
+/// still gets the message once.
+pub(crate) fn request_body(message: &Message, sandbox: bool) -> Value {
+    let mut seen = HashSet::new();
+    let mut list = |mailboxes: &[Mailbox]| -> Vec<Value> {
+        mailboxes
+            .iter()
+            .filter(|m| seen.insert(m.email.to_ascii_lowercase()))
+            .map(address)
+            .collect()
+    };
+    let mut personalization = serde_json::Map::new();
+    personalization.insert("to".into(), Value::Array(list(&message.to)));
+    for (key, mailboxes) in [("cc", &message.cc), ("bcc", &message.bcc)] {
+        let values = list(mailboxes);
+        if !values.is_empty() {
+            personalization.insert(key.into(), Value::Array(values));
+        }
+    }
+
+    let mut content = Vec::new();
+    if let Some(text) = &message.text {
+        content.push(json!({ "type": "text/plain", "value": text }));
+    }
+    if let Some(html) = &message.html {
+        content.push(json!({ "type": "text/html", "value": html }));
+    }
+
+    let mut body = json!({
+        "personalizations": [personalization],
+        "from": address(&message.from),
+        "subject": message.subject,
+        "content": content,
+        "custom_args": { "bitmail_id": message.id },
+    });
+    match message.reply_to.as_slice() {
+        [] => {}
+        [one] => body["reply_to"] = address(one),
+        many => body["reply_to_list"] = Value::Array(many.iter().map(address).collect()),
+    }
+    if !message.headers.is_empty() {
+        let headers: serde_json::Map<String, Value> =
+            message.headers.iter().map(|(n, v)| (n.clone(), Value::String(v.clone()))).collect();
+        body["headers"] = Value::Object(headers);
+    }
+    if sandbox {
+        body["mail_settings"] = json!({ "sandbox_mode": { "enable": true } });
+    }
+    body
+}
+
+/// The `message` fields of SendGrid's `{"errors":[...]}`, or the raw body when it is not
+/// that shape (a proxy's page, say), cut short.
+fn error_detail(status: StatusCode, body: &str) -> String {
+    let messages: Vec<String> = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("errors")?.as_array().cloned())
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| {
+                    let message = e.get("message")?.as_str()?;
+                    Some(match e.get("field").and_then(Value::as_str) {
+                        Some(field) => format!("{field}: {message}"),
+                        None => message.to_owned(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if messages.is_empty() {
+        let short: String = body.chars().take(200).collect();
+        format!("SendGrid answered {status}: {short}")
+    } else {
+        format!("SendGrid answered {status}: {}", messages.join("; "))
+    }
+}
+
+/// When a 429 says the limit resets (`X-RateLimit-Reset`, epoch seconds).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let reset: u64 = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim().parse().ok()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(reset.saturating_sub(now)))
+}
+
+/// Classifies SendGrid's answer (PROVIDERS.md, "Classification").
+pub(crate) fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &str) -> Outcome {
+    match status.as_u16() {
+        // 202: queued for delivery. 200: sandbox mode, validated and not sent.
+        200 | 202 => Outcome::Accepted {
+            provider_message_id: headers
+                .get("x-message-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        },
+        400 => Outcome::MessageRejected { detail: error_detail(status, body) },
+        401 | 403 => Outcome::ProviderRefused { detail: error_detail(status, body), scope: RefusalScope::Provider },
+        413 => Outcome::ProviderRefused { detail: error_detail(status, body), scope: RefusalScope::Message },
+        429 => Outcome::Transient { detail: error_detail(status, body), retry_after: retry_after(headers) },
+        500..=599 => Outcome::Transient { detail: error_detail(status, body), retry_after: None },
+        // Anything else (404 from a wrong base URL, 405, ...) is a setup problem on our
+        // side of this provider, not the message's fault.
+        _ => Outcome::ProviderRefused { detail: error_detail(status, body), scope: RefusalScope::Provider },
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for SendGrid {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, message: &Message) -> Outcome {
+        let response = self
+            .client
+            .post(&self.endpoint)
+            .bearer_auth(self.api_key.expose())
+            .json(&request_body(message, self.sandbox))
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return classify_transport_error(&e),
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        match response.text().await {
+            Ok(body) => classify(status, &headers, &body),
+            // The status line arrived; for an acceptance the id is in the headers.
+            Err(_) if status.is_success() => classify(status, &headers, ""),
+            Err(e) => classify_transport_error(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn message() -> Message {
+        let mb = |email: &str| Mailbox { name: None, email: email.into() };
+        Message {
+            id: "m-1".into(),
+            from: Mailbox { name: Some("Ada".into()), email: "ada@example.org".into() },
+            to: vec![mb("bob@example.net")],
+            cc: vec![mb("Bob@Example.net"), mb("carol@example.net")],
+            bcc: vec![],
+            reply_to: vec![mb("replies@example.org")],
+            subject: "Hi".into(),
+            text: Some("plain".into()),
+            html: Some("<p>html</p>".into()),
+            headers: vec![("X-Campaign".into(), "c1".into())],
+            submitted_at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn body_has_the_documented_shape() {
+        let body = request_body(&message(), false);
+        assert_eq!(body["from"], json!({"email": "ada@example.org", "name": "Ada"}));
+        assert_eq!(body["personalizations"][0]["to"], json!([{"email": "bob@example.net"}]));
+        // The repeated Bob is dropped, not sent twice.
+        assert_eq!(body["personalizations"][0]["cc"], json!([{"email": "carol@example.net"}]));
+        assert!(body["personalizations"][0].get("bcc").is_none());
+        assert_eq!(body["content"][0]["type"], "text/plain");
+        assert_eq!(body["content"][1]["type"], "text/html");
+        assert_eq!(body["reply_to"], json!({"email": "replies@example.org"}));
+        assert_eq!(body["headers"]["X-Campaign"], "c1");
+        assert_eq!(body["custom_args"]["bitmail_id"], "m-1");
+        assert!(body.get("mail_settings").is_none());
+        assert_eq!(request_body(&message(), true)["mail_settings"]["sandbox_mode"]["enable"], true);
+    }
+
+    #[test]
+    fn answers_are_classified_as_providers_md_says() {
+        let mut h = HeaderMap::new();
+        h.insert("x-message-id", HeaderValue::from_static("sg-123"));
+        assert_eq!(classify(StatusCode::ACCEPTED, &h, ""), Outcome::Accepted { provider_message_id: "sg-123".into() });
+
+        let invalid = r#"{"errors":[{"message":"Does not contain a valid address.","field":"personalizations.0.to.0.email"}]}"#;
+        match classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), invalid) {
+            Outcome::MessageRejected { detail } => {
+                assert!(detail.contains("personalizations.0.to.0.email: Does not contain a valid address."), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify(StatusCode::UNAUTHORIZED, &HeaderMap::new(), "{}"),
+            Outcome::ProviderRefused { scope: RefusalScope::Provider, .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::PAYLOAD_TOO_LARGE, &HeaderMap::new(), ""),
+            Outcome::ProviderRefused { scope: RefusalScope::Message, .. }
+        ));
+        assert!(matches!(classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), "<html>"), Outcome::Transient { .. }));
+
+        let mut h = HeaderMap::new();
+        let reset = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 30;
+        h.insert("x-ratelimit-reset", HeaderValue::from_str(&reset.to_string()).unwrap());
+        match classify(StatusCode::TOO_MANY_REQUESTS, &h, "") {
+            Outcome::Transient { retry_after: Some(d), .. } => assert!((28..=30).contains(&d.as_secs()), "{d:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Building and serving mta-server: providers from config, the scheduler, the queue and
+//! its workers, the gRPC service with health and reflection, and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ProviderConfig, SchedulerKind};
+use crate::provider::{Provider, SendGrid, sendgrid::SendGridSettings};
+use crate::queue::{Queue, Workers};
+use crate::scheduler::{RoundRobin, Scheduler};
+use crate::service::MtaService;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds one provider from its configuration.
+pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BoxError> {
+    Ok(match config {
+        ProviderConfig::Sendgrid(c) => Arc::new(SendGrid::new(SendGridSettings {
+            name: c.name.clone(),
+            base_url: c.base_url.clone(),
+            api_key: c.api_key.clone(),
+            sandbox: c.sandbox,
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            timeout: Duration::from_millis(c.timeout_ms),
+        })?),
+    })
+}
+
+/// A bound, not yet serving, mta-server.
+pub struct Server {
+    listener: TcpListener,
+    service: MtaService,
+    workers: Workers,
+    grace: Duration,
+}
+
+impl Server {
+    pub async fn bind(config: &Config) -> Result<Self, BoxError> {
+        let providers = config
+            .providers
+            .iter()
+            .map(build_provider)
+            .collect::<Result<Vec<_>, _>>()?;
+        if providers.is_empty() {
+            tracing::warn!("no providers configured: messages are accepted and deferred, none is sent");
+        }
+        let scheduler: Arc<dyn Scheduler> = match config.scheduler {
+            SchedulerKind::RoundRobin => Arc::new(RoundRobin::new()),
+        };
+        let (queue, workers) = Queue::new(providers, scheduler, config.queue_settings());
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            service: MtaService::new(queue, config.limits()),
+            workers,
+            grace: Duration::from_secs(config.shutdown_grace_secs),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves: then stops accepting, finishes the calls in
+    /// flight, and gives delivery rounds in flight up to the grace period.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), BoxError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut stop_workers = stop_rx.clone();
+        let workers = tokio::spawn(self.workers.run(
+            async move {
+                let _ = stop_workers.wait_for(|stop| *stop).await;
+            },
+            self.grace,
+        ));
+
+        let mut routes = tonic::service::RoutesBuilder::default();
+        routes.add_service(self.service.into_server());
+        bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Mta"]).await?;
+        let incoming = tonic::transport::server::TcpIncoming::from(self.listener);
+        let served = tonic::transport::Server::builder()
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+
+        let _ = stop_tx.send(true);
+        let _ = workers.await;
+        served?;
+        Ok(())
+    }
+}
