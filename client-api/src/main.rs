@@ -1,1 +1,27 @@
-fn main() {}
+//! client-api: loads its config, serves HTTPS, stops on SIGTERM/Ctrl-C.
+
+use client_api::config::Config;
+use client_api::server::Server;
+
+#[tokio::main]
+async fn main() {
+    let args = bitmail_runtime::cli::from_env("client-api");
+    let config: Config = bitmail_runtime::config::load_or_exit("client-api", &args);
+    bitmail_runtime::init_tracing("BITMAIL_CLIENT_API_LOG");
+
+    let server = match Server::bind(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(listen = %config.listen, error = %e, "cannot start");
+            std::process::exit(1);
+        }
+    };
+    if let Ok(addr) = server.local_addr() {
+        tracing::info!(url = %format!("https://{addr}/"), cert = %server.cert.cert.display(), "client-api listening (HTTPS)");
+    }
+    if let Err(e) = server.serve(bitmail_runtime::shutdown::signal()).await {
+        tracing::error!(error = %e, "client-api stopped with an error");
+        std::process::exit(1);
+    }
+    tracing::info!("client-api stopped");
+}

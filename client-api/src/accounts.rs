@@ -1,0 +1,261 @@
+//! Users and sessions, kept as documents in backend-server.
+//!
+//! - user: `{kind: "user", name, password_hash (argon2id PHC string), created_at}`;
+//! - session: `{kind: "session", token_sha256, user_id, name, expires_at}`. Only the
+//!   SHA-256 of the token is stored, so a copy of the store opens no session.
+//!
+//! Password hashing and checking run on the blocking pool: argon2id is deliberately
+//! slow and must not stall the async workers.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use bitmail_proto::v1 as pb;
+use bitmail_proto::v1::store_client::StoreClient;
+use tonic::transport::Channel;
+
+use crate::error::ApiError;
+
+/// A signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+}
+
+/// Users and sessions over a `Store` client.
+#[derive(Clone)]
+pub struct Accounts {
+    store: StoreClient<Channel>,
+    signup_on_first_login: bool,
+    session_ttl: Duration,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn token_digest(token: &str) -> String {
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// A name is what users type to sign in and the local part of their address.
+pub fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "name: 1 to 64 characters of a-z, 0-9, '.', '_' and '-', not starting or ending with '.'".into(),
+        ))
+    }
+}
+
+pub fn check_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < 8 || password.len() > 1024 {
+        return Err(ApiError::BadRequest("password: 8 to 1024 characters".into()));
+    }
+    Ok(())
+}
+
+impl Accounts {
+    pub fn new(store: StoreClient<Channel>, signup_on_first_login: bool, session_ttl: Duration) -> Self {
+        Self { store, signup_on_first_login, session_ttl }
+    }
+
+    async fn lookup(&self, subset: &[(&str, &str)], limit: u32) -> Result<Vec<pb::Document>, ApiError> {
+        let request = pb::LookupRequest {
+            subset: subset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            limit,
+            page_token: String::new(),
+        };
+        let mut stream = self.store.clone().lookup(request).await?.into_inner();
+        let mut docs = Vec::new();
+        while let Some(item) = stream.message().await? {
+            if let Some(pb::lookup_response::Item::Document(d)) = item.item {
+                docs.push(d);
+            }
+        }
+        Ok(docs)
+    }
+
+    async fn put(&self, fields: HashMap<String, String>) -> Result<String, ApiError> {
+        Ok(self.store.clone().put(pb::PutRequest { fields }).await?.into_inner().id)
+    }
+
+    /// The user `name`, if the password is right. With signup on, an unknown name
+    /// becomes a new account with this password. A wrong password and an unknown name
+    /// give the same answer.
+    pub async fn sign_in(&self, name: &str, password: &str) -> Result<User, ApiError> {
+        check_name(name)?;
+        check_password(password)?;
+        let users = self.lookup(&[("kind", "user"), ("name", name)], 2).await?;
+        let user = match users.into_iter().next() {
+            Some(doc) => doc,
+            None if self.signup_on_first_login => return self.sign_up(name, password).await,
+            None => return Err(ApiError::Unauthorized),
+        };
+        let hash = user.fields.get("password_hash").cloned().unwrap_or_default();
+        if verify_password(password.to_owned(), hash).await? {
+            Ok(User { id: user.id, name: name.to_owned() })
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+
+    async fn sign_up(&self, name: &str, password: &str) -> Result<User, ApiError> {
+        let hash = hash_password(password.to_owned()).await?;
+        let fields = HashMap::from([
+            ("kind".to_owned(), "user".to_owned()),
+            ("name".to_owned(), name.to_owned()),
+            ("password_hash".to_owned(), hash),
+            ("created_at".to_owned(), now_secs().to_string()),
+        ]);
+        let id = self.put(fields).await?;
+        // Two first logins of one name may race. Ids sort in creation order, so the
+        // oldest account wins; a later duplicate removes itself and the caller signs in
+        // against the winner like anyone else.
+        let users = self.lookup(&[("kind", "user"), ("name", name)], 10).await?;
+        match users.first() {
+            Some(first) if first.id != id => {
+                let _ = self.store.clone().delete(pb::DeleteRequest { id }).await;
+                let hash = first.fields.get("password_hash").cloned().unwrap_or_default();
+                if verify_password(password.to_owned(), hash).await? {
+                    Ok(User { id: first.id.clone(), name: name.to_owned() })
+                } else {
+                    Err(ApiError::Unauthorized)
+                }
+            }
+            _ => {
+                tracing::info!(user = name, "account created at first login");
+                Ok(User { id, name: name.to_owned() })
+            }
+        }
+    }
+
+    /// Opens a session for `user` and returns its token (to be set as a cookie).
+    pub async fn open_session(&self, user: &User) -> Result<String, ApiError> {
+        let token = hex(&random_bytes::<32>()?);
+        let expires_at = now_secs() + self.session_ttl.as_secs();
+        let fields = HashMap::from([
+            ("kind".to_owned(), "session".to_owned()),
+            ("token_sha256".to_owned(), token_digest(&token)),
+            ("user_id".to_owned(), user.id.clone()),
+            ("name".to_owned(), user.name.clone()),
+            ("expires_at".to_owned(), expires_at.to_string()),
+        ]);
+        self.put(fields).await?;
+        Ok(token)
+    }
+
+    /// The user a session token belongs to, if it is valid and not expired.
+    pub async fn session_user(&self, token: &str) -> Result<User, ApiError> {
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::Unauthorized);
+        }
+        let sessions = self.lookup(&[("kind", "session"), ("token_sha256", &token_digest(token))], 1).await?;
+        let session = sessions.into_iter().next().ok_or(ApiError::Unauthorized)?;
+        let expires_at: u64 = session.fields.get("expires_at").and_then(|v| v.parse().ok()).unwrap_or(0);
+        if expires_at <= now_secs() {
+            let _ = self.store.clone().delete(pb::DeleteRequest { id: session.id }).await;
+            return Err(ApiError::Unauthorized);
+        }
+        let field = |k: &str| session.fields.get(k).cloned().unwrap_or_default();
+        Ok(User { id: field("user_id"), name: field("name") })
+    }
+
+    /// Ends the session of this token, if there is one.
+    pub async fn close_session(&self, token: &str) -> Result<(), ApiError> {
+        for s in self.lookup(&[("kind", "session"), ("token_sha256", &token_digest(token))], 10).await? {
+            let _ = self.store.clone().delete(pb::DeleteRequest { id: s.id }).await;
+        }
+        Ok(())
+    }
+
+    /// Records a message `user` sent, for their Sent view and to check ownership.
+    pub async fn record_sent(&self, user: &User, mta_id: &str, summary: HashMap<String, String>) -> Result<(), ApiError> {
+        let mut fields = summary;
+        fields.insert("kind".into(), "sent".into());
+        fields.insert("owner".into(), user.id.clone());
+        fields.insert("mta_id".into(), mta_id.to_owned());
+        fields.insert("created_at".into(), now_secs().to_string());
+        self.put(fields).await.map(drop)
+    }
+
+    /// The sent-message records of `user`, oldest first (at most `limit`).
+    pub async fn sent(&self, user: &User, limit: u32) -> Result<Vec<pb::Document>, ApiError> {
+        self.lookup(&[("kind", "sent"), ("owner", &user.id)], limit).await
+    }
+
+    /// Whether `user` sent the message `mta_id`.
+    pub async fn owns(&self, user: &User, mta_id: &str) -> Result<bool, ApiError> {
+        Ok(!self.lookup(&[("kind", "sent"), ("owner", &user.id), ("mta_id", mta_id)], 1).await?.is_empty())
+    }
+}
+
+/// Bytes from the operating system's generator.
+fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut out = [0u8; N];
+    aws_lc_rs::rand::fill(&mut out).map_err(|_| ApiError::Internal("the system random generator failed".into()))?;
+    Ok(out)
+}
+
+async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::encode_b64(&random_bytes::<16>()?)
+            .map_err(|e| ApiError::Internal(format!("salt encoding failed: {e}")))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("password hashing task failed: {e}")))?
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let Ok(parsed) = PasswordHash::new(&hash) else {
+            return Ok(false);
+        };
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("password check task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_passwords_are_checked() {
+        for ok in ["ada", "ada.lovelace", "a_b-c9"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Ada", "a b", ".ada", "ada.", "a..b", "ada@x", &"a".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_password("short").is_err());
+        assert!(check_password("long enough").is_ok());
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_and_verify() {
+        let hash = hash_password("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password("correct horse".into(), hash.clone()).await.unwrap());
+        assert!(!verify_password("wrong horse".into(), hash).await.unwrap());
+        assert!(!verify_password("x".into(), "not a hash".into()).await.unwrap());
+    }
+}

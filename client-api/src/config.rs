@@ -1,0 +1,117 @@
+//! client-api's configuration (`--config PATH`, TOML). Every key has a default.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8443"
+//! state_dir = "data/client-api"        # the generated certificate lives here
+//! mta_url = "http://127.0.0.1:50051"
+//! backend_url = "http://127.0.0.1:50052"
+//! mail_domain = "localhost"            # a user `ada` sends as ada@localhost
+//! signup_on_first_login = false        # true: an unknown name + password creates the account
+//! session_hours = 168
+//! max_body_bytes = 11534336
+//!
+//! [tls]                                # omit to use a generated self-signed certificate
+//! cert_path = "/etc/bitmail/cert.pem"
+//! key_path = "/etc/bitmail/key.pem"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bitmail_runtime::config::Validate;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub mta_url: String,
+    pub backend_url: String,
+    pub mail_domain: String,
+    pub signup_on_first_login: bool,
+    pub session_hours: u64,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+    pub shutdown_grace_secs: u64,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            state_dir: PathBuf::from("data/client-api"),
+            mta_url: "http://127.0.0.1:50051".into(),
+            backend_url: "http://127.0.0.1:50052".into(),
+            mail_domain: "localhost".into(),
+            signup_on_first_login: false,
+            session_hours: 24 * 7,
+            max_body_bytes: 11 * 1024 * 1024,
+            shutdown_grace_secs: 10,
+            tls: None,
+        }
+    }
+}
+
+fn check_upstream(field: &str, url: &str, problems: &mut Vec<String>) {
+    match url.parse::<tonic::transport::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+        _ => problems.push(format!("{field}: `{url}` must be an http:// or https:// URL")),
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self, problems: &mut Vec<String>) {
+        check_upstream("mta_url", &self.mta_url, problems);
+        check_upstream("backend_url", &self.backend_url, problems);
+        let domain_ok = !self.mail_domain.is_empty()
+            && self
+                .mail_domain
+                .split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        if !domain_ok {
+            problems.push(format!("mail_domain: `{}` is not a domain name", self.mail_domain));
+        }
+        if self.session_hours == 0 {
+            problems.push("session_hours: must be more than 0".into());
+        }
+        if self.max_body_bytes < 1024 {
+            problems.push("max_body_bytes: must be at least 1024".into());
+        }
+        if let Some(tls) = &self.tls {
+            for (field, path) in [("tls.cert_path", &tls.cert_path), ("tls.key_path", &tls.key_path)] {
+                if !path.is_file() {
+                    problems.push(format!("{field}: {} is not a readable file", path.display()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitmail_runtime::config::parse;
+
+    #[test]
+    fn defaults_and_all_problems_at_once() {
+        let c: Config = parse("", "t").unwrap();
+        assert_eq!(c.listen.port(), 8443);
+        assert!(!c.signup_on_first_login);
+
+        let text = "mta_url = \"localhost:1\"\nmail_domain = \"a b\"\n[tls]\ncert_path = \"/nonexistent/c.pem\"\nkey_path = \"/nonexistent/k.pem\"\n";
+        let err = parse::<Config>(text, "t").unwrap_err();
+        let all = err.problems.join("\n");
+        for needle in ["mta_url", "mail_domain", "tls.cert_path", "tls.key_path"] {
+            assert!(all.contains(needle), "missing {needle} in {all}");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Binding and serving client-api over HTTPS, with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use bitmail_proto::v1::mta_client::MtaClient;
+use bitmail_proto::v1::store_client::StoreClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::routes::{AppState, LoginLimiter, router};
+use crate::tls::{self, CertPaths};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A gRPC channel that connects on first use and reconnects after failures, so the
+/// edge starts (and reports itself degraded) even while an upstream is down.
+fn upstream(url: &str) -> Result<Channel, BoxError> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(30))
+        .connect_lazy())
+}
+
+/// A bound, not yet serving, client-api.
+pub struct Server {
+    listener: std::net::TcpListener,
+    tls: rustls::ServerConfig,
+    state: Arc<AppState>,
+    max_body_bytes: usize,
+    grace: Duration,
+    pub cert: CertPaths,
+}
+
+impl Server {
+    pub async fn bind(config: &Config) -> Result<Self, BoxError> {
+        let cert = tls::ensure_certificate(config)?;
+        let tls = tls::server_config(&cert)?;
+        let mta_channel = upstream(&config.mta_url)?;
+        let backend_channel = upstream(&config.backend_url)?;
+        let max_decode = config.max_body_bytes + 256 * 1024;
+        let state = Arc::new(AppState {
+            accounts: Accounts::new(
+                StoreClient::new(backend_channel.clone()),
+                config.signup_on_first_login,
+                Duration::from_secs(config.session_hours * 3600),
+            ),
+            mta: MtaClient::new(mta_channel.clone()).max_encoding_message_size(max_decode),
+            mta_channel,
+            backend_channel,
+            mail_domain: config.mail_domain.clone(),
+            session_secs: config.session_hours * 3600,
+            limiter: LoginLimiter::default(),
+        });
+        let listener = std::net::TcpListener::bind(config.listen)?;
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            listener,
+            tls,
+            state,
+            max_body_bytes: config.max_body_bytes,
+            grace: Duration::from_secs(config.shutdown_grace_secs),
+            cert,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves HTTPS until `shutdown` resolves, then stops accepting and gives requests in
+    /// flight up to the grace period.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), BoxError> {
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
+        let grace = self.grace;
+        tokio::spawn(async move {
+            shutdown.await;
+            stopper.graceful_shutdown(Some(grace));
+        });
+        let app = router(self.state, self.max_body_bytes);
+        axum_server::from_tcp_rustls(self.listener, RustlsConfig::from_config(Arc::new(self.tls)))?
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await?;
+        Ok(())
+    }
+}
