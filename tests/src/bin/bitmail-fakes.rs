@@ -1,1 +1,32 @@
-fn main() {}
+//! Local stand-ins for the providers, for `cargo xtask run` and manual trials.
+//!
+//! usage: bitmail-fakes --sendgrid ADDR --sendgrid-key KEY
+//!
+//! Accepted messages are logged and listed at `GET http://ADDR/_fake/messages`.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+use bitmail_tests::sendgrid::FakeSendGrid;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    bitmail_runtime::init_tracing("BITMAIL_FAKES_LOG");
+    let mut sendgrid: SocketAddr = "127.0.0.1:8025".parse()?;
+    let mut key = String::from("bitmail-dev-key");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--sendgrid" => sendgrid = value()?.parse().context("--sendgrid takes an address such as 127.0.0.1:8025")?,
+            "--sendgrid-key" => key = value()?,
+            other => bail!("unknown argument `{other}`\nusage: bitmail-fakes [--sendgrid ADDR] [--sendgrid-key KEY]"),
+        }
+    }
+    let fake = FakeSendGrid::start_on(sendgrid, &key)
+        .await
+        .with_context(|| format!("cannot listen on {sendgrid}"))?;
+    tracing::info!(url = %fake.base_url(), "fake SendGrid listening; accepted messages at /_fake/messages");
+    bitmail_runtime::shutdown::signal().await;
+    Ok(())
+}

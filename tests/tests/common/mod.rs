@@ -1,0 +1,165 @@
+//! Starts BitMail's services in this process, each on an ephemeral loopback port with
+//! its real gRPC or HTTPS listener, wired to each other and to fake providers.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bitmail_proto::v1 as pb;
+use bitmail_proto::v1::mta_client::MtaClient;
+use bitmail_proto::v1::store_client::StoreClient;
+use bitmail_runtime::config::Secret;
+use bitmail_tests::sendgrid::FakeSendGrid;
+use mta_server::config::{ProviderConfig, SendGridConfig};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+pub const KEY: &str = "SG.test-key";
+
+/// A running set of services; everything stops when it is dropped.
+pub struct Cluster {
+    pub backend: SocketAddr,
+    pub mta: SocketAddr,
+    pub edge: Option<SocketAddr>,
+    pub cert: Option<PathBuf>,
+    stop: watch::Sender<bool>,
+    state_dir: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+pub fn sendgrid(name: &str, fake: &FakeSendGrid, timeout: Duration) -> ProviderConfig {
+    ProviderConfig::Sendgrid(SendGridConfig {
+        name: name.into(),
+        base_url: fake.base_url(),
+        api_key: Secret::new(KEY),
+        sandbox: false,
+        connect_timeout_ms: 1000,
+        timeout_ms: timeout.as_millis() as u64,
+    })
+}
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+impl Cluster {
+    /// backend-server and mta-server with these providers; with `edge`, client-api too.
+    pub async fn start(providers: Vec<ProviderConfig>, edge: bool) -> Cluster {
+        Self::start_with(providers, edge, |_| {}).await
+    }
+
+    pub async fn start_with(
+        providers: Vec<ProviderConfig>,
+        edge: bool,
+        tune: impl FnOnce(&mut mta_server::config::Config),
+    ) -> Cluster {
+        // Quiet unless asked: BITMAIL_TEST_LOG=info cargo test ...
+        if std::env::var_os("BITMAIL_TEST_LOG").is_some() {
+            bitmail_runtime::init_tracing("BITMAIL_TEST_LOG");
+        }
+        let (stop, rx) = watch::channel(false);
+
+        let backend_config = backend_server::config::Config { listen: loopback(), ..Default::default() };
+        let backend = backend_server::server::Server::bind(&backend_config).await.expect("backend binds");
+        let backend_addr = backend.local_addr().unwrap();
+        tokio::spawn(backend.serve(stopped(&rx)));
+
+        let mut mta_config = mta_server::config::Config { listen: loopback(), providers, ..Default::default() };
+        mta_config.retry.initial_secs = 1;
+        tune(&mut mta_config);
+        let mta = mta_server::server::Server::bind(&mta_config).await.expect("mta binds");
+        let mta_addr = mta.local_addr().unwrap();
+        tokio::spawn(mta.serve(stopped(&rx)));
+
+        let state_dir = std::env::temp_dir().join(format!("bitmail-test-{}", uuid_like()));
+        let (edge_addr, cert) = if edge {
+            let config = client_api::config::Config {
+                listen: loopback(),
+                state_dir: state_dir.clone(),
+                mta_url: format!("http://{mta_addr}"),
+                backend_url: format!("http://{backend_addr}"),
+                mail_domain: "bitmail.test".into(),
+                signup_on_first_login: true,
+                ..Default::default()
+            };
+            let server = client_api::server::Server::bind(&config).await.expect("client-api binds");
+            let addr = server.local_addr().unwrap();
+            let cert = server.cert.cert.clone();
+            tokio::spawn(server.serve(stopped(&rx)));
+            (Some(addr), Some(cert))
+        } else {
+            (None, None)
+        };
+        Cluster { backend: backend_addr, mta: mta_addr, edge: edge_addr, cert, stop, state_dir }
+    }
+
+    pub async fn mta_client(&self) -> MtaClient<Channel> {
+        MtaClient::connect(format!("http://{}", self.mta)).await.expect("mta connects")
+    }
+
+    pub async fn store_client(&self) -> StoreClient<Channel> {
+        StoreClient::connect(format!("http://{}", self.backend)).await.expect("backend connects")
+    }
+
+    /// An HTTPS client that trusts only the edge's generated certificate and reaches it
+    /// as `https://localhost:PORT`.
+    pub fn https_client(&self) -> (reqwest::Client, String) {
+        let edge = self.edge.expect("started with the edge");
+        let pem = std::fs::read(self.cert.as_ref().unwrap()).unwrap();
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .resolve("localhost", edge)
+            .build()
+            .unwrap();
+        (client, format!("https://localhost:{}", edge.port()))
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// A plain, valid submission.
+pub fn submission(to: &str) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        from: "Ada <ada@bitmail.test>".into(),
+        to: vec![to.into()],
+        subject: "Hello".into(),
+        text: "Hi there".into(),
+        ..Default::default()
+    }
+}
+
+/// Polls GetMessage until the message leaves queued/sending/deferred, or `timeout`.
+pub async fn settled(mta: &mut MtaClient<Channel>, id: &str, timeout: Duration) -> pb::MessageStatus {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let status = mta
+            .get_message(pb::GetMessageRequest { message_id: id.into() })
+            .await
+            .expect("GetMessage answers")
+            .into_inner();
+        let state = status.state();
+        if matches!(state, pb::DeliveryState::Sent | pb::DeliveryState::Failed) || tokio::time::Instant::now() >= deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
