@@ -33,7 +33,10 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight calls
     /// finish.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(StoreService::new(self.store).into_server());
         bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Store"]).await?;

@@ -72,7 +72,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
                 Err(ApiError::BadRequest("the request body is too large".into()))
             }
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
@@ -97,7 +99,10 @@ pub struct CurrentUser(pub User);
 impl FromRequestParts<Arc<AppState>> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
         let token = session_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         Ok(CurrentUser(state.accounts.session_user(&token).await?))
     }
@@ -108,8 +113,15 @@ async fn same_origin_writes(req: Request, next: Next) -> Response {
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         && let Some(origin) = req.headers().get(header::ORIGIN)
     {
-        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
-        let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest);
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, rest)| rest);
         if host.is_none() || origin_host != host {
             return ApiError::Forbidden("cross-origin request refused".into()).into_response();
         }
@@ -132,7 +144,9 @@ impl LoginLimiter {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(name) {
             Some((n, since)) if since.elapsed() < WINDOW && *n >= MAX_FAILURES => {
-                Err(ApiError::TooManyRequests("too many failed sign-ins for this name; try again later".into()))
+                Err(ApiError::TooManyRequests(
+                    "too many failed sign-ins for this name; try again later".into(),
+                ))
             }
             Some((_, since)) if since.elapsed() >= WINDOW => {
                 map.remove(name);
@@ -152,7 +166,10 @@ impl LoginLimiter {
     }
 
     fn succeeded(&self, name: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 }
 
@@ -162,7 +179,9 @@ async fn index() -> Html<&'static str> {
 
 async fn upstream_health(channel: Channel) -> &'static str {
     let mut client = HealthClient::new(channel);
-    let check = client.check(HealthCheckRequest { service: String::new() });
+    let check = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
     match tokio::time::timeout(Duration::from_secs(2), check).await {
         Ok(Ok(r)) if r.get_ref().status() == ServingStatus::Serving => "serving",
         Ok(Ok(_)) => "not serving",
@@ -176,8 +195,13 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         upstream_health(state.backend_channel.clone())
     );
     let ok = mta == "serving" && backend == "serving";
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({ "status": if ok { "ok" } else { "degraded" }, "mta": mta, "backend": backend });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body =
+        json!({ "status": if ok { "ok" } else { "degraded" }, "mta": mta, "backend": backend });
     (status, Json(body)).into_response()
 }
 
@@ -192,7 +216,10 @@ fn user_json(user: &User, domain: &str) -> Value {
     json!({ "name": user.name, "address": format!("{}@{domain}", user.name) })
 }
 
-async fn sign_in(State(state): State<Arc<AppState>>, ApiJson(body): ApiJson<SignIn>) -> Result<Response, ApiError> {
+async fn sign_in(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<SignIn>,
+) -> Result<Response, ApiError> {
     let name = body.name.trim().to_ascii_lowercase();
     state.limiter.check(&name)?;
     let user = match state.accounts.sign_in(&name, &body.password).await {
@@ -209,14 +236,21 @@ async fn sign_in(State(state): State<Arc<AppState>>, ApiJson(body): ApiJson<Sign
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
         state.session_secs
     );
-    Ok(([(header::SET_COOKIE, cookie)], Json(user_json(&user, &state.mail_domain))).into_response())
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Json(user_json(&user, &state.mail_domain)),
+    )
+        .into_response())
 }
 
 async fn whoami(State(state): State<Arc<AppState>>, CurrentUser(user): CurrentUser) -> Json<Value> {
     Json(user_json(&user, &state.mail_domain))
 }
 
-async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn sign_out(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(token) = session_token(&headers) {
         state.accounts.close_session(&token).await?;
     }
@@ -256,10 +290,19 @@ async fn send(
         html: body.html,
         ..Default::default()
     };
-    let id = state.mta.clone().submit(request).await?.into_inner().message_id;
+    let id = state
+        .mta
+        .clone()
+        .submit(request)
+        .await?
+        .into_inner()
+        .message_id;
     let summary = HashMap::from([
         ("subject".to_owned(), body.subject),
-        ("to".to_owned(), serde_json::to_string(&body.to).unwrap_or_default()),
+        (
+            "to".to_owned(),
+            serde_json::to_string(&body.to).unwrap_or_default(),
+        ),
     ]);
     if let Err(e) = state.accounts.record_sent(&user, &id, summary).await {
         // The message is accepted and will be delivered; only the Sent view misses it.
@@ -268,7 +311,10 @@ async fn send(
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 
-async fn list_sent(State(state): State<Arc<AppState>>, CurrentUser(user): CurrentUser) -> Result<Json<Value>, ApiError> {
+async fn list_sent(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<Value>, ApiError> {
     let docs = state.accounts.sent(&user, 1000).await?;
     let items: Vec<Value> = docs
         .into_iter()
@@ -301,7 +347,12 @@ async fn message_status(
     if !state.accounts.owns(&user, &id).await? {
         return Err(ApiError::NotFound(format!("no message with id {id:?}")));
     }
-    let s = state.mta.clone().get_message(pb::GetMessageRequest { message_id: id }).await?.into_inner();
+    let s = state
+        .mta
+        .clone()
+        .get_message(pb::GetMessageRequest { message_id: id })
+        .await?
+        .into_inner();
     let non_empty = |v: String| (!v.is_empty()).then_some(v);
     Ok(Json(json!({
         "id": s.message_id,
@@ -321,7 +372,10 @@ mod tests {
     #[test]
     fn the_session_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; bitmail_session=abc; b=2".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=1; bitmail_session=abc; b=2".parse().unwrap(),
+        );
         assert_eq!(session_token(&h).as_deref(), Some("abc"));
         assert_eq!(session_token(&HeaderMap::new()), None);
     }

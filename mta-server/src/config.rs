@@ -131,19 +131,29 @@ impl Default for Config {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { capacity: 10_000, concurrency: 32 }
+        Self {
+            capacity: 10_000,
+            concurrency: 32,
+        }
     }
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        Self { initial_secs: 30, max_delay_secs: 3600, max_age_secs: 3 * 24 * 3600 }
+        Self {
+            initial_secs: 30,
+            max_delay_secs: 3600,
+            max_age_secs: 3 * 24 * 3600,
+        }
     }
 }
 
 impl Config {
     pub fn limits(&self) -> Limits {
-        Limits { max_message_bytes: self.max_message_bytes, max_recipients: self.max_recipients }
+        Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_recipients: self.max_recipients,
+        }
     }
 
     pub fn queue_settings(&self) -> QueueSettings {
@@ -162,7 +172,9 @@ impl Config {
 fn check_url(field: &str, url: &str, problems: &mut Vec<String>) {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        Ok(_) => problems.push(format!("{field}: `{url}` must be an http:// or https:// URL")),
+        Ok(_) => problems.push(format!(
+            "{field}: `{url}` must be an http:// or https:// URL"
+        )),
         Err(e) => problems.push(format!("{field}: `{url}` is not a URL ({e})")),
     }
 }
@@ -182,7 +194,9 @@ impl Validate for Config {
             problems.push("queue.concurrency: must be more than 0".into());
         }
         if self.retry.initial_secs == 0 || self.retry.initial_secs > self.retry.max_delay_secs {
-            problems.push("retry.initial_secs: must be more than 0 and at most retry.max_delay_secs".into());
+            problems.push(
+                "retry.initial_secs: must be more than 0 and at most retry.max_delay_secs".into(),
+            );
         }
         let mut names = HashSet::new();
         for (i, provider) in self.providers.iter().enumerate() {
@@ -190,7 +204,10 @@ impl Validate for Config {
             if provider.name().trim().is_empty() {
                 problems.push(format!("{at}.name: must not be empty"));
             } else if !names.insert(provider.name()) {
-                problems.push(format!("{at}.name: `{}` is used by another provider", provider.name()));
+                problems.push(format!(
+                    "{at}.name: `{}` is used by another provider",
+                    provider.name()
+                ));
             }
             match provider {
                 ProviderConfig::Sendgrid(c) => {
@@ -248,7 +265,13 @@ mod tests {
         "#;
         let err = parse::<Config>(text, "t").unwrap_err();
         let all = err.problems.join("\n");
-        for needle in ["max_recipients", "queue.concurrency", "providers[0].base_url", "providers[0].api_key", "providers[1].name"] {
+        for needle in [
+            "max_recipients",
+            "queue.concurrency",
+            "providers[0].base_url",
+            "providers[0].api_key",
+            "providers[1].name",
+        ] {
             assert!(all.contains(needle), "missing {needle} in:\n{all}");
         }
     }
@@ -257,9 +280,22 @@ mod tests {
     fn unknown_keys_and_kinds_are_errors() {
         let err = parse::<Config>("listen_addr = \"x\"\n", "t").unwrap_err();
         assert_eq!(err.problems, vec!["listen_addr: unknown key"]);
-        let err = parse::<Config>("[[providers]]\nname = \"a\"\nkind = \"sendgrid\"\napi_key = \"k\"\napikey = \"k\"\n", "t").unwrap_err();
-        assert!(err.problems.join(" ").contains("apikey"), "{:?}", err.problems);
-        let err = parse::<Config>("[[providers]]\nname = \"a\"\nkind = \"postal\"\n", "t").unwrap_err();
-        assert!(err.problems.join(" ").contains("postal"), "{:?}", err.problems);
+        let err = parse::<Config>(
+            "[[providers]]\nname = \"a\"\nkind = \"sendgrid\"\napi_key = \"k\"\napikey = \"k\"\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(
+            err.problems.join(" ").contains("apikey"),
+            "{:?}",
+            err.problems
+        );
+        let err =
+            parse::<Config>("[[providers]]\nname = \"a\"\nkind = \"postal\"\n", "t").unwrap_err();
+        assert!(
+            err.problems.join(" ").contains("postal"),
+            "{:?}",
+            err.problems
+        );
     }
 }

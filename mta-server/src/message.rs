@@ -70,21 +70,41 @@ pub struct InvalidField {
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidField {
-    InvalidField { field: field.into(), reason: reason.into() }
+    InvalidField {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Headers the message's own fields set, or that providers forbid: a custom header may
 /// not override them.
 const RESERVED_HEADERS: &[&str] = &[
-    "from", "to", "cc", "bcc", "subject", "reply-to", "sender", "date", "message-id",
-    "mime-version", "content-type", "content-transfer-encoding", "return-path", "received",
-    "dkim-signature", "x-sg-id", "x-sg-eid",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "reply-to",
+    "sender",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "return-path",
+    "received",
+    "dkim-signature",
+    "x-sg-id",
+    "x-sg-eid",
 ];
 
 /// Parses one RFC 5322 mailbox (`ada@example.org` or `Ada <ada@example.org>`).
 pub fn parse_mailbox(field: &str, raw: &str) -> Result<Mailbox, InvalidField> {
     if raw.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters (CR, LF, ...)"));
+        return Err(invalid(
+            field,
+            "must not contain control characters (CR, LF, ...)",
+        ));
     }
     let trimmed = raw.trim();
     if trimmed.is_empty() {
@@ -130,12 +150,18 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
     let reply_to = parse_list("reply_to", &req.reply_to)?;
     let recipients = to.len() + cc.len() + bcc.len();
     if recipients == 0 {
-        return Err(invalid("to", "at least one recipient (to, cc or bcc) is required"));
+        return Err(invalid(
+            "to",
+            "at least one recipient (to, cc or bcc) is required",
+        ));
     }
     if recipients > limits.max_recipients {
         return Err(invalid(
             "to",
-            format!("{recipients} recipients in to, cc and bcc; at most {} are allowed", limits.max_recipients),
+            format!(
+                "{recipients} recipients in to, cc and bcc; at most {} are allowed",
+                limits.max_recipients
+            ),
         ));
     }
 
@@ -151,12 +177,18 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
     for (i, h) in req.headers.into_iter().enumerate() {
         let field = format!("headers[{i}]");
         if !valid_header_name(&h.name) {
-            return Err(invalid(format!("{field}.name"), format!("`{}` is not a valid header name", h.name.escape_debug())));
+            return Err(invalid(
+                format!("{field}.name"),
+                format!("`{}` is not a valid header name", h.name.escape_debug()),
+            ));
         }
         if RESERVED_HEADERS.contains(&h.name.to_ascii_lowercase().as_str()) {
             return Err(invalid(
                 format!("{field}.name"),
-                format!("`{}` is set by BitMail from the message's own fields and cannot be a custom header", h.name),
+                format!(
+                    "`{}` is set by BitMail from the message's own fields and cannot be a custom header",
+                    h.name
+                ),
             ));
         }
         no_line_breaks(&format!("{field}.value"), &h.value)?;
@@ -166,12 +198,22 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
     let size = req.subject.len()
         + req.text.len()
         + req.html.len()
-        + headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
+        + headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len())
+            .sum::<usize>();
     if size > limits.max_message_bytes {
-        let field = if req.html.len() > req.text.len() { "html" } else { "text" };
+        let field = if req.html.len() > req.text.len() {
+            "html"
+        } else {
+            "text"
+        };
         return Err(invalid(
             field,
-            format!("the message is {size} bytes; the limit is {} bytes", limits.max_message_bytes),
+            format!(
+                "the message is {size} bytes; the limit is {} bytes",
+                limits.max_message_bytes
+            ),
         ));
     }
 
@@ -195,7 +237,10 @@ mod tests {
     use super::*;
     use bitmail_proto::v1::Header;
 
-    const LIMITS: Limits = Limits { max_message_bytes: 1000, max_recipients: 3 };
+    const LIMITS: Limits = Limits {
+        max_message_bytes: 1000,
+        max_recipients: 3,
+    };
 
     fn ok_request() -> SubmitRequest {
         SubmitRequest {
@@ -214,7 +259,13 @@ mod tests {
     #[test]
     fn a_good_request_becomes_a_message() {
         let m = validate(ok_request(), "m1".into(), LIMITS).unwrap();
-        assert_eq!(m.from, Mailbox { name: Some("Ada Lovelace".into()), email: "ada@example.org".into() });
+        assert_eq!(
+            m.from,
+            Mailbox {
+                name: Some("Ada Lovelace".into()),
+                email: "ada@example.org".into()
+            }
+        );
         assert_eq!(m.to[0].email, "bob@example.net");
         assert_eq!(m.text.as_deref(), Some("Hi Bob"));
         assert_eq!(m.html, None);
@@ -222,39 +273,91 @@ mod tests {
 
     #[test]
     fn bad_addresses_name_their_field_and_index() {
-        let e = err(SubmitRequest { to: vec!["bob@example.net".into(), "not an address".into()], ..ok_request() });
+        let e = err(SubmitRequest {
+            to: vec!["bob@example.net".into(), "not an address".into()],
+            ..ok_request()
+        });
         assert_eq!(e.field, "to[1]");
-        let e = err(SubmitRequest { from: "ada@example.org\r\nBcc: x@evil.test".into(), ..ok_request() });
+        let e = err(SubmitRequest {
+            from: "ada@example.org\r\nBcc: x@evil.test".into(),
+            ..ok_request()
+        });
         assert_eq!(e.field, "from");
         assert!(e.reason.contains("control"));
     }
 
     #[test]
     fn recipients_are_required_and_bounded() {
-        assert_eq!(err(SubmitRequest { to: vec![], ..ok_request() }).field, "to");
+        assert_eq!(
+            err(SubmitRequest {
+                to: vec![],
+                ..ok_request()
+            })
+            .field,
+            "to"
+        );
         let many = vec!["a@x.org".to_owned(), "b@x.org".into()];
-        let e = err(SubmitRequest { cc: many.clone(), bcc: many, ..ok_request() });
+        let e = err(SubmitRequest {
+            cc: many.clone(),
+            bcc: many,
+            ..ok_request()
+        });
         assert!(e.reason.contains("at most 3"), "{e}");
     }
 
     #[test]
     fn subject_and_header_injection_is_refused() {
-        let e = err(SubmitRequest { subject: "Hi\r\nBcc: victim@example.com".into(), ..ok_request() });
-        assert_eq!((e.field.as_str(), e.reason.as_str()), ("subject", "must not contain CR or LF"));
-        let h = |name: &str, value: &str| Header { name: name.into(), value: value.into() };
-        let e = err(SubmitRequest { headers: vec![h("X-Ok", "1"), h("X-Bad", "a\nb")], ..ok_request() });
+        let e = err(SubmitRequest {
+            subject: "Hi\r\nBcc: victim@example.com".into(),
+            ..ok_request()
+        });
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("subject", "must not contain CR or LF")
+        );
+        let h = |name: &str, value: &str| Header {
+            name: name.into(),
+            value: value.into(),
+        };
+        let e = err(SubmitRequest {
+            headers: vec![h("X-Ok", "1"), h("X-Bad", "a\nb")],
+            ..ok_request()
+        });
         assert_eq!(e.field, "headers[1].value");
-        let e = err(SubmitRequest { headers: vec![h("Bcc", "x@y.z")], ..ok_request() });
+        let e = err(SubmitRequest {
+            headers: vec![h("Bcc", "x@y.z")],
+            ..ok_request()
+        });
         assert_eq!(e.field, "headers[0].name");
-        let e = err(SubmitRequest { headers: vec![h("Bad Name", "v")], ..ok_request() });
+        let e = err(SubmitRequest {
+            headers: vec![h("Bad Name", "v")],
+            ..ok_request()
+        });
         assert_eq!(e.field, "headers[0].name");
     }
 
     #[test]
     fn a_body_or_subject_is_required_and_size_is_limited() {
-        assert_eq!(err(SubmitRequest { text: String::new(), ..ok_request() }).field, "text");
-        assert_eq!(err(SubmitRequest { subject: " ".into(), ..ok_request() }).field, "subject");
-        let e = err(SubmitRequest { html: "x".repeat(2000), ..ok_request() });
+        assert_eq!(
+            err(SubmitRequest {
+                text: String::new(),
+                ..ok_request()
+            })
+            .field,
+            "text"
+        );
+        assert_eq!(
+            err(SubmitRequest {
+                subject: " ".into(),
+                ..ok_request()
+            })
+            .field,
+            "subject"
+        );
+        let e = err(SubmitRequest {
+            html: "x".repeat(2000),
+            ..ok_request()
+        });
         assert_eq!(e.field, "html");
         assert!(e.reason.contains("limit is 1000 bytes"), "{e}");
     }

@@ -134,7 +134,11 @@ pub struct Workers {
 }
 
 impl Queue {
-    pub fn new(providers: Vec<Arc<dyn Provider>>, scheduler: Arc<dyn Scheduler>, settings: QueueSettings) -> (Queue, Workers) {
+    pub fn new(
+        providers: Vec<Arc<dyn Provider>>,
+        scheduler: Arc<dyn Scheduler>,
+        settings: QueueSettings,
+    ) -> (Queue, Workers) {
         let (tx, rx) = mpsc::channel(settings.capacity.max(1));
         let shared = Arc::new(Shared {
             statuses: Mutex::new(HashMap::new()),
@@ -144,14 +148,22 @@ impl Queue {
             tx,
             capacity: settings.capacity,
         });
-        let workers = Workers { shared: shared.clone(), rx, concurrency: settings.concurrency.max(1) };
+        let workers = Workers {
+            shared: shared.clone(),
+            rx,
+            concurrency: settings.concurrency.max(1),
+        };
         (Queue { shared }, workers)
     }
 
     /// Takes a validated message for delivery, or answers [`QueueFull`] and takes nothing.
     pub fn submit(&self, message: Message) -> Result<(), QueueFull> {
         let message = Arc::new(message);
-        let permit = self.shared.tx.try_reserve().map_err(|_| QueueFull(self.shared.capacity))?;
+        let permit = self
+            .shared
+            .tx
+            .try_reserve()
+            .map_err(|_| QueueFull(self.shared.capacity))?;
         let status = Status {
             id: message.id.clone(),
             state: State::Queued,
@@ -176,7 +188,11 @@ impl Queue {
 
     /// The provider names, in configuration order.
     pub fn provider_names(&self) -> Vec<String> {
-        self.shared.providers.iter().map(|p| p.name().to_owned()).collect()
+        self.shared
+            .providers
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect()
     }
 }
 
@@ -216,11 +232,22 @@ impl Workers {
         }
 
         let pending = self.rx.len();
-        if tokio::time::timeout(grace, async { while in_flight.join_next().await.is_some() {} }).await.is_err() {
-            warn!(still_sending = in_flight.len(), "delivery rounds still running at the end of the grace period");
+        if tokio::time::timeout(grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            warn!(
+                still_sending = in_flight.len(),
+                "delivery rounds still running at the end of the grace period"
+            );
         }
         if pending > 0 {
-            warn!(pending, "stopping with queued messages not yet sent; the queue is in memory and they are lost");
+            warn!(
+                pending,
+                "stopping with queued messages not yet sent; the queue is in memory and they are lost"
+            );
         }
     }
 }
@@ -250,7 +277,9 @@ async fn deliver(shared: &Shared, message: Arc<Message>) {
             duration,
             outcome: outcome.class(),
             provider_message_id: match &outcome {
-                Outcome::Accepted { provider_message_id } => provider_message_id.clone(),
+                Outcome::Accepted {
+                    provider_message_id,
+                } => provider_message_id.clone(),
                 _ => String::new(),
             },
             detail: outcome.detail().to_owned(),
@@ -258,7 +287,9 @@ async fn deliver(shared: &Shared, message: Arc<Message>) {
         shared.update(&message.id, |s| s.attempts.push(attempt));
 
         match outcome {
-            Outcome::Accepted { provider_message_id } => {
+            Outcome::Accepted {
+                provider_message_id,
+            } => {
                 info!(provider = provider.name(), %provider_message_id, "sent");
                 shared.update(&message.id, |s| {
                     s.state = State::Sent;
@@ -276,11 +307,17 @@ async fn deliver(shared: &Shared, message: Arc<Message>) {
                 });
                 return;
             }
-            Outcome::ProviderRefused { detail, scope: RefusalScope::Provider } => {
+            Outcome::ProviderRefused {
+                detail,
+                scope: RefusalScope::Provider,
+            } => {
                 error!(provider = provider.name(), %detail, "provider refuses to send: check its credentials and account");
                 last_error = detail;
             }
-            Outcome::ProviderRefused { detail, scope: RefusalScope::Message } => {
+            Outcome::ProviderRefused {
+                detail,
+                scope: RefusalScope::Message,
+            } => {
                 warn!(provider = provider.name(), %detail, "provider refused this message; trying the next");
                 last_error = detail;
             }
@@ -303,12 +340,16 @@ fn defer(shared: &Shared, message: Arc<Message>, last_error: String) {
     let rounds = shared.statuses().get(&message.id).map_or(1, |s| s.rounds);
     let delay = shared.retry.delay(rounds, fastrand::f64());
     let next = SystemTime::now() + delay;
-    let age_at_next = next.duration_since(message.submitted_at).unwrap_or_default();
+    let age_at_next = next
+        .duration_since(message.submitted_at)
+        .unwrap_or_default();
     if age_at_next > shared.retry.max_age {
         warn!(rounds, error = %last_error, "giving up: past the maximum age");
         shared.update(&message.id, |s| {
             s.state = State::Failed;
-            s.error = Some(format!("not delivered after {rounds} round(s); last error: {last_error}"));
+            s.error = Some(format!(
+                "not delivered after {rounds} round(s); last error: {last_error}"
+            ));
         });
         return;
     }

@@ -46,7 +46,9 @@ impl Server {
             .map(build_provider)
             .collect::<Result<Vec<_>, _>>()?;
         if providers.is_empty() {
-            tracing::warn!("no providers configured: messages are accepted and deferred, none is sent");
+            tracing::warn!(
+                "no providers configured: messages are accepted and deferred, none is sent"
+            );
         }
         let scheduler: Arc<dyn Scheduler> = match config.scheduler {
             SchedulerKind::RoundRobin => Arc::new(RoundRobin::new()),
@@ -67,7 +69,10 @@ impl Server {
 
     /// Serves until `shutdown` resolves: then stops accepting, finishes the calls in
     /// flight, and gives delivery rounds in flight up to the grace period.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), BoxError> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), BoxError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stop_workers = stop_rx.clone();
         let workers = tokio::spawn(self.workers.run(

@@ -31,7 +31,8 @@ impl MtaService {
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn state_to_wire(s: State) -> pb::DeliveryState {
@@ -81,7 +82,10 @@ fn status_to_wire(s: queue::Status) -> pb::MessageStatus {
 
 #[tonic::async_trait]
 impl pb::mta_server::Mta for MtaService {
-    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
         let id = uuid::Uuid::now_v7().to_string();
         let message = validate(request.into_inner(), id.clone(), self.limits)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -93,7 +97,10 @@ impl pb::mta_server::Mta for MtaService {
         Ok(Response::new(pb::SubmitResponse { message_id: id }))
     }
 
-    async fn get_message(&self, request: Request<pb::GetMessageRequest>) -> Result<Response<pb::MessageStatus>, Status> {
+    async fn get_message(
+        &self,
+        request: Request<pb::GetMessageRequest>,
+    ) -> Result<Response<pb::MessageStatus>, Status> {
         let id = request.into_inner().message_id;
         if id.is_empty() {
             return Err(Status::invalid_argument("message_id: required"));

@@ -67,6 +67,10 @@ mod tests {
     #[test]
     fn refuses_unknown_arguments_and_a_missing_path() {
         assert!(parse_strs(&["--port", "1"]).unwrap_err().contains("--port"));
-        assert!(parse_strs(&["--config"]).unwrap_err().contains("needs a path"));
+        assert!(
+            parse_strs(&["--config"])
+                .unwrap_err()
+                .contains("needs a path")
+        );
     }
 }

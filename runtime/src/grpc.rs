@@ -7,7 +7,10 @@ use tonic::service::RoutesBuilder;
 /// Adds health and reflection to `routes`. `serving` names the fully qualified services
 /// to report as SERVING (for example `bitmail.v1.Mta`); the empty name, the server as a
 /// whole, is reported too.
-pub async fn add_standard_services(routes: &mut RoutesBuilder, serving: &[&str]) -> Result<(), tonic_reflection::server::Error> {
+pub async fn add_standard_services(
+    routes: &mut RoutesBuilder,
+    serving: &[&str],
+) -> Result<(), tonic_reflection::server::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in serving.iter().copied().chain([""]) {
         reporter

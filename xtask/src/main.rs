@@ -1,1 +1,264 @@
-fn main() {}
+//! `cargo xtask`: what cargo alone does not do for BitMail.
+//!
+//! - `cargo xtask run [--release]`: builds everything and starts backend-server,
+//!   mta-server and client-api, plus a local SendGrid stand-in when no
+//!   `SENDGRID_API_KEY` is set; prints where each listens and how to sign in. Ctrl-C
+//!   stops everything.
+//! - `cargo xtask test`: what CI runs: `cargo fmt --check`, clippy with warnings as
+//!   errors, and every test of the workspace.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  run [--release]   build and start the whole gateway locally (Ctrl-C stops it)
+  test              formatting, clippy, and every test (what CI runs)";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn root() -> PathBuf {
+    // xtask lives one folder below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn check(status: std::io::Result<ExitStatus>, what: &str) -> Result<()> {
+    let status = status.with_context(|| format!("cannot start {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+fn test() -> Result<()> {
+    // A fresh rustup toolchain may lack these components; adding them is a no-op when
+    // present.
+    if Command::new("rustup").arg("--version").output().is_ok() {
+        step("rustup component add rustfmt clippy");
+        check(
+            Command::new("rustup")
+                .args(["component", "add", "rustfmt", "clippy"])
+                .status(),
+            "rustup component add",
+        )?;
+    }
+    step("cargo fmt --all --check");
+    check(
+        cargo().args(["fmt", "--all", "--check"]).status(),
+        "cargo fmt --check (run `cargo fmt --all` to fix)",
+    )?;
+    step("cargo clippy --workspace --all-targets -- -D warnings");
+    check(
+        cargo()
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .status(),
+        "cargo clippy",
+    )?;
+    step("cargo test --workspace");
+    check(cargo().args(["test", "--workspace"]).status(), "cargo test")?;
+    eprintln!("\nall checks passed");
+    Ok(())
+}
+
+/// The local gateway's fixed addresses (the services' defaults) and the stand-in's.
+const BACKEND: &str = "127.0.0.1:50052";
+const MTA: &str = "127.0.0.1:50051";
+const EDGE: &str = "127.0.0.1:8443";
+const FAKE_SENDGRID: &str = "127.0.0.1:8025";
+const FAKE_KEY: &str = "bitmail-dev-key";
+
+/// Children killed (SIGTERM, then waited for) when this guard is dropped.
+struct Children(Vec<(String, Child)>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (_, child) in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        for (name, child) in &mut self.0 {
+            match child.wait() {
+                Ok(status) if !status.success() => eprintln!("{name} exited with {status}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn wait_for_port(addr: &str, name: &str, children: &mut Children) -> Result<()> {
+    let addr: SocketAddr = addr.parse()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        for (child_name, child) in &mut children.0 {
+            if let Some(status) = child.try_wait()? {
+                bail!("{child_name} exited while starting ({status}); see its log above");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{name} did not listen on {addr} within 30 s")
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let release = match args {
+        [] => false,
+        [flag] if flag == "--release" => true,
+        _ => bail!("usage: cargo xtask run [--release]"),
+    };
+    let profile = if release { "release" } else { "debug" };
+    step("building the services");
+    let mut build = cargo();
+    build.args(["build", "--workspace", "--bins"]);
+    if release {
+        build.arg("--release");
+    }
+    check(build.status(), "cargo build")?;
+
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let bin = |name: &str| target.join(profile).join(name);
+    let dir = target.join("xtask-run");
+    std::fs::create_dir_all(&dir)?;
+
+    let real_sendgrid = std::env::var_os("SENDGRID_API_KEY").is_some();
+    let provider = if real_sendgrid {
+        "[[providers]]\nname = \"sendgrid\"\nkind = \"sendgrid\"\napi_key = { env = \"SENDGRID_API_KEY\" }\n".to_owned()
+    } else {
+        format!(
+            "[[providers]]\nname = \"sendgrid-stand-in\"\nkind = \"sendgrid\"\nbase_url = \"http://{FAKE_SENDGRID}\"\napi_key = \"{FAKE_KEY}\"\n"
+        )
+    };
+    let configs = [
+        (
+            "backend-server",
+            format!("listen = \"{BACKEND}\"\nengine = \"memory\"\n"),
+        ),
+        (
+            "mta-server",
+            format!("listen = \"{MTA}\"\n[retry]\ninitial_secs = 5\n\n{provider}"),
+        ),
+        (
+            "client-api",
+            format!(
+                "listen = \"{EDGE}\"\nstate_dir = {:?}\nmta_url = \"http://{MTA}\"\nbackend_url = \"http://{BACKEND}\"\nmail_domain = \"localhost\"\nsignup_on_first_login = true\n",
+                root().join("data/client-api").display().to_string()
+            ),
+        ),
+    ];
+    for (name, text) in &configs {
+        std::fs::write(dir.join(format!("{name}.toml")), text)?;
+    }
+
+    let mut children = Children(Vec::new());
+    let mut spawn = |name: &str, cmd: &mut Command| -> Result<()> {
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        children.0.push((name.to_owned(), child));
+        Ok(())
+    };
+    if !real_sendgrid {
+        spawn(
+            "bitmail-fakes",
+            Command::new(bin("bitmail-fakes")).args([
+                "--sendgrid",
+                FAKE_SENDGRID,
+                "--sendgrid-key",
+                FAKE_KEY,
+            ]),
+        )?;
+    }
+    for (name, _) in &configs {
+        spawn(
+            name,
+            Command::new(bin(name))
+                .arg("--config")
+                .arg(dir.join(format!("{name}.toml"))),
+        )?;
+    }
+
+    if !real_sendgrid {
+        wait_for_port(FAKE_SENDGRID, "the SendGrid stand-in", &mut children)?;
+    }
+    wait_for_port(BACKEND, "backend-server", &mut children)?;
+    wait_for_port(MTA, "mta-server", &mut children)?;
+    wait_for_port(EDGE, "client-api", &mut children)?;
+
+    let sent_to = if real_sendgrid {
+        "SendGrid (SENDGRID_API_KEY is set: mail is sent for real)".to_owned()
+    } else {
+        format!(
+            "the local SendGrid stand-in; see what it received at http://{FAKE_SENDGRID}/_fake/messages"
+        )
+    };
+    println!(
+        "
+BitMail is running.
+
+  webmail and API   https://localhost:8443/   (self-signed certificate: accept it once)
+                    sign in with any name (a-z, 0-9, . _ -) and a password of 8+ characters;
+                    the first sign-in creates the account
+  mta-server gRPC   {MTA}   (reflection on: grpcurl -plaintext {MTA} list)
+  backend gRPC      {BACKEND}
+  mail goes to      {sent_to}
+  configs           {}
+
+Submit over gRPC, for example:
+  grpcurl -plaintext -d '{{\"from\":\"me@localhost\",\"to\":[\"you@example.org\"],\"subject\":\"Hi\",\"text\":\"Hello\"}}' {MTA} bitmail.v1.Mta/Submit
+
+Ctrl-C stops everything.",
+        dir.display()
+    );
+
+    // Ctrl-C reaches the whole process group: the services shut down on their own.
+    // Here, stop everything as soon as any one of them exits.
+    loop {
+        for (name, child) in &mut children.0 {
+            if let Some(status) = child.try_wait()? {
+                eprintln!("{name} exited ({status}); stopping the others");
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -18,9 +18,15 @@ async fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            "--sendgrid" => sendgrid = value()?.parse().context("--sendgrid takes an address such as 127.0.0.1:8025")?,
+            "--sendgrid" => {
+                sendgrid = value()?
+                    .parse()
+                    .context("--sendgrid takes an address such as 127.0.0.1:8025")?
+            }
             "--sendgrid-key" => key = value()?,
-            other => bail!("unknown argument `{other}`\nusage: bitmail-fakes [--sendgrid ADDR] [--sendgrid-key KEY]"),
+            other => bail!(
+                "unknown argument `{other}`\nusage: bitmail-fakes [--sendgrid ADDR] [--sendgrid-key KEY]"
+            ),
         }
     }
     let fake = FakeSendGrid::start_on(sendgrid, &key)
