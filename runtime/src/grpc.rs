@@ -17,13 +17,22 @@ pub async fn add_standard_services(
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(bitmail_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Advertise only what this server serves: the shared descriptor set also describes
+    // the other BitMail services.
+    let advertise = |mut builder: tonic_reflection::server::Builder<'static>| {
+        builder = builder
+            .register_encoded_file_descriptor_set(bitmail_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for name in serving.iter().copied().chain(["grpc.health.v1.Health"]) {
+            builder = builder.with_service_name(name);
+        }
+        builder
+    };
+    let reflection_v1 = advertise(tonic_reflection::server::Builder::configure())
+        .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(bitmail_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = advertise(tonic_reflection::server::Builder::configure())
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()?;
     routes
         .add_service(health)

@@ -22,7 +22,7 @@ pub const EXIT_BAD_CONFIG: i32 = 64;
 pub fn init_tracing(env_var: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env(env_var).unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "warn,mta_server=info,backend_server=info,client_api=info,bitmail_runtime=info",
+            "warn,mta_server=info,backend_server=info,client_api=info,bitmail_runtime=info,bitmail_tests=info,bitmail_fakes=info",
         )
     });
     // A second call (tests start several services in one process) keeps the first.
