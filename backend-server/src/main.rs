@@ -9,6 +9,8 @@ async fn main() {
     let config: Config = bitmail_runtime::config::load_or_exit("backend-server", &args);
     bitmail_runtime::init_tracing("BITMAIL_BACKEND_LOG");
 
+    // Signals are caught from here on, before anyone can be told the port is open.
+    let shutdown = bitmail_runtime::shutdown::signal();
     let server = match Server::bind(&config).await {
         Ok(s) => s,
         Err(e) => {
@@ -19,7 +21,7 @@ async fn main() {
     if let Ok(addr) = server.local_addr() {
         tracing::info!(%addr, engine = ?config.engine, "backend-server listening (gRPC)");
     }
-    if let Err(e) = server.serve(bitmail_runtime::shutdown::signal()).await {
+    if let Err(e) = server.serve(shutdown).await {
         tracing::error!(error = %e, "backend-server stopped with an error");
         std::process::exit(1);
     }

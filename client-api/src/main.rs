@@ -9,6 +9,8 @@ async fn main() {
     let config: Config = bitmail_runtime::config::load_or_exit("client-api", &args);
     bitmail_runtime::init_tracing("BITMAIL_CLIENT_API_LOG");
 
+    // Signals are caught from here on, before anyone can be told the port is open.
+    let shutdown = bitmail_runtime::shutdown::signal();
     let server = match Server::bind(&config).await {
         Ok(s) => s,
         Err(e) => {
@@ -19,7 +21,7 @@ async fn main() {
     if let Ok(addr) = server.local_addr() {
         tracing::info!(url = %format!("https://{addr}/"), cert = %server.cert.cert.display(), "client-api listening (HTTPS)");
     }
-    if let Err(e) = server.serve(bitmail_runtime::shutdown::signal()).await {
+    if let Err(e) = server.serve(shutdown).await {
         tracing::error!(error = %e, "client-api stopped with an error");
         std::process::exit(1);
     }

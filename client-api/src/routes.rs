@@ -75,7 +75,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
             Err(JsonRejection::BytesRejection(e))
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                Err(ApiError::BadRequest("the request body is too large".into()))
+                Err(ApiError::PayloadTooLarge(
+                    "the request body is larger than this server accepts".into(),
+                ))
             }
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }

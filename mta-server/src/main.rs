@@ -10,6 +10,8 @@ async fn main() {
     let config: Config = bitmail_runtime::config::load_or_exit("mta-server", &args);
     bitmail_runtime::init_tracing("BITMAIL_MTA_LOG");
 
+    // Signals are caught from here on, before anyone can be told the port is open.
+    let shutdown = bitmail_runtime::shutdown::signal();
     let server = match Server::bind(&config).await {
         Ok(s) => s,
         Err(e) => {
@@ -21,7 +23,7 @@ async fn main() {
         let providers: Vec<&str> = config.providers.iter().map(|p| p.name()).collect();
         tracing::info!(%addr, ?providers, "mta-server listening (gRPC)");
     }
-    if let Err(e) = server.serve(bitmail_runtime::shutdown::signal()).await {
+    if let Err(e) = server.serve(shutdown).await {
         tracing::error!(error = %e, "mta-server stopped with an error");
         std::process::exit(1);
     }

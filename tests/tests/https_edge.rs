@@ -241,6 +241,11 @@ async fn bad_requests_get_clear_json_errors_and_send_nothing() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(message.contains("subjet"), "{message}");
 
+    let huge = json!({ "to": ["a@b.org"], "subject": "s", "text": "x".repeat(12 * 1024 * 1024) });
+    let (status, message) = error_of(post(huge.to_string()).await.unwrap()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(message.contains("larger"), "{message}");
+
     let cross = http
         .post(format!("{base}/api/messages"))
         .header("cookie", &cookie)

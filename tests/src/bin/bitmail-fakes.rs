@@ -12,6 +12,7 @@ use bitmail_tests::sendgrid::FakeSendGrid;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     bitmail_runtime::init_tracing("BITMAIL_FAKES_LOG");
+    let shutdown = bitmail_runtime::shutdown::signal();
     let mut sendgrid: SocketAddr = "127.0.0.1:8025".parse()?;
     let mut key = String::from("bitmail-dev-key");
     let mut args = std::env::args().skip(1);
@@ -33,6 +34,6 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {sendgrid}"))?;
     tracing::info!(url = %fake.base_url(), "fake SendGrid listening; accepted messages at /_fake/messages");
-    bitmail_runtime::shutdown::signal().await;
+    shutdown.await;
     Ok(())
 }
