@@ -7,9 +7,13 @@
 //! max_recipients = 1000
 //! scheduler = "round-robin"
 //!
-//! [queue]
-//! capacity = 10000
-//! concurrency = 32
+//! [spool]
+//! path = "data/mta/spool.redb"
+//! max_bytes = 10737418240        # past this, Submit answers RESOURCE_EXHAUSTED
+//! cache_bytes = 67108864
+//!
+//! [delivery]
+//! concurrency = 64
 //!
 //! [retry]
 //! initial_secs = 30
@@ -25,13 +29,15 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bitmail_runtime::config::{Secret, Validate};
 use serde::Deserialize;
 
+use crate::delivery::{DeliverySettings, RetryPolicy};
 use crate::message::Limits;
-use crate::queue::{QueueSettings, RetryPolicy};
+use crate::spool::SpoolSettings;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -45,7 +51,8 @@ pub struct Config {
     pub scheduler: SchedulerKind,
     /// How long shutdown waits for deliveries in flight.
     pub shutdown_grace_secs: u64,
-    pub queue: QueueConfig,
+    pub spool: SpoolConfig,
+    pub delivery: DeliveryConfig,
     pub retry: RetryConfig,
     /// Tried in the order the scheduler picks; names must be unique.
     pub providers: Vec<ProviderConfig>,
@@ -59,9 +66,18 @@ pub enum SchedulerKind {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
-pub struct QueueConfig {
-    /// Messages waiting for a worker; past it `Submit` answers RESOURCE_EXHAUSTED.
-    pub capacity: usize,
+pub struct SpoolConfig {
+    /// The spool file (created with its folder when missing).
+    pub path: PathBuf,
+    /// The disk quota: past this file size, `Submit` answers RESOURCE_EXHAUSTED.
+    pub max_bytes: u64,
+    /// The spool's page cache, which bounds its memory whatever the backlog.
+    pub cache_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DeliveryConfig {
     /// Delivery rounds running at once.
     pub concurrency: usize,
 }
@@ -122,19 +138,27 @@ impl Default for Config {
             max_recipients: 1000,
             scheduler: SchedulerKind::RoundRobin,
             shutdown_grace_secs: 10,
-            queue: QueueConfig::default(),
+            spool: SpoolConfig::default(),
+            delivery: DeliveryConfig::default(),
             retry: RetryConfig::default(),
             providers: Vec::new(),
         }
     }
 }
 
-impl Default for QueueConfig {
+impl Default for SpoolConfig {
     fn default() -> Self {
         Self {
-            capacity: 10_000,
-            concurrency: 32,
+            path: PathBuf::from("data/mta/spool.redb"),
+            max_bytes: 10 << 30,
+            cache_bytes: 64 << 20,
         }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self { concurrency: 64 }
     }
 }
 
@@ -156,10 +180,16 @@ impl Config {
         }
     }
 
-    pub fn queue_settings(&self) -> QueueSettings {
-        QueueSettings {
-            capacity: self.queue.capacity,
-            concurrency: self.queue.concurrency,
+    pub fn spool_settings(&self) -> SpoolSettings {
+        SpoolSettings {
+            max_bytes: self.spool.max_bytes,
+            cache_bytes: self.spool.cache_bytes,
+        }
+    }
+
+    pub fn delivery_settings(&self) -> DeliverySettings {
+        DeliverySettings {
+            concurrency: self.delivery.concurrency,
             retry: RetryPolicy {
                 initial: Duration::from_secs(self.retry.initial_secs),
                 max_delay: Duration::from_secs(self.retry.max_delay_secs),
@@ -187,11 +217,14 @@ impl Validate for Config {
         if self.max_recipients == 0 {
             problems.push("max_recipients: must be more than 0".into());
         }
-        if self.queue.capacity == 0 {
-            problems.push("queue.capacity: must be more than 0".into());
+        if self.delivery.concurrency == 0 {
+            problems.push("delivery.concurrency: must be more than 0".into());
         }
-        if self.queue.concurrency == 0 {
-            problems.push("queue.concurrency: must be more than 0".into());
+        if self.spool.path.as_os_str().is_empty() {
+            problems.push("spool.path: must not be empty".into());
+        }
+        if self.spool.cache_bytes < (1 << 20) {
+            problems.push("spool.cache_bytes: at least 1048576 (1 MiB)".into());
         }
         if self.retry.initial_secs == 0 || self.retry.initial_secs > self.retry.max_delay_secs {
             problems.push(
@@ -251,7 +284,7 @@ mod tests {
     fn every_problem_is_reported_at_once() {
         let text = r#"
             max_recipients = 0
-            [queue]
+            [delivery]
             concurrency = 0
             [[providers]]
             name = "sg"
@@ -267,7 +300,7 @@ mod tests {
         let all = err.problems.join("\n");
         for needle in [
             "max_recipients",
-            "queue.concurrency",
+            "delivery.concurrency",
             "providers[0].base_url",
             "providers[0].api_key",
             "providers[1].name",

@@ -1,4 +1,4 @@
-//! BitMail's MTA: it accepts messages over gRPC, queues them, and delivers each through
+//! BitMail's MTA: it accepts messages over gRPC, spools them durably, and delivers each through
 //! the providers in the order a [`scheduler::Scheduler`] chooses, failing over when a
 //! provider breaks.
 //!
@@ -7,14 +7,17 @@
 //! - [`provider`]: the [`provider::Provider`] trait, the [`provider::Outcome`] classes of
 //!   DESIGN.md, and one module per provider (SendGrid so far);
 //! - [`scheduler`]: the [`scheduler::Scheduler`] trait and its strategies (round-robin);
-//! - [`queue`]: accepted messages, their status, and the delivery workers;
+//! - [`spool`]: the durable store of accepted messages, their status and schedule
+//!   (redb, group commit);
+//! - [`delivery`]: the dispatcher and delivery rounds over the spool;
 //! - [`service`]: the gRPC `bitmail.v1.Mta` service;
 //! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown.
 
 pub mod config;
+pub mod delivery;
 pub mod message;
 pub mod provider;
-pub mod queue;
 pub mod scheduler;
 pub mod server;
 pub mod service;
+pub mod spool;

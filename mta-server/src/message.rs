@@ -217,6 +217,18 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
         ));
     }
 
+    if req.idempotency_key.len() > 200
+        || req
+            .idempotency_key
+            .bytes()
+            .any(|b| !(0x20..0x7f).contains(&b))
+    {
+        return Err(invalid(
+            "idempotency_key",
+            "at most 200 printable ASCII characters",
+        ));
+    }
+
     Ok(Message {
         id,
         from,

@@ -1,5 +1,5 @@
-//! Building and serving mta-server: providers from config, the scheduler, the queue and
-//! its workers, the gRPC service with health and reflection, and graceful shutdown.
+//! Building and serving mta-server: providers from config, the scheduler, the spool and
+//! delivery, the gRPC service with health and reflection, and graceful shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,10 +9,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ProviderConfig, SchedulerKind};
+use crate::delivery::Delivery;
 use crate::provider::{Provider, SendGrid, sendgrid::SendGridSettings};
-use crate::queue::{Queue, Workers};
 use crate::scheduler::{RoundRobin, Scheduler};
 use crate::service::MtaService;
+use crate::spool::Spool;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -34,7 +35,7 @@ pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BoxE
 pub struct Server {
     listener: TcpListener,
     service: MtaService,
-    workers: Workers,
+    delivery: Delivery,
     grace: Duration,
 }
 
@@ -53,12 +54,25 @@ impl Server {
         let scheduler: Arc<dyn Scheduler> = match config.scheduler {
             SchedulerKind::RoundRobin => Arc::new(RoundRobin::new()),
         };
-        let (queue, workers) = Queue::new(providers, scheduler, config.queue_settings());
+        let spool = Spool::open(&config.spool.path, config.spool_settings())?;
+        match spool.backlog() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(backlog = n, "resuming delivery of spooled messages"),
+            Err(e) => tracing::warn!(error = %e, "cannot count the spooled backlog"),
+        }
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let delivery = Delivery::new(
+            spool.clone(),
+            providers,
+            scheduler,
+            config.delivery_settings(),
+            wake.clone(),
+        );
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
-            service: MtaService::new(queue, config.limits()),
-            workers,
+            service: MtaService::new(spool, config.limits(), wake),
+            delivery,
             grace: Duration::from_secs(config.shutdown_grace_secs),
         })
     }
@@ -68,14 +82,15 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves: then stops accepting, finishes the calls in
-    /// flight, and gives delivery rounds in flight up to the grace period.
+    /// flight, and gives delivery rounds in flight up to the grace period. Everything
+    /// acknowledged is already on disk, so nothing needs flushing.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), BoxError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stop_workers = stop_rx.clone();
-        let workers = tokio::spawn(self.workers.run(
+        let workers = tokio::spawn(self.delivery.run(
             async move {
                 let _ = stop_workers.wait_for(|stop| *stop).await;
             },

@@ -1,24 +1,31 @@
-//! The gRPC `bitmail.v1.Mta` service: validation at the edge, then the queue.
+//! The gRPC `bitmail.v1.Mta` service: validation at the edge, then the spool.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_server::MtaServer;
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::message::{Limits, validate};
-use crate::provider::OutcomeClass;
-use crate::queue::{self, Queue, State};
+use crate::spool::record::{self, AttemptOutcome, State};
+use crate::spool::{Accepted, Spool, SpoolError};
 
 pub struct MtaService {
-    queue: Queue,
+    spool: Spool,
     limits: Limits,
+    /// Tells delivery that a message was accepted.
+    wake: Arc<Notify>,
 }
 
 impl MtaService {
-    pub fn new(queue: Queue, limits: Limits) -> Self {
-        Self { queue, limits }
+    pub fn new(spool: Spool, limits: Limits, wake: Arc<Notify>) -> Self {
+        Self {
+            spool,
+            limits,
+            wake,
+        }
     }
 
     /// The tonic server, accepting requests a little over the message limit so that an
@@ -30,9 +37,21 @@ impl MtaService {
     }
 }
 
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+impl From<SpoolError> for Status {
+    fn from(e: SpoolError) -> Self {
+        match e {
+            SpoolError::Full { .. } => Status::resource_exhausted(e.to_string()),
+            SpoolError::Closed => Status::unavailable(e.to_string()),
+            SpoolError::Open { .. } | SpoolError::Storage(_) => {
+                tracing::error!(error = %e, "spool failure");
+                Status::internal("the spool cannot store or read messages right now")
+            }
+        }
+    }
+}
+
+fn unix_ms(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 fn state_to_wire(s: State) -> pb::DeliveryState {
@@ -45,33 +64,39 @@ fn state_to_wire(s: State) -> pb::DeliveryState {
     }
 }
 
-fn outcome_to_wire(o: OutcomeClass) -> pb::AttemptOutcome {
+fn outcome_to_wire(o: AttemptOutcome) -> pb::AttemptOutcome {
     match o {
-        OutcomeClass::Accepted => pb::AttemptOutcome::Accepted,
-        OutcomeClass::Transient => pb::AttemptOutcome::Transient,
-        OutcomeClass::ProviderRefused => pb::AttemptOutcome::ProviderRefused,
-        OutcomeClass::MessageRejected => pb::AttemptOutcome::MessageRejected,
-        OutcomeClass::Ambiguous => pb::AttemptOutcome::Ambiguous,
+        AttemptOutcome::InProgress => pb::AttemptOutcome::Unspecified,
+        AttemptOutcome::Accepted => pb::AttemptOutcome::Accepted,
+        AttemptOutcome::Transient => pb::AttemptOutcome::Transient,
+        AttemptOutcome::ProviderRefused => pb::AttemptOutcome::ProviderRefused,
+        AttemptOutcome::MessageRejected => pb::AttemptOutcome::MessageRejected,
+        AttemptOutcome::Ambiguous => pb::AttemptOutcome::Ambiguous,
     }
 }
 
-fn status_to_wire(s: queue::Status) -> pb::MessageStatus {
+fn status_to_wire(s: record::Status) -> pb::MessageStatus {
+    let state = s.state();
     pb::MessageStatus {
+        state: state_to_wire(state) as i32,
+        next_attempt_at_unix_ms: if state == State::Deferred {
+            unix_ms(s.due_ms)
+        } else {
+            0
+        },
         message_id: s.id,
-        state: state_to_wire(s.state) as i32,
-        provider: s.provider.unwrap_or_default(),
-        provider_message_id: s.provider_message_id.unwrap_or_default(),
-        error: s.error.unwrap_or_default(),
-        submitted_at_unix_ms: unix_ms(s.submitted_at),
-        next_attempt_at_unix_ms: s.next_attempt_at.map_or(0, unix_ms),
+        provider: s.provider,
+        provider_message_id: s.provider_message_id,
+        error: s.error,
+        submitted_at_unix_ms: unix_ms(s.submitted_at_ms),
         attempts: s
             .attempts
             .into_iter()
             .map(|a| pb::Attempt {
+                outcome: outcome_to_wire(a.outcome()) as i32,
                 provider: a.provider,
-                started_at_unix_ms: unix_ms(a.started_at),
-                duration_ms: u32::try_from(a.duration.as_millis()).unwrap_or(u32::MAX),
-                outcome: outcome_to_wire(a.outcome) as i32,
+                started_at_unix_ms: unix_ms(a.started_at_ms),
+                duration_ms: a.duration_ms,
                 provider_message_id: a.provider_message_id,
                 detail: a.detail,
             })
@@ -86,15 +111,29 @@ impl pb::mta_server::Mta for MtaService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let request = request.into_inner();
+        let key = (!request.idempotency_key.is_empty()).then(|| request.idempotency_key.clone());
         let id = uuid::Uuid::now_v7().to_string();
-        let message = validate(request.into_inner(), id.clone(), self.limits)
+        let message = validate(request, id.clone(), self.limits)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let recipients = message.recipients().count();
-        self.queue
-            .submit(message)
-            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
-        info!(message_id = %id, recipients, "accepted");
-        Ok(Response::new(pb::SubmitResponse { message_id: id }))
+        match self.spool.accept(&message, key).await? {
+            Accepted::New => {
+                info!(message_id = %id, recipients, "accepted");
+                self.wake.notify_one();
+                Ok(Response::new(pb::SubmitResponse {
+                    message_id: id,
+                    duplicate: false,
+                }))
+            }
+            Accepted::Existing(first) => {
+                info!(message_id = %first, "idempotency key seen before; nothing stored");
+                Ok(Response::new(pb::SubmitResponse {
+                    message_id: first,
+                    duplicate: true,
+                }))
+            }
+        }
     }
 
     async fn get_message(
@@ -105,10 +144,13 @@ impl pb::mta_server::Mta for MtaService {
         if id.is_empty() {
             return Err(Status::invalid_argument("message_id: required"));
         }
-        let status = self
-            .queue
-            .status(&id)
-            .ok_or_else(|| Status::not_found(format!("no message with id {id:?}")))?;
+        let spool = self.spool.clone();
+        let lookup = id.clone();
+        let found = tokio::task::spawn_blocking(move || spool.status(&lookup))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        let status =
+            found.ok_or_else(|| Status::not_found(format!("no message with id {id:?}")))?;
         Ok(Response::new(status_to_wire(status)))
     }
 }

@@ -6,9 +6,17 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Writes a config file whose spool lives beside it, in the temporary folder.
 fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("bitmail-mta-{}-{name}.toml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
+    let base = std::env::temp_dir().join(format!("bitmail-mta-{}-{name}", std::process::id()));
+    let spool = format!(
+        "[spool]\npath = {:?}\n",
+        base.with_extension("redb").display().to_string()
+    );
+    let path = base.with_extension("toml");
+    // Top-level keys first, then the [spool] table, then the rest.
+    let (top, tables) = text.split_at(text.find('[').unwrap_or(text.len()));
+    std::fs::write(&path, format!("{top}{spool}{tables}")).unwrap();
     path
 }
 

@@ -175,7 +175,10 @@ fn run(args: &[String]) -> Result<()> {
         ),
         (
             "mta-server",
-            format!("listen = \"{MTA}\"\n[retry]\ninitial_secs = 5\n\n{provider}"),
+            format!(
+                "listen = \"{MTA}\"\n[spool]\npath = {:?}\n[retry]\ninitial_secs = 5\n\n{provider}",
+                root().join("data/mta/spool.redb").display().to_string()
+            ),
         ),
         (
             "client-api",

@@ -84,12 +84,15 @@ impl Cluster {
         let backend_addr = backend.local_addr().unwrap();
         tokio::spawn(backend.serve(stopped(&rx)));
 
+        let state_dir = std::env::temp_dir().join(format!("bitmail-test-{}", uuid_like()));
         let mut mta_config = mta_server::config::Config {
             listen: loopback(),
             providers,
             ..Default::default()
         };
         mta_config.retry.initial_secs = 1;
+        mta_config.spool.path = state_dir.join("spool.redb");
+        mta_config.spool.cache_bytes = 4 << 20;
         tune(&mut mta_config);
         let mta = mta_server::server::Server::bind(&mta_config)
             .await
@@ -97,7 +100,6 @@ impl Cluster {
         let mta_addr = mta.local_addr().unwrap();
         tokio::spawn(mta.serve(stopped(&rx)));
 
-        let state_dir = std::env::temp_dir().join(format!("bitmail-test-{}", uuid_like()));
         let (edge_addr, cert) = if edge {
             let config = client_api::config::Config {
                 listen: loopback(),

@@ -1,0 +1,337 @@
+//! Delivery: taking due messages from the spool and handing them to providers.
+//!
+//! A dispatcher reads the spool's schedule for messages that are due, at most as many as
+//! there are free workers (`concurrency`), and runs one delivery round per message. A
+//! round asks the scheduler for an order of providers and tries them in turn:
+//!
+//! - before each provider call, the attempt is recorded as in progress, durably: if the
+//!   process dies during the call, the restart sees it, retries the message, and flags
+//!   it as a possible duplicate;
+//! - accepted: sent; message-rejected: failed, no other provider is tried;
+//! - transient, provider-refused, ambiguous: the next provider, at once;
+//! - every provider failed: deferred with exponential backoff and jitter, until the
+//!   maximum age, then failed.
+//!
+//! The message stays on the schedule until its round has recorded an outcome, so a
+//! restart resumes everything that was queued, deferred or being sent.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::message::Message;
+use crate::provider::{Outcome, Provider, RefusalScope};
+use crate::scheduler::Scheduler;
+use crate::spool::record::{Attempt, AttemptOutcome, State, Status, now_ms};
+use crate::spool::{Spool, SpoolError};
+
+/// How deferred messages are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// The delay after the first failed round; it doubles each round.
+    pub initial: Duration,
+    /// The longest delay between rounds.
+    pub max_delay: Duration,
+    /// After this long since submission, a message that still failed is failed for good.
+    pub max_age: Duration,
+}
+
+impl RetryPolicy {
+    /// The delay after failed round `round` (1-based): `initial · 2^(round-1)`, capped at
+    /// `max_delay`, times a factor in [0.8, 1.2) from `jitter` in [0, 1), so that
+    /// retries do not move in lockstep.
+    pub fn delay(&self, round: u32, jitter: f64) -> Duration {
+        let exp = 2f64.powi(round.saturating_sub(1).min(30) as i32);
+        let base = (self.initial.as_secs_f64() * exp).min(self.max_delay.as_secs_f64());
+        Duration::from_secs_f64(base * (0.8 + 0.4 * jitter.clamp(0.0, 1.0)))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DeliverySettings {
+    /// Delivery rounds running at once.
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+}
+
+/// What delivery rounds share.
+struct Shared {
+    spool: Spool,
+    providers: Vec<Arc<dyn Provider>>,
+    scheduler: Arc<dyn Scheduler>,
+    retry: RetryPolicy,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+/// The delivery side; [`Delivery::run`] drives it until shutdown.
+pub struct Delivery {
+    shared: Arc<Shared>,
+    wake: Arc<Notify>,
+    concurrency: usize,
+}
+
+impl Delivery {
+    /// `wake` is notified by the submission side when a message was accepted.
+    pub fn new(
+        spool: Spool,
+        providers: Vec<Arc<dyn Provider>>,
+        scheduler: Arc<dyn Scheduler>,
+        settings: DeliverySettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            spool,
+            providers,
+            scheduler,
+            retry: settings.retry,
+            in_flight: Mutex::new(HashSet::new()),
+        });
+        Delivery {
+            shared,
+            wake,
+            concurrency: settings.concurrency.max(1),
+        }
+    }
+
+    /// Delivers due messages until `shutdown` resolves; then waits up to `grace` for
+    /// the rounds in flight. A round cut short is resumed by the next start.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>, grace: Duration) {
+        let semaphore = Arc::new(Semaphore::new(self.concurrency));
+        let mut rounds = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            while rounds.try_join_next().is_some() {}
+            let free = semaphore.available_permits();
+            let found = if free == 0 {
+                Ok((Vec::new(), None))
+            } else {
+                let shared = self.shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    let in_flight = lock(&shared.in_flight).clone();
+                    shared
+                        .spool
+                        .due(now_ms(), free, |id| in_flight.contains(id))
+                })
+                .await
+                .unwrap_or_else(|e| Err(SpoolError::Storage(e.to_string())))
+            };
+            let (ids, next_due) = match found {
+                Ok(found) => found,
+                Err(e) => {
+                    error!(error = %e, "cannot read the spool's schedule");
+                    (Vec::new(), Some(now_ms() + 1000))
+                }
+            };
+            let idle = ids.is_empty();
+            for id in ids {
+                let Ok(permit) = semaphore.clone().try_acquire_owned() else {
+                    break;
+                };
+                lock(&self.shared.in_flight).insert(id.clone());
+                let shared = self.shared.clone();
+                let span = info_span!("deliver", message_id = %id);
+                rounds.spawn(
+                    async move {
+                        if let Err(e) = deliver(&shared, &id).await {
+                            error!(error = %e, "delivery round failed to record its outcome; it will be retried");
+                        }
+                        lock(&shared.in_flight).remove(&id);
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            if !idle && semaphore.available_permits() > 0 {
+                continue;
+            }
+            // Sleep until something is due, a message arrives, a worker frees up, or
+            // shutdown. Never longer than a second, so a clock change cannot strand work.
+            let wait = next_due.map_or(Duration::from_secs(1), |due| {
+                Duration::from_millis(due.saturating_sub(now_ms())).min(Duration::from_secs(1))
+            });
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = self.wake.notified() => {}
+                Some(_) = rounds.join_next(), if !rounds.is_empty() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+
+        if tokio::time::timeout(grace, async { while rounds.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            warn!(
+                still_sending = rounds.len(),
+                "delivery rounds still running at the end of the grace period; they resume at the next start"
+            );
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Only plain inserts and removals happen under this lock.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One delivery round for one message.
+async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
+    let (Some(mut status), message) = (shared.spool.status(id)?, shared.spool.message(id)?) else {
+        return Ok(());
+    };
+    if status.is_final() {
+        return Ok(());
+    }
+    let Some(message) = message.map(Arc::new) else {
+        status.state = State::Failed as i32;
+        status.error = "the message body is missing from the spool".into();
+        status.due_ms = 0;
+        error!("message body missing from the spool; marking failed");
+        return shared.spool.update(status, true).await;
+    };
+    // An attempt left in progress by a process that died during the call may have been
+    // accepted: treat it as ambiguous.
+    for attempt in &mut status.attempts {
+        if attempt.outcome() == AttemptOutcome::InProgress {
+            attempt.outcome = AttemptOutcome::Ambiguous as i32;
+            attempt.detail = "the process stopped during this attempt".into();
+        }
+    }
+    status.rounds += 1;
+    let order = shared.scheduler.plan(&message, shared.providers.len());
+    let mut last_error = String::from("no provider is configured");
+
+    for index in order {
+        let provider = &shared.providers[index];
+        if status
+            .attempts
+            .iter()
+            .any(|a| a.outcome() == AttemptOutcome::Ambiguous)
+        {
+            status.possible_duplicate = true;
+        }
+        status.state = State::Sending as i32;
+        status.attempts.push(Attempt {
+            provider: provider.name().to_owned(),
+            started_at_ms: now_ms(),
+            outcome: AttemptOutcome::InProgress as i32,
+            ..Default::default()
+        });
+        // On disk before the provider hears of it.
+        shared.spool.update(status.clone(), false).await?;
+
+        let clock = Instant::now();
+        let outcome = provider.send(&message).await;
+        let duration = clock.elapsed();
+        shared.scheduler.observe(index, outcome.class(), duration);
+        if let Some(attempt) = status.attempts.last_mut() {
+            attempt.duration_ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+            attempt.outcome = AttemptOutcome::from(outcome.class()) as i32;
+            attempt.detail = outcome.detail().to_owned();
+            if let Outcome::Accepted {
+                provider_message_id,
+            } = &outcome
+            {
+                attempt.provider_message_id = provider_message_id.clone();
+            }
+        }
+
+        match outcome {
+            Outcome::Accepted {
+                provider_message_id,
+            } => {
+                info!(provider = provider.name(), %provider_message_id, "sent");
+                status.state = State::Sent as i32;
+                status.provider = provider.name().to_owned();
+                status.provider_message_id = provider_message_id;
+                status.error.clear();
+                status.due_ms = 0;
+                return shared.spool.update(status, true).await;
+            }
+            Outcome::MessageRejected { detail } => {
+                warn!(provider = provider.name(), %detail, "message rejected; not retrying");
+                status.state = State::Failed as i32;
+                status.error = detail;
+                status.due_ms = 0;
+                return shared.spool.update(status, true).await;
+            }
+            Outcome::ProviderRefused {
+                detail,
+                scope: RefusalScope::Provider,
+            } => {
+                error!(provider = provider.name(), %detail, "provider refuses to send: check its credentials and account");
+                last_error = detail;
+            }
+            Outcome::ProviderRefused {
+                detail,
+                scope: RefusalScope::Message,
+            } => {
+                warn!(provider = provider.name(), %detail, "provider refused this message; trying the next");
+                last_error = detail;
+            }
+            Outcome::Transient { detail, .. } => {
+                warn!(provider = provider.name(), %detail, "transient failure; trying the next provider");
+                last_error = detail;
+            }
+            Outcome::Ambiguous { detail } => {
+                warn!(provider = provider.name(), %detail, "no answer after sending; a retry may duplicate");
+                last_error = detail;
+            }
+        }
+    }
+    defer(shared, status, &message, last_error).await
+}
+
+/// Every provider failed this round: schedule the next, or fail past the maximum age.
+async fn defer(
+    shared: &Shared,
+    mut status: Status,
+    message: &Message,
+    last_error: String,
+) -> Result<(), SpoolError> {
+    let delay = shared.retry.delay(status.rounds, fastrand::f64());
+    let next = now_ms() + delay.as_millis() as u64;
+    let age_at_next = Duration::from_millis(
+        next.saturating_sub(crate::spool::record::to_ms(message.submitted_at)),
+    );
+    if age_at_next > shared.retry.max_age {
+        warn!(rounds = status.rounds, error = %last_error, "giving up: past the maximum age");
+        status.state = State::Failed as i32;
+        status.error = format!(
+            "not delivered after {} round(s); last error: {last_error}",
+            status.rounds
+        );
+        status.due_ms = 0;
+        return shared.spool.update(status, true).await;
+    }
+    info!(rounds = status.rounds, delay_ms = delay.as_millis() as u64, error = %last_error, "deferred");
+    status.state = State::Deferred as i32;
+    status.error = last_error;
+    status.due_ms = next;
+    shared.spool.update(status, false).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered() {
+        let p = RetryPolicy {
+            initial: Duration::from_secs(10),
+            max_delay: Duration::from_secs(60),
+            max_age: Duration::from_secs(3600),
+        };
+        assert_eq!(p.delay(1, 0.5), Duration::from_secs(10));
+        assert_eq!(p.delay(2, 0.5), Duration::from_secs(20));
+        assert_eq!(p.delay(3, 0.5), Duration::from_secs(40));
+        assert_eq!(p.delay(4, 0.5), Duration::from_secs(60));
+        assert_eq!(p.delay(100, 0.5), Duration::from_secs(60));
+        assert_eq!(p.delay(1, 0.0), Duration::from_secs(8));
+        assert_eq!(p.delay(1, 1.0), Duration::from_secs(12));
+    }
+}

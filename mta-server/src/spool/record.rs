@@ -1,0 +1,225 @@
+//! What the spool stores, encoded with prost: compact, fast, and able to gain fields
+//! without a migration (unknown fields are skipped, missing ones take defaults).
+//!
+//! These are storage records, not the gRPC wire types: the public contract and the
+//! on-disk format change for different reasons.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::message::{Mailbox, Message};
+use crate::provider::OutcomeClass;
+
+pub fn to_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+pub fn now_ms() -> u64 {
+    to_ms(SystemTime::now())
+}
+
+/// Where a message is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum State {
+    Queued = 0,
+    Sending = 1,
+    Sent = 2,
+    Deferred = 3,
+    Failed = 4,
+}
+
+/// How an attempt ended. `InProgress` is stored before the provider is called; one
+/// still there after a restart means the process died during the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum AttemptOutcome {
+    InProgress = 0,
+    Accepted = 1,
+    Transient = 2,
+    ProviderRefused = 3,
+    MessageRejected = 4,
+    Ambiguous = 5,
+}
+
+impl From<OutcomeClass> for AttemptOutcome {
+    fn from(c: OutcomeClass) -> Self {
+        match c {
+            OutcomeClass::Accepted => AttemptOutcome::Accepted,
+            OutcomeClass::Transient => AttemptOutcome::Transient,
+            OutcomeClass::ProviderRefused => AttemptOutcome::ProviderRefused,
+            OutcomeClass::MessageRejected => AttemptOutcome::MessageRejected,
+            OutcomeClass::Ambiguous => AttemptOutcome::Ambiguous,
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Attempt {
+    #[prost(string, tag = "1")]
+    pub provider: String,
+    #[prost(uint64, tag = "2")]
+    pub started_at_ms: u64,
+    #[prost(uint32, tag = "3")]
+    pub duration_ms: u32,
+    #[prost(enumeration = "AttemptOutcome", tag = "4")]
+    pub outcome: i32,
+    #[prost(string, tag = "5")]
+    pub provider_message_id: String,
+    #[prost(string, tag = "6")]
+    pub detail: String,
+}
+
+/// What is known of one message.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Status {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(enumeration = "State", tag = "2")]
+    pub state: i32,
+    /// The provider that accepted it, and its id there.
+    #[prost(string, tag = "3")]
+    pub provider: String,
+    #[prost(string, tag = "4")]
+    pub provider_message_id: String,
+    /// Why it failed, or the last error while deferred.
+    #[prost(string, tag = "5")]
+    pub error: String,
+    #[prost(uint64, tag = "6")]
+    pub submitted_at_ms: u64,
+    /// When the next delivery round is due; 0 once sent or failed.
+    #[prost(uint64, tag = "7")]
+    pub due_ms: u64,
+    #[prost(message, repeated, tag = "8")]
+    pub attempts: Vec<Attempt>,
+    /// An attempt whose answer never came was followed by another attempt.
+    #[prost(bool, tag = "9")]
+    pub possible_duplicate: bool,
+    #[prost(uint32, tag = "10")]
+    pub rounds: u32,
+}
+
+impl Status {
+    pub fn new(id: String, submitted_at_ms: u64) -> Self {
+        Status {
+            id,
+            state: State::Queued as i32,
+            submitted_at_ms,
+            due_ms: submitted_at_ms,
+            ..Default::default()
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(self.state(), State::Sent | State::Failed)
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MailboxRecord {
+    #[prost(string, optional, tag = "1")]
+    pub name: Option<String>,
+    #[prost(string, tag = "2")]
+    pub email: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HeaderRecord {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// A message body as spooled.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MessageRecord {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(message, optional, tag = "2")]
+    pub from: Option<MailboxRecord>,
+    #[prost(message, repeated, tag = "3")]
+    pub to: Vec<MailboxRecord>,
+    #[prost(message, repeated, tag = "4")]
+    pub cc: Vec<MailboxRecord>,
+    #[prost(message, repeated, tag = "5")]
+    pub bcc: Vec<MailboxRecord>,
+    #[prost(message, repeated, tag = "6")]
+    pub reply_to: Vec<MailboxRecord>,
+    #[prost(string, tag = "7")]
+    pub subject: String,
+    #[prost(string, optional, tag = "8")]
+    pub text: Option<String>,
+    #[prost(string, optional, tag = "9")]
+    pub html: Option<String>,
+    #[prost(message, repeated, tag = "10")]
+    pub headers: Vec<HeaderRecord>,
+    #[prost(uint64, tag = "11")]
+    pub submitted_at_ms: u64,
+}
+
+fn mailbox_to(m: &Mailbox) -> MailboxRecord {
+    MailboxRecord {
+        name: m.name.clone(),
+        email: m.email.clone(),
+    }
+}
+
+fn mailbox_from(m: MailboxRecord) -> Mailbox {
+    Mailbox {
+        name: m.name,
+        email: m.email,
+    }
+}
+
+impl From<&Message> for MessageRecord {
+    fn from(m: &Message) -> Self {
+        let list = |l: &[Mailbox]| l.iter().map(mailbox_to).collect();
+        MessageRecord {
+            id: m.id.clone(),
+            from: Some(mailbox_to(&m.from)),
+            to: list(&m.to),
+            cc: list(&m.cc),
+            bcc: list(&m.bcc),
+            reply_to: list(&m.reply_to),
+            subject: m.subject.clone(),
+            text: m.text.clone(),
+            html: m.html.clone(),
+            headers: m
+                .headers
+                .iter()
+                .map(|(n, v)| HeaderRecord {
+                    name: n.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            submitted_at_ms: to_ms(m.submitted_at),
+        }
+    }
+}
+
+impl From<MessageRecord> for Message {
+    fn from(r: MessageRecord) -> Self {
+        let list = |l: Vec<MailboxRecord>| l.into_iter().map(mailbox_from).collect();
+        Message {
+            id: r.id,
+            from: r.from.map(mailbox_from).unwrap_or(Mailbox {
+                name: None,
+                email: String::new(),
+            }),
+            to: list(r.to),
+            cc: list(r.cc),
+            bcc: list(r.bcc),
+            reply_to: list(r.reply_to),
+            subject: r.subject,
+            text: r.text,
+            html: r.html,
+            headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            submitted_at: from_ms(r.submitted_at_ms),
+        }
+    }
+}
