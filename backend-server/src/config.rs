@@ -17,6 +17,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The storage engine. Only `memory` exists so far.
     pub engine: Engine,
+    /// How long shutdown waits for calls in flight.
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -31,6 +33,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
             engine: Engine::Memory,
+            shutdown_grace_secs: 10,
         }
     }
 }

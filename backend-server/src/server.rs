@@ -15,6 +15,7 @@ use crate::store::Store;
 pub struct Server {
     listener: TcpListener,
     store: Arc<dyn Store>,
+    grace: std::time::Duration,
 }
 
 impl Server {
@@ -24,7 +25,11 @@ impl Server {
             Engine::Memory => Arc::new(MemoryStore::new()),
         };
         let listener = TcpListener::bind(config.listen).await?;
-        Ok(Self { listener, store })
+        Ok(Self {
+            listener,
+            store,
+            grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -35,16 +40,12 @@ impl Server {
     /// finish.
     pub async fn serve(
         self,
-        shutdown: impl Future<Output = ()> + Send,
+        shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(StoreService::new(self.store).into_server());
         bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Store"]).await?;
-        let incoming = tonic::transport::server::TcpIncoming::from(self.listener);
-        tonic::transport::Server::builder()
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
+        bitmail_runtime::grpc::serve(routes.routes(), self.listener, shutdown, self.grace).await?;
         Ok(())
     }
 }

@@ -100,11 +100,9 @@ impl Server {
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(self.service.into_server());
         bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Mta"]).await?;
-        let incoming = tonic::transport::server::TcpIncoming::from(self.listener);
-        let served = tonic::transport::Server::builder()
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+        let served =
+            bitmail_runtime::grpc::serve(routes.routes(), self.listener, shutdown, self.grace)
+                .await;
 
         let _ = stop_tx.send(true);
         let _ = workers.await;

@@ -40,3 +40,40 @@ pub async fn add_standard_services(
         .add_service(reflection_v1alpha);
     Ok(())
 }
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then stops accepting and
+/// lets calls in flight finish, for at most `grace`: a client that never completes the
+/// HTTP/2 goodbye (it does not answer the final PING) cannot hold the process open.
+pub async fn serve(
+    routes: tonic::service::Routes,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+) -> Result<(), tonic::transport::Error> {
+    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = fired_tx.send(());
+    };
+    let server = tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            signal,
+        );
+    tokio::pin!(server);
+    let deadline = async {
+        if fired_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = &mut server => result,
+        () = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "connections still open after the grace period; closing them");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The durability promise, tested on the real binary: kill -9 mta-server in the middle
+//! of a burst of submissions, start it again on the same spool, and every acknowledged
+//! message is delivered; none is delivered twice unless it is flagged as a possible
+//! duplicate. Also: a restart resumes deferred mail, and a corrupt spool is refused.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bitmail_proto::v1 as pb;
+use bitmail_proto::v1::mta_client::MtaClient;
+use bitmail_tests::sendgrid::{Behavior, FakeSendGrid};
+use tokio::sync::Mutex;
+
+const KEY: &str = "SG.kill-test";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bitmail-kill-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts mta-server on an ephemeral port with its spool in `dir`; answers the child
+/// and the address it listens on (read from its log).
+fn start(dir: &Path, fake: &FakeSendGrid) -> (Child, SocketAddr) {
+    let config = dir.join("mta.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 1\n[spool]\npath = {:?}\ncache_bytes = 4194304\n[retry]\ninitial_secs = 1\nmax_delay_secs = 2\n[[providers]]\nname = \"sg\"\nkind = \"sendgrid\"\nbase_url = \"{}\"\napi_key = \"{KEY}\"\ntimeout_ms = 2000\n",
+        dir.join("spool.redb").display().to_string(),
+        fake.base_url()
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mta-server"))
+        .arg("--config")
+        .arg(&config)
+        .env("BITMAIL_MTA_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The log is kept beside the spool, to read when a test fails.
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("mta.log"))
+        .unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(log, "{line}");
+            if !sent && let Some(at) = line.find("addr=") {
+                let addr: String = line[at + 5..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                let _ = tx.send(addr);
+                sent = true;
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("mta-server announces its address");
+    (child, addr.parse().unwrap())
+}
+
+async fn client(addr: SocketAddr) -> MtaClient<tonic::transport::Channel> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match MtaClient::connect(format!("http://{addr}")).await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("cannot connect: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+fn submission(i: usize) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        from: "ada@bitmail.test".into(),
+        to: vec![format!("r{i}@example.net")],
+        subject: format!("burst {i}"),
+        text: "x".repeat(2048),
+        ..Default::default()
+    }
+}
+
+async fn wait_all_settled(
+    mta: &mut MtaClient<tonic::transport::Channel>,
+    ids: &[String],
+) -> HashMap<String, pb::MessageStatus> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut done = HashMap::new();
+    while done.len() < ids.len() && Instant::now() < deadline {
+        let pending: Vec<&String> = ids.iter().filter(|id| !done.contains_key(*id)).collect();
+        for id in pending {
+            let s = mta
+                .get_message(pb::GetMessageRequest {
+                    message_id: id.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if matches!(
+                s.state(),
+                pb::DeliveryState::Sent | pb::DeliveryState::Failed
+            ) {
+                done.insert(id.clone(), s);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_burst_loses_nothing_and_duplicates_only_what_it_flags() {
+    let dir = temp_dir("burst");
+    let fake = FakeSendGrid::start(KEY).await.unwrap();
+    // Slow enough that some messages are mid-send when the process dies.
+    fake.set_behavior(Behavior::Delay(Duration::from_millis(30)));
+    let (mut child, addr) = start(&dir, &fake);
+    let mta = client(addr).await;
+
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let mut mta = mta.clone();
+        let acked = acked.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..100 {
+                match mta.submit(submission(worker * 1000 + i)).await {
+                    Ok(r) => acked.lock().await.push(r.into_inner().message_id),
+                    Err(_) => return, // the server died: this one was not acknowledged
+                }
+            }
+        }));
+    }
+    // Let part of the burst in, then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().await.len() < 300 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked: Vec<String> = acked.lock().await.clone();
+    assert!(
+        acked.len() >= 300,
+        "only {} acknowledged before the kill",
+        acked.len()
+    );
+    let before_restart = fake.received().len();
+    assert!(
+        before_restart < acked.len(),
+        "the kill came before everything was delivered"
+    );
+
+    fake.set_behavior(Behavior::Accept);
+    let (mut child, addr) = start(&dir, &fake);
+    let mut mta = client(addr).await;
+    let statuses = wait_all_settled(&mut mta, &acked).await;
+    assert_eq!(
+        statuses.len(),
+        acked.len(),
+        "every acknowledged message reached a final state"
+    );
+
+    let mut times_received: HashMap<String, usize> = HashMap::new();
+    for r in fake.received() {
+        let id = r.body["custom_args"]["bitmail_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        *times_received.entry(id).or_default() += 1;
+    }
+    let acked_set: HashSet<&String> = acked.iter().collect();
+    for id in &acked {
+        let s = &statuses[id];
+        assert_eq!(s.state(), pb::DeliveryState::Sent, "{id}: {s:?}");
+        let n = times_received.get(id).copied().unwrap_or(0);
+        assert!(n >= 1, "acknowledged message {id} was never delivered");
+        if n > 1 {
+            assert!(
+                s.possible_duplicate,
+                "{id} was delivered {n} times without being flagged"
+            );
+        }
+    }
+    // Messages the provider got that were never acknowledged would be phantom sends.
+    for id in times_received.keys() {
+        assert!(
+            acked_set.contains(id),
+            "{id} was sent but never acknowledged"
+        );
+    }
+    let flagged = statuses.values().filter(|s| s.possible_duplicate).count();
+    eprintln!(
+        "acknowledged {}, delivered before the kill {before_restart}, flagged possible duplicates {flagged}",
+        acked.len()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_deferred_mail() {
+    let dir = temp_dir("resume");
+    let fake = FakeSendGrid::start(KEY).await.unwrap();
+    fake.set_behavior(Behavior::Fail {
+        status: 503,
+        body: String::new(),
+    });
+    let (mut child, addr) = start(&dir, &fake);
+    let mut mta = client(addr).await;
+    let id = mta
+        .submit(submission(1))
+        .await
+        .unwrap()
+        .into_inner()
+        .message_id;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = mta
+            .get_message(pb::GetMessageRequest {
+                message_id: id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if s.state() == pb::DeliveryState::Deferred {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never deferred: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+
+    fake.set_behavior(Behavior::Accept);
+    let (mut child, addr) = start(&dir, &fake);
+    let mut mta = client(addr).await;
+    let statuses = wait_all_settled(&mut mta, std::slice::from_ref(&id)).await;
+    assert_eq!(statuses[&id].state(), pb::DeliveryState::Sent);
+    assert_eq!(fake.received().len(), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_corrupt_spool_is_reported_and_kept() {
+    let dir = temp_dir("corrupt");
+    let spool = dir.join("spool.redb");
+    std::fs::write(&spool, b"not a spool").unwrap();
+    let config = dir.join("mta.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[spool]\npath = {:?}\n",
+            spool.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mta-server"))
+        .arg("--config")
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot open the spool") && stderr.contains("left untouched"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&spool).unwrap(), b"not a spool");
+    let _ = std::fs::remove_dir_all(dir);
+}
