@@ -169,9 +169,16 @@ async fn bad_submissions_name_the_field_and_send_nothing() {
 #[tokio::test]
 async fn an_idempotency_key_sends_once_and_answers_the_first_id() {
     let fake = FakeSendGrid::start(common::KEY).await.unwrap();
-    let cluster = Cluster::start(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], false).await;
+    let cluster = Cluster::start(
+        vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))],
+        false,
+    )
+    .await;
     let mut mta = cluster.mta_client().await;
-    let request = pb::SubmitRequest { idempotency_key: "invoice-2026-0042".into(), ..submission("bob@example.net") };
+    let request = pb::SubmitRequest {
+        idempotency_key: "invoice-2026-0042".into(),
+        ..submission("bob@example.net")
+    };
 
     let first = mta.submit(request.clone()).await.unwrap().into_inner();
     assert!(!first.duplicate);
@@ -180,22 +187,36 @@ async fn an_idempotency_key_sends_once_and_answers_the_first_id() {
     assert!(again.duplicate);
     settled(&mut mta, &first.message_id, Duration::from_secs(10)).await;
     let third = mta.submit(request).await.unwrap().into_inner();
-    assert_eq!(third.message_id, first.message_id, "still the same after delivery");
+    assert_eq!(
+        third.message_id, first.message_id,
+        "still the same after delivery"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(fake.received().len(), 1);
 
-    let bad = pb::SubmitRequest { idempotency_key: "tab\there".into(), ..submission("bob@example.net") };
+    let bad = pb::SubmitRequest {
+        idempotency_key: "tab\there".into(),
+        ..submission("bob@example.net")
+    };
     let err = mta.submit(bad).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().starts_with("idempotency_key: "), "{}", err.message());
+    assert!(
+        err.message().starts_with("idempotency_key: "),
+        "{}",
+        err.message()
+    );
 }
 
 #[tokio::test]
 async fn over_the_disk_quota_submissions_are_refused_with_resource_exhausted() {
     let fake = FakeSendGrid::start(common::KEY).await.unwrap();
-    let cluster = Cluster::start_with(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], false, |c| {
-        c.spool.max_bytes = 1;
-    })
+    let cluster = Cluster::start_with(
+        vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))],
+        false,
+        |c| {
+            c.spool.max_bytes = 1;
+        },
+    )
     .await;
     let mut mta = cluster.mta_client().await;
     let err = mta.submit(submission("bob@example.net")).await.unwrap_err();

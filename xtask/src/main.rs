@@ -4,6 +4,8 @@
 //!   mta-server and client-api, plus a local SendGrid stand-in when no
 //!   `SENDGRID_API_KEY` is set; prints where each listens and how to sign in. Ctrl-C
 //!   stops everything.
+//! - `cargo xtask bench mta`: mta-server's throughput, latency and memory against a
+//!   fake provider (release build); prints a Markdown table.
 //! - `cargo xtask test`: what CI runs: `cargo fmt --check`, clippy with warnings as
 //!   errors, and every test of the workspace.
 
@@ -18,13 +20,15 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   run [--release]   build and start the whole gateway locally (Ctrl-C stops it)
-  test              formatting, clippy, and every test (what CI runs)";
+  test              formatting, clippy, and every test (what CI runs)
+  bench mta         mta-server throughput, latency and memory (release build)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -93,6 +97,60 @@ fn test() -> Result<()> {
     step("cargo test --workspace");
     check(cargo().args(["test", "--workspace"]).status(), "cargo test")?;
     eprintln!("\nall checks passed");
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) != Some("mta") || args.len() > 1 {
+        bail!("usage: cargo xtask bench mta");
+    }
+    step("cargo build --release (mta-server, bitmail-bench)");
+    check(
+        cargo()
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "mta-server",
+                "-p",
+                "bitmail-tests",
+                "--bins",
+            ])
+            .status(),
+        "cargo build --release",
+    )?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let release = target.join("release");
+    println!(
+        "\n| run | messages | callers | provider latency | accepted msg/s (durable) | delivered msg/s | submit p50 / p99 | mta-server peak RSS |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let runs: [(&str, &str, &str, &str); 4] = [
+        ("2 KiB, fast provider", "20000", "2048", "0"),
+        ("2 KiB, 50 ms provider", "20000", "2048", "50"),
+        ("100 KiB, fast provider", "1000", "102400", "0"),
+        ("100 KiB, 50 ms provider", "1000", "102400", "50"),
+    ];
+    for (label, count, size, latency) in runs {
+        let status = Command::new(release.join("bitmail-bench"))
+            .args(["--mta-bin"])
+            .arg(release.join("mta-server"))
+            .args([
+                "--count",
+                count,
+                "--size",
+                size,
+                "--concurrency",
+                "64",
+                "--latency-ms",
+                latency,
+                "--label",
+                label,
+            ])
+            .status();
+        check(status, label)?;
+    }
     Ok(())
 }
 
