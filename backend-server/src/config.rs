@@ -30,11 +30,7 @@ pub enum Engine {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
-            engine: Engine::Memory,
-            shutdown_grace_secs: 10,
-        }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 50052)), engine: Engine::Memory, shutdown_grace_secs: 10 }
     }
 }
 
@@ -50,12 +46,7 @@ mod tests {
     fn defaults_and_an_unknown_engine() {
         let c: Config = bitmail_runtime::config::parse("", "t").unwrap();
         assert_eq!(c.listen.port(), 50052);
-        let err =
-            bitmail_runtime::config::parse::<Config>("engine = \"rocks\"\n", "t").unwrap_err();
-        assert!(
-            err.problems[0].contains("unknown variant `rocks`"),
-            "{:?}",
-            err.problems
-        );
+        let err = bitmail_runtime::config::parse::<Config>("engine = \"rocks\"\n", "t").unwrap_err();
+        assert!(err.problems[0].contains("unknown variant `rocks`"), "{:?}", err.problems);
     }
 }

@@ -26,10 +26,7 @@ struct Inner {
 impl Inner {
     fn index_insert(&mut self, id: &str, fields: &Fields) {
         for (k, v) in fields {
-            self.index
-                .entry((k.clone(), v.clone()))
-                .or_default()
-                .insert(id.to_owned());
+            self.index.entry((k.clone(), v.clone())).or_default().insert(id.to_owned());
         }
     }
 
@@ -70,11 +67,7 @@ fn new_id() -> String {
 #[async_trait::async_trait]
 impl Store for MemoryStore {
     async fn put(&self, fields: Fields) -> Result<Document, StoreError> {
-        let doc = Document {
-            id: new_id(),
-            version: 1,
-            fields,
-        };
+        let doc = Document { id: new_id(), version: 1, fields };
         let mut inner = self.write();
         inner.index_insert(&doc.id, &doc.fields);
         inner.docs.insert(doc.id.clone(), doc.clone());
@@ -82,11 +75,7 @@ impl Store for MemoryStore {
     }
 
     async fn get(&self, id: &str) -> Result<Document, StoreError> {
-        self.read()
-            .docs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| StoreError::NotFound(id.to_owned()))
+        self.read().docs.get(id).cloned().ok_or_else(|| StoreError::NotFound(id.to_owned()))
     }
 
     async fn update(
@@ -103,11 +92,7 @@ impl Store for MemoryStore {
         if let Some(expected) = expected_version
             && expected != old.version
         {
-            return Err(StoreError::VersionMismatch {
-                id: id.to_owned(),
-                expected,
-                actual: old.version,
-            });
+            return Err(StoreError::VersionMismatch { id: id.to_owned(), expected, actual: old.version });
         }
         let old = old.clone();
         let mut new = old.clone();
@@ -124,20 +109,12 @@ impl Store for MemoryStore {
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         let mut inner = self.write();
-        let doc = inner
-            .docs
-            .remove(id)
-            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        let doc = inner.docs.remove(id).ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
         inner.index_remove(id, &doc.fields);
         Ok(())
     }
 
-    async fn lookup(
-        &self,
-        subset: &Fields,
-        limit: usize,
-        page_token: Option<&str>,
-    ) -> Result<Page, StoreError> {
+    async fn lookup(&self, subset: &Fields, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
         let inner = self.read();
         let after = page_token.map_or(Bound::Unbounded, Bound::Excluded);
         let mut documents = Vec::new();
@@ -165,18 +142,11 @@ impl Store for MemoryStore {
                 match inner.index.get(&(k.clone(), v.clone())) {
                     Some(ids) => postings.push(ids),
                     None => {
-                        return Ok(Page {
-                            documents,
-                            next_page_token: None,
-                        });
+                        return Ok(Page { documents, next_page_token: None });
                     }
                 }
             }
-            let rarest = postings
-                .iter()
-                .min_by_key(|ids| ids.len())
-                .copied()
-                .unwrap_or_else(|| postings[0]);
+            let rarest = postings.iter().min_by_key(|ids| ids.len()).copied().unwrap_or_else(|| postings[0]);
             for id in rarest.range::<str, _>((after, Bound::Unbounded)) {
                 let Some(doc) = inner.docs.get(id) else {
                     continue;
@@ -187,15 +157,8 @@ impl Store for MemoryStore {
                 }
             }
         }
-        let next_page_token = if more {
-            documents.last().map(|d| d.id.clone())
-        } else {
-            None
-        };
-        Ok(Page {
-            documents,
-            next_page_token,
-        })
+        let next_page_token = if more { documents.last().map(|d| d.id.clone()) } else { None };
+        Ok(Page { documents, next_page_token })
     }
 }
 
@@ -204,119 +167,55 @@ mod tests {
     use super::*;
 
     fn fields(pairs: &[(&str, &str)]) -> Fields {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[tokio::test]
     async fn put_get_update_delete_round_trip() {
         let store = MemoryStore::new();
-        let doc = store
-            .put(fields(&[("kind", "user"), ("name", "ada")]))
-            .await
-            .unwrap();
+        let doc = store.put(fields(&[("kind", "user"), ("name", "ada")])).await.unwrap();
         assert_eq!(doc.version, 1);
         assert_eq!(store.get(&doc.id).await.unwrap(), doc);
 
         let updated = store
-            .update(
-                &doc.id,
-                fields(&[("name", "grace"), ("lang", "fr")]),
-                vec!["kind".into()],
-                Some(1),
-            )
+            .update(&doc.id, fields(&[("name", "grace"), ("lang", "fr")]), vec!["kind".into()], Some(1))
             .await
             .unwrap();
         assert_eq!(updated.version, 2);
         assert_eq!(updated.fields, fields(&[("lang", "fr"), ("name", "grace")]));
 
         store.delete(&doc.id).await.unwrap();
-        assert_eq!(
-            store.get(&doc.id).await,
-            Err(StoreError::NotFound(doc.id.clone()))
-        );
-        assert_eq!(
-            store.delete(&doc.id).await,
-            Err(StoreError::NotFound(doc.id))
-        );
+        assert_eq!(store.get(&doc.id).await, Err(StoreError::NotFound(doc.id.clone())));
+        assert_eq!(store.delete(&doc.id).await, Err(StoreError::NotFound(doc.id)));
     }
 
     #[tokio::test]
     async fn a_stale_expected_version_changes_nothing() {
         let store = MemoryStore::new();
         let doc = store.put(fields(&[("n", "1")])).await.unwrap();
-        store
-            .update(&doc.id, fields(&[("n", "2")]), vec![], Some(1))
-            .await
-            .unwrap();
-        let err = store
-            .update(&doc.id, fields(&[("n", "3")]), vec![], Some(1))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err,
-            StoreError::VersionMismatch {
-                id: doc.id.clone(),
-                expected: 1,
-                actual: 2
-            }
-        );
-        assert_eq!(
-            store.get(&doc.id).await.unwrap().fields,
-            fields(&[("n", "2")])
-        );
+        store.update(&doc.id, fields(&[("n", "2")]), vec![], Some(1)).await.unwrap();
+        let err = store.update(&doc.id, fields(&[("n", "3")]), vec![], Some(1)).await.unwrap_err();
+        assert_eq!(err, StoreError::VersionMismatch { id: doc.id.clone(), expected: 1, actual: 2 });
+        assert_eq!(store.get(&doc.id).await.unwrap().fields, fields(&[("n", "2")]));
     }
 
     #[tokio::test]
     async fn lookup_matches_subsets_and_follows_updates() {
         let store = MemoryStore::new();
-        let a = store
-            .put(fields(&[("kind", "user"), ("name", "ada")]))
-            .await
-            .unwrap();
-        let b = store
-            .put(fields(&[("kind", "user"), ("name", "bob")]))
-            .await
-            .unwrap();
-        store
-            .put(fields(&[("kind", "session"), ("name", "ada")]))
-            .await
-            .unwrap();
+        let a = store.put(fields(&[("kind", "user"), ("name", "ada")])).await.unwrap();
+        let b = store.put(fields(&[("kind", "user"), ("name", "bob")])).await.unwrap();
+        store.put(fields(&[("kind", "session"), ("name", "ada")])).await.unwrap();
 
-        let page = store
-            .lookup(&fields(&[("kind", "user"), ("name", "ada")]), 10, None)
-            .await
-            .unwrap();
+        let page = store.lookup(&fields(&[("kind", "user"), ("name", "ada")]), 10, None).await.unwrap();
         assert_eq!(page.documents, vec![a.clone()]);
 
-        let users = store
-            .lookup(&fields(&[("kind", "user")]), 10, None)
-            .await
-            .unwrap();
-        assert_eq!(
-            users.documents.iter().map(|d| &d.id).collect::<Vec<_>>(),
-            vec![&a.id, &b.id]
-        );
+        let users = store.lookup(&fields(&[("kind", "user")]), 10, None).await.unwrap();
+        assert_eq!(users.documents.iter().map(|d| &d.id).collect::<Vec<_>>(), vec![&a.id, &b.id]);
 
-        store
-            .update(&a.id, fields(&[("name", "ada2")]), vec![], None)
-            .await
-            .unwrap();
-        let page = store
-            .lookup(&fields(&[("name", "ada")]), 10, None)
-            .await
-            .unwrap();
+        store.update(&a.id, fields(&[("name", "ada2")]), vec![], None).await.unwrap();
+        let page = store.lookup(&fields(&[("name", "ada")]), 10, None).await.unwrap();
         assert_eq!(page.documents.len(), 1, "only the session still says ada");
-        assert!(
-            store
-                .lookup(&fields(&[("name", "nobody")]), 10, None)
-                .await
-                .unwrap()
-                .documents
-                .is_empty()
-        );
+        assert!(store.lookup(&fields(&[("name", "nobody")]), 10, None).await.unwrap().documents.is_empty());
     }
 
     #[tokio::test]
@@ -324,21 +223,12 @@ mod tests {
         let store = MemoryStore::new();
         let mut ids = Vec::new();
         for i in 0..25 {
-            ids.push(
-                store
-                    .put(fields(&[("kind", "m"), ("i", &i.to_string())]))
-                    .await
-                    .unwrap()
-                    .id,
-            );
+            ids.push(store.put(fields(&[("kind", "m"), ("i", &i.to_string())])).await.unwrap().id);
         }
         let mut seen = Vec::new();
         let mut token = None;
         loop {
-            let page = store
-                .lookup(&fields(&[("kind", "m")]), 10, token.as_deref())
-                .await
-                .unwrap();
+            let page = store.lookup(&fields(&[("kind", "m")]), 10, token.as_deref()).await.unwrap();
             seen.extend(page.documents.into_iter().map(|d| d.id));
             match page.next_page_token {
                 Some(t) => token = Some(t),

@@ -25,11 +25,7 @@ impl Server {
             Engine::Memory => Arc::new(MemoryStore::new()),
         };
         let listener = TcpListener::bind(config.listen).await?;
-        Ok(Self {
-            listener,
-            store,
-            grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
-        })
+        Ok(Self { listener, store, grace: std::time::Duration::from_secs(config.shutdown_grace_secs) })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -37,27 +37,17 @@ impl From<StoreError> for Status {
 }
 
 fn to_wire(doc: Document) -> pb::Document {
-    pb::Document {
-        id: doc.id,
-        version: doc.version,
-        fields: doc.fields.into_iter().collect(),
-    }
+    pb::Document { id: doc.id, version: doc.version, fields: doc.fields.into_iter().collect() }
 }
 
 fn require_id(id: &str) -> Result<(), Status> {
-    if id.is_empty() {
-        Err(Status::invalid_argument("id: required"))
-    } else {
-        Ok(())
-    }
+    if id.is_empty() { Err(Status::invalid_argument("id: required")) } else { Ok(()) }
 }
 
 /// Keys are what lookups match on; an empty key can never be asked for sensibly.
 fn check_keys<'a>(keys: impl IntoIterator<Item = &'a String>, field: &str) -> Result<(), Status> {
     if keys.into_iter().any(String::is_empty) {
-        return Err(Status::invalid_argument(format!(
-            "{field}: keys must not be empty"
-        )));
+        return Err(Status::invalid_argument(format!("{field}: keys must not be empty")));
     }
     Ok(())
 }
@@ -66,54 +56,29 @@ type LookupStream = Pin<Box<dyn Stream<Item = Result<pb::LookupResponse, Status>
 
 #[tonic::async_trait]
 impl pb::store_server::Store for StoreService {
-    async fn put(
-        &self,
-        request: Request<pb::PutRequest>,
-    ) -> Result<Response<pb::PutResponse>, Status> {
+    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let req = request.into_inner();
         check_keys(req.fields.keys(), "fields")?;
         let doc = self.store.put(req.fields.into_iter().collect()).await?;
-        Ok(Response::new(pb::PutResponse {
-            id: doc.id,
-            version: doc.version,
-        }))
+        Ok(Response::new(pb::PutResponse { id: doc.id, version: doc.version }))
     }
 
-    async fn get(
-        &self,
-        request: Request<pb::GetRequest>,
-    ) -> Result<Response<pb::Document>, Status> {
+    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Document>, Status> {
         let req = request.into_inner();
         require_id(&req.id)?;
         Ok(Response::new(to_wire(self.store.get(&req.id).await?)))
     }
 
-    async fn update(
-        &self,
-        request: Request<pb::UpdateRequest>,
-    ) -> Result<Response<pb::UpdateResponse>, Status> {
+    async fn update(&self, request: Request<pb::UpdateRequest>) -> Result<Response<pb::UpdateResponse>, Status> {
         let req = request.into_inner();
         require_id(&req.id)?;
         check_keys(req.fields.keys(), "fields")?;
         let expected = (req.expected_version != 0).then_some(req.expected_version);
-        let doc = self
-            .store
-            .update(
-                &req.id,
-                req.fields.into_iter().collect(),
-                req.remove,
-                expected,
-            )
-            .await?;
-        Ok(Response::new(pb::UpdateResponse {
-            version: doc.version,
-        }))
+        let doc = self.store.update(&req.id, req.fields.into_iter().collect(), req.remove, expected).await?;
+        Ok(Response::new(pb::UpdateResponse { version: doc.version }))
     }
 
-    async fn delete(
-        &self,
-        request: Request<pb::DeleteRequest>,
-    ) -> Result<Response<pb::DeleteResponse>, Status> {
+    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
         let req = request.into_inner();
         require_id(&req.id)?;
         self.store.delete(&req.id).await?;
@@ -122,18 +87,13 @@ impl pb::store_server::Store for StoreService {
 
     type LookupStream = LookupStream;
 
-    async fn lookup(
-        &self,
-        request: Request<pb::LookupRequest>,
-    ) -> Result<Response<LookupStream>, Status> {
+    async fn lookup(&self, request: Request<pb::LookupRequest>) -> Result<Response<LookupStream>, Status> {
         let req = request.into_inner();
         check_keys(req.subset.keys(), "subset")?;
         let limit = match req.limit as usize {
             0 => DEFAULT_LOOKUP_LIMIT,
             n if n > MAX_LOOKUP_LIMIT => {
-                return Err(Status::invalid_argument(format!(
-                    "limit: at most {MAX_LOOKUP_LIMIT}, got {n}"
-                )));
+                return Err(Status::invalid_argument(format!("limit: at most {MAX_LOOKUP_LIMIT}, got {n}")));
             }
             n => n,
         };
@@ -145,10 +105,7 @@ impl pb::store_server::Store for StoreService {
             .documents
             .into_iter()
             .map(|d| pb::lookup_response::Item::Document(to_wire(d)))
-            .chain(
-                page.next_page_token
-                    .map(pb::lookup_response::Item::NextPageToken),
-            )
+            .chain(page.next_page_token.map(pb::lookup_response::Item::NextPageToken))
             .map(|item| Ok(pb::LookupResponse { item: Some(item) }));
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }

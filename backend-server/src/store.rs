@@ -29,11 +29,7 @@ pub enum StoreError {
     #[error("no document with id {0:?}")]
     NotFound(String),
     #[error("document {id:?} is at version {actual}, not the expected {expected}")]
-    VersionMismatch {
-        id: String,
-        expected: u64,
-        actual: u64,
-    },
+    VersionMismatch { id: String, expected: u64, actual: u64 },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("storage unavailable: {0}")]
@@ -78,10 +74,5 @@ pub trait Store: Send + Sync + 'static {
     /// named by `page_token`, at most `limit` (1..=[`MAX_LOOKUP_LIMIT`]). Cost follows the
     /// size of the answer (and of the smallest index entry of `subset`), not of the
     /// store.
-    async fn lookup(
-        &self,
-        subset: &Fields,
-        limit: usize,
-        page_token: Option<&str>,
-    ) -> Result<Page, StoreError>;
+    async fn lookup(&self, subset: &Fields, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError>;
 }

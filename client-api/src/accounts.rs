@@ -34,9 +34,7 @@ pub struct Accounts {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -50,9 +48,7 @@ fn token_digest(token: &str) -> String {
 /// A name is what users type to sign in and the local part of their address.
 pub fn check_name(name: &str) -> Result<(), ApiError> {
     let ok = (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
         && !name.starts_with('.')
         && !name.ends_with('.')
         && !name.contains("..");
@@ -67,36 +63,19 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
 
 pub fn check_password(password: &str) -> Result<(), ApiError> {
     if password.chars().count() < 8 || password.len() > 1024 {
-        return Err(ApiError::BadRequest(
-            "password: 8 to 1024 characters".into(),
-        ));
+        return Err(ApiError::BadRequest("password: 8 to 1024 characters".into()));
     }
     Ok(())
 }
 
 impl Accounts {
-    pub fn new(
-        store: StoreClient<Channel>,
-        signup_on_first_login: bool,
-        session_ttl: Duration,
-    ) -> Self {
-        Self {
-            store,
-            signup_on_first_login,
-            session_ttl,
-        }
+    pub fn new(store: StoreClient<Channel>, signup_on_first_login: bool, session_ttl: Duration) -> Self {
+        Self { store, signup_on_first_login, session_ttl }
     }
 
-    async fn lookup(
-        &self,
-        subset: &[(&str, &str)],
-        limit: u32,
-    ) -> Result<Vec<pb::Document>, ApiError> {
+    async fn lookup(&self, subset: &[(&str, &str)], limit: u32) -> Result<Vec<pb::Document>, ApiError> {
         let request = pb::LookupRequest {
-            subset: subset
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            subset: subset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             limit,
             page_token: String::new(),
         };
@@ -111,13 +90,7 @@ impl Accounts {
     }
 
     async fn put(&self, fields: HashMap<String, String>) -> Result<String, ApiError> {
-        Ok(self
-            .store
-            .clone()
-            .put(pb::PutRequest { fields })
-            .await?
-            .into_inner()
-            .id)
+        Ok(self.store.clone().put(pb::PutRequest { fields }).await?.into_inner().id)
     }
 
     /// The user `name`, if the password is right. With signup on, an unknown name
@@ -132,16 +105,9 @@ impl Accounts {
             None if self.signup_on_first_login => return self.sign_up(name, password).await,
             None => return Err(ApiError::Unauthorized),
         };
-        let hash = user
-            .fields
-            .get("password_hash")
-            .cloned()
-            .unwrap_or_default();
+        let hash = user.fields.get("password_hash").cloned().unwrap_or_default();
         if verify_password(password.to_owned(), hash).await? {
-            Ok(User {
-                id: user.id,
-                name: name.to_owned(),
-            })
+            Ok(User { id: user.id, name: name.to_owned() })
         } else {
             Err(ApiError::Unauthorized)
         }
@@ -163,26 +129,16 @@ impl Accounts {
         match users.first() {
             Some(first) if first.id != id => {
                 let _ = self.store.clone().delete(pb::DeleteRequest { id }).await;
-                let hash = first
-                    .fields
-                    .get("password_hash")
-                    .cloned()
-                    .unwrap_or_default();
+                let hash = first.fields.get("password_hash").cloned().unwrap_or_default();
                 if verify_password(password.to_owned(), hash).await? {
-                    Ok(User {
-                        id: first.id.clone(),
-                        name: name.to_owned(),
-                    })
+                    Ok(User { id: first.id.clone(), name: name.to_owned() })
                 } else {
                     Err(ApiError::Unauthorized)
                 }
             }
             _ => {
                 tracing::info!(user = name, "account created at first login");
-                Ok(User {
-                    id,
-                    name: name.to_owned(),
-                })
+                Ok(User { id, name: name.to_owned() })
             }
         }
     }
@@ -207,47 +163,21 @@ impl Accounts {
         if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ApiError::Unauthorized);
         }
-        let sessions = self
-            .lookup(
-                &[("kind", "session"), ("token_sha256", &token_digest(token))],
-                1,
-            )
-            .await?;
+        let sessions = self.lookup(&[("kind", "session"), ("token_sha256", &token_digest(token))], 1).await?;
         let session = sessions.into_iter().next().ok_or(ApiError::Unauthorized)?;
-        let expires_at: u64 = session
-            .fields
-            .get("expires_at")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let expires_at: u64 = session.fields.get("expires_at").and_then(|v| v.parse().ok()).unwrap_or(0);
         if expires_at <= now_secs() {
-            let _ = self
-                .store
-                .clone()
-                .delete(pb::DeleteRequest { id: session.id })
-                .await;
+            let _ = self.store.clone().delete(pb::DeleteRequest { id: session.id }).await;
             return Err(ApiError::Unauthorized);
         }
         let field = |k: &str| session.fields.get(k).cloned().unwrap_or_default();
-        Ok(User {
-            id: field("user_id"),
-            name: field("name"),
-        })
+        Ok(User { id: field("user_id"), name: field("name") })
     }
 
     /// Ends the session of this token, if there is one.
     pub async fn close_session(&self, token: &str) -> Result<(), ApiError> {
-        for s in self
-            .lookup(
-                &[("kind", "session"), ("token_sha256", &token_digest(token))],
-                10,
-            )
-            .await?
-        {
-            let _ = self
-                .store
-                .clone()
-                .delete(pb::DeleteRequest { id: s.id })
-                .await;
+        for s in self.lookup(&[("kind", "session"), ("token_sha256", &token_digest(token))], 10).await? {
+            let _ = self.store.clone().delete(pb::DeleteRequest { id: s.id }).await;
         }
         Ok(())
     }
@@ -269,27 +199,19 @@ impl Accounts {
 
     /// The sent-message records of `user`, oldest first (at most `limit`).
     pub async fn sent(&self, user: &User, limit: u32) -> Result<Vec<pb::Document>, ApiError> {
-        self.lookup(&[("kind", "sent"), ("owner", &user.id)], limit)
-            .await
+        self.lookup(&[("kind", "sent"), ("owner", &user.id)], limit).await
     }
 
     /// Whether `user` sent the message `mta_id`.
     pub async fn owns(&self, user: &User, mta_id: &str) -> Result<bool, ApiError> {
-        Ok(!self
-            .lookup(
-                &[("kind", "sent"), ("owner", &user.id), ("mta_id", mta_id)],
-                1,
-            )
-            .await?
-            .is_empty())
+        Ok(!self.lookup(&[("kind", "sent"), ("owner", &user.id), ("mta_id", mta_id)], 1).await?.is_empty())
     }
 }
 
 /// Bytes from the operating system's generator.
 fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut out = [0u8; N];
-    aws_lc_rs::rand::fill(&mut out)
-        .map_err(|_| ApiError::Internal("the system random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut out).map_err(|_| ApiError::Internal("the system random generator failed".into()))?;
     Ok(out)
 }
 
@@ -311,9 +233,7 @@ async fn verify_password(password: String, hash: String) -> Result<bool, ApiErro
         let Ok(parsed) = PasswordHash::new(&hash) else {
             return Ok(false);
         };
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await
     .map_err(|e| ApiError::Internal(format!("password check task failed: {e}")))?
@@ -328,16 +248,7 @@ mod tests {
         for ok in ["ada", "ada.lovelace", "a_b-c9"] {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "Ada",
-            "a b",
-            ".ada",
-            "ada.",
-            "a..b",
-            "ada@x",
-            &"a".repeat(65),
-        ] {
+        for bad in ["", "Ada", "a b", ".ada", "ada.", "a..b", "ada@x", &"a".repeat(65)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         assert!(check_password("short").is_err());
@@ -348,16 +259,8 @@ mod tests {
     async fn hashes_are_argon2id_and_verify() {
         let hash = hash_password("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(
-            verify_password("correct horse".into(), hash.clone())
-                .await
-                .unwrap()
-        );
+        assert!(verify_password("correct horse".into(), hash.clone()).await.unwrap());
         assert!(!verify_password("wrong horse".into(), hash).await.unwrap());
-        assert!(
-            !verify_password("x".into(), "not a hash".into())
-                .await
-                .unwrap()
-        );
+        assert!(!verify_password("x".into(), "not a hash".into()).await.unwrap());
     }
 }

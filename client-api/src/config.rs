@@ -64,9 +64,7 @@ impl Default for Config {
 fn check_upstream(field: &str, url: &str, problems: &mut Vec<String>) {
     match url.parse::<tonic::transport::Uri>() {
         Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
-        _ => problems.push(format!(
-            "{field}: `{url}` must be an http:// or https:// URL"
-        )),
+        _ => problems.push(format!("{field}: `{url}` must be an http:// or https:// URL")),
     }
 }
 
@@ -80,10 +78,7 @@ impl Validate for Config {
                 .split('.')
                 .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         if !domain_ok {
-            problems.push(format!(
-                "mail_domain: `{}` is not a domain name",
-                self.mail_domain
-            ));
+            problems.push(format!("mail_domain: `{}` is not a domain name", self.mail_domain));
         }
         if self.session_hours == 0 {
             problems.push("session_hours: must be more than 0".into());
@@ -92,15 +87,9 @@ impl Validate for Config {
             problems.push("max_body_bytes: must be at least 1024".into());
         }
         if let Some(tls) = &self.tls {
-            for (field, path) in [
-                ("tls.cert_path", &tls.cert_path),
-                ("tls.key_path", &tls.key_path),
-            ] {
+            for (field, path) in [("tls.cert_path", &tls.cert_path), ("tls.key_path", &tls.key_path)] {
                 if !path.is_file() {
-                    problems.push(format!(
-                        "{field}: {} is not a readable file",
-                        path.display()
-                    ));
+                    problems.push(format!("{field}: {} is not a readable file", path.display()));
                 }
             }
         }

@@ -72,12 +72,8 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::BytesRejection(e))
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                Err(ApiError::PayloadTooLarge(
-                    "the request body is larger than this server accepts".into(),
-                ))
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge("the request body is larger than this server accepts".into()))
             }
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
@@ -101,10 +97,7 @@ pub struct CurrentUser(pub User);
 impl FromRequestParts<Arc<AppState>> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let token = session_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         Ok(CurrentUser(state.accounts.session_user(&token).await?))
     }
@@ -115,15 +108,8 @@ async fn same_origin_writes(req: Request, next: Next) -> Response {
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         && let Some(origin) = req.headers().get(header::ORIGIN)
     {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok());
-        let origin_host = origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://"))
-            .map(|(_, rest)| rest);
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest);
         if host.is_none() || origin_host != host {
             return ApiError::Forbidden("cross-origin request refused".into()).into_response();
         }
@@ -146,9 +132,7 @@ impl LoginLimiter {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(name) {
             Some((n, since)) if since.elapsed() < WINDOW && *n >= MAX_FAILURES => {
-                Err(ApiError::TooManyRequests(
-                    "too many failed sign-ins for this name; try again later".into(),
-                ))
+                Err(ApiError::TooManyRequests("too many failed sign-ins for this name; try again later".into()))
             }
             Some((_, since)) if since.elapsed() >= WINDOW => {
                 map.remove(name);
@@ -168,10 +152,7 @@ impl LoginLimiter {
     }
 
     fn succeeded(&self, name: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
     }
 }
 
@@ -181,9 +162,7 @@ async fn index() -> Html<&'static str> {
 
 async fn upstream_health(channel: Channel) -> &'static str {
     let mut client = HealthClient::new(channel);
-    let check = client.check(HealthCheckRequest {
-        service: String::new(),
-    });
+    let check = client.check(HealthCheckRequest { service: String::new() });
     match tokio::time::timeout(Duration::from_secs(2), check).await {
         Ok(Ok(r)) if r.get_ref().status() == ServingStatus::Serving => "serving",
         Ok(Ok(_)) => "not serving",
@@ -192,18 +171,11 @@ async fn upstream_health(channel: Channel) -> &'static str {
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    let (mta, backend) = tokio::join!(
-        upstream_health(state.mta_channel.clone()),
-        upstream_health(state.backend_channel.clone())
-    );
+    let (mta, backend) =
+        tokio::join!(upstream_health(state.mta_channel.clone()), upstream_health(state.backend_channel.clone()));
     let ok = mta == "serving" && backend == "serving";
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body =
-        json!({ "status": if ok { "ok" } else { "degraded" }, "mta": mta, "backend": backend });
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({ "status": if ok { "ok" } else { "degraded" }, "mta": mta, "backend": backend });
     (status, Json(body)).into_response()
 }
 
@@ -218,10 +190,7 @@ fn user_json(user: &User, domain: &str) -> Value {
     json!({ "name": user.name, "address": format!("{}@{domain}", user.name) })
 }
 
-async fn sign_in(
-    State(state): State<Arc<AppState>>,
-    ApiJson(body): ApiJson<SignIn>,
-) -> Result<Response, ApiError> {
+async fn sign_in(State(state): State<Arc<AppState>>, ApiJson(body): ApiJson<SignIn>) -> Result<Response, ApiError> {
     let name = body.name.trim().to_ascii_lowercase();
     state.limiter.check(&name)?;
     let user = match state.accounts.sign_in(&name, &body.password).await {
@@ -234,25 +203,16 @@ async fn sign_in(
     };
     state.limiter.succeeded(&name);
     let token = state.accounts.open_session(&user).await?;
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-        state.session_secs
-    );
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Json(user_json(&user, &state.mail_domain)),
-    )
-        .into_response())
+    let cookie =
+        format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}", state.session_secs);
+    Ok(([(header::SET_COOKIE, cookie)], Json(user_json(&user, &state.mail_domain))).into_response())
 }
 
 async fn whoami(State(state): State<Arc<AppState>>, CurrentUser(user): CurrentUser) -> Json<Value> {
     Json(user_json(&user, &state.mail_domain))
 }
 
-async fn sign_out(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(token) = session_token(&headers) {
         state.accounts.close_session(&token).await?;
     }
@@ -292,19 +252,10 @@ async fn send(
         html: body.html,
         ..Default::default()
     };
-    let id = state
-        .mta
-        .clone()
-        .submit(request)
-        .await?
-        .into_inner()
-        .message_id;
+    let id = state.mta.clone().submit(request).await?.into_inner().message_id;
     let summary = HashMap::from([
         ("subject".to_owned(), body.subject),
-        (
-            "to".to_owned(),
-            serde_json::to_string(&body.to).unwrap_or_default(),
-        ),
+        ("to".to_owned(), serde_json::to_string(&body.to).unwrap_or_default()),
     ]);
     if let Err(e) = state.accounts.record_sent(&user, &id, summary).await {
         // The message is accepted and will be delivered; only the Sent view misses it.
@@ -349,12 +300,7 @@ async fn message_status(
     if !state.accounts.owns(&user, &id).await? {
         return Err(ApiError::NotFound(format!("no message with id {id:?}")));
     }
-    let s = state
-        .mta
-        .clone()
-        .get_message(pb::GetMessageRequest { message_id: id })
-        .await?
-        .into_inner();
+    let s = state.mta.clone().get_message(pb::GetMessageRequest { message_id: id }).await?.into_inner();
     let non_empty = |v: String| (!v.is_empty()).then_some(v);
     Ok(Json(json!({
         "id": s.message_id,
@@ -374,10 +320,7 @@ mod tests {
     #[test]
     fn the_session_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            "a=1; bitmail_session=abc; b=2".parse().unwrap(),
-        );
+        h.insert(header::COOKIE, "a=1; bitmail_session=abc; b=2".parse().unwrap());
         assert_eq!(session_token(&h).as_deref(), Some("abc"));
         assert_eq!(session_token(&HeaderMap::new()), None);
     }

@@ -74,10 +74,7 @@ impl Server {
 
     /// Serves HTTPS until `shutdown` resolves, then stops accepting and gives requests in
     /// flight up to the grace period.
-    pub async fn serve(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), BoxError> {
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), BoxError> {
         let handle = axum_server::Handle::new();
         let stopper = handle.clone();
         let grace = self.grace;

@@ -15,17 +15,11 @@ use crate::config::Config;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} holds no usable PEM {what}")]
     Pem { path: PathBuf, what: &'static str },
     #[error("cannot write the generated certificate to {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("the certificate and key do not make a TLS configuration: {0}")]
@@ -44,30 +38,18 @@ pub struct CertPaths {
 /// Uses the configured files, or generates a self-signed pair on first start.
 pub fn ensure_certificate(config: &Config) -> Result<CertPaths, TlsError> {
     if let Some(tls) = &config.tls {
-        return Ok(CertPaths {
-            cert: tls.cert_path.clone(),
-            key: tls.key_path.clone(),
-            generated: false,
-        });
+        return Ok(CertPaths { cert: tls.cert_path.clone(), key: tls.key_path.clone(), generated: false });
     }
     let dir = config.state_dir.join("tls");
-    let paths = CertPaths {
-        cert: dir.join("cert.pem"),
-        key: dir.join("key.pem"),
-        generated: true,
-    };
+    let paths = CertPaths { cert: dir.join("cert.pem"), key: dir.join("key.pem"), generated: true };
     if paths.cert.is_file() && paths.key.is_file() {
         return Ok(paths);
     }
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
     let write = |path: &Path, contents: String| {
         std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(path, contents))
-            .map_err(|source| TlsError::Write {
-                path: path.to_owned(),
-                source,
-            })
+            .map_err(|source| TlsError::Write { path: path.to_owned(), source })
     };
     write(&paths.key, certified.signing_key.serialize_pem())?;
     restrict_permissions(&paths.key);
@@ -89,26 +71,16 @@ fn restrict_permissions(_path: &Path) {}
 
 /// A rustls server configuration (HTTP/2 and HTTP/1.1) from PEM files.
 pub fn server_config(paths: &CertPaths) -> Result<rustls::ServerConfig, TlsError> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| TlsError::Read {
-            path: path.to_owned(),
-            source,
-        })
-    };
+    let read = |path: &Path| std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source });
     let cert_pem = read(&paths.cert)?;
     let key_pem = read(&paths.key)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .ok()
         .filter(|c: &Vec<_>| !c.is_empty())
-        .ok_or_else(|| TlsError::Pem {
-            path: paths.cert.clone(),
-            what: "certificate",
-        })?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Pem {
-        path: paths.key.clone(),
-        what: "private key",
-    })?;
+        .ok_or_else(|| TlsError::Pem { path: paths.cert.clone(), what: "certificate" })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|_| TlsError::Pem { path: paths.key.clone(), what: "private key" })?;
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -126,20 +98,13 @@ mod tests {
     #[test]
     fn generates_once_then_reuses_and_refuses_garbage() {
         let dir = std::env::temp_dir().join(format!("bitmail-tls-{}", std::process::id()));
-        let config = Config {
-            state_dir: dir.clone(),
-            ..Config::default()
-        };
+        let config = Config { state_dir: dir.clone(), ..Config::default() };
         let first = ensure_certificate(&config).unwrap();
         assert!(first.generated);
         let pem = std::fs::read(&first.cert).unwrap();
         server_config(&first).unwrap();
         let second = ensure_certificate(&config).unwrap();
-        assert_eq!(
-            std::fs::read(&second.cert).unwrap(),
-            pem,
-            "the certificate is reused, not regenerated"
-        );
+        assert_eq!(std::fs::read(&second.cert).unwrap(), pem, "the certificate is reused, not regenerated");
 
         std::fs::write(&first.key, "not a key").unwrap();
         let err = server_config(&first).unwrap_err();

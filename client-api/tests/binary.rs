@@ -30,38 +30,17 @@ fn first_start_generates_a_certificate_and_sigterm_stops_it() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut log = String::new();
     while Instant::now() < deadline && !log.contains("listening") {
-        log.push_str(
-            &lines
-                .next()
-                .expect("the server logs before exiting")
-                .unwrap(),
-        );
+        log.push_str(&lines.next().expect("the server logs before exiting").unwrap());
         log.push('\n');
     }
-    assert!(
-        log.contains("generated a self-signed TLS certificate"),
-        "{log}"
-    );
+    assert!(log.contains("generated a self-signed TLS certificate"), "{log}");
     assert!(log.contains("https://127.0.0.1:"), "{log}");
     assert!(dir.join("tls/cert.pem").is_file() && dir.join("tls/key.pem").is_file());
 
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let status = child.wait().unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(
-        status.success(),
-        "exit {status:?}; log:\n{}",
-        rest.join("\n")
-    );
-    assert!(
-        rest.iter().any(|l| l.contains("client-api stopped")),
-        "{rest:?}"
-    );
+    assert!(status.success(), "exit {status:?}; log:\n{}", rest.join("\n"));
+    assert!(rest.iter().any(|l| l.contains("client-api stopped")), "{rest:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }

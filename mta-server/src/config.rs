@@ -14,6 +14,12 @@
 //!
 //! [delivery]
 //! concurrency = 64
+//! ambiguous = "fail-over"        # or "defer", or "fail": when a provider never answered
+//!
+//! [health]
+//! failure_threshold = 3          # transient failures in a row that open a circuit
+//! cool_down_secs = 30            # before an open circuit lets a probe through
+//! refused_cool_down_secs = 900   # after bad credentials or a paused account
 //!
 //! [retry]
 //! initial_secs = 30
@@ -35,7 +41,8 @@ use std::time::Duration;
 use bitmail_runtime::config::{Secret, Validate};
 use serde::Deserialize;
 
-use crate::delivery::{DeliverySettings, RetryPolicy};
+use crate::delivery::{AmbiguousPolicy, DeliverySettings, RetryPolicy};
+use crate::health::HealthSettings;
 use crate::message::Limits;
 use crate::spool::SpoolSettings;
 
@@ -53,6 +60,7 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub spool: SpoolConfig,
     pub delivery: DeliveryConfig,
+    pub health: HealthConfig,
     pub retry: RetryConfig,
     /// Tried in the order the scheduler picks; names must be unique.
     pub providers: Vec<ProviderConfig>,
@@ -80,6 +88,22 @@ pub struct SpoolConfig {
 pub struct DeliveryConfig {
     /// Delivery rounds running at once.
     pub concurrency: usize,
+    /// What to do when a provider took a request and never answered.
+    pub ambiguous: AmbiguousPolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HealthConfig {
+    pub failure_threshold: u32,
+    pub cool_down_secs: u64,
+    pub refused_cool_down_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { failure_threshold: 3, cool_down_secs: 30, refused_cool_down_secs: 900 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +164,7 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             spool: SpoolConfig::default(),
             delivery: DeliveryConfig::default(),
+            health: HealthConfig::default(),
             retry: RetryConfig::default(),
             providers: Vec::new(),
         }
@@ -148,43 +173,29 @@ impl Default for Config {
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        Self {
-            path: PathBuf::from("data/mta/spool.redb"),
-            max_bytes: 10 << 30,
-            cache_bytes: 64 << 20,
-        }
+        Self { path: PathBuf::from("data/mta/spool.redb"), max_bytes: 10 << 30, cache_bytes: 64 << 20 }
     }
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        Self { concurrency: 64 }
+        Self { concurrency: 64, ambiguous: AmbiguousPolicy::FailOver }
     }
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        Self {
-            initial_secs: 30,
-            max_delay_secs: 3600,
-            max_age_secs: 3 * 24 * 3600,
-        }
+        Self { initial_secs: 30, max_delay_secs: 3600, max_age_secs: 3 * 24 * 3600 }
     }
 }
 
 impl Config {
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_message_bytes: self.max_message_bytes,
-            max_recipients: self.max_recipients,
-        }
+        Limits { max_message_bytes: self.max_message_bytes, max_recipients: self.max_recipients }
     }
 
     pub fn spool_settings(&self) -> SpoolSettings {
-        SpoolSettings {
-            max_bytes: self.spool.max_bytes,
-            cache_bytes: self.spool.cache_bytes,
-        }
+        SpoolSettings { max_bytes: self.spool.max_bytes, cache_bytes: self.spool.cache_bytes }
     }
 
     pub fn delivery_settings(&self) -> DeliverySettings {
@@ -195,6 +206,15 @@ impl Config {
                 max_delay: Duration::from_secs(self.retry.max_delay_secs),
                 max_age: Duration::from_secs(self.retry.max_age_secs),
             },
+            ambiguous: self.delivery.ambiguous,
+        }
+    }
+
+    pub fn health_settings(&self) -> HealthSettings {
+        HealthSettings {
+            failure_threshold: self.health.failure_threshold,
+            cool_down: Duration::from_secs(self.health.cool_down_secs),
+            refused_cool_down: Duration::from_secs(self.health.refused_cool_down_secs),
         }
     }
 }
@@ -202,9 +222,7 @@ impl Config {
 fn check_url(field: &str, url: &str, problems: &mut Vec<String>) {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        Ok(_) => problems.push(format!(
-            "{field}: `{url}` must be an http:// or https:// URL"
-        )),
+        Ok(_) => problems.push(format!("{field}: `{url}` must be an http:// or https:// URL")),
         Err(e) => problems.push(format!("{field}: `{url}` is not a URL ({e})")),
     }
 }
@@ -217,6 +235,12 @@ impl Validate for Config {
         if self.max_recipients == 0 {
             problems.push("max_recipients: must be more than 0".into());
         }
+        if self.health.failure_threshold == 0 {
+            problems.push("health.failure_threshold: must be more than 0".into());
+        }
+        if self.health.cool_down_secs == 0 {
+            problems.push("health.cool_down_secs: must be more than 0".into());
+        }
         if self.delivery.concurrency == 0 {
             problems.push("delivery.concurrency: must be more than 0".into());
         }
@@ -227,9 +251,7 @@ impl Validate for Config {
             problems.push("spool.cache_bytes: at least 1048576 (1 MiB)".into());
         }
         if self.retry.initial_secs == 0 || self.retry.initial_secs > self.retry.max_delay_secs {
-            problems.push(
-                "retry.initial_secs: must be more than 0 and at most retry.max_delay_secs".into(),
-            );
+            problems.push("retry.initial_secs: must be more than 0 and at most retry.max_delay_secs".into());
         }
         let mut names = HashSet::new();
         for (i, provider) in self.providers.iter().enumerate() {
@@ -237,10 +259,7 @@ impl Validate for Config {
             if provider.name().trim().is_empty() {
                 problems.push(format!("{at}.name: must not be empty"));
             } else if !names.insert(provider.name()) {
-                problems.push(format!(
-                    "{at}.name: `{}` is used by another provider",
-                    provider.name()
-                ));
+                problems.push(format!("{at}.name: `{}` is used by another provider", provider.name()));
             }
             match provider {
                 ProviderConfig::Sendgrid(c) => {
@@ -313,22 +332,11 @@ mod tests {
     fn unknown_keys_and_kinds_are_errors() {
         let err = parse::<Config>("listen_addr = \"x\"\n", "t").unwrap_err();
         assert_eq!(err.problems, vec!["listen_addr: unknown key"]);
-        let err = parse::<Config>(
-            "[[providers]]\nname = \"a\"\nkind = \"sendgrid\"\napi_key = \"k\"\napikey = \"k\"\n",
-            "t",
-        )
-        .unwrap_err();
-        assert!(
-            err.problems.join(" ").contains("apikey"),
-            "{:?}",
-            err.problems
-        );
         let err =
-            parse::<Config>("[[providers]]\nname = \"a\"\nkind = \"postal\"\n", "t").unwrap_err();
-        assert!(
-            err.problems.join(" ").contains("postal"),
-            "{:?}",
-            err.problems
-        );
+            parse::<Config>("[[providers]]\nname = \"a\"\nkind = \"sendgrid\"\napi_key = \"k\"\napikey = \"k\"\n", "t")
+                .unwrap_err();
+        assert!(err.problems.join(" ").contains("apikey"), "{:?}", err.problems);
+        let err = parse::<Config>("[[providers]]\nname = \"a\"\nkind = \"postal\"\n", "t").unwrap_err();
+        assert!(err.problems.join(" ").contains("postal"), "{:?}", err.problems);
     }
 }

@@ -23,6 +23,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::health::Health;
 use crate::message::Message;
 use crate::provider::{Outcome, Provider, RefusalScope};
 use crate::scheduler::Scheduler;
@@ -51,11 +52,25 @@ impl RetryPolicy {
     }
 }
 
+/// What to do when a provider took the request and never answered: it may have
+/// accepted the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AmbiguousPolicy {
+    /// Try the next provider at once; the message is flagged as a possible duplicate.
+    FailOver,
+    /// Try again later, from the first provider of a new round (flagged likewise).
+    Defer,
+    /// Never risk a duplicate: mark the message failed.
+    Fail,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct DeliverySettings {
     /// Delivery rounds running at once.
     pub concurrency: usize,
     pub retry: RetryPolicy,
+    pub ambiguous: AmbiguousPolicy,
 }
 
 /// What delivery rounds share.
@@ -63,7 +78,9 @@ struct Shared {
     spool: Spool,
     providers: Vec<Arc<dyn Provider>>,
     scheduler: Arc<dyn Scheduler>,
+    health: Arc<Health>,
     retry: RetryPolicy,
+    ambiguous: AmbiguousPolicy,
     in_flight: Mutex<HashSet<String>>,
 }
 
@@ -80,6 +97,7 @@ impl Delivery {
         spool: Spool,
         providers: Vec<Arc<dyn Provider>>,
         scheduler: Arc<dyn Scheduler>,
+        health: Arc<Health>,
         settings: DeliverySettings,
         wake: Arc<Notify>,
     ) -> Self {
@@ -87,14 +105,12 @@ impl Delivery {
             spool,
             providers,
             scheduler,
+            health,
             retry: settings.retry,
+            ambiguous: settings.ambiguous,
             in_flight: Mutex::new(HashSet::new()),
         });
-        Delivery {
-            shared,
-            wake,
-            concurrency: settings.concurrency.max(1),
-        }
+        Delivery { shared, wake, concurrency: settings.concurrency.max(1) }
     }
 
     /// Delivers due messages until `shutdown` resolves; then waits up to `grace` for
@@ -112,9 +128,7 @@ impl Delivery {
                 let shared = self.shared.clone();
                 tokio::task::spawn_blocking(move || {
                     let in_flight = lock(&shared.in_flight).clone();
-                    shared
-                        .spool
-                        .due(now_ms(), free, |id| in_flight.contains(id))
+                    shared.spool.due(now_ms(), free, |id| in_flight.contains(id))
                 })
                 .await
                 .unwrap_or_else(|e| Err(SpoolError::Storage(e.to_string())))
@@ -161,10 +175,7 @@ impl Delivery {
             }
         }
 
-        if tokio::time::timeout(grace, async { while rounds.join_next().await.is_some() {} })
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, async { while rounds.join_next().await.is_some() {} }).await.is_err() {
             warn!(
                 still_sending = rounds.len(),
                 "delivery rounds still running at the end of the grace period; they resume at the next start"
@@ -201,17 +212,21 @@ async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
             attempt.detail = "the process stopped during this attempt".into();
         }
     }
-    status.rounds += 1;
     let order = shared.scheduler.plan(&message, shared.providers.len());
     let mut last_error = String::from("no provider is configured");
+    let mut attempted = false;
 
     for index in order {
         let provider = &shared.providers[index];
-        if status
-            .attempts
-            .iter()
-            .any(|a| a.outcome() == AttemptOutcome::Ambiguous)
-        {
+        if let Err(why) = shared.health.claim(index, now_ms()) {
+            last_error = format!("provider {} is unavailable ({why:?})", provider.name());
+            continue;
+        }
+        if !attempted {
+            attempted = true;
+            status.rounds += 1;
+        }
+        if status.attempts.iter().any(|a| a.outcome() == AttemptOutcome::Ambiguous) {
             status.possible_duplicate = true;
         }
         status.state = State::Sending as i32;
@@ -222,28 +237,29 @@ async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
             ..Default::default()
         });
         // On disk before the provider hears of it.
-        shared.spool.update(status.clone(), false).await?;
+        if let Err(e) = shared.spool.update(status.clone(), false).await {
+            shared.health.release(index);
+            return Err(e);
+        }
 
         let clock = Instant::now();
         let outcome = provider.send(&message).await;
         let duration = clock.elapsed();
         shared.scheduler.observe(index, outcome.class(), duration);
+        if let Some((name, record)) = shared.health.record(index, &outcome, duration, now_ms()) {
+            shared.spool.save_health(&name, record).await;
+        }
         if let Some(attempt) = status.attempts.last_mut() {
             attempt.duration_ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
             attempt.outcome = AttemptOutcome::from(outcome.class()) as i32;
             attempt.detail = outcome.detail().to_owned();
-            if let Outcome::Accepted {
-                provider_message_id,
-            } = &outcome
-            {
+            if let Outcome::Accepted { provider_message_id } = &outcome {
                 attempt.provider_message_id = provider_message_id.clone();
             }
         }
 
         match outcome {
-            Outcome::Accepted {
-                provider_message_id,
-            } => {
+            Outcome::Accepted { provider_message_id } => {
                 info!(provider = provider.name(), %provider_message_id, "sent");
                 status.state = State::Sent as i32;
                 status.provider = provider.name().to_owned();
@@ -257,19 +273,13 @@ async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
                 status.state = State::Failed as i32;
                 status.error = detail;
                 status.due_ms = 0;
-                return shared.spool.update(status, true).await;
+                return shared.spool.update(status, false).await;
             }
-            Outcome::ProviderRefused {
-                detail,
-                scope: RefusalScope::Provider,
-            } => {
-                error!(provider = provider.name(), %detail, "provider refuses to send: check its credentials and account");
+            Outcome::ProviderRefused { detail, scope: RefusalScope::Provider } => {
+                // Health logs the alert once, when it sets the provider aside.
                 last_error = detail;
             }
-            Outcome::ProviderRefused {
-                detail,
-                scope: RefusalScope::Message,
-            } => {
+            Outcome::ProviderRefused { detail, scope: RefusalScope::Message } => {
                 warn!(provider = provider.name(), %detail, "provider refused this message; trying the next");
                 last_error = detail;
             }
@@ -278,35 +288,54 @@ async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
                 last_error = detail;
             }
             Outcome::Ambiguous { detail } => {
-                warn!(provider = provider.name(), %detail, "no answer after sending; a retry may duplicate");
-                last_error = detail;
+                warn!(provider = provider.name(), %detail, policy = ?shared.ambiguous, "no answer after sending; a retry may duplicate");
+                match shared.ambiguous {
+                    AmbiguousPolicy::FailOver => last_error = detail,
+                    AmbiguousPolicy::Defer => return defer(shared, status, &message, detail, true).await,
+                    AmbiguousPolicy::Fail => {
+                        status.state = State::Failed as i32;
+                        status.error = format!(
+                            "no answer from {} after sending (it may have been sent): {detail}",
+                            provider.name()
+                        );
+                        status.due_ms = 0;
+                        return shared.spool.update(status, false).await;
+                    }
+                }
             }
         }
     }
-    defer(shared, status, &message, last_error).await
+    defer(shared, status, &message, last_error, attempted).await
 }
 
-/// Every provider failed this round: schedule the next, or fail past the maximum age.
+/// Every provider failed this round, or none could be tried: schedule the next round,
+/// or fail past the maximum age. When no provider could be tried (all paused or with
+/// open circuits), no round is counted and the next try is when a circuit half-opens,
+/// spread over a second so that a returning provider is not hit by the whole backlog
+/// at once.
 async fn defer(
     shared: &Shared,
     mut status: Status,
     message: &Message,
     last_error: String,
+    attempted: bool,
 ) -> Result<(), SpoolError> {
-    let delay = shared.retry.delay(status.rounds, fastrand::f64());
+    let delay = if attempted {
+        shared.retry.delay(status.rounds.max(1), fastrand::f64())
+    } else {
+        let fallback = shared.retry.max_delay.min(Duration::from_secs(60));
+        let until =
+            shared.health.next_reopening().map_or(fallback, |at| Duration::from_millis(at.saturating_sub(now_ms())));
+        until + Duration::from_millis(fastrand::u64(0..1000))
+    };
     let next = now_ms() + delay.as_millis() as u64;
-    let age_at_next = Duration::from_millis(
-        next.saturating_sub(crate::spool::record::to_ms(message.submitted_at)),
-    );
-    if age_at_next > shared.retry.max_age {
+    let submitted = crate::spool::record::to_ms(message.submitted_at);
+    if Duration::from_millis(next.saturating_sub(submitted)) > shared.retry.max_age {
         warn!(rounds = status.rounds, error = %last_error, "giving up: past the maximum age");
         status.state = State::Failed as i32;
-        status.error = format!(
-            "not delivered after {} round(s); last error: {last_error}",
-            status.rounds
-        );
+        status.error = format!("not delivered after {} round(s); last error: {last_error}", status.rounds);
         status.due_ms = 0;
-        return shared.spool.update(status, true).await;
+        return shared.spool.update(status, false).await;
     }
     info!(rounds = status.rounds, delay_ms = delay.as_millis() as u64, error = %last_error, "deferred");
     status.state = State::Deferred as i32;

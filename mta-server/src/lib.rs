@@ -10,11 +10,13 @@
 //! - [`spool`]: the durable store of accepted messages, their status and schedule
 //!   (redb, group commit);
 //! - [`delivery`]: the dispatcher and delivery rounds over the spool;
+//! - [`health`]: a circuit breaker per provider, operator pauses, live figures;
 //! - [`service`]: the gRPC `bitmail.v1.Mta` service;
 //! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown.
 
 pub mod config;
 pub mod delivery;
+pub mod health;
 pub mod message;
 pub mod provider;
 pub mod scheduler;

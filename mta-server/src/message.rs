@@ -70,10 +70,7 @@ pub struct InvalidField {
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidField {
-    InvalidField {
-        field: field.into(),
-        reason: reason.into(),
-    }
+    InvalidField { field: field.into(), reason: reason.into() }
 }
 
 /// Headers the message's own fields set, or that providers forbid: a custom header may
@@ -101,10 +98,7 @@ const RESERVED_HEADERS: &[&str] = &[
 /// Parses one RFC 5322 mailbox (`ada@example.org` or `Ada <ada@example.org>`).
 pub fn parse_mailbox(field: &str, raw: &str) -> Result<Mailbox, InvalidField> {
     if raw.chars().any(char::is_control) {
-        return Err(invalid(
-            field,
-            "must not contain control characters (CR, LF, ...)",
-        ));
+        return Err(invalid(field, "must not contain control characters (CR, LF, ...)"));
     }
     let trimmed = raw.trim();
     if trimmed.is_empty() {
@@ -112,17 +106,11 @@ pub fn parse_mailbox(field: &str, raw: &str) -> Result<Mailbox, InvalidField> {
     }
     let parsed = lettre::message::Mailbox::from_str(trimmed)
         .map_err(|e| invalid(field, format!("`{trimmed}` is not a valid address ({e})")))?;
-    Ok(Mailbox {
-        name: parsed.name.filter(|n| !n.is_empty()),
-        email: parsed.email.to_string(),
-    })
+    Ok(Mailbox { name: parsed.name.filter(|n| !n.is_empty()), email: parsed.email.to_string() })
 }
 
 fn parse_list(field: &str, raws: &[String]) -> Result<Vec<Mailbox>, InvalidField> {
-    raws.iter()
-        .enumerate()
-        .map(|(i, raw)| parse_mailbox(&format!("{field}[{i}]"), raw))
-        .collect()
+    raws.iter().enumerate().map(|(i, raw)| parse_mailbox(&format!("{field}[{i}]"), raw)).collect()
 }
 
 fn no_line_breaks(field: &str, value: &str) -> Result<(), InvalidField> {
@@ -150,18 +138,12 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
     let reply_to = parse_list("reply_to", &req.reply_to)?;
     let recipients = to.len() + cc.len() + bcc.len();
     if recipients == 0 {
-        return Err(invalid(
-            "to",
-            "at least one recipient (to, cc or bcc) is required",
-        ));
+        return Err(invalid("to", "at least one recipient (to, cc or bcc) is required"));
     }
     if recipients > limits.max_recipients {
         return Err(invalid(
             "to",
-            format!(
-                "{recipients} recipients in to, cc and bcc; at most {} are allowed",
-                limits.max_recipients
-            ),
+            format!("{recipients} recipients in to, cc and bcc; at most {} are allowed", limits.max_recipients),
         ));
     }
 
@@ -185,10 +167,7 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
         if RESERVED_HEADERS.contains(&h.name.to_ascii_lowercase().as_str()) {
             return Err(invalid(
                 format!("{field}.name"),
-                format!(
-                    "`{}` is set by BitMail from the message's own fields and cannot be a custom header",
-                    h.name
-                ),
+                format!("`{}` is set by BitMail from the message's own fields and cannot be a custom header", h.name),
             ));
         }
         no_line_breaks(&format!("{field}.value"), &h.value)?;
@@ -198,35 +177,17 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
     let size = req.subject.len()
         + req.text.len()
         + req.html.len()
-        + headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len())
-            .sum::<usize>();
+        + headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
     if size > limits.max_message_bytes {
-        let field = if req.html.len() > req.text.len() {
-            "html"
-        } else {
-            "text"
-        };
+        let field = if req.html.len() > req.text.len() { "html" } else { "text" };
         return Err(invalid(
             field,
-            format!(
-                "the message is {size} bytes; the limit is {} bytes",
-                limits.max_message_bytes
-            ),
+            format!("the message is {size} bytes; the limit is {} bytes", limits.max_message_bytes),
         ));
     }
 
-    if req.idempotency_key.len() > 200
-        || req
-            .idempotency_key
-            .bytes()
-            .any(|b| !(0x20..0x7f).contains(&b))
-    {
-        return Err(invalid(
-            "idempotency_key",
-            "at most 200 printable ASCII characters",
-        ));
+    if req.idempotency_key.len() > 200 || req.idempotency_key.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+        return Err(invalid("idempotency_key", "at most 200 printable ASCII characters"));
     }
 
     Ok(Message {
@@ -249,10 +210,7 @@ mod tests {
     use super::*;
     use bitmail_proto::v1::Header;
 
-    const LIMITS: Limits = Limits {
-        max_message_bytes: 1000,
-        max_recipients: 3,
-    };
+    const LIMITS: Limits = Limits { max_message_bytes: 1000, max_recipients: 3 };
 
     fn ok_request() -> SubmitRequest {
         SubmitRequest {
@@ -271,13 +229,7 @@ mod tests {
     #[test]
     fn a_good_request_becomes_a_message() {
         let m = validate(ok_request(), "m1".into(), LIMITS).unwrap();
-        assert_eq!(
-            m.from,
-            Mailbox {
-                name: Some("Ada Lovelace".into()),
-                email: "ada@example.org".into()
-            }
-        );
+        assert_eq!(m.from, Mailbox { name: Some("Ada Lovelace".into()), email: "ada@example.org".into() });
         assert_eq!(m.to[0].email, "bob@example.net");
         assert_eq!(m.text.as_deref(), Some("Hi Bob"));
         assert_eq!(m.html, None);
@@ -285,91 +237,39 @@ mod tests {
 
     #[test]
     fn bad_addresses_name_their_field_and_index() {
-        let e = err(SubmitRequest {
-            to: vec!["bob@example.net".into(), "not an address".into()],
-            ..ok_request()
-        });
+        let e = err(SubmitRequest { to: vec!["bob@example.net".into(), "not an address".into()], ..ok_request() });
         assert_eq!(e.field, "to[1]");
-        let e = err(SubmitRequest {
-            from: "ada@example.org\r\nBcc: x@evil.test".into(),
-            ..ok_request()
-        });
+        let e = err(SubmitRequest { from: "ada@example.org\r\nBcc: x@evil.test".into(), ..ok_request() });
         assert_eq!(e.field, "from");
         assert!(e.reason.contains("control"));
     }
 
     #[test]
     fn recipients_are_required_and_bounded() {
-        assert_eq!(
-            err(SubmitRequest {
-                to: vec![],
-                ..ok_request()
-            })
-            .field,
-            "to"
-        );
+        assert_eq!(err(SubmitRequest { to: vec![], ..ok_request() }).field, "to");
         let many = vec!["a@x.org".to_owned(), "b@x.org".into()];
-        let e = err(SubmitRequest {
-            cc: many.clone(),
-            bcc: many,
-            ..ok_request()
-        });
+        let e = err(SubmitRequest { cc: many.clone(), bcc: many, ..ok_request() });
         assert!(e.reason.contains("at most 3"), "{e}");
     }
 
     #[test]
     fn subject_and_header_injection_is_refused() {
-        let e = err(SubmitRequest {
-            subject: "Hi\r\nBcc: victim@example.com".into(),
-            ..ok_request()
-        });
-        assert_eq!(
-            (e.field.as_str(), e.reason.as_str()),
-            ("subject", "must not contain CR or LF")
-        );
-        let h = |name: &str, value: &str| Header {
-            name: name.into(),
-            value: value.into(),
-        };
-        let e = err(SubmitRequest {
-            headers: vec![h("X-Ok", "1"), h("X-Bad", "a\nb")],
-            ..ok_request()
-        });
+        let e = err(SubmitRequest { subject: "Hi\r\nBcc: victim@example.com".into(), ..ok_request() });
+        assert_eq!((e.field.as_str(), e.reason.as_str()), ("subject", "must not contain CR or LF"));
+        let h = |name: &str, value: &str| Header { name: name.into(), value: value.into() };
+        let e = err(SubmitRequest { headers: vec![h("X-Ok", "1"), h("X-Bad", "a\nb")], ..ok_request() });
         assert_eq!(e.field, "headers[1].value");
-        let e = err(SubmitRequest {
-            headers: vec![h("Bcc", "x@y.z")],
-            ..ok_request()
-        });
+        let e = err(SubmitRequest { headers: vec![h("Bcc", "x@y.z")], ..ok_request() });
         assert_eq!(e.field, "headers[0].name");
-        let e = err(SubmitRequest {
-            headers: vec![h("Bad Name", "v")],
-            ..ok_request()
-        });
+        let e = err(SubmitRequest { headers: vec![h("Bad Name", "v")], ..ok_request() });
         assert_eq!(e.field, "headers[0].name");
     }
 
     #[test]
     fn a_body_or_subject_is_required_and_size_is_limited() {
-        assert_eq!(
-            err(SubmitRequest {
-                text: String::new(),
-                ..ok_request()
-            })
-            .field,
-            "text"
-        );
-        assert_eq!(
-            err(SubmitRequest {
-                subject: " ".into(),
-                ..ok_request()
-            })
-            .field,
-            "subject"
-        );
-        let e = err(SubmitRequest {
-            html: "x".repeat(2000),
-            ..ok_request()
-        });
+        assert_eq!(err(SubmitRequest { text: String::new(), ..ok_request() }).field, "text");
+        assert_eq!(err(SubmitRequest { subject: " ".into(), ..ok_request() }).field, "subject");
+        let e = err(SubmitRequest { html: "x".repeat(2000), ..ok_request() });
         assert_eq!(e.field, "html");
         assert!(e.reason.contains("limit is 1000 bytes"), "{e}");
     }

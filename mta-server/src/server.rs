@@ -10,12 +10,17 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, ProviderConfig, SchedulerKind};
 use crate::delivery::Delivery;
+use crate::health::Health;
 use crate::provider::{Provider, SendGrid, sendgrid::SendGridSettings};
 use crate::scheduler::{RoundRobin, Scheduler};
 use crate::service::MtaService;
 use crate::spool::Spool;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The gRPC health service name that reports whether delivery can progress: SERVING
+/// when at least one provider can be tried, NOT_SERVING when all are paused or open.
+pub const DELIVERY_HEALTH: &str = "bitmail.v1.Mta.delivery";
 
 /// Builds one provider from its configuration.
 pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BoxError> {
@@ -36,20 +41,15 @@ pub struct Server {
     listener: TcpListener,
     service: MtaService,
     delivery: Delivery,
+    health: Arc<Health>,
     grace: Duration,
 }
 
 impl Server {
     pub async fn bind(config: &Config) -> Result<Self, BoxError> {
-        let providers = config
-            .providers
-            .iter()
-            .map(build_provider)
-            .collect::<Result<Vec<_>, _>>()?;
+        let providers = config.providers.iter().map(build_provider).collect::<Result<Vec<_>, _>>()?;
         if providers.is_empty() {
-            tracing::warn!(
-                "no providers configured: messages are accepted and deferred, none is sent"
-            );
+            tracing::warn!("no providers configured: messages are accepted and deferred, none is sent");
         }
         let scheduler: Arc<dyn Scheduler> = match config.scheduler {
             SchedulerKind::RoundRobin => Arc::new(RoundRobin::new()),
@@ -60,18 +60,25 @@ impl Server {
             Ok(n) => tracing::info!(backlog = n, "resuming delivery of spooled messages"),
             Err(e) => tracing::warn!(error = %e, "cannot count the spooled backlog"),
         }
+        let names = providers.iter().map(|p| p.name().to_owned()).collect();
+        let health = Arc::new(Health::new(names, config.health_settings()));
+        for (name, record) in spool.load_health()? {
+            health.restore(&name, &record);
+        }
         let wake = Arc::new(tokio::sync::Notify::new());
         let delivery = Delivery::new(
             spool.clone(),
             providers,
             scheduler,
+            health.clone(),
             config.delivery_settings(),
             wake.clone(),
         );
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
-            service: MtaService::new(spool, config.limits(), wake),
+            service: MtaService::new(spool, config.limits(), health.clone(), wake),
+            health,
             delivery,
             grace: Duration::from_secs(config.shutdown_grace_secs),
         })
@@ -84,10 +91,7 @@ impl Server {
     /// Serves until `shutdown` resolves: then stops accepting, finishes the calls in
     /// flight, and gives delivery rounds in flight up to the grace period. Everything
     /// acknowledged is already on disk, so nothing needs flushing.
-    pub async fn serve(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), BoxError> {
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), BoxError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stop_workers = stop_rx.clone();
         let workers = tokio::spawn(self.delivery.run(
@@ -99,11 +103,30 @@ impl Server {
 
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(self.service.into_server());
-        bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Mta"]).await?;
-        let served =
-            bitmail_runtime::grpc::serve(routes.routes(), self.listener, shutdown, self.grace)
-                .await;
+        let reporter = bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Mta"]).await?;
+        // "bitmail.v1.Mta" stays SERVING while mail is accepted; DELIVERY_HEALTH says
+        // whether any provider can be tried now.
+        let health = self.health.clone();
+        let watcher = tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let degraded = health.degraded(crate::spool::record::now_ms());
+                if last != Some(degraded) {
+                    let status = if degraded {
+                        tracing::warn!("degraded: no provider can be tried now; mail is kept in the spool");
+                        tonic_health::ServingStatus::NotServing
+                    } else {
+                        tonic_health::ServingStatus::Serving
+                    };
+                    reporter.set_service_status(DELIVERY_HEALTH, status).await;
+                    last = Some(degraded);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        let served = bitmail_runtime::grpc::serve(routes.routes(), self.listener, shutdown, self.grace).await;
 
+        watcher.abort();
         let _ = stop_tx.send(true);
         let _ = workers.await;
         served?;

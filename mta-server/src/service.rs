@@ -1,13 +1,16 @@
 //! The gRPC `bitmail.v1.Mta` service: validation at the edge, then the spool.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_server::MtaServer;
 use tokio::sync::Notify;
+use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 use tracing::info;
 
+use crate::health::{Circuit, Health};
 use crate::message::{Limits, validate};
 use crate::spool::record::{self, AttemptOutcome, State};
 use crate::spool::{Accepted, Spool, SpoolError};
@@ -15,17 +18,43 @@ use crate::spool::{Accepted, Spool, SpoolError};
 pub struct MtaService {
     spool: Spool,
     limits: Limits,
-    /// Tells delivery that a message was accepted.
+    health: Arc<Health>,
+    /// Tells delivery that a message was accepted or is due again.
     wake: Arc<Notify>,
 }
 
 impl MtaService {
-    pub fn new(spool: Spool, limits: Limits, wake: Arc<Notify>) -> Self {
-        Self {
-            spool,
-            limits,
-            wake,
+    pub fn new(spool: Spool, limits: Limits, health: Arc<Health>, wake: Arc<Notify>) -> Self {
+        Self { spool, limits, health, wake }
+    }
+
+    async fn load_status(&self, id: &str) -> Result<record::Status, Status> {
+        if id.is_empty() {
+            return Err(Status::invalid_argument("message_id: required"));
         }
+        let spool = self.spool.clone();
+        let lookup = id.to_owned();
+        let found = tokio::task::spawn_blocking(move || spool.status(&lookup))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        found.ok_or_else(|| Status::not_found(format!("no message with id {id:?}")))
+    }
+
+    fn provider_status(&self, index: usize) -> pb::ProviderStatus {
+        let snapshot = self.health.snapshot(record::now_ms()).swap_remove(index);
+        provider_to_wire(snapshot)
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<pb::ProviderStatus, Status> {
+        let index = self.health.index(name).ok_or_else(|| Status::not_found(format!("no provider named {name:?}")))?;
+        if let Some((name, record)) = self.health.set_paused(index, paused) {
+            self.spool.save_health(&name, record).await;
+        }
+        info!(provider = name, paused, "operator changed a provider");
+        if !paused {
+            self.wake.notify_one();
+        }
+        Ok(self.provider_status(index))
     }
 
     /// The tonic server, accepting requests a little over the message limit so that an
@@ -75,15 +104,34 @@ fn outcome_to_wire(o: AttemptOutcome) -> pb::AttemptOutcome {
     }
 }
 
+fn provider_to_wire(p: crate::health::Snapshot) -> pb::ProviderStatus {
+    let circuit = match p.circuit {
+        Circuit::Closed => pb::CircuitState::Closed,
+        Circuit::Open => pb::CircuitState::Open,
+        Circuit::HalfOpen => pb::CircuitState::HalfOpen,
+        Circuit::Paused => pb::CircuitState::Paused,
+    };
+    let ms = |d: Option<std::time::Duration>| d.map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+    pb::ProviderStatus {
+        name: p.name,
+        circuit: circuit as i32,
+        open_until_unix_ms: if p.circuit == Circuit::Closed { 0 } else { unix_ms(p.open_until_ms) },
+        success_rate: p.success_rate.unwrap_or(0.0),
+        attempts: u32::try_from(p.attempts).unwrap_or(u32::MAX),
+        latency_p50_ms: ms(p.latency_p50),
+        latency_p99_ms: ms(p.latency_p99),
+        in_flight: p.in_flight,
+        last_error: p.last_error,
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::MessageStatus, Status>> + Send>>;
+
 fn status_to_wire(s: record::Status) -> pb::MessageStatus {
     let state = s.state();
     pb::MessageStatus {
         state: state_to_wire(state) as i32,
-        next_attempt_at_unix_ms: if state == State::Deferred {
-            unix_ms(s.due_ms)
-        } else {
-            0
-        },
+        next_attempt_at_unix_ms: if state == State::Deferred { unix_ms(s.due_ms) } else { 0 },
         message_id: s.id,
         provider: s.provider,
         provider_message_id: s.provider_message_id,
@@ -107,31 +155,22 @@ fn status_to_wire(s: record::Status) -> pb::MessageStatus {
 
 #[tonic::async_trait]
 impl pb::mta_server::Mta for MtaService {
-    async fn submit(
-        &self,
-        request: Request<pb::SubmitRequest>,
-    ) -> Result<Response<pb::SubmitResponse>, Status> {
+    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
         let request = request.into_inner();
         let key = (!request.idempotency_key.is_empty()).then(|| request.idempotency_key.clone());
         let id = uuid::Uuid::now_v7().to_string();
-        let message = validate(request, id.clone(), self.limits)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let message =
+            validate(request, id.clone(), self.limits).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let recipients = message.recipients().count();
         match self.spool.accept(&message, key).await? {
             Accepted::New => {
                 info!(message_id = %id, recipients, "accepted");
                 self.wake.notify_one();
-                Ok(Response::new(pb::SubmitResponse {
-                    message_id: id,
-                    duplicate: false,
-                }))
+                Ok(Response::new(pb::SubmitResponse { message_id: id, duplicate: false }))
             }
             Accepted::Existing(first) => {
                 info!(message_id = %first, "idempotency key seen before; nothing stored");
-                Ok(Response::new(pb::SubmitResponse {
-                    message_id: first,
-                    duplicate: true,
-                }))
+                Ok(Response::new(pb::SubmitResponse { message_id: first, duplicate: true }))
             }
         }
     }
@@ -140,17 +179,80 @@ impl pb::mta_server::Mta for MtaService {
         &self,
         request: Request<pb::GetMessageRequest>,
     ) -> Result<Response<pb::MessageStatus>, Status> {
-        let id = request.into_inner().message_id;
-        if id.is_empty() {
-            return Err(Status::invalid_argument("message_id: required"));
-        }
+        let status = self.load_status(&request.into_inner().message_id).await?;
+        Ok(Response::new(status_to_wire(status)))
+    }
+
+    async fn list_providers(
+        &self,
+        _request: Request<pb::ListProvidersRequest>,
+    ) -> Result<Response<pb::ListProvidersResponse>, Status> {
+        let now = record::now_ms();
         let spool = self.spool.clone();
-        let lookup = id.clone();
-        let found = tokio::task::spawn_blocking(move || spool.status(&lookup))
+        let backlog = tokio::task::spawn_blocking(move || spool.backlog())
             .await
             .map_err(|e| Status::internal(e.to_string()))??;
-        let status =
-            found.ok_or_else(|| Status::not_found(format!("no message with id {id:?}")))?;
+        Ok(Response::new(pb::ListProvidersResponse {
+            providers: self.health.snapshot(now).into_iter().map(provider_to_wire).collect(),
+            degraded: self.health.degraded(now),
+            backlog,
+        }))
+    }
+
+    type WatchMessagesStream = WatchStream;
+
+    async fn watch_messages(
+        &self,
+        request: Request<pb::WatchMessagesRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let only = request.into_inner().message_id;
+        let stream = BroadcastStream::new(self.spool.subscribe()).filter_map(move |change| match change {
+            Ok(status) if only.is_empty() || status.id == only => Some(Ok(status_to_wire(status))),
+            Ok(_) => None,
+            // Too slow: changes were skipped. Say so, and go on with the next ones.
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                tracing::warn!(skipped = n, "a WatchMessages client fell behind");
+                None
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn pause_provider(
+        &self,
+        request: Request<pb::ProviderRequest>,
+    ) -> Result<Response<pb::ProviderStatus>, Status> {
+        self.set_paused(&request.into_inner().name, true).await.map(Response::new)
+    }
+
+    async fn resume_provider(
+        &self,
+        request: Request<pb::ProviderRequest>,
+    ) -> Result<Response<pb::ProviderStatus>, Status> {
+        self.set_paused(&request.into_inner().name, false).await.map(Response::new)
+    }
+
+    async fn retry_message(
+        &self,
+        request: Request<pb::GetMessageRequest>,
+    ) -> Result<Response<pb::MessageStatus>, Status> {
+        let mut status = self.load_status(&request.into_inner().message_id).await?;
+        match status.state() {
+            State::Failed | State::Deferred => {}
+            State::Sent => return Err(Status::failed_precondition("the message was already sent")),
+            State::Queued | State::Sending => {
+                return Err(Status::failed_precondition("the message is already being delivered"));
+            }
+        }
+        if self.spool.message(&status.id)?.is_none() {
+            return Err(Status::failed_precondition("the message body is no longer in the spool"));
+        }
+        status.state = State::Queued as i32;
+        status.error.clear();
+        status.due_ms = record::now_ms();
+        self.spool.update(status.clone(), false).await?;
+        info!(message_id = %status.id, "operator asked for a retry now");
+        self.wake.notify_one();
         Ok(Response::new(status_to_wire(status)))
     }
 }

@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 /// Writes a config file whose spool lives beside it, in the temporary folder.
 fn write_config(name: &str, text: &str) -> std::path::PathBuf {
     let base = std::env::temp_dir().join(format!("bitmail-mta-{}-{name}", std::process::id()));
-    let spool = format!(
-        "[spool]\npath = {:?}\n",
-        base.with_extension("redb").display().to_string()
-    );
+    let spool = format!("[spool]\npath = {:?}\n", base.with_extension("redb").display().to_string());
     let path = base.with_extension("toml");
     // Top-level keys first, then the [spool] table, then the rest.
     let (top, tables) = text.split_at(text.find('[').unwrap_or(text.len()));
@@ -26,19 +23,10 @@ fn a_bad_config_lists_every_problem_and_exits_64() {
         "bad",
         "queue_size = 3\nmax_recipients = 0\n[[providers]]\nname = \"sg\"\nkind = \"sendgrid\"\nbase_url = \"ftp://x\"\napi_key = \"k\"\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_mta-server"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mta-server")).arg("--config").arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for needle in [
-        "3 problem(s)",
-        "queue_size: unknown key",
-        "max_recipients",
-        "providers[0].base_url",
-    ] {
+    for needle in ["3 problem(s)", "queue_size: unknown key", "max_recipients", "providers[0].base_url"] {
         assert!(stderr.contains(needle), "missing {needle} in:\n{stderr}");
     }
     std::fs::remove_file(path).unwrap();
@@ -46,29 +34,19 @@ fn a_bad_config_lists_every_problem_and_exits_64() {
 
 #[test]
 fn check_config_validates_and_exits() {
-    let path = write_config(
-        "good",
-        "[[providers]]\nname = \"sg\"\nkind = \"sendgrid\"\napi_key = \"SG.secret-value\"\n",
-    );
+    let path =
+        write_config("good", "[[providers]]\nname = \"sg\"\nkind = \"sendgrid\"\napi_key = \"SG.secret-value\"\n");
     let out = Command::new(env!("CARGO_BIN_EXE_mta-server"))
         .arg("--check-config")
         .arg("--config")
         .arg(&path)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
     std::fs::remove_file(path).unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_mta-server"))
-        .arg("--bogus")
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mta-server")).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
 
@@ -90,10 +68,7 @@ fn sigterm_stops_it_cleanly() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut log = String::new();
     while Instant::now() < deadline {
-        let line = lines
-            .next()
-            .expect("the server logs before exiting")
-            .unwrap();
+        let line = lines.next().expect("the server logs before exiting").unwrap();
         log.push_str(&line);
         log.push('\n');
         if line.contains("listening") {
@@ -101,30 +76,14 @@ fn sigterm_stops_it_cleanly() {
         }
     }
     assert!(log.contains("listening"), "{log}");
-    assert!(
-        !log.contains("secret-value"),
-        "the API key must never be logged:\n{log}"
-    );
+    assert!(!log.contains("secret-value"), "the API key must never be logged:\n{log}");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(
-        status.success(),
-        "exit {status:?}; log:\n{}",
-        rest.join("\n")
-    );
-    assert!(
-        rest.iter().any(|l| l.contains("SIGTERM received")),
-        "{rest:?}"
-    );
-    assert!(
-        rest.iter().any(|l| l.contains("mta-server stopped")),
-        "{rest:?}"
-    );
+    assert!(status.success(), "exit {status:?}; log:\n{}", rest.join("\n"));
+    assert!(rest.iter().any(|l| l.contains("SIGTERM received")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("mta-server stopped")), "{rest:?}");
     std::fs::remove_file(path).unwrap();
 }

@@ -26,9 +26,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, String> {
                 if let Some(path) = other.strip_prefix("--config=") {
                     out.config = Some(PathBuf::from(path));
                 } else {
-                    return Err(format!(
-                        "unknown argument `{other}` (expected --config PATH, --check-config)"
-                    ));
+                    return Err(format!("unknown argument `{other}` (expected --config PATH, --check-config)"));
                 }
             }
         }
@@ -67,10 +65,6 @@ mod tests {
     #[test]
     fn refuses_unknown_arguments_and_a_missing_path() {
         assert!(parse_strs(&["--port", "1"]).unwrap_err().contains("--port"));
-        assert!(
-            parse_strs(&["--config"])
-                .unwrap_err()
-                .contains("needs a path")
-        );
+        assert!(parse_strs(&["--config"]).unwrap_err().contains("needs a path"));
     }
 }

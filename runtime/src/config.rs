@@ -21,12 +21,7 @@ pub struct ConfigErrors {
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{}: {} problem(s):",
-            self.source_name,
-            self.problems.len()
-        )?;
+        writeln!(f, "{}: {} problem(s):", self.source_name, self.problems.len())?;
         for p in &self.problems {
             writeln!(f, "  - {p}")?;
         }
@@ -41,16 +36,9 @@ pub trait Validate {
 }
 
 /// Parses TOML text into `T`, refusing unknown keys and running [`Validate`].
-pub fn parse<T: DeserializeOwned + Validate>(
-    text: &str,
-    source_name: &str,
-) -> Result<T, ConfigErrors> {
-    let fail = |problems| ConfigErrors {
-        source_name: source_name.to_owned(),
-        problems,
-    };
-    let value: toml::Table =
-        toml::from_str(text).map_err(|e| fail(vec![e.to_string().trim().to_owned()]))?;
+pub fn parse<T: DeserializeOwned + Validate>(text: &str, source_name: &str) -> Result<T, ConfigErrors> {
+    let fail = |problems| ConfigErrors { source_name: source_name.to_owned(), problems };
+    let value: toml::Table = toml::from_str(text).map_err(|e| fail(vec![e.to_string().trim().to_owned()]))?;
 
     let mut problems = Vec::new();
     let parsed: Result<T, _> = serde_ignored::deserialize(toml::Value::Table(value), |path| {
@@ -59,11 +47,7 @@ pub fn parse<T: DeserializeOwned + Validate>(
     match parsed {
         Ok(config) => {
             config.validate(&mut problems);
-            if problems.is_empty() {
-                Ok(config)
-            } else {
-                Err(fail(problems))
-            }
+            if problems.is_empty() { Ok(config) } else { Err(fail(problems)) }
         }
         Err(e) => {
             problems.push(e.to_string());
@@ -130,11 +114,7 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "Secret(<empty>)"
-        } else {
-            "Secret(<redacted>)"
-        })
+        f.write_str(if self.0.is_empty() { "Secret(<empty>)" } else { "Secret(<redacted>)" })
     }
 }
 
@@ -157,21 +137,13 @@ impl<'de> serde::Deserialize<'de> for Secret {
 
         match Source::deserialize(de)? {
             Source::Value(v) => Ok(Secret(v)),
-            Source::From(From {
-                env: Some(var),
-                file: None,
-            }) => std::env::var(&var)
+            Source::From(From { env: Some(var), file: None }) => std::env::var(&var)
                 .map(Secret)
                 .map_err(|_| D::Error::custom(format!("environment variable {var} is not set"))),
-            Source::From(From {
-                env: None,
-                file: Some(path),
-            }) => std::fs::read_to_string(&path)
+            Source::From(From { env: None, file: Some(path) }) => std::fs::read_to_string(&path)
                 .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_owned()))
                 .map_err(|e| D::Error::custom(format!("cannot read {}: {e}", path.display()))),
-            Source::From(_) => Err(D::Error::custom(
-                "a secret is a string, { env = \"VAR\" } or { file = \"PATH\" }",
-            )),
+            Source::From(_) => Err(D::Error::custom("a secret is a string, { env = \"VAR\" } or { file = \"PATH\" }")),
         }
     }
 }
@@ -204,16 +176,8 @@ mod tests {
 
     #[test]
     fn reports_every_unknown_key_and_every_failed_check_at_once() {
-        let err = parse::<Sample>("lisen = \"x\"\n[nested]\nlimit = 11\nextra = 1\n", "t.toml")
-            .unwrap_err();
-        assert_eq!(
-            err.problems,
-            vec![
-                "lisen: unknown key",
-                "nested.extra: unknown key",
-                "nested.limit: at most 10"
-            ],
-        );
+        let err = parse::<Sample>("lisen = \"x\"\n[nested]\nlimit = 11\nextra = 1\n", "t.toml").unwrap_err();
+        assert_eq!(err.problems, vec!["lisen: unknown key", "nested.extra: unknown key", "nested.limit: at most 10"],);
         assert!(err.to_string().starts_with("t.toml: 3 problem(s):"));
     }
 
@@ -246,12 +210,7 @@ mod tests {
 
     #[test]
     fn a_missing_secret_environment_variable_is_named() {
-        let err =
-            parse::<Sample>("key = { env = \"BITMAIL_TEST_SURELY_UNSET\" }\n", "t").unwrap_err();
-        assert!(
-            err.problems[0].contains("BITMAIL_TEST_SURELY_UNSET"),
-            "{:?}",
-            err.problems
-        );
+        let err = parse::<Sample>("key = { env = \"BITMAIL_TEST_SURELY_UNSET\" }\n", "t").unwrap_err();
+        assert!(err.problems[0].contains("BITMAIL_TEST_SURELY_UNSET"), "{:?}", err.problems);
     }
 }

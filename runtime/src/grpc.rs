@@ -6,16 +6,14 @@ use tonic::service::RoutesBuilder;
 
 /// Adds health and reflection to `routes`. `serving` names the fully qualified services
 /// to report as SERVING (for example `bitmail.v1.Mta`); the empty name, the server as a
-/// whole, is reported too.
+/// whole, is reported too. The reporter is returned for services whose state changes.
 pub async fn add_standard_services(
     routes: &mut RoutesBuilder,
     serving: &[&str],
-) -> Result<(), tonic_reflection::server::Error> {
+) -> Result<tonic_health::server::HealthReporter, tonic_reflection::server::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in serving.iter().copied().chain([""]) {
-        reporter
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
-            .await;
+        reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
     }
     // Advertise only what this server serves: the shared descriptor set also describes
     // the other BitMail services.
@@ -34,11 +32,8 @@ pub async fn add_standard_services(
     let reflection_v1alpha = advertise(tonic_reflection::server::Builder::configure())
         .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()?;
-    routes
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
-    Ok(())
+    routes.add_service(health).add_service(reflection_v1).add_service(reflection_v1alpha);
+    Ok(reporter)
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then stops accepting and
@@ -57,10 +52,7 @@ pub async fn serve(
     };
     let server = tonic::transport::Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            signal,
-        );
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), signal);
     tokio::pin!(server);
     let deadline = async {
         if fired_rx.await.is_ok() {

@@ -26,8 +26,5 @@ pub fn init_tracing(env_var: &str) {
         )
     });
     // A second call (tests start several services in one process) keeps the first.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -2,7 +2,11 @@
 //!
 //! - [`sendgrid`]: a SendGrid Mail Send v3 server that checks what SendGrid checks,
 //!   records what it accepts, and can be told to fail, slow down or never answer.
+//! - [`mailgun`]: a Mailgun messages API server (`/v3/{domain}/messages` and
+//!   `messages.mime`) that checks what Mailgun checks, records what it accepts, and
+//!   takes the same scripted [`sendgrid::Behavior`].
 //!
 //! The cross-service tests live in `tests/tests/`, one scenario per file.
 
+pub mod mailgun;
 pub mod sendgrid;

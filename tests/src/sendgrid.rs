@@ -174,11 +174,7 @@ async fn mail_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
-        return error(
-            StatusCode::BAD_REQUEST,
-            None,
-            "Content-Type should be application/json.",
-        );
+        return error(StatusCode::BAD_REQUEST, None, "Content-Type should be application/json.");
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, None, "Bad Request");
@@ -192,27 +188,11 @@ async fn mail_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
         *n += 1;
         format!("fake-sg-{:06}", *n)
     };
-    let from = body
-        .pointer("/from/email")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let subject = body
-        .get("subject")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let from = body.pointer("/from/email").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let subject = body.get("subject").and_then(Value::as_str).unwrap_or_default().to_owned();
     tracing::info!(%message_id, %from, %subject, sandbox, "fake SendGrid accepted a message");
-    lock(&shared.received).push(Received {
-        message_id: message_id.clone(),
-        body,
-        sandbox,
-    });
-    let status = if sandbox {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
+    lock(&shared.received).push(Received { message_id: message_id.clone(), body, sandbox });
+    let status = if sandbox { StatusCode::OK } else { StatusCode::ACCEPTED };
     (status, [("x-message-id", message_id)]).into_response()
 }
 
@@ -235,10 +215,7 @@ fn check_address(v: &Value, field: &str) -> Result<String, Problem> {
         .and_then(Value::as_str)
         .ok_or_else(|| bad(format!("{field}.email"), "The email parameter is required."))?;
     if !valid_email(email) {
-        return Err(bad(
-            format!("{field}.email"),
-            "Does not contain a valid address.",
-        ));
+        return Err(bad(format!("{field}.email"), "Does not contain a valid address."));
     }
     Ok(email.to_ascii_lowercase())
 }
@@ -261,34 +238,26 @@ const RESERVED: &[&str] = &[
 /// The checks SendGrid makes that BitMail's requests could fail.
 fn check(body: &Value) -> Result<(), Problem> {
     check_address(body.get("from").unwrap_or(&Value::Null), "from")?;
-    let personalizations = body
-        .get("personalizations")
-        .and_then(Value::as_array)
-        .filter(|p| (1..=1000).contains(&p.len()))
-        .ok_or_else(|| bad("personalizations", "The personalizations field is required and must have at least one personalization."))?;
-    let top_subject = body
-        .get("subject")
-        .and_then(Value::as_str)
-        .is_some_and(|s| !s.is_empty());
+    let personalizations =
+        body.get("personalizations").and_then(Value::as_array).filter(|p| (1..=1000).contains(&p.len())).ok_or_else(
+            || {
+                bad(
+                    "personalizations",
+                    "The personalizations field is required and must have at least one personalization.",
+                )
+            },
+        )?;
+    let top_subject = body.get("subject").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
     let mut seen = HashSet::new();
     for (i, p) in personalizations.iter().enumerate() {
-        if p.get("to")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty)
-        {
+        if p.get("to").and_then(Value::as_array).is_none_or(Vec::is_empty) {
             return Err(bad(
                 format!("personalizations.{i}.to"),
                 "The to array is required for all personalization objects, and must have at least one email object with a valid email address.",
             ));
         }
         for key in ["to", "cc", "bcc"] {
-            for (j, a) in p
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
+            for (j, a) in p.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
                 let email = check_address(a, &format!("personalizations.{i}.{key}.{j}"))?;
                 if !seen.insert(email) {
                     return Err(bad(
@@ -298,10 +267,7 @@ fn check(body: &Value) -> Result<(), Problem> {
                 }
             }
         }
-        let own_subject = p
-            .get("subject")
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty());
+        let own_subject = p.get("subject").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
         if !top_subject && !own_subject {
             return Err(bad(
                 "subject",
@@ -310,20 +276,11 @@ fn check(body: &Value) -> Result<(), Problem> {
         }
     }
     if seen.len() > 1000 {
-        return Err(bad(
-            "personalizations",
-            "The total number of recipients must be no more than 1000.",
-        ));
+        return Err(bad("personalizations", "The total number of recipients must be no more than 1000."));
     }
-    let content = body
-        .get("content")
-        .and_then(Value::as_array)
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| {
-            bad(
-                "content",
-                "Unless a valid template_id is provided, the content parameter is required.",
-            )
+    let content =
+        body.get("content").and_then(Value::as_array).filter(|c| !c.is_empty()).ok_or_else(|| {
+            bad("content", "Unless a valid template_id is provided, the content parameter is required.")
         })?;
     for (i, c) in content.iter().enumerate() {
         let ty = c.get("type").and_then(Value::as_str).unwrap_or_default();
@@ -344,16 +301,10 @@ fn check(body: &Value) -> Result<(), Problem> {
     if let Some(headers) = body.get("headers").and_then(Value::as_object) {
         for (name, value) in headers {
             if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
-                return Err(bad(
-                    format!("headers.{name}"),
-                    "This header is reserved and cannot be set.",
-                ));
+                return Err(bad(format!("headers.{name}"), "This header is reserved and cannot be set."));
             }
             if !value.is_string() {
-                return Err(bad(
-                    format!("headers.{name}"),
-                    "Header values must be strings.",
-                ));
+                return Err(bad(format!("headers.{name}"), "Header values must be strings."));
             }
         }
     }

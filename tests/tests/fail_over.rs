@@ -16,32 +16,19 @@ const SENDGRID_500: &str = r#"{"errors":[{"message":"Internal error","field":nul
 async fn two_providers(timeout: Duration) -> (FakeSendGrid, FakeSendGrid, Cluster) {
     let a = FakeSendGrid::start(common::KEY).await.unwrap();
     let b = FakeSendGrid::start(common::KEY).await.unwrap();
-    let cluster = Cluster::start(
-        vec![sendgrid("a", &a, timeout), sendgrid("b", &b, timeout)],
-        false,
-    )
-    .await;
+    let cluster = Cluster::start(vec![sendgrid("a", &a, timeout), sendgrid("b", &b, timeout)], false).await;
     (a, b, cluster)
 }
 
 #[tokio::test]
 async fn a_5xx_from_one_provider_sends_through_the_other_at_once() {
     let (a, b, cluster) = two_providers(Duration::from_secs(5)).await;
-    a.set_behavior(Behavior::Fail {
-        status: 500,
-        body: SENDGRID_500.into(),
-    });
+    a.set_behavior(Behavior::Fail { status: 500, body: SENDGRID_500.into() });
     let mut mta = cluster.mta_client().await;
 
     let mut ids = Vec::new();
     for i in 0..4 {
-        ids.push(
-            mta.submit(submission(&format!("r{i}@example.net")))
-                .await
-                .unwrap()
-                .into_inner()
-                .message_id,
-        );
+        ids.push(mta.submit(submission(&format!("r{i}@example.net"))).await.unwrap().into_inner().message_id);
     }
     for id in &ids {
         let status = settled(&mut mta, id, Duration::from_secs(10)).await;
@@ -51,19 +38,12 @@ async fn a_5xx_from_one_provider_sends_through_the_other_at_once() {
         if status.attempts.len() == 2 {
             assert_eq!(status.attempts[0].provider, "a");
             assert_eq!(status.attempts[0].outcome(), pb::AttemptOutcome::Transient);
-            assert!(
-                status.attempts[0].detail.contains("Internal error"),
-                "{:?}",
-                status.attempts[0]
-            );
+            assert!(status.attempts[0].detail.contains("Internal error"), "{:?}", status.attempts[0]);
         }
     }
     assert_eq!(b.received().len(), 4);
     assert!(a.received().is_empty());
-    assert!(
-        a.requests() >= 1,
-        "round-robin put a first for some of them"
-    );
+    assert!(a.requests() >= 1, "round-robin put a first for some of them");
 }
 
 #[tokio::test]
@@ -73,54 +53,27 @@ async fn bad_credentials_set_the_provider_aside_for_this_message() {
     let t = Duration::from_secs(5);
     let cluster = Cluster::start(vec![sendgrid("a", &a, t), sendgrid("b", &b, t)], false).await;
     let mut mta = cluster.mta_client().await;
-    let id = mta
-        .submit(submission("bob@example.net"))
-        .await
-        .unwrap()
-        .into_inner()
-        .message_id;
+    let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
     let status = settled(&mut mta, &id, Duration::from_secs(10)).await;
     assert_eq!(status.state(), pb::DeliveryState::Sent);
     assert_eq!(status.provider, "b");
-    assert_eq!(
-        status.attempts[0].outcome(),
-        pb::AttemptOutcome::ProviderRefused
-    );
-    assert!(
-        status.attempts[0].detail.contains("401"),
-        "{:?}",
-        status.attempts[0]
-    );
+    assert_eq!(status.attempts[0].outcome(), pb::AttemptOutcome::ProviderRefused);
+    assert!(status.attempts[0].detail.contains("401"), "{:?}", status.attempts[0]);
 }
 
 #[tokio::test]
 async fn a_rejected_message_fails_without_trying_another_provider() {
     let (a, b, cluster) = two_providers(Duration::from_secs(5)).await;
     let invalid = r#"{"errors":[{"message":"Does not contain a valid address.","field":"personalizations.0.to.0.email","help":null}]}"#;
-    a.set_behavior(Behavior::Fail {
-        status: 400,
-        body: invalid.into(),
-    });
-    b.set_behavior(Behavior::Fail {
-        status: 400,
-        body: invalid.into(),
-    });
+    a.set_behavior(Behavior::Fail { status: 400, body: invalid.into() });
+    b.set_behavior(Behavior::Fail { status: 400, body: invalid.into() });
     let mut mta = cluster.mta_client().await;
 
-    let id = mta
-        .submit(submission("bob@example.net"))
-        .await
-        .unwrap()
-        .into_inner()
-        .message_id;
+    let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
     let status = settled(&mut mta, &id, Duration::from_secs(10)).await;
     assert_eq!(status.state(), pb::DeliveryState::Failed, "{status:?}");
     assert_eq!(status.attempts.len(), 1, "no second provider is tried");
-    assert!(
-        status.error.contains("Does not contain a valid address"),
-        "{}",
-        status.error
-    );
+    assert!(status.error.contains("Does not contain a valid address"), "{}", status.error);
     assert_eq!(a.requests() + b.requests(), 1);
 }
 
@@ -131,28 +84,12 @@ async fn a_provider_that_never_answers_is_ambiguous_and_the_resend_is_flagged() 
     b.set_behavior(Behavior::Hang);
     let mut mta = cluster.mta_client().await;
 
-    let id = mta
-        .submit(submission("bob@example.net"))
-        .await
-        .unwrap()
-        .into_inner()
-        .message_id;
+    let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
     // Both hang: the first round ends deferred, with two ambiguous attempts.
     tokio::time::sleep(Duration::from_millis(900)).await;
-    let status = mta
-        .get_message(pb::GetMessageRequest {
-            message_id: id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let status = mta.get_message(pb::GetMessageRequest { message_id: id.clone() }).await.unwrap().into_inner();
     assert_eq!(status.state(), pb::DeliveryState::Deferred, "{status:?}");
-    assert!(
-        status
-            .attempts
-            .iter()
-            .all(|a| a.outcome() == pb::AttemptOutcome::Ambiguous)
-    );
+    assert!(status.attempts.iter().all(|a| a.outcome() == pb::AttemptOutcome::Ambiguous));
     assert!(status.next_attempt_at_unix_ms > 0);
 
     // One recovers; the retry delivers, flagged as a possible duplicate.
@@ -166,36 +103,15 @@ async fn a_provider_that_never_answers_is_ambiguous_and_the_resend_is_flagged() 
 #[tokio::test]
 async fn with_every_provider_down_messages_are_deferred_then_delivered() {
     let (a, b, cluster) = two_providers(Duration::from_secs(5)).await;
-    a.set_behavior(Behavior::Fail {
-        status: 503,
-        body: String::new(),
-    });
-    b.set_behavior(Behavior::Fail {
-        status: 429,
-        body: String::new(),
-    });
+    a.set_behavior(Behavior::Fail { status: 503, body: String::new() });
+    b.set_behavior(Behavior::Fail { status: 429, body: String::new() });
     let mut mta = cluster.mta_client().await;
 
-    let id = mta
-        .submit(submission("bob@example.net"))
-        .await
-        .unwrap()
-        .into_inner()
-        .message_id;
+    let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = mta
-        .get_message(pb::GetMessageRequest {
-            message_id: id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let status = mta.get_message(pb::GetMessageRequest { message_id: id.clone() }).await.unwrap().into_inner();
     assert_eq!(status.state(), pb::DeliveryState::Deferred, "{status:?}");
-    assert!(
-        status.error.contains("429") || status.error.contains("503"),
-        "{}",
-        status.error
-    );
+    assert!(status.error.contains("429") || status.error.contains("503"), "{}", status.error);
 
     a.set_behavior(Behavior::Accept);
     let status = settled(&mut mta, &id, Duration::from_secs(10)).await;

@@ -14,13 +14,7 @@ use serde_json::{Value, json};
 /// The `name=value` part of the session cookie the answer sets, after checking its
 /// attributes.
 fn session_cookie(response: &reqwest::Response) -> String {
-    let set = response
-        .headers()
-        .get("set-cookie")
-        .expect("a session cookie")
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let set = response.headers().get("set-cookie").expect("a session cookie").to_str().unwrap().to_owned();
     for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(set.contains(attribute), "{set} lacks {attribute}");
     }
@@ -30,23 +24,13 @@ fn session_cookie(response: &reqwest::Response) -> String {
 async fn error_of(response: reqwest::Response) -> (StatusCode, String) {
     let status = response.status();
     let body: Value = response.json().await.expect("errors are JSON");
-    (
-        status,
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    )
+    (status, body["error"]["message"].as_str().unwrap_or_default().to_owned())
 }
 
 #[tokio::test]
 async fn sign_in_send_and_follow_a_message_over_https() {
     let fake = FakeSendGrid::start(common::KEY).await.unwrap();
-    let cluster = Cluster::start(
-        vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))],
-        true,
-    )
-    .await;
+    let cluster = Cluster::start(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], true).await;
     let (http, base) = cluster.https_client();
 
     let health = http.get(format!("{base}/healthz")).send().await.unwrap();
@@ -54,73 +38,36 @@ async fn sign_in_send_and_follow_a_message_over_https() {
     assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
 
     // No session: 401, and nothing is sent.
-    let anonymous = http
-        .post(format!("{base}/api/messages"))
-        .json(&json!({ "to": ["bob@example.net"] }))
-        .send()
-        .await
-        .unwrap();
+    let anonymous =
+        http.post(format!("{base}/api/messages")).json(&json!({ "to": ["bob@example.net"] })).send().await.unwrap();
     assert_eq!(error_of(anonymous).await.0, StatusCode::UNAUTHORIZED);
 
     let login = json!({ "name": "ada", "password": "analytical engine" });
-    let first = http
-        .post(format!("{base}/api/session"))
-        .json(&login)
-        .send()
-        .await
-        .unwrap();
+    let first = http.post(format!("{base}/api/session")).json(&login).send().await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
     let cookie = session_cookie(&first);
-    assert_eq!(
-        first.json::<Value>().await.unwrap()["address"],
-        "ada@bitmail.test"
-    );
+    assert_eq!(first.json::<Value>().await.unwrap()["address"], "ada@bitmail.test");
 
     let wrong = json!({ "name": "ada", "password": "difference engine" });
-    let refused = http
-        .post(format!("{base}/api/session"))
-        .json(&wrong)
-        .send()
-        .await
-        .unwrap();
+    let refused = http.post(format!("{base}/api/session")).json(&wrong).send().await.unwrap();
     assert_eq!(error_of(refused).await.0, StatusCode::UNAUTHORIZED);
 
-    let me = http
-        .get(format!("{base}/api/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let me = http.get(format!("{base}/api/session")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(me.json::<Value>().await.unwrap()["name"], "ada");
 
     let compose = json!({
         "to": ["Bob <bob@example.net>"], "cc": ["carol@example.net"],
         "subject": "Notes", "text": "Plain notes", "html": "<p>Notes</p>"
     });
-    let sent = http
-        .post(format!("{base}/api/messages"))
-        .header("cookie", &cookie)
-        .json(&compose)
-        .send()
-        .await
-        .unwrap();
+    let sent = http.post(format!("{base}/api/messages")).header("cookie", &cookie).json(&compose).send().await.unwrap();
     assert_eq!(sent.status(), StatusCode::ACCEPTED);
-    let id = sent.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = sent.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
 
     let got = fake.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body["from"]["email"], "ada@bitmail.test");
-    assert_eq!(
-        got[0].body["personalizations"][0]["to"][0],
-        json!({ "email": "bob@example.net", "name": "Bob" })
-    );
-    assert_eq!(
-        got[0].body["personalizations"][0]["cc"][0]["email"],
-        "carol@example.net"
-    );
+    assert_eq!(got[0].body["personalizations"][0]["to"][0], json!({ "email": "bob@example.net", "name": "Bob" }));
+    assert_eq!(got[0].body["personalizations"][0]["cc"][0]["email"], "carol@example.net");
 
     let mut status = Value::Null;
     for _ in 0..100 {
@@ -141,15 +88,8 @@ async fn sign_in_send_and_follow_a_message_over_https() {
     assert_eq!(status["state"], "sent", "{status}");
     assert_eq!(status["provider_message_id"], got[0].message_id.as_str());
 
-    let list: Value = http
-        .get(format!("{base}/api/messages"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value =
+        http.get(format!("{base}/api/messages")).header("cookie", &cookie).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["messages"][0]["id"], id.as_str());
     assert_eq!(list["messages"][0]["subject"], "Notes");
 
@@ -161,39 +101,20 @@ async fn sign_in_send_and_follow_a_message_over_https() {
         .await
         .unwrap();
     let bob_cookie = session_cookie(&bob);
-    let peek = http
-        .get(format!("{base}/api/messages/{id}"))
-        .header("cookie", &bob_cookie)
-        .send()
-        .await
-        .unwrap();
+    let peek = http.get(format!("{base}/api/messages/{id}")).header("cookie", &bob_cookie).send().await.unwrap();
     assert_eq!(peek.status(), StatusCode::NOT_FOUND);
 
     // Signing out ends the session.
-    let out = http
-        .delete(format!("{base}/api/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let out = http.delete(format!("{base}/api/session")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
-    let after = http
-        .get(format!("{base}/api/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let after = http.get(format!("{base}/api/session")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn bad_requests_get_clear_json_errors_and_send_nothing() {
     let fake = FakeSendGrid::start(common::KEY).await.unwrap();
-    let cluster = Cluster::start(
-        vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))],
-        true,
-    )
-    .await;
+    let cluster = Cluster::start(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], true).await;
     let (http, base) = cluster.https_client();
     let login = http
         .post(format!("{base}/api/session"))
@@ -210,19 +131,14 @@ async fn bad_requests_get_clear_json_errors_and_send_nothing() {
             .send()
     };
 
-    let (status, message) = error_of(
-        post(json!({ "to": ["not an address"], "subject": "s", "text": "t" }).to_string())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, message) =
+        error_of(post(json!({ "to": ["not an address"], "subject": "s", "text": "t" }).to_string()).await.unwrap())
+            .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(message.starts_with("to[0]: "), "{message}");
 
     let (status, message) = error_of(
-        post(json!({ "to": ["a@b.org"], "subject": "a\r\nBcc: c@d.org", "text": "t" }).to_string())
-            .await
-            .unwrap(),
+        post(json!({ "to": ["a@b.org"], "subject": "a\r\nBcc: c@d.org", "text": "t" }).to_string()).await.unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -232,12 +148,8 @@ async fn bad_requests_get_clear_json_errors_and_send_nothing() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(!message.is_empty());
 
-    let (status, message) = error_of(
-        post(json!({ "to": ["a@b.org"], "subjet": "typo" }).to_string())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, message) =
+        error_of(post(json!({ "to": ["a@b.org"], "subjet": "typo" }).to_string()).await.unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(message.contains("subjet"), "{message}");
 

@@ -14,11 +14,7 @@ use serde_json::json;
 #[tokio::test]
 async fn a_submitted_message_reaches_sendgrid_and_is_reported_sent() {
     let fake = FakeSendGrid::start(common::KEY).await.unwrap();
-    let cluster = Cluster::start(
-        vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))],
-        false,
-    )
-    .await;
+    let cluster = Cluster::start(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], false).await;
     let mut mta = cluster.mta_client().await;
 
     let request = pb::SubmitRequest {
@@ -28,10 +24,7 @@ async fn a_submitted_message_reaches_sendgrid_and_is_reported_sent() {
         subject: "Engine notes".into(),
         text: "See the notes.".into(),
         html: "<p>See the <b>notes</b>.</p>".into(),
-        headers: vec![pb::Header {
-            name: "X-Project".into(),
-            value: "analytical".into(),
-        }],
+        headers: vec![pb::Header { name: "X-Project".into(), value: "analytical".into() }],
         ..Default::default()
     };
     let id = mta.submit(request).await.unwrap().into_inner().message_id;
@@ -48,18 +41,12 @@ async fn a_submitted_message_reaches_sendgrid_and_is_reported_sent() {
     assert_eq!(status.attempts[0].outcome(), pb::AttemptOutcome::Accepted);
 
     let body = &got.body;
-    assert_eq!(
-        body["from"],
-        json!({ "email": "ada@bitmail.test", "name": "Ada Lovelace" })
-    );
+    assert_eq!(body["from"], json!({ "email": "ada@bitmail.test", "name": "Ada Lovelace" }));
     assert_eq!(
         body["personalizations"][0]["to"],
         json!([{ "email": "bob@example.net" }, { "email": "carol@example.net", "name": "Carol" }])
     );
-    assert_eq!(
-        body["personalizations"][0]["cc"],
-        json!([{ "email": "dan@example.net" }])
-    );
+    assert_eq!(body["personalizations"][0]["cc"], json!([{ "email": "dan@example.net" }]));
     assert_eq!(body["subject"], "Engine notes");
     assert_eq!(
         body["content"],
@@ -75,110 +62,50 @@ async fn a_submitted_message_reaches_sendgrid_and_is_reported_sent() {
 #[tokio::test]
 async fn bad_submissions_name_the_field_and_send_nothing() {
     let fake = FakeSendGrid::start(common::KEY).await.unwrap();
-    let cluster = Cluster::start_with(
-        vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))],
-        false,
-        |c| {
-            c.max_message_bytes = 64 * 1024;
-        },
-    )
+    let cluster = Cluster::start_with(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], false, |c| {
+        c.max_message_bytes = 64 * 1024;
+    })
     .await;
     let mut mta = cluster.mta_client().await;
 
     let cases: Vec<(pb::SubmitRequest, &str)> = vec![
+        (pb::SubmitRequest { to: vec!["bob at example".into()], ..submission("x@y.org") }, "to[0]"),
+        (pb::SubmitRequest { from: "nobody".into(), ..submission("bob@example.net") }, "from"),
+        (pb::SubmitRequest { to: vec![], ..submission("bob@example.net") }, "to"),
         (
-            pb::SubmitRequest {
-                to: vec!["bob at example".into()],
-                ..submission("x@y.org")
-            },
-            "to[0]",
-        ),
-        (
-            pb::SubmitRequest {
-                from: "nobody".into(),
-                ..submission("bob@example.net")
-            },
-            "from",
-        ),
-        (
-            pb::SubmitRequest {
-                to: vec![],
-                ..submission("bob@example.net")
-            },
-            "to",
-        ),
-        (
-            pb::SubmitRequest {
-                subject: "Hi\r\nBcc: all@example.net".into(),
-                ..submission("bob@example.net")
-            },
+            pb::SubmitRequest { subject: "Hi\r\nBcc: all@example.net".into(), ..submission("bob@example.net") },
             "subject",
         ),
         (
             pb::SubmitRequest {
-                headers: vec![pb::Header {
-                    name: "X-Note".into(),
-                    value: "a\nb".into(),
-                }],
+                headers: vec![pb::Header { name: "X-Note".into(), value: "a\nb".into() }],
                 ..submission("bob@example.net")
             },
             "headers[0].value",
         ),
-        (
-            pb::SubmitRequest {
-                text: "x".repeat(100 * 1024),
-                ..submission("bob@example.net")
-            },
-            "text",
-        ),
+        (pb::SubmitRequest { text: "x".repeat(100 * 1024), ..submission("bob@example.net") }, "text"),
     ];
     for (request, field) in cases {
         let err = mta.submit(request).await.expect_err(field);
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{field}: {err:?}");
-        assert!(
-            err.message().starts_with(&format!("{field}: ")),
-            "{field}: {}",
-            err.message()
-        );
+        assert!(err.message().starts_with(&format!("{field}: ")), "{field}: {}", err.message());
     }
 
     // A good one afterwards still goes through, and is the only thing SendGrid saw.
-    let id = mta
-        .submit(submission("bob@example.net"))
-        .await
-        .unwrap()
-        .into_inner()
-        .message_id;
-    assert_eq!(
-        settled(&mut mta, &id, Duration::from_secs(10))
-            .await
-            .state(),
-        pb::DeliveryState::Sent
-    );
+    let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
+    assert_eq!(settled(&mut mta, &id, Duration::from_secs(10)).await.state(), pb::DeliveryState::Sent);
     assert_eq!(fake.requests(), 1);
 
-    let err = mta
-        .get_message(pb::GetMessageRequest {
-            message_id: "no-such-id".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = mta.get_message(pb::GetMessageRequest { message_id: "no-such-id".into() }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 }
 
 #[tokio::test]
 async fn an_idempotency_key_sends_once_and_answers_the_first_id() {
     let fake = FakeSendGrid::start(common::KEY).await.unwrap();
-    let cluster = Cluster::start(
-        vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))],
-        false,
-    )
-    .await;
+    let cluster = Cluster::start(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], false).await;
     let mut mta = cluster.mta_client().await;
-    let request = pb::SubmitRequest {
-        idempotency_key: "invoice-2026-0042".into(),
-        ..submission("bob@example.net")
-    };
+    let request = pb::SubmitRequest { idempotency_key: "invoice-2026-0042".into(), ..submission("bob@example.net") };
 
     let first = mta.submit(request.clone()).await.unwrap().into_inner();
     assert!(!first.duplicate);
@@ -187,36 +114,22 @@ async fn an_idempotency_key_sends_once_and_answers_the_first_id() {
     assert!(again.duplicate);
     settled(&mut mta, &first.message_id, Duration::from_secs(10)).await;
     let third = mta.submit(request).await.unwrap().into_inner();
-    assert_eq!(
-        third.message_id, first.message_id,
-        "still the same after delivery"
-    );
+    assert_eq!(third.message_id, first.message_id, "still the same after delivery");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(fake.received().len(), 1);
 
-    let bad = pb::SubmitRequest {
-        idempotency_key: "tab\there".into(),
-        ..submission("bob@example.net")
-    };
+    let bad = pb::SubmitRequest { idempotency_key: "tab\there".into(), ..submission("bob@example.net") };
     let err = mta.submit(bad).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().starts_with("idempotency_key: "),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().starts_with("idempotency_key: "), "{}", err.message());
 }
 
 #[tokio::test]
 async fn over_the_disk_quota_submissions_are_refused_with_resource_exhausted() {
     let fake = FakeSendGrid::start(common::KEY).await.unwrap();
-    let cluster = Cluster::start_with(
-        vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))],
-        false,
-        |c| {
-            c.spool.max_bytes = 1;
-        },
-    )
+    let cluster = Cluster::start_with(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], false, |c| {
+        c.spool.max_bytes = 1;
+    })
     .await;
     let mut mta = cluster.mta_client().await;
     let err = mta.submit(submission("bob@example.net")).await.unwrap_err();

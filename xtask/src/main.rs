@@ -39,10 +39,7 @@ fn main() -> Result<()> {
 
 fn root() -> PathBuf {
     // xtask lives one folder below the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -68,32 +65,12 @@ fn test() -> Result<()> {
     // present.
     if Command::new("rustup").arg("--version").output().is_ok() {
         step("rustup component add rustfmt clippy");
-        check(
-            Command::new("rustup")
-                .args(["component", "add", "rustfmt", "clippy"])
-                .status(),
-            "rustup component add",
-        )?;
+        check(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]).status(), "rustup component add")?;
     }
     step("cargo fmt --all --check");
-    check(
-        cargo().args(["fmt", "--all", "--check"]).status(),
-        "cargo fmt --check (run `cargo fmt --all` to fix)",
-    )?;
+    check(cargo().args(["fmt", "--all", "--check"]).status(), "cargo fmt --check (run `cargo fmt --all` to fix)")?;
     step("cargo clippy --workspace --all-targets -- -D warnings");
-    check(
-        cargo()
-            .args([
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ])
-            .status(),
-        "cargo clippy",
-    )?;
+    check(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).status(), "cargo clippy")?;
     step("cargo test --workspace");
     check(cargo().args(["test", "--workspace"]).status(), "cargo test")?;
     eprintln!("\nall checks passed");
@@ -106,21 +83,10 @@ fn bench(args: &[String]) -> Result<()> {
     }
     step("cargo build --release (mta-server, bitmail-bench)");
     check(
-        cargo()
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "mta-server",
-                "-p",
-                "bitmail-tests",
-                "--bins",
-            ])
-            .status(),
+        cargo().args(["build", "--release", "-p", "mta-server", "-p", "bitmail-tests", "--bins"]).status(),
         "cargo build --release",
     )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let release = target.join("release");
     println!(
         "\n| run | messages | callers | provider latency | accepted msg/s (durable) | delivered msg/s | submit p50 / p99 | mta-server peak RSS |"
@@ -136,18 +102,7 @@ fn bench(args: &[String]) -> Result<()> {
         let status = Command::new(release.join("bitmail-bench"))
             .args(["--mta-bin"])
             .arg(release.join("mta-server"))
-            .args([
-                "--count",
-                count,
-                "--size",
-                size,
-                "--concurrency",
-                "64",
-                "--latency-ms",
-                latency,
-                "--label",
-                label,
-            ])
+            .args(["--count", count, "--size", size, "--concurrency", "64", "--latency-ms", latency, "--label", label])
             .status();
         check(status, label)?;
     }
@@ -167,9 +122,7 @@ struct Children(Vec<(String, Child)>);
 impl Drop for Children {
     fn drop(&mut self) {
         for (_, child) in &self.0 {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         }
         for (name, child) in &mut self.0 {
             match child.wait() {
@@ -212,8 +165,7 @@ fn run(args: &[String]) -> Result<()> {
     }
     check(build.status(), "cargo build")?;
 
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let bin = |name: &str| target.join(profile).join(name);
     let dir = target.join("xtask-run");
     std::fs::create_dir_all(&dir)?;
@@ -227,10 +179,7 @@ fn run(args: &[String]) -> Result<()> {
         )
     };
     let configs = [
-        (
-            "backend-server",
-            format!("listen = \"{BACKEND}\"\nengine = \"memory\"\n"),
-        ),
+        ("backend-server", format!("listen = \"{BACKEND}\"\nengine = \"memory\"\n")),
         (
             "mta-server",
             format!(
@@ -252,30 +201,18 @@ fn run(args: &[String]) -> Result<()> {
 
     let mut children = Children(Vec::new());
     let mut spawn = |name: &str, cmd: &mut Command| -> Result<()> {
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
+        let child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
         children.0.push((name.to_owned(), child));
         Ok(())
     };
     if !real_sendgrid {
         spawn(
             "bitmail-fakes",
-            Command::new(bin("bitmail-fakes")).args([
-                "--sendgrid",
-                FAKE_SENDGRID,
-                "--sendgrid-key",
-                FAKE_KEY,
-            ]),
+            Command::new(bin("bitmail-fakes")).args(["--sendgrid", FAKE_SENDGRID, "--sendgrid-key", FAKE_KEY]),
         )?;
     }
     for (name, _) in &configs {
-        spawn(
-            name,
-            Command::new(bin(name))
-                .arg("--config")
-                .arg(dir.join(format!("{name}.toml"))),
-        )?;
+        spawn(name, Command::new(bin(name)).arg("--config").arg(dir.join(format!("{name}.toml"))))?;
     }
 
     if !real_sendgrid {
@@ -288,9 +225,7 @@ fn run(args: &[String]) -> Result<()> {
     let sent_to = if real_sendgrid {
         "SendGrid (SENDGRID_API_KEY is set: mail is sent for real)".to_owned()
     } else {
-        format!(
-            "the local SendGrid stand-in; see what it received at http://{FAKE_SENDGRID}/_fake/messages"
-        )
+        format!("the local SendGrid stand-in; see what it received at http://{FAKE_SENDGRID}/_fake/messages")
     };
     println!(
         "

@@ -19,10 +19,7 @@ pub enum Outcome {
     Accepted { provider_message_id: String },
     /// Nothing was accepted and trying again (here later, or elsewhere now) may work:
     /// connection refused, timeout before sending, 429, 5xx.
-    Transient {
-        detail: String,
-        retry_after: Option<Duration>,
-    },
+    Transient { detail: String, retry_after: Option<Duration> },
     /// This provider will not take mail now (bad credentials, unverified sender, account
     /// paused), or not this message (too large for it). Another provider may.
     ProviderRefused { detail: String, scope: RefusalScope },
@@ -93,17 +90,10 @@ pub trait Provider: Send + Sync + 'static {
 /// once it may have been sent, it is ambiguous.
 pub(crate) fn classify_transport_error(e: &reqwest::Error) -> Outcome {
     if e.is_connect() || e.is_builder() {
-        Outcome::Transient {
-            detail: format!("cannot connect: {e}"),
-            retry_after: None,
-        }
+        Outcome::Transient { detail: format!("cannot connect: {e}"), retry_after: None }
     } else if e.is_timeout() {
-        Outcome::Ambiguous {
-            detail: format!("no answer in time after sending: {e}"),
-        }
+        Outcome::Ambiguous { detail: format!("no answer in time after sending: {e}") }
     } else {
-        Outcome::Ambiguous {
-            detail: format!("connection failed during the request: {e}"),
-        }
+        Outcome::Ambiguous { detail: format!("connection failed during the request: {e}") }
     }
 }

@@ -38,10 +38,8 @@ pub struct SendGridSettings {
 
 impl SendGrid {
     pub fn new(settings: SendGridSettings) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.timeout)
-            .build()?;
+        let client =
+            reqwest::Client::builder().connect_timeout(settings.connect_timeout).timeout(settings.timeout).build()?;
         Ok(Self {
             endpoint: format!("{}/v3/mail/send", settings.base_url.trim_end_matches('/')),
             name: settings.name,
@@ -65,11 +63,7 @@ fn address(m: &Mailbox) -> Value {
 pub(crate) fn request_body(message: &Message, sandbox: bool) -> Value {
     let mut seen = HashSet::new();
     let mut list = |mailboxes: &[Mailbox]| -> Vec<Value> {
-        mailboxes
-            .iter()
-            .filter(|m| seen.insert(m.email.to_ascii_lowercase()))
-            .map(address)
-            .collect()
+        mailboxes.iter().filter(|m| seen.insert(m.email.to_ascii_lowercase())).map(address).collect()
     };
     let mut personalization = serde_json::Map::new();
     personalization.insert("to".into(), Value::Array(list(&message.to)));
@@ -101,11 +95,8 @@ pub(crate) fn request_body(message: &Message, sandbox: bool) -> Value {
         many => body["reply_to_list"] = Value::Array(many.iter().map(address).collect()),
     }
     if !message.headers.is_empty() {
-        let headers: serde_json::Map<String, Value> = message
-            .headers
-            .iter()
-            .map(|(n, v)| (n.clone(), Value::String(v.clone())))
-            .collect();
+        let headers: serde_json::Map<String, Value> =
+            message.headers.iter().map(|(n, v)| (n.clone(), Value::String(v.clone()))).collect();
         body["headers"] = Value::Object(headers);
     }
     if sandbox {
@@ -143,23 +134,13 @@ fn error_detail(status: StatusCode, body: &str) -> String {
 
 /// When a 429 says the limit resets (`X-RateLimit-Reset`, epoch seconds).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let reset: u64 = headers
-        .get("x-ratelimit-reset")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let reset: u64 = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim().parse().ok()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
     Some(Duration::from_secs(reset.saturating_sub(now)))
 }
 
 /// Classifies SendGrid's answer (PROVIDERS.md, "Classification").
-pub(crate) fn classify(
-    status: StatusCode,
-    headers: &reqwest::header::HeaderMap,
-    body: &str,
-) -> Outcome {
+pub(crate) fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &str) -> Outcome {
     match status.as_u16() {
         // 202: queued for delivery. 200: sandbox mode, validated and not sent.
         200 | 202 => Outcome::Accepted {
@@ -169,31 +150,14 @@ pub(crate) fn classify(
                 .unwrap_or_default()
                 .to_owned(),
         },
-        400 => Outcome::MessageRejected {
-            detail: error_detail(status, body),
-        },
-        401 | 403 => Outcome::ProviderRefused {
-            detail: error_detail(status, body),
-            scope: RefusalScope::Provider,
-        },
-        413 => Outcome::ProviderRefused {
-            detail: error_detail(status, body),
-            scope: RefusalScope::Message,
-        },
-        429 => Outcome::Transient {
-            detail: error_detail(status, body),
-            retry_after: retry_after(headers),
-        },
-        500..=599 => Outcome::Transient {
-            detail: error_detail(status, body),
-            retry_after: None,
-        },
+        400 => Outcome::MessageRejected { detail: error_detail(status, body) },
+        401 | 403 => Outcome::ProviderRefused { detail: error_detail(status, body), scope: RefusalScope::Provider },
+        413 => Outcome::ProviderRefused { detail: error_detail(status, body), scope: RefusalScope::Message },
+        429 => Outcome::Transient { detail: error_detail(status, body), retry_after: retry_after(headers) },
+        500..=599 => Outcome::Transient { detail: error_detail(status, body), retry_after: None },
         // Anything else (404 from a wrong base URL, 405, ...) is a setup problem on our
         // side of this provider, not the message's fault.
-        _ => Outcome::ProviderRefused {
-            detail: error_detail(status, body),
-            scope: RefusalScope::Provider,
-        },
+        _ => Outcome::ProviderRefused { detail: error_detail(status, body), scope: RefusalScope::Provider },
     }
 }
 
@@ -232,16 +196,10 @@ mod tests {
     use reqwest::header::{HeaderMap, HeaderValue};
 
     fn message() -> Message {
-        let mb = |email: &str| Mailbox {
-            name: None,
-            email: email.into(),
-        };
+        let mb = |email: &str| Mailbox { name: None, email: email.into() };
         Message {
             id: "m-1".into(),
-            from: Mailbox {
-                name: Some("Ada".into()),
-                email: "ada@example.org".into(),
-            },
+            from: Mailbox { name: Some("Ada".into()), email: "ada@example.org".into() },
             to: vec![mb("bob@example.net")],
             cc: vec![mb("Bob@Example.net"), mb("carol@example.net")],
             bcc: vec![],
@@ -257,19 +215,10 @@ mod tests {
     #[test]
     fn body_has_the_documented_shape() {
         let body = request_body(&message(), false);
-        assert_eq!(
-            body["from"],
-            json!({"email": "ada@example.org", "name": "Ada"})
-        );
-        assert_eq!(
-            body["personalizations"][0]["to"],
-            json!([{"email": "bob@example.net"}])
-        );
+        assert_eq!(body["from"], json!({"email": "ada@example.org", "name": "Ada"}));
+        assert_eq!(body["personalizations"][0]["to"], json!([{"email": "bob@example.net"}]));
         // The repeated Bob is dropped, not sent twice.
-        assert_eq!(
-            body["personalizations"][0]["cc"],
-            json!([{"email": "carol@example.net"}])
-        );
+        assert_eq!(body["personalizations"][0]["cc"], json!([{"email": "carol@example.net"}]));
         assert!(body["personalizations"][0].get("bcc").is_none());
         assert_eq!(body["content"][0]["type"], "text/plain");
         assert_eq!(body["content"][1]["type"], "text/html");
@@ -277,69 +226,38 @@ mod tests {
         assert_eq!(body["headers"]["X-Campaign"], "c1");
         assert_eq!(body["custom_args"]["bitmail_id"], "m-1");
         assert!(body.get("mail_settings").is_none());
-        assert_eq!(
-            request_body(&message(), true)["mail_settings"]["sandbox_mode"]["enable"],
-            true
-        );
+        assert_eq!(request_body(&message(), true)["mail_settings"]["sandbox_mode"]["enable"], true);
     }
 
     #[test]
     fn answers_are_classified_as_providers_md_says() {
         let mut h = HeaderMap::new();
         h.insert("x-message-id", HeaderValue::from_static("sg-123"));
-        assert_eq!(
-            classify(StatusCode::ACCEPTED, &h, ""),
-            Outcome::Accepted {
-                provider_message_id: "sg-123".into()
-            }
-        );
+        assert_eq!(classify(StatusCode::ACCEPTED, &h, ""), Outcome::Accepted { provider_message_id: "sg-123".into() });
 
-        let invalid = r#"{"errors":[{"message":"Does not contain a valid address.","field":"personalizations.0.to.0.email"}]}"#;
+        let invalid =
+            r#"{"errors":[{"message":"Does not contain a valid address.","field":"personalizations.0.to.0.email"}]}"#;
         match classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), invalid) {
             Outcome::MessageRejected { detail } => {
-                assert!(
-                    detail.contains(
-                        "personalizations.0.to.0.email: Does not contain a valid address."
-                    ),
-                    "{detail}"
-                )
+                assert!(detail.contains("personalizations.0.to.0.email: Does not contain a valid address."), "{detail}")
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             classify(StatusCode::UNAUTHORIZED, &HeaderMap::new(), "{}"),
-            Outcome::ProviderRefused {
-                scope: RefusalScope::Provider,
-                ..
-            }
+            Outcome::ProviderRefused { scope: RefusalScope::Provider, .. }
         ));
         assert!(matches!(
             classify(StatusCode::PAYLOAD_TOO_LARGE, &HeaderMap::new(), ""),
-            Outcome::ProviderRefused {
-                scope: RefusalScope::Message,
-                ..
-            }
+            Outcome::ProviderRefused { scope: RefusalScope::Message, .. }
         ));
-        assert!(matches!(
-            classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), "<html>"),
-            Outcome::Transient { .. }
-        ));
+        assert!(matches!(classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), "<html>"), Outcome::Transient { .. }));
 
         let mut h = HeaderMap::new();
-        let reset = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 30;
-        h.insert(
-            "x-ratelimit-reset",
-            HeaderValue::from_str(&reset.to_string()).unwrap(),
-        );
+        let reset = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 30;
+        h.insert("x-ratelimit-reset", HeaderValue::from_str(&reset.to_string()).unwrap());
         match classify(StatusCode::TOO_MANY_REQUESTS, &h, "") {
-            Outcome::Transient {
-                retry_after: Some(d),
-                ..
-            } => assert!((28..=30).contains(&d.as_secs()), "{d:?}"),
+            Outcome::Transient { retry_after: Some(d), .. } => assert!((28..=30).contains(&d.as_secs()), "{d:?}"),
             other => panic!("{other:?}"),
         }
     }

@@ -40,10 +40,7 @@ mod tests {
     fn first_choice_rotates_and_every_provider_follows() {
         let m = Message {
             id: "m".into(),
-            from: Mailbox {
-                name: None,
-                email: "a@b.c".into(),
-            },
+            from: Mailbox { name: None, email: "a@b.c".into() },
             to: vec![],
             cc: vec![],
             bcc: vec![],

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::message::Message;
 use record::{MessageRecord, Status};
@@ -79,20 +79,9 @@ pub struct SpoolSettings {
 }
 
 enum Op {
-    Accept {
-        record: MessageRecord,
-        key: Option<String>,
-        reply: oneshot::Sender<Result<Accepted, SpoolError>>,
-    },
-    Update {
-        status: Status,
-        drop_body: bool,
-        reply: oneshot::Sender<Result<(), SpoolError>>,
-    },
-    Health {
-        provider: String,
-        encoded: Vec<u8>,
-    },
+    Accept { record: MessageRecord, key: Option<String>, reply: oneshot::Sender<Result<Accepted, SpoolError>> },
+    Update { status: Status, drop_body: bool, reply: oneshot::Sender<Result<(), SpoolError>> },
+    Health { provider: String, encoded: Vec<u8> },
 }
 
 /// A handle on the spool; cheap to clone.
@@ -100,6 +89,7 @@ enum Op {
 pub struct Spool {
     db: Arc<Database>,
     tx: mpsc::Sender<Op>,
+    events: broadcast::Sender<Status>,
     size: Arc<AtomicU64>,
     quota: u64,
 }
@@ -108,26 +98,19 @@ impl Spool {
     /// Opens (or creates) the spool file and starts its writer thread. A file that is
     /// not a valid spool is reported and left as it is.
     pub fn open(path: &Path, settings: SpoolSettings) -> Result<Spool, SpoolError> {
-        let fail = |reason: String| SpoolError::Open {
-            path: path.to_owned(),
-            reason,
-        };
+        let fail = |reason: String| SpoolError::Open { path: path.to_owned(), reason };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let db = Database::builder()
-            .set_cache_size(settings.cache_bytes)
-            .create(path)
-            .map_err(|e| fail(e.to_string()))?;
+        let db =
+            Database::builder().set_cache_size(settings.cache_bytes).create(path).map_err(|e| fail(e.to_string()))?;
         // Create the tables up front so readers never meet a missing one.
         let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
         {
             txn.open_table(MESSAGES).map_err(|e| fail(e.to_string()))?;
             txn.open_table(STATUSES).map_err(|e| fail(e.to_string()))?;
             txn.open_table(DUE).map_err(|e| fail(e.to_string()))?;
-            txn.open_table(IDEMPOTENCY)
-                .map_err(|e| fail(e.to_string()))?;
+            txn.open_table(IDEMPOTENCY).map_err(|e| fail(e.to_string()))?;
             txn.open_table(HEALTH).map_err(|e| fail(e.to_string()))?;
         }
         txn.commit().map_err(|e| fail(e.to_string()))?;
@@ -135,7 +118,9 @@ impl Spool {
         let db = Arc::new(db);
         let size = Arc::new(AtomicU64::new(file_size(path)));
         let (tx, rx) = mpsc::channel(MAX_BATCH);
+        let (events, _) = broadcast::channel(4096);
         let writer = Writer {
+            events: events.clone(),
             db: db.clone(),
             path: path.to_owned(),
             size: size.clone(),
@@ -145,36 +130,20 @@ impl Spool {
             .name("spool-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| fail(format!("cannot start the writer thread: {e}")))?;
-        Ok(Spool {
-            db,
-            tx,
-            size,
-            quota: settings.max_bytes,
-        })
+        Ok(Spool { db, tx, events, size, quota: settings.max_bytes })
     }
 
     /// Stores a new message, durably, and schedules it for delivery now. With an
     /// idempotency key already used in the last 24 hours, stores nothing and answers the
     /// first message's id.
-    pub async fn accept(
-        &self,
-        message: &Message,
-        key: Option<String>,
-    ) -> Result<Accepted, SpoolError> {
+    pub async fn accept(&self, message: &Message, key: Option<String>) -> Result<Accepted, SpoolError> {
         let used = self.size.load(Ordering::Relaxed);
         if used >= self.quota {
-            return Err(SpoolError::Full {
-                used,
-                quota: self.quota,
-            });
+            return Err(SpoolError::Full { used, quota: self.quota });
         }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Op::Accept {
-                record: MessageRecord::from(message),
-                key,
-                reply,
-            })
+            .send(Op::Accept { record: MessageRecord::from(message), key, reply })
             .await
             .map_err(|_| SpoolError::Closed)?;
         answer.await.map_err(|_| SpoolError::Closed)?
@@ -185,26 +154,19 @@ impl Spool {
     /// removed too.
     pub async fn update(&self, status: Status, drop_body: bool) -> Result<(), SpoolError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Op::Update {
-                status,
-                drop_body,
-                reply,
-            })
-            .await
-            .map_err(|_| SpoolError::Closed)?;
+        self.tx.send(Op::Update { status, drop_body, reply }).await.map_err(|_| SpoolError::Closed)?;
         answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Every status change from now on, once it is on disk. A receiver that falls more
+    /// than 4096 changes behind skips ahead (and is told it lagged).
+    pub fn subscribe(&self) -> broadcast::Receiver<Status> {
+        self.events.subscribe()
     }
 
     /// Records a provider's health; written with the next commit.
     pub async fn save_health(&self, provider: &str, encoded: Vec<u8>) {
-        let _ = self
-            .tx
-            .send(Op::Health {
-                provider: provider.to_owned(),
-                encoded,
-            })
-            .await;
+        let _ = self.tx.send(Op::Health { provider: provider.to_owned(), encoded }).await;
     }
 
     /// Every saved provider health.
@@ -234,9 +196,7 @@ impl Spool {
         let Some(v) = table.get(id).map_err(storage)? else {
             return Ok(None);
         };
-        MessageRecord::decode(v.value())
-            .map(|r| Some(r.into()))
-            .map_err(storage)
+        MessageRecord::decode(v.value()).map(|r| Some(r.into())).map_err(storage)
     }
 
     /// Up to `limit` scheduled ids due at or before `now_ms`, earliest first, leaving
@@ -284,6 +244,7 @@ fn file_size(path: &Path) -> u64 {
 
 struct Writer {
     db: Arc<Database>,
+    events: broadcast::Sender<Status>,
     path: PathBuf,
     size: Arc<AtomicU64>,
     quota: u64,
@@ -291,14 +252,8 @@ struct Writer {
 
 /// The answer owed to one operation of a batch, sent after the commit.
 enum Reply {
-    Accept(
-        oneshot::Sender<Result<Accepted, SpoolError>>,
-        Result<Accepted, SpoolError>,
-    ),
-    Update(
-        oneshot::Sender<Result<(), SpoolError>>,
-        Result<(), SpoolError>,
-    ),
+    Accept(oneshot::Sender<Result<Accepted, SpoolError>>, Result<Accepted, SpoolError>),
+    Update(oneshot::Sender<Result<(), SpoolError>>, Result<(), SpoolError>),
 }
 
 impl Writer {
@@ -312,7 +267,13 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let (replies, committed) = self.apply(batch.drain(..));
+            let (replies, changed, committed) = self.apply(batch.drain(..));
+            if committed.is_ok() {
+                for status in changed {
+                    // No subscriber is fine.
+                    let _ = self.events.send(status);
+                }
+            }
             for reply in replies {
                 match reply {
                     Reply::Accept(tx, r) => {
@@ -329,24 +290,21 @@ impl Writer {
 
     /// Applies a batch in one transaction. Each operation gets its own result; the
     /// commit's result applies to all.
-    fn apply(&self, ops: impl Iterator<Item = Op>) -> (Vec<Reply>, Result<(), SpoolError>) {
+    fn apply(&self, ops: impl Iterator<Item = Op>) -> (Vec<Reply>, Vec<Status>, Result<(), SpoolError>) {
         let mut replies = Vec::new();
+        let mut changed = Vec::new();
         let txn = match self.db.begin_write() {
             Ok(t) => t,
             Err(e) => {
                 let err = storage(e);
                 for op in ops {
                     match op {
-                        Op::Accept { reply, .. } => {
-                            replies.push(Reply::Accept(reply, Err(err.clone())))
-                        }
-                        Op::Update { reply, .. } => {
-                            replies.push(Reply::Update(reply, Err(err.clone())))
-                        }
+                        Op::Accept { reply, .. } => replies.push(Reply::Accept(reply, Err(err.clone()))),
+                        Op::Update { reply, .. } => replies.push(Reply::Update(reply, Err(err.clone()))),
                         Op::Health { .. } => {}
                     }
                 }
-                return (replies, Err(err));
+                return (replies, changed, Err(err));
             }
         };
         let result = (|| -> Result<(), redb::Error> {
@@ -361,13 +319,7 @@ impl Writer {
                     Op::Accept { record, key, reply } => {
                         if over_quota {
                             let used = file_size(&self.path);
-                            replies.push(Reply::Accept(
-                                reply,
-                                Err(SpoolError::Full {
-                                    used,
-                                    quota: self.quota,
-                                }),
-                            ));
+                            replies.push(Reply::Accept(reply, Err(SpoolError::Full { used, quota: self.quota })));
                             continue;
                         }
                         let now = record.submitted_at_ms;
@@ -389,17 +341,11 @@ impl Writer {
                         statuses.insert(record.id.as_str(), status.encode_to_vec().as_slice())?;
                         due.insert((now, record.id.as_str()), ())?;
                         replies.push(Reply::Accept(reply, Ok(Accepted::New)));
+                        changed.push(status);
                     }
-                    Op::Update {
-                        status,
-                        drop_body,
-                        reply,
-                    } => {
+                    Op::Update { status, drop_body, reply } => {
                         let id = status.id.as_str();
-                        let old_due = statuses
-                            .get(id)?
-                            .and_then(|v| Status::decode(v.value()).ok())
-                            .map(|s| s.due_ms);
+                        let old_due = statuses.get(id)?.and_then(|v| Status::decode(v.value()).ok()).map(|s| s.due_ms);
                         if let Some(old) = old_due.filter(|d| *d != 0 && *d != status.due_ms) {
                             due.remove((old, id))?;
                         }
@@ -411,6 +357,7 @@ impl Writer {
                             messages.remove(id)?;
                         }
                         replies.push(Reply::Update(reply, Ok(())));
+                        changed.push(status);
                     }
                     Op::Health { provider, encoded } => {
                         health.insert(provider.as_str(), encoded.as_slice())?;
@@ -426,7 +373,7 @@ impl Writer {
         if let Err(e) = &committed {
             tracing::error!(error = %e, "spool commit failed; the batch was not stored");
         }
-        (replies, committed)
+        (replies, changed, committed)
     }
 }
 
@@ -441,23 +388,14 @@ mod tests {
     }
 
     fn settings() -> SpoolSettings {
-        SpoolSettings {
-            max_bytes: u64::MAX,
-            cache_bytes: 4 << 20,
-        }
+        SpoolSettings { max_bytes: u64::MAX, cache_bytes: 4 << 20 }
     }
 
     fn message(id: &str) -> Message {
         Message {
             id: id.into(),
-            from: Mailbox {
-                name: Some("Ada".into()),
-                email: "ada@example.org".into(),
-            },
-            to: vec![Mailbox {
-                name: None,
-                email: "bob@example.net".into(),
-            }],
+            from: Mailbox { name: Some("Ada".into()), email: "ada@example.org".into() },
+            to: vec![Mailbox { name: None, email: "bob@example.net".into() }],
             cc: vec![],
             bcc: vec![],
             reply_to: vec![],
@@ -476,10 +414,7 @@ mod tests {
         {
             let spool = Spool::open(&path, settings()).unwrap();
             for id in ["m1", "m2"] {
-                assert_eq!(
-                    spool.accept(&message(id), None).await.unwrap(),
-                    Accepted::New
-                );
+                assert_eq!(spool.accept(&message(id), None).await.unwrap(), Accepted::New);
             }
             let mut s = spool.status("m1").unwrap().unwrap();
             s.state = State::Deferred as i32;
@@ -497,22 +432,13 @@ mod tests {
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
         };
-        assert_eq!(
-            spool.message("m1").unwrap().unwrap(),
-            message_with_time("m1", &spool)
-        );
-        assert_eq!(
-            spool.message("m2").unwrap(),
-            None,
-            "a sent message's body is dropped"
-        );
+        assert_eq!(spool.message("m1").unwrap().unwrap(), message_with_time("m1", &spool));
+        assert_eq!(spool.message("m2").unwrap(), None, "a sent message's body is dropped");
         assert_eq!(spool.status("m2").unwrap().unwrap().state(), State::Sent);
         let (now, next) = spool.due(record::now_ms(), 10, |_| false).unwrap();
         assert!(now.is_empty(), "m1 is deferred, m2 is done");
         assert!(next.is_some());
-        let (later, _) = spool
-            .due(record::now_ms() + 120_000, 10, |_| false)
-            .unwrap();
+        let (later, _) = spool.due(record::now_ms() + 120_000, 10, |_| false).unwrap();
         assert_eq!(later, vec!["m1".to_owned()]);
         drop(spool);
         let _ = std::fs::remove_file(&path);
@@ -520,10 +446,7 @@ mod tests {
 
     fn message_with_time(id: &str, spool: &Spool) -> Message {
         let stored = spool.message(id).unwrap().unwrap();
-        Message {
-            submitted_at: stored.submitted_at,
-            ..message(id)
-        }
+        Message { submitted_at: stored.submitted_at, ..message(id) }
     }
 
     #[tokio::test]
@@ -532,14 +455,8 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let spool = Spool::open(&path, settings()).unwrap();
         let key = Some("order-42".to_owned());
-        assert_eq!(
-            spool.accept(&message("a"), key.clone()).await.unwrap(),
-            Accepted::New
-        );
-        assert_eq!(
-            spool.accept(&message("b"), key).await.unwrap(),
-            Accepted::Existing("a".into())
-        );
+        assert_eq!(spool.accept(&message("a"), key.clone()).await.unwrap(), Accepted::New);
+        assert_eq!(spool.accept(&message("b"), key).await.unwrap(), Accepted::Existing("a".into()));
         assert!(spool.status("b").unwrap().is_none());
         assert_eq!(spool.backlog().unwrap(), 1);
         drop(spool);
@@ -550,18 +467,8 @@ mod tests {
     async fn over_quota_refuses_new_mail_and_keeps_the_old() {
         let path = temp_path("quota");
         let _ = std::fs::remove_file(&path);
-        let spool = Spool::open(
-            &path,
-            SpoolSettings {
-                max_bytes: 1,
-                cache_bytes: 4 << 20,
-            },
-        )
-        .unwrap();
-        assert!(matches!(
-            spool.accept(&message("a"), None).await,
-            Err(SpoolError::Full { .. })
-        ));
+        let spool = Spool::open(&path, SpoolSettings { max_bytes: 1, cache_bytes: 4 << 20 }).unwrap();
+        assert!(matches!(spool.accept(&message("a"), None).await, Err(SpoolError::Full { .. })));
         drop(spool);
         let _ = std::fs::remove_file(&path);
     }
@@ -572,10 +479,7 @@ mod tests {
         std::fs::write(&path, b"this is not a spool, but someone's data").unwrap();
         let err = Spool::open(&path, settings()).err().expect("refused");
         assert!(err.to_string().contains("left untouched"), "{err}");
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            b"this is not a spool, but someone's data"
-        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"this is not a spool, but someone's data");
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -10,8 +10,7 @@ use crate::message::{Mailbox, Message};
 use crate::provider::OutcomeClass;
 
 pub fn to_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn from_ms(ms: u64) -> SystemTime {
@@ -105,13 +104,7 @@ pub struct Status {
 
 impl Status {
     pub fn new(id: String, submitted_at_ms: u64) -> Self {
-        Status {
-            id,
-            state: State::Queued as i32,
-            submitted_at_ms,
-            due_ms: submitted_at_ms,
-            ..Default::default()
-        }
+        Status { id, state: State::Queued as i32, submitted_at_ms, due_ms: submitted_at_ms, ..Default::default() }
     }
 
     pub fn is_final(&self) -> bool {
@@ -163,17 +156,11 @@ pub struct MessageRecord {
 }
 
 fn mailbox_to(m: &Mailbox) -> MailboxRecord {
-    MailboxRecord {
-        name: m.name.clone(),
-        email: m.email.clone(),
-    }
+    MailboxRecord { name: m.name.clone(), email: m.email.clone() }
 }
 
 fn mailbox_from(m: MailboxRecord) -> Mailbox {
-    Mailbox {
-        name: m.name,
-        email: m.email,
-    }
+    Mailbox { name: m.name, email: m.email }
 }
 
 impl From<&Message> for MessageRecord {
@@ -189,14 +176,7 @@ impl From<&Message> for MessageRecord {
             subject: m.subject.clone(),
             text: m.text.clone(),
             html: m.html.clone(),
-            headers: m
-                .headers
-                .iter()
-                .map(|(n, v)| HeaderRecord {
-                    name: n.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
+            headers: m.headers.iter().map(|(n, v)| HeaderRecord { name: n.clone(), value: v.clone() }).collect(),
             submitted_at_ms: to_ms(m.submitted_at),
         }
     }
@@ -207,10 +187,7 @@ impl From<MessageRecord> for Message {
         let list = |l: Vec<MailboxRecord>| l.into_iter().map(mailbox_from).collect();
         Message {
             id: r.id,
-            from: r.from.map(mailbox_from).unwrap_or(Mailbox {
-                name: None,
-                email: String::new(),
-            }),
+            from: r.from.map(mailbox_from).unwrap_or(Mailbox { name: None, email: String::new() }),
             to: list(r.to),
             cc: list(r.cc),
             bcc: list(r.bcc),

@@ -97,10 +97,7 @@ async fn main() -> anyhow::Result<()> {
     let mut child = Command::new(&o.mta_bin)
         .arg("--config")
         .arg(&config)
-        .env(
-            "BITMAIL_MTA_LOG",
-            "warn,mta_server=info,mta_server::delivery=warn,mta_server::service=warn",
-        )
+        .env("BITMAIL_MTA_LOG", "warn,mta_server=info,mta_server::delivery=warn,mta_server::service=warn")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .spawn()
@@ -111,20 +108,13 @@ async fn main() -> anyhow::Result<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(at) = line.find("addr=") {
-                let addr: String = line[at + 5..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
+                let addr: String = line[at + 5..].chars().take_while(|c| !c.is_whitespace()).collect();
                 let _ = tx.send(addr);
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .context("mta-server did not start")?;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
+    let addr = rx.recv_timeout(Duration::from_secs(30)).context("mta-server did not start")?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
 
     let body = "x".repeat(o.size.saturating_sub(100).max(1));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -163,9 +153,7 @@ async fn main() -> anyhow::Result<()> {
     let received = fake.wait_for(o.count, Duration::from_secs(600)).await.len();
     let deliver_time = started.elapsed();
     let rss = peak_rss_kib(pid);
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -20,19 +20,13 @@ async fn main() -> anyhow::Result<()> {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--sendgrid" => {
-                sendgrid = value()?
-                    .parse()
-                    .context("--sendgrid takes an address such as 127.0.0.1:8025")?
+                sendgrid = value()?.parse().context("--sendgrid takes an address such as 127.0.0.1:8025")?
             }
             "--sendgrid-key" => key = value()?,
-            other => bail!(
-                "unknown argument `{other}`\nusage: bitmail-fakes [--sendgrid ADDR] [--sendgrid-key KEY]"
-            ),
+            other => bail!("unknown argument `{other}`\nusage: bitmail-fakes [--sendgrid ADDR] [--sendgrid-key KEY]"),
         }
     }
-    let fake = FakeSendGrid::start_on(sendgrid, &key)
-        .await
-        .with_context(|| format!("cannot listen on {sendgrid}"))?;
+    let fake = FakeSendGrid::start_on(sendgrid, &key).await.with_context(|| format!("cannot listen on {sendgrid}"))?;
     tracing::info!(url = %fake.base_url(), "fake SendGrid listening; accepted messages at /_fake/messages");
     shutdown.await;
     Ok(())

@@ -74,29 +74,18 @@ impl Cluster {
         }
         let (stop, rx) = watch::channel(false);
 
-        let backend_config = backend_server::config::Config {
-            listen: loopback(),
-            ..Default::default()
-        };
-        let backend = backend_server::server::Server::bind(&backend_config)
-            .await
-            .expect("backend binds");
+        let backend_config = backend_server::config::Config { listen: loopback(), ..Default::default() };
+        let backend = backend_server::server::Server::bind(&backend_config).await.expect("backend binds");
         let backend_addr = backend.local_addr().unwrap();
         tokio::spawn(backend.serve(stopped(&rx)));
 
         let state_dir = std::env::temp_dir().join(format!("bitmail-test-{}", uuid_like()));
-        let mut mta_config = mta_server::config::Config {
-            listen: loopback(),
-            providers,
-            ..Default::default()
-        };
+        let mut mta_config = mta_server::config::Config { listen: loopback(), providers, ..Default::default() };
         mta_config.retry.initial_secs = 1;
         mta_config.spool.path = state_dir.join("spool.redb");
         mta_config.spool.cache_bytes = 4 << 20;
         tune(&mut mta_config);
-        let mta = mta_server::server::Server::bind(&mta_config)
-            .await
-            .expect("mta binds");
+        let mta = mta_server::server::Server::bind(&mta_config).await.expect("mta binds");
         let mta_addr = mta.local_addr().unwrap();
         tokio::spawn(mta.serve(stopped(&rx)));
 
@@ -110,9 +99,7 @@ impl Cluster {
                 signup_on_first_login: true,
                 ..Default::default()
             };
-            let server = client_api::server::Server::bind(&config)
-                .await
-                .expect("client-api binds");
+            let server = client_api::server::Server::bind(&config).await.expect("client-api binds");
             let addr = server.local_addr().unwrap();
             let cert = server.cert.cert.clone();
             tokio::spawn(server.serve(stopped(&rx)));
@@ -120,26 +107,15 @@ impl Cluster {
         } else {
             (None, None)
         };
-        Cluster {
-            backend: backend_addr,
-            mta: mta_addr,
-            edge: edge_addr,
-            cert,
-            stop,
-            state_dir,
-        }
+        Cluster { backend: backend_addr, mta: mta_addr, edge: edge_addr, cert, stop, state_dir }
     }
 
     pub async fn mta_client(&self) -> MtaClient<Channel> {
-        MtaClient::connect(format!("http://{}", self.mta))
-            .await
-            .expect("mta connects")
+        MtaClient::connect(format!("http://{}", self.mta)).await.expect("mta connects")
     }
 
     pub async fn store_client(&self) -> StoreClient<Channel> {
-        StoreClient::connect(format!("http://{}", self.backend))
-            .await
-            .expect("backend connects")
+        StoreClient::connect(format!("http://{}", self.backend)).await.expect("backend connects")
     }
 
     /// An HTTPS client that trusts only the edge's generated certificate and reaches it
@@ -158,10 +134,7 @@ impl Cluster {
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
     format!("{}-{nanos}", std::process::id())
 }
 
@@ -177,17 +150,11 @@ pub fn submission(to: &str) -> pb::SubmitRequest {
 }
 
 /// Polls GetMessage until the message leaves queued/sending/deferred, or `timeout`.
-pub async fn settled(
-    mta: &mut MtaClient<Channel>,
-    id: &str,
-    timeout: Duration,
-) -> pb::MessageStatus {
+pub async fn settled(mta: &mut MtaClient<Channel>, id: &str, timeout: Duration) -> pb::MessageStatus {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let status = mta
-            .get_message(pb::GetMessageRequest {
-                message_id: id.into(),
-            })
+            .get_message(pb::GetMessageRequest { message_id: id.into() })
             .await
             .expect("GetMessage answers")
             .into_inner();
