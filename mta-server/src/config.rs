@@ -5,7 +5,7 @@
 //! listen = "127.0.0.1:50051"
 //! max_message_bytes = 10485760
 //! max_recipients = 1000
-//! scheduler = "round-robin"
+//! scheduler = "round-robin"          # or "priority", "weighted", "adaptive"
 //!
 //! [spool]
 //! path = "data/mta/spool.redb"
@@ -31,6 +31,7 @@
 //! kind = "sendgrid"
 //! base_url = "https://api.sendgrid.com"
 //! api_key = { env = "SENDGRID_API_KEY" }
+//! weight = 1                     # its share under scheduler = "weighted"
 //! ```
 
 use std::collections::HashSet;
@@ -69,7 +70,14 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SchedulerKind {
+    /// The first choice rotates over the providers (the default).
     RoundRobin,
+    /// Always the configured order: a primary and backups.
+    Priority,
+    /// First choices in proportion to each provider's `weight`.
+    Weighted,
+    /// Shares follow live success rate and latency.
+    Adaptive,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +135,12 @@ impl ProviderConfig {
             ProviderConfig::Sendgrid(c) => &c.name,
         }
     }
+
+    pub fn weight(&self) -> u32 {
+        match self {
+            ProviderConfig::Sendgrid(c) => c.weight,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +156,13 @@ pub struct SendGridConfig {
     pub connect_timeout_ms: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// This provider's share under `scheduler = "weighted"`; 0 makes it a backup only.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 fn sendgrid_base_url() -> String {
@@ -252,6 +273,12 @@ impl Validate for Config {
         }
         if self.retry.initial_secs == 0 || self.retry.initial_secs > self.retry.max_delay_secs {
             problems.push("retry.initial_secs: must be more than 0 and at most retry.max_delay_secs".into());
+        }
+        if self.scheduler == SchedulerKind::Weighted
+            && !self.providers.is_empty()
+            && self.providers.iter().all(|p| p.weight() == 0)
+        {
+            problems.push("scheduler: `weighted` needs at least one provider with a weight above 0".into());
         }
         let mut names = HashSet::new();
         for (i, provider) in self.providers.iter().enumerate() {

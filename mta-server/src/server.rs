@@ -12,7 +12,7 @@ use crate::config::{Config, ProviderConfig, SchedulerKind};
 use crate::delivery::Delivery;
 use crate::health::Health;
 use crate::provider::{Provider, SendGrid, sendgrid::SendGridSettings};
-use crate::scheduler::{RoundRobin, Scheduler};
+use crate::scheduler::{Adaptive, Priority, RoundRobin, Scheduler, Weighted};
 use crate::service::MtaService;
 use crate::spool::Spool;
 
@@ -53,6 +53,9 @@ impl Server {
         }
         let scheduler: Arc<dyn Scheduler> = match config.scheduler {
             SchedulerKind::RoundRobin => Arc::new(RoundRobin::new()),
+            SchedulerKind::Priority => Arc::new(Priority),
+            SchedulerKind::Weighted => Arc::new(Weighted::new(config.providers.iter().map(|p| p.weight()).collect())),
+            SchedulerKind::Adaptive => Arc::new(Adaptive::new(providers.len())),
         };
         let spool = Spool::open(&config.spool.path, config.spool_settings())?;
         match spool.backlog() {

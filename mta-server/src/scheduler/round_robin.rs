@@ -34,24 +34,12 @@ impl Scheduler for RoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Mailbox;
+    use crate::scheduler::tests::message;
 
     #[test]
     fn first_choice_rotates_and_every_provider_follows() {
-        let m = Message {
-            id: "m".into(),
-            from: Mailbox { name: None, email: "a@b.c".into() },
-            to: vec![],
-            cc: vec![],
-            bcc: vec![],
-            reply_to: vec![],
-            subject: "s".into(),
-            text: None,
-            html: None,
-            headers: vec![],
-            submitted_at: std::time::SystemTime::now(),
-        };
         let rr = RoundRobin::new();
+        let m = message();
         assert_eq!(rr.plan(&m, 3), vec![0, 1, 2]);
         assert_eq!(rr.plan(&m, 3), vec![1, 2, 0]);
         assert_eq!(rr.plan(&m, 3), vec![2, 0, 1]);

@@ -43,6 +43,7 @@ pub fn sendgrid(name: &str, fake: &FakeSendGrid, timeout: Duration) -> ProviderC
         sandbox: false,
         connect_timeout_ms: 1000,
         timeout_ms: timeout.as_millis() as u64,
+        weight: 1,
     })
 }
 
