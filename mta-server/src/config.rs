@@ -32,6 +32,13 @@
 //! base_url = "https://api.sendgrid.com"
 //! api_key = { env = "SENDGRID_API_KEY" }
 //! weight = 1                     # its share under scheduler = "weighted"
+//!
+//! [[providers]]
+//! name = "mailgun"
+//! kind = "mailgun"
+//! base_url = "https://api.eu.mailgun.net"   # default https://api.mailgun.net
+//! domain = "mg.example.org"
+//! api_key = { env = "MAILGUN_API_KEY" }
 //! ```
 
 use std::collections::HashSet;
@@ -127,18 +134,21 @@ pub struct RetryConfig {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ProviderConfig {
     Sendgrid(SendGridConfig),
+    Mailgun(MailgunConfig),
 }
 
 impl ProviderConfig {
     pub fn name(&self) -> &str {
         match self {
             ProviderConfig::Sendgrid(c) => &c.name,
+            ProviderConfig::Mailgun(c) => &c.name,
         }
     }
 
     pub fn weight(&self) -> u32 {
         match self {
             ProviderConfig::Sendgrid(c) => c.weight,
+            ProviderConfig::Mailgun(c) => c.weight,
         }
     }
 }
@@ -159,6 +169,31 @@ pub struct SendGridConfig {
     /// This provider's share under `scheduler = "weighted"`; 0 makes it a backup only.
     #[serde(default = "default_weight")]
     pub weight: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailgunConfig {
+    pub name: String,
+    /// `https://api.mailgun.net` (US) or `https://api.eu.mailgun.net` (EU).
+    #[serde(default = "mailgun_base_url")]
+    pub base_url: String,
+    /// The sending domain registered with Mailgun.
+    pub domain: String,
+    pub api_key: Secret,
+    /// `o:testmode=yes`: accepted by Mailgun, not delivered.
+    #[serde(default)]
+    pub test_mode: bool,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn mailgun_base_url() -> String {
+    "https://api.mailgun.net".into()
 }
 
 fn default_weight() -> u32 {
@@ -293,6 +328,22 @@ impl Validate for Config {
                     check_url(&format!("{at}.base_url"), &c.base_url, problems);
                     if c.api_key.is_empty() {
                         problems.push(format!("{at}.api_key: must not be empty"));
+                    }
+                    if c.timeout_ms == 0 || c.connect_timeout_ms == 0 {
+                        problems.push(format!("{at}: timeouts must be more than 0 ms"));
+                    }
+                }
+                ProviderConfig::Mailgun(c) => {
+                    check_url(&format!("{at}.base_url"), &c.base_url, problems);
+                    if c.api_key.is_empty() {
+                        problems.push(format!("{at}.api_key: must not be empty"));
+                    }
+                    let domain_ok = !c.domain.is_empty()
+                        && c.domain
+                            .split('.')
+                            .all(|l| !l.is_empty() && l.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'));
+                    if !domain_ok {
+                        problems.push(format!("{at}.domain: `{}` is not a domain name", c.domain));
                     }
                     if c.timeout_ms == 0 || c.connect_timeout_ms == 0 {
                         problems.push(format!("{at}: timeouts must be more than 0 ms"));

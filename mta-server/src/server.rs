@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ProviderConfig, SchedulerKind};
 use crate::delivery::Delivery;
 use crate::health::Health;
-use crate::provider::{Provider, SendGrid, sendgrid::SendGridSettings};
+use crate::provider::{Mailgun, Provider, SendGrid, mailgun::MailgunSettings, sendgrid::SendGridSettings};
 use crate::scheduler::{Adaptive, Priority, RoundRobin, Scheduler, Weighted};
 use crate::service::MtaService;
 use crate::spool::Spool;
@@ -30,6 +30,15 @@ pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BoxE
             base_url: c.base_url.clone(),
             api_key: c.api_key.clone(),
             sandbox: c.sandbox,
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            timeout: Duration::from_millis(c.timeout_ms),
+        })?),
+        ProviderConfig::Mailgun(c) => Arc::new(Mailgun::new(MailgunSettings {
+            name: c.name.clone(),
+            base_url: c.base_url.clone(),
+            domain: c.domain.clone(),
+            api_key: c.api_key.clone(),
+            test_mode: c.test_mode,
             connect_timeout: Duration::from_millis(c.connect_timeout_ms),
             timeout: Duration::from_millis(c.timeout_ms),
         })?),

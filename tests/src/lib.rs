@@ -10,3 +10,4 @@
 
 pub mod mailgun;
 pub mod sendgrid;
+mod shared;

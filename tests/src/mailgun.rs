@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::shared::{lock, valid_email};
+
 pub use crate::sendgrid::Behavior;
 
 /// Mailgun refuses messages over 25 MB.
@@ -162,10 +164,6 @@ impl FakeMailgun {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -415,13 +413,6 @@ fn valid_address(address: &str) -> bool {
         Some(i) => address[i + 1..].strip_suffix('>').is_some_and(valid_email),
         None => valid_email(address),
     }
-}
-
-fn valid_email(s: &str) -> bool {
-    let mut parts = s.split('@');
-    matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None)
-        if !l.is_empty() && (d.contains('.') || d == "localhost"))
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::shared::{lock, valid_email};
+
 /// How the fake answers the next requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Behavior {
@@ -128,10 +130,6 @@ impl FakeSendGrid {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn error(status: StatusCode, field: Option<&str>, message: &str) -> Response {
     let body = json!({ "errors": [{ "message": message, "field": field, "help": null }] });
     (status, axum::Json(body)).into_response()
@@ -200,13 +198,6 @@ type Problem = (String, String);
 
 fn bad(field: impl Into<String>, message: &str) -> Problem {
     (field.into(), message.to_owned())
-}
-
-fn valid_email(s: &str) -> bool {
-    let mut parts = s.split('@');
-    matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None)
-        if !l.is_empty() && (d.contains('.') || d == "localhost"))
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn check_address(v: &Value, field: &str) -> Result<String, Problem> {

@@ -1,9 +1,10 @@
 //! `cargo xtask`: what cargo alone does not do for BitMail.
 //!
 //! - `cargo xtask run [--release]`: builds everything and starts backend-server,
-//!   mta-server and client-api, plus a local SendGrid stand-in when no
-//!   `SENDGRID_API_KEY` is set; prints where each listens and how to sign in. Ctrl-C
-//!   stops everything.
+//!   mta-server and client-api, with SendGrid and Mailgun as providers: the real ones
+//!   when `SENDGRID_API_KEY` (and `MAILGUN_API_KEY` with `MAILGUN_DOMAIN`) are set, local
+//!   stand-ins otherwise; prints where each listens and how to sign in. Ctrl-C stops
+//!   everything.
 //! - `cargo xtask bench mta`: mta-server's throughput, latency and memory against a
 //!   fake provider (release build); prints a Markdown table.
 //! - `cargo xtask test`: what CI runs: `cargo fmt --check`, clippy with warnings as
@@ -114,6 +115,7 @@ const BACKEND: &str = "127.0.0.1:50052";
 const MTA: &str = "127.0.0.1:50051";
 const EDGE: &str = "127.0.0.1:8443";
 const FAKE_SENDGRID: &str = "127.0.0.1:8025";
+const FAKE_MAILGUN: &str = "127.0.0.1:8026";
 const FAKE_KEY: &str = "bitmail-dev-key";
 
 /// Children killed (SIGTERM, then waited for) when this guard is dropped.
@@ -170,14 +172,27 @@ fn run(args: &[String]) -> Result<()> {
     let dir = target.join("xtask-run");
     std::fs::create_dir_all(&dir)?;
 
+    // Each provider is the real one when its credentials are in the environment, and
+    // the local stand-in otherwise.
     let real_sendgrid = std::env::var_os("SENDGRID_API_KEY").is_some();
-    let provider = if real_sendgrid {
+    let real_mailgun = std::env::var_os("MAILGUN_API_KEY").is_some() && std::env::var_os("MAILGUN_DOMAIN").is_some();
+    let sendgrid = if real_sendgrid {
         "[[providers]]\nname = \"sendgrid\"\nkind = \"sendgrid\"\napi_key = { env = \"SENDGRID_API_KEY\" }\n".to_owned()
     } else {
         format!(
             "[[providers]]\nname = \"sendgrid-stand-in\"\nkind = \"sendgrid\"\nbase_url = \"http://{FAKE_SENDGRID}\"\napi_key = \"{FAKE_KEY}\"\n"
         )
     };
+    let mailgun = match std::env::var("MAILGUN_DOMAIN") {
+        Ok(domain) if real_mailgun => format!(
+            "[[providers]]\nname = \"mailgun\"\nkind = \"mailgun\"\ndomain = {domain:?}\napi_key = {{ env = \"MAILGUN_API_KEY\" }}\n"
+        ),
+        _ => format!(
+            "[[providers]]\nname = \"mailgun-stand-in\"\nkind = \"mailgun\"\nbase_url = \"http://{FAKE_MAILGUN}\"\ndomain = \"mg.localhost\"\napi_key = \"{FAKE_KEY}\"\n"
+        ),
+    };
+    let provider = format!("{sendgrid}\n{mailgun}");
+    let stand_ins = !(real_sendgrid && real_mailgun);
     let configs = [
         ("backend-server", format!("listen = \"{BACKEND}\"\nengine = \"memory\"\n")),
         (
@@ -205,28 +220,43 @@ fn run(args: &[String]) -> Result<()> {
         children.0.push((name.to_owned(), child));
         Ok(())
     };
-    if !real_sendgrid {
+    if stand_ins {
         spawn(
             "bitmail-fakes",
-            Command::new(bin("bitmail-fakes")).args(["--sendgrid", FAKE_SENDGRID, "--sendgrid-key", FAKE_KEY]),
+            Command::new(bin("bitmail-fakes")).args([
+                "--sendgrid",
+                FAKE_SENDGRID,
+                "--mailgun",
+                FAKE_MAILGUN,
+                "--key",
+                FAKE_KEY,
+            ]),
         )?;
     }
     for (name, _) in &configs {
         spawn(name, Command::new(bin(name)).arg("--config").arg(dir.join(format!("{name}.toml"))))?;
     }
 
-    if !real_sendgrid {
+    if stand_ins {
         wait_for_port(FAKE_SENDGRID, "the SendGrid stand-in", &mut children)?;
+        wait_for_port(FAKE_MAILGUN, "the Mailgun stand-in", &mut children)?;
     }
     wait_for_port(BACKEND, "backend-server", &mut children)?;
     wait_for_port(MTA, "mta-server", &mut children)?;
     wait_for_port(EDGE, "client-api", &mut children)?;
 
-    let sent_to = if real_sendgrid {
-        "SendGrid (SENDGRID_API_KEY is set: mail is sent for real)".to_owned()
-    } else {
-        format!("the local SendGrid stand-in; see what it received at http://{FAKE_SENDGRID}/_fake/messages")
+    let describe = |real: bool, name: &str, addr: &str| {
+        if real {
+            format!("{name} (its key is set: mail is sent for real)")
+        } else {
+            format!("the {name} stand-in; what it received: http://{addr}/_fake/messages")
+        }
     };
+    let sent_to = format!(
+        "{}\n                    {}   (round-robin, failing over)",
+        describe(real_sendgrid, "SendGrid", FAKE_SENDGRID),
+        describe(real_mailgun, "Mailgun", FAKE_MAILGUN)
+    );
     println!(
         "
 BitMail is running.

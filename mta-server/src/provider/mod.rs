@@ -4,10 +4,12 @@
 //! every possible answer into one [`Outcome`], next to the code that knows the answers.
 //! The delivery workers act on the class only (DESIGN.md, "Outcomes and fail-over").
 
+pub mod mailgun;
 pub mod sendgrid;
 
 use std::time::Duration;
 
+pub use mailgun::Mailgun;
 pub use sendgrid::SendGrid;
 
 use crate::message::Message;
@@ -84,6 +86,28 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Hands `message` to the provider once.
     async fn send(&self, message: &Message) -> Outcome;
+}
+
+/// The HTTP client of an HTTP API provider: rustls, a connect timeout, and a budget
+/// for the whole call.
+pub(crate) fn http_client(connect_timeout: Duration, timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder().connect_timeout(connect_timeout).timeout(timeout).build()
+}
+
+/// Classifies an HTTP answer that is not a success by its status, as
+/// ../shared/PROVIDERS.md ("Classification") says; `detail` is the provider's own words.
+pub(crate) fn classify_failure(status: u16, detail: String, retry_after: Option<Duration>) -> Outcome {
+    match status {
+        // The provider validated the message and refuses it: every provider would.
+        400 => Outcome::MessageRejected { detail },
+        401 | 403 => Outcome::ProviderRefused { detail, scope: RefusalScope::Provider },
+        413 => Outcome::ProviderRefused { detail, scope: RefusalScope::Message },
+        429 => Outcome::Transient { detail, retry_after },
+        500..=599 => Outcome::Transient { detail, retry_after: None },
+        // Anything else (404 from a wrong base URL or domain, 405, ...) is a setup
+        // problem on our side of this provider, not the message's fault.
+        _ => Outcome::ProviderRefused { detail, scope: RefusalScope::Provider },
+    }
 }
 
 /// Classifies a reqwest transport error: before the request went out it is transient;

@@ -10,7 +10,7 @@ use bitmail_runtime::config::Secret;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::{Outcome, Provider, RefusalScope, classify_transport_error};
+use super::{Outcome, Provider, classify_failure, classify_transport_error, http_client};
 use crate::message::{Mailbox, Message};
 
 /// The SendGrid provider.
@@ -38,8 +38,7 @@ pub struct SendGridSettings {
 
 impl SendGrid {
     pub fn new(settings: SendGridSettings) -> Result<Self, reqwest::Error> {
-        let client =
-            reqwest::Client::builder().connect_timeout(settings.connect_timeout).timeout(settings.timeout).build()?;
+        let client = http_client(settings.connect_timeout, settings.timeout)?;
         Ok(Self {
             endpoint: format!("{}/v3/mail/send", settings.base_url.trim_end_matches('/')),
             name: settings.name,
@@ -150,14 +149,7 @@ pub(crate) fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap,
                 .unwrap_or_default()
                 .to_owned(),
         },
-        400 => Outcome::MessageRejected { detail: error_detail(status, body) },
-        401 | 403 => Outcome::ProviderRefused { detail: error_detail(status, body), scope: RefusalScope::Provider },
-        413 => Outcome::ProviderRefused { detail: error_detail(status, body), scope: RefusalScope::Message },
-        429 => Outcome::Transient { detail: error_detail(status, body), retry_after: retry_after(headers) },
-        500..=599 => Outcome::Transient { detail: error_detail(status, body), retry_after: None },
-        // Anything else (404 from a wrong base URL, 405, ...) is a setup problem on our
-        // side of this provider, not the message's fault.
-        _ => Outcome::ProviderRefused { detail: error_detail(status, body), scope: RefusalScope::Provider },
+        code => classify_failure(code, error_detail(status, body), retry_after(headers)),
     }
 }
 
@@ -193,6 +185,7 @@ impl Provider for SendGrid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::RefusalScope;
     use reqwest::header::{HeaderMap, HeaderValue};
 
     fn message() -> Message {

@@ -1,12 +1,15 @@
 //! Local stand-ins for the providers, for `cargo xtask run` and manual trials.
 //!
-//! usage: bitmail-fakes --sendgrid ADDR --sendgrid-key KEY
+//! usage: bitmail-fakes [--sendgrid ADDR] [--mailgun ADDR] [--key KEY]
 //!
-//! Accepted messages are logged and listed at `GET http://ADDR/_fake/messages`.
+//! Both accept the one key (SendGrid as a bearer token, Mailgun as the Basic-auth
+//! password of user `api`). Accepted messages are logged and listed at
+//! `GET http://ADDR/_fake/messages`.
 
 use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
+use bitmail_tests::mailgun::FakeMailgun;
 use bitmail_tests::sendgrid::FakeSendGrid;
 
 #[tokio::main]
@@ -14,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
     bitmail_runtime::init_tracing("BITMAIL_FAKES_LOG");
     let shutdown = bitmail_runtime::shutdown::signal();
     let mut sendgrid: SocketAddr = "127.0.0.1:8025".parse()?;
+    let mut mailgun: SocketAddr = "127.0.0.1:8026".parse()?;
     let mut key = String::from("bitmail-dev-key");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -22,12 +26,18 @@ async fn main() -> anyhow::Result<()> {
             "--sendgrid" => {
                 sendgrid = value()?.parse().context("--sendgrid takes an address such as 127.0.0.1:8025")?
             }
-            "--sendgrid-key" => key = value()?,
-            other => bail!("unknown argument `{other}`\nusage: bitmail-fakes [--sendgrid ADDR] [--sendgrid-key KEY]"),
+            "--mailgun" => mailgun = value()?.parse().context("--mailgun takes an address such as 127.0.0.1:8026")?,
+            "--key" => key = value()?,
+            other => {
+                bail!("unknown argument `{other}`\nusage: bitmail-fakes [--sendgrid ADDR] [--mailgun ADDR] [--key KEY]")
+            }
         }
     }
     let fake = FakeSendGrid::start_on(sendgrid, &key).await.with_context(|| format!("cannot listen on {sendgrid}"))?;
     tracing::info!(url = %fake.base_url(), "fake SendGrid listening; accepted messages at /_fake/messages");
+    let fake_mailgun =
+        FakeMailgun::start_on(mailgun, &key).await.with_context(|| format!("cannot listen on {mailgun}"))?;
+    tracing::info!(url = %fake_mailgun.base_url(), "fake Mailgun listening; accepted messages at /_fake/messages");
     shutdown.await;
     Ok(())
 }

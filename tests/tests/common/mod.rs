@@ -11,8 +11,9 @@ use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_proto::v1::store_client::StoreClient;
 use bitmail_runtime::config::Secret;
+use bitmail_tests::mailgun::FakeMailgun;
 use bitmail_tests::sendgrid::FakeSendGrid;
-use mta_server::config::{ProviderConfig, SendGridConfig};
+use mta_server::config::{MailgunConfig, ProviderConfig, SendGridConfig};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
@@ -41,6 +42,19 @@ pub fn sendgrid(name: &str, fake: &FakeSendGrid, timeout: Duration) -> ProviderC
         base_url: fake.base_url(),
         api_key: Secret::new(KEY),
         sandbox: false,
+        connect_timeout_ms: 1000,
+        timeout_ms: timeout.as_millis() as u64,
+        weight: 1,
+    })
+}
+
+pub fn mailgun(name: &str, fake: &FakeMailgun, timeout: Duration) -> ProviderConfig {
+    ProviderConfig::Mailgun(MailgunConfig {
+        name: name.into(),
+        base_url: fake.base_url(),
+        domain: "mg.bitmail.test".into(),
+        api_key: Secret::new(KEY),
+        test_mode: false,
         connect_timeout_ms: 1000,
         timeout_ms: timeout.as_millis() as u64,
         weight: 1,
