@@ -48,7 +48,8 @@ struct Shared {
     api_key: String,
     behavior: Mutex<Behavior>,
     received: Mutex<Vec<Received>>,
-    requests: Mutex<usize>,
+    /// When each request to `/v3/mail/send` arrived.
+    requests: Mutex<Vec<std::time::Instant>>,
     next_id: Mutex<u64>,
 }
 
@@ -78,7 +79,7 @@ impl FakeSendGrid {
             api_key: api_key.to_owned(),
             behavior: Mutex::new(Behavior::Accept),
             received: Mutex::new(Vec::new()),
-            requests: Mutex::new(0),
+            requests: Mutex::new(Vec::new()),
             next_id: Mutex::new(0),
         });
         let app = Router::new()
@@ -114,7 +115,12 @@ impl FakeSendGrid {
 
     /// Every request that reached `/v3/mail/send`, accepted or not.
     pub fn requests(&self) -> usize {
-        *lock(&self.shared.requests)
+        lock(&self.shared.requests).len()
+    }
+
+    /// When the last request reached `/v3/mail/send`, if any did.
+    pub fn last_request_at(&self) -> Option<std::time::Instant> {
+        lock(&self.shared.requests).last().copied()
     }
 
     /// Waits until at least `n` messages were accepted, for at most `timeout`.
@@ -144,7 +150,7 @@ async fn list_received(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
 }
 
 async fn mail_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    *lock(&shared.requests) += 1;
+    lock(&shared.requests).push(std::time::Instant::now());
     let authorized = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -99,14 +99,22 @@ fn bench(args: &[String]) -> Result<()> {
         ("100 KiB, fast provider", "1000", "102400", "0"),
         ("100 KiB, 50 ms provider", "1000", "102400", "50"),
     ];
-    for (label, count, size, latency) in runs {
+    let bench = |label: &str, args: &[&str]| {
         let status = Command::new(release.join("bitmail-bench"))
-            .args(["--mta-bin"])
+            .arg("--mta-bin")
             .arg(release.join("mta-server"))
-            .args(["--count", count, "--size", size, "--concurrency", "64", "--latency-ms", latency, "--label", label])
+            .args(["--concurrency", "64", "--label", label])
+            .args(args)
             .status();
-        check(status, label)?;
+        check(status, label)
+    };
+    for (label, count, size, latency) in runs {
+        bench(label, &["--count", count, "--size", size, "--latency-ms", latency])?;
     }
+    bench(
+        "2 KiB, a and b round-robin, a fails mid-run",
+        &["--count", "20000", "--size", "2048", "--latency-ms", "0", "--fail-over-at", "5000"],
+    )?;
     Ok(())
 }
 

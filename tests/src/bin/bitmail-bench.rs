@@ -7,8 +7,13 @@
 //! latency p50/p99, deliveries per second (first submission to last message accepted by
 //! the fake), and the server's peak RSS (VmHWM). One line of Markdown table per run.
 //!
+//! With `--fail-over-at N`, there are two providers, `a` and `b`; once N submissions
+//! were acknowledged, `a` starts answering 503. It then reports the time from that
+//! moment to the last request `a` received, the acknowledged messages never delivered
+//! (must be 0), and the messages delivered more than once.
+//!
 //! usage: bitmail-bench --mta-bin PATH [--count N] [--size BYTES] [--concurrency N]
-//!                      [--latency-ms MS] [--label TEXT]
+//!                      [--latency-ms MS] [--label TEXT] [--fail-over-at N]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -28,6 +33,7 @@ struct Options {
     concurrency: usize,
     latency_ms: u64,
     label: String,
+    fail_over_at: Option<usize>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -38,6 +44,7 @@ fn options() -> anyhow::Result<Options> {
         concurrency: 64,
         latency_ms: 0,
         label: String::new(),
+        fail_over_at: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -49,6 +56,7 @@ fn options() -> anyhow::Result<Options> {
             "--concurrency" => o.concurrency = value()?.parse()?,
             "--latency-ms" => o.latency_ms = value()?.parse()?,
             "--label" => o.label = value()?,
+            "--fail-over-at" => o.fail_over_at = Some(value()?.parse()?),
             other => bail!("unknown argument `{other}`"),
         }
     }
@@ -77,9 +85,21 @@ async fn main() -> anyhow::Result<()> {
     let o = options()?;
     let key = "SG.bench";
     let fake = FakeSendGrid::start(key).await?;
+    let second = FakeSendGrid::start(key).await?;
     if o.latency_ms > 0 {
         fake.set_behavior(Behavior::Delay(Duration::from_millis(o.latency_ms)));
+        second.set_behavior(Behavior::Delay(Duration::from_millis(o.latency_ms)));
     }
+    let provider = |name: &str, fake: &FakeSendGrid| {
+        format!(
+            "[[providers]]\nname = \"{name}\"\nkind = \"sendgrid\"\nbase_url = \"{}\"\napi_key = \"{key}\"\n",
+            fake.base_url()
+        )
+    };
+    let providers = match o.fail_over_at {
+        Some(_) => format!("{}{}", provider("a", &fake), provider("b", &second)),
+        None => provider("sg", &fake),
+    };
 
     let dir = std::env::temp_dir().join(format!("bitmail-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -88,10 +108,9 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\nmax_message_bytes = {}\n[spool]\npath = {:?}\n[delivery]\nconcurrency = 256\n[[providers]]\nname = \"sg\"\nkind = \"sendgrid\"\nbase_url = \"{}\"\napi_key = \"{key}\"\n",
+            "listen = \"127.0.0.1:0\"\nmax_message_bytes = {}\n[spool]\npath = {:?}\n[delivery]\nconcurrency = 256\n{providers}",
             o.size * 2 + 4096,
             dir.join("spool.redb").display().to_string(),
-            fake.base_url()
         ),
     )?;
     let mut child = Command::new(&o.mta_bin)
@@ -118,19 +137,27 @@ async fn main() -> anyhow::Result<()> {
 
     let body = "x".repeat(o.size.saturating_sub(100).max(1));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failed_at = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let fake = Arc::new(fake);
     let started = Instant::now();
     let mut callers = Vec::new();
     for _ in 0..o.concurrency {
         let mut client = MtaClient::new(channel.clone());
         let next = next.clone();
+        let acked = acked.clone();
+        let failed_at = failed_at.clone();
+        let fake = fake.clone();
+        let fail_over_at = o.fail_over_at;
         let body = body.clone();
         let count = o.count;
         callers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut ids = Vec::new();
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= count {
-                    return Ok::<_, tonic::Status>(latencies);
+                    return Ok::<_, tonic::Status>((latencies, ids));
                 }
                 let request = pb::SubmitRequest {
                     from: "bench@bitmail.test".into(),
@@ -140,18 +167,35 @@ async fn main() -> anyhow::Result<()> {
                     ..Default::default()
                 };
                 let t = Instant::now();
-                client.submit(request).await?;
+                ids.push(client.submit(request).await?.into_inner().message_id);
                 latencies.push(t.elapsed());
+                let n = acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if Some(n) == fail_over_at {
+                    fake.set_behavior(Behavior::Fail { status: 503, body: String::new() });
+                    let _ = failed_at.set(Instant::now());
+                }
             }
         }));
     }
     let mut latencies = Vec::with_capacity(o.count);
+    let mut acked_ids = Vec::with_capacity(o.count);
     for c in callers {
-        latencies.extend(c.await??);
+        let (l, ids) = c.await??;
+        latencies.extend(l);
+        acked_ids.extend(ids);
     }
     let accept_time = started.elapsed();
-    let received = fake.wait_for(o.count, Duration::from_secs(600)).await.len();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while fake.received().len() + second.received().len() < o.count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let deliver_time = started.elapsed();
+    let mut delivered: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for r in fake.received().into_iter().chain(second.received()) {
+        let id = r.body["custom_args"]["bitmail_id"].as_str().unwrap_or_default().to_owned();
+        *delivered.entry(id).or_default() += 1;
+    }
+    let received = delivered.values().sum::<usize>();
     let rss = peak_rss_kib(pid);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
@@ -171,6 +215,16 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
         rss.map_or("?".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
     );
+    if let Some(at) = failed_at.get() {
+        let reaction = fake.last_request_at().map_or(Duration::ZERO, |last| last.saturating_duration_since(*at));
+        let lost = acked_ids.iter().filter(|id| !delivered.contains_key(*id)).count();
+        let twice = delivered.values().filter(|n| **n > 1).count();
+        println!(
+            "|   ↳ fail-over | provider a answers 503 after {} acknowledged | | | time until no new message goes to a: {:.0} ms | lost: {lost} | delivered twice: {twice} | |",
+            o.fail_over_at.unwrap_or_default(),
+            reaction.as_secs_f64() * 1000.0
+        );
+    }
     if received < o.count {
         bail!("only {received} of {} messages were delivered", o.count);
     }
