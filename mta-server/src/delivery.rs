@@ -122,7 +122,11 @@ impl Delivery {
         loop {
             while rounds.try_join_next().is_some() {}
             let free = semaphore.available_permits();
-            let found = if free == 0 {
+            // With no provider to try, leave the backlog on disk rather than run rounds
+            // that can only defer it again; wait for a circuit to half-open, a probe to
+            // end, or an operator.
+            let blocked = !self.shared.health.any_claimable(now_ms());
+            let found = if free == 0 || blocked {
                 Ok((Vec::new(), None))
             } else {
                 let shared = self.shared.clone();
@@ -134,6 +138,7 @@ impl Delivery {
                 .unwrap_or_else(|e| Err(SpoolError::Storage(e.to_string())))
             };
             let (ids, next_due) = match found {
+                Ok(_) if blocked => (Vec::new(), self.shared.health.next_reopening()),
                 Ok(found) => found,
                 Err(e) => {
                     error!(error = %e, "cannot read the spool's schedule");
@@ -167,6 +172,9 @@ impl Delivery {
             let wait = next_due.map_or(Duration::from_secs(1), |due| {
                 Duration::from_millis(due.saturating_sub(now_ms())).min(Duration::from_secs(1))
             });
+            // While blocked by a probe under way, the reopening time is already past:
+            // poll gently rather than spin.
+            let wait = if blocked { wait.max(Duration::from_millis(100)) } else { wait };
             tokio::select! {
                 () = &mut shutdown => break,
                 () = self.wake.notified() => {}

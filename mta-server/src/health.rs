@@ -255,6 +255,16 @@ impl Health {
         })
     }
 
+    /// Whether any provider could be claimed now (not paused, circuit closed, or
+    /// half-open with no probe under way). While none can, delivery dispatches nothing
+    /// and the backlog waits on disk instead of churning through rounds.
+    pub fn any_claimable(&self, now: u64) -> bool {
+        (0..self.names.len()).any(|i| {
+            let s = self.state(i);
+            !s.paused && (s.open_until_ms == 0 || (now >= s.open_until_ms && !s.probing))
+        })
+    }
+
     /// The earliest time an open circuit lets a probe through, if any is open.
     pub fn next_reopening(&self) -> Option<u64> {
         (0..self.names.len())

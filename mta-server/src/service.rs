@@ -241,7 +241,7 @@ impl pb::mta_server::Mta for MtaService {
             State::Failed | State::Deferred => {}
             State::Sent => return Err(Status::failed_precondition("the message was already sent")),
             State::Queued | State::Sending => {
-                return Err(Status::failed_precondition("the message is already being delivered"));
+                return Err(Status::failed_precondition("the message is already queued or being delivered"));
             }
         }
         if self.spool.message(&status.id)?.is_none() {

@@ -115,6 +115,7 @@ fn bench(args: &[String]) -> Result<()> {
         "2 KiB, a and b round-robin, a fails mid-run",
         &["--count", "20000", "--size", "2048", "--latency-ms", "0", "--fail-over-at", "5000"],
     )?;
+    bench("2 KiB, provider down: 1,000,000 queued", &["--count", "1000000", "--size", "2048", "--backlog"])?;
     Ok(())
 }
 

@@ -12,8 +12,12 @@
 //! moment to the last request `a` received, the acknowledged messages never delivered
 //! (must be 0), and the messages delivered more than once.
 //!
+//! With `--backlog`, the provider answers 503 from the start: its circuit opens after
+//! three failures and every later message stays queued on disk. It then reports the
+//! acceptance rate and the server's peak RSS with the whole backlog queued.
+//!
 //! usage: bitmail-bench --mta-bin PATH [--count N] [--size BYTES] [--concurrency N]
-//!                      [--latency-ms MS] [--label TEXT] [--fail-over-at N]
+//!                      [--latency-ms MS] [--label TEXT] [--fail-over-at N] [--backlog]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -34,6 +38,7 @@ struct Options {
     latency_ms: u64,
     label: String,
     fail_over_at: Option<usize>,
+    backlog: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -45,6 +50,7 @@ fn options() -> anyhow::Result<Options> {
         latency_ms: 0,
         label: String::new(),
         fail_over_at: None,
+        backlog: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -57,6 +63,7 @@ fn options() -> anyhow::Result<Options> {
             "--latency-ms" => o.latency_ms = value()?.parse()?,
             "--label" => o.label = value()?,
             "--fail-over-at" => o.fail_over_at = Some(value()?.parse()?),
+            "--backlog" => o.backlog = true,
             other => bail!("unknown argument `{other}`"),
         }
     }
@@ -90,6 +97,9 @@ async fn main() -> anyhow::Result<()> {
         fake.set_behavior(Behavior::Delay(Duration::from_millis(o.latency_ms)));
         second.set_behavior(Behavior::Delay(Duration::from_millis(o.latency_ms)));
     }
+    if o.backlog {
+        fake.set_behavior(Behavior::Fail { status: 503, body: String::new() });
+    }
     let provider = |name: &str, fake: &FakeSendGrid| {
         format!(
             "[[providers]]\nname = \"{name}\"\nkind = \"sendgrid\"\nbase_url = \"{}\"\napi_key = \"{key}\"\n",
@@ -108,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\nmax_message_bytes = {}\n[spool]\npath = {:?}\n[delivery]\nconcurrency = 256\n{providers}",
+            "listen = \"127.0.0.1:0\"\nmax_message_bytes = {}\n[spool]\npath = {:?}\n[delivery]\nconcurrency = 256\n[health]\ncool_down_secs = 3600\n{providers}",
             o.size * 2 + 4096,
             dir.join("spool.redb").display().to_string(),
         ),
@@ -185,6 +195,27 @@ async fn main() -> anyhow::Result<()> {
         acked_ids.extend(ids);
     }
     let accept_time = started.elapsed();
+    if o.backlog {
+        let rss = peak_rss_kib(pid);
+        let used = std::fs::metadata(dir.join("spool.redb")).map_or(0, |m| m.len());
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        latencies.sort();
+        println!(
+            "| {} | {} × {} B | {} | down | {:.0} | (all queued: spool {:.1} GiB) | {:.1} / {:.1} ms | {} MiB |",
+            o.label,
+            o.count,
+            o.size,
+            o.concurrency,
+            o.count as f64 / accept_time.as_secs_f64(),
+            used as f64 / f64::from(1u32 << 30),
+            percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+            percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+            rss.map_or("?".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
+        );
+        return Ok(());
+    }
     let deadline = Instant::now() + Duration::from_secs(600);
     while fake.received().len() + second.received().len() < o.count && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
