@@ -39,6 +39,14 @@
 //! base_url = "https://api.eu.mailgun.net"   # default https://api.mailgun.net
 //! domain = "mg.example.org"
 //! api_key = { env = "MAILGUN_API_KEY" }
+//!
+//! [[providers]]
+//! name = "relay"
+//! kind = "smtp"
+//! host = "smtp.example.org"
+//! security = "starttls"          # or "implicit" (port 465), or "none" (local relays only)
+//! username = "bitmail"
+//! password = { env = "SMTP_PASSWORD" }
 //! ```
 
 use std::collections::HashSet;
@@ -52,6 +60,7 @@ use serde::Deserialize;
 use crate::delivery::{AmbiguousPolicy, DeliverySettings, RetryPolicy};
 use crate::health::HealthSettings;
 use crate::message::Limits;
+use crate::provider::smtp::SmtpSecurity;
 use crate::spool::SpoolSettings;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +144,7 @@ pub struct RetryConfig {
 pub enum ProviderConfig {
     Sendgrid(SendGridConfig),
     Mailgun(MailgunConfig),
+    Smtp(SmtpConfig),
 }
 
 impl ProviderConfig {
@@ -142,6 +152,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Sendgrid(c) => &c.name,
             ProviderConfig::Mailgun(c) => &c.name,
+            ProviderConfig::Smtp(c) => &c.name,
         }
     }
 
@@ -149,6 +160,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Sendgrid(c) => c.weight,
             ProviderConfig::Mailgun(c) => c.weight,
+            ProviderConfig::Smtp(c) => c.weight,
         }
     }
 }
@@ -190,6 +202,45 @@ pub struct MailgunConfig {
     pub timeout_ms: u64,
     #[serde(default = "default_weight")]
     pub weight: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub name: String,
+    pub host: String,
+    /// Default: 587 for `starttls`, 465 for `implicit`, 25 for `none`.
+    pub port: Option<u16>,
+    #[serde(default = "default_security")]
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// A PEM file of a CA to trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+impl SmtpConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.security {
+            SmtpSecurity::Starttls => 587,
+            SmtpSecurity::Implicit => 465,
+            SmtpSecurity::None => 25,
+        })
+    }
+}
+
+fn default_security() -> SmtpSecurity {
+    SmtpSecurity::Starttls
+}
+
+fn default_max_connections() -> u32 {
+    4
 }
 
 fn mailgun_base_url() -> String {
@@ -331,6 +382,22 @@ impl Validate for Config {
                     }
                     if c.timeout_ms == 0 || c.connect_timeout_ms == 0 {
                         problems.push(format!("{at}: timeouts must be more than 0 ms"));
+                    }
+                }
+                ProviderConfig::Smtp(c) => {
+                    if c.host.trim().is_empty() {
+                        problems.push(format!("{at}.host: must not be empty"));
+                    }
+                    if c.username.is_some() != c.password.is_some() {
+                        problems.push(format!("{at}: username and password go together"));
+                    }
+                    if let Some(ca) = &c.ca_file
+                        && !ca.is_file()
+                    {
+                        problems.push(format!("{at}.ca_file: {} is not a readable file", ca.display()));
+                    }
+                    if c.timeout_ms == 0 || c.max_connections == 0 {
+                        problems.push(format!("{at}: timeout_ms and max_connections must be more than 0"));
                     }
                 }
                 ProviderConfig::Mailgun(c) => {

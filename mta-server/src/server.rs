@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ProviderConfig, SchedulerKind};
 use crate::delivery::Delivery;
 use crate::health::Health;
-use crate::provider::{Mailgun, Provider, SendGrid, mailgun::MailgunSettings, sendgrid::SendGridSettings};
+use crate::provider::smtp::SmtpSettings;
+use crate::provider::{Mailgun, Provider, SendGrid, Smtp, mailgun::MailgunSettings, sendgrid::SendGridSettings};
 use crate::scheduler::{Adaptive, Priority, RoundRobin, Scheduler, Weighted};
 use crate::service::MtaService;
 use crate::spool::Spool;
@@ -32,6 +33,17 @@ pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BoxE
             sandbox: c.sandbox,
             connect_timeout: Duration::from_millis(c.connect_timeout_ms),
             timeout: Duration::from_millis(c.timeout_ms),
+        })?),
+        ProviderConfig::Smtp(c) => Arc::new(Smtp::new(SmtpSettings {
+            name: c.name.clone(),
+            host: c.host.clone(),
+            port: c.port(),
+            security: c.security,
+            username: c.username.clone(),
+            password: c.password.clone(),
+            extra_root_pem: c.ca_file.as_ref().map(std::fs::read).transpose()?,
+            timeout: Duration::from_millis(c.timeout_ms),
+            max_connections: c.max_connections,
         })?),
         ProviderConfig::Mailgun(c) => Arc::new(Mailgun::new(MailgunSettings {
             name: c.name.clone(),

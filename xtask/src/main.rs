@@ -8,7 +8,8 @@
 //! - `cargo xtask bench mta`: mta-server's throughput, latency and memory against a
 //!   fake provider (release build); prints a Markdown table.
 //! - `cargo xtask test`: what CI runs: `cargo fmt --check`, clippy with warnings as
-//!   errors, and every test of the workspace.
+//!   errors, the test servers the tests need (aiosmtpd, from PyPI), and every test of the
+//!   workspace.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -72,6 +73,22 @@ fn test() -> Result<()> {
     check(cargo().args(["fmt", "--all", "--check"]).status(), "cargo fmt --check (run `cargo fmt --all` to fix)")?;
     step("cargo clippy --workspace --all-targets -- -D warnings");
     check(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).status(), "cargo clippy")?;
+    // The SMTP provider is tested against a real SMTP server, aiosmtpd from PyPI.
+    step("python3 -m pip install aiosmtpd");
+    check(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--root-user-action=ignore",
+                "aiosmtpd",
+            ])
+            .status(),
+        "installing aiosmtpd (python3 with pip is needed)",
+    )?;
     step("cargo test --workspace");
     check(cargo().args(["test", "--workspace"]).status(), "cargo test")?;
     eprintln!("\nall checks passed");

@@ -6,11 +6,13 @@
 
 pub mod mailgun;
 pub mod sendgrid;
+pub mod smtp;
 
 use std::time::Duration;
 
 pub use mailgun::Mailgun;
 pub use sendgrid::SendGrid;
+pub use smtp::Smtp;
 
 use crate::message::Message;
 

@@ -1,0 +1,230 @@
+//! Any SMTP relay as a provider, through lettre: STARTTLS (port 587), implicit TLS (port
+//! 465), or plain SMTP for a relay on the same host; optional AUTH; a pool of
+//! connections reused across messages.
+//!
+//! The MIME message is built by lettre's builder (never by string concatenation):
+//! `multipart/alternative` with the text before the HTML, custom headers, and
+//! `Message-ID: <{bitmail id}@bitmail>` plus `X-BitMail-Id` so bounces and replies can be
+//! matched. Bcc recipients are in the envelope only.
+//!
+//! SMTP replies are classified by code: 4xx transient; 530/534/535/538 (authentication)
+//! provider-refused; 552 (too large) refused for this message; other 5xx
+//! message-rejected. A timeout is ambiguous (the DATA may have been accepted); a failure
+//! to connect or to negotiate TLS is transient or provider-refused.
+
+use std::time::Duration;
+
+use bitmail_runtime::config::Secret;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox as LettreMailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::{PoolConfig, response::Severity};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::{Outcome, Provider, RefusalScope};
+use crate::message::{Mailbox, Message};
+
+/// How the connection to the relay is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which is required (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// No TLS at all: only for a relay on the same host or a test server.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// A PEM certificate to trust besides the system's (a relay with its own CA).
+    pub extra_root_pem: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub max_connections: u32,
+}
+
+pub struct Smtp {
+    name: String,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("SMTP provider setup: {0}")]
+pub struct SmtpSetupError(String);
+
+impl Smtp {
+    pub fn new(settings: SmtpSettings) -> Result<Self, SmtpSetupError> {
+        let setup = |e: lettre::transport::smtp::Error| SmtpSetupError(e.to_string());
+        let tls = match settings.security {
+            SmtpSecurity::None => Tls::None,
+            security => {
+                let mut params = TlsParameters::builder(settings.host.clone());
+                if let Some(pem) = &settings.extra_root_pem {
+                    params = params.add_root_certificate(Certificate::from_pem(pem).map_err(setup)?);
+                }
+                let params = params.build_rustls().map_err(setup)?;
+                if security == SmtpSecurity::Starttls { Tls::Required(params) } else { Tls::Wrapper(params) }
+            }
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
+            .port(settings.port)
+            .tls(tls)
+            .timeout(Some(settings.timeout))
+            .pool_config(PoolConfig::new().max_size(settings.max_connections));
+        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+        }
+        Ok(Self { name: settings.name, transport: builder.build() })
+    }
+}
+
+fn lettre_mailbox(m: &Mailbox) -> Result<LettreMailbox, String> {
+    let address = m.email.parse().map_err(|e| format!("`{}`: {e}", m.email))?;
+    Ok(LettreMailbox::new(m.name.clone(), address))
+}
+
+/// The MIME message for `message`, or why it cannot be expressed (which every relay
+/// would refuse too).
+pub(crate) fn build_mime(message: &Message) -> Result<lettre::Message, String> {
+    let mut builder = lettre::Message::builder()
+        .from(lettre_mailbox(&message.from)?)
+        .subject(message.subject.clone())
+        .message_id(Some(format!("<{}@bitmail>", message.id)));
+    for m in &message.to {
+        builder = builder.to(lettre_mailbox(m)?);
+    }
+    for m in &message.cc {
+        builder = builder.cc(lettre_mailbox(m)?);
+    }
+    for m in &message.bcc {
+        builder = builder.bcc(lettre_mailbox(m)?);
+    }
+    for m in &message.reply_to {
+        builder = builder.reply_to(lettre_mailbox(m)?);
+    }
+    let mut headers: Vec<(String, String)> = vec![("X-BitMail-Id".into(), message.id.clone())];
+    headers.extend(message.headers.iter().cloned());
+    for (name, value) in headers {
+        let name = HeaderName::new_from_ascii(name).map_err(|e| format!("header name: {e}"))?;
+        builder = builder.raw_header(HeaderValue::new(name, value));
+    }
+    let text = message.text.clone().map(SinglePart::plain);
+    let html = message.html.clone().map(SinglePart::html);
+    let built = match (text, html) {
+        (Some(t), Some(h)) => builder.multipart(MultiPart::alternative().singlepart(t).singlepart(h)),
+        (Some(t), None) => builder.singlepart(t),
+        (None, Some(h)) => builder.singlepart(h),
+        (None, None) => builder.singlepart(SinglePart::plain(String::new())),
+    };
+    built.map_err(|e| e.to_string())
+}
+
+/// Whether a TLS handshake failed (an unknown CA, a wrong host name): lettre reports
+/// rustls's error as a connection error, so look for it down the chain of causes.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+            && inner.is::<rustls::Error>()
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Classifies a failed SMTP exchange.
+fn classify(e: &lettre::transport::smtp::Error) -> Outcome {
+    let detail = format!("SMTP relay: {e}");
+    if let Some(code) = e.status() {
+        let n =
+            u16::from(code.severity as u8) * 100 + u16::from(code.category as u8) * 10 + u16::from(code.detail as u8);
+        return match code.severity {
+            Severity::TransientNegativeCompletion => Outcome::Transient { detail, retry_after: None },
+            _ if matches!(n, 530 | 534 | 535 | 538) => {
+                Outcome::ProviderRefused { detail, scope: RefusalScope::Provider }
+            }
+            _ if n == 552 => Outcome::ProviderRefused { detail, scope: RefusalScope::Message },
+            Severity::PermanentNegativeCompletion => Outcome::MessageRejected { detail },
+            _ => Outcome::Ambiguous { detail },
+        };
+    }
+    if e.is_timeout() {
+        Outcome::Ambiguous { detail }
+    } else if e.is_tls() || tls_failure(e) {
+        Outcome::ProviderRefused { detail, scope: RefusalScope::Provider }
+    } else {
+        // Connection refused or reset, unexpected reply: nothing was accepted.
+        Outcome::Transient { detail, retry_after: None }
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Smtp {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, message: &Message) -> Outcome {
+        let mime = match build_mime(message) {
+            Ok(m) => m,
+            Err(detail) => {
+                return Outcome::MessageRejected { detail: format!("cannot build the MIME message: {detail}") };
+            }
+        };
+        match self.transport.send(mime).await {
+            Ok(response) => Outcome::Accepted {
+                // Relays usually say their queue id in the reply ("250 2.0.0 Ok: queued as 4Bx...").
+                provider_message_id: response.message().collect::<Vec<_>>().join(" "),
+            },
+            Err(e) => classify(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mime_has_both_parts_headers_and_no_bcc() {
+        let mb = |email: &str| Mailbox { name: None, email: email.into() };
+        let message = Message {
+            id: "m-1".into(),
+            from: Mailbox { name: Some("Ada".into()), email: "ada@example.org".into() },
+            to: vec![mb("bob@example.net")],
+            cc: vec![mb("carol@example.net")],
+            bcc: vec![mb("secret@example.net")],
+            reply_to: vec![mb("replies@example.org")],
+            subject: "Héllo".into(),
+            text: Some("plain".into()),
+            html: Some("<p>html</p>".into()),
+            headers: vec![("X-Campaign".into(), "c1".into())],
+            submitted_at: std::time::SystemTime::now(),
+        };
+        let mime = build_mime(&message).unwrap();
+        let envelope: Vec<String> = mime.envelope().to().iter().map(ToString::to_string).collect();
+        assert_eq!(envelope, ["bob@example.net", "carol@example.net", "secret@example.net"]);
+        let text = String::from_utf8(mime.formatted()).unwrap();
+        assert!(text.contains("Message-ID: <m-1@bitmail>"), "{text}");
+        assert!(text.contains("X-BitMail-Id: m-1"), "{text}");
+        assert!(text.contains("X-Campaign: c1"), "{text}");
+        assert!(text.contains("Reply-To: replies@example.org"), "{text}");
+        assert!(text.contains("multipart/alternative"), "{text}");
+        assert!(text.find("text/plain").unwrap() < text.find("text/html").unwrap());
+        assert!(!text.contains("secret@example.net"), "Bcc stays out of the headers:\n{text}");
+        assert!(text.contains("Subject: =?utf-8?"), "a non-ASCII subject is encoded:\n{text}");
+    }
+}
