@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::prelude::*;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -293,6 +294,42 @@ fn check(body: &Value) -> Result<(), Problem> {
                 format!("content.{i}.type"),
                 "If present, text/plain must be first, followed by text/html, followed by any other content.",
             ));
+        }
+    }
+    for (i, a) in body.get("attachments").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let text = |key: &str| a.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+        if text("content").is_none_or(|c| BASE64_STANDARD.decode(c).is_err()) {
+            return Err(bad(format!("attachments.{i}.content"), "The attachment content must be base64 encoded."));
+        }
+        if text("filename").is_none() {
+            return Err(bad(format!("attachments.{i}.filename"), "The attachment filename parameter is required."));
+        }
+        match text("disposition") {
+            None | Some("attachment") => {}
+            Some("inline") if text("content_id").is_some() => {}
+            Some("inline") => {
+                return Err(bad(
+                    format!("attachments.{i}.content_id"),
+                    "The content_id parameter is required if your attachment is inline.",
+                ));
+            }
+            Some(_) => {
+                return Err(bad(
+                    format!("attachments.{i}.disposition"),
+                    "The disposition must be either inline or attachment.",
+                ));
+            }
+        }
+    }
+    if body.get("categories").and_then(Value::as_array).is_some_and(|c| c.len() > 10) {
+        return Err(bad("categories", "You may not have more than 10 categories per request."));
+    }
+    if let Some(args) = body.get("custom_args").and_then(Value::as_object) {
+        if args.values().any(|v| !v.is_string()) {
+            return Err(bad("custom_args", "Custom args values must be strings."));
+        }
+        if serde_json::to_string(args).map_or(0, |s| s.len()) >= 10_000 {
+            return Err(bad("custom_args", "Custom args must be less than 10000 bytes."));
         }
     }
     if let Some(headers) = body.get("headers").and_then(Value::as_object) {

@@ -95,6 +95,12 @@ async fn a_message_arrives_whole_at_a_real_smtp_server() {
         text: "See the notes.".into(),
         html: "<p>See the <b>notes</b>.</p>".into(),
         headers: vec![pb::Header { name: "X-Project".into(), value: "analytical".into() }],
+        attachments: vec![pb::Attachment {
+            filename: "notes.csv".into(),
+            content_type: "text/csv".into(),
+            content: b"engine,cards\nanalytical,1\n".to_vec(),
+            content_id: String::new(),
+        }],
         ..Default::default()
     };
     let id = mta.submit(request).await.unwrap().into_inner().message_id;
@@ -112,7 +118,10 @@ async fn a_message_arrives_whole_at_a_real_smtp_server() {
         "Subject: Engine notes",
         &format!("Message-ID: <{id}@bitmail>"),
         "X-Project: analytical",
+        "Content-Type: multipart/mixed",
         "Content-Type: multipart/alternative",
+        "Content-Disposition: attachment; filename=\"notes.csv\"",
+        "engine,cards",
         "See the notes.",
         "<p>See the <b>notes</b>.</p>",
     ] {

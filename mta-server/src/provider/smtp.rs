@@ -2,10 +2,7 @@
 //! 465), or plain SMTP for a relay on the same host; optional AUTH; a pool of
 //! connections reused across messages.
 //!
-//! The MIME message is built by lettre's builder (never by string concatenation):
-//! `multipart/alternative` with the text before the HTML, custom headers, and
-//! `Message-ID: <{bitmail id}@bitmail>` plus `X-BitMail-Id` so bounces and replies can be
-//! matched. Bcc recipients are in the envelope only.
+//! The MIME message comes from [`super::mime`]; Bcc recipients are in the envelope only.
 //!
 //! SMTP replies are classified by code: 4xx transient; 530/534/535/538 (authentication)
 //! provider-refused; 552 (too large) refused for this message; other 5xx
@@ -15,15 +12,13 @@
 use std::time::Duration;
 
 use bitmail_runtime::config::Secret;
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox as LettreMailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::{PoolConfig, response::Severity};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{Outcome, Provider, RefusalScope};
-use crate::message::{Mailbox, Message};
+use crate::message::Message;
 
 /// How the connection to the relay is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -86,47 +81,6 @@ impl Smtp {
     }
 }
 
-fn lettre_mailbox(m: &Mailbox) -> Result<LettreMailbox, String> {
-    let address = m.email.parse().map_err(|e| format!("`{}`: {e}", m.email))?;
-    Ok(LettreMailbox::new(m.name.clone(), address))
-}
-
-/// The MIME message for `message`, or why it cannot be expressed (which every relay
-/// would refuse too).
-pub(crate) fn build_mime(message: &Message) -> Result<lettre::Message, String> {
-    let mut builder = lettre::Message::builder()
-        .from(lettre_mailbox(&message.from)?)
-        .subject(message.subject.clone())
-        .message_id(Some(format!("<{}@bitmail>", message.id)));
-    for m in &message.to {
-        builder = builder.to(lettre_mailbox(m)?);
-    }
-    for m in &message.cc {
-        builder = builder.cc(lettre_mailbox(m)?);
-    }
-    for m in &message.bcc {
-        builder = builder.bcc(lettre_mailbox(m)?);
-    }
-    for m in &message.reply_to {
-        builder = builder.reply_to(lettre_mailbox(m)?);
-    }
-    let mut headers: Vec<(String, String)> = vec![("X-BitMail-Id".into(), message.id.clone())];
-    headers.extend(message.headers.iter().cloned());
-    for (name, value) in headers {
-        let name = HeaderName::new_from_ascii(name).map_err(|e| format!("header name: {e}"))?;
-        builder = builder.raw_header(HeaderValue::new(name, value));
-    }
-    let text = message.text.clone().map(SinglePart::plain);
-    let html = message.html.clone().map(SinglePart::html);
-    let built = match (text, html) {
-        (Some(t), Some(h)) => builder.multipart(MultiPart::alternative().singlepart(t).singlepart(h)),
-        (Some(t), None) => builder.singlepart(t),
-        (None, Some(h)) => builder.singlepart(h),
-        (None, None) => builder.singlepart(SinglePart::plain(String::new())),
-    };
-    built.map_err(|e| e.to_string())
-}
-
 /// Whether a TLS handshake failed (an unknown CA, a wrong host name): lettre reports
 /// rustls's error as a connection error, so look for it down the chain of causes.
 fn tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -178,7 +132,7 @@ impl Provider for Smtp {
     }
 
     async fn send(&self, message: &Message) -> Outcome {
-        let mime = match build_mime(message) {
+        let mime = match super::mime::build(message) {
             Ok(m) => m,
             Err(detail) => {
                 return Outcome::MessageRejected { detail: format!("cannot build the MIME message: {detail}") };
@@ -191,40 +145,5 @@ impl Provider for Smtp {
             },
             Err(e) => classify(&e),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mime_has_both_parts_headers_and_no_bcc() {
-        let mb = |email: &str| Mailbox { name: None, email: email.into() };
-        let message = Message {
-            id: "m-1".into(),
-            from: Mailbox { name: Some("Ada".into()), email: "ada@example.org".into() },
-            to: vec![mb("bob@example.net")],
-            cc: vec![mb("carol@example.net")],
-            bcc: vec![mb("secret@example.net")],
-            reply_to: vec![mb("replies@example.org")],
-            subject: "Héllo".into(),
-            text: Some("plain".into()),
-            html: Some("<p>html</p>".into()),
-            headers: vec![("X-Campaign".into(), "c1".into())],
-            submitted_at: std::time::SystemTime::now(),
-        };
-        let mime = build_mime(&message).unwrap();
-        let envelope: Vec<String> = mime.envelope().to().iter().map(ToString::to_string).collect();
-        assert_eq!(envelope, ["bob@example.net", "carol@example.net", "secret@example.net"]);
-        let text = String::from_utf8(mime.formatted()).unwrap();
-        assert!(text.contains("Message-ID: <m-1@bitmail>"), "{text}");
-        assert!(text.contains("X-BitMail-Id: m-1"), "{text}");
-        assert!(text.contains("X-Campaign: c1"), "{text}");
-        assert!(text.contains("Reply-To: replies@example.org"), "{text}");
-        assert!(text.contains("multipart/alternative"), "{text}");
-        assert!(text.find("text/plain").unwrap() < text.find("text/html").unwrap());
-        assert!(!text.contains("secret@example.net"), "Bcc stays out of the headers:\n{text}");
-        assert!(text.contains("Subject: =?utf-8?"), "a non-ASCII subject is encoded:\n{text}");
     }
 }

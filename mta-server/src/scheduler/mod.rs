@@ -74,6 +74,9 @@ mod tests {
             text: None,
             html: None,
             headers: vec![],
+            attachments: vec![],
+            tags: vec![],
+            metadata: Default::default(),
             submitted_at: std::time::SystemTime::now(),
         }
     }

@@ -403,6 +403,14 @@ mod tests {
             text: Some("t".into()),
             html: None,
             headers: vec![("X-A".into(), "1".into())],
+            attachments: vec![crate::message::Attachment {
+                filename: "a.bin".into(),
+                content_type: "application/octet-stream".into(),
+                content: vec![0, 1, 2, 255],
+                content_id: None,
+            }],
+            tags: vec!["t".into()],
+            metadata: [("k".to_owned(), "v".to_owned())].into(),
             submitted_at: std::time::SystemTime::now(),
         }
     }
