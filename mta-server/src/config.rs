@@ -32,6 +32,9 @@
 //! base_url = "https://api.sendgrid.com"
 //! api_key = { env = "SENDGRID_API_KEY" }
 //! weight = 1                     # its share under scheduler = "weighted"
+//! # Optional, for every kind: attempts in flight at once, attempts started per second,
+//! # and the largest message (the provider's own documented limit applies too).
+//! limits = { in_flight = 32, per_second = 50, max_message_bytes = 20000000 }
 //!
 //! [[providers]]
 //! name = "mailgun"
@@ -59,6 +62,7 @@ use serde::Deserialize;
 
 use crate::delivery::{AmbiguousPolicy, DeliverySettings, RetryPolicy};
 use crate::health::HealthSettings;
+use crate::limits::ProviderLimits;
 use crate::message::Limits;
 use crate::provider::smtp::SmtpSecurity;
 use crate::spool::SpoolSettings;
@@ -156,6 +160,14 @@ impl ProviderConfig {
         }
     }
 
+    pub fn limits(&self) -> ProviderLimits {
+        match self {
+            ProviderConfig::Sendgrid(c) => c.limits,
+            ProviderConfig::Mailgun(c) => c.limits,
+            ProviderConfig::Smtp(c) => c.limits,
+        }
+    }
+
     pub fn weight(&self) -> u32 {
         match self {
             ProviderConfig::Sendgrid(c) => c.weight,
@@ -181,6 +193,8 @@ pub struct SendGridConfig {
     /// This provider's share under `scheduler = "weighted"`; 0 makes it a backup only.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    #[serde(default)]
+    pub limits: ProviderLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +216,8 @@ pub struct MailgunConfig {
     pub timeout_ms: u64,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    #[serde(default)]
+    pub limits: ProviderLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +239,8 @@ pub struct SmtpConfig {
     pub max_connections: u32,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    #[serde(default)]
+    pub limits: ProviderLimits,
 }
 
 impl SmtpConfig {
@@ -374,6 +392,7 @@ impl Validate for Config {
             } else if !names.insert(provider.name()) {
                 problems.push(format!("{at}.name: `{}` is used by another provider", provider.name()));
             }
+            problems.extend(provider.limits().problems().into_iter().map(|p| format!("{at}.limits.{p}")));
             match provider {
                 ProviderConfig::Sendgrid(c) => {
                     check_url(&format!("{at}.base_url"), &c.base_url, problems);

@@ -79,6 +79,13 @@ impl Message {
         self.to.iter().chain(&self.cc).chain(&self.bcc)
     }
 
+    /// About the size as sent: the content with attachments base64-encoded, which is
+    /// what the providers' size limits count.
+    pub fn wire_bytes(&self) -> usize {
+        let attachments: usize = self.attachments.iter().map(|a| a.content.len()).sum();
+        self.content_bytes() - attachments + attachments.div_ceil(3) * 4
+    }
+
     /// The bytes of the content: subject, bodies, header values and attachments.
     pub fn content_bytes(&self) -> usize {
         self.subject.len()

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ProviderConfig, SchedulerKind};
 use crate::delivery::Delivery;
 use crate::health::Health;
+use crate::limits::Limiter;
 use crate::provider::smtp::SmtpSettings;
 use crate::provider::{Mailgun, Provider, SendGrid, Smtp, mailgun::MailgunSettings, sendgrid::SendGridSettings};
 use crate::scheduler::{Adaptive, Priority, RoundRobin, Scheduler, Weighted};
@@ -89,12 +90,16 @@ impl Server {
         for (name, record) in spool.load_health()? {
             health.restore(&name, &record);
         }
+        let limiter = Arc::new(Limiter::new(
+            config.providers.iter().zip(&providers).map(|(c, p)| (c.limits(), p.max_message_bytes())),
+        ));
         let wake = Arc::new(tokio::sync::Notify::new());
         let delivery = Delivery::new(
             spool.clone(),
             providers,
             scheduler,
             health.clone(),
+            limiter,
             config.delivery_settings(),
             wake.clone(),
         );

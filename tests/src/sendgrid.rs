@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +53,26 @@ struct Shared {
     /// When each request to `/v3/mail/send` arrived.
     requests: Mutex<Vec<std::time::Instant>>,
     next_id: Mutex<u64>,
+    /// Requests being answered now, and the most there ever were at once.
+    concurrent: AtomicUsize,
+    max_concurrent: AtomicUsize,
+}
+
+/// Counts a request as being answered while it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let now = shared.concurrent.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_concurrent.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.concurrent.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running fake; it stops when dropped.
@@ -82,6 +103,8 @@ impl FakeSendGrid {
             received: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
             next_id: Mutex::new(0),
+            concurrent: AtomicUsize::new(0),
+            max_concurrent: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/v3/mail/send", post(mail_send))
@@ -119,6 +142,16 @@ impl FakeSendGrid {
         lock(&self.shared.requests).len()
     }
 
+    /// The most requests to `/v3/mail/send` that were being answered at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.shared.max_concurrent.load(Ordering::SeqCst)
+    }
+
+    /// When each request reached `/v3/mail/send`.
+    pub fn request_times(&self) -> Vec<std::time::Instant> {
+        lock(&self.shared.requests).clone()
+    }
+
     /// When the last request reached `/v3/mail/send`, if any did.
     pub fn last_request_at(&self) -> Option<std::time::Instant> {
         lock(&self.shared.requests).last().copied()
@@ -152,6 +185,7 @@ async fn list_received(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
 
 async fn mail_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     lock(&shared.requests).push(std::time::Instant::now());
+    let _in_flight = InFlight::new(&shared);
     let authorized = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -71,6 +71,7 @@ fn smtp(name: &str, host: &str, port: u16, security: SmtpSecurity, ca_file: Opti
         timeout_ms: 5000,
         max_connections: 2,
         weight: 1,
+        limits: Default::default(),
     })
 }
 

@@ -136,6 +136,11 @@ impl Provider for Mailgun {
         &self.name
     }
 
+    /// "The maximum message size Mailgun supports is 25MB."
+    fn max_message_bytes(&self) -> Option<usize> {
+        Some(25_000_000)
+    }
+
     async fn send(&self, message: &Message) -> Outcome {
         let mut form = form_fields(message, self.test_mode).into_iter().fold(Form::new(), |f, (k, v)| f.text(k, v));
         for a in &message.attachments {

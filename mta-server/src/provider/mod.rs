@@ -89,6 +89,13 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Hands `message` to the provider once.
     async fn send(&self, message: &Message) -> Outcome;
+
+    /// The largest message the provider documents taking, in bytes as sent
+    /// ([`Message::wire_bytes`]); `None` when it documents none (an SMTP relay says so
+    /// in its answer).
+    fn max_message_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The HTTP client of an HTTP API provider: rustls, a connect timeout, and a budget

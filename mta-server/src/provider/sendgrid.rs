@@ -189,6 +189,11 @@ impl Provider for SendGrid {
         &self.name
     }
 
+    /// "The total message size should not exceed 30 MB."
+    fn max_message_bytes(&self) -> Option<usize> {
+        Some(30_000_000)
+    }
+
     async fn send(&self, message: &Message) -> Outcome {
         let response = self
             .client
