@@ -237,6 +237,10 @@ pub struct SmtpConfig {
     pub timeout_ms: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Recipients per SMTP transaction (RFC 5321 servers take at least 100); more take
+    /// several transactions, and a failure part-way never resends to those reached.
+    #[serde(default = "default_recipients_per_call")]
+    pub max_recipients_per_call: usize,
     #[serde(default = "default_weight")]
     pub weight: u32,
     #[serde(default)]
@@ -255,6 +259,10 @@ impl SmtpConfig {
 
 fn default_security() -> SmtpSecurity {
     SmtpSecurity::Starttls
+}
+
+fn default_recipients_per_call() -> usize {
+    100
 }
 
 fn default_max_connections() -> u32 {
@@ -415,8 +423,10 @@ impl Validate for Config {
                     {
                         problems.push(format!("{at}.ca_file: {} is not a readable file", ca.display()));
                     }
-                    if c.timeout_ms == 0 || c.max_connections == 0 {
-                        problems.push(format!("{at}: timeout_ms and max_connections must be more than 0"));
+                    if c.timeout_ms == 0 || c.max_connections == 0 || c.max_recipients_per_call == 0 {
+                        problems.push(format!(
+                            "{at}: timeout_ms, max_connections and max_recipients_per_call must be more than 0"
+                        ));
                     }
                 }
                 ProviderConfig::Mailgun(c) => {

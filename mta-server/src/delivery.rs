@@ -205,6 +205,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// `message` without the recipients earlier attempts already delivered to.
+fn with_sent_to(mut message: Message, sent_to: &[String]) -> Message {
+    message.already_sent_to.extend(sent_to.iter().cloned());
+    message
+}
+
 /// One delivery round for one message.
 async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
     let (Some(mut status), message) = (shared.spool.status(id)?, shared.spool.message(id)?) else {
@@ -213,7 +219,7 @@ async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
     if status.is_final() {
         return Ok(());
     }
-    let Some(message) = message.map(Arc::new) else {
+    let Some(mut message) = message.map(|m| Arc::new(with_sent_to(m, &status.sent_to))) else {
         status.state = State::Failed as i32;
         status.error = "the message body is missing from the spool".into();
         status.due_ms = 0;
@@ -305,10 +311,29 @@ async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
                 attempt.duration_ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
                 attempt.outcome = AttemptOutcome::from(outcome.class()) as i32;
                 attempt.detail = outcome.detail().to_owned();
-                if let Outcome::Accepted { provider_message_id } = &outcome {
-                    attempt.provider_message_id = provider_message_id.clone();
+                match &outcome {
+                    Outcome::Accepted { provider_message_id } => {
+                        attempt.provider_message_id = provider_message_id.clone();
+                    }
+                    Outcome::PartlyAccepted { sent_to, provider_message_id, .. } => {
+                        attempt.provider_message_id = provider_message_id.clone();
+                        attempt.detail =
+                            format!("accepted for {} recipients, then: {}", sent_to.len(), outcome.detail());
+                    }
+                    _ => {}
                 }
             }
+            // What was delivered stays delivered; the rest of the round acts on how the
+            // failed call ended, for the recipients still to reach.
+            let outcome = match outcome {
+                Outcome::PartlyAccepted { sent_to, then, .. } => {
+                    info!(provider = provider.name(), delivered = sent_to.len(), "delivered to some recipients");
+                    status.sent_to.extend(sent_to);
+                    message = Arc::new(with_sent_to((*message).clone(), &status.sent_to));
+                    *then
+                }
+                other => other,
+            };
 
             match outcome {
                 Outcome::Accepted { provider_message_id } => {
@@ -331,6 +356,7 @@ async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
                     // Health logs the alert once, when it sets the provider aside.
                     last_error = detail;
                 }
+                partial @ Outcome::PartlyAccepted { .. } => last_error = partial.detail().to_owned(),
                 Outcome::ProviderRefused { detail, scope: RefusalScope::Message } => {
                     warn!(provider = provider.name(), %detail, "provider refused this message; trying the next");
                     last_error = detail;

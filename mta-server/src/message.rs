@@ -4,7 +4,7 @@
 //! never changes afterwards: every provider attempt receives the same `Arc<Message>`, so
 //! one attempt can never alter what the next provider sends.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
@@ -49,6 +49,10 @@ pub struct Message {
     /// Pairs the provider's events carry back, next to `bitmail_id`.
     pub metadata: BTreeMap<String, String>,
     pub submitted_at: SystemTime,
+    /// Recipients (lowercased addresses) an earlier attempt already delivered to, when
+    /// a provider took the message in several calls and a later call failed: the next
+    /// attempts leave them out of the envelope.
+    pub already_sent_to: BTreeSet<String>,
 }
 
 /// A file carried with a message.
@@ -77,6 +81,21 @@ impl Message {
     /// Every recipient, to then cc then bcc.
     pub fn recipients(&self) -> impl Iterator<Item = &Mailbox> {
         self.to.iter().chain(&self.cc).chain(&self.bcc)
+    }
+
+    /// Whether an earlier attempt already delivered to `m`.
+    pub fn was_sent_to(&self, m: &Mailbox) -> bool {
+        !self.already_sent_to.is_empty() && self.already_sent_to.contains(&m.email.to_ascii_lowercase())
+    }
+
+    /// The recipients this attempt must still reach (each once), in batches of at most
+    /// `per_call`: the envelopes of a provider that takes a limited number of
+    /// recipients per call.
+    pub fn envelope_batches(&self, per_call: usize) -> Vec<Vec<&Mailbox>> {
+        let mut seen = HashSet::new();
+        let pending: Vec<&Mailbox> =
+            self.recipients().filter(|m| !self.was_sent_to(m) && seen.insert(m.email.to_ascii_lowercase())).collect();
+        pending.chunks(per_call.max(1)).map(<[_]>::to_vec).collect()
     }
 
     /// About the size as sent: the content with attachments base64-encoded, which is
@@ -314,6 +333,7 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
         tags: req.tags,
         metadata,
         submitted_at: SystemTime::now(),
+        already_sent_to: BTreeSet::new(),
     };
     let size = message.content_bytes();
     if size > limits.max_message_bytes {

@@ -45,6 +45,7 @@ pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BoxE
             extra_root_pem: c.ca_file.as_ref().map(std::fs::read).transpose()?,
             timeout: Duration::from_millis(c.timeout_ms),
             max_connections: c.max_connections,
+            max_recipients_per_call: c.max_recipients_per_call,
         })?),
         ProviderConfig::Mailgun(c) => Arc::new(Mailgun::new(MailgunSettings {
             name: c.name.clone(),

@@ -70,6 +70,7 @@ fn smtp(name: &str, host: &str, port: u16, security: SmtpSecurity, ca_file: Opti
         ca_file,
         timeout_ms: 5000,
         max_connections: 2,
+        max_recipients_per_call: 100,
         weight: 1,
         limits: Default::default(),
     })
@@ -194,4 +195,40 @@ async fn a_message_over_the_relays_size_limit_goes_to_a_provider_it_fits() {
     // The relay is still healthy: the next small message goes to it.
     let next = mta.submit(submission("dan@example.net")).await.unwrap().into_inner().message_id;
     assert_eq!(settled(&mut mta, &next, Duration::from_secs(15)).await.provider, "relay");
+}
+
+#[tokio::test]
+async fn more_recipients_than_one_transaction_takes_go_in_several_with_whole_headers() {
+    let relay = relay("batches", &[]);
+    let mut provider = smtp("relay", "127.0.0.1", relay.port, SmtpSecurity::None, None);
+    if let ProviderConfig::Smtp(c) = &mut provider {
+        c.max_recipients_per_call = 2;
+    }
+    let cluster = Cluster::start(vec![provider], false).await;
+    let mut mta = cluster.mta_client().await;
+    let request = pb::SubmitRequest {
+        to: vec!["a@example.net".into(), "b@example.net".into(), "c@example.net".into()],
+        cc: vec!["d@example.net".into(), "A@example.net".into()],
+        bcc: vec!["e@example.net".into()],
+        ..submission("x@example.net")
+    };
+    let id = mta.submit(request).await.unwrap().into_inner().message_id;
+    let status = settled(&mut mta, &id, Duration::from_secs(15)).await;
+    assert_eq!(status.state(), pb::DeliveryState::Sent, "{status:?}");
+    assert_eq!(status.attempts.len(), 1);
+
+    // Five distinct recipients (A@ is a@ again), two per transaction: three copies,
+    // each with the whole header and its own envelope, together reaching each once.
+    let mail = delivered(&relay.maildir);
+    assert_eq!(mail.len(), 3, "{mail:#?}");
+    let mut envelopes: Vec<String> = mail
+        .iter()
+        .map(|m| {
+            assert!(m.contains("To: a@example.net, b@example.net, c@example.net"), "{m}");
+            assert!(!m.contains("Bcc:"), "{m}");
+            m.lines().find_map(|l| l.strip_prefix("X-RcptTo: ")).unwrap().to_owned()
+        })
+        .collect();
+    envelopes.sort();
+    assert_eq!(envelopes, ["a@example.net, b@example.net", "c@example.net, d@example.net", "e@example.net"]);
 }

@@ -64,7 +64,7 @@ fn mailbox(m: &Mailbox) -> String {
 pub(crate) fn form_fields(message: &Message, test_mode: bool) -> Vec<(String, String)> {
     let mut fields = vec![("from".to_owned(), mailbox(&message.from))];
     for (key, list) in [("to", &message.to), ("cc", &message.cc), ("bcc", &message.bcc)] {
-        fields.extend(list.iter().map(|m| (key.to_owned(), mailbox(m))));
+        fields.extend(list.iter().filter(|m| !message.was_sent_to(m)).map(|m| (key.to_owned(), mailbox(m))));
     }
     fields.push(("subject".into(), message.subject.clone()));
     if let Some(text) = &message.text {
@@ -188,6 +188,7 @@ mod tests {
             tags: vec!["welcome".into()],
             metadata: [("tenant".to_owned(), "t-9".to_owned())].into(),
             submitted_at: std::time::SystemTime::now(),
+            already_sent_to: Default::default(),
         }
     }
 

@@ -132,6 +132,7 @@ mod tests {
             tags: vec![],
             metadata: BTreeMap::new(),
             submitted_at: std::time::SystemTime::now(),
+            already_sent_to: Default::default(),
         }
     }
 

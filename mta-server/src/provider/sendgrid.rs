@@ -86,12 +86,21 @@ fn attachment(a: &Attachment) -> Value {
 pub(crate) fn request_body(message: &Message, sandbox: bool) -> Value {
     let mut seen = HashSet::new();
     let mut list = |mailboxes: &[Mailbox]| -> Vec<Value> {
-        mailboxes.iter().filter(|m| seen.insert(m.email.to_ascii_lowercase())).map(address).collect()
+        mailboxes
+            .iter()
+            .filter(|m| !message.was_sent_to(m) && seen.insert(m.email.to_ascii_lowercase()))
+            .map(address)
+            .collect()
     };
+    let (mut to, mut cc, mut bcc) = (list(&message.to), list(&message.cc), list(&message.bcc));
+    if to.is_empty() {
+        // Everyone in To was reached by an earlier, partly accepted attempt; SendGrid
+        // needs a `to`, so the rest are addressed directly.
+        to = cc.drain(..).chain(bcc.drain(..)).collect();
+    }
     let mut personalization = serde_json::Map::new();
-    personalization.insert("to".into(), Value::Array(list(&message.to)));
-    for (key, mailboxes) in [("cc", &message.cc), ("bcc", &message.bcc)] {
-        let values = list(mailboxes);
+    personalization.insert("to".into(), Value::Array(to));
+    for (key, values) in [("cc", cc), ("bcc", bcc)] {
         if !values.is_empty() {
             personalization.insert(key.into(), Value::Array(values));
         }
@@ -253,6 +262,7 @@ mod tests {
             tags: vec!["welcome".into()],
             metadata: [("tenant".to_owned(), "t-9".to_owned())].into(),
             submitted_at: SystemTime::now(),
+            already_sent_to: Default::default(),
         }
     }
 

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use bitmail_runtime::config::Secret;
+use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::{PoolConfig, response::Severity};
@@ -44,10 +45,13 @@ pub struct SmtpSettings {
     pub extra_root_pem: Option<Vec<u8>>,
     pub timeout: Duration,
     pub max_connections: u32,
+    /// RCPT TO commands per transaction; more recipients take several transactions.
+    pub max_recipients_per_call: usize,
 }
 
 pub struct Smtp {
     name: String,
+    max_recipients_per_call: usize,
     transport: AsyncSmtpTransport<Tokio1Executor>,
 }
 
@@ -77,7 +81,11 @@ impl Smtp {
         if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
             builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
         }
-        Ok(Self { name: settings.name, transport: builder.build() })
+        Ok(Self {
+            name: settings.name,
+            max_recipients_per_call: settings.max_recipients_per_call,
+            transport: builder.build(),
+        })
     }
 }
 
@@ -138,12 +146,30 @@ impl Provider for Smtp {
                 return Outcome::MessageRejected { detail: format!("cannot build the MIME message: {detail}") };
             }
         };
-        match self.transport.send(mime).await {
-            Ok(response) => Outcome::Accepted {
-                // Relays usually say their queue id in the reply ("250 2.0.0 Ok: queued as 4Bx...").
-                provider_message_id: response.message().collect::<Vec<_>>().join(" "),
-            },
-            Err(e) => classify(&e),
-        }
+        let formatted = mime.formatted();
+        let from = mime.envelope().from().cloned();
+        super::in_batches(message, self.max_recipients_per_call, |batch| {
+            let formatted = &formatted;
+            let envelope = batch
+                .iter()
+                .map(|m| m.email.parse::<lettre::Address>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())
+                .and_then(|to| Envelope::new(from.clone(), to).map_err(|e| e.to_string()));
+            async move {
+                let envelope = match envelope {
+                    Ok(e) => e,
+                    Err(detail) => return Outcome::MessageRejected { detail: format!("envelope: {detail}") },
+                };
+                match self.transport.send_raw(&envelope, formatted).await {
+                    Ok(response) => Outcome::Accepted {
+                        // Relays usually say their queue id in the reply ("250 2.0.0 Ok: queued as 4Bx...").
+                        provider_message_id: response.message().collect::<Vec<_>>().join(" "),
+                    },
+                    Err(e) => classify(&e),
+                }
+            }
+        })
+        .await
     }
 }

@@ -412,6 +412,7 @@ mod tests {
             tags: vec!["t".into()],
             metadata: [("k".to_owned(), "v".to_owned())].into(),
             submitted_at: std::time::SystemTime::now(),
+            already_sent_to: Default::default(),
         }
     }
 

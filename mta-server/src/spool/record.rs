@@ -100,6 +100,10 @@ pub struct Status {
     pub possible_duplicate: bool,
     #[prost(uint32, tag = "10")]
     pub rounds: u32,
+    /// Recipients (lowercased) already delivered to by a call of an attempt that
+    /// then failed part-way; later attempts leave them out.
+    #[prost(string, repeated, tag = "11")]
+    pub sent_to: Vec<String>,
 }
 
 impl Status {
@@ -239,6 +243,7 @@ impl From<MessageRecord> for Message {
             tags: r.tags,
             metadata: r.metadata,
             submitted_at: from_ms(r.submitted_at_ms),
+            already_sent_to: Default::default(),
         }
     }
 }
