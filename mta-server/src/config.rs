@@ -11,6 +11,7 @@
 //! path = "data/mta/spool.redb"
 //! max_bytes = 10737418240        # past this, Submit answers RESOURCE_EXHAUSTED
 //! cache_bytes = 67108864
+//! keep_statuses_days = 30        # then sent and failed messages are forgotten
 //!
 //! [delivery]
 //! concurrency = 64
@@ -109,6 +110,8 @@ pub struct SpoolConfig {
     pub max_bytes: u64,
     /// The spool's page cache, which bounds its memory whatever the backlog.
     pub cache_bytes: usize,
+    /// How long `GetMessage` still knows a sent or failed message.
+    pub keep_statuses_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -306,7 +309,12 @@ impl Default for Config {
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("data/mta/spool.redb"), max_bytes: 10 << 30, cache_bytes: 64 << 20 }
+        Self {
+            path: PathBuf::from("data/mta/spool.redb"),
+            max_bytes: 10 << 30,
+            cache_bytes: 64 << 20,
+            keep_statuses_days: 30,
+        }
     }
 }
 
@@ -379,6 +387,9 @@ impl Validate for Config {
         }
         if self.spool.path.as_os_str().is_empty() {
             problems.push("spool.path: must not be empty".into());
+        }
+        if self.spool.keep_statuses_days == 0 {
+            problems.push("spool.keep_statuses_days: at least 1".into());
         }
         if self.spool.cache_bytes < (1 << 20) {
             problems.push("spool.cache_bytes: at least 1048576 (1 MiB)".into());

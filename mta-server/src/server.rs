@@ -65,6 +65,8 @@ pub struct Server {
     service: MtaService,
     delivery: Delivery,
     health: Arc<Health>,
+    spool: Spool,
+    keep_statuses: Duration,
     grace: Duration,
 }
 
@@ -107,7 +109,9 @@ impl Server {
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
-            service: MtaService::new(spool, config.limits(), health.clone(), wake),
+            service: MtaService::new(spool.clone(), config.limits(), health.clone(), wake),
+            spool,
+            keep_statuses: Duration::from_secs(config.spool.keep_statuses_days * 24 * 3600),
             health,
             delivery,
             grace: Duration::from_secs(config.shutdown_grace_secs),
@@ -154,12 +158,40 @@ impl Server {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
+        let pruner = tokio::spawn(prune_forever(self.spool.clone(), self.keep_statuses));
         let served = bitmail_runtime::grpc::serve(routes.routes(), self.listener, shutdown, self.grace).await;
 
+        pruner.abort();
         watcher.abort();
         let _ = stop_tx.send(true);
         let _ = workers.await;
         served?;
         Ok(())
+    }
+}
+
+/// Every minute, forgets expired idempotency keys and old sent or failed messages, in
+/// short commits so that submissions never wait long behind it.
+async fn prune_forever(spool: Spool, keep_statuses: Duration) {
+    let keep_ms = u64::try_from(keep_statuses.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        loop {
+            match spool.prune(crate::spool::record::now_ms(), keep_ms).await {
+                Ok(p) if p.statuses == crate::spool::PRUNE_BATCH || p.keys == crate::spool::PRUNE_BATCH => {
+                    tokio::task::yield_now().await;
+                }
+                Ok(p) => {
+                    if p.statuses + p.keys > 0 {
+                        tracing::debug!(statuses = p.statuses, keys = p.keys, "pruned the spool");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prune the spool");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
     }
 }
