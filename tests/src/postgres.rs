@@ -8,8 +8,9 @@
 //! the `postgres` system user (which the package creates), or `nobody`.
 //!
 //! The cluster trusts connections on its socket (used here to create databases) and asks
-//! for a password over TCP, so the URLs handed to tests carry a real password. It runs
-//! with `fsync=off`: nothing in it outlives the test.
+//! for a password over TCP, so the URLs handed to tests carry a real password. A test
+//! cluster runs with `fsync=off` (nothing in it outlives the test); a benchmark's
+//! ([`PgServer::start_durable`]) syncs like a production server.
 
 use std::fs;
 use std::io::Read;
@@ -33,6 +34,7 @@ pub struct PgServer {
     bin: PathBuf,
     port: u16,
     password: String,
+    durable: bool,
     child: Option<Child>,
 }
 
@@ -107,8 +109,18 @@ impl PgServer {
         Ok(server)
     }
 
-    /// Creates and starts a new cluster. Blocks for about a second.
+    /// Creates and starts a new cluster for tests (`fsync=off`). Blocks for about a second.
     pub fn start() -> Result<PgServer> {
+        Self::start_with(false)
+    }
+
+    /// A cluster that syncs its commits to disk like a production one (`fsync=on`,
+    /// `synchronous_commit=on`), for benchmarks that compare engines.
+    pub fn start_durable() -> Result<PgServer> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<PgServer> {
         let bin = find_bin_dir().context(
             "PostgreSQL's server binaries are not installed (looked in /usr/lib/postgresql/*/bin and \
              $BITMAIL_PG_BIN); `cargo xtask test` installs them (apt-get install postgresql)",
@@ -116,8 +128,8 @@ impl PgServer {
         let owner = run_as()?;
         let dir = std::env::temp_dir().join(unique("bitmail-pg"));
         fs::create_dir_all(&dir)?;
-        let mut server =
-            PgServer { dir: dir.clone(), bin, port: 0, password: unique("pw").replace('_', "x"), child: None };
+        let password = unique("pw").replace('_', "x");
+        let mut server = PgServer { dir: dir.clone(), bin, port: 0, password, durable, child: None };
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
         }
@@ -174,8 +186,12 @@ impl PgServer {
             .arg(self.port.to_string())
             .arg("-k")
             .arg(&self.dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"])
+            .args(if self.durable {
+                ["-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "full_page_writes=on"]
+            } else {
+                ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            })
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log)?)
             .spawn()
