@@ -6,6 +6,7 @@
 //!   certificate generated on first start;
 //! - [`accounts`]: users (argon2id password hashes) and sessions, as store documents;
 //! - [`routes`]: the HTTP API (`/healthz`, `/api/session`, `/api/messages`) and the page;
+//! - [`webhooks`]: the providers' event webhooks, forwarded untouched to mta-server;
 //! - [`error`]: the one JSON error type every handler returns;
 //! - [`server`]: binding, serving and graceful shutdown.
 
@@ -15,3 +16,4 @@ pub mod error;
 pub mod routes;
 pub mod server;
 pub mod tls;
+pub mod webhooks;

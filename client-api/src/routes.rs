@@ -9,6 +9,7 @@
 //! | `POST /api/messages` | `{to, cc, bcc, subject, text, html}`: sends through mta-server |
 //! | `GET /api/messages` | the messages this user sent |
 //! | `GET /api/messages/{id}` | delivery status of one of them |
+//! | `POST /webhooks/{provider}/events` | a provider's event webhook, see [`crate::webhooks`] |
 //!
 //! CSRF: the session cookie is `SameSite=Strict`, every state change takes a JSON body
 //! or none (a cross-site form cannot send JSON without a CORS preflight, which is never
@@ -56,6 +57,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/session", get(whoami).post(sign_in).delete(sign_out))
         .route("/api/messages", get(list_sent).post(send))
         .route("/api/messages/{id}", get(message_status))
+        .merge(crate::webhooks::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn(same_origin_writes))
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -22,6 +22,10 @@
 //! cool_down_secs = 30            # before an open circuit lets a probe through
 //! refused_cool_down_secs = 900   # after bad credentials or a paused account
 //!
+//! [suppression]                 # after a hard bounce or a complaint reported by webhook
+//! hard_bounce_days = 30          # 0: for ever
+//! complaint_days = 0
+//!
 //! [retry]
 //! initial_secs = 30
 //! max_delay_secs = 3600
@@ -32,6 +36,7 @@
 //! kind = "sendgrid"
 //! base_url = "https://api.sendgrid.com"
 //! api_key = { env = "SENDGRID_API_KEY" }
+//! webhook_public_key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE..."   # Event Webhook verification key
 //! weight = 1                     # its share under scheduler = "weighted"
 //! # Optional, for every kind: attempts in flight at once, attempts started per second,
 //! # and the largest message (the provider's own documented limit applies too).
@@ -43,6 +48,7 @@
 //! base_url = "https://api.eu.mailgun.net"   # default https://api.mailgun.net
 //! domain = "mg.example.org"
 //! api_key = { env = "MAILGUN_API_KEY" }
+//! webhook_signing_key = { env = "MAILGUN_WEBHOOK_KEY" }
 //!
 //! [[providers]]
 //! name = "relay"
@@ -84,6 +90,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub health: HealthConfig,
     pub retry: RetryConfig,
+    pub suppression: SuppressionConfig,
     /// Tried in the order the scheduler picks; names must be unique.
     pub providers: Vec<ProviderConfig>,
 }
@@ -134,6 +141,22 @@ pub struct HealthConfig {
 impl Default for HealthConfig {
     fn default() -> Self {
         Self { failure_threshold: 3, cool_down_secs: 30, refused_cool_down_secs: 900 }
+    }
+}
+
+/// How long a hard bounce or a complaint keeps its address off the recipients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SuppressionConfig {
+    /// 0: for ever.
+    pub hard_bounce_days: u64,
+    /// 0: for ever.
+    pub complaint_days: u64,
+}
+
+impl Default for SuppressionConfig {
+    fn default() -> Self {
+        Self { hard_bounce_days: 30, complaint_days: 0 }
     }
 }
 
@@ -189,6 +212,9 @@ pub struct SendGridConfig {
     pub api_key: Secret,
     #[serde(default)]
     pub sandbox: bool,
+    /// The Event Webhook's verification key (base64 DER public key, as SendGrid shows
+    /// it); without it, this provider's webhooks are refused.
+    pub webhook_public_key: Option<String>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_timeout_ms")]
@@ -213,6 +239,9 @@ pub struct MailgunConfig {
     /// `o:testmode=yes`: accepted by Mailgun, not delivered.
     #[serde(default)]
     pub test_mode: bool,
+    /// The HTTP webhook signing key (not the API key); without it, this provider's
+    /// webhooks are refused.
+    pub webhook_signing_key: Option<Secret>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_timeout_ms")]
@@ -302,6 +331,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             health: HealthConfig::default(),
             retry: RetryConfig::default(),
+            suppression: SuppressionConfig::default(),
             providers: Vec::new(),
         }
     }
@@ -333,6 +363,14 @@ impl Default for RetryConfig {
 impl Config {
     pub fn limits(&self) -> Limits {
         Limits { max_message_bytes: self.max_message_bytes, max_recipients: self.max_recipients }
+    }
+
+    pub fn suppression_rules(&self) -> crate::spool::SuppressionRules {
+        let ms = |days: u64| days.saturating_mul(24 * 3600 * 1000);
+        crate::spool::SuppressionRules {
+            hard_bounce_ms: ms(self.suppression.hard_bounce_days),
+            complaint_ms: ms(self.suppression.complaint_days),
+        }
     }
 
     pub fn spool_settings(&self) -> SpoolSettings {
@@ -415,6 +453,11 @@ impl Validate for Config {
             match provider {
                 ProviderConfig::Sendgrid(c) => {
                     check_url(&format!("{at}.base_url"), &c.base_url, problems);
+                    if let Some(key) = &c.webhook_public_key
+                        && let Err(e) = crate::events::sendgrid::Verifier::new(key)
+                    {
+                        problems.push(format!("{at}.webhook_public_key: {e}"));
+                    }
                     if c.api_key.is_empty() {
                         problems.push(format!("{at}.api_key: must not be empty"));
                     }

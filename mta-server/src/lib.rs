@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod delivery;
+pub mod events;
 pub mod health;
 pub mod limits;
 pub mod message;

@@ -1,6 +1,7 @@
 //! Building and serving mta-server: providers from config, the scheduler, the spool and
 //! delivery, the gRPC service with health and reflection, and graceful shutdown.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, ProviderConfig, SchedulerKind};
 use crate::delivery::Delivery;
+use crate::events::Webhook;
 use crate::health::Health;
 use crate::limits::Limiter;
 use crate::provider::smtp::SmtpSettings;
@@ -109,7 +111,14 @@ impl Server {
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
-            service: MtaService::new(spool.clone(), config.limits(), health.clone(), wake),
+            service: MtaService::new(
+                spool.clone(),
+                config.limits(),
+                health.clone(),
+                wake,
+                webhooks(config)?,
+                config.suppression_rules(),
+            ),
             spool,
             keep_statuses: Duration::from_secs(config.spool.keep_statuses_days * 24 * 3600),
             health,
@@ -194,4 +203,24 @@ async fn prune_forever(spool: Spool, keep_statuses: Duration) {
         }
         tokio::time::sleep(Duration::from_secs(60)).await;
     }
+}
+
+/// The webhook verifier of every provider that has a webhook key configured.
+fn webhooks(config: &Config) -> Result<HashMap<String, Webhook>, BoxError> {
+    let mut out = HashMap::new();
+    for p in &config.providers {
+        let webhook = match p {
+            ProviderConfig::Sendgrid(c) => match &c.webhook_public_key {
+                Some(key) => Webhook::SendGrid(crate::events::sendgrid::Verifier::new(key)?),
+                None => continue,
+            },
+            ProviderConfig::Mailgun(c) => match &c.webhook_signing_key {
+                Some(key) => Webhook::Mailgun(crate::events::mailgun::Verifier::new(key.expose())),
+                None => continue,
+            },
+            ProviderConfig::Smtp(_) => continue,
+        };
+        out.insert(p.name().to_owned(), webhook);
+    }
+    Ok(out)
 }

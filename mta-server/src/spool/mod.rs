@@ -13,7 +13,10 @@
 //!   start up to "now", so finding work costs what is due, not what is queued;
 //! - `idempotency`: key → (id, accepted at ms), and `idempotency_by_time`:
 //!   (accepted at ms, key) → (), so that expired keys are found without a scan;
-//! - `health`: provider name → encoded provider health.
+//! - `health`: provider name → encoded provider health;
+//! - `webhook_seen` (and `webhook_seen_by_time` for pruning): provider event ids and
+//!   Mailgun tokens already taken, so a webhook delivered twice stores its events once;
+//! - `suppressions`: lowercased address → [`record::SuppressionRecord`].
 //!
 //! Retention: [`Spool::prune`] removes idempotency keys past their 24 hours and the
 //! statuses of sent or failed messages older than the configured retention, oldest
@@ -35,8 +38,9 @@ use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::events::Batch;
 use crate::message::Message;
-use record::{MessageRecord, Status};
+use record::{MessageRecord, Status, SuppressionRecord};
 
 const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 const STATUSES: TableDefinition<&str, &[u8]> = TableDefinition::new("statuses");
@@ -44,6 +48,14 @@ const DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("due");
 const IDEMPOTENCY: TableDefinition<&str, (&str, u64)> = TableDefinition::new("idempotency");
 const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("idempotency_by_time");
 const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("health");
+/// "ev:{provider}:{event id}" or "tok:{provider}:{token}" → (event id, seen at ms).
+const WEBHOOK_SEEN: TableDefinition<&str, (&str, u64)> = TableDefinition::new("webhook_seen");
+const WEBHOOK_SEEN_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("webhook_seen_by_time");
+const SUPPRESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("suppressions");
+
+/// How long an event id or token is remembered: past the providers' retry periods
+/// (SendGrid retries for 24 hours), and past [`crate::events::MAX_SKEW`] for tokens.
+pub const WEBHOOK_MEMORY_MS: u64 = 3 * 24 * 3600 * 1000;
 
 /// The most entries one prune commit removes, so that it never holds up submissions.
 pub const PRUNE_BATCH: usize = 2048;
@@ -93,6 +105,27 @@ enum Op {
     Update { status: Status, drop_body: bool, reply: oneshot::Sender<Result<(), SpoolError>> },
     Health { provider: String, encoded: Vec<u8> },
     Prune { now_ms: u64, keep_status_ms: u64, reply: oneshot::Sender<Result<Pruned, SpoolError>> },
+    Events { batch: Batch, rules: SuppressionRules, now_ms: u64, reply: oneshot::Sender<Result<Stored, SpoolError>> },
+    Suppress { address: String, record: SuppressionRecord, reply: oneshot::Sender<Result<(), SpoolError>> },
+    Unsuppress { address: String, reply: oneshot::Sender<Result<bool, SpoolError>> },
+}
+
+/// How long a hard bounce or a complaint suppresses its address (0: for ever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuppressionRules {
+    pub hard_bounce_ms: u64,
+    pub complaint_ms: u64,
+}
+
+/// What [`Spool::record_events`] did with a webhook's events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub stored: u32,
+    pub duplicates: u32,
+    /// About no message this spool knows (sent by another installation, or pruned).
+    pub unknown: u32,
+    /// The webhook's single-use token was used before for another event.
+    pub replay: bool,
 }
 
 /// What one [`Spool::prune`] removed.
@@ -131,6 +164,9 @@ impl Spool {
             txn.open_table(IDEMPOTENCY).map_err(|e| fail(e.to_string()))?;
             txn.open_table(IDEMPOTENCY_BY_TIME).map_err(|e| fail(e.to_string()))?;
             txn.open_table(HEALTH).map_err(|e| fail(e.to_string()))?;
+            txn.open_table(WEBHOOK_SEEN).map_err(|e| fail(e.to_string()))?;
+            txn.open_table(WEBHOOK_SEEN_BY_TIME).map_err(|e| fail(e.to_string()))?;
+            txn.open_table(SUPPRESSIONS).map_err(|e| fail(e.to_string()))?;
         }
         txn.commit().map_err(|e| fail(e.to_string()))?;
 
@@ -185,6 +221,81 @@ impl Spool {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Op::Prune { now_ms, keep_status_ms, reply }).await.map_err(|_| SpoolError::Closed)?;
         answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Stores a verified webhook's events with their messages' statuses, once each,
+    /// and suppresses the addresses of hard bounces and complaints.
+    pub async fn record_events(
+        &self,
+        batch: Batch,
+        rules: SuppressionRules,
+        now_ms: u64,
+    ) -> Result<Stored, SpoolError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Op::Events { batch, rules, now_ms, reply }).await.map_err(|_| SpoolError::Closed)?;
+        answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Adds or replaces a suppression of `address` (lowercased by the caller).
+    pub async fn suppress(&self, address: String, record: SuppressionRecord) -> Result<(), SpoolError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Op::Suppress { address, record, reply }).await.map_err(|_| SpoolError::Closed)?;
+        answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Removes a suppression; false when there was none.
+    pub async fn unsuppress(&self, address: String) -> Result<bool, SpoolError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Op::Unsuppress { address, reply }).await.map_err(|_| SpoolError::Closed)?;
+        answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// The first of `addresses` (lowercased) with a suppression in force at `now_ms`.
+    pub fn suppressed<'a>(
+        &self,
+        addresses: impl IntoIterator<Item = &'a str>,
+        now_ms: u64,
+    ) -> Result<Option<(&'a str, SuppressionRecord)>, SpoolError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SUPPRESSIONS).map_err(storage)?;
+        if table.is_empty().map_err(storage)? {
+            return Ok(None);
+        }
+        for address in addresses {
+            if let Some(v) = table.get(address).map_err(storage)? {
+                let record = SuppressionRecord::decode(v.value()).map_err(storage)?;
+                if record.active(now_ms) {
+                    return Ok(Some((address, record)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Suppressions in address order after `after`, at most `limit`, expired ones left out.
+    pub fn suppressions(
+        &self,
+        after: &str,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<(String, SuppressionRecord)>, SpoolError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SUPPRESSIONS).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in table.range(after..).map_err(storage)? {
+            let (k, v) = entry.map_err(storage)?;
+            if k.value() == after {
+                continue;
+            }
+            let record = SuppressionRecord::decode(v.value()).map_err(storage)?;
+            if record.active(now_ms) {
+                out.push((k.value().to_owned(), record));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The number of stored statuses and idempotency keys.
@@ -292,6 +403,9 @@ enum Reply {
     Accept(oneshot::Sender<Result<Accepted, SpoolError>>, Result<Accepted, SpoolError>),
     Update(oneshot::Sender<Result<(), SpoolError>>, Result<(), SpoolError>),
     Prune(oneshot::Sender<Result<Pruned, SpoolError>>, Result<Pruned, SpoolError>),
+    Events(oneshot::Sender<Result<Stored, SpoolError>>, Result<Stored, SpoolError>),
+    Done(oneshot::Sender<Result<(), SpoolError>>, Result<(), SpoolError>),
+    Removed(oneshot::Sender<Result<bool, SpoolError>>, Result<bool, SpoolError>),
 }
 
 impl Writer {
@@ -323,6 +437,15 @@ impl Writer {
                     Reply::Prune(tx, r) => {
                         let _ = tx.send(committed.clone().and(r));
                     }
+                    Reply::Events(tx, r) => {
+                        let _ = tx.send(committed.clone().and(r));
+                    }
+                    Reply::Done(tx, r) => {
+                        let _ = tx.send(committed.clone().and(r));
+                    }
+                    Reply::Removed(tx, r) => {
+                        let _ = tx.send(committed.clone().and(r));
+                    }
                 }
             }
             self.size.store(file_size(&self.path), Ordering::Relaxed);
@@ -343,6 +466,9 @@ impl Writer {
                         Op::Accept { reply, .. } => replies.push(Reply::Accept(reply, Err(err.clone()))),
                         Op::Update { reply, .. } => replies.push(Reply::Update(reply, Err(err.clone()))),
                         Op::Prune { reply, .. } => replies.push(Reply::Prune(reply, Err(err.clone()))),
+                        Op::Events { reply, .. } => replies.push(Reply::Events(reply, Err(err.clone()))),
+                        Op::Suppress { reply, .. } => replies.push(Reply::Done(reply, Err(err.clone()))),
+                        Op::Unsuppress { reply, .. } => replies.push(Reply::Removed(reply, Err(err.clone()))),
                         Op::Health { .. } => {}
                     }
                 }
@@ -356,6 +482,9 @@ impl Writer {
             let mut keys = txn.open_table(IDEMPOTENCY)?;
             let mut keys_by_time = txn.open_table(IDEMPOTENCY_BY_TIME)?;
             let mut health = txn.open_table(HEALTH)?;
+            let mut seen = txn.open_table(WEBHOOK_SEEN)?;
+            let mut seen_by_time = txn.open_table(WEBHOOK_SEEN_BY_TIME)?;
+            let mut suppressions = txn.open_table(SUPPRESSIONS)?;
             let over_quota = file_size(&self.path) >= self.quota;
             for op in ops {
                 match op {
@@ -387,9 +516,15 @@ impl Writer {
                         replies.push(Reply::Accept(reply, Ok(Accepted::New)));
                         changed.push(status);
                     }
-                    Op::Update { status, drop_body, reply } => {
-                        let id = status.id.as_str();
-                        let old_due = statuses.get(id)?.and_then(|v| Status::decode(v.value()).ok()).map(|s| s.due_ms);
+                    Op::Update { mut status, drop_body, reply } => {
+                        let id = status.id.clone();
+                        let id = id.as_str();
+                        let old = statuses.get(id)?.and_then(|v| Status::decode(v.value()).ok());
+                        let old_due = old.as_ref().map(|s| s.due_ms);
+                        // Events are the writer's to append; a round's copy may be older.
+                        if let Some(old) = old {
+                            status.events = old.events;
+                        }
                         if let Some(old) = old_due.filter(|d| *d != 0 && *d != status.due_ms) {
                             due.remove((old, id))?;
                         }
@@ -443,7 +578,88 @@ impl Writer {
                             messages.remove(id.as_str())?;
                         }
                         pruned.statuses = old.len();
+                        // Webhook event ids and tokens past their memory.
+                        let forget_before = now_ms.saturating_sub(WEBHOOK_MEMORY_MS);
+                        let mut forgotten = Vec::new();
+                        for entry in seen_by_time.range((0, "")..(forget_before, ""))?.take(PRUNE_BATCH) {
+                            let (k, _) = entry?;
+                            let (at, key) = k.value();
+                            forgotten.push((at, key.to_owned()));
+                        }
+                        for (at, key) in forgotten {
+                            seen_by_time.remove((at, key.as_str()))?;
+                            seen.remove(key.as_str())?;
+                        }
                         replies.push(Reply::Prune(reply, Ok(pruned)));
+                    }
+                    Op::Events { batch, rules, now_ms, reply } => {
+                        let mut result = Stored::default();
+                        if let Some((token, event_id)) = &batch.nonce {
+                            let provider = batch.events.first().map_or("", |e| e.record.provider.as_str());
+                            let key = format!("tok:{provider}:{token}");
+                            let earlier = seen.get(key.as_str())?.map(|v| v.value().0.to_owned());
+                            match earlier {
+                                Some(earlier) if earlier != *event_id => {
+                                    result.replay = true;
+                                    replies.push(Reply::Events(reply, Ok(result)));
+                                    continue;
+                                }
+                                Some(_) => {}
+                                None => {
+                                    seen.insert(key.as_str(), (event_id.as_str(), now_ms))?;
+                                    seen_by_time.insert((now_ms, key.as_str()), ())?;
+                                }
+                            }
+                        }
+                        for event in batch.events {
+                            let key = format!("ev:{}:{}", event.record.provider, event.record.event_id);
+                            if !event.record.event_id.is_empty() {
+                                if seen.get(key.as_str())?.is_some() {
+                                    result.duplicates += 1;
+                                    continue;
+                                }
+                                seen.insert(key.as_str(), ("", now_ms))?;
+                                seen_by_time.insert((now_ms, key.as_str()), ())?;
+                            }
+                            if event.suppresses() && !event.record.recipient.is_empty() {
+                                let (reason, ttl) = if event.kind() == bitmail_proto::v1::EventKind::Complained {
+                                    ("complaint", rules.complaint_ms)
+                                } else {
+                                    ("hard bounce", rules.hard_bounce_ms)
+                                };
+                                let record = SuppressionRecord {
+                                    reason: if event.record.detail.is_empty() {
+                                        reason.to_owned()
+                                    } else {
+                                        format!("{reason}: {}", event.record.detail)
+                                    },
+                                    source: format!("{} event {}", event.record.provider, event.record.event_id),
+                                    created_ms: now_ms,
+                                    expires_ms: if ttl == 0 { 0 } else { now_ms.saturating_add(ttl) },
+                                };
+                                suppressions
+                                    .insert(event.record.recipient.as_str(), record.encode_to_vec().as_slice())?;
+                            }
+                            let status =
+                                statuses.get(event.message_id.as_str())?.and_then(|v| Status::decode(v.value()).ok());
+                            let Some(mut status) = status else {
+                                result.unknown += 1;
+                                continue;
+                            };
+                            status.events.push(event.record);
+                            statuses.insert(status.id.as_str(), status.encode_to_vec().as_slice())?;
+                            result.stored += 1;
+                            changed.push(status);
+                        }
+                        replies.push(Reply::Events(reply, Ok(result)));
+                    }
+                    Op::Suppress { address, record, reply } => {
+                        suppressions.insert(address.as_str(), record.encode_to_vec().as_slice())?;
+                        replies.push(Reply::Done(reply, Ok(())));
+                    }
+                    Op::Unsuppress { address, reply } => {
+                        let removed = suppressions.remove(address.as_str())?.is_some();
+                        replies.push(Reply::Removed(reply, Ok(removed)));
                     }
                 }
             }

@@ -104,6 +104,50 @@ pub struct Status {
     /// then failed part-way; later attempts leave them out.
     #[prost(string, repeated, tag = "11")]
     pub sent_to: Vec<String>,
+    /// What the providers reported after taking it. Only the spool's writer appends
+    /// here; a delivery round's update keeps what is stored.
+    #[prost(message, repeated, tag = "12")]
+    pub events: Vec<EventRecord>,
+}
+
+/// A delivery event, as stored with its message's status.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EventRecord {
+    /// A `bitmail.v1.EventKind` value.
+    #[prost(int32, tag = "1")]
+    pub kind: i32,
+    #[prost(string, tag = "2")]
+    pub recipient: String,
+    #[prost(uint64, tag = "3")]
+    pub at_ms: u64,
+    #[prost(string, tag = "4")]
+    pub provider: String,
+    #[prost(string, tag = "5")]
+    pub event_id: String,
+    #[prost(string, tag = "6")]
+    pub detail: String,
+    #[prost(bool, tag = "7")]
+    pub permanent: bool,
+}
+
+/// An address Submit refuses as a recipient.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SuppressionRecord {
+    #[prost(string, tag = "1")]
+    pub reason: String,
+    #[prost(string, tag = "2")]
+    pub source: String,
+    #[prost(uint64, tag = "3")]
+    pub created_ms: u64,
+    /// 0: never.
+    #[prost(uint64, tag = "4")]
+    pub expires_ms: u64,
+}
+
+impl SuppressionRecord {
+    pub fn active(&self, now_ms: u64) -> bool {
+        self.expires_ms == 0 || now_ms < self.expires_ms
+    }
 }
 
 impl Status {
