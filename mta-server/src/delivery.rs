@@ -26,10 +26,11 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::health::Health;
 use crate::limits::{AtLimit, Limiter};
 use crate::message::Message;
-use crate::provider::{Outcome, Provider, RefusalScope};
+use crate::provider::{Outcome, OutcomeClass, Provider, RefusalScope};
 use crate::scheduler::Scheduler;
 use crate::spool::record::{Attempt, AttemptOutcome, State, Status, now_ms};
 use crate::spool::{Spool, SpoolError};
+use bitmail_runtime::metrics::Registry;
 
 /// How deferred messages are retried.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +82,7 @@ struct Shared {
     scheduler: Arc<dyn Scheduler>,
     health: Arc<Health>,
     limiter: Arc<Limiter>,
+    metrics: Registry,
     retry: RetryPolicy,
     ambiguous: AmbiguousPolicy,
     in_flight: Mutex<HashSet<String>>,
@@ -93,23 +95,30 @@ pub struct Delivery {
     concurrency: usize,
 }
 
+/// The providers and what decides between them, by the same index.
+pub struct Providers {
+    pub list: Vec<Arc<dyn Provider>>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub health: Arc<Health>,
+    pub limiter: Arc<Limiter>,
+}
+
 impl Delivery {
     /// `wake` is notified by the submission side when a message was accepted.
     pub fn new(
         spool: Spool,
-        providers: Vec<Arc<dyn Provider>>,
-        scheduler: Arc<dyn Scheduler>,
-        health: Arc<Health>,
-        limiter: Arc<Limiter>,
+        providers: Providers,
+        metrics: Registry,
         settings: DeliverySettings,
         wake: Arc<Notify>,
     ) -> Self {
         let shared = Arc::new(Shared {
             spool,
-            providers,
-            scheduler,
-            health,
-            limiter,
+            providers: providers.list,
+            scheduler: providers.scheduler,
+            health: providers.health,
+            limiter: providers.limiter,
+            metrics,
             retry: settings.retry,
             ambiguous: settings.ambiguous,
             in_flight: Mutex::new(HashSet::new()),
@@ -193,6 +202,17 @@ impl Delivery {
                 "delivery rounds still running at the end of the grace period; they resume at the next start"
             );
         }
+    }
+}
+
+/// The `outcome` label of an attempt.
+fn outcome_label(class: OutcomeClass) -> &'static str {
+    match class {
+        OutcomeClass::Accepted => "accepted",
+        OutcomeClass::Transient => "transient",
+        OutcomeClass::ProviderRefused => "provider_refused",
+        OutcomeClass::MessageRejected => "message_rejected",
+        OutcomeClass::Ambiguous => "ambiguous",
     }
 }
 
@@ -303,6 +323,14 @@ async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
             let outcome = provider.send(&message).await;
             let duration = clock.elapsed();
             shared.limiter.finish(index);
+            let labels = [("provider", provider.name()), ("outcome", outcome_label(outcome.class()))];
+            shared.metrics.count("bitmail_mta_attempts_total", "Provider calls, by how they ended.", &labels, 1);
+            shared.metrics.observe(
+                "bitmail_mta_send_seconds",
+                "Time of one provider call.",
+                &[("provider", provider.name())],
+                duration,
+            );
             shared.scheduler.observe(index, outcome.class(), duration);
             if let Some((name, record)) = shared.health.record(index, &outcome, duration, now_ms()) {
                 shared.spool.save_health(&name, record).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ProviderConfig, SchedulerKind};
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Providers};
 use crate::events::Webhook;
 use crate::health::Health;
 use crate::limits::Limiter;
@@ -19,6 +19,7 @@ use crate::provider::{Mailgun, Provider, SendGrid, Smtp, mailgun::MailgunSetting
 use crate::scheduler::{Adaptive, Priority, RoundRobin, Scheduler, Weighted};
 use crate::service::MtaService;
 use crate::spool::Spool;
+use bitmail_runtime::metrics::Registry;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -68,6 +69,7 @@ pub struct Server {
     delivery: Delivery,
     health: Arc<Health>,
     spool: Spool,
+    metrics: Registry,
     keep_statuses: Duration,
     grace: Duration,
 }
@@ -99,12 +101,12 @@ impl Server {
             config.providers.iter().zip(&providers).map(|(c, p)| (c.limits(), p.max_message_bytes())),
         ));
         let wake = Arc::new(tokio::sync::Notify::new());
+        let metrics = Registry::new();
+        register_collectors(&metrics, &spool, &health);
         let delivery = Delivery::new(
             spool.clone(),
-            providers,
-            scheduler,
-            health.clone(),
-            limiter,
+            Providers { list: providers, scheduler, health: health.clone(), limiter },
+            metrics.clone(),
             config.delivery_settings(),
             wake.clone(),
         );
@@ -118,7 +120,9 @@ impl Server {
                 wake,
                 webhooks(config)?,
                 config.suppression_rules(),
+                metrics.clone(),
             ),
+            metrics,
             spool,
             keep_statuses: Duration::from_secs(config.spool.keep_statuses_days * 24 * 3600),
             health,
@@ -168,7 +172,8 @@ impl Server {
             }
         });
         let pruner = tokio::spawn(prune_forever(self.spool.clone(), self.keep_statuses));
-        let served = bitmail_runtime::grpc::serve(routes.routes(), self.listener, shutdown, self.grace).await;
+        let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics);
+        let served = bitmail_runtime::grpc::serve(routes, self.listener, shutdown, self.grace).await;
 
         pruner.abort();
         watcher.abort();
@@ -223,4 +228,49 @@ fn webhooks(config: &Config) -> Result<HashMap<String, Webhook>, BoxError> {
         out.insert(p.name().to_owned(), webhook);
     }
     Ok(out)
+}
+
+/// Gauges read at each scrape of `/metrics`.
+fn register_collectors(metrics: &Registry, spool: &Spool, health: &Arc<Health>) {
+    let s = spool.clone();
+    metrics.collect(
+        "bitmail_mta_queue_depth",
+        "Messages queued, being sent or deferred.",
+        Box::new(move || vec![(vec![], s.backlog().unwrap_or(0) as f64)]),
+    );
+    let s = spool.clone();
+    metrics.collect(
+        "bitmail_mta_oldest_queued_seconds",
+        "Age of the oldest message not yet sent or failed (0 when none).",
+        Box::new(move || {
+            let now = crate::spool::record::now_ms();
+            let age = s.oldest_unfinished().ok().flatten().map_or(0, |at| now.saturating_sub(at));
+            vec![(vec![], age as f64 / 1000.0)]
+        }),
+    );
+    let h = health.clone();
+    metrics.collect(
+        "bitmail_mta_provider_up",
+        "1 when the provider can be tried (circuit closed or half-open), 0 when open or paused.",
+        Box::new(move || {
+            h.snapshot(crate::spool::record::now_ms())
+                .into_iter()
+                .map(|p| {
+                    let up = matches!(p.circuit, crate::health::Circuit::Closed | crate::health::Circuit::HalfOpen);
+                    (vec![("provider", p.name)], if up { 1.0 } else { 0.0 })
+                })
+                .collect()
+        }),
+    );
+    let h = health.clone();
+    metrics.collect(
+        "bitmail_mta_provider_in_flight",
+        "Provider calls under way.",
+        Box::new(move || {
+            h.snapshot(crate::spool::record::now_ms())
+                .into_iter()
+                .map(|p| (vec![("provider", p.name)], f64::from(p.in_flight)))
+                .collect()
+        }),
+    );
 }

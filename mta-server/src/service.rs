@@ -16,6 +16,7 @@ use crate::health::{Circuit, Health};
 use crate::message::{Limits, validate};
 use crate::spool::record::{self, AttemptOutcome, State, SuppressionRecord};
 use crate::spool::{Accepted, Spool, SpoolError, SuppressionRules};
+use bitmail_runtime::metrics::Registry;
 
 pub struct MtaService {
     spool: Spool,
@@ -26,6 +27,7 @@ pub struct MtaService {
     /// Each provider's webhook verifier, by provider name (only those configured).
     webhooks: HashMap<String, Webhook>,
     suppression: SuppressionRules,
+    metrics: Registry,
 }
 
 impl MtaService {
@@ -36,8 +38,13 @@ impl MtaService {
         wake: Arc<Notify>,
         webhooks: HashMap<String, Webhook>,
         suppression: SuppressionRules,
+        metrics: Registry,
     ) -> Self {
-        Self { spool, limits, health, wake, webhooks, suppression }
+        Self { spool, limits, health, wake, webhooks, suppression, metrics }
+    }
+
+    fn count_submission(&self, result: &str) {
+        self.metrics.count("bitmail_mta_submissions_total", "Submit calls, by result.", &[("result", result)], 1);
     }
 
     /// INVALID_ARGUMENT naming the first recipient on the suppression list.
@@ -241,17 +248,24 @@ impl pb::mta_server::Mta for MtaService {
         let request = request.into_inner();
         let key = (!request.idempotency_key.is_empty()).then(|| request.idempotency_key.clone());
         let id = uuid::Uuid::now_v7().to_string();
-        let message =
-            validate(request, id.clone(), self.limits).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.check_suppressions(&message).await?;
+        let message = validate(request, id.clone(), self.limits).map_err(|e| {
+            self.count_submission("invalid");
+            Status::invalid_argument(e.to_string())
+        })?;
+        self.check_suppressions(&message).await.inspect_err(|_| self.count_submission("suppressed"))?;
         let recipients = message.recipients().count();
-        match self.spool.accept(&message, key).await? {
+        let accepted = self.spool.accept(&message, key).await.inspect_err(|e| {
+            self.count_submission(if matches!(e, SpoolError::Full { .. }) { "spool_full" } else { "error" })
+        })?;
+        match accepted {
             Accepted::New => {
+                self.count_submission("accepted");
                 info!(message_id = %id, recipients, "accepted");
                 self.wake.notify_one();
                 Ok(Response::new(pb::SubmitResponse { message_id: id, duplicate: false }))
             }
             Accepted::Existing(first) => {
+                self.count_submission("duplicate");
                 info!(message_id = %first, "idempotency key seen before; nothing stored");
                 Ok(Response::new(pb::SubmitResponse { message_id: first, duplicate: true }))
             }
@@ -357,11 +371,30 @@ impl pb::mta_server::Mta for MtaService {
         let batch = match webhook.receive(&request.provider, &headers, &request.body, now) {
             Ok(batch) => batch,
             Err(refused) => {
+                let status = refused.http_status().to_string();
+                self.metrics.count(
+                    "bitmail_mta_webhooks_refused_total",
+                    "Webhook requests refused (bad signature, stale, malformed), by HTTP status.",
+                    &[("provider", &request.provider), ("status", &status)],
+                    1,
+                );
                 warn!(provider = %request.provider, reason = %refused, "webhook refused; nothing stored");
                 return Ok(Response::new(answer(refused.http_status(), refused.to_string())));
             }
         };
         let stored = self.spool.record_events(batch, self.suppression, now).await?;
+        for (result, n) in
+            [("stored", stored.stored), ("duplicate", stored.duplicates), ("unknown_message", stored.unknown)]
+        {
+            if n > 0 {
+                self.metrics.count(
+                    "bitmail_mta_webhook_events_total",
+                    "Delivery events received by webhook, by result.",
+                    &[("provider", &request.provider), ("result", result)],
+                    u64::from(n),
+                );
+            }
+        }
         if stored.replay {
             warn!(provider = %request.provider, "webhook token used before for another event; refused as a replay");
             return Ok(Response::new(answer(401, "signature: this token was used before (a replay)".into())));

@@ -50,7 +50,9 @@ pub async fn serve(
         shutdown.await;
         let _ = fired_tx.send(());
     };
+    // HTTP/1.1 too, for `GET /metrics` (see `metrics::with_metrics_route`).
     let server = tonic::transport::Server::builder()
+        .accept_http1(true)
         .add_routes(routes)
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), signal);
     tokio::pin!(server);

@@ -6,11 +6,13 @@
 //!   at once, plus [`config::Secret`] for values that must never be logged;
 //! - [`shutdown`]: one future that resolves on SIGTERM or Ctrl-C;
 //! - [`grpc`]: the standard health service and server reflection for a tonic server;
+//! - [`metrics`]: Prometheus metrics, served at `GET /metrics`;
 //! - [`init_tracing`]: `tracing` output filtered by one environment variable per service.
 
 pub mod cli;
 pub mod config;
 pub mod grpc;
+pub mod metrics;
 pub mod shutdown;
 
 /// Exit code for a configuration that does not load (EX_USAGE, as sysexits.h).
@@ -18,7 +20,8 @@ pub const EXIT_BAD_CONFIG: i32 = 64;
 
 /// Sets up `tracing` output on stderr. The filter comes from the environment variable
 /// `env_var` (for example `BITMAIL_MTA_LOG=debug`); without it, `info` for BitMail's own
-/// crates and `warn` for everything else.
+/// crates and `warn` for everything else. With `BITMAIL_LOG_FORMAT=json`, one JSON object
+/// per line (for log collectors) instead of text.
 pub fn init_tracing(env_var: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env(env_var).unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
@@ -26,5 +29,10 @@ pub fn init_tracing(env_var: &str) {
         )
     });
     // A second call (tests start several services in one process) keeps the first.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("BITMAIL_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
 }

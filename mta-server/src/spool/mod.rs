@@ -16,7 +16,9 @@
 //! - `health`: provider name → encoded provider health;
 //! - `webhook_seen` (and `webhook_seen_by_time` for pruning): provider event ids and
 //!   Mailgun tokens already taken, so a webhook delivered twice stores its events once;
-//! - `suppressions`: lowercased address → [`record::SuppressionRecord`].
+//! - `suppressions`: lowercased address → [`record::SuppressionRecord`];
+//! - `unfinished`: (submitted at ms, id) → () for every message not yet sent or failed,
+//!   so the age of the oldest is one read.
 //!
 //! Retention: [`Spool::prune`] removes idempotency keys past their 24 hours and the
 //! statuses of sent or failed messages older than the configured retention, oldest
@@ -52,6 +54,7 @@ const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("health");
 const WEBHOOK_SEEN: TableDefinition<&str, (&str, u64)> = TableDefinition::new("webhook_seen");
 const WEBHOOK_SEEN_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("webhook_seen_by_time");
 const SUPPRESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("suppressions");
+const UNFINISHED: TableDefinition<(u64, &str), ()> = TableDefinition::new("unfinished");
 
 /// How long an event id or token is remembered: past the providers' retry periods
 /// (SendGrid retries for 24 hours), and past [`crate::events::MAX_SKEW`] for tokens.
@@ -167,6 +170,7 @@ impl Spool {
             txn.open_table(WEBHOOK_SEEN).map_err(|e| fail(e.to_string()))?;
             txn.open_table(WEBHOOK_SEEN_BY_TIME).map_err(|e| fail(e.to_string()))?;
             txn.open_table(SUPPRESSIONS).map_err(|e| fail(e.to_string()))?;
+            txn.open_table(UNFINISHED).map_err(|e| fail(e.to_string()))?;
         }
         txn.commit().map_err(|e| fail(e.to_string()))?;
 
@@ -296,6 +300,14 @@ impl Spool {
             }
         }
         Ok(out)
+    }
+
+    /// When the oldest message not yet sent or failed was submitted (ms), if any.
+    pub fn oldest_unfinished(&self) -> Result<Option<u64>, SpoolError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(UNFINISHED).map_err(storage)?;
+        let first = table.first().map_err(storage)?;
+        Ok(first.map(|(k, _)| k.value().0))
     }
 
     /// The number of stored statuses and idempotency keys.
@@ -485,6 +497,7 @@ impl Writer {
             let mut seen = txn.open_table(WEBHOOK_SEEN)?;
             let mut seen_by_time = txn.open_table(WEBHOOK_SEEN_BY_TIME)?;
             let mut suppressions = txn.open_table(SUPPRESSIONS)?;
+            let mut unfinished = txn.open_table(UNFINISHED)?;
             let over_quota = file_size(&self.path) >= self.quota;
             for op in ops {
                 match op {
@@ -513,6 +526,7 @@ impl Writer {
                         messages.insert(record.id.as_str(), record.encode_to_vec().as_slice())?;
                         statuses.insert(record.id.as_str(), status.encode_to_vec().as_slice())?;
                         due.insert((now, record.id.as_str()), ())?;
+                        unfinished.insert((now, record.id.as_str()), ())?;
                         replies.push(Reply::Accept(reply, Ok(Accepted::New)));
                         changed.push(status);
                     }
@@ -521,6 +535,7 @@ impl Writer {
                         let id = id.as_str();
                         let old = statuses.get(id)?.and_then(|v| Status::decode(v.value()).ok());
                         let old_due = old.as_ref().map(|s| s.due_ms);
+                        let was_final = old.as_ref().is_some_and(Status::is_final);
                         // Events are the writer's to append; a round's copy may be older.
                         if let Some(old) = old {
                             status.events = old.events;
@@ -530,6 +545,12 @@ impl Writer {
                         }
                         if status.due_ms != 0 {
                             due.insert((status.due_ms, id), ())?;
+                        }
+                        if status.is_final() {
+                            unfinished.remove((status.submitted_at_ms, id))?;
+                        } else if was_final {
+                            // A failed message retried by an operator is unfinished again.
+                            unfinished.insert((status.submitted_at_ms, id), ())?;
                         }
                         statuses.insert(id, status.encode_to_vec().as_slice())?;
                         if drop_body {
