@@ -11,6 +11,7 @@
 //! path = "data/mta/spool.redb"
 //! max_bytes = 10737418240        # past this, Submit answers RESOURCE_EXHAUSTED
 //! cache_bytes = 67108864
+//! keep_statuses_days = 30        # then sent and failed messages are forgotten
 //!
 //! [delivery]
 //! concurrency = 64
@@ -32,6 +33,9 @@
 //! base_url = "https://api.sendgrid.com"
 //! api_key = { env = "SENDGRID_API_KEY" }
 //! weight = 1                     # its share under scheduler = "weighted"
+//! # Optional, for every kind: attempts in flight at once, attempts started per second,
+//! # and the largest message (the provider's own documented limit applies too).
+//! limits = { in_flight = 32, per_second = 50, max_message_bytes = 20000000 }
 //!
 //! [[providers]]
 //! name = "mailgun"
@@ -71,6 +75,7 @@ use serde::Deserialize;
 
 use crate::delivery::{AmbiguousPolicy, DeliverySettings, RetryPolicy};
 use crate::health::HealthSettings;
+use crate::limits::ProviderLimits;
 use crate::message::Limits;
 use crate::provider::smtp::SmtpSecurity;
 use crate::spool::SpoolSettings;
@@ -117,6 +122,8 @@ pub struct SpoolConfig {
     pub max_bytes: u64,
     /// The spool's page cache, which bounds its memory whatever the backlog.
     pub cache_bytes: usize,
+    /// How long `GetMessage` still knows a sent or failed message.
+    pub keep_statuses_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +177,15 @@ impl ProviderConfig {
         }
     }
 
+    pub fn limits(&self) -> ProviderLimits {
+        match self {
+            ProviderConfig::Sendgrid(c) => c.limits,
+            ProviderConfig::Mailgun(c) => c.limits,
+            ProviderConfig::Smtp(c) => c.limits,
+            ProviderConfig::Ses(c) => c.limits,
+        }
+    }
+
     pub fn weight(&self) -> u32 {
         match self {
             ProviderConfig::Sendgrid(c) => c.weight,
@@ -196,6 +212,8 @@ pub struct SendGridConfig {
     /// This provider's share under `scheduler = "weighted"`; 0 makes it a backup only.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    #[serde(default)]
+    pub limits: ProviderLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +235,8 @@ pub struct MailgunConfig {
     pub timeout_ms: u64,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    #[serde(default)]
+    pub limits: ProviderLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,8 +256,14 @@ pub struct SmtpConfig {
     pub timeout_ms: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Recipients per SMTP transaction (RFC 5321 servers take at least 100); more take
+    /// several transactions, and a failure part-way never resends to those reached.
+    #[serde(default = "default_recipients_per_call")]
+    pub max_recipients_per_call: usize,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    #[serde(default)]
+    pub limits: ProviderLimits,
 }
 
 /// Amazon SES v2 through aws-sdk-sesv2.
@@ -267,6 +293,9 @@ pub struct SesConfig {
     pub max_attempts: u32,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// A sandbox account sends 1 message per second: `limits = { per_second = 1 }`.
+    #[serde(default)]
+    pub limits: ProviderLimits,
 }
 
 fn default_ses_max_attempts() -> u32 {
@@ -285,6 +314,10 @@ impl SmtpConfig {
 
 fn default_security() -> SmtpSecurity {
     SmtpSecurity::Starttls
+}
+
+fn default_recipients_per_call() -> usize {
+    100
 }
 
 fn default_max_connections() -> u32 {
@@ -328,7 +361,12 @@ impl Default for Config {
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("data/mta/spool.redb"), max_bytes: 10 << 30, cache_bytes: 64 << 20 }
+        Self {
+            path: PathBuf::from("data/mta/spool.redb"),
+            max_bytes: 10 << 30,
+            cache_bytes: 64 << 20,
+            keep_statuses_days: 30,
+        }
     }
 }
 
@@ -402,6 +440,9 @@ impl Validate for Config {
         if self.spool.path.as_os_str().is_empty() {
             problems.push("spool.path: must not be empty".into());
         }
+        if self.spool.keep_statuses_days == 0 {
+            problems.push("spool.keep_statuses_days: at least 1".into());
+        }
         if self.spool.cache_bytes < (1 << 20) {
             problems.push("spool.cache_bytes: at least 1048576 (1 MiB)".into());
         }
@@ -422,6 +463,7 @@ impl Validate for Config {
             } else if !names.insert(provider.name()) {
                 problems.push(format!("{at}.name: `{}` is used by another provider", provider.name()));
             }
+            problems.extend(provider.limits().problems().into_iter().map(|p| format!("{at}.limits.{p}")));
             match provider {
                 ProviderConfig::Sendgrid(c) => {
                     check_url(&format!("{at}.base_url"), &c.base_url, problems);
@@ -444,8 +486,10 @@ impl Validate for Config {
                     {
                         problems.push(format!("{at}.ca_file: {} is not a readable file", ca.display()));
                     }
-                    if c.timeout_ms == 0 || c.max_connections == 0 {
-                        problems.push(format!("{at}: timeout_ms and max_connections must be more than 0"));
+                    if c.timeout_ms == 0 || c.max_connections == 0 || c.max_recipients_per_call == 0 {
+                        problems.push(format!(
+                            "{at}: timeout_ms, max_connections and max_recipients_per_call must be more than 0"
+                        ));
                     }
                 }
                 ProviderConfig::Ses(c) => {

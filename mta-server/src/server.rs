@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ProviderConfig, SchedulerKind};
 use crate::delivery::Delivery;
 use crate::health::Health;
+use crate::limits::Limiter;
 use crate::provider::ses::SesSettings;
 use crate::provider::smtp::SmtpSettings;
 use crate::provider::{Mailgun, Provider, SendGrid, Ses, Smtp, mailgun::MailgunSettings, sendgrid::SendGridSettings};
@@ -45,6 +46,7 @@ pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BoxE
             extra_root_pem: c.ca_file.as_ref().map(std::fs::read).transpose()?,
             timeout: Duration::from_millis(c.timeout_ms),
             max_connections: c.max_connections,
+            max_recipients_per_call: c.max_recipients_per_call,
         })?),
         ProviderConfig::Ses(c) => Arc::new(Ses::new(SesSettings {
             name: c.name.clone(),
@@ -76,6 +78,8 @@ pub struct Server {
     service: MtaService,
     delivery: Delivery,
     health: Arc<Health>,
+    spool: Spool,
+    keep_statuses: Duration,
     grace: Duration,
 }
 
@@ -102,19 +106,25 @@ impl Server {
         for (name, record) in spool.load_health()? {
             health.restore(&name, &record);
         }
+        let limiter = Arc::new(Limiter::new(
+            config.providers.iter().zip(&providers).map(|(c, p)| (c.limits(), p.max_message_bytes())),
+        ));
         let wake = Arc::new(tokio::sync::Notify::new());
         let delivery = Delivery::new(
             spool.clone(),
             providers,
             scheduler,
             health.clone(),
+            limiter,
             config.delivery_settings(),
             wake.clone(),
         );
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
-            service: MtaService::new(spool, config.limits(), health.clone(), wake),
+            service: MtaService::new(spool.clone(), config.limits(), health.clone(), wake),
+            spool,
+            keep_statuses: Duration::from_secs(config.spool.keep_statuses_days * 24 * 3600),
             health,
             delivery,
             grace: Duration::from_secs(config.shutdown_grace_secs),
@@ -161,12 +171,40 @@ impl Server {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
+        let pruner = tokio::spawn(prune_forever(self.spool.clone(), self.keep_statuses));
         let served = bitmail_runtime::grpc::serve(routes.routes(), self.listener, shutdown, self.grace).await;
 
+        pruner.abort();
         watcher.abort();
         let _ = stop_tx.send(true);
         let _ = workers.await;
         served?;
         Ok(())
+    }
+}
+
+/// Every minute, forgets expired idempotency keys and old sent or failed messages, in
+/// short commits so that submissions never wait long behind it.
+async fn prune_forever(spool: Spool, keep_statuses: Duration) {
+    let keep_ms = u64::try_from(keep_statuses.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        loop {
+            match spool.prune(crate::spool::record::now_ms(), keep_ms).await {
+                Ok(p) if p.statuses == crate::spool::PRUNE_BATCH || p.keys == crate::spool::PRUNE_BATCH => {
+                    tokio::task::yield_now().await;
+                }
+                Ok(p) => {
+                    if p.statuses + p.keys > 0 {
+                        tracing::debug!(statuses = p.statuses, keys = p.keys, "pruned the spool");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prune the spool");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
     }
 }

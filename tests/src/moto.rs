@@ -78,7 +78,9 @@ impl Moto {
     pub async fn verify_identity(&self, identity: &str) -> anyhow::Result<()> {
         // moto routes by the SigV4 credential scope (service `ses`, the region) and does
         // not check the signature.
-        let auth = format!("AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/ses/aws4_request, SignedHeaders=host, Signature=0");
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/ses/aws4_request, SignedHeaders=host, Signature=0"
+        );
         let r = self
             .http
             .post(format!("{}/v2/email/identities", self.endpoint_url()))

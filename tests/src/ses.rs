@@ -227,8 +227,9 @@ fn check(body: &Value) -> Result<(), String> {
     }
     for tag in body["EmailTags"].as_array().into_iter().flatten() {
         let ok = |v: &Value| {
-            v.as_str()
-                .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+            v.as_str().is_some_and(|s| {
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
         };
         if !ok(&tag["Name"]) || !ok(&tag["Value"]) {
             return Err(format!("Invalid tag {tag}"));

@@ -11,6 +11,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::prelude::*;
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_runtime::config::Secret;
@@ -19,6 +20,7 @@ use bitmail_tests::sendgrid::FakeSendGrid;
 use bitmail_tests::ses::{FakeSes, SesBehavior};
 use common::{Cluster, sendgrid, settled, submission};
 use mta_server::config::{ProviderConfig, SchedulerKind, SesConfig};
+use serde_json::json;
 use tonic::transport::Channel;
 
 const AKID: &str = "AKIDBITMAILTEST";
@@ -36,6 +38,7 @@ fn ses(endpoint: String, access_key_id: &str, timeout: Duration, max_attempts: u
         timeout_ms: timeout.as_millis() as u64,
         max_attempts,
         weight: 1,
+        limits: Default::default(),
     })
 }
 
@@ -150,6 +153,56 @@ async fn an_unverified_sender_is_refused_and_the_message_fails_over() {
     assert_eq!(moto.sent().await.unwrap().simple.len(), 1);
 }
 
+#[tokio::test]
+async fn a_long_bcc_list_goes_in_several_raw_calls_and_a_long_to_list_elsewhere() {
+    let moto = Moto::start().await.unwrap();
+    moto.verify_identity("ada@bitmail.test").await.unwrap();
+    let sg = FakeSendGrid::start(common::KEY).await.unwrap();
+    let t = Duration::from_secs(10);
+    let cluster =
+        Cluster::start_with(vec![ses(moto.endpoint_url(), AKID, t, 2), sendgrid("sendgrid", &sg, t)], false, |c| {
+            c.scheduler = SchedulerKind::Priority;
+        })
+        .await;
+    let mut mta = cluster.mta_client().await;
+    let bcc: Vec<String> = (0..60).map(|i| format!("r{i}@example.net")).collect();
+    let request = pb::SubmitRequest { bcc: bcc.clone(), ..submission("bob@example.net") };
+    let id = mta.submit(request).await.unwrap().into_inner().message_id;
+    let status = settled(&mut mta, &id, Duration::from_secs(20)).await;
+    assert_eq!(status.state(), pb::DeliveryState::Sent, "{status:?}");
+    assert_eq!(status.provider, "ses");
+
+    let sent = moto.sent().await.unwrap();
+    assert_eq!((sent.simple.len(), sent.raw.len()), (0, 2), "{sent:?}");
+    let ids: Vec<&str> = sent.raw.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(status.provider_message_id, ids.join(" "));
+    let mut reached: Vec<String> = sent
+        .raw
+        .iter()
+        .flat_map(|m| m["destinations"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned()))
+        .collect();
+    reached.sort();
+    reached.dedup();
+    let mut all = bcc.clone();
+    all.push("bob@example.net".into());
+    all.sort();
+    assert_eq!(reached, all, "every recipient");
+    for m in &sent.raw {
+        let mime = m["raw_data"].as_str().unwrap();
+        assert!(mime.contains("To: bob@example.net"), "every copy shows the To:\n{mime}");
+        assert!(!mime.contains("r0@example.net"), "Bcc stays out of the headers:\n{mime}");
+    }
+
+    // 60 names in To: every call would count them, so SES refuses this message only.
+    let to: Vec<String> = (0..60).map(|i| format!("t{i}@example.net")).collect();
+    let id = mta.submit(pb::SubmitRequest { to, ..submission("x@example.net") }).await.unwrap().into_inner().message_id;
+    let status = settled(&mut mta, &id, Duration::from_secs(20)).await;
+    assert_eq!(status.provider, "sendgrid", "{status:?}");
+    assert_eq!(status.attempts[0].outcome(), pb::AttemptOutcome::ProviderRefused);
+    assert!(status.attempts[0].detail.contains("at most 50"), "{:?}", status.attempts[0]);
+    assert_eq!(circuit(&mut mta, "ses").await.circuit(), pb::CircuitState::Closed);
+}
+
 /// SES (the fake) first, SendGrid as the fail-over, under the priority scheduler.
 struct Pair {
     fake: FakeSes,
@@ -188,6 +241,54 @@ async fn the_request_carries_bitmail_id_as_tag_and_header() {
     assert_eq!(got[0].tag("bitmail_id"), Some(status.message_id.as_str()));
     assert_eq!(got[0].simple_header("X-BitMail-Id"), Some(status.message_id.as_str()));
     assert_eq!(got[0].body["FromEmailAddress"], "Ada <ada@bitmail.test>");
+}
+
+#[tokio::test]
+async fn attachments_inline_images_tags_and_metadata_go_in_simple_content() {
+    let p = pair(AKID, Duration::from_secs(5), 2, 3).await;
+    let mut mta = p.cluster.mta_client().await;
+    let request = pb::SubmitRequest {
+        html: "<p><img src=\"cid:logo\"> Report attached.</p>".into(),
+        attachments: vec![
+            pb::Attachment {
+                filename: "report.pdf".into(),
+                content_type: "application/pdf".into(),
+                content: b"%PDF-1.7 fake".to_vec(),
+                content_id: String::new(),
+            },
+            pb::Attachment {
+                filename: "logo.png".into(),
+                content_type: "image/png".into(),
+                content: b"\x89PNG fake".to_vec(),
+                content_id: "logo".into(),
+            },
+        ],
+        tags: vec!["reports".into()],
+        metadata: [("tenant".to_owned(), "acme".to_owned()), ("note".to_owned(), "not a tag".to_owned())].into(),
+        ..submission("bob@example.net")
+    };
+    let id = mta.submit(request).await.unwrap().into_inner().message_id;
+    let status = settled(&mut mta, &id, Duration::from_secs(20)).await;
+    assert_eq!(status.provider, "ses", "{status:?}");
+    let body = &p.fake.received()[0].body;
+    assert_eq!(
+        body["Content"]["Simple"]["Attachments"],
+        json!([
+            {"RawContent": BASE64_STANDARD.encode(b"%PDF-1.7 fake"), "FileName": "report.pdf",
+             "ContentType": "application/pdf", "ContentDisposition": "ATTACHMENT"},
+            {"RawContent": BASE64_STANDARD.encode(b"\x89PNG fake"), "FileName": "logo.png",
+             "ContentType": "image/png", "ContentDisposition": "INLINE", "ContentId": "logo"},
+        ])
+    );
+    // The metadata value with spaces is not a valid SES tag value, so it is left out.
+    assert_eq!(
+        body["EmailTags"],
+        json!([
+            {"Name": "bitmail_id", "Value": id},
+            {"Name": "tenant", "Value": "acme"},
+            {"Name": "reports", "Value": "true"},
+        ])
+    );
 }
 
 #[tokio::test]

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use bitmail_runtime::config::Secret;
 use reqwest::StatusCode;
-use reqwest::multipart::Form;
+use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
 use super::{Outcome, Provider, classify_failure, classify_transport_error, http_client};
-use crate::message::{Mailbox, Message};
+use crate::message::{Attachment, Mailbox, Message};
 
 /// The Mailgun provider.
 pub struct Mailgun {
@@ -64,7 +64,7 @@ fn mailbox(m: &Mailbox) -> String {
 pub(crate) fn form_fields(message: &Message, test_mode: bool) -> Vec<(String, String)> {
     let mut fields = vec![("from".to_owned(), mailbox(&message.from))];
     for (key, list) in [("to", &message.to), ("cc", &message.cc), ("bcc", &message.bcc)] {
-        fields.extend(list.iter().map(|m| (key.to_owned(), mailbox(m))));
+        fields.extend(list.iter().filter(|m| !message.was_sent_to(m)).map(|m| (key.to_owned(), mailbox(m))));
     }
     fields.push(("subject".into(), message.subject.clone()));
     if let Some(text) = &message.text {
@@ -78,11 +78,31 @@ pub(crate) fn form_fields(message: &Message, test_mode: bool) -> Vec<(String, St
         fields.push(("h:Reply-To".into(), list.join(", ")));
     }
     fields.extend(message.headers.iter().map(|(n, v)| (format!("h:{n}"), v.clone())));
+    fields.extend(message.tags.iter().map(|t| ("o:tag".to_owned(), t.clone())));
+    fields.extend(message.metadata.iter().map(|(k, v)| (format!("v:{k}"), v.clone())));
     fields.push(("v:bitmail_id".into(), message.id.clone()));
     if test_mode {
         fields.push(("o:testmode".into(), "yes".into()));
     }
     fields
+}
+
+/// An attachment as a file part. Mailgun names an inline part's content id after its
+/// file name (the HTML refers to `cid:<filename>`), so an inline part is sent under its
+/// content id.
+fn file_part(a: &Attachment) -> (&'static str, Part) {
+    let (field, name) = match &a.content_id {
+        Some(cid) => ("inline", cid.clone()),
+        None => ("attachment", a.filename.clone()),
+    };
+    let part = Part::bytes(a.content.clone()).file_name(name);
+    // The type was checked at submission; should reqwest still refuse it, Mailgun
+    // guesses from the name.
+    let part = match part.mime_str(&a.content_type) {
+        Ok(p) => p,
+        Err(_) => Part::bytes(a.content.clone()).file_name(a.filename.clone()),
+    };
+    (field, part)
 }
 
 /// Mailgun's `{"message": ...}`, or the raw body (it answers 401 as plain `Forbidden`).
@@ -116,8 +136,17 @@ impl Provider for Mailgun {
         &self.name
     }
 
+    /// "The maximum message size Mailgun supports is 25MB."
+    fn max_message_bytes(&self) -> Option<usize> {
+        Some(25_000_000)
+    }
+
     async fn send(&self, message: &Message) -> Outcome {
-        let form = form_fields(message, self.test_mode).into_iter().fold(Form::new(), |f, (k, v)| f.text(k, v));
+        let mut form = form_fields(message, self.test_mode).into_iter().fold(Form::new(), |f, (k, v)| f.text(k, v));
+        for a in &message.attachments {
+            let (field, part) = file_part(a);
+            form = form.part(field, part);
+        }
         let response = self
             .client
             .post(&self.endpoint)
@@ -155,7 +184,11 @@ mod tests {
             text: Some("plain".into()),
             html: None,
             headers: vec![("X-Campaign".into(), "c1".into())],
+            attachments: vec![],
+            tags: vec!["welcome".into()],
+            metadata: [("tenant".to_owned(), "t-9".to_owned())].into(),
             submitted_at: std::time::SystemTime::now(),
+            already_sent_to: Default::default(),
         }
     }
 
@@ -172,6 +205,8 @@ mod tests {
         assert_eq!(get("h:Reply-To"), ["replies@example.org"]);
         assert_eq!(get("h:X-Campaign"), ["c1"]);
         assert_eq!(get("v:bitmail_id"), ["m-1"]);
+        assert_eq!(get("v:tenant"), ["t-9"]);
+        assert_eq!(get("o:tag"), ["welcome"]);
         assert_eq!(get("o:testmode"), ["yes"]);
         assert!(get("html").is_empty());
     }

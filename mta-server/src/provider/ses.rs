@@ -23,6 +23,7 @@ use std::time::Duration;
 use aws_sdk_sesv2::config::retry::RetryConfig;
 use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sesv2::types::Destination;
 use bitmail_runtime::config::Secret;
 
 use super::{Outcome, Provider, RefusalScope};
@@ -31,11 +32,14 @@ use crate::message::Message;
 pub use classify::classify_answer;
 pub use content::{Built, Content, ID_HEADER, ID_TAG, build_content, is_tag_value};
 
-/// SES takes at most this many recipients (to + cc + bcc) in one `SendEmail` call.
+/// SES takes at most this many recipients in one `SendEmail` call, counting the To and
+/// Cc headers too. A message with more goes in several Raw calls
+/// ([`super::in_batches`]), each with the whole headers and a share of the envelope,
+/// when its To and Cc leave room; else SES refuses it for this message.
 pub const MAX_RECIPIENTS_PER_CALL: usize = 50;
 
 /// SES's limit on one message, attachments included, once MIME-encoded (40 MB).
-pub const MAX_MESSAGE_BYTES: usize = 40 * 1024 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = 40_000_000;
 
 /// How one SES account and region is reached.
 #[derive(Debug, Clone)]
@@ -103,18 +107,29 @@ impl Provider for Ses {
         &self.name
     }
 
+    /// "The maximum message size, including attachments, is 40 MB" (after encoding).
+    fn max_message_bytes(&self) -> Option<usize> {
+        Some(MAX_MESSAGE_BYTES)
+    }
+
     async fn send(&self, message: &Message) -> Outcome {
         let recipients = message.recipients().count();
-        if recipients > MAX_RECIPIENTS_PER_CALL {
+        let one_call = message.already_sent_to.is_empty() && recipients <= MAX_RECIPIENTS_PER_CALL;
+        // SES counts the To and Cc of the headers as well as the call's destination, so
+        // a split keeps each call's destination under what the headers leave.
+        let in_headers = message.to.len() + message.cc.len();
+        let per_call =
+            if one_call { MAX_RECIPIENTS_PER_CALL } else { MAX_RECIPIENTS_PER_CALL.saturating_sub(in_headers) };
+        if per_call == 0 {
             return Outcome::ProviderRefused {
                 detail: format!(
-                    "{recipients} recipients: SES takes at most {MAX_RECIPIENTS_PER_CALL} (to, cc and bcc together) \
-                     per message, and this message is not split"
+                    "{in_headers} recipients in To and Cc: SES takes at most {MAX_RECIPIENTS_PER_CALL} per message, \
+                     headers included, so this message cannot be split into calls it accepts"
                 ),
                 scope: RefusalScope::Message,
             };
         }
-        let built = match build_content(message) {
+        let built = match build_content(message, one_call) {
             Ok(built) => built,
             Err(detail) => return Outcome::MessageRejected { detail: format!("cannot build the message: {detail}") },
         };
@@ -124,15 +139,27 @@ impl Provider for Ses {
                 scope: RefusalScope::Message,
             };
         }
+        let built = &built;
+        super::in_batches(message, per_call, |batch| {
+            let destination = content::destination(message, &batch, built.kind);
+            self.call(built, destination)
+        })
+        .await
+    }
+}
+
+impl Ses {
+    /// One `SendEmail` call (the SDK's own tries included).
+    async fn call(&self, built: &Built, destination: Destination) -> Outcome {
         let log = Arc::new(classify::AttemptLog::default());
         let result = self
             .client
             .send_email()
-            .from_email_address(built.from)
-            .destination(built.destination)
-            .set_reply_to_addresses(built.reply_to)
-            .content(built.content)
-            .set_email_tags(Some(built.tags))
+            .from_email_address(&built.from)
+            .destination(destination)
+            .set_reply_to_addresses(built.reply_to.clone())
+            .content(built.content.clone())
+            .set_email_tags(Some(built.tags.clone()))
             .set_configuration_set_name(self.configuration_set.clone())
             .customize()
             .interceptor(classify::Watch(log.clone()))

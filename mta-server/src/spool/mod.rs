@@ -11,8 +11,14 @@
 //! - `statuses`: id → [`record::Status`];
 //! - `due`: (due time in ms, id) → (): the schedule. Delivery reads it in order from the
 //!   start up to "now", so finding work costs what is due, not what is queued;
-//! - `idempotency`: key → (id, accepted at ms);
+//! - `idempotency`: key → (id, accepted at ms), and `idempotency_by_time`:
+//!   (accepted at ms, key) → (), so that expired keys are found without a scan;
 //! - `health`: provider name → encoded provider health.
+//!
+//! Retention: [`Spool::prune`] removes idempotency keys past their 24 hours and the
+//! statuses of sent or failed messages older than the configured retention, oldest
+//! first (ids are UUIDv7, so id order is submission order) and a bounded number per
+//! commit, so that the file stops growing under a steady load.
 //!
 //! Group commit: one writer thread owns every write. It takes all operations waiting in
 //! its channel (up to [`MAX_BATCH`]), applies them in one transaction, commits once (one
@@ -36,7 +42,11 @@ const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 const STATUSES: TableDefinition<&str, &[u8]> = TableDefinition::new("statuses");
 const DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("due");
 const IDEMPOTENCY: TableDefinition<&str, (&str, u64)> = TableDefinition::new("idempotency");
+const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("idempotency_by_time");
 const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("health");
+
+/// The most entries one prune commit removes, so that it never holds up submissions.
+pub const PRUNE_BATCH: usize = 2048;
 
 /// The most operations one commit takes.
 pub const MAX_BATCH: usize = 4096;
@@ -82,6 +92,14 @@ enum Op {
     Accept { record: MessageRecord, key: Option<String>, reply: oneshot::Sender<Result<Accepted, SpoolError>> },
     Update { status: Status, drop_body: bool, reply: oneshot::Sender<Result<(), SpoolError>> },
     Health { provider: String, encoded: Vec<u8> },
+    Prune { now_ms: u64, keep_status_ms: u64, reply: oneshot::Sender<Result<Pruned, SpoolError>> },
+}
+
+/// What one [`Spool::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub statuses: usize,
+    pub keys: usize,
 }
 
 /// A handle on the spool; cheap to clone.
@@ -111,6 +129,7 @@ impl Spool {
             txn.open_table(STATUSES).map_err(|e| fail(e.to_string()))?;
             txn.open_table(DUE).map_err(|e| fail(e.to_string()))?;
             txn.open_table(IDEMPOTENCY).map_err(|e| fail(e.to_string()))?;
+            txn.open_table(IDEMPOTENCY_BY_TIME).map_err(|e| fail(e.to_string()))?;
             txn.open_table(HEALTH).map_err(|e| fail(e.to_string()))?;
         }
         txn.commit().map_err(|e| fail(e.to_string()))?;
@@ -156,6 +175,24 @@ impl Spool {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Op::Update { status, drop_body, reply }).await.map_err(|_| SpoolError::Closed)?;
         answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Removes idempotency keys older than their window and the statuses of messages
+    /// that were sent or failed and submitted more than `keep_status_ms` before
+    /// `now_ms`, at most [`PRUNE_BATCH`] of each in one commit: call again while it
+    /// answers full batches.
+    pub async fn prune(&self, now_ms: u64, keep_status_ms: u64) -> Result<Pruned, SpoolError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Op::Prune { now_ms, keep_status_ms, reply }).await.map_err(|_| SpoolError::Closed)?;
+        answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// The number of stored statuses and idempotency keys.
+    pub fn counts(&self) -> Result<(u64, u64), SpoolError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let statuses = txn.open_table(STATUSES).map_err(storage)?.len().map_err(storage)?;
+        let keys = txn.open_table(IDEMPOTENCY).map_err(storage)?.len().map_err(storage)?;
+        Ok((statuses, keys))
     }
 
     /// Every status change from now on, once it is on disk. A receiver that falls more
@@ -254,6 +291,7 @@ struct Writer {
 enum Reply {
     Accept(oneshot::Sender<Result<Accepted, SpoolError>>, Result<Accepted, SpoolError>),
     Update(oneshot::Sender<Result<(), SpoolError>>, Result<(), SpoolError>),
+    Prune(oneshot::Sender<Result<Pruned, SpoolError>>, Result<Pruned, SpoolError>),
 }
 
 impl Writer {
@@ -282,6 +320,9 @@ impl Writer {
                     Reply::Update(tx, r) => {
                         let _ = tx.send(committed.clone().and(r));
                     }
+                    Reply::Prune(tx, r) => {
+                        let _ = tx.send(committed.clone().and(r));
+                    }
                 }
             }
             self.size.store(file_size(&self.path), Ordering::Relaxed);
@@ -301,6 +342,7 @@ impl Writer {
                     match op {
                         Op::Accept { reply, .. } => replies.push(Reply::Accept(reply, Err(err.clone()))),
                         Op::Update { reply, .. } => replies.push(Reply::Update(reply, Err(err.clone()))),
+                        Op::Prune { reply, .. } => replies.push(Reply::Prune(reply, Err(err.clone()))),
                         Op::Health { .. } => {}
                     }
                 }
@@ -312,6 +354,7 @@ impl Writer {
             let mut statuses = txn.open_table(STATUSES)?;
             let mut due = txn.open_table(DUE)?;
             let mut keys = txn.open_table(IDEMPOTENCY)?;
+            let mut keys_by_time = txn.open_table(IDEMPOTENCY_BY_TIME)?;
             let mut health = txn.open_table(HEALTH)?;
             let over_quota = file_size(&self.path) >= self.quota;
             for op in ops {
@@ -335,6 +378,7 @@ impl Writer {
                                 continue;
                             }
                             keys.insert(key.as_str(), (record.id.as_str(), now))?;
+                            keys_by_time.insert((now, key.as_str()), ())?;
                         }
                         let status = Status::new(record.id.clone(), now);
                         messages.insert(record.id.as_str(), record.encode_to_vec().as_slice())?;
@@ -361,6 +405,45 @@ impl Writer {
                     }
                     Op::Health { provider, encoded } => {
                         health.insert(provider.as_str(), encoded.as_slice())?;
+                    }
+                    Op::Prune { now_ms, keep_status_ms, reply } => {
+                        let mut pruned = Pruned::default();
+                        // Keys: oldest first, up to the window.
+                        let expired_before = now_ms.saturating_sub(IDEMPOTENCY_WINDOW_MS);
+                        let mut expired = Vec::new();
+                        for entry in keys_by_time.range((0, "")..(expired_before, ""))?.take(PRUNE_BATCH) {
+                            let (k, _) = entry?;
+                            let (at, key) = k.value();
+                            expired.push((at, key.to_owned()));
+                        }
+                        for (at, key) in expired {
+                            keys_by_time.remove((at, key.as_str()))?;
+                            // A key used again after its window has a newer entry: keep it.
+                            let current = keys.get(key.as_str())?.map(|v| v.value().1);
+                            if current == Some(at) {
+                                keys.remove(key.as_str())?;
+                                pruned.keys += 1;
+                            }
+                        }
+                        // Statuses: in id (submission) order, final ones past retention.
+                        let cutoff = now_ms.saturating_sub(keep_status_ms);
+                        let mut old = Vec::new();
+                        for entry in statuses.iter()? {
+                            let (id, v) = entry?;
+                            let Ok(status) = Status::decode(v.value()) else { continue };
+                            if status.submitted_at_ms >= cutoff || old.len() == PRUNE_BATCH {
+                                break;
+                            }
+                            if status.is_final() {
+                                old.push(id.value().to_owned());
+                            }
+                        }
+                        for id in &old {
+                            statuses.remove(id.as_str())?;
+                            messages.remove(id.as_str())?;
+                        }
+                        pruned.statuses = old.len();
+                        replies.push(Reply::Prune(reply, Ok(pruned)));
                     }
                 }
             }
@@ -403,7 +486,16 @@ mod tests {
             text: Some("t".into()),
             html: None,
             headers: vec![("X-A".into(), "1".into())],
+            attachments: vec![crate::message::Attachment {
+                filename: "a.bin".into(),
+                content_type: "application/octet-stream".into(),
+                content: vec![0, 1, 2, 255],
+                content_id: None,
+            }],
+            tags: vec!["t".into()],
+            metadata: [("k".to_owned(), "v".to_owned())].into(),
             submitted_at: std::time::SystemTime::now(),
+            already_sent_to: Default::default(),
         }
     }
 
@@ -447,6 +539,43 @@ mod tests {
     fn message_with_time(id: &str, spool: &Spool) -> Message {
         let stored = spool.message(id).unwrap().unwrap();
         Message { submitted_at: stored.submitted_at, ..message(id) }
+    }
+
+    #[tokio::test]
+    async fn prune_forgets_expired_keys_and_old_final_statuses_only() {
+        let path = temp_path("prune");
+        let _ = std::fs::remove_file(&path);
+        let spool = Spool::open(&path, settings()).unwrap();
+        let day = 24 * 3600 * 1000;
+        for (id, key) in [("m1", "k1"), ("m2", "k2"), ("m3", "k3")] {
+            spool.accept(&message(id), Some(key.into())).await.unwrap();
+        }
+        let submitted = spool.status("m1").unwrap().unwrap().submitted_at_ms;
+        // m1 sent, m2 failed, m3 still deferred.
+        for (id, state) in [("m1", State::Sent), ("m2", State::Failed), ("m3", State::Deferred)] {
+            let mut st = spool.status(id).unwrap().unwrap();
+            st.state = state as i32;
+            st.due_ms = if state == State::Deferred { submitted + 1000 } else { 0 };
+            spool.update(st, state != State::Deferred).await.unwrap();
+        }
+
+        // Within the windows nothing goes.
+        assert_eq!(spool.prune(submitted + 1000, 30 * day).await.unwrap(), Pruned::default());
+        assert_eq!(spool.counts().unwrap(), (3, 3));
+
+        // A day later the keys expire (and the key answers no more), statuses stay.
+        let later = submitted + day + 60_000;
+        assert_eq!(spool.prune(later, 30 * day).await.unwrap(), Pruned { statuses: 0, keys: 3 });
+        assert_eq!(spool.counts().unwrap(), (3, 0));
+
+        // Past retention, the final statuses go; the deferred one stays.
+        let much_later = submitted + 31 * day;
+        assert_eq!(spool.prune(much_later, 30 * day).await.unwrap(), Pruned { statuses: 2, keys: 0 });
+        assert!(spool.status("m1").unwrap().is_none());
+        assert!(spool.status("m3").unwrap().is_some());
+        assert_eq!(spool.backlog().unwrap(), 1);
+        drop(spool);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]

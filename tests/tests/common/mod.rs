@@ -45,6 +45,7 @@ pub fn sendgrid(name: &str, fake: &FakeSendGrid, timeout: Duration) -> ProviderC
         connect_timeout_ms: 1000,
         timeout_ms: timeout.as_millis() as u64,
         weight: 1,
+        limits: Default::default(),
     })
 }
 
@@ -58,6 +59,7 @@ pub fn mailgun(name: &str, fake: &FakeMailgun, timeout: Duration) -> ProviderCon
         connect_timeout_ms: 1000,
         timeout_ms: timeout.as_millis() as u64,
         weight: 1,
+        limits: Default::default(),
     })
 }
 
