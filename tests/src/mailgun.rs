@@ -224,6 +224,7 @@ async fn handle(
             return (status, [(header::CONTENT_TYPE, ty)], body).into_response();
         }
         Behavior::Hang => std::future::pending::<()>().await,
+        Behavior::Drop => crate::sendgrid::drop_connection(),
         Behavior::Delay(d) => tokio::time::sleep(d).await,
         Behavior::Accept => {}
     }

@@ -33,6 +33,14 @@ pub enum Behavior {
     Delay(Duration),
     /// Read the request, then never answer.
     Hang,
+    /// Read the request, then close the connection without answering.
+    Drop,
+}
+
+/// Closes the connection of the request being handled, without an answer: unwinding
+/// out of a handler ends its connection's task (and `resume_unwind` prints nothing).
+pub(crate) fn drop_connection() -> ! {
+    std::panic::resume_unwind(Box::new("fake provider: connection dropped as scripted"))
 }
 
 /// A message the fake accepted.
@@ -205,6 +213,7 @@ async fn mail_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
             return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         }
         Behavior::Hang => std::future::pending::<()>().await,
+        Behavior::Drop => drop_connection(),
         Behavior::Delay(d) => tokio::time::sleep(d).await,
         Behavior::Accept => {}
     }

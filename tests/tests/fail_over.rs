@@ -167,3 +167,17 @@ async fn the_fail_policy_never_risks_a_duplicate() {
     assert_eq!(status.attempts.len(), 1);
     assert_eq!(b.requests(), 0, "no second copy went out");
 }
+
+#[tokio::test]
+async fn a_connection_dropped_after_the_request_is_ambiguous_and_the_resend_is_flagged() {
+    let (a, b, cluster) = hang_then_working(mta_server::delivery::AmbiguousPolicy::FailOver).await;
+    a.set_behavior(Behavior::Drop);
+    let mut mta = cluster.mta_client().await;
+    let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
+    let status = settled(&mut mta, &id, Duration::from_secs(10)).await;
+    assert_eq!((status.state(), status.provider.as_str()), (pb::DeliveryState::Sent, "b"), "{status:?}");
+    assert_eq!(status.attempts[0].outcome(), pb::AttemptOutcome::Ambiguous, "{status:?}");
+    assert!(status.attempts[0].detail.contains("connection"), "{}", status.attempts[0].detail);
+    assert!(status.possible_duplicate);
+    assert_eq!((a.requests(), b.received().len()), (1, 1));
+}

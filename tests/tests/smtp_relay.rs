@@ -12,8 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bitmail_proto::v1 as pb;
+use bitmail_tests::mailgun::FakeMailgun;
 use bitmail_tests::sendgrid::FakeSendGrid;
-use common::{Cluster, sendgrid, settled, submission};
+use common::{Cluster, mailgun, sendgrid, settled, submission};
 use mta_server::config::{ProviderConfig, SchedulerKind, SmtpConfig};
 use mta_server::provider::smtp::SmtpSecurity;
 
@@ -299,4 +300,30 @@ async fn a_failure_part_way_never_resends_to_those_already_reached() {
             .unwrap_or_default()
     };
     assert_eq!((emails("to"), emails("bcc")), (vec!["c@example.net".to_owned()], vec!["d@example.net".to_owned()]));
+}
+
+#[tokio::test]
+async fn after_a_failure_part_way_mailgun_gets_the_whole_header_and_only_the_rest_in_the_envelope() {
+    let relay = relay_with("partial-mg", Some((FAIL_SECOND, "FailSecond")), &[]);
+    let mg = FakeMailgun::start(common::KEY).await.unwrap();
+    let mut provider = smtp("relay", "127.0.0.1", relay.port, SmtpSecurity::None, None);
+    if let ProviderConfig::Smtp(c) = &mut provider {
+        c.max_recipients_per_call = 2;
+    }
+    let providers = vec![provider, mailgun("mailgun", &mg, Duration::from_secs(5))];
+    let cluster = Cluster::start_with(providers, false, |c| c.scheduler = SchedulerKind::Priority).await;
+    let mut mta = cluster.mta_client().await;
+    let request = pb::SubmitRequest {
+        to: vec!["a@example.net".into(), "b@example.net".into(), "c@example.net".into()],
+        ..submission("x@example.net")
+    };
+    let id = mta.submit(request).await.unwrap().into_inner().message_id;
+    let status = settled(&mut mta, &id, Duration::from_secs(15)).await;
+    assert_eq!((status.state(), status.provider.as_str()), (pb::DeliveryState::Sent, "mailgun"), "{status:?}");
+
+    let got = mg.received();
+    let mime = got[0].mime().expect("sent to messages.mime");
+    assert!(mime.contains("To: a@example.net, b@example.net, c@example.net"), "{mime}");
+    assert_eq!(got[0].all("to"), ["c@example.net"]);
+    assert_eq!(got[0].field("v:bitmail_id"), Some(id.as_str()));
 }

@@ -10,8 +10,9 @@
 //! - `cargo xtask bench mta`: mta-server's throughput, latency and memory against a
 //!   fake provider (release build); prints a Markdown table.
 //! - `cargo xtask test`: what CI runs: `cargo fmt --check`, clippy with warnings as
-//!   errors, the test servers the tests need (aiosmtpd and moto, from PyPI, installed
-//!   when missing), and every test of the workspace.
+//!   errors, the test servers the tests need (aiosmtpd and moto, from PyPI, when missing;
+//!   PostgreSQL's server binaries, from Debian's `postgresql` package when missing), and
+//!   every test of the workspace.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -80,6 +81,7 @@ fn test() -> Result<()> {
     for (module, package) in [("aiosmtpd", "aiosmtpd"), ("moto.server", "moto[server]")] {
         pip_install_missing(module, package)?;
     }
+    ensure_postgres()?;
     step("cargo test --workspace");
     check(cargo().args(["test", "--workspace"]).status(), "cargo test")?;
     eprintln!("\nall checks passed");
@@ -112,6 +114,38 @@ fn pip_install_missing(module: &str, package: &str) -> Result<()> {
             .status(),
         &format!("installing {package} (python3 with pip is needed)"),
     )
+}
+
+/// The PostgreSQL engine is tested against a real server (tests/src/postgres.rs starts a
+/// throwaway cluster from Debian's binaries). Installs Debian's `postgresql` when no
+/// server binaries are found; `BITMAIL_PG_BIN` names another folder holding them.
+fn ensure_postgres() -> Result<()> {
+    if let Some(dir) = std::env::var_os("BITMAIL_PG_BIN") {
+        if Path::new(&dir).join("initdb").is_file() {
+            return Ok(());
+        }
+        bail!("BITMAIL_PG_BIN={} holds no initdb", Path::new(&dir).display());
+    }
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| {
+            dirs.flatten().any(|d| d.path().join("bin/initdb").is_file() && d.path().join("bin/postgres").is_file())
+        })
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    step("apt-get install postgresql (for the PostgreSQL engine's tests)");
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    let apt = |args: &[&str]| {
+        let mut cmd = if root { Command::new("apt-get") } else { Command::new("sudo") };
+        if !root {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        check(cmd.status(), &format!("apt-get {}", args.join(" ")))
+    };
+    apt(&["update", "-q"])?;
+    apt(&["install", "-y", "-q", "--no-install-recommends", "postgresql"])
 }
 
 fn bench(args: &[String]) -> Result<()> {

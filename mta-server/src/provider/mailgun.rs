@@ -3,6 +3,11 @@
 //! BitMail's message id travels as the custom variable `v:bitmail_id`, which Mailgun
 //! returns in every event's `user-variables`. Custom headers go as `h:<Name>`. Answers
 //! are classified per ../shared/PROVIDERS.md.
+//!
+//! When an earlier attempt elsewhere already reached some recipients, the message goes
+//! to `/messages.mime` instead: the MIME message keeps its whole header (every To and
+//! Cc as the sender wrote them) while the `to` fields, the envelope, name only the
+//! recipients still to reach.
 
 use std::time::Duration;
 
@@ -18,6 +23,7 @@ use crate::message::{Attachment, Mailbox, Message};
 pub struct Mailgun {
     name: String,
     endpoint: String,
+    mime_endpoint: String,
     api_key: Secret,
     test_mode: bool,
     client: reqwest::Client,
@@ -40,8 +46,10 @@ pub struct MailgunSettings {
 
 impl Mailgun {
     pub fn new(settings: MailgunSettings) -> Result<Self, reqwest::Error> {
+        let messages = format!("{}/v3/{}/messages", settings.base_url.trim_end_matches('/'), settings.domain);
         Ok(Self {
-            endpoint: format!("{}/v3/{}/messages", settings.base_url.trim_end_matches('/'), settings.domain),
+            mime_endpoint: format!("{messages}.mime"),
+            endpoint: messages,
             client: http_client(settings.connect_timeout, settings.timeout)?,
             name: settings.name,
             api_key: settings.api_key,
@@ -78,12 +86,25 @@ pub(crate) fn form_fields(message: &Message, test_mode: bool) -> Vec<(String, St
         fields.push(("h:Reply-To".into(), list.join(", ")));
     }
     fields.extend(message.headers.iter().map(|(n, v)| (format!("h:{n}"), v.clone())));
-    fields.extend(message.tags.iter().map(|t| ("o:tag".to_owned(), t.clone())));
-    fields.extend(message.metadata.iter().map(|(k, v)| (format!("v:{k}"), v.clone())));
-    fields.push(("v:bitmail_id".into(), message.id.clone()));
-    if test_mode {
-        fields.push(("o:testmode".into(), "yes".into()));
-    }
+    fields.extend(option_fields(message, test_mode));
+    fields
+}
+
+/// Tags, variables (BitMail's id among them) and test mode, for either endpoint.
+fn option_fields(message: &Message, test_mode: bool) -> impl Iterator<Item = (String, String)> + '_ {
+    let tags = message.tags.iter().map(|t| ("o:tag".to_owned(), t.clone()));
+    let variables = message.metadata.iter().map(|(k, v)| (format!("v:{k}"), v.clone()));
+    let id = std::iter::once(("v:bitmail_id".to_owned(), message.id.clone()));
+    let test = test_mode.then(|| ("o:testmode".to_owned(), "yes".to_owned()));
+    tags.chain(variables).chain(id).chain(test)
+}
+
+/// The fields of a `messages.mime` call besides the MIME document: the envelope (the
+/// recipients still to reach) and the options.
+pub(crate) fn mime_fields(message: &Message, test_mode: bool) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> =
+        message.envelope_batches(usize::MAX).concat().into_iter().map(|m| ("to".to_owned(), m.email.clone())).collect();
+    fields.extend(option_fields(message, test_mode));
     fields
 }
 
@@ -142,18 +163,25 @@ impl Provider for Mailgun {
     }
 
     async fn send(&self, message: &Message) -> Outcome {
-        let mut form = form_fields(message, self.test_mode).into_iter().fold(Form::new(), |f, (k, v)| f.text(k, v));
-        for a in &message.attachments {
-            let (field, part) = file_part(a);
-            form = form.part(field, part);
-        }
-        let response = self
-            .client
-            .post(&self.endpoint)
-            .basic_auth("api", Some(self.api_key.expose()))
-            .multipart(form)
-            .send()
-            .await;
+        let (endpoint, form) = if message.already_sent_to.is_empty() {
+            let mut form = form_fields(message, self.test_mode).into_iter().fold(Form::new(), |f, (k, v)| f.text(k, v));
+            for a in &message.attachments {
+                let (field, part) = file_part(a);
+                form = form.part(field, part);
+            }
+            (&self.endpoint, form)
+        } else {
+            let mime = match super::mime::build(message) {
+                Ok(m) => m.formatted(),
+                Err(detail) => {
+                    return Outcome::MessageRejected { detail: format!("cannot build the MIME message: {detail}") };
+                }
+            };
+            let form = mime_fields(message, self.test_mode).into_iter().fold(Form::new(), |f, (k, v)| f.text(k, v));
+            (&self.mime_endpoint, form.part("message", Part::bytes(mime).file_name("message.mime")))
+        };
+        let response =
+            self.client.post(endpoint).basic_auth("api", Some(self.api_key.expose())).multipart(form).send().await;
         let response = match response {
             Ok(r) => r,
             Err(e) => return classify_transport_error(&e),
