@@ -57,6 +57,18 @@
 //! security = "starttls"          # or "implicit" (port 465), or "none" (local relays only)
 //! username = "bitmail"
 //! password = { env = "SMTP_PASSWORD" }
+//!
+//! [[providers]]
+//! name = "ses"
+//! kind = "ses"
+//! region = "eu-west-1"
+//! access_key_id = { env = "AWS_ACCESS_KEY_ID" }
+//! secret_access_key = { env = "AWS_SECRET_ACCESS_KEY" }
+//! # session_token = { env = "AWS_SESSION_TOKEN" }   # temporary credentials only
+//! # endpoint_url = "http://127.0.0.1:5000"          # an emulator instead of email.{region}.amazonaws.com
+//! # configuration_set = "bitmail"                    # where SES sends this provider's events
+//! timeout_ms = 15000     # the whole attempt: the SDK's own retries and back-offs included
+//! max_attempts = 2       # tries the SDK makes within that budget (1 = none of its own)
 //! ```
 
 use std::collections::HashSet;
@@ -175,6 +187,7 @@ pub enum ProviderConfig {
     Sendgrid(SendGridConfig),
     Mailgun(MailgunConfig),
     Smtp(SmtpConfig),
+    Ses(SesConfig),
 }
 
 impl ProviderConfig {
@@ -183,6 +196,7 @@ impl ProviderConfig {
             ProviderConfig::Sendgrid(c) => &c.name,
             ProviderConfig::Mailgun(c) => &c.name,
             ProviderConfig::Smtp(c) => &c.name,
+            ProviderConfig::Ses(c) => &c.name,
         }
     }
 
@@ -191,6 +205,7 @@ impl ProviderConfig {
             ProviderConfig::Sendgrid(c) => c.limits,
             ProviderConfig::Mailgun(c) => c.limits,
             ProviderConfig::Smtp(c) => c.limits,
+            ProviderConfig::Ses(c) => c.limits,
         }
     }
 
@@ -199,6 +214,7 @@ impl ProviderConfig {
             ProviderConfig::Sendgrid(c) => c.weight,
             ProviderConfig::Mailgun(c) => c.weight,
             ProviderConfig::Smtp(c) => c.weight,
+            ProviderConfig::Ses(c) => c.weight,
         }
     }
 }
@@ -277,6 +293,42 @@ pub struct SmtpConfig {
     pub weight: u32,
     #[serde(default)]
     pub limits: ProviderLimits,
+}
+
+/// Amazon SES v2 through aws-sdk-sesv2.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SesConfig {
+    pub name: String,
+    /// The AWS region of the SES account, such as `eu-west-1`.
+    pub region: String,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    /// Only with temporary (STS) credentials.
+    pub session_token: Option<Secret>,
+    /// Another endpoint than `https://email.{region}.amazonaws.com`: an emulator or a test.
+    pub endpoint_url: Option<String>,
+    /// The SES configuration set whose event destinations get this provider's events.
+    pub configuration_set: Option<String>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// The whole attempt, the SDK's own retries and the back-off between them included
+    /// (the SDK's operation timeout).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Tries the SDK makes within `timeout_ms` on throttling, 5xx and connection
+    /// failures (1 = none of its own; BitMail then fails over to the next provider).
+    #[serde(default = "default_ses_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// A sandbox account sends 1 message per second: `limits = { per_second = 1 }`.
+    #[serde(default)]
+    pub limits: ProviderLimits,
+}
+
+fn default_ses_max_attempts() -> u32 {
+    2
 }
 
 impl SmtpConfig {
@@ -483,6 +535,37 @@ impl Validate for Config {
                         ));
                     }
                 }
+                ProviderConfig::Ses(c) => {
+                    let region_ok = !c.region.is_empty()
+                        && c.region
+                            .split('-')
+                            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+                    if !region_ok {
+                        problems.push(format!("{at}.region: `{}` is not an AWS region such as eu-west-1", c.region));
+                    }
+                    if c.access_key_id.is_empty() {
+                        problems.push(format!("{at}.access_key_id: must not be empty"));
+                    }
+                    if c.secret_access_key.is_empty() {
+                        problems.push(format!("{at}.secret_access_key: must not be empty"));
+                    }
+                    if let Some(url) = &c.endpoint_url {
+                        check_url(&format!("{at}.endpoint_url"), url, problems);
+                    }
+                    let set_ok = |s: &String| {
+                        (1..=64).contains(&s.len())
+                            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    };
+                    if c.configuration_set.as_ref().is_some_and(|s| !set_ok(s)) {
+                        problems.push(format!("{at}.configuration_set: 1 to 64 ASCII letters, digits, _ or -"));
+                    }
+                    if c.timeout_ms == 0 || c.connect_timeout_ms == 0 {
+                        problems.push(format!("{at}: timeouts must be more than 0 ms"));
+                    }
+                    if !(1..=10).contains(&c.max_attempts) {
+                        problems.push(format!("{at}.max_attempts: from 1 to 10"));
+                    }
+                }
                 ProviderConfig::Mailgun(c) => {
                     check_url(&format!("{at}.base_url"), &c.base_url, problems);
                     if c.api_key.is_empty() {
@@ -551,6 +634,36 @@ mod tests {
             "providers[0].base_url",
             "providers[0].api_key",
             "providers[1].name",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn an_ses_section_loads_and_is_checked() {
+        let c: Config = parse(
+            "[[providers]]\nname = \"ses\"\nkind = \"ses\"\nregion = \"eu-west-1\"\naccess_key_id = \"AKID\"\n\
+             secret_access_key = \"s\"\nendpoint_url = \"http://127.0.0.1:5000\"\n",
+            "t",
+        )
+        .unwrap();
+        match &c.providers[0] {
+            ProviderConfig::Ses(s) => {
+                assert_eq!((s.region.as_str(), s.max_attempts, s.timeout_ms), ("eu-west-1", 2, 15_000));
+                assert!(!format!("{s:?}").contains("AKID"), "keys stay out of Debug: {s:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = "[[providers]]\nname = \"ses\"\nkind = \"ses\"\nregion = \"EU West\"\naccess_key_id = \"\"\n\
+                    secret_access_key = \"\"\nendpoint_url = \"nope\"\nconfiguration_set = \"a.b\"\nmax_attempts = 0\n";
+        let all = parse::<Config>(text, "t").unwrap_err().problems.join("\n");
+        for needle in [
+            "providers[0].region",
+            "providers[0].access_key_id",
+            "providers[0].secret_access_key",
+            "providers[0].endpoint_url",
+            "providers[0].configuration_set",
+            "providers[0].max_attempts",
         ] {
             assert!(all.contains(needle), "missing {needle} in:\n{all}");
         }

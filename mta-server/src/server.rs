@@ -14,8 +14,9 @@ use crate::delivery::{Delivery, Providers};
 use crate::events::Webhook;
 use crate::health::Health;
 use crate::limits::Limiter;
+use crate::provider::ses::SesSettings;
 use crate::provider::smtp::SmtpSettings;
-use crate::provider::{Mailgun, Provider, SendGrid, Smtp, mailgun::MailgunSettings, sendgrid::SendGridSettings};
+use crate::provider::{Mailgun, Provider, SendGrid, Ses, Smtp, mailgun::MailgunSettings, sendgrid::SendGridSettings};
 use crate::scheduler::{Adaptive, Priority, RoundRobin, Scheduler, Weighted};
 use crate::service::MtaService;
 use crate::spool::Spool;
@@ -50,6 +51,18 @@ pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BoxE
             max_connections: c.max_connections,
             max_recipients_per_call: c.max_recipients_per_call,
         })?),
+        ProviderConfig::Ses(c) => Arc::new(Ses::new(SesSettings {
+            name: c.name.clone(),
+            region: c.region.clone(),
+            access_key_id: c.access_key_id.clone(),
+            secret_access_key: c.secret_access_key.clone(),
+            session_token: c.session_token.clone(),
+            endpoint_url: c.endpoint_url.clone(),
+            configuration_set: c.configuration_set.clone(),
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            timeout: Duration::from_millis(c.timeout_ms),
+            max_attempts: c.max_attempts,
+        })),
         ProviderConfig::Mailgun(c) => Arc::new(Mailgun::new(MailgunSettings {
             name: c.name.clone(),
             base_url: c.base_url.clone(),
@@ -223,7 +236,8 @@ fn webhooks(config: &Config) -> Result<HashMap<String, Webhook>, BoxError> {
                 Some(key) => Webhook::Mailgun(crate::events::mailgun::Verifier::new(key.expose())),
                 None => continue,
             },
-            ProviderConfig::Smtp(_) => continue,
+            // SES reports events through SNS, which BitMail does not take yet.
+            ProviderConfig::Smtp(_) | ProviderConfig::Ses(_) => continue,
         };
         out.insert(p.name().to_owned(), webhook);
     }

@@ -5,12 +5,17 @@
 //! - [`mailgun`]: a Mailgun messages API server (`/v3/{domain}/messages` and
 //!   `messages.mime`) that checks what Mailgun checks, records what it accepts, and
 //!   takes the same scripted [`sendgrid::Behavior`].
+//! - [`ses`]: an Amazon SES v2 `SendEmail` server answering SES's rest-json errors, for
+//!   the answers an emulator cannot give (throttling, signature errors, hangs).
+//! - [`moto`]: starts moto, an Amazon SES emulator from PyPI, as a child process.
 //! - [`postgres`]: a throwaway PostgreSQL cluster (initdb in a temporary folder, a free
 //!   loopback port), stopped and removed on drop.
 //!
 //! The cross-service tests live in `tests/tests/`, one scenario per file.
 
 pub mod mailgun;
+pub mod moto;
 pub mod postgres;
 pub mod sendgrid;
+pub mod ses;
 mod shared;

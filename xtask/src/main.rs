@@ -3,14 +3,16 @@
 //! - `cargo xtask run [--release]`: builds everything and starts backend-server,
 //!   mta-server and client-api, with SendGrid and Mailgun as providers: the real ones
 //!   when `SENDGRID_API_KEY` (and `MAILGUN_API_KEY` with `MAILGUN_DOMAIN`) are set, local
-//!   stand-ins otherwise; prints where each listens and how to sign in. Ctrl-C stops
-//!   everything.
+//!   stand-ins otherwise; and Amazon SES too when `AWS_ACCESS_KEY_ID`,
+//!   `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` and `BITMAIL_SES_DOMAIN` (a domain verified in
+//!   SES, which becomes the webmail's mail domain) are set. Prints where each listens and
+//!   how to sign in. Ctrl-C stops everything.
 //! - `cargo xtask bench mta`: mta-server's throughput, latency and memory against a
 //!   fake provider (release build); prints a Markdown table.
 //! - `cargo xtask test`: what CI runs: `cargo fmt --check`, clippy with warnings as
-//!   errors, the test servers the tests need (aiosmtpd, from PyPI; PostgreSQL's server
-//!   binaries, from Debian's `postgresql` package when missing), and every test of the
-//!   workspace.
+//!   errors, the test servers the tests need (aiosmtpd and moto, from PyPI, when missing;
+//!   PostgreSQL's server binaries, from Debian's `postgresql` package when missing), and
+//!   every test of the workspace.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -74,8 +76,30 @@ fn test() -> Result<()> {
     check(cargo().args(["fmt", "--all", "--check"]).status(), "cargo fmt --check (run `cargo fmt --all` to fix)")?;
     step("cargo clippy --workspace --all-targets -- -D warnings");
     check(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).status(), "cargo clippy")?;
-    // The SMTP provider is tested against a real SMTP server, aiosmtpd from PyPI.
-    step("python3 -m pip install aiosmtpd");
+    // The SMTP provider is tested against a real SMTP server, aiosmtpd from PyPI; the SES
+    // provider against moto, an Amazon SES emulator from PyPI (`moto_server`).
+    for (module, package) in [("aiosmtpd", "aiosmtpd"), ("moto.server", "moto[server]")] {
+        pip_install_missing(module, package)?;
+    }
+    ensure_postgres()?;
+    step("cargo test --workspace");
+    check(cargo().args(["test", "--workspace"]).status(), "cargo test")?;
+    eprintln!("\nall checks passed");
+    Ok(())
+}
+
+/// `python3 -m pip install PACKAGE` unless `import MODULE` already works.
+fn pip_install_missing(module: &str, package: &str) -> Result<()> {
+    let present = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(());
+    }
+    step(&format!("python3 -m pip install '{package}'"));
     check(
         Command::new("python3")
             .args([
@@ -85,16 +109,11 @@ fn test() -> Result<()> {
                 "--quiet",
                 "--disable-pip-version-check",
                 "--root-user-action=ignore",
-                "aiosmtpd",
+                package,
             ])
             .status(),
-        "installing aiosmtpd (python3 with pip is needed)",
-    )?;
-    ensure_postgres()?;
-    step("cargo test --workspace");
-    check(cargo().args(["test", "--workspace"]).status(), "cargo test")?;
-    eprintln!("\nall checks passed");
-    Ok(())
+        &format!("installing {package} (python3 with pip is needed)"),
+    )
 }
 
 /// The PostgreSQL engine is tested against a real server (tests/src/postgres.rs starts a
@@ -251,7 +270,28 @@ fn run(args: &[String]) -> Result<()> {
             "[[providers]]\nname = \"mailgun-stand-in\"\nkind = \"mailgun\"\nbase_url = \"http://{FAKE_MAILGUN}\"\ndomain = \"mg.localhost\"\napi_key = \"{FAKE_KEY}\"\n"
         ),
     };
-    let provider = format!("{sendgrid}\n{mailgun}");
+    // SES needs a verified sender: the webmail then sends as name@BITMAIL_SES_DOMAIN.
+    let ses_domain = std::env::var("BITMAIL_SES_DOMAIN").ok().filter(|d| !d.is_empty());
+    let ses_region = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty());
+    let real_ses = ses_domain.is_some()
+        && ses_region.is_some()
+        && std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+        && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some();
+    let ses = match &ses_region {
+        Some(region) if real_ses => {
+            let token = if std::env::var_os("AWS_SESSION_TOKEN").is_some() {
+                "session_token = { env = \"AWS_SESSION_TOKEN\" }\n"
+            } else {
+                ""
+            };
+            format!(
+                "[[providers]]\nname = \"ses\"\nkind = \"ses\"\nregion = {region:?}\naccess_key_id = {{ env = \"AWS_ACCESS_KEY_ID\" }}\nsecret_access_key = {{ env = \"AWS_SECRET_ACCESS_KEY\" }}\n{token}"
+            )
+        }
+        _ => String::new(),
+    };
+    let mail_domain = ses_domain.filter(|_| real_ses).unwrap_or_else(|| "localhost".to_owned());
+    let provider = format!("{sendgrid}\n{mailgun}\n{ses}");
     let stand_ins = !(real_sendgrid && real_mailgun);
     let configs = [
         ("backend-server", format!("listen = \"{BACKEND}\"\nengine = \"memory\"\n")),
@@ -265,7 +305,7 @@ fn run(args: &[String]) -> Result<()> {
         (
             "client-api",
             format!(
-                "listen = \"{EDGE}\"\nstate_dir = {:?}\nmta_url = \"http://{MTA}\"\nbackend_url = \"http://{BACKEND}\"\nmail_domain = \"localhost\"\nsignup_on_first_login = true\n",
+                "listen = \"{EDGE}\"\nstate_dir = {:?}\nmta_url = \"http://{MTA}\"\nbackend_url = \"http://{BACKEND}\"\nmail_domain = {mail_domain:?}\nsignup_on_first_login = true\n",
                 root().join("data/client-api").display().to_string()
             ),
         ),
@@ -312,8 +352,13 @@ fn run(args: &[String]) -> Result<()> {
             format!("the {name} stand-in; what it received: http://{addr}/_fake/messages")
         }
     };
+    let ses_line = if real_ses {
+        format!("\n                    Amazon SES (its keys are set: mail is sent for real, from @{mail_domain})")
+    } else {
+        String::new()
+    };
     let sent_to = format!(
-        "{}\n                    {}   (round-robin, failing over)",
+        "{}\n                    {}{ses_line}   (round-robin, failing over)",
         describe(real_sendgrid, "SendGrid", FAKE_SENDGRID),
         describe(real_mailgun, "Mailgun", FAKE_MAILGUN)
     );

@@ -7,12 +7,14 @@
 pub mod mailgun;
 pub(crate) mod mime;
 pub mod sendgrid;
+pub mod ses;
 pub mod smtp;
 
 use std::time::Duration;
 
 pub use mailgun::Mailgun;
 pub use sendgrid::SendGrid;
+pub use ses::Ses;
 pub use smtp::Smtp;
 
 use crate::message::Message;
