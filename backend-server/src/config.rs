@@ -2,51 +2,180 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:50052"
-//! engine = "memory"
+//! engine = "embedded"                  # "embedded" (default), "memory" or "proxy"
+//! max_document_bytes = 16777216        # keys + values of one document, in bytes
+//! shutdown_grace_secs = 10
+//!
+//! [embedded]                           # engine = "embedded": one redb file
+//! path = "data/backend/store.redb"
+//! cache_bytes = 134217728              # redb's page cache: bounds its memory
+//!
+//! [proxy]                              # engine = "proxy": another backend-server
+//! url = "http://storage.internal:50052"
+//! connect_timeout_ms = 1000
+//! timeout_ms = 5000                    # per call; then UNAVAILABLE
 //! ```
+//!
+//! Adding an engine: a variant of [`Engine`], its own section struct here, a line in
+//! `server::open_store`, and a line in `tests/tests/store_conformance.rs`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use bitmail_runtime::config::Validate;
 use serde::Deserialize;
+
+use crate::store::{DEFAULT_MAX_DOCUMENT_BYTES, Limits};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// Where the gRPC `Store` service listens.
     pub listen: SocketAddr,
-    /// The storage engine. Only `memory` exists so far.
+    /// The storage engine.
     pub engine: Engine,
+    /// The largest document (keys plus values, in bytes); larger ones are refused with
+    /// `INVALID_ARGUMENT`.
+    pub max_document_bytes: usize,
     /// How long shutdown waits for calls in flight.
     pub shutdown_grace_secs: u64,
+    pub embedded: EmbeddedConfig,
+    pub proxy: ProxyConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Engine {
-    /// Everything in RAM; lost on restart. For tests and demos.
+    /// Everything in RAM; lost on restart. For tests and caches.
     Memory,
+    /// One redb file on disk; every acknowledged write is durable.
+    Embedded,
+    /// Forwards every call to another backend-server over gRPC.
+    Proxy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EmbeddedConfig {
+    /// The database file (created with its folder when missing).
+    pub path: PathBuf,
+    /// redb's page cache, in bytes.
+    pub cache_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ProxyConfig {
+    /// The storage node, `http://host:port` (or `https://`).
+    pub url: String,
+    pub connect_timeout_ms: u64,
+    /// Each call's deadline; a call that takes longer answers `UNAVAILABLE`.
+    pub timeout_ms: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 50052)), engine: Engine::Memory, shutdown_grace_secs: 10 }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            engine: Engine::Embedded,
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            shutdown_grace_secs: 10,
+            embedded: EmbeddedConfig::default(),
+            proxy: ProxyConfig::default(),
+        }
+    }
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("data/backend/store.redb"), cache_bytes: 128 << 20 }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self { url: String::new(), connect_timeout_ms: 1000, timeout_ms: 5000 }
+    }
+}
+
+impl ProxyConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits { max_document_bytes: self.max_document_bytes }
     }
 }
 
 impl Validate for Config {
-    fn validate(&self, _problems: &mut Vec<String>) {}
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.max_document_bytes < 1024 {
+            problems.push(format!("max_document_bytes: at least 1024, got {}", self.max_document_bytes));
+        }
+        if self.max_document_bytes > 1 << 30 {
+            problems.push(format!("max_document_bytes: at most 1 GiB (1073741824), got {}", self.max_document_bytes));
+        }
+        match self.engine {
+            Engine::Memory => {}
+            Engine::Embedded => {
+                if self.embedded.path.as_os_str().is_empty() {
+                    problems.push("embedded.path: must not be empty".into());
+                }
+            }
+            Engine::Proxy => {
+                let url = &self.proxy.url;
+                if url.is_empty() {
+                    problems.push("proxy.url: required with engine = \"proxy\"".into());
+                } else if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || url.parse::<tonic::transport::Uri>().is_err()
+                {
+                    problems.push(format!("proxy.url: {url:?} is not an http:// or https:// URL"));
+                }
+                if self.proxy.timeout_ms == 0 || self.proxy.connect_timeout_ms == 0 {
+                    problems.push("proxy.timeout_ms, proxy.connect_timeout_ms: must be more than 0".into());
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn problems(text: &str) -> Vec<String> {
+        bitmail_runtime::config::parse::<Config>(text, "t").unwrap_err().problems
+    }
+
     #[test]
     fn defaults_and_an_unknown_engine() {
         let c: Config = bitmail_runtime::config::parse("", "t").unwrap();
         assert_eq!(c.listen.port(), 50052);
-        let err = bitmail_runtime::config::parse::<Config>("engine = \"rocks\"\n", "t").unwrap_err();
-        assert!(err.problems[0].contains("unknown variant `rocks`"), "{:?}", err.problems);
+        assert_eq!(c.engine, Engine::Embedded);
+        assert_eq!(c.limits().max_document_bytes, 16 << 20);
+        let err = problems("engine = \"rocks\"\n");
+        assert!(err[0].contains("unknown variant `rocks`"), "{err:?}");
+    }
+
+    #[test]
+    fn a_proxy_needs_a_url_and_every_problem_is_reported() {
+        let err = problems("engine = \"proxy\"\nmax_document_bytes = 10\n");
+        assert_eq!(err.len(), 2, "{err:?}");
+        assert!(err.iter().any(|p| p.contains("proxy.url: required")), "{err:?}");
+        assert!(err.iter().any(|p| p.contains("max_document_bytes")), "{err:?}");
+        let err = problems("engine = \"proxy\"\n[proxy]\nurl = \"storage:50052\"\n");
+        assert!(err[0].contains("not an http"), "{err:?}");
+        let ok: Config =
+            bitmail_runtime::config::parse("engine = \"proxy\"\n[proxy]\nurl = \"http://10.0.0.2:50052\"\n", "t")
+                .unwrap();
+        assert_eq!(ok.proxy.timeout(), Duration::from_secs(5));
     }
 }
