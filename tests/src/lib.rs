@@ -5,9 +5,13 @@
 //! - [`mailgun`]: a Mailgun messages API server (`/v3/{domain}/messages` and
 //!   `messages.mime`) that checks what Mailgun checks, records what it accepts, and
 //!   takes the same scripted [`sendgrid::Behavior`].
+//! - [`store_conformance`]: the `Store` contract, written once, run against every
+//!   engine; [`store_engines`]: fresh stores of each engine for it.
 //!
 //! The cross-service tests live in `tests/tests/`, one scenario per file.
 
 pub mod mailgun;
 pub mod sendgrid;
 mod shared;
+pub mod store_conformance;
+pub mod store_engines;
