@@ -84,6 +84,12 @@ impl ProxyStore {
                 StoreError::VersionMismatch { id: id.to_owned(), expected: expected.unwrap_or(0), actual }
             }
             Code::ResourceExhausted => StoreError::Full(strip("storage full: ")),
+            // The deadline passed (tonic enforces the request's timeout as `Cancelled`).
+            Code::Cancelled | Code::DeadlineExceeded => StoreError::Unavailable(format!(
+                "{}: no answer within {} ms ({message})",
+                self.url,
+                self.timeout.as_millis()
+            )),
             _ => StoreError::Unavailable(format!(
                 "{}: {:?}: {}",
                 self.url,

@@ -50,9 +50,9 @@ pub async fn serve(
         shutdown.await;
         let _ = fired_tx.send(());
     };
-    let server = tonic::transport::Server::builder()
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), signal);
+    // Without TCP_NODELAY, a small answer waits for the client's delayed ACK (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(server);
     let deadline = async {
         if fired_rx.await.is_ok() {

@@ -95,3 +95,13 @@ pub async fn proxy_to_embedded() -> Subject {
     subject.keep.push(Box::new(dir));
     subject
 }
+
+/// The checksum the crash writer puts in a document's `sum` field for its `payload`
+/// (its length and FNV-1a 64), so a reader can tell a whole document from a torn one.
+pub fn checksum(payload: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in payload.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    format!("{}:{h:016x}", payload.len())
+}

@@ -42,6 +42,7 @@ const QUEUE_BUDGET_KIB: usize = 256 << 10;
 pub struct EmbeddedStore {
     handle: Arc<Handle>,
     tx: mpsc::Sender<Queued>,
+    writer: std::thread::JoinHandle<()>,
     budget: Arc<Semaphore>,
     limits: Limits,
 }
@@ -100,7 +101,8 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(|e| e.to_string())?;
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+    txn.set_quick_repair(true);
     {
         let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
         let format = meta.get("format").map_err(|e| e.to_string())?.map(|v| v.value().to_vec());
@@ -143,11 +145,20 @@ impl EmbeddedStore {
         let handle = Arc::new(Handle { db: RwLock::new(Some(Arc::new(db))), old: Mutex::new(Weak::new()) });
         let (tx, rx) = mpsc::channel(writer::MAX_BATCH);
         let writer = Writer { handle: handle.clone(), path: PathBuf::from(path), cache_bytes, limits, last_id };
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| fail(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { handle, tx, budget: Arc::new(Semaphore::new(QUEUE_BUDGET_KIB)), limits })
+        Ok(Self { handle, tx, writer, budget: Arc::new(Semaphore::new(QUEUE_BUDGET_KIB)), limits })
+    }
+
+    /// Finishes the writes already queued, then closes the file (so that another process
+    /// may open it). Dropping the store does the same without waiting.
+    pub fn close(self) {
+        let Self { handle, tx, writer, .. } = self;
+        drop(tx);
+        let _ = writer.join();
+        drop(handle);
     }
 
     /// Queues a write and waits until it is committed (or refused).
@@ -302,3 +313,6 @@ fn lookup(db: &Database, subset: &Fields, limit: usize, token: Option<&str>) -> 
     let next_page_token = if more { documents.last().map(|d| d.id.clone()) } else { None };
     Ok(Page { documents, next_page_token })
 }
+
+#[cfg(test)]
+mod tests;
