@@ -261,7 +261,13 @@ fn run(args: &[String]) -> Result<()> {
     let provider = format!("{sendgrid}\n{mailgun}");
     let stand_ins = !(real_sendgrid && real_mailgun);
     let configs = [
-        ("backend-server", format!("listen = \"{BACKEND}\"\nengine = \"memory\"\n")),
+        (
+            "backend-server",
+            format!(
+                "listen = \"{BACKEND}\"\nengine = \"embedded\"\n[embedded]\npath = {:?}\n",
+                root().join("data/backend/store.redb").display().to_string()
+            ),
+        ),
         (
             "mta-server",
             format!(
