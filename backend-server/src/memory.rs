@@ -10,8 +10,7 @@
 //! lookup must see them agree, which per-shard locks cannot give without taking several
 //! shards in a fixed order; and lookups need ordered id sets (for pages in id order),
 //! which a hash map's shards do not keep. Every critical section is a few map operations
-//! and none awaits, so on the 2-core machines this runs on the lock is not what limits
-//! throughput (see `cargo xtask bench store`).
+//! and none awaits (throughput measured by `cargo xtask bench store`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
