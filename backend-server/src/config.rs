@@ -2,17 +2,35 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:50052"
-//! engine = "memory"          # or "postgres"
+//! engine = "embedded"                  # "embedded" (default), "memory", "postgres" or "proxy"
+//! max_document_bytes = 16777216        # keys + values of one document, in bytes
+//! shutdown_grace_secs = 10
 //!
-//! [postgres]                   # read when engine = "postgres"
+//! [embedded]                           # engine = "embedded": one redb file
+//! path = "data/backend/store.redb"
+//! cache_bytes = 134217728              # redb's page cache: bounds its memory
+//!
+//! [postgres]                           # engine = "postgres"
 //! url = "postgres://bitmail:PASSWORD@127.0.0.1:5432/bitmail"   # or { env = "VAR" } / { file = "PATH" }
 //! pool_size = 16
+//!
+//! [proxy]                              # engine = "proxy": another backend-server
+//! url = "http://storage.internal:50052"
+//! connect_timeout_ms = 1000
+//! timeout_ms = 5000                    # per call; then UNAVAILABLE
 //! ```
+//!
+//! Adding an engine: a variant of [`Engine`], its own section struct here, a line in
+//! `server::open_store`, and a line in `tests/tests/store_conformance.rs`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use bitmail_runtime::config::{Secret, Validate};
 use serde::Deserialize;
+
+use crate::store::{DEFAULT_MAX_DOCUMENT_BYTES, Limits};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -21,19 +39,28 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The storage engine.
     pub engine: Engine,
-    /// The `postgres` engine's connection.
-    pub postgres: PostgresConfig,
+    /// The largest document (keys plus values, in bytes); larger ones are refused with
+    /// `INVALID_ARGUMENT`.
+    pub max_document_bytes: usize,
     /// How long shutdown waits for calls in flight.
     pub shutdown_grace_secs: u64,
+    pub embedded: EmbeddedConfig,
+    /// The `postgres` engine's connection.
+    pub postgres: PostgresConfig,
+    pub proxy: ProxyConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Engine {
-    /// Everything in RAM; lost on restart. For tests and demos.
+    /// Everything in RAM; lost on restart. For tests and caches.
     Memory,
+    /// One redb file on disk; every acknowledged write is durable.
+    Embedded,
     /// PostgreSQL, or a compatible distributed SQL engine: see `[postgres]`.
     Postgres,
+    /// Forwards every call to another backend-server over gRPC.
+    Proxy,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,30 +78,107 @@ impl Default for PostgresConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EmbeddedConfig {
+    /// The database file (created with its folder when missing).
+    pub path: PathBuf,
+    /// redb's page cache, in bytes.
+    pub cache_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ProxyConfig {
+    /// The storage node, `http://host:port` (or `https://`).
+    pub url: String,
+    pub connect_timeout_ms: u64,
+    /// Each call's deadline; a call that takes longer answers `UNAVAILABLE`.
+    pub timeout_ms: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
-            engine: Engine::Memory,
-            postgres: PostgresConfig::default(),
+            engine: Engine::Embedded,
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
             shutdown_grace_secs: 10,
+            embedded: EmbeddedConfig::default(),
+            postgres: PostgresConfig::default(),
+            proxy: ProxyConfig::default(),
         }
+    }
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("data/backend/store.redb"), cache_bytes: 128 << 20 }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self { url: String::new(), connect_timeout_ms: 1000, timeout_ms: 5000 }
+    }
+}
+
+impl ProxyConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits { max_document_bytes: self.max_document_bytes }
     }
 }
 
 impl Validate for Config {
     fn validate(&self, problems: &mut Vec<String>) {
-        if self.engine == Engine::Postgres {
-            if self.postgres.url.is_empty() {
-                problems.push("postgres.url: required when engine = \"postgres\"".into());
-            } else if let Err(
-                crate::store::StoreError::InvalidArgument(why) | crate::store::StoreError::Unavailable(why),
-            ) = crate::postgres::parse_url(self.postgres.url.expose())
-            {
-                problems.push(format!("postgres.url: {why}"));
+        if self.max_document_bytes < 1024 {
+            problems.push(format!("max_document_bytes: at least 1024, got {}", self.max_document_bytes));
+        }
+        if self.max_document_bytes > 1 << 30 {
+            problems.push(format!("max_document_bytes: at most 1 GiB (1073741824), got {}", self.max_document_bytes));
+        }
+        match self.engine {
+            Engine::Memory => {}
+            Engine::Postgres => {
+                if self.postgres.url.is_empty() {
+                    problems.push("postgres.url: required when engine = \"postgres\"".into());
+                } else if let Err(
+                    crate::store::StoreError::InvalidArgument(why) | crate::store::StoreError::Unavailable(why),
+                ) = crate::postgres::parse_url(self.postgres.url.expose())
+                {
+                    problems.push(format!("postgres.url: {why}"));
+                }
+                if !(1..=1024).contains(&self.postgres.pool_size) {
+                    problems.push(format!("postgres.pool_size: 1 to 1024, got {}", self.postgres.pool_size));
+                }
             }
-            if !(1..=1024).contains(&self.postgres.pool_size) {
-                problems.push(format!("postgres.pool_size: 1 to 1024, got {}", self.postgres.pool_size));
+            Engine::Embedded => {
+                if self.embedded.path.as_os_str().is_empty() {
+                    problems.push("embedded.path: must not be empty".into());
+                }
+            }
+            Engine::Proxy => {
+                let url = &self.proxy.url;
+                if url.is_empty() {
+                    problems.push("proxy.url: required with engine = \"proxy\"".into());
+                } else if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || url.parse::<tonic::transport::Uri>().is_err()
+                {
+                    problems.push(format!("proxy.url: {url:?} is not an http:// or https:// URL"));
+                }
+                if self.proxy.timeout_ms == 0 || self.proxy.connect_timeout_ms == 0 {
+                    problems.push("proxy.timeout_ms, proxy.connect_timeout_ms: must be more than 0".into());
+                }
             }
         }
     }
@@ -84,18 +188,23 @@ impl Validate for Config {
 mod tests {
     use super::*;
 
+    fn problems(text: &str) -> Vec<String> {
+        bitmail_runtime::config::parse::<Config>(text, "t").unwrap_err().problems
+    }
+
     #[test]
     fn defaults_and_an_unknown_engine() {
         let c: Config = bitmail_runtime::config::parse("", "t").unwrap();
         assert_eq!(c.listen.port(), 50052);
-        let err = bitmail_runtime::config::parse::<Config>("engine = \"rocks\"\n", "t").unwrap_err();
-        assert!(err.problems[0].contains("unknown variant `rocks`"), "{:?}", err.problems);
+        assert_eq!(c.engine, Engine::Embedded);
+        assert_eq!(c.limits().max_document_bytes, 16 << 20);
+        let err = problems("engine = \"rocks\"\n");
+        assert!(err[0].contains("unknown variant `rocks`"), "{err:?}");
     }
 
     #[test]
     fn postgres_needs_a_url_that_parses_and_never_shows_it() {
-        let err = bitmail_runtime::config::parse::<Config>("engine = \"postgres\"\n", "t").unwrap_err();
-        assert_eq!(err.problems, vec!["postgres.url: required when engine = \"postgres\""]);
+        assert_eq!(problems("engine = \"postgres\"\n"), vec!["postgres.url: required when engine = \"postgres\""]);
 
         let text = "engine = \"postgres\"\n[postgres]\nurl = \"postgres://u:hunter2@db/x?bogus=1\"\npool_size = 0\n";
         let err = bitmail_runtime::config::parse::<Config>(text, "t").unwrap_err();
@@ -107,5 +216,19 @@ mod tests {
         let config: Config = bitmail_runtime::config::parse(text, "t").unwrap();
         assert_eq!((config.engine, config.postgres.pool_size), (Engine::Postgres, 16));
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_proxy_needs_a_url_and_every_problem_is_reported() {
+        let err = problems("engine = \"proxy\"\nmax_document_bytes = 10\n");
+        assert_eq!(err.len(), 2, "{err:?}");
+        assert!(err.iter().any(|p| p.contains("proxy.url: required")), "{err:?}");
+        assert!(err.iter().any(|p| p.contains("max_document_bytes")), "{err:?}");
+        let err = problems("engine = \"proxy\"\n[proxy]\nurl = \"storage:50052\"\n");
+        assert!(err[0].contains("not an http"), "{err:?}");
+        let ok: Config =
+            bitmail_runtime::config::parse("engine = \"proxy\"\n[proxy]\nurl = \"http://10.0.0.2:50052\"\n", "t")
+                .unwrap();
+        assert_eq!(ok.proxy.timeout(), Duration::from_secs(5));
     }
 }

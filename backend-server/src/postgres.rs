@@ -27,7 +27,8 @@ use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use crate::store::{Document, Fields, MAX_LOOKUP_LIMIT, Page, Store, StoreError};
+use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
+use crate::validate::{self, Request};
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS bitmail_documents (
     id UUID PRIMARY KEY,
@@ -43,12 +44,20 @@ const CREATE_INDEX_PORTABLE: &str =
 
 const INSERT: &str = "INSERT INTO bitmail_documents (id, version, doc) VALUES ($1, 1, $2)";
 const GET: &str = "SELECT version, doc FROM bitmail_documents WHERE id = $1";
-const GET_VERSION: &str = "SELECT version FROM bitmail_documents WHERE id = $1";
+/// The stored version, and the size the document would have after merging $2/$3.
+const GET_VERSION: &str = "SELECT version, (SELECT COALESCE(SUM(octet_length(k) + octet_length(v)), 0)
+    FROM jsonb_each_text((doc - $2::TEXT[]) || $3::JSONB) AS e(k, v))::BIGINT
+    FROM bitmail_documents WHERE id = $1";
+/// Updates only when the merged document (keys plus values, in bytes) fits in $4.
 const UPDATE: &str = "UPDATE bitmail_documents SET doc = (doc - $2::TEXT[]) || $3::JSONB, version = version + 1
-    WHERE id = $1 RETURNING version, doc";
+    WHERE id = $1 AND (SELECT COALESCE(SUM(octet_length(k) + octet_length(v)), 0)
+        FROM jsonb_each_text((doc - $2::TEXT[]) || $3::JSONB) AS e(k, v)) <= $4
+    RETURNING version, doc";
 const UPDATE_IF_VERSION: &str =
     "UPDATE bitmail_documents SET doc = (doc - $2::TEXT[]) || $3::JSONB, version = version + 1
-    WHERE id = $1 AND version = $4 RETURNING version, doc";
+    WHERE id = $1 AND version = $5 AND (SELECT COALESCE(SUM(octet_length(k) + octet_length(v)), 0)
+        FROM jsonb_each_text((doc - $2::TEXT[]) || $3::JSONB) AS e(k, v)) <= $4
+    RETURNING version, doc";
 const DELETE: &str = "DELETE FROM bitmail_documents WHERE id = $1";
 const LOOKUP_ALL: &str = "SELECT id, version, doc FROM bitmail_documents WHERE id > $1 ORDER BY id LIMIT $2";
 /// The subquery with `OFFSET 0` is an optimization fence, and it holds only the
@@ -80,6 +89,7 @@ pub struct PostgresStore {
     /// Where the database is, for error messages: hosts, ports and database name, never
     /// the user's password.
     target: String,
+    limits: Limits,
 }
 
 impl PostgresStore {
@@ -105,9 +115,15 @@ impl PostgresStore {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Unavailable(format!("PostgreSQL connection pool: {e}")))?;
-        let store = Self { pool, target };
+        let store = Self { pool, target, limits: Limits::default() };
         store.create_schema().await?;
         Ok(store)
+    }
+
+    /// The same store, refusing documents over `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     async fn create_schema(&self) -> Result<(), StoreError> {
@@ -280,6 +296,7 @@ impl PostgresStore {
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn put(&self, fields: Fields) -> Result<Document, StoreError> {
+        validate::check(Request::Put { fields: &fields }, &self.limits)?;
         check_fields("fields", &fields)?;
         let id = Uuid::now_v7();
         let retried = AtomicBool::new(false);
@@ -303,6 +320,7 @@ impl Store for PostgresStore {
     }
 
     async fn get(&self, id: &str) -> Result<Document, StoreError> {
+        validate::check(Request::Get { id }, &self.limits)?;
         let Some(uuid) = parse_id(id) else {
             return Err(StoreError::NotFound(id.to_owned()));
         };
@@ -323,8 +341,10 @@ impl Store for PostgresStore {
         remove: Vec<String>,
         expected_version: Option<u64>,
     ) -> Result<Document, StoreError> {
+        validate::check(Request::Update { id, fields: &fields, remove: &remove }, &self.limits)?;
         check_fields("fields", &fields)?;
         check_text("remove", &remove)?;
+        let max = i64::try_from(self.limits.max_document_bytes).unwrap_or(i64::MAX);
         let Some(uuid) = parse_id(id) else {
             return Err(StoreError::NotFound(id.to_owned()));
         };
@@ -337,11 +357,11 @@ impl Store for PostgresStore {
                     match expected {
                         None => {
                             let statement = client.prepare_cached(UPDATE).await?;
-                            client.query_opt(&statement, &[&uuid, remove, &Json(fields)]).await
+                            client.query_opt(&statement, &[&uuid, remove, &Json(fields), &max]).await
                         }
                         Some(v) => {
                             let statement = client.prepare_cached(UPDATE_IF_VERSION).await?;
-                            client.query_opt(&statement, &[&uuid, remove, &Json(fields), &v]).await
+                            client.query_opt(&statement, &[&uuid, remove, &Json(fields), &max, &v]).await
                         }
                     }
                 })
@@ -349,29 +369,36 @@ impl Store for PostgresStore {
             if let Some(row) = row {
                 return self.document(id.to_owned(), row.get(0), &row, 1);
             }
-            let Some(expected) = expected_version else {
-                return Err(StoreError::NotFound(id.to_owned()));
-            };
-            // Nothing changed. Tell "no such document" from "another version" by reading
-            // the version now; it only grows, so if it now equals the expectation a
-            // concurrent update got there in between and the update is tried again.
+            // Nothing changed. Tell "no such document", "another version" and "too
+            // large once merged" apart by reading the version and the merged size now.
+            // The version only grows, so if it now equals the expectation and the merge
+            // fits, a concurrent update got there in between: try again.
             let current = self
                 .run(true, move |client| async move {
                     let statement = client.prepare_cached(GET_VERSION).await?;
-                    client.query_opt(&statement, &[&uuid]).await
+                    client.query_opt(&statement, &[&uuid, remove, &Json(fields)]).await
                 })
                 .await?;
-            match current.map(|row| version_of(row.get(0))) {
-                None => return Err(StoreError::NotFound(id.to_owned())),
-                Some(actual) if actual != expected => {
+            let Some(row) = current else {
+                return Err(StoreError::NotFound(id.to_owned()));
+            };
+            let (actual, merged): (u64, i64) = (version_of(row.get(0)), row.get(1));
+            match expected_version {
+                Some(expected) if actual != expected => {
                     return Err(StoreError::VersionMismatch { id: id.to_owned(), expected, actual });
                 }
-                Some(_) => continue,
+                _ if merged > max => {
+                    return Err(StoreError::InvalidArgument(format!(
+                        "fields: the document would be {merged} bytes after this update, over the limit of {max} bytes"
+                    )));
+                }
+                _ => continue,
             }
         }
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        validate::check(Request::Delete { id }, &self.limits)?;
         let Some(uuid) = parse_id(id) else {
             return Err(StoreError::NotFound(id.to_owned()));
         };
@@ -385,9 +412,7 @@ impl Store for PostgresStore {
     }
 
     async fn lookup(&self, subset: &Fields, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
-        if limit == 0 || limit > MAX_LOOKUP_LIMIT {
-            return Err(StoreError::InvalidArgument(format!("limit: 1 to {MAX_LOOKUP_LIMIT}, got {limit}")));
-        }
+        validate::check(Request::Lookup { subset, limit, page_token }, &self.limits)?;
         check_fields("subset", subset)?;
         let after = match page_token {
             None => Uuid::nil(),

@@ -7,32 +7,59 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Engine};
+use crate::embedded::EmbeddedStore;
 use crate::memory::MemoryStore;
 use crate::postgres::PostgresStore;
+use crate::proxy::ProxyStore;
 use crate::service::StoreService;
-use crate::store::Store;
+use crate::store::{Limits, Store, StoreError};
 
 /// A bound, not yet serving, backend-server.
 pub struct Server {
     listener: TcpListener,
     store: Arc<dyn Store>,
+    limits: Limits,
     grace: std::time::Duration,
 }
 
+/// Why backend-server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Store(StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// The engine the config names, opened.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let limits = config.limits();
+    Ok(match config.engine {
+        Engine::Memory => Arc::new(MemoryStore::with_limits(limits)),
+        Engine::Embedded => Arc::new(EmbeddedStore::open(&config.embedded.path, config.embedded.cache_bytes, limits)?),
+        Engine::Postgres => Arc::new(
+            PostgresStore::connect(config.postgres.url.expose(), config.postgres.pool_size).await?.with_limits(limits),
+        ),
+        Engine::Proxy => {
+            let proxy = &config.proxy;
+            Arc::new(ProxyStore::new(&proxy.url, proxy.connect_timeout(), proxy.timeout(), limits)?)
+        }
+    })
+}
+
 impl Server {
-    /// Opens the engine and binds the listen address. An engine that cannot be opened
-    /// (PostgreSQL unreachable) is an error of kind `Other` carrying the store's message.
-    pub async fn bind(config: &Config) -> std::io::Result<Self> {
-        let store: Arc<dyn Store> = match config.engine {
-            Engine::Memory => Arc::new(MemoryStore::new()),
-            Engine::Postgres => Arc::new(
-                PostgresStore::connect(config.postgres.url.expose(), config.postgres.pool_size)
-                    .await
-                    .map_err(std::io::Error::other)?,
-            ),
-        };
-        let listener = TcpListener::bind(config.listen).await?;
-        Ok(Self { listener, store, grace: std::time::Duration::from_secs(config.shutdown_grace_secs) })
+    /// Opens the engine and binds the listen address.
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let store = open_store(config).await.map_err(StartError::Store)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        Ok(Self {
+            listener,
+            store,
+            limits: config.limits(),
+            grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -46,7 +73,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let mut routes = tonic::service::RoutesBuilder::default();
-        routes.add_service(StoreService::new(self.store).into_server());
+        routes.add_service(StoreService::new(self.store, self.limits).into_server());
         bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Store"]).await?;
         bitmail_runtime::grpc::serve(routes.routes(), self.listener, shutdown, self.grace).await?;
         Ok(())

@@ -1,4 +1,17 @@
 //! The gRPC `bitmail.v1.Store` service: wire types in, [`Store`] calls, wire types out.
+//!
+//! Errors, one status each (the proxy engine maps them back):
+//!
+//! | [`StoreError`] | gRPC status |
+//! | --- | --- |
+//! | `InvalidArgument` (and a request that is not valid protobuf or UTF-8) | `INVALID_ARGUMENT` |
+//! | `NotFound` | `NOT_FOUND` |
+//! | `VersionMismatch` | `ABORTED`, stored version in `bitmail-actual-version` metadata |
+//! | `Full` | `RESOURCE_EXHAUSTED` |
+//! | `Unavailable` | `UNAVAILABLE` |
+//!
+//! A request larger than twice the document limit is refused by tonic before it is
+//! decoded, with `OUT_OF_RANGE` ("decoded message length too large").
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,29 +21,49 @@ use bitmail_proto::v1::store_server::StoreServer;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::store::{DEFAULT_LOOKUP_LIMIT, Document, Fields, MAX_LOOKUP_LIMIT, Store, StoreError};
+use crate::store::{Document, Fields, Limits, Store, StoreError};
+use crate::validate;
+
+/// The metadata key of the stored version in an `ABORTED` (version conflict) answer.
+pub const ACTUAL_VERSION_METADATA: &str = "bitmail-actual-version";
 
 /// Serves the `Store` contract over any engine.
 pub struct StoreService {
     store: Arc<dyn Store>,
+    limits: Limits,
 }
 
 impl StoreService {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, limits: Limits) -> Self {
+        Self { store, limits }
     }
 
+    /// The tonic server. Messages up to twice the document limit are decoded, so that a
+    /// document somewhat over the limit gets the store's own clear `INVALID_ARGUMENT`.
     pub fn into_server(self) -> StoreServer<Self> {
-        StoreServer::new(self)
+        let max = wire_limit(&self.limits);
+        StoreServer::new(self).max_decoding_message_size(max).max_encoding_message_size(max)
     }
+}
+
+/// The largest gRPC message a store server or client accepts for these limits.
+pub fn wire_limit(limits: &Limits) -> usize {
+    limits.max_document_bytes.saturating_mul(2).saturating_add(64 << 10)
 }
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::NotFound(_) => Status::not_found(e.to_string()),
-            StoreError::VersionMismatch { .. } => Status::aborted(e.to_string()),
+            StoreError::VersionMismatch { actual, .. } => {
+                let mut status = Status::aborted(e.to_string());
+                if let Ok(v) = actual.to_string().parse() {
+                    status.metadata_mut().insert(ACTUAL_VERSION_METADATA, v);
+                }
+                status
+            }
             StoreError::InvalidArgument(_) => Status::invalid_argument(e.to_string()),
+            StoreError::Full(_) => Status::resource_exhausted(e.to_string()),
             StoreError::Unavailable(_) => Status::unavailable(e.to_string()),
         }
     }
@@ -40,47 +73,30 @@ fn to_wire(doc: Document) -> pb::Document {
     pb::Document { id: doc.id, version: doc.version, fields: doc.fields.into_iter().collect() }
 }
 
-fn require_id(id: &str) -> Result<(), Status> {
-    if id.is_empty() { Err(Status::invalid_argument("id: required")) } else { Ok(()) }
-}
-
-/// Keys are what lookups match on; an empty key can never be asked for sensibly.
-fn check_keys<'a>(keys: impl IntoIterator<Item = &'a String>, field: &str) -> Result<(), Status> {
-    if keys.into_iter().any(String::is_empty) {
-        return Err(Status::invalid_argument(format!("{field}: keys must not be empty")));
-    }
-    Ok(())
-}
-
 type LookupStream = Pin<Box<dyn Stream<Item = Result<pb::LookupResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::store_server::Store for StoreService {
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let req = request.into_inner();
-        check_keys(req.fields.keys(), "fields")?;
         let doc = self.store.put(req.fields.into_iter().collect()).await?;
         Ok(Response::new(pb::PutResponse { id: doc.id, version: doc.version }))
     }
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Document>, Status> {
         let req = request.into_inner();
-        require_id(&req.id)?;
         Ok(Response::new(to_wire(self.store.get(&req.id).await?)))
     }
 
     async fn update(&self, request: Request<pb::UpdateRequest>) -> Result<Response<pb::UpdateResponse>, Status> {
         let req = request.into_inner();
-        require_id(&req.id)?;
-        check_keys(req.fields.keys(), "fields")?;
         let expected = (req.expected_version != 0).then_some(req.expected_version);
         let doc = self.store.update(&req.id, req.fields.into_iter().collect(), req.remove, expected).await?;
-        Ok(Response::new(pb::UpdateResponse { version: doc.version }))
+        Ok(Response::new(pb::UpdateResponse { version: doc.version, document: Some(to_wire(doc)) }))
     }
 
     async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
         let req = request.into_inner();
-        require_id(&req.id)?;
         self.store.delete(&req.id).await?;
         Ok(Response::new(pb::DeleteResponse {}))
     }
@@ -89,15 +105,8 @@ impl pb::store_server::Store for StoreService {
 
     async fn lookup(&self, request: Request<pb::LookupRequest>) -> Result<Response<LookupStream>, Status> {
         let req = request.into_inner();
-        check_keys(req.subset.keys(), "subset")?;
-        let limit = match req.limit as usize {
-            0 => DEFAULT_LOOKUP_LIMIT,
-            n if n > MAX_LOOKUP_LIMIT => {
-                return Err(Status::invalid_argument(format!("limit: at most {MAX_LOOKUP_LIMIT}, got {n}")));
-            }
-            n => n,
-        };
         let subset: Fields = req.subset.into_iter().collect();
+        let limit = validate::wire_lookup_limit(&subset, req.limit)?;
         let token = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
         let page = self.store.lookup(&subset, limit, token).await?;
 

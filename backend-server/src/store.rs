@@ -1,4 +1,9 @@
 //! The contract of a document store engine.
+//!
+//! Every engine (memory, embedded, proxy, and any added later) keeps the same contract,
+//! checked by the one conformance suite in `tests/src/store_conformance.rs`. Bad input is
+//! refused by the one shared check in [`crate::validate`] before an engine touches
+//! anything, so every engine answers it the same way.
 
 use std::collections::BTreeMap;
 
@@ -23,42 +28,96 @@ pub struct Page {
     pub next_page_token: Option<String>,
 }
 
-/// What a caller must tell apart when a store operation fails.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// What a caller must tell apart when a store operation fails. Each variant has its own
+/// gRPC status (see `service.rs`), and the proxy engine maps each status back to the
+/// same variant.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
+    /// The id names no document (never stored, or deleted). gRPC `NOT_FOUND`.
     #[error("no document with id {0:?}")]
     NotFound(String),
+    /// An update's expected version is not the stored one; nothing was changed. gRPC
+    /// `ABORTED` (the caller should re-read and retry), with the stored version in the
+    /// `bitmail-actual-version` metadata.
     #[error("document {id:?} is at version {actual}, not the expected {expected}")]
     VersionMismatch { id: String, expected: u64, actual: u64 },
+    /// The request itself is wrong (see [`crate::validate`]); nothing was changed and
+    /// retrying it cannot help. gRPC `INVALID_ARGUMENT`.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The storage is full (disk full, file size limit); nothing was changed. gRPC
+    /// `RESOURCE_EXHAUSTED`.
+    #[error("storage full: {0}")]
+    Full(String),
+    /// The storage cannot answer now (I/O error, remote store unreachable or too slow,
+    /// shutting down). The change may or may not have been made if it was a write whose
+    /// answer was lost. gRPC `UNAVAILABLE`.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
 }
 
-/// The largest `limit` a lookup accepts; the default when none is given is
-/// [`DEFAULT_LOOKUP_LIMIT`].
+/// The largest `limit` a lookup accepts. Over gRPC, a limit of 0 means
+/// [`DEFAULT_LOOKUP_LIMIT`] (refused when the subset is empty: that would be a scan of
+/// the whole store with no bound asked for).
 pub const MAX_LOOKUP_LIMIT: usize = 1000;
 pub const DEFAULT_LOOKUP_LIMIT: usize = 100;
 
+/// The longest key (and id), in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// The default largest document: 16 MiB.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 16 << 20;
+
+/// Bounds every engine enforces, from config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest document: the sum of the byte lengths of its keys and values.
+    pub max_document_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES }
+    }
+}
+
 /// A document store engine. Held as `Arc<dyn Store>`; every method may be called
-/// concurrently.
+/// concurrently from many tasks.
 ///
-/// Ids are assigned by the store, are opaque non-empty strings, and sort in creation
-/// order. Every method is cancel-safe in the sense that a cancelled call either took
-/// full effect or none.
+/// Ids are assigned by the store: opaque, non-empty, at most [`MAX_KEY_BYTES`] long,
+/// never reused, and sorting (as byte strings) in creation order within one store.
+///
+/// Every method first runs [`crate::validate::check`]; a refused call answers
+/// [`StoreError::InvalidArgument`] and changes nothing. Every write is atomic: it takes
+/// full effect or none, also when the calling future is dropped (cancelled) or the
+/// process dies; a durable engine answers `Ok` only once the change is on disk.
+/// `Unavailable` after a write means "unknown": the write may have been made.
+///
+/// Costs are given for a store of `n` documents; `d` is the size of the document
+/// concerned.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores a new document at version 1 and returns its id. Not idempotent: two calls
-    /// store two documents. Cost: O(fields · log n).
+    /// Stores a new document at version 1 and answers it with its new id.
+    ///
+    /// Not idempotent: two calls store two documents. Never conflicts. Cost:
+    /// O(fields · log n + d), plus one durable commit shared with concurrent writes.
     async fn put(&self, fields: Fields) -> Result<Document, StoreError>;
 
-    /// The document with this id. Cost: O(log n + size of the document).
+    /// The document with this id, with its current version. Reads the last committed
+    /// state. [`StoreError::NotFound`] when there is none. Cost: O(log n + d).
     async fn get(&self, id: &str) -> Result<Document, StoreError>;
 
-    /// Sets `fields` (adding or replacing), removes the keys in `remove`, and bumps the
-    /// version. With `expected_version`, fails with [`StoreError::VersionMismatch`] and
-    /// changes nothing when the stored version differs (optimistic concurrency).
+    /// Sets `fields` (adding or replacing), removes the keys in `remove` (a key that is
+    /// absent is fine; a key both set and removed ends up set), and adds one to the
+    /// version, atomically: no concurrent update is lost.
+    ///
+    /// With `expected_version`, fails with [`StoreError::VersionMismatch`] and changes
+    /// nothing when the stored version differs (optimistic concurrency: of many
+    /// concurrent updates with the same expected version, exactly one succeeds).
+    /// Without it, always applies. Not idempotent (the version moves each time); use
+    /// `expected_version` to make a retry safe. [`StoreError::NotFound`] when there is
+    /// no such document; [`StoreError::InvalidArgument`] when the merged document would
+    /// exceed [`Limits::max_document_bytes`]. Cost: O(fields · log n + d).
     async fn update(
         &self,
         id: &str,
@@ -67,12 +126,21 @@ pub trait Store: Send + Sync + 'static {
         expected_version: Option<u64>,
     ) -> Result<Document, StoreError>;
 
-    /// Removes the document. [`StoreError::NotFound`] when there is none.
+    /// Removes the document. [`StoreError::NotFound`] when there is none, so a retried
+    /// delete whose first answer was lost answers `NotFound`. Cost: O(fields · log n).
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Every document containing all pairs of `subset`, in id order, after the document
-    /// named by `page_token`, at most `limit` (1..=[`MAX_LOOKUP_LIMIT`]). Cost follows the
-    /// size of the answer (and of the smallest index entry of `subset`), not of the
-    /// store.
+    /// Every document containing all pairs of `subset` (an empty subset matches every
+    /// document), in id order, after the document named by `page_token` (the previous
+    /// page's `next_page_token`), at most `limit` (1..=[`MAX_LOOKUP_LIMIT`]).
+    ///
+    /// One page is a consistent snapshot. Paging through while others write never
+    /// answers a document twice nor skips one that matched during the whole walk;
+    /// documents created during the walk sort after the ones that existed before it, so
+    /// they appear on later pages.
+    ///
+    /// Cost follows the size of the answer, not of the store: O(log n) per subset pair to
+    /// find its index entry, then the walk of the ids holding the rarest pairs from the
+    /// page token on, until `limit` documents matched.
     async fn lookup(&self, subset: &Fields, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError>;
 }

@@ -5,8 +5,13 @@
 //! - `bitmail/v1/store.proto`: service `Store`, the JSON-map document store (served by
 //!   `backend-server`).
 //!
-//! Only generated code lives here. Services convert these wire types into their own
+//! - [`codec`]: prost's codec, answering `INVALID_ARGUMENT` (not `INTERNAL`) for a request
+//!   that does not decode, such as a `string` field holding invalid UTF-8.
+//!
+//! Only generated code (and its codec) lives here. Services convert these wire types into their own
 //! domain types at the edge, so a change of the wire does not ripple through the logic.
+
+pub mod codec;
 
 /// Generated types and tonic stubs of package `bitmail.v1`.
 pub mod v1 {

@@ -10,6 +10,8 @@
 //! - [`moto`]: starts moto, an Amazon SES emulator from PyPI, as a child process.
 //! - [`postgres`]: a throwaway PostgreSQL cluster (initdb in a temporary folder, a free
 //!   loopback port), stopped and removed on drop.
+//! - [`store_conformance`]: the `Store` contract, written once, run against every
+//!   engine; [`store_engines`]: fresh stores of each engine for it.
 //!
 //! The cross-service tests live in `tests/tests/`, one scenario per file.
 
@@ -19,3 +21,5 @@ pub mod postgres;
 pub mod sendgrid;
 pub mod ses;
 mod shared;
+pub mod store_conformance;
+pub mod store_engines;

@@ -63,3 +63,89 @@ async fn documents_round_trip_with_versions_and_lookups() {
     let too_many = pb::LookupRequest { limit: 5000, ..Default::default() };
     assert_eq!(store.lookup(too_many).await.unwrap_err().code(), Code::InvalidArgument);
 }
+
+/// PutRequest's wire shape with `bytes` where the contract says `string`, to send what a
+/// conforming client cannot: invalid UTF-8.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawPut {
+    #[prost(message, repeated, tag = "1")]
+    fields: Vec<RawEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawEntry {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+async fn everything(store: &mut bitmail_proto::v1::store_client::StoreClient<tonic::transport::Channel>) -> usize {
+    let request = pb::LookupRequest { subset: HashMap::new(), limit: 1000, page_token: String::new() };
+    let mut stream = store.lookup(request).await.unwrap().into_inner();
+    let mut n = 0;
+    while stream.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test]
+async fn each_bad_input_answers_its_own_status_and_changes_nothing() {
+    let cluster = Cluster::start(vec![], false).await;
+    let mut store = cluster.store_client().await;
+    let put = store.put(pb::PutRequest { fields: fields(&[("kind", "user")]) }).await.unwrap().into_inner();
+    store
+        .update(pb::UpdateRequest {
+            id: put.id.clone(),
+            fields: fields(&[("n", "1")]),
+            remove: vec![],
+            expected_version: 1,
+        })
+        .await
+        .unwrap();
+
+    // Invalid UTF-8 in a `string` field: refused by the codec before the service runs.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", cluster.backend)).unwrap();
+    let mut raw = tonic::client::Grpc::new(channel.connect().await.unwrap());
+    raw.ready().await.unwrap();
+    let bad = RawPut { fields: vec![RawEntry { key: b"name".to_vec(), value: vec![0x61, 0xff, 0xfe] }] };
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/bitmail.v1.Store/Put");
+    let codec = tonic_prost::ProstCodec::<RawPut, pb::PutResponse>::default();
+    let err = raw.unary(tonic::Request::new(bad), path, codec).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("not a valid protobuf message"), "{err:?}");
+
+    let invalid = [
+        ("empty key", store.put(pb::PutRequest { fields: fields(&[("", "v")]) }).await.unwrap_err()),
+        ("long key", store.put(pb::PutRequest { fields: fields(&[(&"k".repeat(257), "v")]) }).await.unwrap_err()),
+        (
+            "document over 16 MiB",
+            store.put(pb::PutRequest { fields: fields(&[("body", &"x".repeat(16 << 20))]) }).await.unwrap_err(),
+        ),
+        (
+            "empty subset without a limit",
+            store
+                .lookup(pb::LookupRequest { subset: HashMap::new(), limit: 0, page_token: String::new() })
+                .await
+                .unwrap_err(),
+        ),
+        ("empty id", store.delete(pb::DeleteRequest { id: String::new() }).await.unwrap_err()),
+    ];
+    for (what, status) in invalid {
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert!(status.message().starts_with("invalid argument: "), "{what}: {status:?}");
+    }
+
+    let missing = store.get(pb::GetRequest { id: "no-such-id".into() }).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    let stale =
+        pb::UpdateRequest { id: put.id.clone(), fields: fields(&[("n", "2")]), remove: vec![], expected_version: 1 };
+    let conflict = store.update(stale).await.unwrap_err();
+    assert_eq!(conflict.code(), Code::Aborted, "{conflict:?}");
+    assert_eq!(conflict.metadata().get("bitmail-actual-version").unwrap(), "2");
+
+    let doc = store.get(pb::GetRequest { id: put.id }).await.unwrap().into_inner();
+    assert_eq!((doc.version, doc.fields), (2, fields(&[("kind", "user"), ("n", "1")])));
+    assert_eq!(everything(&mut store).await, 1, "nothing else was stored");
+}

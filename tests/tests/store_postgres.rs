@@ -1,9 +1,8 @@
 //! The PostgreSQL engine against a real PostgreSQL server (a throwaway cluster from
-//! `bitmail_tests::postgres`): the whole Store contract, its schema on restart, the plan
-//! of a lookup, clear errors that never show the password, and backend-server serving
-//! gRPC with `engine = "postgres"`.
-
-mod store_cases;
+//! `bitmail_tests::postgres`): its schema on restart, the plan of a lookup, clear errors
+//! that never show the password, and backend-server serving gRPC with
+//! `engine = "postgres"`. The Store contract itself is checked by the conformance suite
+//! (`tests/tests/store_conformance.rs`), which runs against PostgreSQL too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,9 +13,12 @@ use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::store_client::StoreClient;
 use bitmail_runtime::config::Secret;
 use bitmail_tests::postgres::PgServer;
-use store_cases::fields;
 use tokio::sync::watch;
 use tonic::Code;
+
+fn fields(pairs: &[(&str, &str)]) -> Fields {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
 
 /// A fresh database on the shared cluster, and a store on it.
 async fn fresh() -> (Arc<PgServer>, String, Arc<dyn Store>) {
@@ -24,54 +26,6 @@ async fn fresh() -> (Arc<PgServer>, String, Arc<dyn Store>) {
     let url = pg.create_database().expect("createdb");
     let store = PostgresStore::connect(&url, 8).await.expect("the store connects");
     (pg, url, Arc::new(store))
-}
-
-#[tokio::test]
-async fn documents_round_trip() {
-    let (_pg, _url, store) = fresh().await;
-    store_cases::documents_round_trip(store).await;
-}
-
-#[tokio::test]
-async fn stale_version_changes_nothing() {
-    let (_pg, _url, store) = fresh().await;
-    store_cases::stale_version_changes_nothing(store).await;
-}
-
-#[tokio::test]
-async fn lookup_matches_exact_subsets() {
-    let (_pg, _url, store) = fresh().await;
-    store_cases::lookup_matches_exact_subsets(store).await;
-}
-
-#[tokio::test]
-async fn paging_covers_everything_once() {
-    let (_pg, _url, store) = fresh().await;
-    store_cases::paging_covers_everything_once(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_updates_one_wins() {
-    let (_pg, _url, store) = fresh().await;
-    store_cases::concurrent_updates_one_wins(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paging_while_writing() {
-    let (_pg, _url, store) = fresh().await;
-    store_cases::paging_while_writing(store).await;
-}
-
-#[tokio::test]
-async fn unicode_keys_and_values() {
-    let (_pg, _url, store) = fresh().await;
-    store_cases::unicode_keys_and_values(store).await;
-}
-
-#[tokio::test]
-async fn a_document_near_16_mib() {
-    let (_pg, _url, store) = fresh().await;
-    store_cases::large_document(store, 16 * 1024 * 1024 - 4096).await;
 }
 
 #[tokio::test]

@@ -9,6 +9,9 @@
 //!   how to sign in. Ctrl-C stops everything.
 //! - `cargo xtask bench mta`: mta-server's throughput, latency and memory against a
 //!   fake provider (release build); prints a Markdown table.
+//! - `cargo xtask bench store`: each store engine (memory, embedded, proxy to embedded)
+//!   at 100,000 and 1,000,000 documents: put throughput, get and lookup latency (answers
+//!   of 1 and 100 documents), peak memory (release build); prints a Markdown table.
 //! - `cargo xtask test`: what CI runs: `cargo fmt --check`, clippy with warnings as
 //!   errors, the test servers the tests need (aiosmtpd and moto, from PyPI, when missing;
 //!   PostgreSQL's server binaries, from Debian's `postgresql` package when missing), and
@@ -26,7 +29,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   run [--release]   build and start the whole gateway locally (Ctrl-C stops it)
   test              formatting, clippy, and every test (what CI runs)
-  bench mta         mta-server throughput, latency and memory (release build)";
+  bench mta         mta-server throughput, latency and memory (release build)
+  bench store       store engines: puts/s, get and lookup latency at 100k and 1M documents, memory";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -149,9 +153,46 @@ fn ensure_postgres() -> Result<()> {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    if args.first().map(String::as_str) != Some("mta") || args.len() > 1 {
-        bail!("usage: cargo xtask bench mta");
+    match args {
+        [what] if what == "mta" => bench_mta(),
+        [what] if what == "store" => bench_store(),
+        _ => bail!("usage: cargo xtask bench mta|store"),
     }
+}
+
+/// The store engines at 100,000 and 1,000,000 documents (the proxy at 100,000): put
+/// throughput, get and lookup latency, peak memory. One process per run.
+fn bench_store() -> Result<()> {
+    step("cargo build --release (backend-server, bitmail-store-bench)");
+    check(
+        cargo().args(["build", "--release", "-p", "backend-server", "-p", "bitmail-tests", "--bins"]).status(),
+        "cargo build --release",
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let release = target.join("release");
+    println!(
+        "\n| engine | documents | puts/s (512 callers) | get p50 / p99 ms | lookup, answer of 1: p50 / p99 ms | lookup, answer of 100: p50 / p99 ms | peak RSS | file |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let runs = [
+        ("memory", "100000"),
+        ("memory", "1000000"),
+        ("embedded", "100000"),
+        ("embedded", "1000000"),
+        ("proxy", "100000"),
+    ];
+    for (engine, docs) in runs {
+        let status = Command::new(release.join("bitmail-store-bench"))
+            .args(["--engine", engine, "--docs", docs])
+            .arg("--backend-bin")
+            .arg(release.join("backend-server"))
+            .status();
+        check(status, &format!("bench store {engine} {docs}"))?;
+    }
+    Ok(())
+}
+
+fn bench_mta() -> Result<()> {
     step("cargo build --release (mta-server, bitmail-bench)");
     check(
         cargo().args(["build", "--release", "-p", "mta-server", "-p", "bitmail-tests", "--bins"]).status(),
@@ -294,7 +335,13 @@ fn run(args: &[String]) -> Result<()> {
     let provider = format!("{sendgrid}\n{mailgun}\n{ses}");
     let stand_ins = !(real_sendgrid && real_mailgun);
     let configs = [
-        ("backend-server", format!("listen = \"{BACKEND}\"\nengine = \"memory\"\n")),
+        (
+            "backend-server",
+            format!(
+                "listen = \"{BACKEND}\"\nengine = \"embedded\"\n[embedded]\npath = {:?}\n",
+                root().join("data/backend/store.redb").display().to_string()
+            ),
+        ),
         (
             "mta-server",
             format!(

@@ -93,12 +93,14 @@ impl Cluster {
         }
         let (stop, rx) = watch::channel(false);
 
-        let backend_config = backend_server::config::Config { listen: loopback(), ..Default::default() };
+        let state_dir = std::env::temp_dir().join(format!("bitmail-test-{}", uuid_like()));
+        let mut backend_config = backend_server::config::Config { listen: loopback(), ..Default::default() };
+        backend_config.embedded.path = state_dir.join("store.redb");
+        backend_config.embedded.cache_bytes = 4 << 20;
         let backend = backend_server::server::Server::bind(&backend_config).await.expect("backend binds");
         let backend_addr = backend.local_addr().unwrap();
         tokio::spawn(backend.serve(stopped(&rx)));
 
-        let state_dir = std::env::temp_dir().join(format!("bitmail-test-{}", uuid_like()));
         let mut mta_config = mta_server::config::Config { listen: loopback(), providers, ..Default::default() };
         mta_config.retry.initial_secs = 1;
         mta_config.spool.path = state_dir.join("spool.redb");

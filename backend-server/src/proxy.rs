@@ -1,0 +1,177 @@
+//! The proxy engine: a [`Store`] that forwards every call to another backend-server
+//! over gRPC, so that many edge nodes can share one storage node.
+//!
+//! The channel is lazy: nothing is dialled until the first call, and a broken connection
+//! is re-dialled by the next call. Every call has a deadline (sent along as
+//! `grpc-timeout`, so the remote gives up too); a remote that cannot be reached or does
+//! not answer in time is [`StoreError::Unavailable`]. The remote's answers map back to
+//! the variant that produced them (see `service.rs`): a version conflict stays a
+//! [`StoreError::VersionMismatch`] with the stored version, a missing document stays
+//! [`StoreError::NotFound`], bad input stays [`StoreError::InvalidArgument`], a full
+//! disk stays [`StoreError::Full`]. Input is also checked here first, so bad input never
+//! travels.
+
+use std::time::Duration;
+
+use bitmail_proto::v1 as pb;
+use bitmail_proto::v1::store_client::StoreClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::service::{ACTUAL_VERSION_METADATA, wire_limit};
+use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
+use crate::validate::{self, Request};
+
+pub struct ProxyStore {
+    client: StoreClient<Channel>,
+    url: String,
+    timeout: Duration,
+    limits: Limits,
+}
+
+impl ProxyStore {
+    /// A proxy to the backend-server at `url` (`http://host:port`). Does not connect
+    /// yet; fails only when the URL is not one.
+    pub fn new(url: &str, connect_timeout: Duration, timeout: Duration, limits: Limits) -> Result<Self, StoreError> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| StoreError::InvalidArgument(format!("proxy url {url:?}: {e}")))?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        let max = wire_limit(&limits);
+        let client =
+            StoreClient::new(endpoint.connect_lazy()).max_decoding_message_size(max).max_encoding_message_size(max);
+        Ok(Self { client, url: url.to_owned(), timeout, limits })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
+        request
+    }
+
+    /// Runs one call under the deadline, mapping its failure with `map`.
+    async fn call<T>(
+        &self,
+        call: impl Future<Output = Result<T, Status>>,
+        map: impl FnOnce(Status) -> StoreError,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(status)) => Err(map(status)),
+            Err(_) => {
+                Err(StoreError::Unavailable(format!("{}: no answer within {} ms", self.url, self.timeout.as_millis())))
+            }
+        }
+    }
+
+    /// The error a remote status stands for. `id` and `expected` are the call's own, for
+    /// the variants that carry them.
+    fn error(&self, status: Status, id: &str, expected: Option<u64>) -> StoreError {
+        let message = status.message();
+        let strip = |prefix: &str| message.strip_prefix(prefix).unwrap_or(message).to_owned();
+        match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => StoreError::InvalidArgument(strip("invalid argument: ")),
+            Code::NotFound => StoreError::NotFound(id.to_owned()),
+            Code::Aborted | Code::FailedPrecondition => {
+                let actual = status
+                    .metadata()
+                    .get(ACTUAL_VERSION_METADATA)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                StoreError::VersionMismatch { id: id.to_owned(), expected: expected.unwrap_or(0), actual }
+            }
+            Code::ResourceExhausted => StoreError::Full(strip("storage full: ")),
+            // The deadline passed (tonic enforces the request's timeout as `Cancelled`).
+            Code::Cancelled | Code::DeadlineExceeded => StoreError::Unavailable(format!(
+                "{}: no answer within {} ms ({message})",
+                self.url,
+                self.timeout.as_millis()
+            )),
+            _ => StoreError::Unavailable(format!(
+                "{}: {:?}: {}",
+                self.url,
+                status.code(),
+                strip("storage unavailable: ")
+            )),
+        }
+    }
+}
+
+fn from_wire(doc: pb::Document) -> Document {
+    Document { id: doc.id, version: doc.version, fields: doc.fields.into_iter().collect() }
+}
+
+#[async_trait::async_trait]
+impl Store for ProxyStore {
+    async fn put(&self, fields: Fields) -> Result<Document, StoreError> {
+        validate::check(Request::Put { fields: &fields }, &self.limits)?;
+        let request =
+            self.request(pb::PutRequest { fields: fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect() });
+        let mut client = self.client.clone();
+        let answer = self.call(client.put(request), |s| self.error(s, "", None)).await?.into_inner();
+        Ok(Document { id: answer.id, version: answer.version, fields })
+    }
+
+    async fn get(&self, id: &str) -> Result<Document, StoreError> {
+        validate::check(Request::Get { id }, &self.limits)?;
+        let request = self.request(pb::GetRequest { id: id.to_owned() });
+        let mut client = self.client.clone();
+        let doc = self.call(client.get(request), |s| self.error(s, id, None)).await?.into_inner();
+        Ok(from_wire(doc))
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        fields: Fields,
+        remove: Vec<String>,
+        expected_version: Option<u64>,
+    ) -> Result<Document, StoreError> {
+        validate::check(Request::Update { id, fields: &fields, remove: &remove }, &self.limits)?;
+        let request = self.request(pb::UpdateRequest {
+            id: id.to_owned(),
+            fields: fields.into_iter().collect(),
+            remove,
+            expected_version: expected_version.unwrap_or(0),
+        });
+        let mut client = self.client.clone();
+        let answer = self.call(client.update(request), |s| self.error(s, id, expected_version)).await?.into_inner();
+        answer.document.map(from_wire).ok_or_else(|| {
+            StoreError::Unavailable(format!("{}: the update was made, but the answer holds no document", self.url))
+        })
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        validate::check(Request::Delete { id }, &self.limits)?;
+        let request = self.request(pb::DeleteRequest { id: id.to_owned() });
+        let mut client = self.client.clone();
+        self.call(client.delete(request), |s| self.error(s, id, None)).await?;
+        Ok(())
+    }
+
+    async fn lookup(&self, subset: &Fields, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
+        validate::check(Request::Lookup { subset, limit, page_token }, &self.limits)?;
+        let request = self.request(pb::LookupRequest {
+            subset: subset.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            limit: limit as u32,
+            page_token: page_token.unwrap_or_default().to_owned(),
+        });
+        let mut client = self.client.clone();
+        let read_all = async move {
+            let mut stream = client.lookup(request).await?.into_inner();
+            let mut page = Page { documents: Vec::new(), next_page_token: None };
+            while let Some(item) = stream.message().await? {
+                match item.item {
+                    Some(pb::lookup_response::Item::Document(d)) => page.documents.push(from_wire(d)),
+                    Some(pb::lookup_response::Item::NextPageToken(t)) => page.next_page_token = Some(t),
+                    None => {}
+                }
+            }
+            Ok(page)
+        };
+        self.call(read_all, |s| self.error(s, "", None)).await
+    }
+}
