@@ -128,7 +128,13 @@ async fn same_origin_writes(req: Request, next: Next) -> Response {
     if is_write(req.method())
         && let Some(origin) = req.headers().get(header::ORIGIN)
     {
-        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        // HTTP/1.1 names the host in `Host`; HTTP/2 (what browsers speak here) in the
+        // request's `:authority`, which is the URI's authority.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
         let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest);
         if host.is_none() || origin_host != host {
             return ApiError::Forbidden("cross-origin request refused".into()).into_response();
