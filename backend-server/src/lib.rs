@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod memory;
+pub mod postgres;
 pub mod server;
 pub mod service;
 pub mod store;

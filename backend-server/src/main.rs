@@ -14,7 +14,7 @@ async fn main() {
     let server = match Server::bind(&config).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(listen = %config.listen, error = %e, "cannot listen");
+            tracing::error!(listen = %config.listen, engine = ?config.engine, error = %e, "cannot start");
             std::process::exit(1);
         }
     };

@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, Engine};
 use crate::memory::MemoryStore;
+use crate::postgres::PostgresStore;
 use crate::service::StoreService;
 use crate::store::Store;
 
@@ -19,10 +20,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the engine and binds the listen address.
+    /// Opens the engine and binds the listen address. An engine that cannot be opened
+    /// (PostgreSQL unreachable) is an error of kind `Other` carrying the store's message.
     pub async fn bind(config: &Config) -> std::io::Result<Self> {
         let store: Arc<dyn Store> = match config.engine {
             Engine::Memory => Arc::new(MemoryStore::new()),
+            Engine::Postgres => Arc::new(
+                PostgresStore::connect(config.postgres.url.expose(), config.postgres.pool_size)
+                    .await
+                    .map_err(std::io::Error::other)?,
+            ),
         };
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self { listener, store, grace: std::time::Duration::from_secs(config.shutdown_grace_secs) })

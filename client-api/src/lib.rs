@@ -13,6 +13,7 @@
 //! - [`sanitize`]: HTML mail made safe to show (ammonia), Markdown to HTML;
 //! - [`status`]: providers, queue depth and the last hour's deliveries;
 //! - [`assets`]: the built webmail, compressed once and served with cache headers;
+//! - [`webhooks`]: the providers' event webhooks, forwarded untouched to mta-server;
 //! - [`error`]: the one JSON error type every handler returns;
 //! - [`server`]: binding, serving and graceful shutdown.
 
@@ -29,3 +30,4 @@ pub mod server;
 pub mod session;
 pub mod status;
 pub mod tls;
+pub mod webhooks;

@@ -15,6 +15,7 @@
 //! | `POST /api/preview` | `{markdown}`: the HTML it would be sent as |
 //! | `GET /api/status` | providers, queue depth, recent deliveries, sent per provider over the last hour |
 //! | `GET /`, `GET /assets/*` | the webmail (`web_dir`), compressed, with cache headers |
+//! | `POST /webhooks/{provider}/events` | a provider's event webhook, see [`crate::webhooks`] |
 //!
 //! CSRF: every state change except signing in needs the session's CSRF token in
 //! `X-CSRF-Token` (see [`crate::session`]); besides, the session cookie is
@@ -75,6 +76,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/preview", post(compose::preview))
         .route("/api/status", get(status::status))
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("no such endpoint".into()) }))
+        .merge(crate::webhooks::routes())
         .fallback(page)
         .layer(middleware::from_fn(csrf_checked_writes))
         .layer(middleware::from_fn(same_origin_writes))

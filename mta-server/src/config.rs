@@ -11,6 +11,7 @@
 //! path = "data/mta/spool.redb"
 //! max_bytes = 10737418240        # past this, Submit answers RESOURCE_EXHAUSTED
 //! cache_bytes = 67108864
+//! keep_statuses_days = 30        # then sent and failed messages are forgotten
 //!
 //! [delivery]
 //! concurrency = 64
@@ -20,6 +21,10 @@
 //! failure_threshold = 3          # transient failures in a row that open a circuit
 //! cool_down_secs = 30            # before an open circuit lets a probe through
 //! refused_cool_down_secs = 900   # after bad credentials or a paused account
+//!
+//! [suppression]                 # after a hard bounce or a complaint reported by webhook
+//! hard_bounce_days = 30          # 0: for ever
+//! complaint_days = 0
 //!
 //! [retry]
 //! initial_secs = 30
@@ -31,7 +36,11 @@
 //! kind = "sendgrid"
 //! base_url = "https://api.sendgrid.com"
 //! api_key = { env = "SENDGRID_API_KEY" }
+//! webhook_public_key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE..."   # Event Webhook verification key
 //! weight = 1                     # its share under scheduler = "weighted"
+//! # Optional, for every kind: attempts in flight at once, attempts started per second,
+//! # and the largest message (the provider's own documented limit applies too).
+//! limits = { in_flight = 32, per_second = 50, max_message_bytes = 20000000 }
 //!
 //! [[providers]]
 //! name = "mailgun"
@@ -39,6 +48,7 @@
 //! base_url = "https://api.eu.mailgun.net"   # default https://api.mailgun.net
 //! domain = "mg.example.org"
 //! api_key = { env = "MAILGUN_API_KEY" }
+//! webhook_signing_key = { env = "MAILGUN_WEBHOOK_KEY" }
 //!
 //! [[providers]]
 //! name = "relay"
@@ -59,6 +69,7 @@ use serde::Deserialize;
 
 use crate::delivery::{AmbiguousPolicy, DeliverySettings, RetryPolicy};
 use crate::health::HealthSettings;
+use crate::limits::ProviderLimits;
 use crate::message::Limits;
 use crate::provider::smtp::SmtpSecurity;
 use crate::spool::SpoolSettings;
@@ -79,6 +90,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub health: HealthConfig,
     pub retry: RetryConfig,
+    pub suppression: SuppressionConfig,
     /// Tried in the order the scheduler picks; names must be unique.
     pub providers: Vec<ProviderConfig>,
 }
@@ -105,6 +117,8 @@ pub struct SpoolConfig {
     pub max_bytes: u64,
     /// The spool's page cache, which bounds its memory whatever the backlog.
     pub cache_bytes: usize,
+    /// How long `GetMessage` still knows a sent or failed message.
+    pub keep_statuses_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +141,22 @@ pub struct HealthConfig {
 impl Default for HealthConfig {
     fn default() -> Self {
         Self { failure_threshold: 3, cool_down_secs: 30, refused_cool_down_secs: 900 }
+    }
+}
+
+/// How long a hard bounce or a complaint keeps its address off the recipients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SuppressionConfig {
+    /// 0: for ever.
+    pub hard_bounce_days: u64,
+    /// 0: for ever.
+    pub complaint_days: u64,
+}
+
+impl Default for SuppressionConfig {
+    fn default() -> Self {
+        Self { hard_bounce_days: 30, complaint_days: 0 }
     }
 }
 
@@ -156,6 +186,14 @@ impl ProviderConfig {
         }
     }
 
+    pub fn limits(&self) -> ProviderLimits {
+        match self {
+            ProviderConfig::Sendgrid(c) => c.limits,
+            ProviderConfig::Mailgun(c) => c.limits,
+            ProviderConfig::Smtp(c) => c.limits,
+        }
+    }
+
     pub fn weight(&self) -> u32 {
         match self {
             ProviderConfig::Sendgrid(c) => c.weight,
@@ -174,6 +212,9 @@ pub struct SendGridConfig {
     pub api_key: Secret,
     #[serde(default)]
     pub sandbox: bool,
+    /// The Event Webhook's verification key (base64 DER public key, as SendGrid shows
+    /// it); without it, this provider's webhooks are refused.
+    pub webhook_public_key: Option<String>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_timeout_ms")]
@@ -181,6 +222,8 @@ pub struct SendGridConfig {
     /// This provider's share under `scheduler = "weighted"`; 0 makes it a backup only.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    #[serde(default)]
+    pub limits: ProviderLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,12 +239,17 @@ pub struct MailgunConfig {
     /// `o:testmode=yes`: accepted by Mailgun, not delivered.
     #[serde(default)]
     pub test_mode: bool,
+    /// The HTTP webhook signing key (not the API key); without it, this provider's
+    /// webhooks are refused.
+    pub webhook_signing_key: Option<Secret>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    #[serde(default)]
+    pub limits: ProviderLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,8 +269,14 @@ pub struct SmtpConfig {
     pub timeout_ms: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Recipients per SMTP transaction (RFC 5321 servers take at least 100); more take
+    /// several transactions, and a failure part-way never resends to those reached.
+    #[serde(default = "default_recipients_per_call")]
+    pub max_recipients_per_call: usize,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    #[serde(default)]
+    pub limits: ProviderLimits,
 }
 
 impl SmtpConfig {
@@ -237,6 +291,10 @@ impl SmtpConfig {
 
 fn default_security() -> SmtpSecurity {
     SmtpSecurity::Starttls
+}
+
+fn default_recipients_per_call() -> usize {
+    100
 }
 
 fn default_max_connections() -> u32 {
@@ -273,6 +331,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             health: HealthConfig::default(),
             retry: RetryConfig::default(),
+            suppression: SuppressionConfig::default(),
             providers: Vec::new(),
         }
     }
@@ -280,7 +339,12 @@ impl Default for Config {
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("data/mta/spool.redb"), max_bytes: 10 << 30, cache_bytes: 64 << 20 }
+        Self {
+            path: PathBuf::from("data/mta/spool.redb"),
+            max_bytes: 10 << 30,
+            cache_bytes: 64 << 20,
+            keep_statuses_days: 30,
+        }
     }
 }
 
@@ -299,6 +363,14 @@ impl Default for RetryConfig {
 impl Config {
     pub fn limits(&self) -> Limits {
         Limits { max_message_bytes: self.max_message_bytes, max_recipients: self.max_recipients }
+    }
+
+    pub fn suppression_rules(&self) -> crate::spool::SuppressionRules {
+        let ms = |days: u64| days.saturating_mul(24 * 3600 * 1000);
+        crate::spool::SuppressionRules {
+            hard_bounce_ms: ms(self.suppression.hard_bounce_days),
+            complaint_ms: ms(self.suppression.complaint_days),
+        }
     }
 
     pub fn spool_settings(&self) -> SpoolSettings {
@@ -354,6 +426,9 @@ impl Validate for Config {
         if self.spool.path.as_os_str().is_empty() {
             problems.push("spool.path: must not be empty".into());
         }
+        if self.spool.keep_statuses_days == 0 {
+            problems.push("spool.keep_statuses_days: at least 1".into());
+        }
         if self.spool.cache_bytes < (1 << 20) {
             problems.push("spool.cache_bytes: at least 1048576 (1 MiB)".into());
         }
@@ -374,9 +449,15 @@ impl Validate for Config {
             } else if !names.insert(provider.name()) {
                 problems.push(format!("{at}.name: `{}` is used by another provider", provider.name()));
             }
+            problems.extend(provider.limits().problems().into_iter().map(|p| format!("{at}.limits.{p}")));
             match provider {
                 ProviderConfig::Sendgrid(c) => {
                     check_url(&format!("{at}.base_url"), &c.base_url, problems);
+                    if let Some(key) = &c.webhook_public_key
+                        && let Err(e) = crate::events::sendgrid::Verifier::new(key)
+                    {
+                        problems.push(format!("{at}.webhook_public_key: {e}"));
+                    }
                     if c.api_key.is_empty() {
                         problems.push(format!("{at}.api_key: must not be empty"));
                     }
@@ -396,8 +477,10 @@ impl Validate for Config {
                     {
                         problems.push(format!("{at}.ca_file: {} is not a readable file", ca.display()));
                     }
-                    if c.timeout_ms == 0 || c.max_connections == 0 {
-                        problems.push(format!("{at}: timeout_ms and max_connections must be more than 0"));
+                    if c.timeout_ms == 0 || c.max_connections == 0 || c.max_recipients_per_call == 0 {
+                        problems.push(format!(
+                            "{at}: timeout_ms, max_connections and max_recipients_per_call must be more than 0"
+                        ));
                     }
                 }
                 ProviderConfig::Mailgun(c) => {

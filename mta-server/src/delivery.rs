@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::health::Health;
+use crate::limits::{AtLimit, Limiter};
 use crate::message::Message;
 use crate::provider::{Outcome, Provider, RefusalScope};
 use crate::scheduler::Scheduler;
@@ -79,6 +80,7 @@ struct Shared {
     providers: Vec<Arc<dyn Provider>>,
     scheduler: Arc<dyn Scheduler>,
     health: Arc<Health>,
+    limiter: Arc<Limiter>,
     retry: RetryPolicy,
     ambiguous: AmbiguousPolicy,
     in_flight: Mutex<HashSet<String>>,
@@ -98,6 +100,7 @@ impl Delivery {
         providers: Vec<Arc<dyn Provider>>,
         scheduler: Arc<dyn Scheduler>,
         health: Arc<Health>,
+        limiter: Arc<Limiter>,
         settings: DeliverySettings,
         wake: Arc<Notify>,
     ) -> Self {
@@ -106,6 +109,7 @@ impl Delivery {
             providers,
             scheduler,
             health,
+            limiter,
             retry: settings.retry,
             ambiguous: settings.ambiguous,
             in_flight: Mutex::new(HashSet::new()),
@@ -192,9 +196,19 @@ impl Delivery {
     }
 }
 
+/// How long a round waits at most before looking again at providers that were at their
+/// in-flight or rate limit.
+const LIMIT_POLL: Duration = Duration::from_millis(100);
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Only plain inserts and removals happen under this lock.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `message` without the recipients earlier attempts already delivered to.
+fn with_sent_to(mut message: Message, sent_to: &[String]) -> Message {
+    message.already_sent_to.extend(sent_to.iter().cloned());
+    message
 }
 
 /// One delivery round for one message.
@@ -205,7 +219,7 @@ async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
     if status.is_final() {
         return Ok(());
     }
-    let Some(message) = message.map(Arc::new) else {
+    let Some(mut message) = message.map(|m| Arc::new(with_sent_to(m, &status.sent_to))) else {
         status.state = State::Failed as i32;
         status.error = "the message body is missing from the spool".into();
         status.due_ms = 0;
@@ -223,94 +237,158 @@ async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
     let order = shared.scheduler.plan(&message, shared.providers.len());
     let mut last_error = String::from("no provider is configured");
     let mut attempted = false;
+    let size = message.wire_bytes();
+    let too_large: Vec<String> = order
+        .iter()
+        .filter(|&&i| size > shared.limiter.max_bytes(i))
+        .map(|&i| format!("{} takes at most {} bytes", shared.providers[i].name(), shared.limiter.max_bytes(i)))
+        .collect();
+    if !order.is_empty() && too_large.len() == order.len() {
+        status.state = State::Failed as i32;
+        status.error =
+            format!("the message is {size} bytes as sent, over every provider's limit ({})", too_large.join("; "));
+        status.due_ms = 0;
+        warn!(error = %status.error, "no provider takes a message this large");
+        return shared.spool.update(status, false).await;
+    }
 
-    for index in order {
-        let provider = &shared.providers[index];
-        if let Err(why) = shared.health.claim(index, now_ms()) {
-            last_error = format!("provider {} is unavailable ({why:?})", provider.name());
-            continue;
-        }
-        if !attempted {
-            attempted = true;
-            status.rounds += 1;
-        }
-        if status.attempts.iter().any(|a| a.outcome() == AttemptOutcome::Ambiguous) {
-            status.possible_duplicate = true;
-        }
-        status.state = State::Sending as i32;
-        status.attempts.push(Attempt {
-            provider: provider.name().to_owned(),
-            started_at_ms: now_ms(),
-            outcome: AttemptOutcome::InProgress as i32,
-            ..Default::default()
-        });
-        // On disk before the provider hears of it.
-        if let Err(e) = shared.spool.update(status.clone(), false).await {
-            shared.health.release(index);
-            return Err(e);
-        }
+    // Rounds over the plan until one attempt was made, or nothing but a provider's
+    // in-flight or rate limit stood in the way (then wait for a slot and go again).
+    loop {
+        let mut wait: Option<Duration> = None;
+        for &index in &order {
+            let provider = &shared.providers[index];
+            if size > shared.limiter.max_bytes(index) {
+                continue;
+            }
+            match shared.limiter.acquire(index, now_ms()) {
+                Ok(()) => {}
+                Err(at) => {
+                    let until = match at {
+                        AtLimit::Busy => LIMIT_POLL,
+                        AtLimit::Rate(d) => d.min(LIMIT_POLL),
+                    };
+                    wait = Some(wait.map_or(until, |w| w.min(until)));
+                    last_error = format!("provider {} is at its limit ({at:?})", provider.name());
+                    continue;
+                }
+            }
+            if let Err(why) = shared.health.claim(index, now_ms()) {
+                shared.limiter.cancel(index);
+                last_error = format!("provider {} is unavailable ({why:?})", provider.name());
+                continue;
+            }
+            if !attempted {
+                attempted = true;
+                status.rounds += 1;
+            }
+            if status.attempts.iter().any(|a| a.outcome() == AttemptOutcome::Ambiguous) {
+                status.possible_duplicate = true;
+            }
+            status.state = State::Sending as i32;
+            status.attempts.push(Attempt {
+                provider: provider.name().to_owned(),
+                started_at_ms: now_ms(),
+                outcome: AttemptOutcome::InProgress as i32,
+                ..Default::default()
+            });
+            // On disk before the provider hears of it.
+            if let Err(e) = shared.spool.update(status.clone(), false).await {
+                shared.health.release(index);
+                shared.limiter.cancel(index);
+                return Err(e);
+            }
 
-        let clock = Instant::now();
-        let outcome = provider.send(&message).await;
-        let duration = clock.elapsed();
-        shared.scheduler.observe(index, outcome.class(), duration);
-        if let Some((name, record)) = shared.health.record(index, &outcome, duration, now_ms()) {
-            shared.spool.save_health(&name, record).await;
-        }
-        if let Some(attempt) = status.attempts.last_mut() {
-            attempt.duration_ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
-            attempt.outcome = AttemptOutcome::from(outcome.class()) as i32;
-            attempt.detail = outcome.detail().to_owned();
-            if let Outcome::Accepted { provider_message_id } = &outcome {
-                attempt.provider_message_id = provider_message_id.clone();
+            let clock = Instant::now();
+            let outcome = provider.send(&message).await;
+            let duration = clock.elapsed();
+            shared.limiter.finish(index);
+            shared.scheduler.observe(index, outcome.class(), duration);
+            if let Some((name, record)) = shared.health.record(index, &outcome, duration, now_ms()) {
+                shared.spool.save_health(&name, record).await;
             }
-        }
+            if let Some(attempt) = status.attempts.last_mut() {
+                attempt.duration_ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+                attempt.outcome = AttemptOutcome::from(outcome.class()) as i32;
+                attempt.detail = outcome.detail().to_owned();
+                match &outcome {
+                    Outcome::Accepted { provider_message_id } => {
+                        attempt.provider_message_id = provider_message_id.clone();
+                    }
+                    Outcome::PartlyAccepted { sent_to, provider_message_id, .. } => {
+                        attempt.provider_message_id = provider_message_id.clone();
+                        attempt.detail =
+                            format!("accepted for {} recipients, then: {}", sent_to.len(), outcome.detail());
+                    }
+                    _ => {}
+                }
+            }
+            // What was delivered stays delivered; the rest of the round acts on how the
+            // failed call ended, for the recipients still to reach.
+            let outcome = match outcome {
+                Outcome::PartlyAccepted { sent_to, then, .. } => {
+                    info!(provider = provider.name(), delivered = sent_to.len(), "delivered to some recipients");
+                    status.sent_to.extend(sent_to);
+                    message = Arc::new(with_sent_to((*message).clone(), &status.sent_to));
+                    *then
+                }
+                other => other,
+            };
 
-        match outcome {
-            Outcome::Accepted { provider_message_id } => {
-                info!(provider = provider.name(), %provider_message_id, "sent");
-                status.state = State::Sent as i32;
-                status.provider = provider.name().to_owned();
-                status.provider_message_id = provider_message_id;
-                status.error.clear();
-                status.due_ms = 0;
-                return shared.spool.update(status, true).await;
-            }
-            Outcome::MessageRejected { detail } => {
-                warn!(provider = provider.name(), %detail, "message rejected; not retrying");
-                status.state = State::Failed as i32;
-                status.error = detail;
-                status.due_ms = 0;
-                return shared.spool.update(status, false).await;
-            }
-            Outcome::ProviderRefused { detail, scope: RefusalScope::Provider } => {
-                // Health logs the alert once, when it sets the provider aside.
-                last_error = detail;
-            }
-            Outcome::ProviderRefused { detail, scope: RefusalScope::Message } => {
-                warn!(provider = provider.name(), %detail, "provider refused this message; trying the next");
-                last_error = detail;
-            }
-            Outcome::Transient { detail, .. } => {
-                warn!(provider = provider.name(), %detail, "transient failure; trying the next provider");
-                last_error = detail;
-            }
-            Outcome::Ambiguous { detail } => {
-                warn!(provider = provider.name(), %detail, policy = ?shared.ambiguous, "no answer after sending; a retry may duplicate");
-                match shared.ambiguous {
-                    AmbiguousPolicy::FailOver => last_error = detail,
-                    AmbiguousPolicy::Defer => return defer(shared, status, &message, detail, true).await,
-                    AmbiguousPolicy::Fail => {
-                        status.state = State::Failed as i32;
-                        status.error = format!(
-                            "no answer from {} after sending (it may have been sent): {detail}",
-                            provider.name()
-                        );
-                        status.due_ms = 0;
-                        return shared.spool.update(status, false).await;
+            match outcome {
+                Outcome::Accepted { provider_message_id } => {
+                    info!(provider = provider.name(), %provider_message_id, "sent");
+                    status.state = State::Sent as i32;
+                    status.provider = provider.name().to_owned();
+                    status.provider_message_id = provider_message_id;
+                    status.error.clear();
+                    status.due_ms = 0;
+                    return shared.spool.update(status, true).await;
+                }
+                Outcome::MessageRejected { detail } => {
+                    warn!(provider = provider.name(), %detail, "message rejected; not retrying");
+                    status.state = State::Failed as i32;
+                    status.error = detail;
+                    status.due_ms = 0;
+                    return shared.spool.update(status, false).await;
+                }
+                Outcome::ProviderRefused { detail, scope: RefusalScope::Provider } => {
+                    // Health logs the alert once, when it sets the provider aside.
+                    last_error = detail;
+                }
+                partial @ Outcome::PartlyAccepted { .. } => last_error = partial.detail().to_owned(),
+                Outcome::ProviderRefused { detail, scope: RefusalScope::Message } => {
+                    warn!(provider = provider.name(), %detail, "provider refused this message; trying the next");
+                    last_error = detail;
+                }
+                Outcome::Transient { detail, .. } => {
+                    warn!(provider = provider.name(), %detail, "transient failure; trying the next provider");
+                    last_error = detail;
+                }
+                Outcome::Ambiguous { detail } => {
+                    warn!(provider = provider.name(), %detail, policy = ?shared.ambiguous, "no answer after sending; a retry may duplicate");
+                    match shared.ambiguous {
+                        AmbiguousPolicy::FailOver => last_error = detail,
+                        AmbiguousPolicy::Defer => return defer(shared, status, &message, detail, true).await,
+                        AmbiguousPolicy::Fail => {
+                            status.state = State::Failed as i32;
+                            status.error = format!(
+                                "no answer from {} after sending (it may have been sent): {detail}",
+                                provider.name()
+                            );
+                            status.due_ms = 0;
+                            return shared.spool.update(status, false).await;
+                        }
                     }
                 }
             }
+        }
+        if attempted {
+            break;
+        }
+        match wait {
+            Some(d) => shared.limiter.wait(d).await,
+            None => break,
         }
     }
     defer(shared, status, &message, last_error, attempted).await

@@ -168,6 +168,11 @@ impl Health {
     /// Learns from the outcome of a claimed attempt. Answers the change to save, if
     /// the circuit opened, closed or was refused.
     pub fn record(&self, i: usize, outcome: &Outcome, latency: Duration, now: u64) -> Persist {
+        // Calls accepted before one failed say nothing more about health than that call.
+        let outcome = match outcome {
+            Outcome::PartlyAccepted { then, .. } => then.as_ref(),
+            other => other,
+        };
         let mut s = self.state(i);
         s.in_flight = s.in_flight.saturating_sub(1);
         let was_open = s.open_until_ms != 0;
@@ -190,7 +195,7 @@ impl Health {
                 }
                 None
             }
-            Outcome::ProviderRefused { scope: RefusalScope::Message, .. } => None,
+            Outcome::ProviderRefused { scope: RefusalScope::Message, .. } | Outcome::PartlyAccepted { .. } => None,
             Outcome::ProviderRefused { detail, scope: RefusalScope::Provider } => {
                 remember(&mut s, false);
                 s.last_error = detail.clone();

@@ -5,18 +5,21 @@
 //! - [`message`]: the domain message, immutable once accepted, and its validation from
 //!   the wire;
 //! - [`provider`]: the [`provider::Provider`] trait, the [`provider::Outcome`] classes of
-//!   DESIGN.md, and one module per provider (SendGrid so far);
-//! - [`scheduler`]: the [`scheduler::Scheduler`] trait and its strategies (round-robin);
+//!   DESIGN.md, and one module per provider;
+//! - [`scheduler`]: the [`scheduler::Scheduler`] trait and its strategies;
 //! - [`spool`]: the durable store of accepted messages, their status and schedule
 //!   (redb, group commit);
 //! - [`delivery`]: the dispatcher and delivery rounds over the spool;
 //! - [`health`]: a circuit breaker per provider, operator pauses, live figures;
+//! - [`limits`]: per-provider in-flight, rate and size limits;
 //! - [`service`]: the gRPC `bitmail.v1.Mta` service;
 //! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown.
 
 pub mod config;
 pub mod delivery;
+pub mod events;
 pub mod health;
+pub mod limits;
 pub mod message;
 pub mod provider;
 pub mod scheduler;

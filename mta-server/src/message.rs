@@ -4,6 +4,7 @@
 //! never changes afterwards: every provider attempt receives the same `Arc<Message>`, so
 //! one attempt can never alter what the next provider sends.
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
@@ -42,13 +43,75 @@ pub struct Message {
     pub text: Option<String>,
     pub html: Option<String>,
     pub headers: Vec<(String, String)>,
+    pub attachments: Vec<Attachment>,
+    /// Labels for the provider's reports (see `SubmitRequest.tags`).
+    pub tags: Vec<String>,
+    /// Pairs the provider's events carry back, next to `bitmail_id`.
+    pub metadata: BTreeMap<String, String>,
     pub submitted_at: SystemTime,
+    /// Recipients (lowercased addresses) an earlier attempt already delivered to, when
+    /// a provider took the message in several calls and a later call failed: the next
+    /// attempts leave them out of the envelope.
+    pub already_sent_to: BTreeSet<String>,
+}
+
+/// A file carried with a message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    /// A valid MIME type (`application/octet-stream` when none was given).
+    pub content_type: String,
+    pub content: Vec<u8>,
+    /// Set for an inline part the HTML shows as `cid:<content_id>`.
+    pub content_id: Option<String>,
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attachment")
+            .field("filename", &self.filename)
+            .field("content_type", &self.content_type)
+            .field("bytes", &self.content.len())
+            .field("content_id", &self.content_id)
+            .finish()
+    }
 }
 
 impl Message {
     /// Every recipient, to then cc then bcc.
     pub fn recipients(&self) -> impl Iterator<Item = &Mailbox> {
         self.to.iter().chain(&self.cc).chain(&self.bcc)
+    }
+
+    /// Whether an earlier attempt already delivered to `m`.
+    pub fn was_sent_to(&self, m: &Mailbox) -> bool {
+        !self.already_sent_to.is_empty() && self.already_sent_to.contains(&m.email.to_ascii_lowercase())
+    }
+
+    /// The recipients this attempt must still reach (each once), in batches of at most
+    /// `per_call`: the envelopes of a provider that takes a limited number of
+    /// recipients per call.
+    pub fn envelope_batches(&self, per_call: usize) -> Vec<Vec<&Mailbox>> {
+        let mut seen = HashSet::new();
+        let pending: Vec<&Mailbox> =
+            self.recipients().filter(|m| !self.was_sent_to(m) && seen.insert(m.email.to_ascii_lowercase())).collect();
+        pending.chunks(per_call.max(1)).map(<[_]>::to_vec).collect()
+    }
+
+    /// About the size as sent: the content with attachments base64-encoded, which is
+    /// what the providers' size limits count.
+    pub fn wire_bytes(&self) -> usize {
+        let attachments: usize = self.attachments.iter().map(|a| a.content.len()).sum();
+        self.content_bytes() - attachments + attachments.div_ceil(3) * 4
+    }
+
+    /// The bytes of the content: subject, bodies, header values and attachments.
+    pub fn content_bytes(&self) -> usize {
+        self.subject.len()
+            + self.text.as_ref().map_or(0, String::len)
+            + self.html.as_ref().map_or(0, String::len)
+            + self.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+            + self.attachments.iter().map(|a| a.filename.len() + a.content.len()).sum::<usize>()
     }
 }
 
@@ -94,6 +157,52 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-sg-id",
     "x-sg-eid",
 ];
+
+/// The largest number of tags: Mailgun takes no more than 3 per message.
+pub const MAX_TAGS: usize = 3;
+/// The largest number of metadata pairs.
+pub const MAX_METADATA: usize = 10;
+
+/// ASCII letters, digits, `_` and `-`: what every provider accepts in a tag or a
+/// variable name (SES's email tags are the strictest).
+fn tag_like(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn check_attachment(
+    i: usize,
+    a: bitmail_proto::v1::Attachment,
+    cids: &mut HashSet<String>,
+) -> Result<Attachment, InvalidField> {
+    let field = |name: &str| format!("attachments[{i}].{name}");
+    if a.filename.is_empty() || a.filename.len() > 255 {
+        return Err(invalid(field("filename"), "1 to 255 bytes are required"));
+    }
+    if a.filename.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+        return Err(invalid(field("filename"), "must not contain control characters, `/` or `\\`"));
+    }
+    let content_type = if a.content_type.is_empty() { "application/octet-stream".to_owned() } else { a.content_type };
+    if lettre::message::header::ContentType::parse(&content_type).is_err() || !content_type.contains('/') {
+        return Err(invalid(
+            field("content_type"),
+            format!("`{}` is not a MIME type such as application/pdf", content_type.escape_debug()),
+        ));
+    }
+    let content_id = if a.content_id.is_empty() {
+        None
+    } else {
+        if a.content_id.len() > 128
+            || a.content_id.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b'<' || b == b'>')
+        {
+            return Err(invalid(field("content_id"), "1 to 128 printable ASCII characters without spaces, `<` or `>`"));
+        }
+        if !cids.insert(a.content_id.clone()) {
+            return Err(invalid(field("content_id"), format!("`{}` is used by another attachment", a.content_id)));
+        }
+        Some(a.content_id)
+    };
+    Ok(Attachment { filename: a.filename, content_type, content: a.content, content_id })
+}
 
 /// Parses one RFC 5322 mailbox (`ada@example.org` or `Ada <ada@example.org>`).
 pub fn parse_mailbox(field: &str, raw: &str) -> Result<Mailbox, InvalidField> {
@@ -174,23 +283,42 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
         headers.push((h.name, h.value));
     }
 
-    let size = req.subject.len()
-        + req.text.len()
-        + req.html.len()
-        + headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
-    if size > limits.max_message_bytes {
-        let field = if req.html.len() > req.text.len() { "html" } else { "text" };
-        return Err(invalid(
-            field,
-            format!("the message is {size} bytes; the limit is {} bytes", limits.max_message_bytes),
-        ));
+    let mut cids = HashSet::new();
+    let attachments = req
+        .attachments
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| check_attachment(i, a, &mut cids))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    if req.tags.len() > MAX_TAGS {
+        return Err(invalid("tags", format!("{} tags; at most {MAX_TAGS} are allowed", req.tags.len())));
+    }
+    for (i, tag) in req.tags.iter().enumerate() {
+        if !tag_like(tag, 128) {
+            return Err(invalid(format!("tags[{i}]"), "1 to 128 of ASCII letters, digits, `_` and `-`"));
+        }
+    }
+    if req.metadata.len() > MAX_METADATA {
+        return Err(invalid("metadata", format!("{} pairs; at most {MAX_METADATA} are allowed", req.metadata.len())));
+    }
+    let metadata: BTreeMap<String, String> = req.metadata.into_iter().collect();
+    for (key, value) in &metadata {
+        if !tag_like(key, 64) {
+            return Err(invalid(
+                format!("metadata[{key:?}]"),
+                "keys are 1 to 64 of ASCII letters, digits, `_` and `-`",
+            ));
+        }
+        if key.eq_ignore_ascii_case("bitmail_id") {
+            return Err(invalid(format!("metadata[{key:?}]"), "`bitmail_id` is set by BitMail"));
+        }
+        if value.len() > 256 || value.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+            return Err(invalid(format!("metadata[{key:?}]"), "values are at most 256 printable ASCII characters"));
+        }
     }
 
-    if req.idempotency_key.len() > 200 || req.idempotency_key.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
-        return Err(invalid("idempotency_key", "at most 200 printable ASCII characters"));
-    }
-
-    Ok(Message {
+    let message = Message {
         id,
         from,
         to,
@@ -201,8 +329,34 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
         text: (!req.text.is_empty()).then_some(req.text),
         html: (!req.html.is_empty()).then_some(req.html),
         headers,
+        attachments,
+        tags: req.tags,
+        metadata,
         submitted_at: SystemTime::now(),
-    })
+        already_sent_to: BTreeSet::new(),
+    };
+    let size = message.content_bytes();
+    if size > limits.max_message_bytes {
+        // Name the biggest part, where the user can act.
+        let html = message.html.as_ref().map_or(0, String::len);
+        let text = message.text.as_ref().map_or(0, String::len);
+        let biggest = message.attachments.iter().enumerate().max_by_key(|(_, a)| a.content.len());
+        let field = match biggest {
+            Some((i, a)) if a.content.len() > html.max(text) => format!("attachments[{i}].content"),
+            _ if html > text => "html".to_owned(),
+            _ => "text".to_owned(),
+        };
+        return Err(invalid(
+            field,
+            format!("the message is {size} bytes; the limit is {} bytes", limits.max_message_bytes),
+        ));
+    }
+
+    if req.idempotency_key.len() > 200 || req.idempotency_key.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+        return Err(invalid("idempotency_key", "at most 200 printable ASCII characters"));
+    }
+
+    Ok(message)
 }
 
 #[cfg(test)]
@@ -263,6 +417,53 @@ mod tests {
         assert_eq!(e.field, "headers[0].name");
         let e = err(SubmitRequest { headers: vec![h("Bad Name", "v")], ..ok_request() });
         assert_eq!(e.field, "headers[0].name");
+    }
+
+    #[test]
+    fn attachments_tags_and_metadata_are_checked() {
+        use bitmail_proto::v1::Attachment as A;
+        let a = |filename: &str, content_type: &str, cid: &str| A {
+            filename: filename.into(),
+            content_type: content_type.into(),
+            content: b"data".to_vec(),
+            content_id: cid.into(),
+        };
+        let m = validate(
+            SubmitRequest {
+                attachments: vec![a("r.pdf", "", ""), a("logo.png", "image/png", "logo@x")],
+                tags: vec!["welcome".into()],
+                metadata: [("tenant".to_owned(), "t 9".to_owned())].into(),
+                ..ok_request()
+            },
+            "m".into(),
+            LIMITS,
+        )
+        .unwrap();
+        assert_eq!(m.attachments[0].content_type, "application/octet-stream");
+        assert_eq!(m.attachments[1].content_id.as_deref(), Some("logo@x"));
+        assert_eq!(m.metadata["tenant"], "t 9");
+
+        let one = |att: A| err(SubmitRequest { attachments: vec![att], ..ok_request() });
+        assert_eq!(one(a("", "", "")).field, "attachments[0].filename");
+        assert_eq!(one(a("../etc/passwd", "", "")).field, "attachments[0].filename");
+        assert_eq!(one(a("a\r\n.txt", "", "")).field, "attachments[0].filename");
+        assert_eq!(one(a("a.txt", "not a type", "")).field, "attachments[0].content_type");
+        assert_eq!(one(a("a.txt", "text/plain", "<x>")).field, "attachments[0].content_id");
+        let e = err(SubmitRequest { attachments: vec![a("a", "", "x"), a("b", "", "x")], ..ok_request() });
+        assert_eq!(e.field, "attachments[1].content_id");
+
+        let e = err(SubmitRequest { tags: vec!["a".into(), "b c".into()], ..ok_request() });
+        assert_eq!(e.field, "tags[1]");
+        let e = err(SubmitRequest { tags: vec!["a".into(); 4], ..ok_request() });
+        assert_eq!(e.field, "tags");
+        let e = err(SubmitRequest { metadata: [("bitmail_id".to_owned(), "x".to_owned())].into(), ..ok_request() });
+        assert!(e.reason.contains("set by BitMail"), "{e}");
+        let e = err(SubmitRequest { metadata: [("k".to_owned(), "é".to_owned())].into(), ..ok_request() });
+        assert_eq!(e.field, "metadata[\"k\"]");
+
+        let big = A { content: vec![0; 2000], ..a("big.bin", "", "") };
+        let e = err(SubmitRequest { attachments: vec![big], ..ok_request() });
+        assert_eq!(e.field, "attachments[0].content");
     }
 
     #[test]

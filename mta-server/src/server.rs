@@ -1,6 +1,7 @@
 //! Building and serving mta-server: providers from config, the scheduler, the spool and
 //! delivery, the gRPC service with health and reflection, and graceful shutdown.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,9 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, ProviderConfig, SchedulerKind};
 use crate::delivery::Delivery;
+use crate::events::Webhook;
 use crate::health::Health;
+use crate::limits::Limiter;
 use crate::provider::smtp::SmtpSettings;
 use crate::provider::{Mailgun, Provider, SendGrid, Smtp, mailgun::MailgunSettings, sendgrid::SendGridSettings};
 use crate::scheduler::{Adaptive, Priority, RoundRobin, Scheduler, Weighted};
@@ -44,6 +47,7 @@ pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BoxE
             extra_root_pem: c.ca_file.as_ref().map(std::fs::read).transpose()?,
             timeout: Duration::from_millis(c.timeout_ms),
             max_connections: c.max_connections,
+            max_recipients_per_call: c.max_recipients_per_call,
         })?),
         ProviderConfig::Mailgun(c) => Arc::new(Mailgun::new(MailgunSettings {
             name: c.name.clone(),
@@ -63,6 +67,8 @@ pub struct Server {
     service: MtaService,
     delivery: Delivery,
     health: Arc<Health>,
+    spool: Spool,
+    keep_statuses: Duration,
     grace: Duration,
 }
 
@@ -89,19 +95,32 @@ impl Server {
         for (name, record) in spool.load_health()? {
             health.restore(&name, &record);
         }
+        let limiter = Arc::new(Limiter::new(
+            config.providers.iter().zip(&providers).map(|(c, p)| (c.limits(), p.max_message_bytes())),
+        ));
         let wake = Arc::new(tokio::sync::Notify::new());
         let delivery = Delivery::new(
             spool.clone(),
             providers,
             scheduler,
             health.clone(),
+            limiter,
             config.delivery_settings(),
             wake.clone(),
         );
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
-            service: MtaService::new(spool, config.limits(), health.clone(), wake),
+            service: MtaService::new(
+                spool.clone(),
+                config.limits(),
+                health.clone(),
+                wake,
+                webhooks(config)?,
+                config.suppression_rules(),
+            ),
+            spool,
+            keep_statuses: Duration::from_secs(config.spool.keep_statuses_days * 24 * 3600),
             health,
             delivery,
             grace: Duration::from_secs(config.shutdown_grace_secs),
@@ -148,12 +167,60 @@ impl Server {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
+        let pruner = tokio::spawn(prune_forever(self.spool.clone(), self.keep_statuses));
         let served = bitmail_runtime::grpc::serve(routes.routes(), self.listener, shutdown, self.grace).await;
 
+        pruner.abort();
         watcher.abort();
         let _ = stop_tx.send(true);
         let _ = workers.await;
         served?;
         Ok(())
     }
+}
+
+/// Every minute, forgets expired idempotency keys and old sent or failed messages, in
+/// short commits so that submissions never wait long behind it.
+async fn prune_forever(spool: Spool, keep_statuses: Duration) {
+    let keep_ms = u64::try_from(keep_statuses.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        loop {
+            match spool.prune(crate::spool::record::now_ms(), keep_ms).await {
+                Ok(p) if p.statuses == crate::spool::PRUNE_BATCH || p.keys == crate::spool::PRUNE_BATCH => {
+                    tokio::task::yield_now().await;
+                }
+                Ok(p) => {
+                    if p.statuses + p.keys > 0 {
+                        tracing::debug!(statuses = p.statuses, keys = p.keys, "pruned the spool");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prune the spool");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+}
+
+/// The webhook verifier of every provider that has a webhook key configured.
+fn webhooks(config: &Config) -> Result<HashMap<String, Webhook>, BoxError> {
+    let mut out = HashMap::new();
+    for p in &config.providers {
+        let webhook = match p {
+            ProviderConfig::Sendgrid(c) => match &c.webhook_public_key {
+                Some(key) => Webhook::SendGrid(crate::events::sendgrid::Verifier::new(key)?),
+                None => continue,
+            },
+            ProviderConfig::Mailgun(c) => match &c.webhook_signing_key {
+                Some(key) => Webhook::Mailgun(crate::events::mailgun::Verifier::new(key.expose())),
+                None => continue,
+            },
+            ProviderConfig::Smtp(_) => continue,
+        };
+        out.insert(p.name().to_owned(), webhook);
+    }
+    Ok(out)
 }

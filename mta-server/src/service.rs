@@ -1,5 +1,6 @@
 //! The gRPC `bitmail.v1.Mta` service: validation at the edge, then the spool.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -8,12 +9,13 @@ use bitmail_proto::v1::mta_server::MtaServer;
 use tokio::sync::Notify;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::events::Webhook;
 use crate::health::{Circuit, Health};
 use crate::message::{Limits, validate};
-use crate::spool::record::{self, AttemptOutcome, State};
-use crate::spool::{Accepted, Spool, SpoolError};
+use crate::spool::record::{self, AttemptOutcome, State, SuppressionRecord};
+use crate::spool::{Accepted, Spool, SpoolError, SuppressionRules};
 
 pub struct MtaService {
     spool: Spool,
@@ -21,11 +23,53 @@ pub struct MtaService {
     health: Arc<Health>,
     /// Tells delivery that a message was accepted or is due again.
     wake: Arc<Notify>,
+    /// Each provider's webhook verifier, by provider name (only those configured).
+    webhooks: HashMap<String, Webhook>,
+    suppression: SuppressionRules,
 }
 
 impl MtaService {
-    pub fn new(spool: Spool, limits: Limits, health: Arc<Health>, wake: Arc<Notify>) -> Self {
-        Self { spool, limits, health, wake }
+    pub fn new(
+        spool: Spool,
+        limits: Limits,
+        health: Arc<Health>,
+        wake: Arc<Notify>,
+        webhooks: HashMap<String, Webhook>,
+        suppression: SuppressionRules,
+    ) -> Self {
+        Self { spool, limits, health, wake, webhooks, suppression }
+    }
+
+    /// INVALID_ARGUMENT naming the first recipient on the suppression list.
+    async fn check_suppressions(&self, message: &crate::message::Message) -> Result<(), Status> {
+        let fields: Vec<(String, String)> = [("to", &message.to), ("cc", &message.cc), ("bcc", &message.bcc)]
+            .into_iter()
+            .flat_map(|(name, list)| {
+                list.iter().enumerate().map(move |(i, m)| (format!("{name}[{i}]"), m.email.to_ascii_lowercase()))
+            })
+            .collect();
+        let spool = self.spool.clone();
+        let now = record::now_ms();
+        let found = tokio::task::spawn_blocking(move || {
+            let hit = spool.suppressed(fields.iter().map(|(_, a)| a.as_str()), now)?;
+            let hit = hit.and_then(|(address, r)| {
+                let field = fields.iter().find(|(_, a)| a == address)?.0.clone();
+                Some((field, address.to_owned(), r))
+            });
+            Ok::<_, SpoolError>(hit)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        match found {
+            None => Ok(()),
+            Some((field, address, r)) => {
+                let until = match r.expires_ms {
+                    0 => "until removed".to_owned(),
+                    ms => format!("until {}", iso_date(ms)),
+                };
+                Err(Status::invalid_argument(format!("{field}: {address} is suppressed ({}, {until})", r.reason)))
+            }
+        }
     }
 
     async fn load_status(&self, id: &str) -> Result<record::Status, Status> {
@@ -150,6 +194,44 @@ fn status_to_wire(s: record::Status) -> pb::MessageStatus {
             })
             .collect(),
         possible_duplicate: s.possible_duplicate,
+        events: s
+            .events
+            .into_iter()
+            .map(|e| pb::DeliveryEvent {
+                kind: e.kind,
+                recipient: e.recipient,
+                at_unix_ms: unix_ms(e.at_ms),
+                provider: e.provider,
+                provider_event_id: e.event_id,
+                detail: e.detail,
+                permanent: e.permanent,
+            })
+            .collect(),
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of a time in ms since the epoch.
+fn iso_date(ms: u64) -> String {
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = (ms / 86_400_000) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn suppression_to_wire(address: String, r: SuppressionRecord) -> pb::Suppression {
+    pb::Suppression {
+        address,
+        reason: r.reason,
+        source: r.source,
+        created_unix_ms: unix_ms(r.created_ms),
+        expires_unix_ms: unix_ms(r.expires_ms),
     }
 }
 
@@ -161,6 +243,7 @@ impl pb::mta_server::Mta for MtaService {
         let id = uuid::Uuid::now_v7().to_string();
         let message =
             validate(request, id.clone(), self.limits).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.check_suppressions(&message).await?;
         let recipients = message.recipients().count();
         match self.spool.accept(&message, key).await? {
             Accepted::New => {
@@ -254,5 +337,94 @@ impl pb::mta_server::Mta for MtaService {
         info!(message_id = %status.id, "operator asked for a retry now");
         self.wake.notify_one();
         Ok(Response::new(status_to_wire(status)))
+    }
+
+    async fn receive_webhook(
+        &self,
+        request: Request<pb::WebhookRequest>,
+    ) -> Result<Response<pb::WebhookResponse>, Status> {
+        let request = request.into_inner();
+        let answer =
+            |http_status: u32, message: String| pb::WebhookResponse { http_status, message, ..Default::default() };
+        let Some(webhook) = self.webhooks.get(&request.provider) else {
+            return Ok(Response::new(answer(
+                404,
+                format!("no provider {:?} with a webhook key configured", request.provider),
+            )));
+        };
+        let headers: Vec<(String, String)> = request.headers.into_iter().map(|h| (h.name, h.value)).collect();
+        let now = record::now_ms();
+        let batch = match webhook.receive(&request.provider, &headers, &request.body, now) {
+            Ok(batch) => batch,
+            Err(refused) => {
+                warn!(provider = %request.provider, reason = %refused, "webhook refused; nothing stored");
+                return Ok(Response::new(answer(refused.http_status(), refused.to_string())));
+            }
+        };
+        let stored = self.spool.record_events(batch, self.suppression, now).await?;
+        if stored.replay {
+            warn!(provider = %request.provider, "webhook token used before for another event; refused as a replay");
+            return Ok(Response::new(answer(401, "signature: this token was used before (a replay)".into())));
+        }
+        info!(provider = %request.provider, stored = stored.stored, duplicates = stored.duplicates, unknown = stored.unknown, "webhook events");
+        Ok(Response::new(pb::WebhookResponse {
+            http_status: 200,
+            message: String::new(),
+            stored: stored.stored,
+            duplicates: stored.duplicates,
+        }))
+    }
+
+    async fn list_suppressions(
+        &self,
+        request: Request<pb::ListSuppressionsRequest>,
+    ) -> Result<Response<pb::ListSuppressionsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            n => return Err(Status::invalid_argument(format!("limit: {n} is over 1000"))),
+        };
+        let spool = self.spool.clone();
+        let now = record::now_ms();
+        let found =
+            tokio::task::spawn_blocking(move || spool.suppressions(&request.after.to_ascii_lowercase(), limit, now))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::ListSuppressionsResponse {
+            suppressions: found.into_iter().map(|(a, r)| suppression_to_wire(a, r)).collect(),
+        }))
+    }
+
+    async fn add_suppression(&self, request: Request<pb::Suppression>) -> Result<Response<pb::Suppression>, Status> {
+        let request = request.into_inner();
+        let address = crate::message::parse_mailbox("address", &request.address)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .email
+            .to_ascii_lowercase();
+        let expires_ms = u64::try_from(request.expires_unix_ms)
+            .map_err(|_| Status::invalid_argument("expires_unix_ms: must not be negative"))?;
+        let record = SuppressionRecord {
+            reason: if request.reason.trim().is_empty() { "added by an operator".into() } else { request.reason },
+            source: if request.source.trim().is_empty() { "operator".into() } else { request.source },
+            created_ms: record::now_ms(),
+            expires_ms,
+        };
+        self.spool.suppress(address.clone(), record.clone()).await?;
+        info!(%address, "suppression added");
+        Ok(Response::new(suppression_to_wire(address, record)))
+    }
+
+    async fn remove_suppression(
+        &self,
+        request: Request<pb::RemoveSuppressionRequest>,
+    ) -> Result<Response<pb::RemoveSuppressionResponse>, Status> {
+        let address = request.into_inner().address.trim().to_ascii_lowercase();
+        if self.spool.unsuppress(address.clone()).await? {
+            info!(%address, "suppression removed");
+            Ok(Response::new(pb::RemoveSuppressionResponse {}))
+        } else {
+            Err(Status::not_found(format!("{address} is not suppressed")))
+        }
     }
 }

@@ -15,6 +15,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, Sta
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::prelude::*;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -223,6 +224,7 @@ async fn handle(
             return (status, [(header::CONTENT_TYPE, ty)], body).into_response();
         }
         Behavior::Hang => std::future::pending::<()>().await,
+        Behavior::Drop => crate::sendgrid::drop_connection(),
         Behavior::Delay(d) => tokio::time::sleep(d).await,
         Behavior::Accept => {}
     }
@@ -273,33 +275,10 @@ fn authorized(headers: &HeaderMap, api_key: &str) -> bool {
     else {
         return false;
     };
-    let Some(decoded) = base64_decode(encoded) else {
+    let Ok(decoded) = BASE64_STANDARD.decode(encoded) else {
         return false;
     };
     decoded.strip_prefix(b"api:".as_slice()) == Some(api_key.as_bytes())
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 /// Splits the multipart body into fields and files; a part with a filename is a file.

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::prelude::*;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -31,6 +33,14 @@ pub enum Behavior {
     Delay(Duration),
     /// Read the request, then never answer.
     Hang,
+    /// Read the request, then close the connection without answering.
+    Drop,
+}
+
+/// Closes the connection of the request being handled, without an answer: unwinding
+/// out of a handler ends its connection's task (and `resume_unwind` prints nothing).
+pub(crate) fn drop_connection() -> ! {
+    std::panic::resume_unwind(Box::new("fake provider: connection dropped as scripted"))
 }
 
 /// A message the fake accepted.
@@ -51,6 +61,26 @@ struct Shared {
     /// When each request to `/v3/mail/send` arrived.
     requests: Mutex<Vec<std::time::Instant>>,
     next_id: Mutex<u64>,
+    /// Requests being answered now, and the most there ever were at once.
+    concurrent: AtomicUsize,
+    max_concurrent: AtomicUsize,
+}
+
+/// Counts a request as being answered while it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let now = shared.concurrent.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_concurrent.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.concurrent.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running fake; it stops when dropped.
@@ -81,6 +111,8 @@ impl FakeSendGrid {
             received: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
             next_id: Mutex::new(0),
+            concurrent: AtomicUsize::new(0),
+            max_concurrent: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/v3/mail/send", post(mail_send))
@@ -118,6 +150,16 @@ impl FakeSendGrid {
         lock(&self.shared.requests).len()
     }
 
+    /// The most requests to `/v3/mail/send` that were being answered at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.shared.max_concurrent.load(Ordering::SeqCst)
+    }
+
+    /// When each request reached `/v3/mail/send`.
+    pub fn request_times(&self) -> Vec<std::time::Instant> {
+        lock(&self.shared.requests).clone()
+    }
+
     /// When the last request reached `/v3/mail/send`, if any did.
     pub fn last_request_at(&self) -> Option<std::time::Instant> {
         lock(&self.shared.requests).last().copied()
@@ -151,6 +193,7 @@ async fn list_received(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
 
 async fn mail_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     lock(&shared.requests).push(std::time::Instant::now());
+    let _in_flight = InFlight::new(&shared);
     let authorized = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -170,6 +213,7 @@ async fn mail_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
             return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         }
         Behavior::Hang => std::future::pending::<()>().await,
+        Behavior::Drop => drop_connection(),
         Behavior::Delay(d) => tokio::time::sleep(d).await,
         Behavior::Accept => {}
     }
@@ -293,6 +337,42 @@ fn check(body: &Value) -> Result<(), Problem> {
                 format!("content.{i}.type"),
                 "If present, text/plain must be first, followed by text/html, followed by any other content.",
             ));
+        }
+    }
+    for (i, a) in body.get("attachments").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let text = |key: &str| a.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+        if text("content").is_none_or(|c| BASE64_STANDARD.decode(c).is_err()) {
+            return Err(bad(format!("attachments.{i}.content"), "The attachment content must be base64 encoded."));
+        }
+        if text("filename").is_none() {
+            return Err(bad(format!("attachments.{i}.filename"), "The attachment filename parameter is required."));
+        }
+        match text("disposition") {
+            None | Some("attachment") => {}
+            Some("inline") if text("content_id").is_some() => {}
+            Some("inline") => {
+                return Err(bad(
+                    format!("attachments.{i}.content_id"),
+                    "The content_id parameter is required if your attachment is inline.",
+                ));
+            }
+            Some(_) => {
+                return Err(bad(
+                    format!("attachments.{i}.disposition"),
+                    "The disposition must be either inline or attachment.",
+                ));
+            }
+        }
+    }
+    if body.get("categories").and_then(Value::as_array).is_some_and(|c| c.len() > 10) {
+        return Err(bad("categories", "You may not have more than 10 categories per request."));
+    }
+    if let Some(args) = body.get("custom_args").and_then(Value::as_object) {
+        if args.values().any(|v| !v.is_string()) {
+            return Err(bad("custom_args", "Custom args values must be strings."));
+        }
+        if serde_json::to_string(args).map_or(0, |s| s.len()) >= 10_000 {
+            return Err(bad("custom_args", "Custom args must be less than 10000 bytes."));
         }
     }
     if let Some(headers) = body.get("headers").and_then(Value::as_object) {

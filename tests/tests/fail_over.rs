@@ -1,7 +1,7 @@
 //! What happens when a provider fails: a transient error or refusal moves the message to
 //! the next provider at once; a message rejected by a provider is failed without trying
 //! another; a provider that never answers is an ambiguous attempt, and the copy sent
-//! elsewhere is flagged as a possible duplicate.
+//! elsewhere is flagged as a possible duplicate (or, by policy, deferred or failed).
 
 mod common;
 
@@ -118,4 +118,66 @@ async fn with_every_provider_down_messages_are_deferred_then_delivered() {
     assert_eq!(status.state(), pb::DeliveryState::Sent, "{status:?}");
     assert_eq!(status.provider, "a");
     assert!(!status.possible_duplicate);
+}
+
+/// Provider `a` never answers, `b` works; the scheduler tries `a` first.
+async fn hang_then_working(policy: mta_server::delivery::AmbiguousPolicy) -> (FakeSendGrid, FakeSendGrid, Cluster) {
+    let a = FakeSendGrid::start(common::KEY).await.unwrap();
+    let b = FakeSendGrid::start(common::KEY).await.unwrap();
+    a.set_behavior(Behavior::Hang);
+    let t = Duration::from_millis(300);
+    let cluster = Cluster::start_with(vec![sendgrid("a", &a, t), sendgrid("b", &b, t)], false, |c| {
+        c.scheduler = mta_server::config::SchedulerKind::Priority;
+        c.delivery.ambiguous = policy;
+    })
+    .await;
+    (a, b, cluster)
+}
+
+#[tokio::test]
+async fn the_defer_policy_waits_before_resending_and_flags_the_resend() {
+    let (a, b, cluster) = hang_then_working(mta_server::delivery::AmbiguousPolicy::Defer).await;
+    let mut mta = cluster.mta_client().await;
+    let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let status = mta.get_message(pb::GetMessageRequest { message_id: id.clone() }).await.unwrap().into_inner();
+    // Not handed to b at once: deferred after the one ambiguous attempt.
+    assert_eq!(status.state(), pb::DeliveryState::Deferred, "{status:?}");
+    assert_eq!(status.attempts.len(), 1);
+    assert_eq!(status.attempts[0].outcome(), pb::AttemptOutcome::Ambiguous);
+    assert_eq!(b.requests(), 0);
+
+    // The next round (retry.initial_secs = 1 in tests) sends it, flagged.
+    a.set_behavior(Behavior::Accept);
+    let status = settled(&mut mta, &id, Duration::from_secs(10)).await;
+    assert_eq!(status.state(), pb::DeliveryState::Sent, "{status:?}");
+    assert!(status.possible_duplicate, "{status:?}");
+    assert_eq!(status.attempts.len(), 2);
+}
+
+#[tokio::test]
+async fn the_fail_policy_never_risks_a_duplicate() {
+    let (_a, b, cluster) = hang_then_working(mta_server::delivery::AmbiguousPolicy::Fail).await;
+    let mut mta = cluster.mta_client().await;
+    let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
+    let status = settled(&mut mta, &id, Duration::from_secs(10)).await;
+    assert_eq!(status.state(), pb::DeliveryState::Failed, "{status:?}");
+    assert!(status.error.contains("may have been sent"), "{}", status.error);
+    assert!(!status.possible_duplicate);
+    assert_eq!(status.attempts.len(), 1);
+    assert_eq!(b.requests(), 0, "no second copy went out");
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_the_request_is_ambiguous_and_the_resend_is_flagged() {
+    let (a, b, cluster) = hang_then_working(mta_server::delivery::AmbiguousPolicy::FailOver).await;
+    a.set_behavior(Behavior::Drop);
+    let mut mta = cluster.mta_client().await;
+    let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
+    let status = settled(&mut mta, &id, Duration::from_secs(10)).await;
+    assert_eq!((status.state(), status.provider.as_str()), (pb::DeliveryState::Sent, "b"), "{status:?}");
+    assert_eq!(status.attempts[0].outcome(), pb::AttemptOutcome::Ambiguous, "{status:?}");
+    assert!(status.attempts[0].detail.contains("connection"), "{}", status.attempts[0].detail);
+    assert!(status.possible_duplicate);
+    assert_eq!((a.requests(), b.received().len()), (1, 1));
 }

@@ -13,7 +13,8 @@
 //! - `cargo xtask bench mta`: mta-server's throughput, latency and memory against a
 //!   fake provider (release build); prints a Markdown table.
 //! - `cargo xtask test`: what CI runs: `cargo fmt --check`, clippy with warnings as
-//!   errors, the test servers the tests need (aiosmtpd, from PyPI), and every test of the
+//!   errors, the test servers the tests need (aiosmtpd, from PyPI; PostgreSQL's server
+//!   binaries, from Debian's `postgresql` package when missing), and every test of the
 //!   workspace.
 
 use std::net::{SocketAddr, TcpStream};
@@ -105,10 +106,43 @@ fn test() -> Result<()> {
             .status(),
         "installing aiosmtpd (python3 with pip is needed)",
     )?;
+    ensure_postgres()?;
     step("cargo test --workspace");
     check(cargo().args(["test", "--workspace"]).env("BITMAIL_WEB_DIR", &web_dir).status(), "cargo test")?;
     eprintln!("\nall checks passed");
     Ok(())
+}
+
+/// The PostgreSQL engine is tested against a real server (tests/src/postgres.rs starts a
+/// throwaway cluster from Debian's binaries). Installs Debian's `postgresql` when no
+/// server binaries are found; `BITMAIL_PG_BIN` names another folder holding them.
+fn ensure_postgres() -> Result<()> {
+    if let Some(dir) = std::env::var_os("BITMAIL_PG_BIN") {
+        if Path::new(&dir).join("initdb").is_file() {
+            return Ok(());
+        }
+        bail!("BITMAIL_PG_BIN={} holds no initdb", Path::new(&dir).display());
+    }
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| {
+            dirs.flatten().any(|d| d.path().join("bin/initdb").is_file() && d.path().join("bin/postgres").is_file())
+        })
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    step("apt-get install postgresql (for the PostgreSQL engine's tests)");
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    let apt = |args: &[&str]| {
+        let mut cmd = if root { Command::new("apt-get") } else { Command::new("sudo") };
+        if !root {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        check(cmd.status(), &format!("apt-get {}", args.join(" ")))
+    };
+    apt(&["update", "-q"])?;
+    apt(&["install", "-y", "-q", "--no-install-recommends", "postgresql"])
 }
 
 fn bench(args: &[String]) -> Result<()> {
@@ -481,13 +515,16 @@ fn browser_tools() -> Result<()> {
     if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
         return Ok(());
     }
-    step("apt-get install chromium chromium-driver");
-    check(Command::new("apt-get").args(["update", "-qq"]).status(), "apt-get update")?;
-    check(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends", "chromium", "chromium-driver"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status(),
-        "apt-get install chromium chromium-driver",
-    )
+    step("apt-get install chromium chromium-driver (for the browser tests)");
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    let apt = |args: &[&str]| {
+        let mut cmd = if root { Command::new("apt-get") } else { Command::new("sudo") };
+        if !root {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        check(cmd.status(), &format!("apt-get {}", args.join(" ")))
+    };
+    apt(&["update", "-q"])?;
+    apt(&["install", "-y", "-q", "--no-install-recommends", "chromium", "chromium-driver"])
 }

@@ -3,21 +3,27 @@
 //! BitMail's message id travels as the custom variable `v:bitmail_id`, which Mailgun
 //! returns in every event's `user-variables`. Custom headers go as `h:<Name>`. Answers
 //! are classified per ../shared/PROVIDERS.md.
+//!
+//! When an earlier attempt elsewhere already reached some recipients, the message goes
+//! to `/messages.mime` instead: the MIME message keeps its whole header (every To and
+//! Cc as the sender wrote them) while the `to` fields, the envelope, name only the
+//! recipients still to reach.
 
 use std::time::Duration;
 
 use bitmail_runtime::config::Secret;
 use reqwest::StatusCode;
-use reqwest::multipart::Form;
+use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
 use super::{Outcome, Provider, classify_failure, classify_transport_error, http_client};
-use crate::message::{Mailbox, Message};
+use crate::message::{Attachment, Mailbox, Message};
 
 /// The Mailgun provider.
 pub struct Mailgun {
     name: String,
     endpoint: String,
+    mime_endpoint: String,
     api_key: Secret,
     test_mode: bool,
     client: reqwest::Client,
@@ -40,8 +46,10 @@ pub struct MailgunSettings {
 
 impl Mailgun {
     pub fn new(settings: MailgunSettings) -> Result<Self, reqwest::Error> {
+        let messages = format!("{}/v3/{}/messages", settings.base_url.trim_end_matches('/'), settings.domain);
         Ok(Self {
-            endpoint: format!("{}/v3/{}/messages", settings.base_url.trim_end_matches('/'), settings.domain),
+            mime_endpoint: format!("{messages}.mime"),
+            endpoint: messages,
             client: http_client(settings.connect_timeout, settings.timeout)?,
             name: settings.name,
             api_key: settings.api_key,
@@ -64,7 +72,7 @@ fn mailbox(m: &Mailbox) -> String {
 pub(crate) fn form_fields(message: &Message, test_mode: bool) -> Vec<(String, String)> {
     let mut fields = vec![("from".to_owned(), mailbox(&message.from))];
     for (key, list) in [("to", &message.to), ("cc", &message.cc), ("bcc", &message.bcc)] {
-        fields.extend(list.iter().map(|m| (key.to_owned(), mailbox(m))));
+        fields.extend(list.iter().filter(|m| !message.was_sent_to(m)).map(|m| (key.to_owned(), mailbox(m))));
     }
     fields.push(("subject".into(), message.subject.clone()));
     if let Some(text) = &message.text {
@@ -78,11 +86,44 @@ pub(crate) fn form_fields(message: &Message, test_mode: bool) -> Vec<(String, St
         fields.push(("h:Reply-To".into(), list.join(", ")));
     }
     fields.extend(message.headers.iter().map(|(n, v)| (format!("h:{n}"), v.clone())));
-    fields.push(("v:bitmail_id".into(), message.id.clone()));
-    if test_mode {
-        fields.push(("o:testmode".into(), "yes".into()));
-    }
+    fields.extend(option_fields(message, test_mode));
     fields
+}
+
+/// Tags, variables (BitMail's id among them) and test mode, for either endpoint.
+fn option_fields(message: &Message, test_mode: bool) -> impl Iterator<Item = (String, String)> + '_ {
+    let tags = message.tags.iter().map(|t| ("o:tag".to_owned(), t.clone()));
+    let variables = message.metadata.iter().map(|(k, v)| (format!("v:{k}"), v.clone()));
+    let id = std::iter::once(("v:bitmail_id".to_owned(), message.id.clone()));
+    let test = test_mode.then(|| ("o:testmode".to_owned(), "yes".to_owned()));
+    tags.chain(variables).chain(id).chain(test)
+}
+
+/// The fields of a `messages.mime` call besides the MIME document: the envelope (the
+/// recipients still to reach) and the options.
+pub(crate) fn mime_fields(message: &Message, test_mode: bool) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> =
+        message.envelope_batches(usize::MAX).concat().into_iter().map(|m| ("to".to_owned(), m.email.clone())).collect();
+    fields.extend(option_fields(message, test_mode));
+    fields
+}
+
+/// An attachment as a file part. Mailgun names an inline part's content id after its
+/// file name (the HTML refers to `cid:<filename>`), so an inline part is sent under its
+/// content id.
+fn file_part(a: &Attachment) -> (&'static str, Part) {
+    let (field, name) = match &a.content_id {
+        Some(cid) => ("inline", cid.clone()),
+        None => ("attachment", a.filename.clone()),
+    };
+    let part = Part::bytes(a.content.clone()).file_name(name);
+    // The type was checked at submission; should reqwest still refuse it, Mailgun
+    // guesses from the name.
+    let part = match part.mime_str(&a.content_type) {
+        Ok(p) => p,
+        Err(_) => Part::bytes(a.content.clone()).file_name(a.filename.clone()),
+    };
+    (field, part)
 }
 
 /// Mailgun's `{"message": ...}`, or the raw body (it answers 401 as plain `Forbidden`).
@@ -116,15 +157,31 @@ impl Provider for Mailgun {
         &self.name
     }
 
+    /// "The maximum message size Mailgun supports is 25MB."
+    fn max_message_bytes(&self) -> Option<usize> {
+        Some(25_000_000)
+    }
+
     async fn send(&self, message: &Message) -> Outcome {
-        let form = form_fields(message, self.test_mode).into_iter().fold(Form::new(), |f, (k, v)| f.text(k, v));
-        let response = self
-            .client
-            .post(&self.endpoint)
-            .basic_auth("api", Some(self.api_key.expose()))
-            .multipart(form)
-            .send()
-            .await;
+        let (endpoint, form) = if message.already_sent_to.is_empty() {
+            let mut form = form_fields(message, self.test_mode).into_iter().fold(Form::new(), |f, (k, v)| f.text(k, v));
+            for a in &message.attachments {
+                let (field, part) = file_part(a);
+                form = form.part(field, part);
+            }
+            (&self.endpoint, form)
+        } else {
+            let mime = match super::mime::build(message) {
+                Ok(m) => m.formatted(),
+                Err(detail) => {
+                    return Outcome::MessageRejected { detail: format!("cannot build the MIME message: {detail}") };
+                }
+            };
+            let form = mime_fields(message, self.test_mode).into_iter().fold(Form::new(), |f, (k, v)| f.text(k, v));
+            (&self.mime_endpoint, form.part("message", Part::bytes(mime).file_name("message.mime")))
+        };
+        let response =
+            self.client.post(endpoint).basic_auth("api", Some(self.api_key.expose())).multipart(form).send().await;
         let response = match response {
             Ok(r) => r,
             Err(e) => return classify_transport_error(&e),
@@ -155,7 +212,11 @@ mod tests {
             text: Some("plain".into()),
             html: None,
             headers: vec![("X-Campaign".into(), "c1".into())],
+            attachments: vec![],
+            tags: vec!["welcome".into()],
+            metadata: [("tenant".to_owned(), "t-9".to_owned())].into(),
             submitted_at: std::time::SystemTime::now(),
+            already_sent_to: Default::default(),
         }
     }
 
@@ -172,6 +233,8 @@ mod tests {
         assert_eq!(get("h:Reply-To"), ["replies@example.org"]);
         assert_eq!(get("h:X-Campaign"), ["c1"]);
         assert_eq!(get("v:bitmail_id"), ["m-1"]);
+        assert_eq!(get("v:tenant"), ["t-9"]);
+        assert_eq!(get("o:tag"), ["welcome"]);
         assert_eq!(get("o:testmode"), ["yes"]);
         assert!(get("html").is_empty());
     }

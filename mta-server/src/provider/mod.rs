@@ -5,6 +5,7 @@
 //! The delivery workers act on the class only (DESIGN.md, "Outcomes and fail-over").
 
 pub mod mailgun;
+pub(crate) mod mime;
 pub mod sendgrid;
 pub mod smtp;
 
@@ -31,6 +32,10 @@ pub enum Outcome {
     MessageRejected { detail: String },
     /// The request was sent and no answer came: the provider may have accepted it.
     Ambiguous { detail: String },
+    /// The provider takes a limited number of recipients per call: the first calls
+    /// were accepted for `sent_to` (lowercased addresses), then a call ended as `then`.
+    /// Later attempts must leave `sent_to` out.
+    PartlyAccepted { sent_to: Vec<String>, provider_message_id: String, then: Box<Outcome> },
 }
 
 /// What a [`Outcome::ProviderRefused`] is about.
@@ -50,6 +55,7 @@ impl Outcome {
             Outcome::ProviderRefused { .. } => OutcomeClass::ProviderRefused,
             Outcome::MessageRejected { .. } => OutcomeClass::MessageRejected,
             Outcome::Ambiguous { .. } => OutcomeClass::Ambiguous,
+            Outcome::PartlyAccepted { then, .. } => then.class(),
         }
     }
 
@@ -61,6 +67,7 @@ impl Outcome {
             | Outcome::ProviderRefused { detail, .. }
             | Outcome::MessageRejected { detail }
             | Outcome::Ambiguous { detail } => detail,
+            Outcome::PartlyAccepted { then, .. } => then.detail(),
         }
     }
 }
@@ -88,6 +95,40 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Hands `message` to the provider once.
     async fn send(&self, message: &Message) -> Outcome;
+
+    /// The largest message the provider documents taking, in bytes as sent
+    /// ([`Message::wire_bytes`]); `None` when it documents none (an SMTP relay says so
+    /// in its answer).
+    fn max_message_bytes(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Sends `message` in calls of at most `per_call` recipients, one after the other,
+/// through `send_batch` (which gets the envelope of one call). All accepted: the
+/// provider's ids joined by spaces. A call that fails after others were accepted:
+/// [`Outcome::PartlyAccepted`], so that no recipient is sent the message twice.
+pub(crate) async fn in_batches<'m, F, Fut>(message: &'m Message, per_call: usize, mut send_batch: F) -> Outcome
+where
+    F: FnMut(Vec<&'m crate::message::Mailbox>) -> Fut,
+    Fut: std::future::Future<Output = Outcome>,
+{
+    let mut sent_to = Vec::new();
+    let mut ids = Vec::new();
+    for batch in message.envelope_batches(per_call) {
+        let emails: Vec<String> = batch.iter().map(|m| m.email.to_ascii_lowercase()).collect();
+        match send_batch(batch).await {
+            Outcome::Accepted { provider_message_id } => {
+                ids.push(provider_message_id);
+                sent_to.extend(emails);
+            }
+            failed if sent_to.is_empty() => return failed,
+            failed => {
+                return Outcome::PartlyAccepted { sent_to, provider_message_id: ids.join(" "), then: Box::new(failed) };
+            }
+        }
+    }
+    Outcome::Accepted { provider_message_id: ids.join(" ") }
 }
 
 /// The HTTP client of an HTTP API provider: rustls, a connect timeout, and a budget
@@ -121,5 +162,56 @@ pub(crate) fn classify_transport_error(e: &reqwest::Error) -> Outcome {
         Outcome::Ambiguous { detail: format!("no answer in time after sending: {e}") }
     } else {
         Outcome::Ambiguous { detail: format!("connection failed during the request: {e}") }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Mailbox;
+
+    #[tokio::test]
+    async fn batches_report_what_was_delivered_before_a_call_failed() {
+        let mut message = crate::scheduler::tests::message();
+        let mb = |e: &str| Mailbox { name: None, email: e.into() };
+        message.to = vec![mb("a@x.org"), mb("b@x.org"), mb("c@x.org")];
+        message.bcc = vec![mb("d@x.org"), mb("B@x.org")];
+
+        let mut calls = Vec::new();
+        let all = in_batches(&message, 2, |batch| {
+            calls.push(batch.iter().map(|m| m.email.clone()).collect::<Vec<_>>());
+            let n = calls.len();
+            async move { Outcome::Accepted { provider_message_id: format!("id{n}") } }
+        })
+        .await;
+        assert_eq!(all, Outcome::Accepted { provider_message_id: "id1 id2".into() });
+        assert_eq!(calls, [vec!["a@x.org", "b@x.org"], vec!["c@x.org", "d@x.org"]]);
+
+        let mut n = 0;
+        let partly = in_batches(&message, 2, |_| {
+            n += 1;
+            let first = n == 1;
+            async move {
+                if first {
+                    Outcome::Accepted { provider_message_id: "id1".into() }
+                } else {
+                    Outcome::Transient { detail: "421 try later".into(), retry_after: None }
+                }
+            }
+        })
+        .await;
+        assert_eq!(partly.class(), OutcomeClass::Transient);
+        let Outcome::PartlyAccepted { sent_to, provider_message_id, .. } = partly else { panic!("{partly:?}") };
+        assert_eq!((sent_to, provider_message_id.as_str()), (vec!["a@x.org".to_owned(), "b@x.org".into()], "id1"));
+
+        // The next attempt leaves the delivered ones out, whatever their case.
+        message.already_sent_to = ["a@x.org".to_owned(), "b@x.org".into()].into();
+        let rest: Vec<Vec<&str>> =
+            message.envelope_batches(2).iter().map(|b| b.iter().map(|m| m.email.as_str()).collect()).collect();
+        assert_eq!(rest, [vec!["c@x.org", "d@x.org"]]);
+
+        // A first call that fails is that failure, nothing more.
+        let failed = in_batches(&message, 2, |_| async { Outcome::MessageRejected { detail: "550".into() } }).await;
+        assert_eq!(failed, Outcome::MessageRejected { detail: "550".into() });
     }
 }

@@ -6,12 +6,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::prelude::*;
 use bitmail_runtime::config::Secret;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::{Outcome, Provider, classify_failure, classify_transport_error, http_client};
-use crate::message::{Mailbox, Message};
+use crate::message::{Attachment, Mailbox, Message};
 
 /// The SendGrid provider.
 pub struct SendGrid {
@@ -56,18 +57,50 @@ fn address(m: &Mailbox) -> Value {
     }
 }
 
+/// BitMail's id and the message's metadata: SendGrid copies each into every event as a
+/// top-level key.
+fn custom_args(message: &Message) -> Value {
+    let mut args: serde_json::Map<String, Value> =
+        message.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    args.insert("bitmail_id".into(), Value::String(message.id.clone()));
+    Value::Object(args)
+}
+
+/// An attachment, inline when it has a content id.
+fn attachment(a: &Attachment) -> Value {
+    let mut v = json!({
+        "content": BASE64_STANDARD.encode(&a.content),
+        "filename": a.filename,
+        "type": a.content_type,
+        "disposition": if a.content_id.is_some() { "inline" } else { "attachment" },
+    });
+    if let Some(cid) = &a.content_id {
+        v["content_id"] = json!(cid);
+    }
+    v
+}
+
 /// The request body. SendGrid refuses an address that appears twice in one request, so
 /// later repeats (to before cc before bcc, case-insensitive) are left out: each person
 /// still gets the message once.
 pub(crate) fn request_body(message: &Message, sandbox: bool) -> Value {
     let mut seen = HashSet::new();
     let mut list = |mailboxes: &[Mailbox]| -> Vec<Value> {
-        mailboxes.iter().filter(|m| seen.insert(m.email.to_ascii_lowercase())).map(address).collect()
+        mailboxes
+            .iter()
+            .filter(|m| !message.was_sent_to(m) && seen.insert(m.email.to_ascii_lowercase()))
+            .map(address)
+            .collect()
     };
+    let (mut to, mut cc, mut bcc) = (list(&message.to), list(&message.cc), list(&message.bcc));
+    if to.is_empty() {
+        // Everyone in To was reached by an earlier, partly accepted attempt; SendGrid
+        // needs a `to`, so the rest are addressed directly.
+        to = cc.drain(..).chain(bcc.drain(..)).collect();
+    }
     let mut personalization = serde_json::Map::new();
-    personalization.insert("to".into(), Value::Array(list(&message.to)));
-    for (key, mailboxes) in [("cc", &message.cc), ("bcc", &message.bcc)] {
-        let values = list(mailboxes);
+    personalization.insert("to".into(), Value::Array(to));
+    for (key, values) in [("cc", cc), ("bcc", bcc)] {
         if !values.is_empty() {
             personalization.insert(key.into(), Value::Array(values));
         }
@@ -86,7 +119,7 @@ pub(crate) fn request_body(message: &Message, sandbox: bool) -> Value {
         "from": address(&message.from),
         "subject": message.subject,
         "content": content,
-        "custom_args": { "bitmail_id": message.id },
+        "custom_args": custom_args(message),
     });
     match message.reply_to.as_slice() {
         [] => {}
@@ -97,6 +130,12 @@ pub(crate) fn request_body(message: &Message, sandbox: bool) -> Value {
         let headers: serde_json::Map<String, Value> =
             message.headers.iter().map(|(n, v)| (n.clone(), Value::String(v.clone()))).collect();
         body["headers"] = Value::Object(headers);
+    }
+    if !message.attachments.is_empty() {
+        body["attachments"] = message.attachments.iter().map(attachment).collect();
+    }
+    if !message.tags.is_empty() {
+        body["categories"] = json!(message.tags);
     }
     if sandbox {
         body["mail_settings"] = json!({ "sandbox_mode": { "enable": true } });
@@ -159,6 +198,11 @@ impl Provider for SendGrid {
         &self.name
     }
 
+    /// "The total message size should not exceed 30 MB."
+    fn max_message_bytes(&self) -> Option<usize> {
+        Some(30_000_000)
+    }
+
     async fn send(&self, message: &Message) -> Outcome {
         let response = self
             .client
@@ -201,7 +245,24 @@ mod tests {
             text: Some("plain".into()),
             html: Some("<p>html</p>".into()),
             headers: vec![("X-Campaign".into(), "c1".into())],
+            attachments: vec![
+                Attachment {
+                    filename: "logo.png".into(),
+                    content_type: "image/png".into(),
+                    content: b"PNG".to_vec(),
+                    content_id: Some("logo".into()),
+                },
+                Attachment {
+                    filename: "a.txt".into(),
+                    content_type: "text/plain".into(),
+                    content: b"hello".to_vec(),
+                    content_id: None,
+                },
+            ],
+            tags: vec!["welcome".into()],
+            metadata: [("tenant".to_owned(), "t-9".to_owned())].into(),
             submitted_at: SystemTime::now(),
+            already_sent_to: Default::default(),
         }
     }
 
@@ -217,7 +278,15 @@ mod tests {
         assert_eq!(body["content"][1]["type"], "text/html");
         assert_eq!(body["reply_to"], json!({"email": "replies@example.org"}));
         assert_eq!(body["headers"]["X-Campaign"], "c1");
-        assert_eq!(body["custom_args"]["bitmail_id"], "m-1");
+        assert_eq!(body["custom_args"], json!({"bitmail_id": "m-1", "tenant": "t-9"}));
+        assert_eq!(body["categories"], json!(["welcome"]));
+        assert_eq!(
+            body["attachments"],
+            json!([
+                {"content": "UE5H", "filename": "logo.png", "type": "image/png", "disposition": "inline", "content_id": "logo"},
+                {"content": "aGVsbG8=", "filename": "a.txt", "type": "text/plain", "disposition": "attachment"},
+            ])
+        );
         assert!(body.get("mail_settings").is_none());
         assert_eq!(request_body(&message(), true)["mail_settings"]["sandbox_mode"]["enable"], true);
     }

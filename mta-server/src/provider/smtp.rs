@@ -2,10 +2,7 @@
 //! 465), or plain SMTP for a relay on the same host; optional AUTH; a pool of
 //! connections reused across messages.
 //!
-//! The MIME message is built by lettre's builder (never by string concatenation):
-//! `multipart/alternative` with the text before the HTML, custom headers, and
-//! `Message-ID: <{bitmail id}@bitmail>` plus `X-BitMail-Id` so bounces and replies can be
-//! matched. Bcc recipients are in the envelope only.
+//! The MIME message comes from [`super::mime`]; Bcc recipients are in the envelope only.
 //!
 //! SMTP replies are classified by code: 4xx transient; 530/534/535/538 (authentication)
 //! provider-refused; 552 (too large) refused for this message; other 5xx
@@ -15,15 +12,14 @@
 use std::time::Duration;
 
 use bitmail_runtime::config::Secret;
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox as LettreMailbox, MultiPart, SinglePart};
+use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::{PoolConfig, response::Severity};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{Outcome, Provider, RefusalScope};
-use crate::message::{Mailbox, Message};
+use crate::message::Message;
 
 /// How the connection to the relay is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -49,10 +45,13 @@ pub struct SmtpSettings {
     pub extra_root_pem: Option<Vec<u8>>,
     pub timeout: Duration,
     pub max_connections: u32,
+    /// RCPT TO commands per transaction; more recipients take several transactions.
+    pub max_recipients_per_call: usize,
 }
 
 pub struct Smtp {
     name: String,
+    max_recipients_per_call: usize,
     transport: AsyncSmtpTransport<Tokio1Executor>,
 }
 
@@ -82,49 +81,12 @@ impl Smtp {
         if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
             builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
         }
-        Ok(Self { name: settings.name, transport: builder.build() })
+        Ok(Self {
+            name: settings.name,
+            max_recipients_per_call: settings.max_recipients_per_call,
+            transport: builder.build(),
+        })
     }
-}
-
-fn lettre_mailbox(m: &Mailbox) -> Result<LettreMailbox, String> {
-    let address = m.email.parse().map_err(|e| format!("`{}`: {e}", m.email))?;
-    Ok(LettreMailbox::new(m.name.clone(), address))
-}
-
-/// The MIME message for `message`, or why it cannot be expressed (which every relay
-/// would refuse too).
-pub(crate) fn build_mime(message: &Message) -> Result<lettre::Message, String> {
-    let mut builder = lettre::Message::builder()
-        .from(lettre_mailbox(&message.from)?)
-        .subject(message.subject.clone())
-        .message_id(Some(format!("<{}@bitmail>", message.id)));
-    for m in &message.to {
-        builder = builder.to(lettre_mailbox(m)?);
-    }
-    for m in &message.cc {
-        builder = builder.cc(lettre_mailbox(m)?);
-    }
-    for m in &message.bcc {
-        builder = builder.bcc(lettre_mailbox(m)?);
-    }
-    for m in &message.reply_to {
-        builder = builder.reply_to(lettre_mailbox(m)?);
-    }
-    let mut headers: Vec<(String, String)> = vec![("X-BitMail-Id".into(), message.id.clone())];
-    headers.extend(message.headers.iter().cloned());
-    for (name, value) in headers {
-        let name = HeaderName::new_from_ascii(name).map_err(|e| format!("header name: {e}"))?;
-        builder = builder.raw_header(HeaderValue::new(name, value));
-    }
-    let text = message.text.clone().map(SinglePart::plain);
-    let html = message.html.clone().map(SinglePart::html);
-    let built = match (text, html) {
-        (Some(t), Some(h)) => builder.multipart(MultiPart::alternative().singlepart(t).singlepart(h)),
-        (Some(t), None) => builder.singlepart(t),
-        (None, Some(h)) => builder.singlepart(h),
-        (None, None) => builder.singlepart(SinglePart::plain(String::new())),
-    };
-    built.map_err(|e| e.to_string())
 }
 
 /// Whether a TLS handshake failed (an unknown CA, a wrong host name): lettre reports
@@ -178,53 +140,36 @@ impl Provider for Smtp {
     }
 
     async fn send(&self, message: &Message) -> Outcome {
-        let mime = match build_mime(message) {
+        let mime = match super::mime::build(message) {
             Ok(m) => m,
             Err(detail) => {
                 return Outcome::MessageRejected { detail: format!("cannot build the MIME message: {detail}") };
             }
         };
-        match self.transport.send(mime).await {
-            Ok(response) => Outcome::Accepted {
-                // Relays usually say their queue id in the reply ("250 2.0.0 Ok: queued as 4Bx...").
-                provider_message_id: response.message().collect::<Vec<_>>().join(" "),
-            },
-            Err(e) => classify(&e),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mime_has_both_parts_headers_and_no_bcc() {
-        let mb = |email: &str| Mailbox { name: None, email: email.into() };
-        let message = Message {
-            id: "m-1".into(),
-            from: Mailbox { name: Some("Ada".into()), email: "ada@example.org".into() },
-            to: vec![mb("bob@example.net")],
-            cc: vec![mb("carol@example.net")],
-            bcc: vec![mb("secret@example.net")],
-            reply_to: vec![mb("replies@example.org")],
-            subject: "Héllo".into(),
-            text: Some("plain".into()),
-            html: Some("<p>html</p>".into()),
-            headers: vec![("X-Campaign".into(), "c1".into())],
-            submitted_at: std::time::SystemTime::now(),
-        };
-        let mime = build_mime(&message).unwrap();
-        let envelope: Vec<String> = mime.envelope().to().iter().map(ToString::to_string).collect();
-        assert_eq!(envelope, ["bob@example.net", "carol@example.net", "secret@example.net"]);
-        let text = String::from_utf8(mime.formatted()).unwrap();
-        assert!(text.contains("Message-ID: <m-1@bitmail>"), "{text}");
-        assert!(text.contains("X-BitMail-Id: m-1"), "{text}");
-        assert!(text.contains("X-Campaign: c1"), "{text}");
-        assert!(text.contains("Reply-To: replies@example.org"), "{text}");
-        assert!(text.contains("multipart/alternative"), "{text}");
-        assert!(text.find("text/plain").unwrap() < text.find("text/html").unwrap());
-        assert!(!text.contains("secret@example.net"), "Bcc stays out of the headers:\n{text}");
-        assert!(text.contains("Subject: =?utf-8?"), "a non-ASCII subject is encoded:\n{text}");
+        let formatted = mime.formatted();
+        let from = mime.envelope().from().cloned();
+        super::in_batches(message, self.max_recipients_per_call, |batch| {
+            let formatted = &formatted;
+            let envelope = batch
+                .iter()
+                .map(|m| m.email.parse::<lettre::Address>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())
+                .and_then(|to| Envelope::new(from.clone(), to).map_err(|e| e.to_string()));
+            async move {
+                let envelope = match envelope {
+                    Ok(e) => e,
+                    Err(detail) => return Outcome::MessageRejected { detail: format!("envelope: {detail}") },
+                };
+                match self.transport.send_raw(&envelope, formatted).await {
+                    Ok(response) => Outcome::Accepted {
+                        // Relays usually say their queue id in the reply ("250 2.0.0 Ok: queued as 4Bx...").
+                        provider_message_id: response.message().collect::<Vec<_>>().join(" "),
+                    },
+                    Err(e) => classify(&e),
+                }
+            }
+        })
+        .await
     }
 }

@@ -58,7 +58,7 @@ fn rest_by(first: usize, providers: usize, key: impl Fn(usize) -> f64) -> Vec<us
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::message::Mailbox;
 
@@ -74,7 +74,11 @@ mod tests {
             text: None,
             html: None,
             headers: vec![],
+            attachments: vec![],
+            tags: vec![],
+            metadata: Default::default(),
             submitted_at: std::time::SystemTime::now(),
+            already_sent_to: Default::default(),
         }
     }
 

@@ -11,8 +11,17 @@
 //! - `statuses`: id → [`record::Status`];
 //! - `due`: (due time in ms, id) → (): the schedule. Delivery reads it in order from the
 //!   start up to "now", so finding work costs what is due, not what is queued;
-//! - `idempotency`: key → (id, accepted at ms);
-//! - `health`: provider name → encoded provider health.
+//! - `idempotency`: key → (id, accepted at ms), and `idempotency_by_time`:
+//!   (accepted at ms, key) → (), so that expired keys are found without a scan;
+//! - `health`: provider name → encoded provider health;
+//! - `webhook_seen` (and `webhook_seen_by_time` for pruning): provider event ids and
+//!   Mailgun tokens already taken, so a webhook delivered twice stores its events once;
+//! - `suppressions`: lowercased address → [`record::SuppressionRecord`].
+//!
+//! Retention: [`Spool::prune`] removes idempotency keys past their 24 hours and the
+//! statuses of sent or failed messages older than the configured retention, oldest
+//! first (ids are UUIDv7, so id order is submission order) and a bounded number per
+//! commit, so that the file stops growing under a steady load.
 //!
 //! Group commit: one writer thread owns every write. It takes all operations waiting in
 //! its channel (up to [`MAX_BATCH`]), applies them in one transaction, commits once (one
@@ -29,14 +38,27 @@ use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::events::Batch;
 use crate::message::Message;
-use record::{MessageRecord, Status};
+use record::{MessageRecord, Status, SuppressionRecord};
 
 const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 const STATUSES: TableDefinition<&str, &[u8]> = TableDefinition::new("statuses");
 const DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("due");
 const IDEMPOTENCY: TableDefinition<&str, (&str, u64)> = TableDefinition::new("idempotency");
+const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("idempotency_by_time");
 const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("health");
+/// "ev:{provider}:{event id}" or "tok:{provider}:{token}" → (event id, seen at ms).
+const WEBHOOK_SEEN: TableDefinition<&str, (&str, u64)> = TableDefinition::new("webhook_seen");
+const WEBHOOK_SEEN_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("webhook_seen_by_time");
+const SUPPRESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("suppressions");
+
+/// How long an event id or token is remembered: past the providers' retry periods
+/// (SendGrid retries for 24 hours), and past [`crate::events::MAX_SKEW`] for tokens.
+pub const WEBHOOK_MEMORY_MS: u64 = 3 * 24 * 3600 * 1000;
+
+/// The most entries one prune commit removes, so that it never holds up submissions.
+pub const PRUNE_BATCH: usize = 2048;
 
 /// The most operations one commit takes.
 pub const MAX_BATCH: usize = 4096;
@@ -82,6 +104,35 @@ enum Op {
     Accept { record: MessageRecord, key: Option<String>, reply: oneshot::Sender<Result<Accepted, SpoolError>> },
     Update { status: Status, drop_body: bool, reply: oneshot::Sender<Result<(), SpoolError>> },
     Health { provider: String, encoded: Vec<u8> },
+    Prune { now_ms: u64, keep_status_ms: u64, reply: oneshot::Sender<Result<Pruned, SpoolError>> },
+    Events { batch: Batch, rules: SuppressionRules, now_ms: u64, reply: oneshot::Sender<Result<Stored, SpoolError>> },
+    Suppress { address: String, record: SuppressionRecord, reply: oneshot::Sender<Result<(), SpoolError>> },
+    Unsuppress { address: String, reply: oneshot::Sender<Result<bool, SpoolError>> },
+}
+
+/// How long a hard bounce or a complaint suppresses its address (0: for ever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuppressionRules {
+    pub hard_bounce_ms: u64,
+    pub complaint_ms: u64,
+}
+
+/// What [`Spool::record_events`] did with a webhook's events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub stored: u32,
+    pub duplicates: u32,
+    /// About no message this spool knows (sent by another installation, or pruned).
+    pub unknown: u32,
+    /// The webhook's single-use token was used before for another event.
+    pub replay: bool,
+}
+
+/// What one [`Spool::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub statuses: usize,
+    pub keys: usize,
 }
 
 /// A handle on the spool; cheap to clone.
@@ -111,7 +162,11 @@ impl Spool {
             txn.open_table(STATUSES).map_err(|e| fail(e.to_string()))?;
             txn.open_table(DUE).map_err(|e| fail(e.to_string()))?;
             txn.open_table(IDEMPOTENCY).map_err(|e| fail(e.to_string()))?;
+            txn.open_table(IDEMPOTENCY_BY_TIME).map_err(|e| fail(e.to_string()))?;
             txn.open_table(HEALTH).map_err(|e| fail(e.to_string()))?;
+            txn.open_table(WEBHOOK_SEEN).map_err(|e| fail(e.to_string()))?;
+            txn.open_table(WEBHOOK_SEEN_BY_TIME).map_err(|e| fail(e.to_string()))?;
+            txn.open_table(SUPPRESSIONS).map_err(|e| fail(e.to_string()))?;
         }
         txn.commit().map_err(|e| fail(e.to_string()))?;
 
@@ -156,6 +211,99 @@ impl Spool {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Op::Update { status, drop_body, reply }).await.map_err(|_| SpoolError::Closed)?;
         answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Removes idempotency keys older than their window and the statuses of messages
+    /// that were sent or failed and submitted more than `keep_status_ms` before
+    /// `now_ms`, at most [`PRUNE_BATCH`] of each in one commit: call again while it
+    /// answers full batches.
+    pub async fn prune(&self, now_ms: u64, keep_status_ms: u64) -> Result<Pruned, SpoolError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Op::Prune { now_ms, keep_status_ms, reply }).await.map_err(|_| SpoolError::Closed)?;
+        answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Stores a verified webhook's events with their messages' statuses, once each,
+    /// and suppresses the addresses of hard bounces and complaints.
+    pub async fn record_events(
+        &self,
+        batch: Batch,
+        rules: SuppressionRules,
+        now_ms: u64,
+    ) -> Result<Stored, SpoolError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Op::Events { batch, rules, now_ms, reply }).await.map_err(|_| SpoolError::Closed)?;
+        answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Adds or replaces a suppression of `address` (lowercased by the caller).
+    pub async fn suppress(&self, address: String, record: SuppressionRecord) -> Result<(), SpoolError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Op::Suppress { address, record, reply }).await.map_err(|_| SpoolError::Closed)?;
+        answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Removes a suppression; false when there was none.
+    pub async fn unsuppress(&self, address: String) -> Result<bool, SpoolError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Op::Unsuppress { address, reply }).await.map_err(|_| SpoolError::Closed)?;
+        answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// The first of `addresses` (lowercased) with a suppression in force at `now_ms`.
+    pub fn suppressed<'a>(
+        &self,
+        addresses: impl IntoIterator<Item = &'a str>,
+        now_ms: u64,
+    ) -> Result<Option<(&'a str, SuppressionRecord)>, SpoolError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SUPPRESSIONS).map_err(storage)?;
+        if table.is_empty().map_err(storage)? {
+            return Ok(None);
+        }
+        for address in addresses {
+            if let Some(v) = table.get(address).map_err(storage)? {
+                let record = SuppressionRecord::decode(v.value()).map_err(storage)?;
+                if record.active(now_ms) {
+                    return Ok(Some((address, record)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Suppressions in address order after `after`, at most `limit`, expired ones left out.
+    pub fn suppressions(
+        &self,
+        after: &str,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<(String, SuppressionRecord)>, SpoolError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SUPPRESSIONS).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in table.range(after..).map_err(storage)? {
+            let (k, v) = entry.map_err(storage)?;
+            if k.value() == after {
+                continue;
+            }
+            let record = SuppressionRecord::decode(v.value()).map_err(storage)?;
+            if record.active(now_ms) {
+                out.push((k.value().to_owned(), record));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The number of stored statuses and idempotency keys.
+    pub fn counts(&self) -> Result<(u64, u64), SpoolError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let statuses = txn.open_table(STATUSES).map_err(storage)?.len().map_err(storage)?;
+        let keys = txn.open_table(IDEMPOTENCY).map_err(storage)?.len().map_err(storage)?;
+        Ok((statuses, keys))
     }
 
     /// Every status change from now on, once it is on disk. A receiver that falls more
@@ -254,6 +402,10 @@ struct Writer {
 enum Reply {
     Accept(oneshot::Sender<Result<Accepted, SpoolError>>, Result<Accepted, SpoolError>),
     Update(oneshot::Sender<Result<(), SpoolError>>, Result<(), SpoolError>),
+    Prune(oneshot::Sender<Result<Pruned, SpoolError>>, Result<Pruned, SpoolError>),
+    Events(oneshot::Sender<Result<Stored, SpoolError>>, Result<Stored, SpoolError>),
+    Done(oneshot::Sender<Result<(), SpoolError>>, Result<(), SpoolError>),
+    Removed(oneshot::Sender<Result<bool, SpoolError>>, Result<bool, SpoolError>),
 }
 
 impl Writer {
@@ -282,6 +434,18 @@ impl Writer {
                     Reply::Update(tx, r) => {
                         let _ = tx.send(committed.clone().and(r));
                     }
+                    Reply::Prune(tx, r) => {
+                        let _ = tx.send(committed.clone().and(r));
+                    }
+                    Reply::Events(tx, r) => {
+                        let _ = tx.send(committed.clone().and(r));
+                    }
+                    Reply::Done(tx, r) => {
+                        let _ = tx.send(committed.clone().and(r));
+                    }
+                    Reply::Removed(tx, r) => {
+                        let _ = tx.send(committed.clone().and(r));
+                    }
                 }
             }
             self.size.store(file_size(&self.path), Ordering::Relaxed);
@@ -301,6 +465,10 @@ impl Writer {
                     match op {
                         Op::Accept { reply, .. } => replies.push(Reply::Accept(reply, Err(err.clone()))),
                         Op::Update { reply, .. } => replies.push(Reply::Update(reply, Err(err.clone()))),
+                        Op::Prune { reply, .. } => replies.push(Reply::Prune(reply, Err(err.clone()))),
+                        Op::Events { reply, .. } => replies.push(Reply::Events(reply, Err(err.clone()))),
+                        Op::Suppress { reply, .. } => replies.push(Reply::Done(reply, Err(err.clone()))),
+                        Op::Unsuppress { reply, .. } => replies.push(Reply::Removed(reply, Err(err.clone()))),
                         Op::Health { .. } => {}
                     }
                 }
@@ -312,7 +480,11 @@ impl Writer {
             let mut statuses = txn.open_table(STATUSES)?;
             let mut due = txn.open_table(DUE)?;
             let mut keys = txn.open_table(IDEMPOTENCY)?;
+            let mut keys_by_time = txn.open_table(IDEMPOTENCY_BY_TIME)?;
             let mut health = txn.open_table(HEALTH)?;
+            let mut seen = txn.open_table(WEBHOOK_SEEN)?;
+            let mut seen_by_time = txn.open_table(WEBHOOK_SEEN_BY_TIME)?;
+            let mut suppressions = txn.open_table(SUPPRESSIONS)?;
             let over_quota = file_size(&self.path) >= self.quota;
             for op in ops {
                 match op {
@@ -335,6 +507,7 @@ impl Writer {
                                 continue;
                             }
                             keys.insert(key.as_str(), (record.id.as_str(), now))?;
+                            keys_by_time.insert((now, key.as_str()), ())?;
                         }
                         let status = Status::new(record.id.clone(), now);
                         messages.insert(record.id.as_str(), record.encode_to_vec().as_slice())?;
@@ -343,9 +516,15 @@ impl Writer {
                         replies.push(Reply::Accept(reply, Ok(Accepted::New)));
                         changed.push(status);
                     }
-                    Op::Update { status, drop_body, reply } => {
-                        let id = status.id.as_str();
-                        let old_due = statuses.get(id)?.and_then(|v| Status::decode(v.value()).ok()).map(|s| s.due_ms);
+                    Op::Update { mut status, drop_body, reply } => {
+                        let id = status.id.clone();
+                        let id = id.as_str();
+                        let old = statuses.get(id)?.and_then(|v| Status::decode(v.value()).ok());
+                        let old_due = old.as_ref().map(|s| s.due_ms);
+                        // Events are the writer's to append; a round's copy may be older.
+                        if let Some(old) = old {
+                            status.events = old.events;
+                        }
                         if let Some(old) = old_due.filter(|d| *d != 0 && *d != status.due_ms) {
                             due.remove((old, id))?;
                         }
@@ -361,6 +540,126 @@ impl Writer {
                     }
                     Op::Health { provider, encoded } => {
                         health.insert(provider.as_str(), encoded.as_slice())?;
+                    }
+                    Op::Prune { now_ms, keep_status_ms, reply } => {
+                        let mut pruned = Pruned::default();
+                        // Keys: oldest first, up to the window.
+                        let expired_before = now_ms.saturating_sub(IDEMPOTENCY_WINDOW_MS);
+                        let mut expired = Vec::new();
+                        for entry in keys_by_time.range((0, "")..(expired_before, ""))?.take(PRUNE_BATCH) {
+                            let (k, _) = entry?;
+                            let (at, key) = k.value();
+                            expired.push((at, key.to_owned()));
+                        }
+                        for (at, key) in expired {
+                            keys_by_time.remove((at, key.as_str()))?;
+                            // A key used again after its window has a newer entry: keep it.
+                            let current = keys.get(key.as_str())?.map(|v| v.value().1);
+                            if current == Some(at) {
+                                keys.remove(key.as_str())?;
+                                pruned.keys += 1;
+                            }
+                        }
+                        // Statuses: in id (submission) order, final ones past retention.
+                        let cutoff = now_ms.saturating_sub(keep_status_ms);
+                        let mut old = Vec::new();
+                        for entry in statuses.iter()? {
+                            let (id, v) = entry?;
+                            let Ok(status) = Status::decode(v.value()) else { continue };
+                            if status.submitted_at_ms >= cutoff || old.len() == PRUNE_BATCH {
+                                break;
+                            }
+                            if status.is_final() {
+                                old.push(id.value().to_owned());
+                            }
+                        }
+                        for id in &old {
+                            statuses.remove(id.as_str())?;
+                            messages.remove(id.as_str())?;
+                        }
+                        pruned.statuses = old.len();
+                        // Webhook event ids and tokens past their memory.
+                        let forget_before = now_ms.saturating_sub(WEBHOOK_MEMORY_MS);
+                        let mut forgotten = Vec::new();
+                        for entry in seen_by_time.range((0, "")..(forget_before, ""))?.take(PRUNE_BATCH) {
+                            let (k, _) = entry?;
+                            let (at, key) = k.value();
+                            forgotten.push((at, key.to_owned()));
+                        }
+                        for (at, key) in forgotten {
+                            seen_by_time.remove((at, key.as_str()))?;
+                            seen.remove(key.as_str())?;
+                        }
+                        replies.push(Reply::Prune(reply, Ok(pruned)));
+                    }
+                    Op::Events { batch, rules, now_ms, reply } => {
+                        let mut result = Stored::default();
+                        if let Some((token, event_id)) = &batch.nonce {
+                            let provider = batch.events.first().map_or("", |e| e.record.provider.as_str());
+                            let key = format!("tok:{provider}:{token}");
+                            let earlier = seen.get(key.as_str())?.map(|v| v.value().0.to_owned());
+                            match earlier {
+                                Some(earlier) if earlier != *event_id => {
+                                    result.replay = true;
+                                    replies.push(Reply::Events(reply, Ok(result)));
+                                    continue;
+                                }
+                                Some(_) => {}
+                                None => {
+                                    seen.insert(key.as_str(), (event_id.as_str(), now_ms))?;
+                                    seen_by_time.insert((now_ms, key.as_str()), ())?;
+                                }
+                            }
+                        }
+                        for event in batch.events {
+                            let key = format!("ev:{}:{}", event.record.provider, event.record.event_id);
+                            if !event.record.event_id.is_empty() {
+                                if seen.get(key.as_str())?.is_some() {
+                                    result.duplicates += 1;
+                                    continue;
+                                }
+                                seen.insert(key.as_str(), ("", now_ms))?;
+                                seen_by_time.insert((now_ms, key.as_str()), ())?;
+                            }
+                            if event.suppresses() && !event.record.recipient.is_empty() {
+                                let (reason, ttl) = if event.kind() == bitmail_proto::v1::EventKind::Complained {
+                                    ("complaint", rules.complaint_ms)
+                                } else {
+                                    ("hard bounce", rules.hard_bounce_ms)
+                                };
+                                let record = SuppressionRecord {
+                                    reason: if event.record.detail.is_empty() {
+                                        reason.to_owned()
+                                    } else {
+                                        format!("{reason}: {}", event.record.detail)
+                                    },
+                                    source: format!("{} event {}", event.record.provider, event.record.event_id),
+                                    created_ms: now_ms,
+                                    expires_ms: if ttl == 0 { 0 } else { now_ms.saturating_add(ttl) },
+                                };
+                                suppressions
+                                    .insert(event.record.recipient.as_str(), record.encode_to_vec().as_slice())?;
+                            }
+                            let status =
+                                statuses.get(event.message_id.as_str())?.and_then(|v| Status::decode(v.value()).ok());
+                            let Some(mut status) = status else {
+                                result.unknown += 1;
+                                continue;
+                            };
+                            status.events.push(event.record);
+                            statuses.insert(status.id.as_str(), status.encode_to_vec().as_slice())?;
+                            result.stored += 1;
+                            changed.push(status);
+                        }
+                        replies.push(Reply::Events(reply, Ok(result)));
+                    }
+                    Op::Suppress { address, record, reply } => {
+                        suppressions.insert(address.as_str(), record.encode_to_vec().as_slice())?;
+                        replies.push(Reply::Done(reply, Ok(())));
+                    }
+                    Op::Unsuppress { address, reply } => {
+                        let removed = suppressions.remove(address.as_str())?.is_some();
+                        replies.push(Reply::Removed(reply, Ok(removed)));
                     }
                 }
             }
@@ -403,7 +702,16 @@ mod tests {
             text: Some("t".into()),
             html: None,
             headers: vec![("X-A".into(), "1".into())],
+            attachments: vec![crate::message::Attachment {
+                filename: "a.bin".into(),
+                content_type: "application/octet-stream".into(),
+                content: vec![0, 1, 2, 255],
+                content_id: None,
+            }],
+            tags: vec!["t".into()],
+            metadata: [("k".to_owned(), "v".to_owned())].into(),
             submitted_at: std::time::SystemTime::now(),
+            already_sent_to: Default::default(),
         }
     }
 
@@ -447,6 +755,43 @@ mod tests {
     fn message_with_time(id: &str, spool: &Spool) -> Message {
         let stored = spool.message(id).unwrap().unwrap();
         Message { submitted_at: stored.submitted_at, ..message(id) }
+    }
+
+    #[tokio::test]
+    async fn prune_forgets_expired_keys_and_old_final_statuses_only() {
+        let path = temp_path("prune");
+        let _ = std::fs::remove_file(&path);
+        let spool = Spool::open(&path, settings()).unwrap();
+        let day = 24 * 3600 * 1000;
+        for (id, key) in [("m1", "k1"), ("m2", "k2"), ("m3", "k3")] {
+            spool.accept(&message(id), Some(key.into())).await.unwrap();
+        }
+        let submitted = spool.status("m1").unwrap().unwrap().submitted_at_ms;
+        // m1 sent, m2 failed, m3 still deferred.
+        for (id, state) in [("m1", State::Sent), ("m2", State::Failed), ("m3", State::Deferred)] {
+            let mut st = spool.status(id).unwrap().unwrap();
+            st.state = state as i32;
+            st.due_ms = if state == State::Deferred { submitted + 1000 } else { 0 };
+            spool.update(st, state != State::Deferred).await.unwrap();
+        }
+
+        // Within the windows nothing goes.
+        assert_eq!(spool.prune(submitted + 1000, 30 * day).await.unwrap(), Pruned::default());
+        assert_eq!(spool.counts().unwrap(), (3, 3));
+
+        // A day later the keys expire (and the key answers no more), statuses stay.
+        let later = submitted + day + 60_000;
+        assert_eq!(spool.prune(later, 30 * day).await.unwrap(), Pruned { statuses: 0, keys: 3 });
+        assert_eq!(spool.counts().unwrap(), (3, 0));
+
+        // Past retention, the final statuses go; the deferred one stays.
+        let much_later = submitted + 31 * day;
+        assert_eq!(spool.prune(much_later, 30 * day).await.unwrap(), Pruned { statuses: 2, keys: 0 });
+        assert!(spool.status("m1").unwrap().is_none());
+        assert!(spool.status("m3").unwrap().is_some());
+        assert_eq!(spool.backlog().unwrap(), 1);
+        drop(spool);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::message::{Mailbox, Message};
+use crate::message::{Attachment, Mailbox, Message};
 use crate::provider::OutcomeClass;
 
 pub fn to_ms(t: SystemTime) -> u64 {
@@ -100,6 +100,54 @@ pub struct Status {
     pub possible_duplicate: bool,
     #[prost(uint32, tag = "10")]
     pub rounds: u32,
+    /// Recipients (lowercased) already delivered to by a call of an attempt that
+    /// then failed part-way; later attempts leave them out.
+    #[prost(string, repeated, tag = "11")]
+    pub sent_to: Vec<String>,
+    /// What the providers reported after taking it. Only the spool's writer appends
+    /// here; a delivery round's update keeps what is stored.
+    #[prost(message, repeated, tag = "12")]
+    pub events: Vec<EventRecord>,
+}
+
+/// A delivery event, as stored with its message's status.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EventRecord {
+    /// A `bitmail.v1.EventKind` value.
+    #[prost(int32, tag = "1")]
+    pub kind: i32,
+    #[prost(string, tag = "2")]
+    pub recipient: String,
+    #[prost(uint64, tag = "3")]
+    pub at_ms: u64,
+    #[prost(string, tag = "4")]
+    pub provider: String,
+    #[prost(string, tag = "5")]
+    pub event_id: String,
+    #[prost(string, tag = "6")]
+    pub detail: String,
+    #[prost(bool, tag = "7")]
+    pub permanent: bool,
+}
+
+/// An address Submit refuses as a recipient.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SuppressionRecord {
+    #[prost(string, tag = "1")]
+    pub reason: String,
+    #[prost(string, tag = "2")]
+    pub source: String,
+    #[prost(uint64, tag = "3")]
+    pub created_ms: u64,
+    /// 0: never.
+    #[prost(uint64, tag = "4")]
+    pub expires_ms: u64,
+}
+
+impl SuppressionRecord {
+    pub fn active(&self, now_ms: u64) -> bool {
+        self.expires_ms == 0 || now_ms < self.expires_ms
+    }
 }
 
 impl Status {
@@ -153,6 +201,24 @@ pub struct MessageRecord {
     pub headers: Vec<HeaderRecord>,
     #[prost(uint64, tag = "11")]
     pub submitted_at_ms: u64,
+    #[prost(message, repeated, tag = "12")]
+    pub attachments: Vec<AttachmentRecord>,
+    #[prost(string, repeated, tag = "13")]
+    pub tags: Vec<String>,
+    #[prost(btree_map = "string, string", tag = "14")]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AttachmentRecord {
+    #[prost(string, tag = "1")]
+    pub filename: String,
+    #[prost(string, tag = "2")]
+    pub content_type: String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub content: Vec<u8>,
+    #[prost(string, optional, tag = "4")]
+    pub content_id: Option<String>,
 }
 
 fn mailbox_to(m: &Mailbox) -> MailboxRecord {
@@ -178,6 +244,18 @@ impl From<&Message> for MessageRecord {
             html: m.html.clone(),
             headers: m.headers.iter().map(|(n, v)| HeaderRecord { name: n.clone(), value: v.clone() }).collect(),
             submitted_at_ms: to_ms(m.submitted_at),
+            attachments: m
+                .attachments
+                .iter()
+                .map(|a| AttachmentRecord {
+                    filename: a.filename.clone(),
+                    content_type: a.content_type.clone(),
+                    content: a.content.clone(),
+                    content_id: a.content_id.clone(),
+                })
+                .collect(),
+            tags: m.tags.clone(),
+            metadata: m.metadata.clone(),
         }
     }
 }
@@ -196,7 +274,20 @@ impl From<MessageRecord> for Message {
             text: r.text,
             html: r.html,
             headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            attachments: r
+                .attachments
+                .into_iter()
+                .map(|a| Attachment {
+                    filename: a.filename,
+                    content_type: a.content_type,
+                    content: a.content,
+                    content_id: a.content_id,
+                })
+                .collect(),
+            tags: r.tags,
+            metadata: r.metadata,
             submitted_at: from_ms(r.submitted_at_ms),
+            already_sent_to: Default::default(),
         }
     }
 }

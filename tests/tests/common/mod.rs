@@ -42,9 +42,11 @@ pub fn sendgrid(name: &str, fake: &FakeSendGrid, timeout: Duration) -> ProviderC
         base_url: fake.base_url(),
         api_key: Secret::new(KEY),
         sandbox: false,
+        webhook_public_key: None,
         connect_timeout_ms: 1000,
         timeout_ms: timeout.as_millis() as u64,
         weight: 1,
+        limits: Default::default(),
     })
 }
 
@@ -55,9 +57,11 @@ pub fn mailgun(name: &str, fake: &FakeMailgun, timeout: Duration) -> ProviderCon
         domain: "mg.bitmail.test".into(),
         api_key: Secret::new(KEY),
         test_mode: false,
+        webhook_signing_key: None,
         connect_timeout_ms: 1000,
         timeout_ms: timeout.as_millis() as u64,
         weight: 1,
+        limits: Default::default(),
     })
 }
 

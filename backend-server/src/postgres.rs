@@ -1,0 +1,422 @@
+//! The PostgreSQL engine: one table, documents as `jsonb`, lookups as containment queries
+//! on a GIN index, optimistic versions in the row.
+//!
+//! ```sql
+//! bitmail_documents (id UUID PRIMARY KEY, version BIGINT NOT NULL, doc JSONB NOT NULL)
+//! bitmail_documents_doc: GIN (doc jsonb_path_ops), or GIN (doc) where that is refused
+//! ```
+//!
+//! The SQL keeps to what PostgreSQL, CockroachDB and YugabyteDB share (no advisory locks,
+//! no LISTEN/NOTIFY, no functions or triggers); ARCHITECTURE.md lists the choices. Every
+//! statement is a single-statement (implicit) transaction, so a call that failed on a
+//! serialization conflict took no effect and is retried here.
+//!
+//! Ids are UUIDv7 made by this process (the `uuid` column sorts like their text form), so
+//! ids sort in creation order as in every engine. A lookup reads the GIN index for the
+//! whole subset, so its cost follows the number of documents holding all the pairs, not
+//! the size of the table; see [`LOOKUP_SUBSET`] for why the query is fenced.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{Json, ToSql, Type};
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use crate::store::{Document, Fields, MAX_LOOKUP_LIMIT, Page, Store, StoreError};
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS bitmail_documents (
+    id UUID PRIMARY KEY,
+    version BIGINT NOT NULL,
+    doc JSONB NOT NULL
+)";
+/// `jsonb_path_ops` indexes each key/value pair as one hash: smaller than the default
+/// operator class and exact for `@>`. CockroachDB only has the default class.
+const CREATE_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS bitmail_documents_doc ON bitmail_documents USING GIN (doc jsonb_path_ops)";
+const CREATE_INDEX_PORTABLE: &str =
+    "CREATE INDEX IF NOT EXISTS bitmail_documents_doc ON bitmail_documents USING GIN (doc)";
+
+const INSERT: &str = "INSERT INTO bitmail_documents (id, version, doc) VALUES ($1, 1, $2)";
+const GET: &str = "SELECT version, doc FROM bitmail_documents WHERE id = $1";
+const GET_VERSION: &str = "SELECT version FROM bitmail_documents WHERE id = $1";
+const UPDATE: &str = "UPDATE bitmail_documents SET doc = (doc - $2::TEXT[]) || $3::JSONB, version = version + 1
+    WHERE id = $1 RETURNING version, doc";
+const UPDATE_IF_VERSION: &str =
+    "UPDATE bitmail_documents SET doc = (doc - $2::TEXT[]) || $3::JSONB, version = version + 1
+    WHERE id = $1 AND version = $4 RETURNING version, doc";
+const DELETE: &str = "DELETE FROM bitmail_documents WHERE id = $1";
+const LOOKUP_ALL: &str = "SELECT id, version, doc FROM bitmail_documents WHERE id > $1 ORDER BY id LIMIT $2";
+/// The subquery with `OFFSET 0` is an optimization fence, and it holds only the
+/// containment test. Without the fence, a prepared statement's generic plan (the planner
+/// cannot see the subset, so it guesses that 1 % of rows match) walks the primary key in
+/// id order, filtering on `@>`, to stop early at `LIMIT`: fine for a common pair, a full
+/// table scan for a rare one (measured: 700 ms at 1,000,000 documents for a pair held by
+/// one). With `id > $2` inside the fence it still picks a primary-key range scan on
+/// mid-sized tables. Fenced, the subset is answered from the GIN index and only the
+/// matches are filtered by the page token and sorted: the cost follows the number of
+/// documents holding the whole subset, whatever the size of the table. (PostgreSQL never
+/// pushes the outer conditions into a subquery with OFFSET.)
+///
+/// It is also sent as an unnamed statement, planned with its values, never as a cached
+/// prepared statement: only then does the planner see the subset and estimate from the
+/// column's statistics, instead of guessing 1 % and, on a table of small documents,
+/// preferring a sequential scan.
+pub const LOOKUP_SUBSET: &str = "SELECT id, version, doc FROM (
+    SELECT id, version, doc FROM bitmail_documents WHERE doc @> $1 OFFSET 0
+) AS matches WHERE id > $2 ORDER BY id LIMIT $3";
+
+/// How many times a statement that failed on a serialization conflict or a deadlock (it
+/// took no effect) is tried again. Distributed SQL engines answer conflicts this way.
+const ATTEMPTS: usize = 5;
+
+/// A [`Store`] on PostgreSQL (or a PostgreSQL-compatible distributed SQL engine).
+pub struct PostgresStore {
+    pool: Pool,
+    /// Where the database is, for error messages: hosts, ports and database name, never
+    /// the user's password.
+    target: String,
+}
+
+impl PostgresStore {
+    /// Connects with at most `pool_size` connections to the database at `url`
+    /// (`postgres://user:password@host:port/db?...` or `host=... dbname=...`), and creates
+    /// the table and its index when they are missing (idempotent; safe when several
+    /// servers start at once). Fails with [`StoreError::Unavailable`] when the database
+    /// cannot be reached, and [`StoreError::InvalidArgument`] when `url` does not parse.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        let mut config = parse_url(url)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("bitmail-backend");
+        }
+        let target = describe_target(&config);
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL connection pool: {e}")))?;
+        let store = Self { pool, target };
+        store.create_schema().await?;
+        Ok(store)
+    }
+
+    async fn create_schema(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        for attempt in 1..=ATTEMPTS {
+            // Two servers creating the table at the same moment can collide on
+            // PostgreSQL's catalog (unique violation) even with IF NOT EXISTS: the
+            // second try sees the table.
+            let result = async {
+                client.batch_execute(CREATE_TABLE).await?;
+                match client.batch_execute(CREATE_INDEX).await {
+                    Err(e) if e.as_db_error().is_some() && !retryable(&e) && !is_catalog_race(&e) => {
+                        tracing::info!(error = %error_text(&e), "jsonb_path_ops refused; using the default GIN operator class");
+                        client.batch_execute(CREATE_INDEX_PORTABLE).await
+                    }
+                    other => other,
+                }
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < ATTEMPTS && (retryable(&e) || is_catalog_race(&e)) => backoff(attempt).await,
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Timeout(_) => StoreError::Unavailable(format!(
+                "PostgreSQL at {}: no connection became free or could be opened in time",
+                self.target
+            )),
+            PoolError::Backend(e) => self.error(e),
+            other => StoreError::Unavailable(format!("PostgreSQL at {}: {other}", self.target)),
+        })
+    }
+
+    /// Runs `op` on a pooled connection, again when it failed in a way that guarantees it
+    /// took no effect (serialization conflict, deadlock) or, with `retry_lost`, when the
+    /// connection broke (for calls that are safe to repeat).
+    async fn run<T, F, Fut>(&self, retry_lost: bool, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(deadpool_postgres::Object) -> Fut,
+        Fut: Future<Output = Result<T, tokio_postgres::Error>> + Send,
+    {
+        for attempt in 1..=ATTEMPTS {
+            let client = self.client().await?;
+            match op(client).await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < ATTEMPTS && (retryable(&e) || (retry_lost && e.is_closed())) => {
+                    tracing::debug!(error = %error_text(&e), attempt, "PostgreSQL statement retried");
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn error(&self, e: tokio_postgres::Error) -> StoreError {
+        match e.code() {
+            // Refused values: never quote the server's detail, which can hold document text.
+            Some(c) if *c == SqlState::UNTRANSLATABLE_CHARACTER || *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE => {
+                StoreError::InvalidArgument("PostgreSQL cannot store this text (U+0000 or invalid encoding)".into())
+            }
+            Some(c) if *c == SqlState::PROGRAM_LIMIT_EXCEEDED => {
+                StoreError::InvalidArgument("the document is larger than PostgreSQL can store".into())
+            }
+            _ => StoreError::Unavailable(format!("PostgreSQL at {}: {}", self.target, error_text(&e))),
+        }
+    }
+}
+
+/// Parses a connection URL; the error names what is wrong, never the URL itself (it may
+/// hold a password).
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidArgument(error_text(&e)))?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(StoreError::InvalidArgument(
+            "sslmode=require is not supported yet (this build has no TLS for PostgreSQL)".into(),
+        ));
+    }
+    Ok(config)
+}
+
+fn describe_target(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect();
+    let hosts = if hosts.is_empty() { "localhost".to_owned() } else { hosts.join(",") };
+    format!("{hosts}/{}", config.get_dbname().or(config.get_user()).unwrap_or("postgres"))
+}
+
+/// The error and its causes, one line. A server error gives its message and SQLSTATE
+/// only: its detail can quote the values that were refused.
+fn error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+fn is_catalog_race(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE || *c == SqlState::DUPLICATE_OBJECT)
+}
+
+async fn backoff(attempt: usize) {
+    tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
+}
+
+/// The id as a UUID, only in the canonical form this store hands out, so that every
+/// spelling of an id is either that id or no document.
+fn parse_id(id: &str) -> Option<Uuid> {
+    Uuid::parse_str(id).ok().filter(|u| u.hyphenated().to_string() == id)
+}
+
+/// PostgreSQL text cannot hold U+0000; refuse it before the round trip, with the field.
+fn check_text<'a>(what: &str, texts: impl IntoIterator<Item = &'a String>) -> Result<(), StoreError> {
+    if texts.into_iter().any(|t| t.contains('\0')) {
+        return Err(StoreError::InvalidArgument(format!("{what}: PostgreSQL cannot store the character U+0000")));
+    }
+    Ok(())
+}
+
+fn check_fields(what: &str, fields: &Fields) -> Result<(), StoreError> {
+    check_text(what, fields.keys().chain(fields.values()))
+}
+
+fn version_of(raw: i64) -> u64 {
+    u64::try_from(raw).unwrap_or(0)
+}
+
+impl PostgresStore {
+    fn document(&self, id: String, version: i64, row: &Row, column: usize) -> Result<Document, StoreError> {
+        let Json(fields) = row.try_get::<_, Json<Fields>>(column).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "PostgreSQL at {}: document {id} is not a map of strings ({})",
+                self.target,
+                error_text(&e)
+            ))
+        })?;
+        Ok(Document { id, version: version_of(version), fields })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn put(&self, fields: Fields) -> Result<Document, StoreError> {
+        check_fields("fields", &fields)?;
+        let id = Uuid::now_v7();
+        let retried = AtomicBool::new(false);
+        let (fields_ref, retried) = (&fields, &retried);
+        let result = self
+            .run(true, move |client| async move {
+                let statement = client.prepare_cached(INSERT).await?;
+                let result = client.execute(&statement, &[&id, &Json(fields_ref)]).await;
+                match result {
+                    // The first try was committed but its answer lost: the row is ours.
+                    Err(e) if retried.load(Ordering::Relaxed) && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(1),
+                    other => {
+                        retried.store(true, Ordering::Relaxed);
+                        other
+                    }
+                }
+            })
+            .await;
+        result?;
+        Ok(Document { id: id.hyphenated().to_string(), version: 1, fields })
+    }
+
+    async fn get(&self, id: &str) -> Result<Document, StoreError> {
+        let Some(uuid) = parse_id(id) else {
+            return Err(StoreError::NotFound(id.to_owned()));
+        };
+        let row = self
+            .run(true, move |client| async move {
+                let statement = client.prepare_cached(GET).await?;
+                client.query_opt(&statement, &[&uuid]).await
+            })
+            .await?;
+        let row = row.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        self.document(id.to_owned(), row.get(0), &row, 1)
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        fields: Fields,
+        remove: Vec<String>,
+        expected_version: Option<u64>,
+    ) -> Result<Document, StoreError> {
+        check_fields("fields", &fields)?;
+        check_text("remove", &remove)?;
+        let Some(uuid) = parse_id(id) else {
+            return Err(StoreError::NotFound(id.to_owned()));
+        };
+        loop {
+            // Versions never exceed i64::MAX; a larger expectation can only mismatch.
+            let expected = expected_version.map(|v| i64::try_from(v).unwrap_or(-1));
+            let (fields, remove) = (&fields, &remove);
+            let row = self
+                .run(false, move |client| async move {
+                    match expected {
+                        None => {
+                            let statement = client.prepare_cached(UPDATE).await?;
+                            client.query_opt(&statement, &[&uuid, remove, &Json(fields)]).await
+                        }
+                        Some(v) => {
+                            let statement = client.prepare_cached(UPDATE_IF_VERSION).await?;
+                            client.query_opt(&statement, &[&uuid, remove, &Json(fields), &v]).await
+                        }
+                    }
+                })
+                .await?;
+            if let Some(row) = row {
+                return self.document(id.to_owned(), row.get(0), &row, 1);
+            }
+            let Some(expected) = expected_version else {
+                return Err(StoreError::NotFound(id.to_owned()));
+            };
+            // Nothing changed. Tell "no such document" from "another version" by reading
+            // the version now; it only grows, so if it now equals the expectation a
+            // concurrent update got there in between and the update is tried again.
+            let current = self
+                .run(true, move |client| async move {
+                    let statement = client.prepare_cached(GET_VERSION).await?;
+                    client.query_opt(&statement, &[&uuid]).await
+                })
+                .await?;
+            match current.map(|row| version_of(row.get(0))) {
+                None => return Err(StoreError::NotFound(id.to_owned())),
+                Some(actual) if actual != expected => {
+                    return Err(StoreError::VersionMismatch { id: id.to_owned(), expected, actual });
+                }
+                Some(_) => continue,
+            }
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let Some(uuid) = parse_id(id) else {
+            return Err(StoreError::NotFound(id.to_owned()));
+        };
+        let deleted = self
+            .run(false, move |client| async move {
+                let statement = client.prepare_cached(DELETE).await?;
+                client.execute(&statement, &[&uuid]).await
+            })
+            .await?;
+        if deleted == 0 { Err(StoreError::NotFound(id.to_owned())) } else { Ok(()) }
+    }
+
+    async fn lookup(&self, subset: &Fields, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
+        if limit == 0 || limit > MAX_LOOKUP_LIMIT {
+            return Err(StoreError::InvalidArgument(format!("limit: 1 to {MAX_LOOKUP_LIMIT}, got {limit}")));
+        }
+        check_fields("subset", subset)?;
+        let after = match page_token {
+            None => Uuid::nil(),
+            Some(token) => parse_id(token)
+                .ok_or_else(|| StoreError::InvalidArgument("page_token: not a token this store handed out".into()))?,
+        };
+        // One more than asked tells whether another page follows.
+        let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        let rows = self
+            .run(true, move |client| async move {
+                if subset.is_empty() {
+                    let statement = client.prepare_cached(LOOKUP_ALL).await?;
+                    client.query(&statement, &[&after, &fetch]).await
+                } else {
+                    // Unnamed, so planned with this subset's values (see LOOKUP_SUBSET).
+                    let subset = Json(subset);
+                    let params: [(&(dyn ToSql + Sync), Type); 3] =
+                        [(&subset, Type::JSONB), (&after, Type::UUID), (&fetch, Type::INT8)];
+                    client.query_typed(LOOKUP_SUBSET, &params).await
+                }
+            })
+            .await?;
+        let more = rows.len() > limit;
+        let mut documents = Vec::with_capacity(rows.len().min(limit));
+        for row in rows.iter().take(limit) {
+            let id: Uuid = row.get(0);
+            documents.push(self.document(id.hyphenated().to_string(), row.get(1), row, 2)?);
+        }
+        let next_page_token = if more { documents.last().map(|d| d.id.clone()) } else { None };
+        Ok(Page { documents, next_page_token })
+    }
+}
