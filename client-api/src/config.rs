@@ -9,6 +9,8 @@
 //! signup_on_first_login = false        # true: an unknown name + password creates the account
 //! session_hours = 168
 //! max_body_bytes = 11534336
+//! max_attachment_bytes = 7340032      # all attachments of one message together
+//! web_dir = "target/web"               # the built webmail (`cargo xtask`); omit for a bare page
 //!
 //! [tls]                                # omit to use a generated self-signed certificate
 //! cert_path = "/etc/bitmail/cert.pem"
@@ -33,6 +35,10 @@ pub struct Config {
     pub session_hours: u64,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// The largest total size of one message's attachments, in bytes (before base64).
+    pub max_attachment_bytes: usize,
+    /// The built webmail: `index.html` and `assets/`. Without it `/` serves a bare page.
+    pub web_dir: Option<PathBuf>,
     pub shutdown_grace_secs: u64,
     pub tls: Option<TlsFiles>,
 }
@@ -55,6 +61,8 @@ impl Default for Config {
             signup_on_first_login: false,
             session_hours: 24 * 7,
             max_body_bytes: 11 * 1024 * 1024,
+            max_attachment_bytes: 7 * 1024 * 1024,
+            web_dir: None,
             shutdown_grace_secs: 10,
             tls: None,
         }
@@ -85,6 +93,21 @@ impl Validate for Config {
         }
         if self.max_body_bytes < 1024 {
             problems.push("max_body_bytes: must be at least 1024".into());
+        }
+        // Attachments travel base64-encoded inside the JSON body.
+        if self.max_attachment_bytes / 3 * 4 + 64 * 1024 > self.max_body_bytes {
+            problems.push(format!(
+                "max_attachment_bytes: {} does not fit in max_body_bytes ({}) once base64-encoded",
+                self.max_attachment_bytes, self.max_body_bytes
+            ));
+        }
+        if let Some(dir) = &self.web_dir
+            && !dir.join("index.html").is_file()
+        {
+            problems.push(format!(
+                "web_dir: {} has no index.html (build the webmail with `cargo xtask web`)",
+                dir.display()
+            ));
         }
         if let Some(tls) = &self.tls {
             for (field, path) in [("tls.cert_path", &tls.cert_path), ("tls.key_path", &tls.key_path)] {

@@ -13,6 +13,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("sign in first")]
     Unauthorized,
+    #[error("wrong name or password")]
+    WrongPassword,
+    #[error("missing or wrong CSRF token (the X-CSRF-Token header); reload the page")]
+    Csrf,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -34,6 +38,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::WrongPassword => (StatusCode::UNAUTHORIZED, "wrong_password"),
+            ApiError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),

@@ -11,8 +11,12 @@ use bitmail_proto::v1::store_client::StoreClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::accounts::Accounts;
+use crate::assets::WebAssets;
 use crate::config::Config;
-use crate::routes::{AppState, LoginLimiter, router};
+use crate::mailbox::Mailbox;
+use crate::routes::{AppState, router};
+use crate::session::LoginLimiter;
+use crate::status::{DeliveryLog, follow};
 use crate::tls::{self, CertPaths};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,6 +47,10 @@ impl Server {
         let mta_channel = upstream(&config.mta_url)?;
         let backend_channel = upstream(&config.backend_url)?;
         let max_decode = config.max_body_bytes + 256 * 1024;
+        let web = match config.web_dir.clone() {
+            Some(dir) => Some(tokio::task::spawn_blocking(move || WebAssets::load(&dir)).await??),
+            None => None,
+        };
         let state = Arc::new(AppState {
             accounts: Accounts::new(
                 StoreClient::new(backend_channel.clone()),
@@ -50,11 +58,15 @@ impl Server {
                 Duration::from_secs(config.session_hours * 3600),
             ),
             mta: MtaClient::new(mta_channel.clone()).max_encoding_message_size(max_decode),
+            mailbox: Mailbox::new(StoreClient::new(backend_channel.clone())),
             mta_channel,
             backend_channel,
             mail_domain: config.mail_domain.clone(),
             session_secs: config.session_hours * 3600,
             limiter: LoginLimiter::default(),
+            max_attachment_bytes: config.max_attachment_bytes,
+            web,
+            deliveries: Arc::new(DeliveryLog::default()),
         });
         let listener = std::net::TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;
@@ -82,11 +94,14 @@ impl Server {
             shutdown.await;
             stopper.graceful_shutdown(Some(grace));
         });
+        let follower = tokio::spawn(follow(self.state.mta.clone(), self.state.deliveries.clone()));
         let app = router(self.state, self.max_body_bytes);
-        axum_server::from_tcp_rustls(self.listener, RustlsConfig::from_config(Arc::new(self.tls)))?
+        let served = axum_server::from_tcp_rustls(self.listener, RustlsConfig::from_config(Arc::new(self.tls)))?
             .handle(handle)
-            .serve(app.into_make_service())
-            .await?;
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+            .await;
+        follower.abort();
+        served?;
         Ok(())
     }
 }

@@ -1,3 +1,25 @@
-//! BitMail's webmail: a Leptos application compiled to WebAssembly and served by
-//! `client-api`. This crate is a placeholder until the webmail issue; until then
-//! `client-api` serves a small static page at `/`.
+//! BitMail's webmail: a Leptos application rendered in the browser (CSR), compiled to
+//! WebAssembly and served by `client-api` (built by `cargo xtask web`).
+//!
+//! - [`api`]: calls to client-api's JSON API, with the CSRF token;
+//! - [`i18n`]: English and French texts, and the words for each API error;
+//! - [`app`]: the shell (state, navigation, keyboard shortcuts) and the log-in page;
+//! - [`folder`], [`message`], [`compose`], [`status`]: the pages.
+//!
+//! Everything here is for wasm32 only; natively this crate is empty.
+#![cfg(target_arch = "wasm32")]
+
+mod api;
+mod app;
+mod compose;
+mod folder;
+mod i18n;
+mod message;
+mod status;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    leptos::mount::mount_to_body(app::App);
+}

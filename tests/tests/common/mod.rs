@@ -87,6 +87,21 @@ impl Cluster {
         edge: bool,
         tune: impl FnOnce(&mut mta_server::config::Config),
     ) -> Cluster {
+        Self::start_full(providers, edge, tune, |_| {}).await
+    }
+
+    /// With client-api serving the built webmail (`cargo xtask web`).
+    pub async fn start_webmail(providers: Vec<ProviderConfig>) -> Cluster {
+        let dir = web_dir();
+        Self::start_full(providers, true, |_| {}, move |c| c.web_dir = Some(dir)).await
+    }
+
+    pub async fn start_full(
+        providers: Vec<ProviderConfig>,
+        edge: bool,
+        tune: impl FnOnce(&mut mta_server::config::Config),
+        tune_edge: impl FnOnce(&mut client_api::config::Config),
+    ) -> Cluster {
         // Quiet unless asked: BITMAIL_TEST_LOG=info cargo test ...
         if std::env::var_os("BITMAIL_TEST_LOG").is_some() {
             bitmail_runtime::init_tracing("BITMAIL_TEST_LOG");
@@ -111,7 +126,7 @@ impl Cluster {
         tokio::spawn(mta.serve(stopped(&rx)));
 
         let (edge_addr, cert) = if edge {
-            let config = client_api::config::Config {
+            let mut config = client_api::config::Config {
                 listen: loopback(),
                 state_dir: state_dir.clone(),
                 mta_url: format!("http://{mta_addr}"),
@@ -120,6 +135,7 @@ impl Cluster {
                 signup_on_first_login: true,
                 ..Default::default()
             };
+            tune_edge(&mut config);
             let server = client_api::server::Server::bind(&config).await.expect("client-api binds");
             let addr = server.local_addr().unwrap();
             let cert = server.cert.cert.clone();
@@ -151,6 +167,32 @@ impl Cluster {
             .unwrap();
         (client, format!("https://localhost:{}", edge.port()))
     }
+}
+
+/// The built webmail: `BITMAIL_WEB_DIR`, else `target/web` (both written by `cargo xtask web`).
+pub fn web_dir() -> PathBuf {
+    let dir = std::env::var_os("BITMAIL_WEB_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/web"), PathBuf::from);
+    assert!(
+        dir.join("index.html").is_file(),
+        "no webmail build in {}: run `cargo xtask web` (cargo xtask test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// Signs in (creating the account) and answers the session cookie and CSRF token.
+pub async fn sign_in(http: &reqwest::Client, base: &str, name: &str, password: &str) -> (String, String) {
+    let response = http
+        .post(format!("{base}/api/session"))
+        .json(&serde_json::json!({ "name": name, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK, "signing in as {name}");
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (cookie, body["csrf_token"].as_str().unwrap().to_owned())
 }
 
 fn uuid_like() -> String {

@@ -1,0 +1,223 @@
+//! Reading mail: folder pages, one message, read/unread, delete, attachments, and the
+//! delivery status of sent messages (from mta-server).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bitmail_proto::v1 as pb;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::compose::addresses_json;
+use crate::error::ApiError;
+use crate::mailbox::{Folder, Summary};
+use crate::routes::{ApiJson, AppState, CurrentUser};
+use crate::sanitize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    #[serde(default)]
+    page: usize,
+    #[serde(default = "default_per_page")]
+    per_page: usize,
+}
+
+fn default_per_page() -> usize {
+    50
+}
+
+pub fn state_name(state: i32) -> &'static str {
+    match pb::DeliveryState::try_from(state).unwrap_or(pb::DeliveryState::Unspecified) {
+        pb::DeliveryState::Queued => "queued",
+        pb::DeliveryState::Sending => "sending",
+        pb::DeliveryState::Sent => "sent",
+        pb::DeliveryState::Deferred => "deferred",
+        pb::DeliveryState::Failed => "failed",
+        pb::DeliveryState::Unspecified => "unknown",
+    }
+}
+
+/// Where a sent message is: from mta-server for external recipients (remembered once
+/// final), "delivered" for local ones only.
+async fn delivery(state: &AppState, mail: &Summary) -> Result<Value, ApiError> {
+    let local_to = mail.list("local_to");
+    let mta_id = mail.field("mta_id");
+    if mta_id.is_empty() {
+        return Ok(json!({ "state": "delivered", "provider": "local", "local_to": local_to }));
+    }
+    if matches!(mail.field("state"), "sent" | "failed") {
+        let non_empty = |k: &str| Some(mail.field(k)).filter(|v| !v.is_empty());
+        return Ok(json!({
+            "state": mail.field("state"), "provider": non_empty("provider"),
+            "provider_message_id": non_empty("provider_message_id"), "error": non_empty("error"),
+            "possible_duplicate": mail.field("possible_duplicate") == "true",
+            "mta_id": mta_id, "local_to": local_to,
+        }));
+    }
+    let s = state.mta.clone().get_message(pb::GetMessageRequest { message_id: mta_id.to_owned() }).await?.into_inner();
+    let name = state_name(s.state);
+    if matches!(name, "sent" | "failed") {
+        let fields = HashMap::from([
+            ("state".to_owned(), name.to_owned()),
+            ("provider".to_owned(), s.provider.clone()),
+            ("provider_message_id".to_owned(), s.provider_message_id.clone()),
+            ("error".to_owned(), s.error.clone()),
+            ("possible_duplicate".to_owned(), s.possible_duplicate.to_string()),
+        ]);
+        if let Err(e) = state.mailbox.update(mail, fields).await {
+            tracing::warn!(mail = %mail.id, error = %e, "could not remember the final delivery state");
+        }
+    }
+    let non_empty = |v: String| (!v.is_empty()).then_some(v);
+    Ok(json!({
+        "state": name, "provider": non_empty(s.provider), "provider_message_id": non_empty(s.provider_message_id),
+        "error": non_empty(s.error), "possible_duplicate": s.possible_duplicate, "attempts": s.attempts.len(),
+        "next_attempt_at_ms": (s.next_attempt_at_unix_ms > 0).then_some(s.next_attempt_at_unix_ms),
+        "mta_id": mta_id, "local_to": local_to,
+    }))
+}
+
+fn summary_json(mail: &Summary) -> Value {
+    json!({
+        "id": mail.id,
+        "folder": mail.field("folder"),
+        "from": mail.field("from"),
+        "to": addresses_json(&mail.fields, "to"),
+        "cc": addresses_json(&mail.fields, "cc"),
+        "subject": mail.field("subject"),
+        "date_ms": mail.date_ms(),
+        "read": mail.read(),
+        "preview": mail.field("preview"),
+        "attachments": mail.attachments().len(),
+    })
+}
+
+/// `GET /api/folders/{folder}`: a page of a folder, newest first.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+    Path(folder): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let folder = Folder::parse(&folder)?;
+    if !(1..=200).contains(&q.per_page) {
+        return Err(ApiError::BadRequest("per_page: 1 to 200".into()));
+    }
+    let page = state.mailbox.page(&user, folder, q.page, q.per_page).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for mail in &page.items {
+        let mut item = summary_json(mail);
+        if folder == Folder::Sent {
+            // An unreachable mta-server still lets the list show; the badge says so.
+            item["status"] =
+                delivery(&state, mail).await.unwrap_or_else(|e| json!({ "state": "unknown", "error": e.to_string() }));
+        }
+        items.push(item);
+    }
+    Ok(Json(json!({
+        "folder": folder.name(), "total": page.total, "unread": page.unread,
+        "page": q.page, "per_page": q.per_page, "messages": items,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    #[serde(default)]
+    images: bool,
+}
+
+/// `GET /api/mail/{id}`: one message, its HTML sanitized.
+pub async fn read(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let mail = state.mailbox.owned(&user, &id).await?;
+    let (text, html) = state.mailbox.body(&mail).await?;
+    let clean = (!html.is_empty()).then(|| sanitize::mail_html(&html, q.images));
+    let mut out = summary_json(&mail);
+    out["text"] = json!(text);
+    out["html"] = json!(clean.as_ref().map(|c| c.html.clone()));
+    out["remote_images_blocked"] = json!(clean.is_some_and(|c| c.remote_images_blocked));
+    out["attachments"] = json!(
+        mail.attachments()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| json!({ "index": i, "filename": a.filename, "content_type": a.content_type, "size": a.size }))
+            .collect::<Vec<_>>()
+    );
+    if mail.field("folder") == "sent" {
+        out["bcc"] = addresses_json(&mail.fields, "bcc");
+        out["status"] = delivery(&state, &mail).await?;
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mark {
+    read: bool,
+}
+
+/// `PATCH /api/mail/{id}`: `{"read": true|false}`.
+pub async fn mark(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Mark>,
+) -> Result<Json<Value>, ApiError> {
+    let mut mail = state.mailbox.owned(&user, &id).await?;
+    let fields = HashMap::from([("read".to_owned(), body.read.to_string())]);
+    state.mailbox.update(&mail, fields.clone()).await?;
+    mail.fields.extend(fields);
+    Ok(Json(summary_json(&mail)))
+}
+
+/// `DELETE /api/mail/{id}`.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mail = state.mailbox.owned(&user, &id).await?;
+    state.mailbox.delete(&mail).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/mail/{id}/attachments/{index}`: the file, as a download.
+pub async fn attachment(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+    Path((id, index)): Path<(String, usize)>,
+) -> Result<Response, ApiError> {
+    let mail = state.mailbox.owned(&user, &id).await?;
+    let file = state.mailbox.attachment(&mail, index).await?;
+    let mut response = (StatusCode::OK, Body::from(file.content)).into_response();
+    let headers = response.headers_mut();
+    let content_type = HeaderValue::from_str(&file.meta.content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    // Always a download, never shown in this origin: a hostile HTML attachment runs nothing.
+    let ascii: String = file
+        .meta
+        .filename
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' { c } else { '_' })
+        .collect();
+    let disposition = format!("attachment; filename=\"{ascii}\"");
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    Ok(response)
+}

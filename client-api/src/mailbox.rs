@@ -1,0 +1,319 @@
+//! Mailboxes as store documents in backend-server.
+//!
+//! - `{kind: "mail", owner, folder: "inbox"|"sent", from, to, cc, bcc (JSON lists),
+//!   subject, date_ms, read, preview, attachments (JSON list of name, type, size),
+//!   mta_id, local_to (JSON list), state, provider}`: what a folder list shows, small;
+//! - `{kind: "body", mail_id, owner, text, html}`: the content, read when a message is
+//!   opened;
+//! - `{kind: "chunk", mail_id, owner, attachment, content_b64}`: attachment bytes in
+//!   pieces of at most [`CHUNK_BYTES`], so no document outgrows a gRPC message; stored in
+//!   order, read back in id (creation) order.
+//!
+//! Every read goes through [`Mailbox::owned`], which answers 404 for a message of another
+//! user exactly as for one that does not exist.
+
+use std::collections::HashMap;
+
+use bitmail_proto::v1 as pb;
+use bitmail_proto::v1::store_client::StoreClient;
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use crate::accounts::User;
+use crate::error::ApiError;
+
+/// Attachment bytes per chunk document (1 MiB, 1.4 MB in base64).
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    Inbox,
+    Sent,
+}
+
+impl Folder {
+    pub fn parse(name: &str) -> Result<Self, ApiError> {
+        match name {
+            "inbox" => Ok(Folder::Inbox),
+            "sent" => Ok(Folder::Sent),
+            other => Err(ApiError::NotFound(format!("no folder {other:?} (there are \"inbox\" and \"sent\")"))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Folder::Inbox => "inbox",
+            Folder::Sent => "sent",
+        }
+    }
+}
+
+/// An attachment's description (its bytes are in chunk documents).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttachmentMeta {
+    pub filename: String,
+    pub content_type: String,
+    pub size: usize,
+}
+
+/// An attachment with its bytes.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub meta: AttachmentMeta,
+    pub content: Vec<u8>,
+}
+
+/// A message to store in one folder of one user.
+#[derive(Debug, Clone, Default)]
+pub struct NewMail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub date_ms: u64,
+    pub mta_id: Option<String>,
+    pub local_to: Vec<String>,
+}
+
+/// A stored message's list entry.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub id: String,
+    pub fields: HashMap<String, String>,
+}
+
+impl Summary {
+    pub fn field(&self, key: &str) -> &str {
+        self.fields.get(key).map_or("", String::as_str)
+    }
+
+    pub fn list(&self, key: &str) -> Vec<String> {
+        serde_json::from_str(self.field(key)).unwrap_or_default()
+    }
+
+    pub fn date_ms(&self) -> u64 {
+        self.field("date_ms").parse().unwrap_or(0)
+    }
+
+    pub fn read(&self) -> bool {
+        self.field("read") == "true"
+    }
+
+    pub fn attachments(&self) -> Vec<AttachmentMeta> {
+        serde_json::from_str(self.field("attachments")).unwrap_or_default()
+    }
+}
+
+/// What a folder page holds.
+#[derive(Debug)]
+pub struct Page {
+    pub total: usize,
+    pub unread: usize,
+    pub items: Vec<Summary>,
+}
+
+#[derive(Clone)]
+pub struct Mailbox {
+    store: StoreClient<Channel>,
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+/// The first characters of the text, on one line, for the list.
+fn preview_of(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(140).collect()
+}
+
+impl Mailbox {
+    pub fn new(store: StoreClient<Channel>) -> Self {
+        Self { store }
+    }
+
+    /// Every document containing `subset`, in creation order, following page tokens.
+    async fn lookup_all(&self, subset: &[(&str, &str)]) -> Result<Vec<pb::Document>, ApiError> {
+        let mut docs = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = pb::LookupRequest {
+                subset: subset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+                limit: 1000,
+                page_token: std::mem::take(&mut page_token),
+            };
+            let mut stream = self.store.clone().lookup(request).await?.into_inner();
+            while let Some(item) = stream.message().await? {
+                match item.item {
+                    Some(pb::lookup_response::Item::Document(d)) => docs.push(d),
+                    Some(pb::lookup_response::Item::NextPageToken(t)) => page_token = t,
+                    None => {}
+                }
+            }
+            if page_token.is_empty() {
+                return Ok(docs);
+            }
+        }
+    }
+
+    async fn put(&self, fields: HashMap<String, String>) -> Result<String, ApiError> {
+        Ok(self.store.clone().put(pb::PutRequest { fields }).await?.into_inner().id)
+    }
+
+    /// Stores `mail` in `folder` of `owner` with its attachments; answers its id.
+    pub async fn store(
+        &self,
+        owner: &User,
+        folder: Folder,
+        mail: &NewMail,
+        attachments: &[Attachment],
+    ) -> Result<String, ApiError> {
+        let metas: Vec<&AttachmentMeta> = attachments.iter().map(|a| &a.meta).collect();
+        let mut fields = HashMap::from([
+            ("kind".to_owned(), "mail".to_owned()),
+            ("owner".to_owned(), owner.id.clone()),
+            ("folder".to_owned(), folder.name().to_owned()),
+            ("from".to_owned(), mail.from.clone()),
+            ("to".to_owned(), json_list(&mail.to)),
+            ("cc".to_owned(), json_list(&mail.cc)),
+            ("bcc".to_owned(), json_list(&mail.bcc)),
+            ("subject".to_owned(), mail.subject.clone()),
+            ("date_ms".to_owned(), mail.date_ms.to_string()),
+            // A user's own sent mail is read; received mail is not.
+            ("read".to_owned(), (folder == Folder::Sent).to_string()),
+            ("preview".to_owned(), preview_of(&mail.text)),
+            ("attachments".to_owned(), serde_json::to_string(&metas).unwrap_or_else(|_| "[]".into())),
+            ("local_to".to_owned(), json_list(&mail.local_to)),
+        ]);
+        if let Some(mta_id) = &mail.mta_id {
+            fields.insert("mta_id".into(), mta_id.clone());
+        }
+        let id = self.put(fields).await?;
+        let body = HashMap::from([
+            ("kind".to_owned(), "body".to_owned()),
+            ("mail_id".to_owned(), id.clone()),
+            ("owner".to_owned(), owner.id.clone()),
+            ("text".to_owned(), mail.text.clone()),
+            ("html".to_owned(), mail.html.clone()),
+        ]);
+        self.put(body).await?;
+        use base64::Engine as _;
+        for (index, attachment) in attachments.iter().enumerate() {
+            for chunk in attachment.content.chunks(CHUNK_BYTES) {
+                let doc = HashMap::from([
+                    ("kind".to_owned(), "chunk".to_owned()),
+                    ("mail_id".to_owned(), id.clone()),
+                    ("owner".to_owned(), owner.id.clone()),
+                    ("attachment".to_owned(), index.to_string()),
+                    ("content_b64".to_owned(), base64::engine::general_purpose::STANDARD.encode(chunk)),
+                ]);
+                self.put(doc).await?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// The message `id` if it is `user`'s; 404 otherwise, whether it exists or not.
+    pub async fn owned(&self, user: &User, id: &str) -> Result<Summary, ApiError> {
+        let not_found = || ApiError::NotFound(format!("no message with id {id:?}"));
+        if id.is_empty() || id.len() > 128 {
+            return Err(not_found());
+        }
+        let doc = match self.store.clone().get(pb::GetRequest { id: id.to_owned() }).await {
+            Ok(d) => d.into_inner(),
+            Err(s) if matches!(s.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => {
+                return Err(not_found());
+            }
+            Err(s) => return Err(s.into()),
+        };
+        let field = |k: &str| doc.fields.get(k).map_or("", String::as_str);
+        if field("kind") != "mail" || field("owner") != user.id {
+            return Err(not_found());
+        }
+        Ok(Summary { id: doc.id, fields: doc.fields })
+    }
+
+    /// A page of `folder`, newest first, with the folder's total and unread counts.
+    pub async fn page(&self, user: &User, folder: Folder, page: usize, per_page: usize) -> Result<Page, ApiError> {
+        let docs = self.lookup_all(&[("kind", "mail"), ("owner", &user.id), ("folder", folder.name())]).await?;
+        let mut all: Vec<Summary> = docs.into_iter().map(|d| Summary { id: d.id, fields: d.fields }).collect();
+        // Ids sort in creation order; the date breaks nothing and keeps imports in place.
+        all.reverse();
+        all.sort_by_key(|s| std::cmp::Reverse(s.date_ms()));
+        let unread = all.iter().filter(|s| !s.read()).count();
+        let total = all.len();
+        let items = all.into_iter().skip(page.saturating_mul(per_page)).take(per_page).collect();
+        Ok(Page { total, unread, items })
+    }
+
+    /// The body (text, html) of an owned message.
+    pub async fn body(&self, mail: &Summary) -> Result<(String, String), ApiError> {
+        let docs = self.lookup_all(&[("kind", "body"), ("mail_id", &mail.id)]).await?;
+        let doc = docs.into_iter().next();
+        let field = |k: &str| doc.as_ref().and_then(|d| d.fields.get(k).cloned()).unwrap_or_default();
+        Ok((field("text"), field("html")))
+    }
+
+    /// The bytes of attachment `index` of an owned message.
+    pub async fn attachment(&self, mail: &Summary, index: usize) -> Result<Attachment, ApiError> {
+        let meta = mail
+            .attachments()
+            .into_iter()
+            .nth(index)
+            .ok_or_else(|| ApiError::NotFound(format!("message {:?} has no attachment {index}", mail.id)))?;
+        let index = index.to_string();
+        let chunks = self.lookup_all(&[("kind", "chunk"), ("mail_id", &mail.id), ("attachment", &index)]).await?;
+        use base64::Engine as _;
+        let mut content = Vec::with_capacity(meta.size);
+        for chunk in chunks {
+            let b64 = chunk.fields.get("content_b64").map_or("", String::as_str);
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| ApiError::Internal(format!("stored attachment chunk {} is damaged: {e}", chunk.id)))?;
+            content.extend_from_slice(&bytes);
+        }
+        Ok(Attachment { meta, content })
+    }
+
+    /// Merges `fields` into an owned message's list entry.
+    pub async fn update(&self, mail: &Summary, fields: HashMap<String, String>) -> Result<(), ApiError> {
+        let request = pb::UpdateRequest { id: mail.id.clone(), fields, remove: vec![], expected_version: 0 };
+        self.store.clone().update(request).await?;
+        Ok(())
+    }
+
+    /// Removes an owned message with its body and attachments.
+    pub async fn delete(&self, mail: &Summary) -> Result<(), ApiError> {
+        // The list entry goes first: once it is gone the message is gone for the user,
+        // and what remains of a half-finished delete is unreachable.
+        self.store.clone().delete(pb::DeleteRequest { id: mail.id.clone() }).await?;
+        for kind in ["body", "chunk"] {
+            for doc in self.lookup_all(&[("kind", kind), ("mail_id", &mail.id)]).await? {
+                let _ = self.store.clone().delete(pb::DeleteRequest { id: doc.id }).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The user named `name`, if there is one.
+    pub async fn user_named(&self, name: &str) -> Result<Option<User>, ApiError> {
+        let users = self.lookup_all(&[("kind", "user"), ("name", name)]).await?;
+        Ok(users.into_iter().next().map(|d| User { id: d.id, name: name.to_owned() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_and_previews() {
+        assert_eq!(Folder::parse("inbox").unwrap(), Folder::Inbox);
+        assert!(matches!(Folder::parse("spam"), Err(ApiError::NotFound(_))));
+        assert_eq!(preview_of("Hello\n\n  world"), "Hello world");
+        assert_eq!(preview_of(&"é".repeat(500)).chars().count(), 140);
+    }
+}

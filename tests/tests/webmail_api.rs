@@ -1,0 +1,290 @@
+//! The webmail's JSON API as the browser uses it, and its refusals: local delivery,
+//! folders with unread counts, read/unread, delete; another user's mail is invisible;
+//! state changes need the CSRF token; hostile HTML is made inert; password guessing is
+//! throttled; recipient lists name their bad addresses.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bitmail_proto::v1 as pb;
+use bitmail_tests::sendgrid::FakeSendGrid;
+use common::{Cluster, sendgrid, sign_in};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Session {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    async fn new(cluster: &Cluster, name: &str) -> Session {
+        let (http, base) = cluster.https_client();
+        let (cookie, csrf) = sign_in(&http, &base, name, "a long password").await;
+        Session { http, base, cookie, csrf }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn send(&self, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, "/api/messages", Some(body)).await
+    }
+}
+
+#[tokio::test]
+async fn local_mail_is_delivered_read_marked_and_deleted_by_its_owner_only() {
+    let fake = FakeSendGrid::start(common::KEY).await.unwrap();
+    let cluster = Cluster::start(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], true).await;
+    let ada = Session::new(&cluster, "ada").await;
+    let bob = Session::new(&cluster, "bob").await;
+
+    // To bob (local) and carol (external), one string separated by ';'.
+    let (status, sent) = ada
+        .send(json!({ "to": "Bob <bob@bitmail.test>; carol@example.net", "subject": "Tea", "markdown": "Come at **five**" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!(sent["local_to"], json!(["bob@bitmail.test"]));
+    let outside = fake.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(outside[0].body["personalizations"][0]["to"], json!([{ "email": "carol@example.net" }]));
+
+    let (_, inbox) = bob.get("/api/folders/inbox").await;
+    assert_eq!(inbox["total"], 1);
+    assert_eq!(inbox["unread"], 1);
+    let mail = &inbox["messages"][0];
+    assert_eq!(mail["from"], "ada@bitmail.test");
+    assert_eq!(mail["subject"], "Tea");
+    assert_eq!(mail["read"], false);
+    let id = mail["id"].as_str().unwrap().to_owned();
+
+    let (status, opened) = bob.get(&format!("/api/mail/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(opened["html"], "<p>Come at <strong>five</strong></p>\n");
+    assert_eq!(opened["text"], "Come at **five**");
+
+    // ada cannot list, read, mark or delete bob's message: it does not exist for her.
+    let (_, ada_inbox) = ada.get("/api/folders/inbox").await;
+    assert_eq!(ada_inbox["total"], 0);
+    assert_eq!(ada.get(&format!("/api/mail/{id}")).await.0, StatusCode::NOT_FOUND);
+    let mark = Some(json!({ "read": true }));
+    assert_eq!(
+        ada.call(reqwest::Method::PATCH, &format!("/api/mail/{id}"), mark.clone()).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(ada.call(reqwest::Method::DELETE, &format!("/api/mail/{id}"), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(ada.get(&format!("/api/mail/{id}/attachments/0")).await.0, StatusCode::NOT_FOUND);
+
+    // bob marks it read, then unread.
+    let (status, marked) = bob.call(reqwest::Method::PATCH, &format!("/api/mail/{id}"), mark).await;
+    assert_eq!((status, &marked["read"]), (StatusCode::OK, &json!(true)));
+    assert_eq!(bob.get("/api/folders/inbox").await.1["unread"], 0);
+    bob.call(reqwest::Method::PATCH, &format!("/api/mail/{id}"), Some(json!({ "read": false }))).await;
+    assert_eq!(bob.get("/api/folders/inbox").await.1["unread"], 1);
+
+    // ada's Sent shows both recipients and the delivery.
+    let mut sent_list = Value::Null;
+    for _ in 0..100 {
+        sent_list = ada.get("/api/folders/sent").await.1;
+        if sent_list["messages"][0]["status"]["state"] == "sent" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let entry = &sent_list["messages"][0];
+    assert_eq!(entry["to"], json!(["Bob <bob@bitmail.test>", "carol@example.net"]));
+    assert_eq!(entry["status"]["provider"], "sendgrid", "{entry}");
+    assert_eq!(entry["status"]["local_to"], json!(["bob@bitmail.test"]));
+
+    // Newest first, paged.
+    for n in 0..3 {
+        ada.send(json!({ "to": ["bob@bitmail.test"], "subject": format!("n{n}"), "text": "x" })).await;
+    }
+    let (_, page) = bob.get("/api/folders/inbox?page=0&per_page=2").await;
+    assert_eq!(page["total"], 4);
+    let subjects: Vec<&str> =
+        page["messages"].as_array().unwrap().iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, ["n2", "n1"]);
+    let (_, page2) = bob.get("/api/folders/inbox?page=1&per_page=2").await;
+    assert_eq!(page2["messages"][1]["subject"], "Tea");
+    assert_eq!(bob.get("/api/folders/spam").await.0, StatusCode::NOT_FOUND);
+
+    let (status, _) = bob.call(reqwest::Method::DELETE, &format!("/api/mail/{id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(bob.get(&format!("/api/mail/{id}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(bob.get("/api/folders/inbox").await.1["total"], 3);
+}
+
+#[tokio::test]
+async fn state_changes_without_the_csrf_token_are_refused() {
+    let fake = FakeSendGrid::start(common::KEY).await.unwrap();
+    let cluster = Cluster::start(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], true).await;
+    let ada = Session::new(&cluster, "ada").await;
+    ada.send(json!({ "to": "ada@bitmail.test", "subject": "self", "text": "note" })).await;
+    let id = ada.get("/api/folders/inbox").await.1["messages"][0]["id"].as_str().unwrap().to_owned();
+
+    let without = |method: reqwest::Method, path: &str, token: Option<&str>| {
+        let mut r = ada.http.request(method, format!("{}{path}", ada.base)).header("cookie", &ada.cookie);
+        if let Some(t) = token {
+            r = r.header("x-csrf-token", t);
+        }
+        r.json(&json!({ "read": true })).send()
+    };
+    for token in [None, Some("0".repeat(64).as_str())] {
+        for (method, path) in [
+            (reqwest::Method::PATCH, format!("/api/mail/{id}")),
+            (reqwest::Method::DELETE, format!("/api/mail/{id}")),
+            (reqwest::Method::POST, "/api/messages".to_owned()),
+            (reqwest::Method::DELETE, "/api/session".to_owned()),
+        ] {
+            let response = without(method.clone(), &path, token).await.unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {path}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "csrf");
+        }
+    }
+    // Nothing changed: still unread, still there, nothing more sent, still signed in.
+    let (_, inbox) = ada.get("/api/folders/inbox").await;
+    assert_eq!((inbox["total"].clone(), inbox["unread"].clone()), (json!(1), json!(1)));
+    assert_eq!(ada.get("/api/session").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn hostile_html_is_inert_and_remote_images_wait_for_the_reader() {
+    let cluster = Cluster::start(vec![], true).await;
+    let bob = Session::new(&cluster, "bob").await;
+    let bob_id = bob.get("/api/session").await.1["name"].clone();
+    assert_eq!(bob_id, "bob");
+    // An inbound message as the store holds it.
+    let mut store = cluster.store_client().await;
+    let users = store
+        .lookup(pb::LookupRequest {
+            subset: HashMap::from([("kind".into(), "user".into()), ("name".into(), "bob".into())]),
+            limit: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(pb::lookup_response::Item::Document(user)) = users.item else { panic!("bob exists") };
+    let fields = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let mail_id = store
+        .put(pb::PutRequest {
+            fields: fields(&[
+                ("kind", "mail"),
+                ("owner", &user.id),
+                ("folder", "inbox"),
+                ("from", "mallory@evil.example"),
+                ("to", "[\"bob@bitmail.test\"]"),
+                ("subject", "Invoice"),
+                ("date_ms", "1"),
+                ("read", "false"),
+            ]),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let html = r#"<p onmouseover="steal()">Pay <a href="javascript:alert(document.cookie)">here</a></p>
+        <script>fetch('/api/session')</script><img src="https://tracker.evil.example/open.gif" onerror="alert(1)">
+        <iframe src="https://evil.example"></iframe><form action="https://evil.example"><input name=p></form>"#;
+    store
+        .put(pb::PutRequest {
+            fields: fields(&[("kind", "body"), ("mail_id", &mail_id), ("owner", &user.id), ("html", html)]),
+        })
+        .await
+        .unwrap();
+
+    let (status, opened) = bob.get(&format!("/api/mail/{mail_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let shown = opened["html"].as_str().unwrap();
+    for bad in ["<script", "onmouseover", "onerror", "javascript:", "<iframe", "<form", "<input", "tracker.evil"] {
+        assert!(!shown.contains(bad), "{bad} survived: {shown}");
+    }
+    assert!(shown.contains("Pay"), "{shown}");
+    assert_eq!(opened["remote_images_blocked"], true);
+
+    let (_, with_images) = bob.get(&format!("/api/mail/{mail_id}?images=true")).await;
+    let shown = with_images["html"].as_str().unwrap();
+    assert!(shown.contains(r#"src="https://tracker.evil.example/open.gif""#), "{shown}");
+    assert!(!shown.contains("onerror"), "{shown}");
+}
+
+#[tokio::test]
+async fn recipients_are_checked_and_named_and_attachments_limited() {
+    let fake = FakeSendGrid::start(common::KEY).await.unwrap();
+    let cluster = Cluster::start_full(
+        vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))],
+        true,
+        |_| {},
+        |c| c.max_attachment_bytes = 1000,
+    )
+    .await;
+    let ada = Session::new(&cluster, "ada").await;
+
+    let (status, body) = ada.send(json!({ "to": "ok@example.org; nope, also bad@", "cc": "x@y", "text": "t" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["message"], r#"to: "nope", "also bad@" are not valid addresses"#);
+
+    let (status, body) = ada.send(json!({ "to": "ghost@bitmail.test", "text": "t" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["message"], "to: there is no user ghost@bitmail.test here");
+
+    let (status, body) = ada.send(json!({ "to": "", "text": "t" })).await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("to: at least one recipient is needed"))
+    );
+
+    let big = "QUFB".repeat(400); // 1200 bytes
+    let (status, body) = ada
+        .send(json!({ "to": "a@example.org", "text": "t", "attachments": [{ "filename": "big.bin", "content_base64": big }] }))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("attachments: "), "{body}");
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(fake.requests(), 0, "nothing was sent");
+    assert_eq!(ada.get("/api/folders/sent").await.1["total"], 0, "nothing was recorded");
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_are_throttled() {
+    let cluster = Cluster::start(vec![], true).await;
+    let (http, base) = cluster.https_client();
+    sign_in(&http, &base, "ada", "the right password").await;
+    let attempt = |password: &'static str| {
+        http.post(format!("{base}/api/session")).json(&json!({ "name": "ada", "password": password })).send()
+    };
+    for _ in 0..10 {
+        let r = attempt("a wrong password").await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "wrong_password");
+    }
+    // Now even the right password waits: guessing is bounded.
+    let r = attempt("the right password").await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}

@@ -1,0 +1,280 @@
+//! The shell: shared state, navigation, the log-in page, and the keyboard shortcuts.
+
+use leptos::ev;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde_json::{Value, json};
+use wasm_bindgen::JsCast;
+
+use crate::api::{ApiErr, call};
+use crate::compose::{Compose, Draft, send_draft};
+use crate::folder::FolderView;
+use crate::i18n::{Lang, error_text, t};
+use crate::message::{MessageView, delete_message};
+use crate::status::StatusView;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Page {
+    Loading,
+    Login,
+    Folder(&'static str),
+    Message(String),
+    Compose,
+    Status,
+}
+
+/// The signed-in user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Me {
+    pub name: String,
+    pub address: String,
+    pub csrf: String,
+}
+
+/// Everything the pages share; all signals, so it is `Copy`.
+#[derive(Clone, Copy)]
+pub struct Ctx {
+    pub me: RwSignal<Option<Me>>,
+    pub lang: RwSignal<Lang>,
+    pub page: RwSignal<Page>,
+    /// A notice: (is an error, text).
+    pub flash: RwSignal<Option<(bool, String)>>,
+    pub unread: RwSignal<usize>,
+    /// The list shown (ids, in order) and the selected row, for j/k/Enter/#.
+    pub list: RwSignal<Vec<String>>,
+    pub selected: RwSignal<usize>,
+    /// The message shown, for r and #.
+    pub current: RwSignal<Option<Value>>,
+    pub draft: RwSignal<Draft>,
+    pub busy: RwSignal<bool>,
+    /// Bumped to reload the list shown.
+    pub refresh: RwSignal<u32>,
+}
+
+impl Ctx {
+    pub fn t(&self, key: &str) -> &'static str {
+        t(self.lang.get(), key)
+    }
+
+    pub fn csrf(&self) -> String {
+        self.me.with_untracked(|m| m.as_ref().map(|m| m.csrf.clone()).unwrap_or_default())
+    }
+
+    pub async fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ApiErr> {
+        let result = call(method, path, body, &self.csrf()).await;
+        if let Err(e) = &result
+            && e.code == "unauthorized"
+        {
+            self.me.set(None);
+            self.page.set(Page::Login);
+        }
+        result
+    }
+
+    pub fn error(&self, e: &ApiErr) {
+        self.flash.set(Some((true, error_text(self.lang.get_untracked(), e))));
+    }
+
+    pub fn notice(&self, key: &str) {
+        self.flash.set(Some((false, t(self.lang.get_untracked(), key).to_owned())));
+    }
+
+    pub fn go(&self, page: Page) {
+        self.flash.set(None);
+        self.page.set(page);
+    }
+}
+
+fn me_from(v: &Value) -> Me {
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    Me { name: s("name"), address: s("address"), csrf: s("csrf_token") }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let lang = Lang::detect();
+    lang.remember();
+    let ctx = Ctx {
+        me: RwSignal::new(None),
+        lang: RwSignal::new(lang),
+        page: RwSignal::new(Page::Loading),
+        flash: RwSignal::new(None),
+        unread: RwSignal::new(0),
+        list: RwSignal::new(vec![]),
+        selected: RwSignal::new(0),
+        current: RwSignal::new(None),
+        draft: RwSignal::new(Draft::default()),
+        busy: RwSignal::new(false),
+        refresh: RwSignal::new(0),
+    };
+    provide_context(ctx);
+    spawn_local(async move {
+        match call("GET", "/api/session", None, "").await {
+            Ok(v) => {
+                ctx.me.set(Some(me_from(&v)));
+                ctx.page.set(Page::Folder("inbox"));
+            }
+            Err(_) => ctx.page.set(Page::Login),
+        }
+    });
+    let keys = window_event_listener(ev::keydown, move |e| shortcut(ctx, &e));
+    on_cleanup(move || keys.remove());
+
+    view! {
+        <Show when=move || ctx.me.with(Option::is_some)>
+            <Nav/>
+        </Show>
+        <main>
+            {move || ctx.flash.get().map(|(err, text)| view! {
+                <div class="flash" class:err=err class:ok=!err role="alert">{text}</div>
+            })}
+            {move || match ctx.page.get() {
+                Page::Loading => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),
+                Page::Login => view! { <Login/> }.into_any(),
+                Page::Folder(f) => view! { <FolderView folder=f/> }.into_any(),
+                Page::Message(id) => view! { <MessageView id=id/> }.into_any(),
+                Page::Compose => view! { <Compose/> }.into_any(),
+                Page::Status => view! { <StatusView/> }.into_any(),
+            }}
+        </main>
+    }
+}
+
+#[component]
+fn Nav() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let tab = move |page: Page, key: &'static str| {
+        let on = {
+            let page = page.clone();
+            move || ctx.page.get() == page
+        };
+        view! { <button class:on=on on:click=move |_| ctx.go(page.clone())>{move || ctx.t(key)}</button> }
+    };
+    let sign_out = move |_| {
+        spawn_local(async move {
+            let _ = ctx.api("DELETE", "/api/session", None).await;
+            ctx.me.set(None);
+            ctx.go(Page::Login);
+        })
+    };
+    let switch = move |ev| {
+        let l = Lang::from_code(&event_target_value(&ev));
+        l.remember();
+        ctx.lang.set(l);
+    };
+    view! {
+        <header>
+            <h1>"BitMail"</h1>
+            <nav>
+                <button class:on=move || ctx.page.get() == Page::Folder("inbox") on:click=move |_| ctx.go(Page::Folder("inbox"))>
+                    {move || ctx.t("inbox")}
+                    {move || (ctx.unread.get() > 0).then(|| format!(" ({})", ctx.unread.get()))}
+                </button>
+                {tab(Page::Folder("sent"), "sent")}
+                <button class:on=move || ctx.page.get() == Page::Compose on:click=move |_| {
+                    ctx.draft.set(Draft::default());
+                    ctx.go(Page::Compose)
+                }>{move || ctx.t("compose")}</button>
+                {tab(Page::Status, "status")}
+            </nav>
+            <select aria-label=move || ctx.t("language") on:change=switch prop:value=move || ctx.lang.get().code()>
+                <option value="en">"English"</option>
+                <option value="fr">"Français"</option>
+            </select>
+            <span class="meta" style="color:#dfe6f0">{move || ctx.me.get().map(|m| m.address)}</span>
+            <button on:click=sign_out>{move || ctx.t("sign_out")}</button>
+        </header>
+    }
+}
+
+#[component]
+fn Login() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let name = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let submit = move |ev: ev::SubmitEvent| {
+        ev.prevent_default();
+        ctx.busy.set(true);
+        spawn_local(async move {
+            let body = json!({ "name": name.get_untracked(), "password": password.get_untracked() });
+            match call("POST", "/api/session", Some(&body), "").await {
+                Ok(v) => {
+                    ctx.me.set(Some(me_from(&v)));
+                    ctx.go(Page::Folder("inbox"));
+                }
+                Err(e) => ctx.error(&e),
+            }
+            ctx.busy.set(false);
+        });
+    };
+    view! {
+        <form class="card" id="login" on:submit=submit style="max-width:24rem;margin:2rem auto">
+            <h2>"BitMail"</h2>
+            <label for="name">{move || ctx.t("name")}</label>
+            <input id="name" autocomplete="username" required
+                on:input=move |ev| name.set(event_target_value(&ev)) prop:value=move || name.get()/>
+            <label for="password">{move || ctx.t("password")}</label>
+            <input id="password" type="password" autocomplete="current-password" required
+                on:input=move |ev| password.set(event_target_value(&ev)) prop:value=move || password.get()/>
+            <div class="row-actions">
+                <button id="sign-in" disabled=move || ctx.busy.get()>{move || ctx.t("sign_in")}</button>
+            </div>
+            <p class="hint">{move || ctx.t("first_login")}</p>
+        </form>
+    }
+}
+
+fn in_field(e: &web_sys::KeyboardEvent) -> bool {
+    e.target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .is_some_and(|el| matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"))
+}
+
+/// j/k move, Enter opens, c composes, r replies, # deletes, Ctrl+Enter sends.
+fn shortcut(ctx: Ctx, e: &web_sys::KeyboardEvent) {
+    if ctx.me.with_untracked(Option::is_none) {
+        return;
+    }
+    let page = ctx.page.get_untracked();
+    if e.key() == "Enter" && (e.ctrl_key() || e.meta_key()) {
+        if page == Page::Compose {
+            e.prevent_default();
+            send_draft(ctx);
+        }
+        return;
+    }
+    if in_field(e) || e.ctrl_key() || e.alt_key() || e.meta_key() {
+        return;
+    }
+    let selected_id = || ctx.list.with_untracked(|l| l.get(ctx.selected.get_untracked()).cloned());
+    match (e.key().as_str(), &page) {
+        ("j", Page::Folder(_)) => {
+            let n = ctx.list.with_untracked(Vec::len);
+            ctx.selected.update(|s| *s = (*s + 1).min(n.saturating_sub(1)));
+        }
+        ("k", Page::Folder(_)) => ctx.selected.update(|s| *s = s.saturating_sub(1)),
+        ("Enter", Page::Folder(_)) => {
+            if let Some(id) = selected_id() {
+                ctx.go(Page::Message(id));
+            }
+        }
+        ("c", _) => {
+            ctx.draft.set(Draft::default());
+            ctx.go(Page::Compose);
+        }
+        ("r", Page::Message(_)) => {
+            if let Some(m) = ctx.current.get_untracked() {
+                ctx.draft.set(Draft::reply_to(&m));
+                ctx.go(Page::Compose);
+            }
+        }
+        ("#", Page::Message(id)) => delete_message(ctx, id.clone()),
+        ("#", Page::Folder(_)) => {
+            if let Some(id) = selected_id() {
+                delete_message(ctx, id);
+            }
+        }
+        _ => return,
+    }
+    e.prevent_default();
+}

@@ -1,0 +1,103 @@
+//! A folder: newest first, unread in bold, delivery badges in Sent (refreshed every few
+//! seconds while shown, so they follow the delivery live).
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde_json::Value;
+
+use crate::api::date;
+use crate::app::{Ctx, Page};
+use crate::i18n::state_text;
+
+pub fn badge(ctx: Ctx, status: &Value) -> impl IntoView + use<> {
+    let state = status["state"].as_str().unwrap_or("unknown").to_owned();
+    let provider = status["provider"].as_str().map(str::to_owned);
+    let class = format!("badge b-{state}");
+    let data_state = state.clone();
+    view! {
+        <span class=class data-state=data_state>
+            {move || {
+                let lang = ctx.lang.get();
+                let mut s = state_text(lang, &state).to_owned();
+                if let Some(p) = &provider {
+                    s = format!("{s} {} {}", crate::i18n::t(lang, "via"), if p == "local" { crate::i18n::t(lang, "local") } else { p });
+                }
+                s
+            }}
+        </span>
+    }
+}
+
+#[component]
+pub fn FolderView(folder: &'static str) -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let items = RwSignal::new(None::<Vec<Value>>);
+    let total = RwSignal::new(0u64);
+    ctx.selected.set(0);
+    Effect::new(move |_| {
+        ctx.refresh.track();
+        spawn_local(async move {
+            match ctx.api("GET", &format!("/api/folders/{folder}?per_page=100"), None).await {
+                Ok(v) => {
+                    let list = v["messages"].as_array().cloned().unwrap_or_default();
+                    ctx.list.set(list.iter().map(|m| m["id"].as_str().unwrap_or_default().to_owned()).collect());
+                    ctx.selected.update(|s| *s = (*s).min(list.len().saturating_sub(1)));
+                    total.set(v["total"].as_u64().unwrap_or(0));
+                    if folder == "inbox" {
+                        ctx.unread.set(v["unread"].as_u64().unwrap_or(0) as usize);
+                    }
+                    items.set(Some(list));
+                }
+                Err(e) => ctx.error(&e),
+            }
+        });
+    });
+    if folder == "sent"
+        && let Ok(handle) = set_interval_with_handle(move || ctx.refresh.update(|n| *n += 1), Duration::from_secs(3))
+    {
+        on_cleanup(move || handle.clear());
+    }
+    let row = move |(i, m): (usize, Value)| {
+        let id = m["id"].as_str().unwrap_or_default().to_owned();
+        let who = if folder == "sent" {
+            m["to"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        } else {
+            m["from"].as_str().unwrap_or_default().to_owned()
+        };
+        let subject = m["subject"].as_str().unwrap_or_default().to_owned();
+        let date_ms = m["date_ms"].as_f64().unwrap_or(0.0);
+        let unread = !m["read"].as_bool().unwrap_or(true);
+        let status = (folder == "sent").then(|| badge(ctx, &m["status"]));
+        let open = id.clone();
+        view! {
+            <li class:unread=unread class:sel=move || ctx.selected.get() == i data-id=id
+                on:click=move |_| ctx.go(Page::Message(open.clone()))>
+                <span class="who">{who}</span>
+                <span class="subj">{move || if subject.is_empty() { ctx.t("no_subject").to_owned() } else { subject.clone() }}</span>
+                {status}
+                <span class="date">{move || date(date_ms, ctx.lang.get().locale())}</span>
+            </li>
+        }
+    };
+    view! {
+        <section class="card" id=format!("folder-{folder}")>
+            <h2>
+                {move || ctx.t(folder)}
+                {move || (folder == "inbox" && ctx.unread.get() > 0).then(|| view! {
+                    <span class="badge" id="unread-count">{ctx.unread.get()} " " {ctx.t("unread")}</span>
+                })}
+            </h2>
+            {move || match items.get() {
+                None => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),
+                Some(list) if list.is_empty() => view! { <p class="hint">{ctx.t("empty")}</p> }.into_any(),
+                Some(list) => view! { <ul class="list">{list.into_iter().enumerate().map(row).collect_view()}</ul> }.into_any(),
+            }}
+            <p class="hint">{move || format!("{} · {}", total.get(), ctx.t("shortcuts"))}</p>
+        </section>
+    }
+}

@@ -1,0 +1,136 @@
+//! One message: opened, it is marked read; the HTML comes sanitized from the server and
+//! remote images stay blocked until the reader asks.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde_json::{Value, json};
+
+use crate::api::date;
+use crate::app::{Ctx, Page};
+use crate::compose::Draft;
+use crate::folder::badge;
+
+/// Deletes a message and goes back to its folder.
+pub fn delete_message(ctx: Ctx, id: String) {
+    let folder = match ctx.page.get_untracked() {
+        Page::Folder(f) => f,
+        _ => ctx
+            .current
+            .with_untracked(|m| if m.as_ref().is_some_and(|m| m["folder"] == "sent") { "sent" } else { "inbox" }),
+    };
+    spawn_local(async move {
+        match ctx.api("DELETE", &format!("/api/mail/{id}"), None).await {
+            Ok(_) => {
+                ctx.current.set(None);
+                ctx.go(Page::Folder(folder));
+                ctx.refresh.update(|n| *n += 1);
+                ctx.notice("deleted");
+            }
+            Err(e) => ctx.error(&e),
+        }
+    });
+}
+
+fn list(v: &Value) -> String {
+    v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+}
+
+#[component]
+pub fn MessageView(id: String) -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let images = RwSignal::new(false);
+    let load_id = id.clone();
+    Effect::new(move |_| {
+        let with_images = images.get();
+        let id = load_id.clone();
+        spawn_local(async move {
+            let path = format!("/api/mail/{id}{}", if with_images { "?images=true" } else { "" });
+            match ctx.api("GET", &path, None).await {
+                Ok(m) => {
+                    let unread = !m["read"].as_bool().unwrap_or(true);
+                    ctx.current.set(Some(m));
+                    if unread {
+                        set_read(ctx, id, true).await;
+                    }
+                }
+                Err(e) => ctx.error(&e),
+            }
+        });
+    });
+    on_cleanup(move || ctx.current.set(None));
+
+    let view_of = move |m: Value| {
+        let id = m["id"].as_str().unwrap_or_default().to_owned();
+        let sent = m["folder"] == "sent";
+        let html = m["html"].as_str().map(str::to_owned);
+        let text = m["text"].as_str().unwrap_or_default().to_owned();
+        let read = m["read"].as_bool().unwrap_or(true);
+        let blocked = m["remote_images_blocked"].as_bool().unwrap_or(false);
+        let attachments = m["attachments"].as_array().cloned().unwrap_or_default();
+        let (toggle_id, del_id) = (id.clone(), id.clone());
+        let reply = m.clone();
+        let cc = list(&m["cc"]);
+        let to = list(&m["to"]);
+        let date_ms = m["date_ms"].as_f64().unwrap_or(0.0);
+        let status = m["status"].clone();
+        let subject = m["subject"].as_str().unwrap_or_default().to_owned();
+        let from = m["from"].as_str().unwrap_or_default().to_owned();
+        view! {
+            <article class="card" id="message">
+                <h2 id="subject">{subject}</h2>
+                <div class="meta">{move || ctx.t("from")} ": " <span id="from">{from}</span></div>
+                <div class="meta">{move || ctx.t("to")} ": " {to}</div>
+                {(!cc.is_empty()).then(|| view! { <div class="meta">{move || ctx.t("cc")} ": " {cc.clone()}</div> })}
+                <div class="meta">{move || date(date_ms, ctx.lang.get().locale())}</div>
+                {sent.then(|| view! { <div class="meta">{move || ctx.t("delivery")} ": " {badge(ctx, &status)}</div> })}
+                {blocked.then(|| view! {
+                    <p class="hint">{move || ctx.t("images_blocked")} " "
+                        <button class="plain" on:click=move |_| images.set(true)>{move || ctx.t("show_images")}</button></p>
+                })}
+                {match html {
+                    Some(h) => view! { <div class="body" id="body" inner_html=h></div> }.into_any(),
+                    None => view! { <pre class="body text" id="body">{text}</pre> }.into_any(),
+                }}
+                {(!attachments.is_empty()).then(|| view! {
+                    <h3>{move || ctx.t("attachments")}</h3>
+                    <ul id="attachments">{attachments.iter().map(|a| {
+                        let href = format!("/api/mail/{id}/attachments/{}", a["index"]);
+                        let label = format!("{} ({} B)", a["filename"].as_str().unwrap_or_default(), a["size"]);
+                        view! { <li><a href=href download>{label}</a></li> }
+                    }).collect_view()}</ul>
+                })}
+                <div class="row-actions">
+                    <button class="plain" on:click=move |_| ctx.go(Page::Folder(if sent { "sent" } else { "inbox" }))>{move || ctx.t("back")}</button>
+                    <button id="reply" on:click=move |_| { ctx.draft.set(Draft::reply_to(&reply)); ctx.go(Page::Compose) }>{move || ctx.t("reply")}</button>
+                    {(!sent).then(|| view! {
+                        <button id="toggle-read" class="plain" on:click=move |_| {
+                            let id = toggle_id.clone();
+                            spawn_local(async move { set_read(ctx, id, !read).await })
+                        }>{move || if read { ctx.t("mark_unread") } else { ctx.t("mark_read") }}</button>
+                    })}
+                    <button id="delete" class="plain" on:click=move |_| delete_message(ctx, del_id.clone())>{move || ctx.t("delete")}</button>
+                </div>
+            </article>
+        }
+    };
+    view! {
+        {move || match ctx.current.get() {
+            Some(m) => view_of(m).into_any(),
+            None => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),
+        }}
+    }
+}
+
+async fn set_read(ctx: Ctx, id: String, read: bool) {
+    match ctx.api("PATCH", &format!("/api/mail/{id}"), Some(&json!({ "read": read }))).await {
+        Ok(_) => {
+            ctx.current.update(|m| {
+                if let Some(m) = m {
+                    m["read"] = json!(read);
+                }
+            });
+            ctx.unread.update(|n| *n = if read { n.saturating_sub(1) } else { *n + 1 });
+        }
+        Err(e) => ctx.error(&e),
+    }
+}
