@@ -7,11 +7,13 @@
 //! - [`accounts`]: users (argon2id password hashes) and sessions, as store documents;
 //! - [`routes`]: the HTTP API (`/healthz`, `/api/session`, `/api/messages`) and the page;
 //! - [`error`]: the one JSON error type every handler returns;
-//! - [`server`]: binding, serving and graceful shutdown.
+//! - [`server`]: binding, serving and graceful shutdown;
+//! - [`probe`]: `--probe`, `GET /healthz` against the running edge.
 
 pub mod accounts;
 pub mod config;
 pub mod error;
+pub mod probe;
 pub mod routes;
 pub mod server;
 pub mod tls;
