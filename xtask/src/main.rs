@@ -8,8 +8,16 @@
 //! - `cargo xtask bench mta`: mta-server's throughput, latency and memory against a
 //!   fake provider (release build); prints a Markdown table.
 //! - `cargo xtask test`: what CI runs: `cargo fmt --check`, clippy with warnings as
-//!   errors, the test servers the tests need (aiosmtpd, from PyPI), and every test of the
-//!   workspace.
+//!   errors, the test servers the tests need (aiosmtpd, from PyPI; OpenSSH's server,
+//!   from Debian), and every test of the workspace.
+//! - `cargo xtask deploy`: builds, tests, and puts a release on the hosts of a deploy
+//!   config over SSH, one at a time, rolling a host back when it does not come up
+//!   healthy ([`deploy`]); `--rollback` goes back one release.
+//! - `cargo xtask test-manual --to ADDRESS`: one labelled message through each
+//!   configured provider, asking the operator whether it arrived
+//!   (`bitmail-provider-check`, in mta-server).
+
+mod deploy;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -23,7 +31,11 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   run [--release]   build and start the whole gateway locally (Ctrl-C stops it)
   test              formatting, clippy, and every test (what CI runs)
-  bench mta         mta-server throughput, latency and memory (release build)";
+  bench mta         mta-server throughput, latency and memory (release build)
+  deploy [--config deploy.toml] [--hosts a,b] [--skip-tests] [--rollback] [--bin-dir DIR]
+                    build, test, and deploy to the configured hosts over SSH
+  test-manual --to ADDRESS [--provider NAME] [--config mta.toml] [--from ADDRESS] [--dry-run]
+                    send one labelled message through each provider and ask if it arrived";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,6 +43,8 @@ fn main() -> Result<()> {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("deploy") => deploy::main(&args[1..], &root(), test),
+        Some("test-manual") => test_manual(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -89,10 +103,43 @@ fn test() -> Result<()> {
             .status(),
         "installing aiosmtpd (python3 with pip is needed)",
     )?;
+    install_sshd()?;
     step("cargo test --workspace");
     check(cargo().args(["test", "--workspace"]).status(), "cargo test")?;
     eprintln!("\nall checks passed");
     Ok(())
+}
+
+/// `cargo xtask deploy` is tested against real OpenSSH servers (Debian's
+/// `openssh-server`, which brings the client too).
+fn install_sshd() -> Result<()> {
+    if Path::new("/usr/sbin/sshd").exists() && Command::new("ssh").arg("-V").output().is_ok() {
+        return Ok(());
+    }
+    step("apt-get install openssh-server");
+    let sudo = |args: &[&str]| {
+        let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut cmd = Command::new(if root { "apt-get" } else { "sudo" });
+        if !root {
+            cmd.args(["-n", "apt-get"]);
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd.status()
+    };
+    check(sudo(&["update", "-qq"]), "apt-get update")?;
+    check(sudo(&["install", "-y", "-qq", "openssh-server"]), "apt-get install openssh-server")
+}
+
+/// Builds and runs `bitmail-provider-check` (mta-server), which does the work.
+fn test_manual(args: &[String]) -> Result<()> {
+    step("cargo build -p mta-server --bin bitmail-provider-check");
+    check(
+        cargo().args(["build", "--quiet", "-p", "mta-server", "--bin", "bitmail-provider-check"]).status(),
+        "cargo build",
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let status = Command::new(target.join("debug/bitmail-provider-check")).args(args).status();
+    check(status, "the provider check")
 }
 
 fn bench(args: &[String]) -> Result<()> {
