@@ -29,17 +29,23 @@ current_name() { readlink current 2>/dev/null | sed 's#^releases/##'; }
 
 pid_of() { cat "run/$1.pid" 2>/dev/null; }
 
+# Whether process $1 is alive and is service $2's binary: a reused pid is another
+# program, and an exited one waiting to be reaped (a zombie) has no executable.
+alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    [ -d "/proc/$1" ] || return 0
+    case "$(readlink "/proc/$1/exe" 2>/dev/null)" in
+    */bin/"$2" | */bin/"$2"" (deleted)") return 0 ;;
+    *) return 1 ;;
+    esac
+}
+
 running() {
     if [ "$SUPERVISOR" = systemd ]; then
         systemctl is-active --quiet "bitmail-$1.service"
         return
     fi
-    pid=$(pid_of "$1") || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    # A reused pid is not ours: the process must be this service's binary.
-    if [ -e "/proc/$pid/exe" ]; then
-        case "$(readlink "/proc/$pid/exe")" in */bin/"$1" | */bin/"$1"" (deleted)") return 0 ;; *) return 1 ;; esac
-    fi
+    pid=$(pid_of "$1") && [ -n "$pid" ] && alive "$pid" "$1"
 }
 
 start_one() {
@@ -50,7 +56,7 @@ start_one() {
         # The new session detaches it from this shell; the pid written is the one that
         # becomes the service (exec keeps it).
         rm -f "run/$1.pid"
-        setsid sh -c 'echo $$ > "run/$0.pid"; if [ -f env ]; then set -a; . ./env; set +a; fi
+        NO_COLOR=1 setsid sh -c 'echo $$ > "run/$0.pid"; if [ -f env ]; then set -a; . ./env; set +a; fi
             exec "current/bin/$0" --config "current/config/$0.toml"' "$1" \
             >>"logs/$1.log" 2>&1 </dev/null &
         i=0
@@ -69,8 +75,8 @@ stop_one() {
         kill -TERM "$pid" 2>/dev/null
         # The services drain for their shutdown grace (10 s by default), then exit.
         i=0
-        while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
-        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null; say "killed $1 (it did not stop in 20 s)"; else say "stopped $1"; fi
+        while alive "$pid" "$1" && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+        if alive "$pid" "$1"; then kill -KILL "$pid" 2>/dev/null; say "killed $1 (it did not stop in 20 s)"; else say "stopped $1"; fi
     fi
     rm -f "run/$1.pid"
 }

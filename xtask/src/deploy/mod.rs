@@ -81,6 +81,9 @@ struct HostState {
     supervisor: Supervisor,
     current: Option<String>,
     releases: Vec<String>,
+    /// The current release's SHA256SUMS lines: binaries that did not change are linked
+    /// from it on the host instead of being sent again.
+    current_sums: Vec<String>,
 }
 
 /// Runs the command. `run_tests` is `cargo xtask test`.
@@ -204,6 +207,7 @@ if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi
 if [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then echo admin=yes; else echo admin=no; fi
 if [ -L "$ROOT/current" ]; then echo "current=$(readlink "$ROOT/current" | sed 's#^releases/##')"; fi
 for d in "$ROOT"/releases/*/; do [ -d "$d" ] && echo "release=$(basename "$d")"; done
+[ -f "$ROOT/current/SHA256SUMS" ] && sed 's/^/sum=/' "$ROOT/current/SHA256SUMS"
 exit 0
 "#,
         root = quote(&host.root)
@@ -249,7 +253,7 @@ exit 0
     if !problems.is_empty() {
         bail!("{at}: {}", problems.join("; "));
     }
-    Ok(HostState { ssh, supervisor, current, releases })
+    Ok(HostState { ssh, supervisor, current, releases, current_sums: values("sum") })
 }
 
 /// Prints what a remote step said, indented under the host's line.
@@ -270,13 +274,25 @@ fn deploy_host(config: &DeployConfig, state: &HostState, name: &str, bin_dir: &P
     let host = &state.ssh.host;
     let staged = scratch.join(name).join(&host.name);
     let result = (|| -> Result<Outcome> {
-        let bytes = release::stage(&staged, name, host, state.supervisor, bin_dir)?;
-        println!("  uploading {name} ({} MB, {})", bytes / 1_000_000, host.services_in_order().join(", "));
+        release::stage(&staged, name, host, state.supervisor, bin_dir)?;
+        let (reused, bytes) = release::reuse_unchanged(&staged, &state.current_sums)?;
+        let services = host.services_in_order().join(", ");
+        if reused.is_empty() {
+            println!("  uploading {name} ({} MB; {services})", bytes / 1_000_000);
+        } else {
+            println!("  uploading {name} ({} MB; {services}; unchanged: {})", bytes / 1_000_000, reused.join(", "));
+        }
         let incoming = format!("releases/.incoming-{name}");
+        // Unchanged binaries are hard links to the current release's (the checksums
+        // below cover them too).
+        let links: String = reused
+            .iter()
+            .map(|f| format!("ln current/{f} {incoming}/{f} || cp current/{f} {incoming}/{f}; "))
+            .collect();
         let upload = format!(
             "set -e; mkdir -p {root}; cd {root}; mkdir -p releases; rm -rf releases/.incoming-*; \
              if [ -e releases/{name} ]; then echo 'release {name} exists already' >&2; exit 1; fi; \
-             mkdir {incoming}; tar -xf - -C {incoming}; cd {incoming}; sha256sum -c --quiet SHA256SUMS",
+             mkdir {incoming}; tar -xf - -C {incoming}; {links}cd {incoming}; sha256sum -c --quiet SHA256SUMS",
             root = quote(&host.root)
         );
         let sent = state.ssh.upload(&staged, &format!("sh -c {}", quote(&upload)))?;
@@ -295,7 +311,7 @@ fn deploy_host(config: &DeployConfig, state: &HostState, name: &str, bin_dir: &P
         }
         println!("  uploaded and verified releases/{name}");
 
-        let activated = ctl(state, name, "activate")?;
+        let activated = ctl(state, name, &format!("activate {name}"))?;
         show(&activated);
         let healthy = activated.ok && {
             let waited = ctl(state, name, &format!("wait-healthy {}", config.health_timeout_secs))?;
@@ -337,7 +353,7 @@ fn deploy_host(config: &DeployConfig, state: &HostState, name: &str, bin_dir: &P
 
 /// Switches the host to `release`, restarts, and waits until every service is healthy.
 fn switch_verified(config: &DeployConfig, state: &HostState, release: &str) -> Result<()> {
-    let activated = ctl(state, release, "activate")?;
+    let activated = ctl(state, release, &format!("activate {release}"))?;
     show(&activated);
     if !activated.ok {
         bail!("cannot switch to {release}");
@@ -404,9 +420,10 @@ fn finish(results: Vec<(HostConfig, Outcome, Duration)>) -> Result<()> {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         println!("{}", cells.join("  ").trim_end());
     }
-    let bad = results.iter().filter(|(_, o, _)| !matches!(o, Outcome::Deployed(_))).count();
-    if bad > 0 {
-        bail!("{bad} host(s) did not complete");
+    let untouched = results.iter().filter(|(_, o, _)| matches!(o, Outcome::NotStarted)).count();
+    let failed = results.iter().filter(|(_, o, _)| !matches!(o, Outcome::Deployed(_) | Outcome::NotStarted)).count();
+    if failed > 0 {
+        bail!("{failed} host(s) failed, {untouched} not touched");
     }
     Ok(())
 }

@@ -158,6 +158,29 @@ pub fn stage(dir: &Path, name: &str, host: &HostConfig, supervisor: Supervisor, 
     Ok(bytes)
 }
 
+/// Removes from the staged folder the binaries whose checksum and path appear in
+/// `current_sums` (the host's current release): the host links them instead. Returns
+/// them and the bytes left to send.
+pub fn reuse_unchanged(dir: &Path, current_sums: &[String]) -> Result<(Vec<String>, u64)> {
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS"))?;
+    let mut reused = Vec::new();
+    for line in sums.lines() {
+        let Some((_, file)) = line.split_once("  ") else { continue };
+        let is_binary = file.starts_with("bin/") && file != "bin/bitmail-ctl";
+        if is_binary && current_sums.iter().any(|c| c.trim_end() == line.trim_end()) {
+            std::fs::remove_file(dir.join(file))?;
+            reused.push(file.to_owned());
+        }
+    }
+    let mut bytes = 0;
+    for sub in ["bin", "config"] {
+        for entry in std::fs::read_dir(dir.join(sub))? {
+            bytes += entry?.metadata()?.len();
+        }
+    }
+    Ok((reused, bytes))
+}
+
 fn set_executable(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;

@@ -123,7 +123,7 @@ impl Ssh {
 
     /// One sentence naming the host and the problem, from ssh's error output.
     pub fn explain(&self, stderr: &str) -> String {
-        let said = stderr.trim().lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("no message").trim();
+        let said = stderr.trim().lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no message").trim();
         let host = format!("host {} ({})", self.host.name, self.host.target());
         let what = if stderr.contains("Host key verification failed")
             || stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
