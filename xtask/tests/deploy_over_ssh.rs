@@ -359,3 +359,24 @@ fn bad_input_stops_before_any_host_is_touched() {
     assert!(!ok && out.contains("keep: unknown key") && out.contains("port_number: unknown key"), "{out}");
     assert!(!f.a.root.exists());
 }
+
+#[test]
+fn the_example_layout_s_configs_pass_check_config() {
+    let bins = bin_dir();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/example");
+    for (service, file) in [
+        ("backend-server", "storage/backend-server.toml"),
+        ("mta-server", "mta/mta-server.toml"),
+        ("client-api", "edge/client-api.toml"),
+    ] {
+        let out = Command::new(bins.join(service))
+            .arg("--config")
+            .arg(example.join(file))
+            .arg("--check-config")
+            .env("SENDGRID_API_KEY", "example")
+            .env("MAILGUN_API_KEY", "example")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -309,6 +309,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_layout_is_complete_but_for_the_operator_s_key() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/example");
+        let problems = parse(include_str!("../../../deploy/example/deploy.toml"), &dir).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().all(|p| p.contains(".key_file: ") && p.contains("bitmail_deploy")), "{problems:?}");
+    }
+
+    #[test]
     fn hosts_are_selected_by_name_and_unknown_names_are_refused() {
         let dir = dir_with(&["id", "mta.toml"]);
         let c = parse(GOOD, &dir).unwrap();
