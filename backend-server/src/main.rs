@@ -7,6 +7,12 @@ use backend_server::server::Server;
 async fn main() {
     let args = bitmail_runtime::cli::from_env("backend-server");
     let config: Config = bitmail_runtime::config::load_or_exit("backend-server", &args);
+    if args.probe {
+        bitmail_runtime::probe::exit_with(
+            "backend-server",
+            bitmail_runtime::probe::grpc(config.listen, "bitmail.v1.Store").await,
+        );
+    }
     bitmail_runtime::init_tracing("BITMAIL_BACKEND_LOG");
 
     // Signals are caught from here on, before anyone can be told the port is open.

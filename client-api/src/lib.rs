@@ -15,7 +15,8 @@
 //! - [`assets`]: the built webmail, compressed once and served with cache headers;
 //! - [`webhooks`]: the providers' event webhooks, forwarded untouched to mta-server;
 //! - [`error`]: the one JSON error type every handler returns;
-//! - [`server`]: binding, serving and graceful shutdown.
+//! - [`server`]: binding, serving and graceful shutdown;
+//! - [`probe`]: `--probe`, `GET /healthz` against the running edge.
 
 pub mod accounts;
 pub mod assets;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod mail;
 pub mod mailbox;
+pub mod probe;
 pub mod routes;
 pub mod sanitize;
 pub mod server;

@@ -7,6 +7,9 @@ use client_api::server::Server;
 async fn main() {
     let args = bitmail_runtime::cli::from_env("client-api");
     let config: Config = bitmail_runtime::config::load_or_exit("client-api", &args);
+    if args.probe {
+        bitmail_runtime::probe::exit_with("client-api", client_api::probe::healthz(&config));
+    }
     bitmail_runtime::init_tracing("BITMAIL_CLIENT_API_LOG");
 
     // Signals are caught from here on, before anyone can be told the port is open.

@@ -13,13 +13,16 @@
 //! - [`health`]: a circuit breaker per provider, operator pauses, live figures;
 //! - [`limits`]: per-provider in-flight, rate and size limits;
 //! - [`service`]: the gRPC `bitmail.v1.Mta` service;
-//! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown.
+//! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown;
+//! - [`manual`]: the operator's provider check (`cargo xtask test-manual`), straight
+//!   through each provider, bypassing spool and scheduler.
 
 pub mod config;
 pub mod delivery;
 pub mod events;
 pub mod health;
 pub mod limits;
+pub mod manual;
 pub mod message;
 pub mod provider;
 pub mod scheduler;

@@ -8,6 +8,12 @@ use mta_server::server::Server;
 async fn main() {
     let args = bitmail_runtime::cli::from_env("mta-server");
     let config: Config = bitmail_runtime::config::load_or_exit("mta-server", &args);
+    if args.probe {
+        bitmail_runtime::probe::exit_with(
+            "mta-server",
+            bitmail_runtime::probe::grpc(config.listen, "bitmail.v1.Mta").await,
+        );
+    }
     bitmail_runtime::init_tracing("BITMAIL_MTA_LOG");
 
     // Signals are caught from here on, before anyone can be told the port is open.

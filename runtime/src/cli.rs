@@ -1,4 +1,5 @@
-//! The command line every service accepts: `--config PATH` and `--check-config`.
+//! The command line every service accepts: `--config PATH`, `--check-config` and
+//! `--probe` (is the service this configuration describes up and healthy?).
 
 use std::path::PathBuf;
 
@@ -9,6 +10,9 @@ pub struct Args {
     pub config: Option<PathBuf>,
     /// Validate the configuration, report, and exit without serving.
     pub check_config: bool,
+    /// Check that the running service this configuration describes answers its health
+    /// check, report, and exit 0 (healthy) or 1, without serving. Deploys use it.
+    pub probe: bool,
 }
 
 /// Parses the arguments after the program name. The error is a sentence for stderr.
@@ -22,11 +26,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, String> {
                 out.config = Some(PathBuf::from(path));
             }
             "--check-config" => out.check_config = true,
+            "--probe" => out.probe = true,
             other => {
                 if let Some(path) = other.strip_prefix("--config=") {
                     out.config = Some(PathBuf::from(path));
                 } else {
-                    return Err(format!("unknown argument `{other}` (expected --config PATH, --check-config)"));
+                    return Err(format!(
+                        "unknown argument `{other}` (expected --config PATH, --check-config, --probe)"
+                    ));
                 }
             }
         }
@@ -39,7 +46,7 @@ pub fn from_env(program: &str) -> Args {
     match parse(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("{program}: {e}\nusage: {program} [--config PATH] [--check-config]");
+            eprintln!("{program}: {e}\nusage: {program} [--config PATH] [--check-config] [--probe]");
             std::process::exit(crate::EXIT_BAD_CONFIG);
         }
     }
@@ -58,8 +65,9 @@ mod tests {
         let args = parse_strs(&["--config", "a.toml", "--check-config"]).unwrap();
         assert_eq!(args.config, Some(PathBuf::from("a.toml")));
         assert!(args.check_config);
-        let args = parse_strs(&["--config=b.toml"]).unwrap();
+        let args = parse_strs(&["--config=b.toml", "--probe"]).unwrap();
         assert_eq!(args.config, Some(PathBuf::from("b.toml")));
+        assert!(args.probe && !args.check_config);
     }
 
     #[test]

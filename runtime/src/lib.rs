@@ -1,18 +1,20 @@
 //! What every BitMail service shares at start and stop, so that each `main.rs` stays a
 //! few lines of wiring:
 //!
-//! - [`cli`]: `--config PATH` and `--check-config`;
+//! - [`cli`]: `--config PATH`, `--check-config` and `--probe`;
 //! - [`config`]: TOML loading where unknown keys are errors and every problem is reported
 //!   at once, plus [`config::Secret`] for values that must never be logged;
 //! - [`shutdown`]: one future that resolves on SIGTERM or Ctrl-C;
 //! - [`grpc`]: the standard health service and server reflection for a tonic server;
 //! - [`metrics`]: Prometheus metrics, served at `GET /metrics`;
+//! - [`probe`]: `--probe`, asking a running gRPC service for its health;
 //! - [`init_tracing`]: `tracing` output filtered by one environment variable per service.
 
 pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod metrics;
+pub mod probe;
 pub mod shutdown;
 
 /// Exit code for a configuration that does not load (EX_USAGE, as sysexits.h).

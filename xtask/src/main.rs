@@ -21,6 +21,14 @@
 //!   errors, the test servers the tests need (aiosmtpd and moto, from PyPI, when missing;
 //!   PostgreSQL's server binaries, from Debian's `postgresql` package when missing), and
 //!   every test of the workspace.
+//! - `cargo xtask deploy`: builds, tests, and puts a release on the hosts of a deploy
+//!   config over SSH, one at a time, rolling a host back when it does not come up
+//!   healthy ([`deploy`]); `--rollback` goes back one release.
+//! - `cargo xtask test-manual --to ADDRESS`: one labelled message through each
+//!   configured provider, asking the operator whether it arrived
+//!   (`bitmail-provider-check`, in mta-server).
+
+mod deploy;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -36,7 +44,11 @@ commands:
   test              formatting, clippy, and every test (what CI runs)
   web               build the webmail (WebAssembly) into target/web
   bench mta         mta-server throughput, latency and memory (release build)
-  bench store       store engines: puts/s, get and lookup latency at 100k and 1M documents, memory";
+  bench store       store engines: puts/s, get and lookup latency at 100k and 1M documents, memory
+  deploy [--config deploy.toml] [--hosts a,b] [--skip-tests] [--rollback] [--bin-dir DIR]
+                    build, test, and deploy to the configured hosts over SSH
+  test-manual --to ADDRESS [--provider NAME] [--config mta.toml] [--from ADDRESS] [--dry-run]
+                    send one labelled message through each provider and ask if it arrived";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,6 +57,8 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("web") => web().map(drop),
         Some("bench") => bench(&args[1..]),
+        Some("deploy") => deploy::main(&args[1..], &root(), test),
+        Some("test-manual") => test_manual(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -102,6 +116,7 @@ fn test() -> Result<()> {
         pip_install_missing(module, package)?;
     }
     ensure_postgres()?;
+    install_sshd()?;
     step("cargo test --workspace");
     check(cargo().args(["test", "--workspace"]).env("BITMAIL_WEB_DIR", &web_dir).status(), "cargo test")?;
     eprintln!("\nall checks passed");
@@ -154,18 +169,51 @@ fn ensure_postgres() -> Result<()> {
     if installed {
         return Ok(());
     }
-    step("apt-get install postgresql (for the PostgreSQL engine's tests)");
-    let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    apt_install("the PostgreSQL engine's tests", &["postgresql"])
+}
+
+/// Installs Debian packages with apt-get (through `sudo -n` unless root), updating the
+/// package lists first.
+fn apt_install(what_for: &str, packages: &[&str]) -> Result<()> {
+    step(&format!("apt-get install {} (for {what_for})", packages.join(" ")));
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     let apt = |args: &[&str]| {
-        let mut cmd = if root { Command::new("apt-get") } else { Command::new("sudo") };
+        let mut cmd = Command::new(if root { "apt-get" } else { "sudo" });
         if !root {
-            cmd.arg("apt-get");
+            cmd.args(["-n", "apt-get"]);
         }
         cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         check(cmd.status(), &format!("apt-get {}", args.join(" ")))
     };
     apt(&["update", "-q"])?;
-    apt(&["install", "-y", "-q", "--no-install-recommends", "postgresql"])
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend_from_slice(packages);
+    apt(&install)
+}
+
+/// `cargo xtask deploy` is tested against real OpenSSH servers (Debian's
+/// `openssh-server`, which brings the client too).
+fn install_sshd() -> Result<()> {
+    if Path::new("/usr/sbin/sshd").exists() && Command::new("ssh").arg("-V").output().is_ok() {
+        return Ok(());
+    }
+    apt_install("the deploy test", &["openssh-server", "openssh-client"])
+}
+
+/// Builds and runs `bitmail-provider-check` (mta-server), which does the work.
+fn test_manual(args: &[String]) -> Result<()> {
+    step("cargo build -p mta-server --bin bitmail-provider-check");
+    check(
+        cargo().args(["build", "--quiet", "-p", "mta-server", "--bin", "bitmail-provider-check"]).status(),
+        "cargo build",
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let status = Command::new(target.join("debug/bitmail-provider-check"))
+        .args(args)
+        .status()
+        .context("cannot start bitmail-provider-check")?;
+    // Its own words are enough: 0 all passed, 1 some did not, 64 bad input.
+    std::process::exit(status.code().unwrap_or(1))
 }
 
 fn bench(args: &[String]) -> Result<()> {
@@ -607,16 +655,5 @@ fn browser_tools() -> Result<()> {
     if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
         return Ok(());
     }
-    step("apt-get install chromium chromium-driver (for the browser tests)");
-    let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
-    let apt = |args: &[&str]| {
-        let mut cmd = if root { Command::new("apt-get") } else { Command::new("sudo") };
-        if !root {
-            cmd.arg("apt-get");
-        }
-        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        check(cmd.status(), &format!("apt-get {}", args.join(" ")))
-    };
-    apt(&["update", "-q"])?;
-    apt(&["install", "-y", "-q", "--no-install-recommends", "chromium", "chromium-driver"])
+    apt_install("the browser tests", &["chromium", "chromium-driver"])
 }

@@ -1,0 +1,429 @@
+//! `cargo xtask deploy`: puts a release on the configured hosts over SSH, one host at a
+//! time, and rolls a host back when its services do not come up healthy.
+//!
+//! - [`config`]: `deploy.toml`, typed and fully checked;
+//! - [`ssh`]: the system `ssh` with host keys verified, and its errors in words;
+//! - [`release`]: release names, the staged folder, pruning;
+//! - `bitmail-ctl.sh`: the script each release carries to stop, switch, start and probe
+//!   the services on its host (systemd units or pid files).
+//!
+//! Order: check the config, check every selected host (reachable, key accepted, host key
+//! verified, root writable, tools present), build and test, check the binaries; only
+//! then touch the first host. On a host: upload into `releases/.incoming-NAME`, verify
+//! checksums and each service's `--check-config` there, rename to `releases/NAME`
+//! (an interrupted upload never becomes a release), stop the old services, switch
+//! `current` with one rename, start, wait for every service's `--probe`. On failure,
+//! switch back to the previous release, restart it and stop: later hosts are not
+//! touched.
+
+pub mod config;
+pub mod release;
+pub mod ssh;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+
+use config::{DeployConfig, HostConfig, Supervisor};
+use ssh::{Ssh, quote};
+
+const USAGE: &str =
+    "usage: cargo xtask deploy [--config deploy.toml] [--hosts a,b] [--skip-tests] [--rollback] [--bin-dir DIR]
+
+  --config FILE   the deploy configuration (default: deploy.toml)
+  --hosts a,b     only these hosts, in the configuration's order
+  --skip-tests    do not run `cargo xtask test` before deploying
+  --rollback      switch each host back to its previous release and restart
+  --bin-dir DIR   deploy the service binaries found in DIR as they are, without building";
+
+struct Options {
+    config: PathBuf,
+    hosts: Option<String>,
+    skip_tests: bool,
+    rollback: bool,
+    bin_dir: Option<PathBuf>,
+}
+
+fn parse_args(args: &[String]) -> Result<Options> {
+    let mut o =
+        Options { config: "deploy.toml".into(), hosts: None, skip_tests: false, rollback: false, bin_dir: None };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().cloned().with_context(|| format!("{arg} needs a value\n\n{USAGE}"));
+        match arg.as_str() {
+            "--config" => o.config = value()?.into(),
+            "--hosts" => o.hosts = Some(value()?),
+            "--bin-dir" => o.bin_dir = Some(value()?.into()),
+            "--skip-tests" => o.skip_tests = true,
+            "--rollback" => o.rollback = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument `{other}`\n\n{USAGE}"),
+        }
+    }
+    Ok(o)
+}
+
+/// What happened on one host.
+enum Outcome {
+    Deployed(String),
+    RolledBackTo { release: String, to: String },
+    Failed(String),
+    NotStarted,
+}
+
+/// What the pre-flight check learnt about a host.
+struct HostState {
+    ssh: Ssh,
+    supervisor: Supervisor,
+    current: Option<String>,
+    releases: Vec<String>,
+    /// The current release's SHA256SUMS lines: binaries that did not change are linked
+    /// from it on the host instead of being sent again.
+    current_sums: Vec<String>,
+}
+
+/// Runs the command. `run_tests` is `cargo xtask test`.
+pub fn main(args: &[String], workspace: &Path, run_tests: impl FnOnce() -> Result<()>) -> Result<()> {
+    let options = parse_args(args)?;
+    let config = config::load(&options.config)?;
+    let hosts = config.select(options.hosts.as_deref())?;
+    let scratch = workspace.join("target/xtask-deploy");
+    std::fs::create_dir_all(&scratch)?;
+
+    if let Some(dir) = &options.bin_dir {
+        check_binaries(dir, &hosts)?;
+    }
+    step(&format!("pre-flight: {} host(s)", hosts.len()));
+    let states = preflight(&hosts, &scratch, options.rollback)?;
+    if options.rollback {
+        return finish(rollback_all(&config, states));
+    }
+
+    let bin_dir = match options.bin_dir {
+        Some(dir) => dir,
+        None => {
+            step("cargo build --release (backend-server, mta-server, client-api)");
+            let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(workspace)
+                .args(["build", "--release", "-p", "backend-server", "-p", "mta-server", "-p", "client-api", "--bins"])
+                .status()
+                .context("cannot start cargo")?;
+            if !status.success() {
+                bail!("cargo build --release failed ({status})");
+            }
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
+            target.join("release")
+        }
+    };
+    if options.skip_tests {
+        step("tests skipped (--skip-tests)");
+    } else {
+        step("cargo xtask test");
+        run_tests().context("the tests failed: nothing was deployed")?;
+    }
+    check_binaries(&bin_dir, &hosts)?;
+
+    let name = release::release_name(env!("CARGO_PKG_VERSION"), SystemTime::now());
+    step(&format!("deploying release {name}"));
+    let total = states.len();
+    let mut results = Vec::new();
+    let mut failed = false;
+    for (i, state) in states.into_iter().enumerate() {
+        let host = state.ssh.host.clone();
+        if failed {
+            results.push((host, Outcome::NotStarted, Duration::ZERO));
+            continue;
+        }
+        println!("[{}/{total}] {}: {}", i + 1, host.name, host.target());
+        let started = Instant::now();
+        let outcome = deploy_host(&config, &state, &name, &bin_dir, &scratch);
+        failed = !matches!(outcome, Outcome::Deployed(_));
+        results.push((host, outcome, started.elapsed()));
+    }
+    finish(results)
+}
+
+fn step(what: &str) {
+    println!("\n==> {what}");
+}
+
+fn check_binaries(dir: &Path, hosts: &[HostConfig]) -> Result<()> {
+    let mut missing = Vec::new();
+    for host in hosts {
+        for service in host.services_in_order() {
+            if !dir.join(service).is_file() {
+                missing.push(format!("host {}: the {service} binary is missing from {}", host.name, dir.display()));
+            }
+        }
+    }
+    missing.dedup();
+    if !missing.is_empty() {
+        bail!("nothing was deployed:\n  {}", missing.join("\n  "));
+    }
+    Ok(())
+}
+
+/// Checks every host before any is touched; reports every host's problem at once.
+fn preflight(hosts: &[HostConfig], scratch: &Path, rollback: bool) -> Result<Vec<HostState>> {
+    let mut states = Vec::new();
+    let mut problems = Vec::new();
+    for host in hosts {
+        match check_host(host, scratch, rollback) {
+            Ok(state) => {
+                println!(
+                    "  {}: reachable, host key verified, {} supervisor, current release: {}",
+                    host.name,
+                    if state.supervisor == Supervisor::Systemd { "systemd" } else { "script" },
+                    state.current.as_deref().unwrap_or("none")
+                );
+                states.push(state);
+            }
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("pre-flight failed, no host was touched:\n  {}", problems.join("\n  "));
+    }
+    Ok(states)
+}
+
+fn check_host(host: &HostConfig, scratch: &Path, rollback: bool) -> Result<HostState> {
+    let ssh = Ssh::new(host, scratch)?;
+    let script = format!(
+        r#"ROOT={root}
+if [ -e "$ROOT" ]; then
+  {{ [ -d "$ROOT" ] && [ -w "$ROOT" ]; }} || echo "problem=$ROOT is not a folder $(id -un) can write"
+else
+  p=$(dirname "$ROOT"); while [ ! -e "$p" ]; do p=$(dirname "$p"); done
+  [ -w "$p" ] || echo "problem=cannot create $ROOT: $p is not writable for $(id -un)"
+fi
+for t in tar sha256sum setsid readlink sed; do command -v $t >/dev/null 2>&1 || echo "problem=$t is missing"; done
+echo "arch=$(uname -m)"
+if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi
+if [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then echo admin=yes; else echo admin=no; fi
+if [ -L "$ROOT/current" ]; then echo "current=$(readlink "$ROOT/current" | sed 's#^releases/##')"; fi
+for d in "$ROOT"/releases/*/; do [ -d "$d" ] && echo "release=$(basename "$d")"; done
+[ -f "$ROOT/current/SHA256SUMS" ] && sed 's/^/sum=/' "$ROOT/current/SHA256SUMS"
+exit 0
+"#,
+        root = quote(&host.root)
+    );
+    let answer = ssh.run(&script)?;
+    let at = format!("host {} ({})", host.name, host.target());
+    if !answer.ok {
+        bail!("{at}: the check script failed: {}", answer.stderr.trim());
+    }
+    let values = |key: &str| -> Vec<String> {
+        answer.stdout.lines().filter_map(|l| l.strip_prefix(&format!("{key}="))).map(str::to_owned).collect()
+    };
+    let mut problems = values("problem");
+    let arch = values("arch").pop().unwrap_or_default();
+    if arch != std::env::consts::ARCH {
+        problems.push(format!("it runs on {arch}, the binaries are built for {}", std::env::consts::ARCH));
+    }
+    let (systemd, admin) = (values("systemd").pop() == Some("yes".into()), values("admin").pop() == Some("yes".into()));
+    let supervisor = match host.supervisor {
+        Supervisor::Script => Supervisor::Script,
+        Supervisor::Auto if systemd && admin => Supervisor::Systemd,
+        Supervisor::Auto => Supervisor::Script,
+        Supervisor::Systemd => {
+            if !systemd {
+                problems.push("supervisor = \"systemd\" but systemd does not run there".into());
+            } else if !admin {
+                problems.push(format!("supervisor = \"systemd\" needs root or passwordless sudo for {}", host.user));
+            }
+            Supervisor::Systemd
+        }
+    };
+    let current = values("current").pop().filter(|c| !c.is_empty());
+    let releases = values("release");
+    if rollback {
+        match &current {
+            None => problems.push("it has no current release to roll back from".into()),
+            Some(c) if release::previous(&releases, c).is_none() => {
+                problems.push(format!("it has no release older than {c} to roll back to"))
+            }
+            Some(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{at}: {}", problems.join("; "));
+    }
+    Ok(HostState { ssh, supervisor, current, releases, current_sums: values("sum") })
+}
+
+/// Prints what a remote step said, indented under the host's line.
+fn show(remote: &ssh::Remote) {
+    for line in remote.stdout.lines().chain(remote.stderr.lines()) {
+        if !line.trim().is_empty() {
+            println!("  {}", line.trim_start());
+        }
+    }
+}
+
+fn ctl(state: &HostState, release: &str, command: &str) -> Result<ssh::Remote> {
+    let root = &state.ssh.host.root;
+    state.ssh.run(&format!("exec sh {}/releases/{release}/bin/bitmail-ctl {command}\n", quote(root)))
+}
+
+fn deploy_host(config: &DeployConfig, state: &HostState, name: &str, bin_dir: &Path, scratch: &Path) -> Outcome {
+    let host = &state.ssh.host;
+    let staged = scratch.join(name).join(&host.name);
+    let result = (|| -> Result<Outcome> {
+        release::stage(&staged, name, host, state.supervisor, bin_dir)?;
+        let (reused, bytes) = release::reuse_unchanged(&staged, &state.current_sums)?;
+        let services = host.services_in_order().join(", ");
+        if reused.is_empty() {
+            println!("  uploading {name} ({} MB; {services})", bytes / 1_000_000);
+        } else {
+            println!("  uploading {name} ({} MB; {services}; unchanged: {})", bytes / 1_000_000, reused.join(", "));
+        }
+        let incoming = format!("releases/.incoming-{name}");
+        // Unchanged binaries are hard links to the current release's (the checksums
+        // below cover them too).
+        let links: String = reused
+            .iter()
+            .map(|f| format!("ln current/{f} {incoming}/{f} || cp current/{f} {incoming}/{f}; "))
+            .collect();
+        let upload = format!(
+            "set -e; mkdir -p {root}; cd {root}; mkdir -p releases; rm -rf releases/.incoming-*; \
+             if [ -e releases/{name} ]; then echo 'release {name} exists already' >&2; exit 1; fi; \
+             mkdir {incoming}; tar -xf - -C {incoming}; {links}cd {incoming}; sha256sum -c --quiet SHA256SUMS",
+            root = quote(&host.root)
+        );
+        let sent = state.ssh.upload(&staged, &format!("sh -c {}", quote(&upload)))?;
+        if !sent.ok {
+            show(&sent);
+            return Ok(Outcome::Failed("the upload failed; nothing was switched".into()));
+        }
+        let check = state.ssh.run(&format!(
+            "cd {root} && sh {incoming}/bin/bitmail-ctl check {incoming} && mv -T {incoming} releases/{name}\n",
+            root = quote(&host.root)
+        ))?;
+        if !check.ok {
+            show(&check);
+            let _ = state.ssh.run(&format!("rm -rf {}/{incoming}\n", quote(&host.root)));
+            return Ok(Outcome::Failed("a service refused its configuration; nothing was switched".into()));
+        }
+        println!("  uploaded and verified releases/{name}");
+
+        let activated = ctl(state, name, &format!("activate {name}"))?;
+        show(&activated);
+        let healthy = activated.ok && {
+            let waited = ctl(state, name, &format!("wait-healthy {}", config.health_timeout_secs))?;
+            show(&waited);
+            waited.ok
+        };
+        if healthy {
+            let mut releases = state.releases.clone();
+            releases.push(name.to_owned());
+            let old = release::to_prune(&releases, config.keep_releases, name, state.current.as_deref());
+            if !old.is_empty() {
+                let removed = ctl(state, name, &format!("remove {}", old.join(" ")))?;
+                show(&removed);
+                println!("  removed old releases: {}", old.join(", "));
+            }
+            return Ok(Outcome::Deployed(name.to_owned()));
+        }
+        let Some(previous) = &state.current else {
+            let stopped = ctl(state, name, "deactivate")?;
+            show(&stopped);
+            let _ = ctl(state, name, &format!("remove {name}"));
+            return Ok(Outcome::Failed(format!(
+                "{name} did not come up healthy and there is no release to go back to"
+            )));
+        };
+        println!("  {name} is not healthy: rolling back to {previous}");
+        match switch_verified(config, state, previous) {
+            Ok(()) => {
+                let _ = ctl(state, previous, &format!("remove {name}"));
+                println!("  removed the failed release {name}");
+                Ok(Outcome::RolledBackTo { release: name.to_owned(), to: previous.clone() })
+            }
+            Err(e) => Ok(Outcome::Failed(format!("{name} was not healthy, and rolling back failed too: {e:#}"))),
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&staged);
+    result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
+}
+
+/// Switches the host to `release`, restarts, and waits until every service is healthy.
+fn switch_verified(config: &DeployConfig, state: &HostState, release: &str) -> Result<()> {
+    let activated = ctl(state, release, &format!("activate {release}"))?;
+    show(&activated);
+    if !activated.ok {
+        bail!("cannot switch to {release}");
+    }
+    let waited = ctl(state, release, &format!("wait-healthy {}", config.health_timeout_secs))?;
+    show(&waited);
+    if !waited.ok {
+        bail!("{release} is not healthy");
+    }
+    Ok(())
+}
+
+fn rollback_all(config: &DeployConfig, states: Vec<HostState>) -> Vec<(HostConfig, Outcome, Duration)> {
+    let total = states.len();
+    let mut results = Vec::new();
+    let mut failed = false;
+    for (i, state) in states.into_iter().enumerate() {
+        let host = state.ssh.host.clone();
+        if failed {
+            results.push((host, Outcome::NotStarted, Duration::ZERO));
+            continue;
+        }
+        let started = Instant::now();
+        // The pre-flight made sure both exist.
+        let current = state.current.clone().unwrap_or_default();
+        let target = release::previous(&state.releases, &current).unwrap_or_default();
+        println!("[{}/{total}] {}: rolling back from {current} to {target}", i + 1, host.name);
+        let outcome = match switch_verified(config, &state, &target) {
+            Ok(()) => Outcome::Deployed(target),
+            Err(e) => {
+                failed = true;
+                println!("  {e:#}: switching back to {current}");
+                match switch_verified(config, &state, &current) {
+                    Ok(()) => Outcome::RolledBackTo { release: target, to: current },
+                    Err(again) => Outcome::Failed(format!("{e:#}, and {current} did not come back: {again:#}")),
+                }
+            }
+        };
+        results.push((host, outcome, started.elapsed()));
+    }
+    results
+}
+
+/// Prints the summary table; an error when any host did not end on what was asked.
+fn finish(results: Vec<(HostConfig, Outcome, Duration)>) -> Result<()> {
+    let rows: Vec<[String; 4]> = results
+        .iter()
+        .map(|(host, outcome, took)| {
+            let what = match outcome {
+                Outcome::Deployed(r) => format!("ok: running {r}"),
+                Outcome::RolledBackTo { release, to } => format!("FAILED: {release} not healthy, back on {to}"),
+                Outcome::Failed(why) => format!("FAILED: {why}"),
+                Outcome::NotStarted => "not touched (an earlier host failed)".into(),
+            };
+            let took = if took.is_zero() { "-".into() } else { format!("{:.1} s", took.as_secs_f64()) };
+            [host.name.clone(), host.target(), what, took]
+        })
+        .collect();
+    let header = ["host", "address", "result", "took"].map(String::from);
+    let widths: Vec<usize> =
+        (0..4).map(|c| rows.iter().chain([&header]).map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    println!();
+    for row in [&header].into_iter().chain(&rows) {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    let untouched = results.iter().filter(|(_, o, _)| matches!(o, Outcome::NotStarted)).count();
+    let failed = results.iter().filter(|(_, o, _)| !matches!(o, Outcome::Deployed(_) | Outcome::NotStarted)).count();
+    if failed > 0 {
+        bail!("{failed} host(s) failed, {untouched} not touched");
+    }
+    Ok(())
+}
