@@ -14,6 +14,7 @@
 pub mod config;
 pub mod embedded;
 pub mod memory;
+pub mod metered;
 pub mod postgres;
 pub mod proxy;
 pub mod server;

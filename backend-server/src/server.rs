@@ -9,15 +9,18 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Engine};
 use crate::embedded::EmbeddedStore;
 use crate::memory::MemoryStore;
+use crate::metered::MeteredStore;
 use crate::postgres::PostgresStore;
 use crate::proxy::ProxyStore;
 use crate::service::StoreService;
 use crate::store::{Limits, Store, StoreError};
+use bitmail_runtime::metrics::Registry;
 
 /// A bound, not yet serving, backend-server.
 pub struct Server {
     listener: TcpListener,
     store: Arc<dyn Store>,
+    metrics: Registry,
     limits: Limits,
     grace: std::time::Duration,
 }
@@ -50,13 +53,16 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
 impl Server {
     /// Opens the engine and binds the listen address.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
-        let store = open_store(config).await.map_err(StartError::Store)?;
+        let metrics = Registry::new();
+        let store: Arc<dyn Store> =
+            Arc::new(MeteredStore::new(open_store(config).await.map_err(StartError::Store)?, metrics.clone()));
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
         Ok(Self {
             listener,
             store,
+            metrics,
             limits: config.limits(),
             grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
         })
@@ -75,7 +81,8 @@ impl Server {
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(StoreService::new(self.store, self.limits).into_server());
         bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Store"]).await?;
-        bitmail_runtime::grpc::serve(routes.routes(), self.listener, shutdown, self.grace).await?;
+        let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics);
+        bitmail_runtime::grpc::serve(routes, self.listener, shutdown, self.grace).await?;
         Ok(())
     }
 }

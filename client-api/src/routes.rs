@@ -34,6 +34,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bitmail_proto::v1::mta_client::MtaClient;
+use bitmail_runtime::metrics::Registry;
 use serde_json::json;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -63,6 +64,7 @@ pub struct AppState {
     /// The built webmail; None serves the bare page.
     pub web: Option<WebAssets>,
     pub deliveries: Arc<DeliveryLog>,
+    pub metrics: Registry,
 }
 
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
@@ -75,13 +77,41 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/messages", post(compose::send))
         .route("/api/preview", post(compose::preview))
         .route("/api/status", get(status::status))
+        .route("/metrics", get(metrics))
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("no such endpoint".into()) }))
         .merge(crate::webhooks::routes())
         .fallback(page)
         .layer(middleware::from_fn(csrf_checked_writes))
         .layer(middleware::from_fn(same_origin_writes))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
+}
+
+/// Counts every request by status class, and times it.
+async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    state.metrics.count("bitmail_http_requests_total", "HTTP requests answered, by status.", &[("status", &status)], 1);
+    state.metrics.observe(
+        "bitmail_http_request_seconds",
+        "Time to answer an HTTP request (to the headers).",
+        &[],
+        started.elapsed(),
+    );
+    response
+}
+
+/// `GET /metrics`, for a scraper on this host only: the edge faces the internet.
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return ApiError::NotFound("no such endpoint".into()).into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
 }
 
 /// A JSON body whose rejections (wrong content type, bad JSON, unknown field, too

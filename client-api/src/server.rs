@@ -67,6 +67,7 @@ impl Server {
             max_attachment_bytes: config.max_attachment_bytes,
             web,
             deliveries: Arc::new(DeliveryLog::default()),
+            metrics: bitmail_runtime::metrics::Registry::new(),
         });
         let listener = std::net::TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;

@@ -44,3 +44,33 @@ async fn mta_metrics_count_submissions_attempts_and_latency() {
     }
     assert!(text.contains("# TYPE bitmail_mta_send_seconds histogram"), "{text}");
 }
+
+#[tokio::test]
+async fn the_store_and_the_edge_have_their_series_too() {
+    let cluster = Cluster::start(vec![], true).await;
+    let (client, base) = cluster.https_client();
+    let sign_in = client
+        .post(format!("{base}/api/session"))
+        .json(&serde_json::json!({"name": "ada", "password": "analytical engine"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sign_in.status(), 200);
+    assert_eq!(client.get(format!("{base}/api/nothing-here")).send().await.unwrap().status(), 404);
+
+    let edge = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in ["bitmail_http_requests_total{status=\"200\"} 1", "bitmail_http_requests_total{status=\"404\"} 1"] {
+        assert!(edge.lines().any(|l| l == line), "missing {line:?} in\n{edge}");
+    }
+    assert!(edge.contains("# TYPE bitmail_http_request_seconds histogram"), "{edge}");
+
+    let store = reqwest::get(format!("http://{}/metrics", cluster.backend)).await.unwrap().text().await.unwrap();
+    // Signing in the first time looks the name up and stores the user and a session.
+    for needle in [
+        "bitmail_store_operations_total{op=\"lookup\",result=\"ok\"}",
+        "bitmail_store_operations_total{op=\"put\",result=\"ok\"}",
+        "bitmail_store_operation_seconds_count{op=\"put\"}",
+    ] {
+        assert!(store.contains(needle), "missing {needle:?} in\n{store}");
+    }
+}
