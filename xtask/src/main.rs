@@ -14,9 +14,10 @@
 //!   `run` and `test` do this first.
 //! - `cargo xtask bench mta`: mta-server's throughput, latency and memory against a
 //!   fake provider (release build); prints a Markdown table.
-//! - `cargo xtask bench store`: each store engine (memory, embedded, proxy to embedded)
-//!   at 100,000 and 1,000,000 documents: put throughput, get and lookup latency (answers
-//!   of 1 and 100 documents), peak memory (release build); prints a Markdown table.
+//! - `cargo xtask bench store`: each store engine (memory, embedded at 100,000 and
+//!   1,000,000 documents; proxy to embedded and postgres at 100,000): put throughput,
+//!   get and lookup latency (answers of 1 and 100 documents), peak memory (release
+//!   build); prints a Markdown table.
 //! - `cargo xtask test`: what CI runs: `cargo fmt --check`, clippy with warnings as
 //!   errors, the test servers the tests need (aiosmtpd and moto, from PyPI, when missing;
 //!   PostgreSQL's server binaries, from Debian's `postgresql` package when missing), and
@@ -57,7 +58,7 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("web") => web().map(drop),
         Some("bench") => bench(&args[1..]),
-        Some("deploy") => deploy::main(&args[1..], &root(), test),
+        Some("deploy") => deploy::main(&args[1..], &root(), test, web),
         Some("test-manual") => test_manual(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
@@ -244,6 +245,7 @@ fn bench_store() -> Result<()> {
         ("embedded", "100000"),
         ("embedded", "1000000"),
         ("proxy", "100000"),
+        ("postgres", "100000"),
     ];
     for (engine, docs) in runs {
         let status = Command::new(release.join("bitmail-store-bench"))

@@ -238,7 +238,13 @@ fn deploy_roll_back_on_failed_health_and_rollback_on_request() {
     write("deploy.toml", deploy_toml("mta-a.toml"));
     let config = f.base.join("deploy.toml");
     let config = config.to_str().unwrap();
-    let deploy = || xtask(&["deploy", "--config", config, "--skip-tests", "--bin-dir", bins]);
+    // A stand-in for the built webmail, shipped with client-api.
+    let web = f.base.join("web");
+    std::fs::create_dir_all(web.join("assets")).unwrap();
+    std::fs::write(web.join("index.html"), "<!doctype html><title>BitMail</title>").unwrap();
+    std::fs::write(web.join("assets/app-0123.js"), "console.log('hi')").unwrap();
+    let web = web.to_str().unwrap();
+    let deploy = || xtask(&["deploy", "--config", config, "--skip-tests", "--bin-dir", bins, "--web-dir", web]);
     let services_a = ["backend-server", "mta-server", "client-api"];
 
     // 1. A first release on both hosts: every service runs it and answers its health check.
@@ -253,6 +259,13 @@ fn deploy_roll_back_on_failed_health_and_rollback_on_request() {
     }
     assert!(healthy(&f.b.root, "mta-server"));
     assert!(out.contains("ok: running") && out.contains(&r1), "{out}");
+    // The webmail went with client-api, and the edge's config points at this release's copy.
+    let release_a = f.a.root.join("releases").join(&r1);
+    assert!(release_a.join("web/assets/app-0123.js").is_file());
+    let edge_config = std::fs::read_to_string(release_a.join("config/client-api.toml")).unwrap();
+    let expected = format!("web_dir = {:?}", release_a.join("web").display().to_string());
+    assert!(edge_config.starts_with(&expected), "{edge_config}");
+    assert!(!f.b.root.join("releases").join(&r1).join("web").exists(), "host b runs no client-api");
 
     // 2. A second release replaces it; the first is kept for rollback. The binaries did
     // not change: the hosts link them from the first release instead of receiving them.

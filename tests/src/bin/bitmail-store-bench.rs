@@ -11,7 +11,7 @@
 //! Documents: `kind` = "bench" (shared by all), `g` = one of n/100 groups, `u` = unique,
 //! `body` = 200 bytes.
 //!
-//! usage: bitmail-store-bench --engine memory|embedded|proxy --docs N
+//! usage: bitmail-store-bench --engine memory|embedded|proxy|postgres --docs N
 //!                            [--concurrency N] [--backend-bin PATH] [--dir PATH]
 
 use std::net::TcpListener;
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use backend_server::embedded::EmbeddedStore;
 use backend_server::memory::MemoryStore;
+use backend_server::postgres::PostgresStore;
 use backend_server::proxy::ProxyStore;
 use backend_server::store::{Fields, Limits, Store};
 
@@ -98,11 +99,28 @@ fn document(i: usize) -> Fields {
     f
 }
 
-async fn open(o: &Options) -> anyhow::Result<(Arc<dyn Store>, Option<Backend>)> {
+/// What the run keeps alive beside the store.
+enum Keep {
+    Nothing,
+    /// The backend-server child of the proxy.
+    Backend(Backend),
+    /// A throwaway PostgreSQL cluster (fsync on), stopped when dropped.
+    Postgres(#[allow(dead_code)] bitmail_tests::postgres::PgServer),
+}
+
+async fn open(o: &Options) -> anyhow::Result<(Arc<dyn Store>, Keep)> {
     std::fs::create_dir_all(&o.dir)?;
     Ok(match o.engine.as_str() {
-        "memory" => (Arc::new(MemoryStore::new()), None),
-        "embedded" => (Arc::new(EmbeddedStore::open(&o.dir.join("store.redb"), 256 << 20, Limits::default())?), None),
+        "memory" => (Arc::new(MemoryStore::new()), Keep::Nothing),
+        "embedded" => {
+            (Arc::new(EmbeddedStore::open(&o.dir.join("store.redb"), 256 << 20, Limits::default())?), Keep::Nothing)
+        }
+        "postgres" => {
+            let pg = tokio::task::spawn_blocking(bitmail_tests::postgres::PgServer::start_durable).await??;
+            let url = pg.create_database()?;
+            let store = PostgresStore::connect(&url, 32).await?;
+            (Arc::new(store), Keep::Postgres(pg))
+        }
         "proxy" => {
             let bin = o.backend_bin.as_ref().context("--backend-bin is needed for the proxy")?;
             let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -132,7 +150,7 @@ async fn open(o: &Options) -> anyhow::Result<(Arc<dyn Store>, Option<Backend>)> 
             }
             let url = format!("http://127.0.0.1:{port}");
             let proxy = ProxyStore::new(&url, Duration::from_secs(1), Duration::from_secs(30), Limits::default())?;
-            (Arc::new(proxy), Some(backend))
+            (Arc::new(proxy), Keep::Backend(backend))
         }
         other => bail!("unknown engine `{other}`"),
     })
@@ -199,12 +217,15 @@ async fn main() -> anyhow::Result<()> {
         v.sort();
     }
     let rss = match &backend {
-        Some(b) => format!(
+        Keep::Backend(b) => format!(
             "{:.0} MiB (backend-server) + {:.0} MiB (proxy)",
             peak_rss_mib(b.0.id()),
             peak_rss_mib(std::process::id())
         ),
-        None => format!("{:.0} MiB", peak_rss_mib(std::process::id())),
+        Keep::Postgres(_) => {
+            format!("{:.0} MiB (client; the PostgreSQL server not counted)", peak_rss_mib(std::process::id()))
+        }
+        Keep::Nothing => format!("{:.0} MiB", peak_rss_mib(std::process::id())),
     };
     let file =
         std::fs::metadata(o.dir.join("store.redb")).map(|m| format!("{} MiB", m.len() >> 20)).unwrap_or("-".into());

@@ -14,6 +14,7 @@ ROOT=@ROOT@
 SUPERVISOR=@SUPERVISOR@
 if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi
 cd "$ROOT" || { echo "cannot enter $ROOT" >&2; exit 90; }
+HERE=$(pwd -P)
 mkdir -p run logs data
 
 say() { echo "  $*"; }
@@ -38,6 +39,17 @@ alive() {
     */bin/"$2" | */bin/"$2"" (deleted)") return 0 ;;
     *) return 1 ;;
     esac
+}
+
+# Every live process of service $1 started from this root, whatever the pid file says
+# (a pid file overwritten by a start that failed must not hide a running service).
+pids_in_root() {
+    for d in /proc/[0-9]*; do
+        [ "$(readlink "$d/cwd" 2>/dev/null)" = "$HERE" ] || continue
+        case "$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)" in
+        "current/bin/$1 "*) alive "${d#/proc/}" "$1" && echo "${d#/proc/}" ;;
+        esac
+    done
 }
 
 running() {
@@ -70,13 +82,25 @@ stop_one() {
         if running "$1"; then $SUDO systemctl stop "bitmail-$1.service" && say "stopped $1"; fi
         return 0
     fi
-    if running "$1"; then
-        pid=$(pid_of "$1")
-        kill -TERM "$pid" 2>/dev/null
+    pids=$( (pid_of "$1"; pids_in_root "$1") | sort -u)
+    live=
+    for pid in $pids; do alive "$pid" "$1" && live="$live $pid"; done
+    if [ -n "$live" ]; then
+        for pid in $live; do kill -TERM "$pid" 2>/dev/null; done
         # The services drain for their shutdown grace (10 s by default), then exit.
         i=0
-        while alive "$pid" "$1" && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
-        if alive "$pid" "$1"; then kill -KILL "$pid" 2>/dev/null; say "killed $1 (it did not stop in 20 s)"; else say "stopped $1"; fi
+        while [ $i -lt 200 ]; do
+            left=
+            for pid in $live; do alive "$pid" "$1" && left="$left $pid"; done
+            [ -z "$left" ] && break
+            sleep 0.1; i=$((i + 1))
+        done
+        if [ -n "$left" ]; then
+            for pid in $left; do kill -KILL "$pid" 2>/dev/null; done
+            say "killed $1 (it did not stop in 20 s)"
+        else
+            say "stopped $1"
+        fi
     fi
     rm -f "run/$1.pid"
 }

@@ -10,8 +10,9 @@
 //! Order: check the config, check every selected host (reachable, key accepted, host key
 //! verified, root writable, tools present), build and test, check the binaries; only
 //! then touch the first host. On a host: upload into `releases/.incoming-NAME`, verify
-//! checksums and each service's `--check-config` there, rename to `releases/NAME`
-//! (an interrupted upload never becomes a release), stop the old services, switch
+//! checksums, rename to `releases/NAME` (an interrupted upload never becomes a release),
+//! check each service's `--check-config` there (removing the release if one fails),
+//! stop the old services, switch
 //! `current` with one rename, start, wait for every service's `--probe`. On failure,
 //! switch back to the previous release, restart it and stop: later hosts are not
 //! touched.
@@ -35,7 +36,8 @@ const USAGE: &str =
   --hosts a,b     only these hosts, in the configuration's order
   --skip-tests    do not run `cargo xtask test` before deploying
   --rollback      switch each host back to its previous release and restart
-  --bin-dir DIR   deploy the service binaries found in DIR as they are, without building";
+  --bin-dir DIR   deploy the service binaries found in DIR as they are, without building
+  --web-dir DIR   with --bin-dir: the built webmail to ship with client-api (else none)";
 
 struct Options {
     config: PathBuf,
@@ -43,11 +45,18 @@ struct Options {
     skip_tests: bool,
     rollback: bool,
     bin_dir: Option<PathBuf>,
+    web_dir: Option<PathBuf>,
 }
 
 fn parse_args(args: &[String]) -> Result<Options> {
-    let mut o =
-        Options { config: "deploy.toml".into(), hosts: None, skip_tests: false, rollback: false, bin_dir: None };
+    let mut o = Options {
+        config: "deploy.toml".into(),
+        hosts: None,
+        skip_tests: false,
+        rollback: false,
+        bin_dir: None,
+        web_dir: None,
+    };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = || it.next().cloned().with_context(|| format!("{arg} needs a value\n\n{USAGE}"));
@@ -55,6 +64,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
             "--config" => o.config = value()?.into(),
             "--hosts" => o.hosts = Some(value()?),
             "--bin-dir" => o.bin_dir = Some(value()?.into()),
+            "--web-dir" => o.web_dir = Some(value()?.into()),
             "--skip-tests" => o.skip_tests = true,
             "--rollback" => o.rollback = true,
             "-h" | "--help" => {
@@ -86,8 +96,14 @@ struct HostState {
     current_sums: Vec<String>,
 }
 
-/// Runs the command. `run_tests` is `cargo xtask test`.
-pub fn main(args: &[String], workspace: &Path, run_tests: impl FnOnce() -> Result<()>) -> Result<()> {
+/// Runs the command. `run_tests` is `cargo xtask test`; `build_web` is `cargo xtask web`,
+/// answering where the built webmail is.
+pub fn main(
+    args: &[String],
+    workspace: &Path,
+    run_tests: impl FnOnce() -> Result<()>,
+    build_web: impl FnOnce() -> Result<PathBuf>,
+) -> Result<()> {
     let options = parse_args(args)?;
     let config = config::load(&options.config)?;
     let hosts = config.select(options.hosts.as_deref())?;
@@ -103,9 +119,11 @@ pub fn main(args: &[String], workspace: &Path, run_tests: impl FnOnce() -> Resul
         return finish(rollback_all(&config, states));
     }
 
-    let bin_dir = match options.bin_dir {
-        Some(dir) => dir,
+    let (bin_dir, web_dir) = match options.bin_dir {
+        Some(dir) => (dir, options.web_dir),
         None => {
+            step("cargo xtask web (the webmail, shipped with client-api)");
+            let web = build_web()?;
             step("cargo build --release (backend-server, mta-server, client-api)");
             let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .current_dir(workspace)
@@ -116,9 +134,14 @@ pub fn main(args: &[String], workspace: &Path, run_tests: impl FnOnce() -> Resul
                 bail!("cargo build --release failed ({status})");
             }
             let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
-            target.join("release")
+            (target.join("release"), Some(web))
         }
     };
+    if let Some(web) = &web_dir
+        && !web.join("index.html").is_file()
+    {
+        bail!("{} holds no built webmail (index.html); run `cargo xtask web`", web.display());
+    }
     if options.skip_tests {
         step("tests skipped (--skip-tests)");
     } else {
@@ -140,7 +163,7 @@ pub fn main(args: &[String], workspace: &Path, run_tests: impl FnOnce() -> Resul
         }
         println!("[{}/{total}] {}: {}", i + 1, host.name, host.target());
         let started = Instant::now();
-        let outcome = deploy_host(&config, &state, &name, &bin_dir, &scratch);
+        let outcome = deploy_host(&config, &state, &name, &bin_dir, web_dir.as_deref(), &scratch);
         failed = !matches!(outcome, Outcome::Deployed(_));
         results.push((host, outcome, started.elapsed()));
     }
@@ -270,11 +293,18 @@ fn ctl(state: &HostState, release: &str, command: &str) -> Result<ssh::Remote> {
     state.ssh.run(&format!("exec sh {}/releases/{release}/bin/bitmail-ctl {command}\n", quote(root)))
 }
 
-fn deploy_host(config: &DeployConfig, state: &HostState, name: &str, bin_dir: &Path, scratch: &Path) -> Outcome {
+fn deploy_host(
+    config: &DeployConfig,
+    state: &HostState,
+    name: &str,
+    bin_dir: &Path,
+    web_dir: Option<&Path>,
+    scratch: &Path,
+) -> Outcome {
     let host = &state.ssh.host;
     let staged = scratch.join(name).join(&host.name);
     let result = (|| -> Result<Outcome> {
-        release::stage(&staged, name, host, state.supervisor, bin_dir)?;
+        release::stage(&staged, name, host, state.supervisor, bin_dir, web_dir)?;
         let (reused, bytes) = release::reuse_unchanged(&staged, &state.current_sums)?;
         let services = host.services_in_order().join(", ");
         if reused.is_empty() {
@@ -300,13 +330,16 @@ fn deploy_host(config: &DeployConfig, state: &HostState, name: &str, bin_dir: &P
             show(&sent);
             return Ok(Outcome::Failed("the upload failed; nothing was switched".into()));
         }
+        // Renamed into place complete (checksums verified), then each service checks its
+        // config there, so that paths into the release (the webmail) resolve; a release
+        // that fails is removed before anything points at it.
         let check = state.ssh.run(&format!(
-            "cd {root} && sh {incoming}/bin/bitmail-ctl check {incoming} && mv -T {incoming} releases/{name}\n",
+            "cd {root} && mv -T {incoming} releases/{name} && sh releases/{name}/bin/bitmail-ctl check releases/{name}\n",
             root = quote(&host.root)
         ))?;
         if !check.ok {
             show(&check);
-            let _ = state.ssh.run(&format!("rm -rf {}/{incoming}\n", quote(&host.root)));
+            let _ = state.ssh.run(&format!("cd {} && rm -rf {incoming} releases/{name}\n", quote(&host.root)));
             return Ok(Outcome::Failed("a service refused its configuration; nothing was switched".into()));
         }
         println!("  uploaded and verified releases/{name}");

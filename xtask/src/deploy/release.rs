@@ -106,7 +106,31 @@ pub fn render_unit(service: &str, root: &str, user: &str) -> Option<String> {
 
 /// Lays out the release folder for `host` in `dir`: the binaries it runs (from
 /// `bin_dir`), their configurations, the control script and units, and checksums.
-pub fn stage(dir: &Path, name: &str, host: &HostConfig, supervisor: Supervisor, bin_dir: &Path) -> Result<u64> {
+/// Copies every file under `from` into `to`, answering the copies.
+fn copy_tree(from: &Path, to: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            out.extend(copy_tree(&entry.path(), &target)?);
+        } else {
+            std::fs::copy(entry.path(), &target).with_context(|| format!("cannot copy {}", entry.path().display()))?;
+            out.push(target);
+        }
+    }
+    Ok(out)
+}
+
+pub fn stage(
+    dir: &Path,
+    name: &str,
+    host: &HostConfig,
+    supervisor: Supervisor,
+    bin_dir: &Path,
+    web_dir: Option<&Path>,
+) -> Result<u64> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
@@ -126,6 +150,20 @@ pub fn stage(dir: &Path, name: &str, host: &HostConfig, supervisor: Supervisor, 
         let config = dir.join("config").join(format!("{service}.toml"));
         std::fs::copy(&host.services[*service], &config)
             .with_context(|| format!("cannot copy {}", host.services[*service].display()))?;
+        if *service == "client-api"
+            && let Some(web) = web_dir
+        {
+            // The webmail ships in the release; the edge's config points at this
+            // release's copy unless the operator set `web_dir` themselves.
+            let copied = copy_tree(web, &dir.join("web"))?;
+            bytes += copied.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum::<u64>();
+            files.extend(copied);
+            let text = std::fs::read_to_string(&config)?;
+            if !text.lines().any(|l| l.trim_start().starts_with("web_dir")) {
+                let here = format!("{}/releases/{name}/web", host.root.trim_end_matches('/'));
+                std::fs::write(&config, format!("web_dir = {here:?}\n{text}"))?;
+            }
+        }
         let unit = render_unit(service, &host.root, &host.user).context("no unit for this service")?;
         std::fs::write(dir.join("systemd").join(format!("bitmail-{service}.service")), unit)?;
         files.extend([bin, config]);
