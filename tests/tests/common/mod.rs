@@ -195,10 +195,14 @@ pub async fn sign_in(http: &reqwest::Client, base: &str, name: &str, password: &
     (cookie, body["csrf_token"].as_str().unwrap().to_owned())
 }
 
+/// Unique in this process (a counter: two clusters can start in the same clock tick)
+/// and across processes (the pid and the time).
 fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
+    static N: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("{}-{nanos}", std::process::id())
+    format!("{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A plain, valid submission.
