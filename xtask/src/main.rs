@@ -1,12 +1,12 @@
 //! `cargo xtask`: what cargo alone does not do for BitMail.
 //!
 //! - `cargo xtask run [--release]`: builds everything and starts backend-server,
-//!   mta-server and client-api, with SendGrid and Mailgun as providers: the real ones
-//!   when `SENDGRID_API_KEY` (and `MAILGUN_API_KEY` with `MAILGUN_DOMAIN`) are set, local
-//!   stand-ins otherwise; and Amazon SES too when `AWS_ACCESS_KEY_ID`,
-//!   `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` and `BITMAIL_SES_DOMAIN` (a domain verified in
-//!   SES, which becomes the webmail's mail domain) are set. Prints where each listens and
-//!   how to sign in. Ctrl-C stops everything.
+//!   mta-server and client-api, with SendGrid, Mailgun and Amazon SES as providers: the
+//!   real ones when `SENDGRID_API_KEY` (`MAILGUN_API_KEY` with `MAILGUN_DOMAIN`;
+//!   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` and `BITMAIL_SES_DOMAIN`, a
+//!   domain verified in SES that becomes the webmail's mail domain) are set, local
+//!   stand-ins otherwise. Prints where each listens and how to sign in. Ctrl-C stops
+//!   everything.
 //! - `cargo xtask web`: builds the webmail (`web/`, Leptos) to WebAssembly in release
 //!   mode into `target/web/` (`index.html` and content-hashed `assets/`), installing what
 //!   that needs when missing: the wasm32 target, the wasm-bindgen CLI of the exact
@@ -302,6 +302,7 @@ const MTA: &str = "127.0.0.1:50051";
 const EDGE: &str = "127.0.0.1:8443";
 const FAKE_SENDGRID: &str = "127.0.0.1:8025";
 const FAKE_MAILGUN: &str = "127.0.0.1:8026";
+const FAKE_SES: &str = "127.0.0.1:8027";
 const FAKE_KEY: &str = "bitmail-dev-key";
 
 /// Children killed (SIGTERM, then waited for) when this guard is dropped.
@@ -396,11 +397,13 @@ fn run(args: &[String]) -> Result<()> {
                 "[[providers]]\nname = \"ses\"\nkind = \"ses\"\nregion = {region:?}\naccess_key_id = {{ env = \"AWS_ACCESS_KEY_ID\" }}\nsecret_access_key = {{ env = \"AWS_SECRET_ACCESS_KEY\" }}\n{token}"
             )
         }
-        _ => String::new(),
+        _ => format!(
+            "[[providers]]\nname = \"ses-stand-in\"\nkind = \"ses\"\nregion = \"us-east-1\"\nendpoint_url = \"http://{FAKE_SES}\"\naccess_key_id = \"{FAKE_KEY}\"\nsecret_access_key = \"stand-in-secret\"\n"
+        ),
     };
     let mail_domain = ses_domain.filter(|_| real_ses).unwrap_or_else(|| "localhost".to_owned());
     let provider = format!("{sendgrid}\n{mailgun}\n{ses}");
-    let stand_ins = !(real_sendgrid && real_mailgun);
+    let stand_ins = !(real_sendgrid && real_mailgun && real_ses);
     let configs = [
         (
             "backend-server",
@@ -443,6 +446,8 @@ fn run(args: &[String]) -> Result<()> {
                 FAKE_SENDGRID,
                 "--mailgun",
                 FAKE_MAILGUN,
+                "--ses",
+                FAKE_SES,
                 "--key",
                 FAKE_KEY,
             ]),
@@ -455,6 +460,7 @@ fn run(args: &[String]) -> Result<()> {
     if stand_ins {
         wait_for_port(FAKE_SENDGRID, "the SendGrid stand-in", &mut children)?;
         wait_for_port(FAKE_MAILGUN, "the Mailgun stand-in", &mut children)?;
+        wait_for_port(FAKE_SES, "the SES stand-in", &mut children)?;
     }
     wait_for_port(BACKEND, "backend-server", &mut children)?;
     wait_for_port(MTA, "mta-server", &mut children)?;
@@ -470,7 +476,7 @@ fn run(args: &[String]) -> Result<()> {
     let ses_line = if real_ses {
         format!("\n                    Amazon SES (its keys are set: mail is sent for real, from @{mail_domain})")
     } else {
-        String::new()
+        format!("\n                    {}", describe(false, "Amazon SES", FAKE_SES))
     };
     let sent_to = format!(
         "{}\n                    {}{ses_line}   (round-robin, failing over)",
