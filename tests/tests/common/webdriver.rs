@@ -21,6 +21,15 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Killing chromedriver leaves its Chromium running: stop every process started
+        // with this test's own profile folder.
+        let marker = format!("--user-data-dir={}", self.profile.display());
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            if cmdline.split(|b| *b == 0).any(|arg| arg == marker.as_bytes()) {
+                let _ = std::process::Command::new("kill").arg("-9").arg(entry.file_name()).status();
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
