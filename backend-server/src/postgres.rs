@@ -264,18 +264,6 @@ fn parse_id(id: &str) -> Option<Uuid> {
     Uuid::parse_str(id).ok().filter(|u| u.hyphenated().to_string() == id)
 }
 
-/// PostgreSQL text cannot hold U+0000; refuse it before the round trip, with the field.
-fn check_text<'a>(what: &str, texts: impl IntoIterator<Item = &'a String>) -> Result<(), StoreError> {
-    if texts.into_iter().any(|t| t.contains('\0')) {
-        return Err(StoreError::InvalidArgument(format!("{what}: PostgreSQL cannot store the character U+0000")));
-    }
-    Ok(())
-}
-
-fn check_fields(what: &str, fields: &Fields) -> Result<(), StoreError> {
-    check_text(what, fields.keys().chain(fields.values()))
-}
-
 fn version_of(raw: i64) -> u64 {
     u64::try_from(raw).unwrap_or(0)
 }
@@ -297,7 +285,6 @@ impl PostgresStore {
 impl Store for PostgresStore {
     async fn put(&self, fields: Fields) -> Result<Document, StoreError> {
         validate::check(Request::Put { fields: &fields }, &self.limits)?;
-        check_fields("fields", &fields)?;
         let id = Uuid::now_v7();
         let retried = AtomicBool::new(false);
         let (fields_ref, retried) = (&fields, &retried);
@@ -342,8 +329,6 @@ impl Store for PostgresStore {
         expected_version: Option<u64>,
     ) -> Result<Document, StoreError> {
         validate::check(Request::Update { id, fields: &fields, remove: &remove }, &self.limits)?;
-        check_fields("fields", &fields)?;
-        check_text("remove", &remove)?;
         let max = i64::try_from(self.limits.max_document_bytes).unwrap_or(i64::MAX);
         let Some(uuid) = parse_id(id) else {
             return Err(StoreError::NotFound(id.to_owned()));
@@ -413,7 +398,6 @@ impl Store for PostgresStore {
 
     async fn lookup(&self, subset: &Fields, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
         validate::check(Request::Lookup { subset, limit, page_token }, &self.limits)?;
-        check_fields("subset", subset)?;
         let after = match page_token {
             None => Uuid::nil(),
             Some(token) => parse_id(token)

@@ -322,7 +322,7 @@ fn write_report(report: &Report, path: &Path, stamp: &str, to: &Mailbox, mode: &
 }
 
 /// `2025-06-11 10:15:30Z`.
-fn utc(at: SystemTime) -> String {
+pub(crate) fn utc(at: SystemTime) -> String {
     let secs = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
     // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).

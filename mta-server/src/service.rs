@@ -219,17 +219,9 @@ fn status_to_wire(s: record::Status) -> pb::MessageStatus {
 
 /// `YYYY-MM-DD` (UTC) of a time in ms since the epoch.
 fn iso_date(ms: u64) -> String {
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = (ms / 86_400_000) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    let mut day = crate::manual::utc(record::from_ms(ms));
+    day.truncate(10);
+    day
 }
 
 fn suppression_to_wire(address: String, r: SuppressionRecord) -> pb::Suppression {
