@@ -21,8 +21,19 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
+/// A free port below Linux's ephemeral range (32768 and up): the services restart on
+/// their ports, and while one is down an outgoing connection (ssh, a probe) could take
+/// a port from that range as its own.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let offset = (std::process::id() % 1_000) as u16 * 12;
+    loop {
+        let port = 20_000 + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn run(cmd: &mut Command) -> Output {

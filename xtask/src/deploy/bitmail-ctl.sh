@@ -41,6 +41,20 @@ alive() {
     esac
 }
 
+# Whether process $1 has ended: gone, or only zombies left. A service's files (and the
+# locks on its data) are released with its last thread, which may outlive the main one:
+# every thread of the process is looked at, not only the first.
+ended() {
+    if [ -d "/proc/$1/task" ]; then
+        for t in /proc/"$1"/task/*; do
+            state=$(sed 's/.*) //; s/ .*//' "$t/stat" 2>/dev/null)
+            case "$state" in Z | X | "") ;; *) return 1 ;; esac
+        done
+        return 0
+    fi
+    ! kill -0 "$1" 2>/dev/null
+}
+
 # Every live process of service $1 started from this root, whatever the pid file says
 # (a pid file overwritten by a start that failed must not hide a running service).
 pids_in_root() {
@@ -91,7 +105,7 @@ stop_one() {
         i=0
         while [ $i -lt 200 ]; do
             left=
-            for pid in $live; do alive "$pid" "$1" && left="$left $pid"; done
+            for pid in $live; do ended "$pid" || left="$left $pid"; done
             [ -z "$left" ] && break
             sleep 0.1; i=$((i + 1))
         done
