@@ -219,7 +219,8 @@ fn attachments(list: Vec<NewAttachment>, limit: usize) -> Result<Vec<Attachment>
                 human_size(limit)
             )));
         }
-        let meta = AttachmentMeta { filename: name.to_owned(), content_type, size: content.len() };
+        let meta =
+            AttachmentMeta { filename: name.to_owned(), content_type, size: content.len(), content_id: String::new() };
         out.push(Attachment { meta, content });
     }
     Ok(out)
@@ -310,6 +311,7 @@ pub async fn send(
         date_ms: now_ms(),
         mta_id: mta_id.clone(),
         local_to: locals.iter().map(|u| format!("{}@{}", u.name, state.mail_domain)).collect(),
+        extra: Default::default(),
     };
     let sent_id = state.mailbox.store(&user, Folder::Sent, &mail, &files).await?;
     // Recipients see neither the Bcc list nor the delivery bookkeeping.

@@ -10,6 +10,7 @@
 //! session_hours = 168
 //! max_body_bytes = 11534336
 //! max_attachment_bytes = 7340032      # all attachments of one message together
+//! max_inbound_bytes = 33554432         # one inbound-mail webhook request (received mail)
 //! web_dir = "target/web"               # the built webmail (`cargo xtask`); omit for a bare page
 //!
 //! [tls]                                # omit to use a generated self-signed certificate
@@ -37,6 +38,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// The largest total size of one message's attachments, in bytes (before base64).
     pub max_attachment_bytes: usize,
+    /// The largest inbound-mail webhook request (`/webhooks/{provider}/inbound`), in bytes:
+    /// received mail with its attachments, as the provider encodes it.
+    pub max_inbound_bytes: usize,
     /// The built webmail: `index.html` and `assets/`. Without it `/` serves a bare page.
     pub web_dir: Option<PathBuf>,
     pub shutdown_grace_secs: u64,
@@ -62,6 +66,7 @@ impl Default for Config {
             session_hours: 24 * 7,
             max_body_bytes: 11 * 1024 * 1024,
             max_attachment_bytes: 7 * 1024 * 1024,
+            max_inbound_bytes: 32 * 1024 * 1024,
             web_dir: None,
             shutdown_grace_secs: 10,
             tls: None,
@@ -90,6 +95,9 @@ impl Validate for Config {
         }
         if self.session_hours == 0 {
             problems.push("session_hours: must be more than 0".into());
+        }
+        if self.max_inbound_bytes < 1024 {
+            problems.push("max_inbound_bytes: must be at least 1024".into());
         }
         if self.max_body_bytes < 1024 {
             problems.push("max_body_bytes: must be at least 1024".into());

@@ -23,6 +23,7 @@ pub mod assets;
 pub mod compose;
 pub mod config;
 pub mod error;
+pub mod inbound;
 pub mod mail;
 pub mod mailbox;
 pub mod probe;

@@ -142,7 +142,14 @@ pub async fn read(
 ) -> Result<Json<Value>, ApiError> {
     let mail = state.mailbox.owned(&user, &id).await?;
     let (text, html) = state.mailbox.body(&mail).await?;
-    let clean = (!html.is_empty()).then(|| sanitize::mail_html(&html, q.images));
+    let inline: HashMap<String, String> = mail
+        .attachments()
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| !a.content_id.is_empty())
+        .map(|(i, a)| (a.content_id.clone(), format!("/api/mail/{}/attachments/{i}", mail.id)))
+        .collect();
+    let clean = (!html.is_empty()).then(|| sanitize::mail_html(&html, q.images, &inline));
     let mut out = summary_json(&mail);
     out["text"] = json!(text);
     out["html"] = json!(clean.as_ref().map(|c| c.html.clone()));
@@ -151,7 +158,7 @@ pub async fn read(
         mail.attachments()
             .iter()
             .enumerate()
-            .map(|(i, a)| json!({ "index": i, "filename": a.filename, "content_type": a.content_type, "size": a.size }))
+            .map(|(i, a)| json!({ "index": i, "filename": a.filename, "content_type": a.content_type, "size": a.size, "inline": !a.content_id.is_empty() }))
             .collect::<Vec<_>>()
     );
     if mail.field("folder") == "sent" {

@@ -54,6 +54,9 @@ pub struct AttachmentMeta {
     pub filename: String,
     pub content_type: String,
     pub size: usize,
+    /// Set for an inline part the HTML shows as `cid:...`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content_id: String,
 }
 
 /// An attachment with its bytes.
@@ -76,6 +79,9 @@ pub struct NewMail {
     pub date_ms: u64,
     pub mta_id: Option<String>,
     pub local_to: Vec<String>,
+    /// More fields of the list entry (received mail: `inbound_key`, `message_id`,
+    /// `reply_to`, `verdicts`).
+    pub extra: HashMap<String, String>,
 }
 
 /// A stored message's list entry.
@@ -188,6 +194,9 @@ impl Mailbox {
             ("attachments".to_owned(), serde_json::to_string(&metas).unwrap_or_else(|_| "[]".into())),
             ("local_to".to_owned(), json_list(&mail.local_to)),
         ]);
+        for (key, value) in &mail.extra {
+            fields.entry(key.clone()).or_insert_with(|| value.clone());
+        }
         if let Some(mta_id) = &mail.mta_id {
             fields.insert("mta_id".into(), mta_id.clone());
         }
@@ -296,6 +305,26 @@ impl Mailbox {
             }
         }
         Ok(())
+    }
+
+    /// Whether `user`'s inbox already holds the received message `inbound_key`.
+    pub async fn has_inbound(&self, user: &User, inbound_key: &str) -> Result<bool, ApiError> {
+        let request = pb::LookupRequest {
+            subset: HashMap::from([
+                ("kind".to_owned(), "mail".to_owned()),
+                ("owner".to_owned(), user.id.clone()),
+                ("inbound_key".to_owned(), inbound_key.to_owned()),
+            ]),
+            limit: 1,
+            page_token: String::new(),
+        };
+        let mut stream = self.store.clone().lookup(request).await?.into_inner();
+        while let Some(item) = stream.message().await? {
+            if let Some(pb::lookup_response::Item::Document(_)) = item.item {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The user named `name`, if there is one.

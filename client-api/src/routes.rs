@@ -16,6 +16,7 @@
 //! | `GET /api/status` | providers, queue depth, recent deliveries, sent per provider over the last hour |
 //! | `GET /`, `GET /assets/*` | the webmail (`web_dir`), compressed, with cache headers |
 //! | `POST /webhooks/{provider}/events` | a provider's event webhook, see [`crate::webhooks`] |
+//! | `POST /webhooks/{provider}/inbound` | a provider's inbound mail webhook, see [`crate::webhooks`] |
 //!
 //! CSRF: every state change except signing in needs the session's CSRF token in
 //! `X-CSRF-Token` (see [`crate::session`]); besides, the session cookie is
@@ -67,7 +68,7 @@ pub struct AppState {
     pub metrics: Registry,
 }
 
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_inbound_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/session", get(session::whoami).post(session::sign_in).delete(session::sign_out))
@@ -79,7 +80,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/status", get(status::status))
         .route("/metrics", get(metrics))
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("no such endpoint".into()) }))
-        .merge(crate::webhooks::routes())
+        .merge(crate::webhooks::routes(max_inbound_bytes))
         .fallback(page)
         .layer(middleware::from_fn(csrf_checked_writes))
         .layer(middleware::from_fn(same_origin_writes))

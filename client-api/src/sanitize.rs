@@ -4,6 +4,7 @@
 //! opening a message tells no sender that it was read.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,12 +16,22 @@ pub struct Clean {
 }
 
 /// Sanitizes mail HTML; with `allow_remote_images` false, `<img>` from other hosts loses
-/// its source.
-pub fn mail_html(html: &str, allow_remote_images: bool) -> Clean {
+/// its source. `inline` maps the content ids of the message's inline parts to the URLs
+/// that serve them here: `<img src="cid:logo">` shows the part, always (it comes with
+/// the message, so showing it tells the sender nothing).
+pub fn mail_html(html: &str, allow_remote_images: bool, inline: &HashMap<String, String>) -> Clean {
     let blocked = Arc::new(AtomicBool::new(false));
     let seen = blocked.clone();
+    let inline = inline.clone();
     let html = ammonia::Builder::default()
         .attribute_filter(move |element, attribute, value| {
+            // `cid:` passes the scheme allow-list only to be replaced here.
+            if let Some(cid) = value.get(..4).filter(|s| s.eq_ignore_ascii_case("cid:")).map(|_| &value[4..]) {
+                let url = (element == "img" && attribute == "src")
+                    .then(|| inline.get(cid.trim_matches(['<', '>'])))
+                    .flatten();
+                return url.map(|u| Cow::Owned(u.clone()));
+            }
             if element == "img" && attribute == "src" && !allow_remote_images {
                 seen.store(true, Ordering::Relaxed);
                 return None;
@@ -28,6 +39,7 @@ pub fn mail_html(html: &str, allow_remote_images: bool) -> Clean {
             Some(Cow::Borrowed(value))
         })
         .set_tag_attribute_value("a", "target", "_blank")
+        .add_url_schemes(&["cid"])
         .clean(html)
         .to_string();
     Clean { html, remote_images_blocked: blocked.load(Ordering::Relaxed) }
@@ -52,17 +64,25 @@ mod tests {
         let dirty = r#"<p onclick="steal()">Hi<script>alert(1)</script>
             <a href="javascript:alert(2)">x</a><a href="https://example.org/">ok</a>
             <img src="https://tracker.example/p.gif" onerror="alert(3)"><style>body{}</style></p>"#;
-        let clean = mail_html(dirty, false);
+        let clean = mail_html(dirty, false, &HashMap::new());
         for bad in ["script", "onclick", "onerror", "javascript:", "tracker.example", "<style"] {
             assert!(!clean.html.contains(bad), "{bad} survived: {}", clean.html);
         }
         assert!(clean.html.contains(r#"href="https://example.org/""#), "{}", clean.html);
         assert!(clean.remote_images_blocked);
 
-        let shown = mail_html(dirty, true);
+        let shown = mail_html(dirty, true, &HashMap::new());
         assert!(shown.html.contains("tracker.example/p.gif"));
         assert!(!shown.remote_images_blocked);
-        assert!(!mail_html("<p>plain</p>", false).remote_images_blocked);
+        assert!(!mail_html("<p>plain</p>", false, &HashMap::new()).remote_images_blocked);
+    }
+
+    #[test]
+    fn inline_parts_show_from_here_and_unknown_ones_do_not() {
+        let inline = HashMap::from([("logo@x".to_owned(), "/api/mail/7/attachments/0".to_owned())]);
+        let clean = mail_html(r#"<img src="cid:logo@x"><img src="CID:missing">"#, false, &inline);
+        assert!(clean.html.contains(r#"src="/api/mail/7/attachments/0""#), "{}", clean.html);
+        assert!(!clean.html.contains("missing"), "{}", clean.html);
     }
 
     #[test]

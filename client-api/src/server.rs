@@ -36,6 +36,7 @@ pub struct Server {
     tls: rustls::ServerConfig,
     state: Arc<AppState>,
     max_body_bytes: usize,
+    max_inbound_bytes: usize,
     grace: Duration,
     pub cert: CertPaths,
 }
@@ -46,7 +47,7 @@ impl Server {
         let tls = tls::server_config(&cert)?;
         let mta_channel = upstream(&config.mta_url)?;
         let backend_channel = upstream(&config.backend_url)?;
-        let max_decode = config.max_body_bytes + 256 * 1024;
+        let max_decode = config.max_body_bytes.max(config.max_inbound_bytes) + 256 * 1024;
         let web = match config.web_dir.clone() {
             Some(dir) => Some(tokio::task::spawn_blocking(move || WebAssets::load(&dir)).await??),
             None => None,
@@ -57,7 +58,11 @@ impl Server {
                 config.signup_on_first_login,
                 Duration::from_secs(config.session_hours * 3600),
             ),
-            mta: MtaClient::new(mta_channel.clone()).max_encoding_message_size(max_decode),
+            // Received mail comes back parsed: its text, HTML and attachments together are
+            // about the size of the raw message, twice at most (a text part made from HTML).
+            mta: MtaClient::new(mta_channel.clone())
+                .max_encoding_message_size(max_decode)
+                .max_decoding_message_size(2 * max_decode),
             mailbox: Mailbox::new(StoreClient::new(backend_channel.clone())),
             mta_channel,
             backend_channel,
@@ -76,6 +81,7 @@ impl Server {
             tls,
             state,
             max_body_bytes: config.max_body_bytes,
+            max_inbound_bytes: config.max_inbound_bytes,
             grace: Duration::from_secs(config.shutdown_grace_secs),
             cert,
         })
@@ -96,7 +102,7 @@ impl Server {
             stopper.graceful_shutdown(Some(grace));
         });
         let follower = tokio::spawn(follow(self.state.mta.clone(), self.state.deliveries.clone()));
-        let app = router(self.state, self.max_body_bytes);
+        let app = router(self.state, self.max_body_bytes, self.max_inbound_bytes);
         let served = axum_server::from_tcp_rustls(self.listener, RustlsConfig::from_config(Arc::new(self.tls)))?
             .handle(handle)
             .serve(app.into_make_service_with_connect_info::<SocketAddr>())

@@ -1,9 +1,19 @@
-//! The providers' webhooks: `POST /webhooks/{provider}/events`, where `{provider}` is
-//! the provider's name in mta-server's config. The request's headers and body bytes go
-//! to mta-server untouched (`bitmail.v1.Mta/ReceiveWebhook`), where the provider's
-//! module verifies the signature over the raw bytes and parses the events; its answer
-//! becomes the HTTP status the provider gets (200, 400, 401, 404). Bodies over the
-//! edge's limit are refused with 413 before anything is forwarded.
+//! The providers' webhooks, where `{provider}` is the provider's name in mta-server's
+//! config:
+//!
+//! - `POST /webhooks/{provider}/events`: delivery events (SendGrid Event Webhook,
+//!   Mailgun event webhooks, SES events through SNS);
+//! - `POST /webhooks/{provider}/inbound`: received mail (SendGrid Inbound Parse, Mailgun
+//!   route forwards, SES `Received` through SNS), up to `max_inbound_bytes`.
+//!
+//! The request's headers and body bytes go to mta-server untouched
+//! (`bitmail.v1.Mta/ReceiveWebhook`), where the provider's module checks the signature
+//! over the raw bytes and parses them; its answer becomes the HTTP status the provider
+//! gets (200, 400, 401, 403, 404, 503). Received mail comes back parsed and is put into the
+//! inboxes of its local recipients ([`crate::inbound`]); mail for nobody here gets the
+//! refusal that provider understands (Mailgun 406; 200 for the others, which would
+//! retry anything else for days). Bodies over the limit are refused with 413 before
+//! anything is forwarded.
 //!
 //! No session or same-origin rule applies: the provider's signature is the only
 //! credential, and mta-server checks it.
@@ -12,7 +22,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -21,13 +31,38 @@ use bitmail_proto::v1 as pb;
 use crate::error::ApiError;
 use crate::routes::AppState;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/webhooks/{provider}/events", post(events))
+pub fn routes(max_inbound_bytes: usize) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/webhooks/{provider}/events", post(events))
+        .route("/webhooks/{provider}/inbound", post(inbound).layer(DefaultBodyLimit::max(max_inbound_bytes)))
 }
 
 async fn events(
     State(state): State<Arc<AppState>>,
     Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    receive(&state, provider, pb::WebhookKind::Events, headers, body).await
+}
+
+async fn inbound(
+    State(state): State<Arc<AppState>>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    receive(&state, provider, pb::WebhookKind::Inbound, headers, body).await
+}
+
+fn answer(status: StatusCode, text: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+async fn receive(
+    state: &AppState,
+    provider: String,
+    kind: pb::WebhookKind,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -37,17 +72,45 @@ async fn events(
             Some(pb::Header { name: name.as_str().to_owned(), value: value.to_str().ok()?.to_owned() })
         })
         .collect();
-    let request = pb::WebhookRequest { provider, headers, body: body.to_vec() };
+    let request = pb::WebhookRequest { provider: provider.clone(), headers, body: body.to_vec(), kind: kind as i32 };
     // An unreachable mta-server answers 502/503, which providers retry later.
-    let answer = state.mta.clone().receive_webhook(request).await?.into_inner();
-    let status = u16::try_from(answer.http_status)
-        .ok()
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let text = if status == StatusCode::OK {
-        format!("stored {}, seen before {}\n", answer.stored, answer.duplicates)
-    } else {
-        format!("{}\n", answer.message)
+    let answer_of_mta = state.mta.clone().receive_webhook(request).await?.into_inner();
+    let status_of = |code: u32| {
+        u16::try_from(code).ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     };
-    Ok((status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    let status = status_of(answer_of_mta.http_status);
+    if status != StatusCode::OK {
+        return Ok(answer(status, format!("{}\n", answer_of_mta.message)));
+    }
+    let Some(mail) = answer_of_mta.mail else {
+        return Ok(answer(
+            status,
+            format!("stored {}, seen before {}\n", answer_of_mta.stored, answer_of_mta.duplicates),
+        ));
+    };
+    let key = mail.dedupe_key.clone();
+    // A store failure answers 502/503 through ApiError: the provider delivers again.
+    let delivered = crate::inbound::deliver(state, mail).await?;
+    for (result, n) in
+        [("stored", delivered.stored), ("duplicate", delivered.duplicates), ("unknown", delivered.unknown.len())]
+    {
+        if n > 0 {
+            state.metrics.count(
+                "bitmail_inbound_deliveries_total",
+                "Received mail put into inboxes, by result (stored, duplicate, unknown recipient).",
+                &[("provider", &provider), ("result", result)],
+                n as u64,
+            );
+        }
+    }
+    if delivered.stored + delivered.duplicates == 0 {
+        tracing::warn!(%provider, key, unknown = ?delivered.unknown, "received mail for nobody here; refused");
+        let status = status_of(answer_of_mta.unknown_recipients_status);
+        return Ok(answer(status, format!("no such recipient here: {}\n", delivered.unknown.join(", "))));
+    }
+    tracing::info!(%provider, key, stored = delivered.stored, duplicates = delivered.duplicates, unknown = delivered.unknown.len(), "received mail delivered");
+    Ok(answer(
+        StatusCode::OK,
+        format!("delivered to {} inbox(es), already there in {}\n", delivered.stored, delivered.duplicates),
+    ))
 }

@@ -1,0 +1,145 @@
+//! Inbound mail into mailboxes: mta-server verifies and parses what a provider's inbound
+//! webhook carried (`ReceiveWebhook` with `WebhookKind::Inbound`) and answers one
+//! normalized [`pb::InboundMail`]; this module puts it into the inbox of each local
+//! recipient.
+//!
+//! - Recipients are the SMTP envelope's (what the provider received the mail for), or the
+//!   `To`/`Cc` addresses when the provider gave no envelope. An address is local when its
+//!   domain is this server's mail domain and a user has its local part; the rest are not
+//!   ours and are named in the log.
+//! - A message is stored once per mailbox: its list entry carries the provider's
+//!   `dedupe_key` (`inbound_key`), and a delivery whose key is already in that inbox is
+//!   counted as a duplicate (a provider retrying after a lost answer).
+//! - The HTML is stored as sent; [`crate::sanitize`] cleans it whenever it is read.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bitmail_proto::v1 as pb;
+
+use crate::accounts::User;
+use crate::compose::address_of;
+use crate::error::ApiError;
+use crate::mailbox::{Attachment, AttachmentMeta, Folder, NewMail};
+use crate::routes::AppState;
+
+/// What became of one inbound message.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Inboxes it was stored in.
+    pub stored: usize,
+    /// Inboxes that already had it.
+    pub duplicates: usize,
+    /// Recipients that are not users of this server.
+    pub unknown: Vec<String>,
+}
+
+/// The recipients to deliver to, lowercased and without repeats: the envelope's, else
+/// the header's.
+fn recipients(mail: &pb::InboundMail) -> Vec<String> {
+    let listed: Vec<&String> = if mail.envelope_to.is_empty() {
+        mail.to.iter().chain(&mail.cc).collect()
+    } else {
+        mail.envelope_to.iter().collect()
+    };
+    let mut seen = BTreeSet::new();
+    listed
+        .into_iter()
+        .filter_map(|m| address_of(m).map(|a| a.to_ascii_lowercase()))
+        .filter(|a| seen.insert(a.clone()))
+        .collect()
+}
+
+/// The user an address belongs to, when it is one of this server's.
+async fn local_user(state: &AppState, address: &str) -> Result<Option<User>, ApiError> {
+    let Some((local_part, domain)) = address.rsplit_once('@') else { return Ok(None) };
+    if !domain.eq_ignore_ascii_case(&state.mail_domain) {
+        return Ok(None);
+    }
+    // `ada+news@` is ada's.
+    let name = local_part.split('+').next().unwrap_or(local_part).to_ascii_lowercase();
+    state.mailbox.user_named(&name).await
+}
+
+/// Stores `mail` in the inbox of each of its local recipients.
+pub async fn deliver(state: &AppState, mail: pb::InboundMail) -> Result<Delivered, ApiError> {
+    let mut delivered = Delivered::default();
+    let mut users: Vec<User> = Vec::new();
+    for address in recipients(&mail) {
+        match local_user(state, &address).await? {
+            Some(user) if !users.iter().any(|u| u.id == user.id) => users.push(user),
+            Some(_) => {}
+            None => delivered.unknown.push(address),
+        }
+    }
+    if users.is_empty() {
+        return Ok(delivered);
+    }
+    let mut extra = HashMap::from([("inbound_key".to_owned(), mail.dedupe_key.clone())]);
+    if !mail.message_id.is_empty() {
+        extra.insert("message_id".into(), mail.message_id.clone());
+    }
+    if !mail.reply_to.is_empty() {
+        extra.insert("reply_to".into(), serde_json::to_string(&mail.reply_to).unwrap_or_default());
+    }
+    if !mail.verdicts.is_empty() {
+        let verdicts: HashMap<&str, &str> = mail.verdicts.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
+        extra.insert("verdicts".into(), serde_json::to_string(&verdicts).unwrap_or_default());
+    }
+    let new = NewMail {
+        from: mail.from,
+        to: mail.to,
+        cc: mail.cc,
+        bcc: Vec::new(),
+        subject: mail.subject,
+        text: mail.text,
+        html: mail.html,
+        date_ms: mail.date_ms,
+        mta_id: None,
+        local_to: Vec::new(),
+        extra,
+    };
+    let attachments: Vec<Attachment> = mail
+        .attachments
+        .into_iter()
+        .map(|a| Attachment {
+            meta: AttachmentMeta {
+                size: a.content.len(),
+                filename: a.filename,
+                content_type: if a.content_type.is_empty() {
+                    "application/octet-stream".into()
+                } else {
+                    a.content_type
+                },
+                content_id: a.content_id,
+            },
+            content: a.content,
+        })
+        .collect();
+    for user in &users {
+        if state.mailbox.has_inbound(user, &mail.dedupe_key).await? {
+            delivered.duplicates += 1;
+            continue;
+        }
+        state.mailbox.store(user, Folder::Inbox, &new, &attachments).await?;
+        delivered.stored += 1;
+    }
+    Ok(delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_decides_and_repeats_go() {
+        let mut mail = pb::InboundMail {
+            envelope_to: vec!["Ada@Example.org".into(), "ada@example.org".into()],
+            to: vec!["Someone <list@example.org>".into()],
+            ..Default::default()
+        };
+        assert_eq!(recipients(&mail), ["ada@example.org"]);
+        mail.envelope_to.clear();
+        mail.cc = vec!["bob@example.org".into(), "not an address".into()];
+        assert_eq!(recipients(&mail), ["list@example.org", "bob@example.org"]);
+    }
+}
