@@ -37,6 +37,7 @@
 //! base_url = "https://api.sendgrid.com"
 //! api_key = { env = "SENDGRID_API_KEY" }
 //! webhook_public_key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE..."   # Event Webhook verification key
+//! inbound_password = { env = "SENDGRID_INBOUND_PASSWORD" }  # Basic auth of the Inbound Parse URL
 //! weight = 1                     # its share under scheduler = "weighted"
 //! # Optional, for every kind: attempts in flight at once, attempts started per second,
 //! # and the largest message (the provider's own documented limit applies too).
@@ -48,7 +49,7 @@
 //! base_url = "https://api.eu.mailgun.net"   # default https://api.mailgun.net
 //! domain = "mg.example.org"
 //! api_key = { env = "MAILGUN_API_KEY" }
-//! webhook_signing_key = { env = "MAILGUN_WEBHOOK_KEY" }
+//! webhook_signing_key = { env = "MAILGUN_WEBHOOK_KEY" }   # event webhooks and route forwards
 //!
 //! [[providers]]
 //! name = "relay"
@@ -67,6 +68,8 @@
 //! # session_token = { env = "AWS_SESSION_TOKEN" }   # temporary credentials only
 //! # endpoint_url = "http://127.0.0.1:5000"          # an emulator instead of email.{region}.amazonaws.com
 //! # configuration_set = "bitmail"                    # where SES sends this provider's events
+//! # SNS topics whose notifications are taken (events and received mail); none: refused
+//! # sns_topics = ["arn:aws:sns:eu-west-1:123456789012:bitmail"]
 //! timeout_ms = 15000     # the whole attempt: the SDK's own retries and back-offs included
 //! max_attempts = 2       # tries the SDK makes within that budget (1 = none of its own)
 //! ```
@@ -231,6 +234,10 @@ pub struct SendGridConfig {
     /// The Event Webhook's verification key (base64 DER public key, as SendGrid shows
     /// it); without it, this provider's webhooks are refused.
     pub webhook_public_key: Option<String>,
+    /// The password of the HTTP Basic auth written into the Inbound Parse URL
+    /// (`https://bitmail:PASSWORD@host/webhooks/NAME/inbound`): Inbound Parse signs
+    /// nothing, so without it received mail from SendGrid is refused.
+    pub inbound_password: Option<Secret>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_timeout_ms")]
@@ -310,6 +317,16 @@ pub struct SesConfig {
     pub endpoint_url: Option<String>,
     /// The SES configuration set whose event destinations get this provider's events.
     pub configuration_set: Option<String>,
+    /// The SNS topic ARNs whose notifications (SES events, received mail) are taken;
+    /// messages from any other topic are refused, and with none, all are.
+    #[serde(default)]
+    pub sns_topics: Vec<String>,
+    /// Hosts that signing certificates and subscription URLs may come from. Empty: only
+    /// Amazon's `sns.<region>.amazonaws.com`. For tests and private clouds.
+    #[serde(default)]
+    pub sns_cert_hosts: Vec<String>,
+    /// More trusted root certificates (PEM) for fetching SNS signing certificates.
+    pub sns_ca_file: Option<PathBuf>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// The whole attempt, the SDK's own retries and the back-off between them included
@@ -564,6 +581,25 @@ impl Validate for Config {
                     }
                     if !(1..=10).contains(&c.max_attempts) {
                         problems.push(format!("{at}.max_attempts: from 1 to 10"));
+                    }
+                    for (j, topic) in c.sns_topics.iter().enumerate() {
+                        let parts: Vec<&str> = topic.split(':').collect();
+                        if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" || parts[5].is_empty() {
+                            problems.push(format!(
+                                "{at}.sns_topics[{j}]: `{topic}` is not an SNS topic ARN such as \
+                                 arn:aws:sns:eu-west-1:123456789012:bitmail"
+                            ));
+                        }
+                    }
+                    for (j, host) in c.sns_cert_hosts.iter().enumerate() {
+                        if host.is_empty() || host.contains(['/', '@', ' ']) {
+                            problems.push(format!("{at}.sns_cert_hosts[{j}]: `{host}` is not a host name (host or host:port)"));
+                        }
+                    }
+                    if let Some(ca) = &c.sns_ca_file
+                        && !ca.is_file()
+                    {
+                        problems.push(format!("{at}.sns_ca_file: {} is not a readable file", ca.display()));
                     }
                 }
                 ProviderConfig::Mailgun(c) => {

@@ -228,16 +228,30 @@ fn webhooks(config: &Config) -> Result<HashMap<String, Webhook>, BoxError> {
     let mut out = HashMap::new();
     for p in &config.providers {
         let webhook = match p {
-            ProviderConfig::Sendgrid(c) => match &c.webhook_public_key {
-                Some(key) => Webhook::SendGrid(crate::events::sendgrid::Verifier::new(key)?),
-                None => continue,
-            },
+            ProviderConfig::Sendgrid(c) if c.webhook_public_key.is_some() || c.inbound_password.is_some() => {
+                Webhook::SendGrid {
+                    events: c.webhook_public_key.as_deref().map(crate::events::sendgrid::Verifier::new).transpose()?,
+                    inbound_password: c.inbound_password.clone(),
+                }
+            }
             ProviderConfig::Mailgun(c) => match &c.webhook_signing_key {
                 Some(key) => Webhook::Mailgun(crate::events::mailgun::Verifier::new(key.expose())),
                 None => continue,
             },
-            // SES reports events through SNS, which BitMail does not take yet.
-            ProviderConfig::Smtp(_) | ProviderConfig::Ses(_) => continue,
+            ProviderConfig::Ses(c) if !c.sns_topics.is_empty() => {
+                let extra_roots_pem = match &c.sns_ca_file {
+                    Some(path) => Some(
+                        std::fs::read(path).map_err(|e| format!("{}.sns_ca_file {}: {e}", c.name, path.display()))?,
+                    ),
+                    None => None,
+                };
+                Webhook::Ses(crate::events::sns::Verifier::new(crate::events::sns::SnsSettings {
+                    topics: c.sns_topics.clone(),
+                    cert_hosts: c.sns_cert_hosts.clone(),
+                    extra_roots_pem,
+                })?)
+            }
+            _ => continue,
         };
         out.insert(p.name().to_owned(), webhook);
     }

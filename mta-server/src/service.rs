@@ -11,7 +11,7 @@ use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use crate::events::Webhook;
+use crate::events::{Batch, Received, Webhook};
 use crate::health::{Circuit, Health};
 use crate::message::{Limits, validate};
 use crate::spool::record::{self, AttemptOutcome, State, SuppressionRecord};
@@ -110,9 +110,10 @@ impl MtaService {
 
     /// The tonic server, accepting requests a little over the message limit so that an
     /// oversized body gets a clear INVALID_ARGUMENT naming the field rather than a
-    /// transport error.
+    /// transport error, and webhook requests carrying received mail.
     pub fn into_server(self) -> MtaServer<Self> {
-        let max = self.limits.max_message_bytes.saturating_add(256 * 1024);
+        // Inbound mail webhooks forwarded by the edge may be larger than outgoing mail.
+        let max = self.limits.max_message_bytes.max(crate::inbound::MAX_REQUEST_BYTES).saturating_add(256 * 1024);
         MtaServer::new(self).max_decoding_message_size(max)
     }
 }
@@ -358,10 +359,11 @@ impl pb::mta_server::Mta for MtaService {
                 format!("no provider {:?} with a webhook key configured", request.provider),
             )));
         };
+        let kind = pb::WebhookKind::try_from(request.kind).unwrap_or(pb::WebhookKind::Events);
         let headers: Vec<(String, String)> = request.headers.into_iter().map(|h| (h.name, h.value)).collect();
         let now = record::now_ms();
-        let batch = match webhook.receive(&request.provider, &headers, &request.body, now) {
-            Ok(batch) => batch,
+        let received = match webhook.receive(&request.provider, kind, &headers, &request.body, now).await {
+            Ok(received) => received,
             Err(refused) => {
                 let status = refused.http_status().to_string();
                 self.metrics.count(
@@ -372,6 +374,35 @@ impl pb::mta_server::Mta for MtaService {
                 );
                 warn!(provider = %request.provider, reason = %refused, "webhook refused; nothing stored");
                 return Ok(Response::new(answer(refused.http_status(), refused.to_string())));
+            }
+        };
+        let batch = match received {
+            Received::Events(batch) => batch,
+            Received::Nothing(why) => {
+                info!(provider = %request.provider, "webhook: {why}");
+                return Ok(Response::new(answer(200, why)));
+            }
+            Received::Mail { mail, nonce, unknown_recipients_status } => {
+                if nonce.is_some() {
+                    let seen = self.spool.record_events(Batch { events: vec![], nonce }, self.suppression, now).await?;
+                    if seen.replay {
+                        warn!(provider = %request.provider, "inbound mail with a token used before for another message; refused as a replay");
+                        return Ok(Response::new(answer(401, "signature: this token was used before (a replay)".into())));
+                    }
+                }
+                self.metrics.count(
+                    "bitmail_mta_inbound_total",
+                    "Received mail verified and parsed, by provider.",
+                    &[("provider", &request.provider)],
+                    1,
+                );
+                info!(provider = %request.provider, key = %mail.dedupe_key, attachments = mail.attachments.len(), "inbound mail verified");
+                return Ok(Response::new(pb::WebhookResponse {
+                    http_status: 200,
+                    mail: Some(*mail),
+                    unknown_recipients_status,
+                    ..Default::default()
+                }));
             }
         };
         let stored = self.spool.record_events(batch, self.suppression, now).await?;
@@ -394,9 +425,9 @@ impl pb::mta_server::Mta for MtaService {
         info!(provider = %request.provider, stored = stored.stored, duplicates = stored.duplicates, unknown = stored.unknown, "webhook events");
         Ok(Response::new(pb::WebhookResponse {
             http_status: 200,
-            message: String::new(),
             stored: stored.stored,
             duplicates: stored.duplicates,
+            ..Default::default()
         }))
     }
 

@@ -37,7 +37,7 @@ impl Verifier {
         let data = value.get("event-data").ok_or_else(|| Refused::Malformed("`event-data` is missing".into()))?;
         let event = normalize(provider, data);
         let event_id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-        Ok(Batch { events: event.into_iter().collect(), nonce: Some((token, event_id)) })
+        Ok(Batch { events: event.into_iter().collect(), nonce: Some((format!("{provider}:{token}"), event_id)) })
     }
 }
 

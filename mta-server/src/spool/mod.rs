@@ -616,8 +616,8 @@ impl Writer {
                     Op::Events { batch, rules, now_ms, reply } => {
                         let mut result = Stored::default();
                         if let Some((token, event_id)) = &batch.nonce {
-                            let provider = batch.events.first().map_or("", |e| e.record.provider.as_str());
-                            let key = format!("tok:{provider}:{token}");
+                            // The token is scoped by its provider (`mailgun:TOKEN`).
+                            let key = format!("tok:{token}");
                             let earlier = seen.get(key.as_str())?.map(|v| v.value().0.to_owned());
                             match earlier {
                                 Some(earlier) if earlier != *event_id => {

@@ -43,6 +43,7 @@ pub fn sendgrid(name: &str, fake: &FakeSendGrid, timeout: Duration) -> ProviderC
         api_key: Secret::new(KEY),
         sandbox: false,
         webhook_public_key: None,
+        inbound_password: None,
         connect_timeout_ms: 1000,
         timeout_ms: timeout.as_millis() as u64,
         weight: 1,
