@@ -75,6 +75,7 @@ fn sendgrid_webhook(key: &EcdsaKeyPair, timestamp: u64, body: &[u8]) -> pb::Webh
             pb::Header { name: "X-Twilio-Email-Event-Webhook-Timestamp".into(), value: timestamp.to_string() },
         ],
         body: body.to_vec(),
+        kind: pb::WebhookKind::Events as i32,
     }
 }
 
@@ -86,7 +87,7 @@ fn mailgun_webhook(signing_key: &str, timestamp: u64, token: &str, event: serde_
         "signature": { "timestamp": timestamp.to_string(), "token": token, "signature": hex },
         "event-data": event,
     });
-    pb::WebhookRequest { provider: "mailgun".into(), headers: vec![], body: body.to_string().into_bytes() }
+    pb::WebhookRequest { provider: "mailgun".into(), body: body.to_string().into_bytes(), ..Default::default() }
 }
 
 async fn sent(mta: &mut Mta, to: &str) -> String {

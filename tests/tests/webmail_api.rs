@@ -10,47 +10,9 @@ use std::time::Duration;
 
 use bitmail_proto::v1 as pb;
 use bitmail_tests::sendgrid::FakeSendGrid;
-use common::{Cluster, sendgrid, sign_in};
+use common::{Cluster, Session, sendgrid, sign_in};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-struct Session {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-impl Session {
-    async fn new(cluster: &Cluster, name: &str) -> Session {
-        let (http, base) = cluster.https_client();
-        let (cookie, csrf) = sign_in(&http, &base, name, "a long password").await;
-        Session { http, base, cookie, csrf }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .header("x-csrf-token", &self.csrf);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    async fn send(&self, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, "/api/messages", Some(body)).await
-    }
-}
 
 #[tokio::test]
 async fn local_mail_is_delivered_read_marked_and_deleted_by_its_owner_only() {

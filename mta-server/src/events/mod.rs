@@ -144,7 +144,9 @@ impl Webhook {
             (Webhook::Mailgun(v), WebhookKind::Events) => v.receive(provider, body, now_ms).map(Received::Events),
             (Webhook::Mailgun(v), WebhookKind::Inbound) => {
                 let (mail, token) = crate::inbound::mailgun::parse(v, headers, body, now_ms)?;
-                let nonce = Some((format!("{provider}:{token}"), format!("inbound:{}", mail.dedupe_key)));
+                // The token signs one message: used again for another, it is a replay.
+                let signed = if mail.message_id.is_empty() { &mail.dedupe_key } else { &mail.message_id };
+                let nonce = Some((format!("{provider}:{token}"), format!("inbound:{signed}")));
                 // 406: Mailgun takes the refusal and does not retry.
                 Ok(Received::Mail { mail: Box::new(mail), nonce, unknown_recipients_status: 406 })
             }

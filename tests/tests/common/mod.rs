@@ -235,3 +235,42 @@ pub async fn settled(mta: &mut MtaClient<Channel>, id: &str, timeout: Duration) 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A signed-in webmail user: requests carry the session cookie and the CSRF token.
+pub struct Session {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Session {
+    pub async fn new(cluster: &Cluster, name: &str) -> Session {
+        let (http, base) = cluster.https_client();
+        let (cookie, csrf) = sign_in(&http, &base, name, "a long password").await;
+        Session { http, base, cookie, csrf }
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn send(&self, body: serde_json::Value) -> (reqwest::StatusCode, serde_json::Value) {
+        self.call(reqwest::Method::POST, "/api/messages", Some(body)).await
+    }
+}

@@ -1,0 +1,295 @@
+//! Received mail through each provider's inbound webhook, end to end: the test posts to
+//! client-api what the provider would post (signed or authenticated the way it does it,
+//! with keys the test made), and reads the result as the recipient does, through the
+//! webmail's JSON API. Covered: SendGrid Inbound Parse (raw and parsed), Mailgun route
+//! forwards (fields and `body-mime`), SES `Received` through SNS (signature versions 1
+//! and 2, subscription confirmation); stored once when delivered twice; attachments and
+//! inline images; unknown recipients refused the way each provider understands; bad or
+//! missing credentials, stale signatures, other topics, malformed and oversized bodies
+//! refused with nothing stored.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::hmac;
+use base64::prelude::*;
+use bitmail_runtime::config::Secret;
+use bitmail_tests::mailgun::FakeMailgun;
+use bitmail_tests::sendgrid::FakeSendGrid;
+use common::{Cluster, Session, mailgun, sendgrid};
+use mta_server::config::ProviderConfig;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const MAILGUN_KEY: &str = "mailgun-webhook-signing-key";
+const INBOUND_PASSWORD: &str = "inbound-parse-password";
+/// The edge's limit for one inbound request in this test.
+const MAX_INBOUND: usize = 512 * 1024;
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+struct Setup {
+    cluster: Cluster,
+    http: reqwest::Client,
+    base: String,
+    ada: Session,
+    bob: Session,
+    _fakes: (FakeSendGrid, FakeMailgun),
+}
+
+async fn setup() -> Setup {
+    let sg = FakeSendGrid::start(common::KEY).await.unwrap();
+    let mg = FakeMailgun::start(common::KEY).await.unwrap();
+    let t = Duration::from_secs(5);
+    let mut sg_config = sendgrid("sendgrid", &sg, t);
+    if let ProviderConfig::Sendgrid(c) = &mut sg_config {
+        c.inbound_password = Some(Secret::new(INBOUND_PASSWORD));
+    }
+    let mut mg_config = mailgun("mailgun", &mg, t);
+    if let ProviderConfig::Mailgun(c) = &mut mg_config {
+        c.webhook_signing_key = Some(Secret::new(MAILGUN_KEY));
+    }
+    let cluster =
+        Cluster::start_full(vec![sg_config, mg_config], true, |_| {}, |c| c.max_inbound_bytes = MAX_INBOUND).await;
+    let ada = Session::new(&cluster, "ada").await;
+    let bob = Session::new(&cluster, "bob").await;
+    let (http, base) = cluster.https_client();
+    Setup { cluster, http, base, ada, bob, _fakes: (sg, mg) }
+}
+
+/// A MIME message with an attachment and an inline image, as a mail client sends it.
+fn mime_message(subject: &str, to: &str) -> String {
+    let png = BASE64_STANDARD.encode(b"\x89PNG\r\n\x1a\nnot really a picture");
+    let pdf = BASE64_STANDARD.encode(b"%PDF-1.4 the report");
+    format!(
+        "From: Carol Danvers <carol@example.net>\r\nTo: {to}\r\nSubject: {subject}\r\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m1-{subject_id}@example.net>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n\
+         --outer\r\nContent-Type: multipart/related; boundary=\"rel\"\r\n\r\n\
+         --rel\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n\
+         --alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the logo and the report.\r\n\
+         --alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <p>See the <b>logo</b>: <img src=\"cid:logo@example.net\"><script>alert(1)</script></p>\r\n\
+         --alt--\r\n\
+         --rel\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\nContent-ID: <logo@example.net>\r\n\
+         Content-Disposition: inline; filename=\"logo.png\"\r\n\r\n{png}\r\n--rel--\r\n\
+         --outer\r\nContent-Type: application/pdf; name=\"report.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"report.pdf\"\r\n\r\n{pdf}\r\n--outer--\r\n",
+        subject_id = subject.replace(' ', "-"),
+    )
+}
+
+fn form(fields: &[(&str, &str)]) -> reqwest::multipart::Form {
+    fields.iter().fold(reqwest::multipart::Form::new(), |f, (k, v)| f.text(k.to_string(), v.to_string()))
+}
+
+impl Setup {
+    async fn post(&self, request: reqwest::RequestBuilder) -> (StatusCode, String) {
+        let response = request.send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn sendgrid(&self, form: reqwest::multipart::Form, password: Option<&str>) -> (StatusCode, String) {
+        let mut request = self.http.post(self.url("/webhooks/sendgrid/inbound")).multipart(form);
+        if let Some(password) = password {
+            request = request.basic_auth("bitmail", Some(password));
+        }
+        self.post(request).await
+    }
+
+    async fn mailgun(&self, fields: Vec<(String, String)>) -> (StatusCode, String) {
+        let request = self.http.post(self.url("/webhooks/mailgun/inbound")).form(&fields);
+        self.post(request).await
+    }
+}
+
+/// Mailgun's signature fields over `timestamp` + `token`.
+fn mailgun_signed(timestamp: u64, token: &str, key: &str) -> Vec<(String, String)> {
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key.as_bytes()), format!("{timestamp}{token}").as_bytes());
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    vec![("timestamp".into(), timestamp.to_string()), ("token".into(), token.into()), ("signature".into(), hex)]
+}
+
+async fn inbox(user: &Session) -> Value {
+    let (status, inbox) = user.get("/api/folders/inbox").await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    inbox
+}
+
+#[tokio::test]
+async fn sendgrid_inbound_parse_raw_mode_lands_once_with_attachments_and_inline_images() {
+    let s = setup().await;
+    let raw = mime_message("Quarterly report", "Ada <ada@bitmail.test>");
+    let fields = || {
+        form(&[
+            ("email", &raw),
+            ("envelope", r#"{"to":["ada@bitmail.test"],"from":"carol@example.net"}"#),
+            ("spam_score", "0.1"),
+            ("SPF", "pass"),
+        ])
+    };
+    let (status, text) = s.sendgrid(fields(), Some(INBOUND_PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // SendGrid delivers again when an answer is lost: still one message.
+    let (status, text) = s.sendgrid(fields(), Some(INBOUND_PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("already there in 1"), "{text}");
+
+    let inbox = inbox(&s.ada).await;
+    assert_eq!(inbox["total"], 1, "{inbox}");
+    assert_eq!(inbox["unread"], 1);
+    let listed = &inbox["messages"][0];
+    assert_eq!(listed["subject"], "Quarterly report");
+    assert!(listed["from"].as_str().unwrap().contains("carol@example.net"), "{listed}");
+    assert_eq!(listed["attachments"], 2);
+    let id = listed["id"].as_str().unwrap();
+
+    let (status, mail) = s.ada.get(&format!("/api/mail/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mail["text"].as_str().unwrap().trim(), "See the logo and the report.");
+    let html = mail["html"].as_str().unwrap();
+    assert!(!html.contains("<script"), "{html}");
+    let attachments = mail["attachments"].as_array().unwrap();
+    let logo = attachments.iter().find(|a| a["filename"] == "logo.png").expect("the inline image");
+    assert_eq!(logo["inline"], true);
+    let logo_url = format!("/api/mail/{id}/attachments/{}", logo["index"]);
+    assert!(html.contains(&format!("src=\"{logo_url}\"")), "the inline image shows from here: {html}");
+    let report = attachments.iter().find(|a| a["filename"] == "report.pdf").expect("the attachment");
+    assert_eq!(report["content_type"], "application/pdf");
+    let response = s
+        .http
+        .get(s.url(&format!("/api/mail/{id}/attachments/{}", report["index"])))
+        .header("cookie", &s.ada.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"%PDF-1.4 the report");
+    // Nobody else got it.
+    assert_eq!(inbox(&s.bob).await["total"], 0);
+}
+
+#[tokio::test]
+async fn sendgrid_parsed_mode_and_its_refusals() {
+    let s = setup().await;
+    let parsed = || {
+        form(&[
+            ("headers", "Message-ID: <parsed-1@example.net>\nDate: Mon, 23 Nov 2026 10:00:00 +0000\n"),
+            ("from", "Carol <carol@example.net>"),
+            ("to", "bob@bitmail.test"),
+            ("subject", "Parsed mode"),
+            ("text", "Plain words"),
+            ("html", "<p>Plain <i>words</i></p>"),
+            ("envelope", r#"{"to":["bob@bitmail.test"],"from":"carol@example.net"}"#),
+            ("charsets", r#"{"to":"UTF-8","from":"UTF-8","subject":"UTF-8","text":"UTF-8","html":"UTF-8"}"#),
+            ("attachments", "0"),
+        ])
+    };
+    // Without the password, or with a wrong one: refused, nothing stored.
+    assert_eq!(s.sendgrid(parsed(), None).await.0, StatusCode::UNAUTHORIZED);
+    let (status, text) = s.sendgrid(parsed(), Some("guess")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!text.contains(INBOUND_PASSWORD) && !text.contains("guess"), "{text}");
+    assert_eq!(inbox(&s.bob).await["total"], 0);
+
+    let (status, text) = s.sendgrid(parsed(), Some(INBOUND_PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let inbox = inbox(&s.bob).await;
+    assert_eq!(inbox["total"], 1);
+    assert_eq!(inbox["messages"][0]["subject"], "Parsed mode");
+
+    // Mail for nobody here: taken (SendGrid would retry anything else for days), stored nowhere.
+    let nobody = form(&[
+        ("email", &mime_message("Lost", "nobody@bitmail.test")),
+        ("envelope", r#"{"to":["nobody@bitmail.test"],"from":"carol@example.net"}"#),
+    ]);
+    let (status, text) = s.sendgrid(nobody, Some(INBOUND_PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("no such recipient here: nobody@bitmail.test"), "{text}");
+
+    // A body that is not the multipart it says it is.
+    let broken = s
+        .http
+        .post(s.url("/webhooks/sendgrid/inbound"))
+        .basic_auth("bitmail", Some(INBOUND_PASSWORD))
+        .header("content-type", "multipart/form-data; boundary=xyz")
+        .body("--xyz\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\nunterminated");
+    assert_eq!(s.post(broken).await.0, StatusCode::BAD_REQUEST);
+    // Over the edge's limit: 413 before anything is forwarded.
+    let huge = form(&[("email", &"x".repeat(MAX_INBOUND + 1))]);
+    assert_eq!(s.sendgrid(huge, Some(INBOUND_PASSWORD)).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(s.ada.get("/api/folders/inbox").await.1["total"], 0);
+}
+
+#[tokio::test]
+async fn mailgun_route_forwards_are_verified_and_unknown_recipients_get_406() {
+    let s = setup().await;
+    let ts = now_secs();
+    let parsed = |token: &str, recipient: &str| {
+        let mut fields = mailgun_signed(ts, token, MAILGUN_KEY);
+        fields.extend(
+            [
+                ("recipient", recipient),
+                ("sender", "carol@example.net"),
+                ("from", "Carol <carol@example.net>"),
+                ("subject", "Through a route"),
+                ("body-plain", "Routed words"),
+                ("body-html", "<p>Routed words</p>"),
+                ("message-headers", r#"[["Message-Id","<route-1@example.net>"],["X-Mailgun-Sflag","No"]]"#),
+                ("attachment-count", "0"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        fields
+    };
+    let (status, text) = s.mailgun(parsed("token-1", "bob@bitmail.test")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // The same forward again (Mailgun retrying): stored once.
+    let (status, _) = s.mailgun(parsed("token-1", "bob@bitmail.test")).await;
+    assert_eq!(status, StatusCode::OK);
+    let inbox = inbox(&s.bob).await;
+    assert_eq!(inbox["total"], 1, "{inbox}");
+    assert_eq!(inbox["messages"][0]["subject"], "Through a route");
+
+    // body-mime mode, with its attachments.
+    let mut mime = mailgun_signed(ts, "token-2", MAILGUN_KEY);
+    mime.extend([
+        ("recipient".to_owned(), "ada@bitmail.test".to_owned()),
+        ("sender".to_owned(), "carol@example.net".to_owned()),
+        ("body-mime".to_owned(), mime_message("Raw through a route", "ada@bitmail.test")),
+    ]);
+    let (status, text) = s.mailgun(mime).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let ada = inbox(&s.ada).await;
+    assert_eq!(ada["messages"][0]["subject"], "Raw through a route");
+    assert_eq!(ada["messages"][0]["attachments"], 2);
+
+    // Nobody here: 406, which Mailgun takes as a refusal without retrying.
+    let (status, text) = s.mailgun(parsed("token-3", "nobody@bitmail.test")).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE, "{text}");
+
+    // A wrong key, a stale timestamp, a token reused for another message: 401, nothing stored.
+    let mut forged = parsed("token-4", "bob@bitmail.test");
+    forged.splice(0..3, mailgun_signed(ts, "token-4", "another key"));
+    assert_eq!(s.mailgun(forged).await.0, StatusCode::UNAUTHORIZED);
+    let mut stale = parsed("token-5", "bob@bitmail.test");
+    stale.splice(0..3, mailgun_signed(ts - 3600, "token-5", MAILGUN_KEY));
+    assert_eq!(s.mailgun(stale).await.0, StatusCode::UNAUTHORIZED);
+    let mut replay = parsed("token-1", "bob@bitmail.test");
+    for (k, v) in &mut replay {
+        if k == "message-headers" {
+            *v = r#"[["Message-Id","<another@example.net>"]]"#.into();
+        }
+    }
+    let (status, text) = s.mailgun(replay).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert_eq!(inbox(&s.bob).await["total"], 1);
+    drop(s.cluster);
+}
