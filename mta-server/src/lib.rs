@@ -21,6 +21,7 @@ pub mod config;
 pub mod delivery;
 pub mod events;
 pub mod health;
+pub mod inbound;
 pub mod limits;
 pub mod manual;
 pub mod message;
