@@ -156,7 +156,7 @@ mod tests {
     use aws_lc_rs::hmac;
     use serde_json::json;
 
-    use super::super::testing::{headers, multipart};
+    use super::super::testing::{Part, headers, multipart};
     use super::*;
 
     const KEY: &str = "key-signing-0123456789";
@@ -242,8 +242,7 @@ mod tests {
         let png = [0x89u8, b'P', b'N', b'G', 0, 0xff];
         let fields = parsed_fields();
         let cid_map = json!({"<logo@example.com>": "attachment-2"}).to_string();
-        let mut parts: Vec<(&str, Option<&str>, Option<&str>, &[u8])> =
-            fields.iter().map(|(n, v)| (n.as_str(), None, None, v.as_bytes())).collect();
+        let mut parts: Vec<Part<'_>> = fields.iter().map(|(n, v)| (n.as_str(), None, None, v.as_bytes())).collect();
         parts.push(("attachment-count", None, None, b"2"));
         parts.push(("content-id-map", None, None, cid_map.as_bytes()));
         parts.push(("attachment-2", Some("logo.png"), Some("image/png"), &png));
@@ -305,8 +304,7 @@ mod tests {
     #[test]
     fn malformed_forms_are_refused() {
         let fields = parsed_fields();
-        let parts: Vec<(&str, Option<&str>, Option<&str>, &[u8])> =
-            fields.iter().map(|(n, v)| (n.as_str(), None, None, v.as_bytes())).collect();
+        let parts: Vec<Part<'_>> = fields.iter().map(|(n, v)| (n.as_str(), None, None, v.as_bytes())).collect();
         let body = multipart("mgBoundary", &parts);
         let verifier = Verifier::new(KEY);
         let wrong_boundary = parse(&verifier, &headers("multipart/form-data; boundary=nope"), &body, NOW_MS);

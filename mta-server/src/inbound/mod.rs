@@ -214,8 +214,11 @@ fn ready<F: Future>(future: F) -> Option<F::Output> {
 pub(crate) mod testing {
     //! Form bodies for the tests, built as the providers send them.
 
-    /// A `multipart/form-data` body: `(name, filename, content type, data)` per part.
-    pub fn multipart(boundary: &str, parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> Vec<u8> {
+    /// One form part: name, file name, content type, data.
+    pub type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+    /// A `multipart/form-data` body.
+    pub fn multipart(boundary: &str, parts: &[Part<'_>]) -> Vec<u8> {
         let mut body = Vec::new();
         for (name, filename, content_type, data) in parts {
             body.extend_from_slice(
