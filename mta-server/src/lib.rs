@@ -12,6 +12,9 @@
 //! - [`delivery`]: the dispatcher and delivery rounds over the spool;
 //! - [`health`]: a circuit breaker per provider, operator pauses, live figures;
 //! - [`limits`]: per-provider in-flight, rate and size limits;
+//! - [`events`]: delivery events from the providers' webhooks;
+//! - [`inbound`]: inbound mail from the providers' inbound webhooks, parsed into one
+//!   `InboundMail`;
 //! - [`service`]: the gRPC `bitmail.v1.Mta` service;
 //! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown;
 //! - [`manual`]: the operator's provider check (`cargo xtask test-manual`), straight
@@ -21,6 +24,7 @@ pub mod config;
 pub mod delivery;
 pub mod events;
 pub mod health;
+pub mod inbound;
 pub mod limits;
 pub mod manual;
 pub mod message;

@@ -29,15 +29,23 @@ impl Verifier {
                 .ok_or_else(|| Refused::Unauthorized(format!("`signature.{name}` is missing")))
         };
         let (timestamp, token, hex) = (field("timestamp")?, field("token")?, field("signature")?);
-        let tag = decode_hex(&hex).ok_or_else(|| Refused::Unauthorized("`signature.signature` is not hex".into()))?;
-        hmac::verify(&self.key, format!("{timestamp}{token}").as_bytes(), &tag)
-            .map_err(|_| Refused::Unauthorized("the signature does not match".into()))?;
-        fresh(&timestamp, now_ms)?;
+        self.verify(&timestamp, &token, &hex, now_ms)?;
 
         let data = value.get("event-data").ok_or_else(|| Refused::Malformed("`event-data` is missing".into()))?;
         let event = normalize(provider, data);
         let event_id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
         Ok(Batch { events: event.into_iter().collect(), nonce: Some((format!("{provider}:{token}"), event_id)) })
+    }
+
+    /// Checks a Mailgun signature: `signature` is the lowercase hex HMAC-SHA256 of
+    /// `timestamp` followed by `token`, and `timestamp` is within
+    /// [`MAX_SKEW`](super::MAX_SKEW) of `now_ms`. Used by event webhooks and by inbound
+    /// route forwards alike. The token's single use is the caller's to enforce.
+    pub fn verify(&self, timestamp: &str, token: &str, signature: &str, now_ms: u64) -> Result<(), Refused> {
+        let tag = decode_hex(signature).ok_or_else(|| Refused::Unauthorized("`signature` is not hex".into()))?;
+        hmac::verify(&self.key, format!("{timestamp}{token}").as_bytes(), &tag)
+            .map_err(|_| Refused::Unauthorized("the signature does not match".into()))?;
+        fresh(timestamp, now_ms)
     }
 }
 

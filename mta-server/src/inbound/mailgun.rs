@@ -1,0 +1,320 @@
+//! Mailgun route forwards (`forward("https://.../inbound")`): a form POST,
+//! `multipart/form-data` when it carries attachments, else
+//! `application/x-www-form-urlencoded`, signed like Mailgun's event webhooks with fields
+//! `timestamp`, `token` and `signature`.
+//!
+//! Fully parsed mode gives `recipient` (the envelope recipients, comma-separated), `sender`
+//! (the return path), `from`, `To`, `Cc`, `subject`, `body-plain`, `body-html`,
+//! `message-headers` (JSON list of `[name, value]`), files `attachment-1..N` and
+//! `content-id-map` (JSON `{"<cid>": "attachment-N"}`, the inline ones). A route URL ending
+//! in `mime` gets the whole message in `body-mime` instead of the body fields.
+
+use std::collections::{HashMap, HashSet};
+
+use bitmail_proto::v1::InboundMail;
+use mail_parser::decoders::html::html_to_text;
+use serde_json::Value;
+
+use super::mime::{address_list, addresses, date_ms, parse_header_block, parse_mime};
+use super::{Form, Refused, attachment, check_decoded_size, envelope_address, envelope_list, verdict};
+use crate::events::mailgun::Verifier;
+
+/// Mailgun's headers carrying its verdicts, and the names BitMail records them under.
+const VERDICTS: [(&str, &str); 4] = [
+    ("X-Mailgun-Sflag", "spam"),
+    ("X-Mailgun-Sscore", "spam_score"),
+    ("X-Mailgun-Spf", "spf"),
+    ("X-Mailgun-Dkim-Check-Result", "dkim"),
+];
+
+/// Verifies and parses one route forward received at `received_ms`. Returns the mail and
+/// Mailgun's `token`: single-use, the caller refuses a token seen before for other mail.
+/// The dedupe key is `mailgun:` + token.
+pub fn parse(
+    verifier: &Verifier,
+    headers: &[(String, String)],
+    body: &[u8],
+    received_ms: u64,
+) -> Result<(InboundMail, String), Refused> {
+    let form = Form::read(headers, body)?;
+    let signed = |name: &str| form.text(name).ok_or_else(|| Refused::Unauthorized(format!("`{name}` is missing")));
+    let (timestamp, token, signature) = (signed("timestamp")?, signed("token")?, signed("signature")?);
+    verifier.verify(&timestamp, &token, &signature, received_ms)?;
+
+    let mut mail = match form.get("body-mime") {
+        Some(mime) => parse_mime(&mime.data, received_ms)?,
+        None => parsed(&form, received_ms)?,
+    };
+    mail.dedupe_key = format!("mailgun:{token}");
+    mail.envelope_to = envelope_list(form.text("recipient").as_deref());
+    mail.envelope_from = envelope_address(&form.text("sender").unwrap_or_default());
+    if let Some(list) = form.text("message-headers") {
+        let header_pairs = pairs(&list)?;
+        mail.verdicts = VERDICTS
+            .iter()
+            .filter_map(|(header, name)| {
+                let (_, value) = header_pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(header))?;
+                verdict(name, value)
+            })
+            .collect();
+    }
+    Ok((mail, token))
+}
+
+/// The fully parsed mode.
+fn parsed(form: &Form, received_ms: u64) -> Result<InboundMail, Refused> {
+    let field = |name: &str| {
+        form.parts
+            .iter()
+            .find(|p| p.filename.is_none() && p.name.eq_ignore_ascii_case(name))
+            .map(|p| String::from_utf8_lossy(&p.data).into_owned())
+    };
+    let header_block = match field("message-headers") {
+        Some(list) => pairs(&list)?
+            .iter()
+            .map(|(name, value)| format!("{name}: {}\r\n", value.replace(['\r', '\n'], " ")))
+            .collect::<String>(),
+        None => String::new(),
+    };
+    let parsed_headers = parse_header_block(header_block.as_bytes());
+    let from_headers =
+        |pick: fn(&mail_parser::Message<'static>) -> Vec<String>| parsed_headers.as_ref().map(pick).unwrap_or_default();
+    let list = |name: &str, pick: fn(&mail_parser::Message<'static>) -> Vec<String>| match field(name) {
+        Some(value) if !value.trim().is_empty() => address_list(&value),
+        _ => from_headers(pick),
+    };
+
+    let html = field("body-html").unwrap_or_default();
+    let text = match field("body-plain") {
+        Some(text) if !text.is_empty() => text,
+        _ if !html.is_empty() => html_to_text(&html),
+        _ => String::new(),
+    };
+
+    let inline: HashMap<String, String> = match field("content-id-map") {
+        Some(map) if !map.trim().is_empty() => serde_json::from_str::<HashMap<String, String>>(&map)
+            .map_err(|e| Refused::Malformed(format!("`content-id-map` is not a JSON object of strings: {e}")))?
+            .into_iter()
+            .map(|(cid, part)| (part, cid))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    let mut files: Vec<(u32, &super::FormPart)> =
+        form.parts.iter().filter_map(|p| Some((p.name.strip_prefix("attachment-")?.parse().ok()?, p))).collect();
+    files.sort_by_key(|(n, _)| *n);
+    let mut seen = HashSet::new();
+    let attachments = files
+        .into_iter()
+        .map(|(n, p)| {
+            attachment(
+                p.filename.as_deref().unwrap_or_default(),
+                p.content_type.as_deref().unwrap_or_default(),
+                p.data.clone(),
+                inline.get(&p.name).map(String::as_str).unwrap_or_default(),
+                &format!("attachment-{n}"),
+                &mut seen,
+            )
+        })
+        .collect();
+
+    let mail = InboundMail {
+        from: list("from", |m| addresses(m.from())).into_iter().next().unwrap_or_default(),
+        to: list("To", |m| addresses(m.to())),
+        cc: list("Cc", |m| addresses(m.cc())),
+        reply_to: from_headers(|m| addresses(m.reply_to())),
+        subject: field("subject")
+            .or_else(|| parsed_headers.as_ref().and_then(|m| m.subject().map(str::to_owned)))
+            .unwrap_or_default(),
+        date_ms: parsed_headers.as_ref().and_then(date_ms).unwrap_or(received_ms),
+        message_id: parsed_headers.as_ref().and_then(|m| m.message_id()).unwrap_or_default().to_owned(),
+        text,
+        html,
+        attachments,
+        ..Default::default()
+    };
+    check_decoded_size(&mail)?;
+    Ok(mail)
+}
+
+/// `message-headers`: a JSON list of `[name, value]` pairs.
+fn pairs(list: &str) -> Result<Vec<(String, String)>, Refused> {
+    let malformed = || Refused::Malformed("`message-headers` is not a JSON list of [name, value] pairs".into());
+    let value: Value = serde_json::from_str(list).map_err(|_| malformed())?;
+    value
+        .as_array()
+        .ok_or_else(malformed)?
+        .iter()
+        .map(|pair| match pair.as_array().map(Vec::as_slice) {
+            Some([Value::String(name), Value::String(value)]) => Ok((name.clone(), value.clone())),
+            _ => Err(malformed()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::hmac;
+    use serde_json::json;
+
+    use super::super::testing::{Part, headers, multipart};
+    use super::*;
+
+    const KEY: &str = "key-signing-0123456789";
+    const NOW_MS: u64 = 1_790_000_000_000;
+    const TOKEN: &str = "9f1c0e2f8b6d4a0c9e3b7a5d1f2e4c6b8a0d2f4e6c8b0a1e3d";
+
+    fn sign(timestamp: &str, token: &str) -> String {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, KEY.as_bytes());
+        hmac::sign(&key, format!("{timestamp}{token}").as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn signature_fields(timestamp_secs: u64) -> Vec<(String, String)> {
+        let ts = timestamp_secs.to_string();
+        vec![("timestamp".into(), ts.clone()), ("token".into(), TOKEN.into()), ("signature".into(), sign(&ts, TOKEN))]
+    }
+
+    fn message_headers() -> String {
+        json!([
+            ["Received", "by mxa.mailgun.org"],
+            ["Message-Id", "<mg-1@example.com>"],
+            ["Date", "Tue, 01 Sep 2026 08:00:00 +0000"],
+            ["From", "Bob <bob@example.com>"],
+            ["To", "Info <info@bitmail.test>"],
+            ["Reply-To", "\"Bob (replies)\" <replies@example.com>"],
+            ["Subject", "Hello"],
+            ["X-Mailgun-Sflag", "No"],
+            ["X-Mailgun-Sscore", "0.3"],
+            ["X-Mailgun-Spf", "Pass"]
+        ])
+        .to_string()
+    }
+
+    fn urlencoded(fields: &[(String, String)]) -> Vec<u8> {
+        form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish().into_bytes()
+    }
+
+    fn parse_urlencoded(fields: &[(String, String)]) -> Result<(InboundMail, String), Refused> {
+        parse(&Verifier::new(KEY), &headers("application/x-www-form-urlencoded"), &urlencoded(fields), NOW_MS)
+    }
+
+    fn parsed_fields() -> Vec<(String, String)> {
+        let mut fields: Vec<(String, String)> = [
+            ("recipient", "Info@BitMail.test, sales@bitmail.test"),
+            ("sender", "Bounce+x@Example.com"),
+            ("from", "Bob <bob@example.com>"),
+            ("To", "Info <info@bitmail.test>, sales@bitmail.test"),
+            ("Cc", "\"Smith, Carol\" <carol@example.com>"),
+            ("subject", "Caf\u{e9} menu"),
+            ("body-plain", "Hi there\n"),
+            ("body-html", "<p>Hi there</p>"),
+            ("stripped-text", "Hi there"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+        fields.push(("message-headers".into(), message_headers()));
+        fields.extend(signature_fields(NOW_MS / 1000 - 30));
+        fields
+    }
+
+    #[test]
+    fn a_urlencoded_forward_is_parsed() {
+        let (mail, token) = parse_urlencoded(&parsed_fields()).unwrap();
+        assert_eq!(token, TOKEN);
+        assert_eq!(mail.dedupe_key, format!("mailgun:{TOKEN}"));
+        assert_eq!(mail.envelope_to, vec!["info@bitmail.test", "sales@bitmail.test"]);
+        assert_eq!(mail.envelope_from, "bounce+x@example.com");
+        assert_eq!(mail.from, "Bob <bob@example.com>");
+        assert_eq!(mail.to, vec!["Info <info@bitmail.test>", "sales@bitmail.test"]);
+        assert_eq!(mail.cc, vec!["\"Smith, Carol\" <carol@example.com>"]);
+        assert_eq!(mail.reply_to, vec!["\"Bob (replies)\" <replies@example.com>"]);
+        assert_eq!(mail.subject, "Café menu");
+        assert_eq!(mail.message_id, "mg-1@example.com");
+        assert_eq!(mail.date_ms, 1_788_249_600_000);
+        assert_eq!((mail.text.as_str(), mail.html.as_str()), ("Hi there\n", "<p>Hi there</p>"));
+        let verdicts: Vec<(&str, &str)> = mail.verdicts.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
+        assert_eq!(verdicts, [("spam", "no"), ("spam_score", "0.3"), ("spf", "pass")]);
+        assert!(mail.attachments.is_empty());
+    }
+
+    #[test]
+    fn a_multipart_forward_with_attachment_and_inline_image() {
+        let png = [0x89u8, b'P', b'N', b'G', 0, 0xff];
+        let fields = parsed_fields();
+        let cid_map = json!({"<logo@example.com>": "attachment-2"}).to_string();
+        let mut parts: Vec<Part<'_>> = fields.iter().map(|(n, v)| (n.as_str(), None, None, v.as_bytes())).collect();
+        parts.push(("attachment-count", None, None, b"2"));
+        parts.push(("content-id-map", None, None, cid_map.as_bytes()));
+        parts.push(("attachment-2", Some("logo.png"), Some("image/png"), &png));
+        parts.push(("attachment-1", Some("notes.txt"), Some("text/plain"), b"line 1\r\nline 2"));
+        let body = multipart("mgBoundary", &parts);
+        let (mail, _) =
+            parse(&Verifier::new(KEY), &headers("multipart/form-data; boundary=mgBoundary"), &body, NOW_MS).unwrap();
+        assert_eq!(mail.subject, "Café menu");
+        assert_eq!(mail.attachments.len(), 2);
+        let notes = &mail.attachments[0];
+        assert_eq!((notes.filename.as_str(), notes.content_type.as_str()), ("notes.txt", "text/plain"));
+        assert_eq!((notes.content.as_slice(), notes.content_id.as_str()), (&b"line 1\r\nline 2"[..], ""));
+        let logo = &mail.attachments[1];
+        assert_eq!((logo.filename.as_str(), logo.content_type.as_str()), ("logo.png", "image/png"));
+        assert_eq!((logo.content.as_slice(), logo.content_id.as_str()), (&png[..], "logo@example.com"));
+    }
+
+    #[test]
+    fn a_mime_forward_is_parsed_from_body_mime() {
+        let raw = "From: Bob <bob@example.com>\r\nTo: info@bitmail.test\r\nSubject: =?UTF-8?Q?R=C3=A9sum=C3=A9?=\r\n\
+                   Message-ID: <mime-1@example.com>\r\nContent-Type: text/plain\r\n\r\nIn MIME\r\n";
+        let mut fields: Vec<(String, String)> = vec![
+            ("recipient".into(), "info@bitmail.test".into()),
+            ("sender".into(), "bob@example.com".into()),
+            ("body-mime".into(), raw.into()),
+        ];
+        fields.extend(signature_fields(NOW_MS / 1000));
+        let (mail, token) = parse_urlencoded(&fields).unwrap();
+        assert_eq!(token, TOKEN);
+        assert_eq!((mail.subject.as_str(), mail.message_id.as_str()), ("Résumé", "mime-1@example.com"));
+        assert_eq!(mail.text.trim_end(), "In MIME");
+        assert_eq!(mail.envelope_to, vec!["info@bitmail.test"]);
+        assert_eq!(mail.envelope_from, "bob@example.com");
+        assert_eq!(mail.dedupe_key, format!("mailgun:{TOKEN}"));
+    }
+
+    #[test]
+    fn bad_missing_or_stale_signatures_are_unauthorized() {
+        let mut forged = parsed_fields();
+        forged.iter_mut().find(|(n, _)| n == "signature").unwrap().1 = sign("1", "other");
+        let e = parse_urlencoded(&forged).unwrap_err();
+        assert!(matches!(&e, Refused::Unauthorized(m) if m.contains("does not match")), "{e}");
+
+        let mut tampered = parsed_fields();
+        tampered.iter_mut().find(|(n, _)| n == "token").unwrap().1 = "another-token".into();
+        assert!(matches!(parse_urlencoded(&tampered), Err(Refused::Unauthorized(_))));
+
+        let unsigned: Vec<_> = parsed_fields().into_iter().filter(|(n, _)| n != "signature").collect();
+        assert!(matches!(parse_urlencoded(&unsigned), Err(Refused::Unauthorized(m)) if m.contains("signature")));
+
+        let mut stale: Vec<_> = parsed_fields()
+            .into_iter()
+            .filter(|(n, _)| !["timestamp", "token", "signature"].contains(&n.as_str()))
+            .collect();
+        stale.extend(signature_fields(NOW_MS / 1000 - 3600));
+        assert!(matches!(parse_urlencoded(&stale), Err(Refused::Unauthorized(m)) if m.contains("from now")));
+    }
+
+    #[test]
+    fn malformed_forms_are_refused() {
+        let fields = parsed_fields();
+        let parts: Vec<Part<'_>> = fields.iter().map(|(n, v)| (n.as_str(), None, None, v.as_bytes())).collect();
+        let body = multipart("mgBoundary", &parts);
+        let verifier = Verifier::new(KEY);
+        let wrong_boundary = parse(&verifier, &headers("multipart/form-data; boundary=nope"), &body, NOW_MS);
+        assert!(matches!(wrong_boundary, Err(Refused::Malformed(_))));
+        let truncated =
+            parse(&verifier, &headers("multipart/form-data; boundary=mgBoundary"), &body[..body.len() - 40], NOW_MS);
+        assert!(matches!(truncated, Err(Refused::Malformed(_))));
+
+        let mut bad_headers = parsed_fields();
+        bad_headers.iter_mut().find(|(n, _)| n == "message-headers").unwrap().1 = "{not json".into();
+        assert!(matches!(parse_urlencoded(&bad_headers), Err(Refused::Malformed(m)) if m.contains("message-headers")));
+    }
+}
