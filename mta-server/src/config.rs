@@ -530,6 +530,9 @@ impl Validate for Config {
                     if c.api_key.is_empty() {
                         problems.push(format!("{at}.api_key: must not be empty"));
                     }
+                    if c.inbound_password.as_ref().is_some_and(|p| p.expose().len() < 16) {
+                        problems.push(format!("{at}.inbound_password: at least 16 characters (it is all that guards inbound mail)"));
+                    }
                     if c.timeout_ms == 0 || c.connect_timeout_ms == 0 {
                         problems.push(format!("{at}: timeouts must be more than 0 ms"));
                     }

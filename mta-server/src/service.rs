@@ -113,7 +113,7 @@ impl MtaService {
     /// transport error, and webhook requests carrying received mail.
     pub fn into_server(self) -> MtaServer<Self> {
         // Inbound mail webhooks forwarded by the edge may be larger than outgoing mail.
-        let max = self.limits.max_message_bytes.max(crate::inbound::MAX_REQUEST_BYTES).saturating_add(256 * 1024);
+        let max = self.limits.max_message_bytes.max(crate::inbound::MAX_BODY).saturating_add(256 * 1024);
         MtaServer::new(self).max_decoding_message_size(max)
     }
 }
