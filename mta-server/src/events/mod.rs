@@ -10,6 +10,8 @@
 
 pub mod mailgun;
 pub mod sendgrid;
+pub mod ses;
+pub mod sns;
 
 use std::time::Duration;
 
@@ -59,6 +61,10 @@ pub enum Refused {
     Unauthorized(String),
     #[error("malformed: {0}")]
     Malformed(String),
+    /// Verification could not be done now (an SNS signing certificate could not be
+    /// fetched); the provider should retry.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Refused {
@@ -66,6 +72,7 @@ impl Refused {
         match self {
             Refused::Unauthorized(_) => 401,
             Refused::Malformed(_) => 400,
+            Refused::Unavailable(_) => 503,
         }
     }
 }
