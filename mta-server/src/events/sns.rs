@@ -218,8 +218,12 @@ impl Verifier {
         let raw = message.subscribe_url.as_deref().ok_or("the confirmation has no SubscribeURL")?;
         let url = self.allowed_url(raw, "SubscribeURL")?;
         let host = url.host_str().unwrap_or_default().to_owned();
-        let answer =
-            self.client.get(url).send().await.map_err(|e| format!("cannot reach {host} to confirm: {}", chain(&e)))?;
+        let answer = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {host} to confirm: {}", chain(&e.without_url())))?;
         let status = answer.status();
         if !status.is_success() {
             return Err(format!("{host} answered {status} to the subscription confirmation"));
@@ -229,8 +233,11 @@ impl Verifier {
     }
 
     /// `raw` parsed, when it is https on an allowed host and port.
+    /// Errors show the URL without its query, which for a `SubscribeURL` holds the token.
     fn allowed_url(&self, raw: &str, what: &str) -> Result<Url, String> {
-        let url = Url::parse(raw).map_err(|e| format!("{what} {raw:?} is not a URL: {e}"))?;
+        let url = Url::parse(raw);
+        let raw = raw.split('?').next().unwrap_or_default();
+        let url = url.map_err(|e| format!("{what} {raw:?} is not a URL: {e}"))?;
         if url.scheme() != "https" {
             return Err(format!("{what} {raw:?} is not https"));
         }
@@ -448,5 +455,7 @@ mod tests {
         assert!(local.allowed_url("https://localhost:9000/a.pem", "u").is_err());
         assert!(local.allowed_url("https://sns.test:8443/a.pem", "u").is_err());
         assert!(local.allowed_url("https://sns.us-east-1.amazonaws.com/a.pem", "u").is_err());
+        let refused = local.allowed_url("https://example.com/confirm?Token=secret-token", "SubscribeURL").unwrap_err();
+        assert!(!refused.contains("secret-token") && refused.contains("https://example.com/confirm"), "{refused}");
     }
 }
