@@ -7,6 +7,9 @@
 //!   takes the same scripted [`sendgrid::Behavior`].
 //! - [`ses`]: an Amazon SES v2 `SendEmail` server answering SES's rest-json errors, for
 //!   the answers an emulator cannot give (throttling, signature errors, hangs).
+//! - [`sns`]: an Amazon SNS stand-in: an HTTPS server with a throwaway CA serving an
+//!   RSA signing certificate and the `ConfirmSubscription` link, and a signer of SNS
+//!   messages (signature versions 1 and 2).
 //! - [`moto`]: starts moto, an Amazon SES emulator from PyPI, as a child process.
 //! - [`postgres`]: a throwaway PostgreSQL cluster (initdb in a temporary folder, a free
 //!   loopback port), stopped and removed on drop.
@@ -21,5 +24,6 @@ pub mod postgres;
 pub mod sendgrid;
 pub mod ses;
 mod shared;
+pub mod sns;
 pub mod store_conformance;
 pub mod store_engines;

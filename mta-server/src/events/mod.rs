@@ -1,7 +1,8 @@
 //! Delivery events from the providers' webhooks: verified exactly as each provider signs
 //! them (../shared/PROVIDERS.md), then normalized to one model and matched to BitMail's
 //! message id, which every provider carries back (SendGrid `custom_args`, Mailgun `v:`
-//! variables).
+//! variables, SES's `bitmail_id` email tag). Amazon SES's events come as Amazon SNS
+//! notifications: [`sns`] verifies those, [`ses`] reads the events in them.
 //!
 //! Nothing is stored unless the signature verifies and the timestamp is within
 //! [`MAX_SKEW`] of now. Events are deduplicated by the provider's event id (a
