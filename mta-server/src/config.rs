@@ -531,7 +531,9 @@ impl Validate for Config {
                         problems.push(format!("{at}.api_key: must not be empty"));
                     }
                     if c.inbound_password.as_ref().is_some_and(|p| p.expose().len() < 16) {
-                        problems.push(format!("{at}.inbound_password: at least 16 characters (it is all that guards inbound mail)"));
+                        problems.push(format!(
+                            "{at}.inbound_password: at least 16 characters (it is all that guards inbound mail)"
+                        ));
                     }
                     if c.timeout_ms == 0 || c.connect_timeout_ms == 0 {
                         problems.push(format!("{at}: timeouts must be more than 0 ms"));
@@ -596,7 +598,9 @@ impl Validate for Config {
                     }
                     for (j, host) in c.sns_cert_hosts.iter().enumerate() {
                         if host.is_empty() || host.contains(['/', '@', ' ']) {
-                            problems.push(format!("{at}.sns_cert_hosts[{j}]: `{host}` is not a host name (host or host:port)"));
+                            problems.push(format!(
+                                "{at}.sns_cert_hosts[{j}]: `{host}` is not a host name (host or host:port)"
+                            ));
                         }
                     }
                     if let Some(ca) = &c.sns_ca_file

@@ -387,7 +387,10 @@ impl pb::mta_server::Mta for MtaService {
                     let seen = self.spool.record_events(Batch { events: vec![], nonce }, self.suppression, now).await?;
                     if seen.replay {
                         warn!(provider = %request.provider, "inbound mail with a token used before for another message; refused as a replay");
-                        return Ok(Response::new(answer(401, "signature: this token was used before (a replay)".into())));
+                        return Ok(Response::new(answer(
+                            401,
+                            "signature: this token was used before (a replay)".into(),
+                        )));
                     }
                 }
                 self.metrics.count(

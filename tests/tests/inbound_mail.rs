@@ -17,12 +17,14 @@ use base64::prelude::*;
 use bitmail_runtime::config::Secret;
 use bitmail_tests::mailgun::FakeMailgun;
 use bitmail_tests::sendgrid::FakeSendGrid;
+use bitmail_tests::sns::SnsStandIn;
 use common::{Cluster, Session, mailgun, sendgrid};
-use mta_server::config::ProviderConfig;
+use mta_server::config::{ProviderConfig, SesConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
 
 const MAILGUN_KEY: &str = "mailgun-webhook-signing-key";
+const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:bitmail-inbound";
 const INBOUND_PASSWORD: &str = "inbound-parse-password";
 /// The edge's limit for one inbound request in this test.
 const MAX_INBOUND: usize = 512 * 1024;
@@ -37,6 +39,7 @@ struct Setup {
     base: String,
     ada: Session,
     bob: Session,
+    sns: SnsStandIn,
     _fakes: (FakeSendGrid, FakeMailgun),
 }
 
@@ -52,12 +55,38 @@ async fn setup() -> Setup {
     if let ProviderConfig::Mailgun(c) = &mut mg_config {
         c.webhook_signing_key = Some(Secret::new(MAILGUN_KEY));
     }
-    let cluster =
-        Cluster::start_full(vec![sg_config, mg_config], true, |_| {}, |c| c.max_inbound_bytes = MAX_INBOUND).await;
+    // SES is never sent through here; its SNS topic brings mail in.
+    let sns = SnsStandIn::start().await.unwrap();
+    let ca_file = std::env::temp_dir().join(format!("bitmail-sns-ca-{}-{}.pem", std::process::id(), sns.addr().port()));
+    std::fs::write(&ca_file, &sns.ca_pem).unwrap();
+    let ses_config = ProviderConfig::Ses(SesConfig {
+        name: "ses".into(),
+        region: "eu-west-1".into(),
+        access_key_id: Secret::new("AKIDINBOUNDTEST"),
+        secret_access_key: Secret::new("inbound-test-secret"),
+        session_token: None,
+        endpoint_url: Some("http://127.0.0.1:9".into()),
+        configuration_set: None,
+        sns_topics: vec![TOPIC.into()],
+        sns_cert_hosts: vec![sns.cert_host.clone()],
+        sns_ca_file: Some(ca_file),
+        connect_timeout_ms: 1000,
+        timeout_ms: 5000,
+        max_attempts: 1,
+        weight: 1,
+        limits: Default::default(),
+    });
+    let cluster = Cluster::start_full(
+        vec![sg_config, mg_config, ses_config],
+        true,
+        |_| {},
+        |c| c.max_inbound_bytes = MAX_INBOUND,
+    )
+    .await;
     let ada = Session::new(&cluster, "ada").await;
     let bob = Session::new(&cluster, "bob").await;
     let (http, base) = cluster.https_client();
-    Setup { cluster, http, base, ada, bob, _fakes: (sg, mg) }
+    Setup { cluster, http, base, ada, bob, sns, _fakes: (sg, mg) }
 }
 
 /// A MIME message with an attachment and an inline image, as a mail client sends it.
@@ -105,9 +134,52 @@ impl Setup {
     }
 
     async fn mailgun(&self, fields: Vec<(String, String)>) -> (StatusCode, String) {
-        let request = self.http.post(self.url("/webhooks/mailgun/inbound")).form(&fields);
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&fields).finish();
+        let request = self
+            .http
+            .post(self.url("/webhooks/mailgun/inbound"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
         self.post(request).await
     }
+}
+
+impl Setup {
+    async fn sns(&self, path: &str, body: String) -> (StatusCode, String) {
+        let request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "text/plain; charset=UTF-8")
+            .header("x-amz-sns-message-type", "Notification")
+            .body(body);
+        self.post(request).await
+    }
+}
+
+/// The Message of an SES `Received` notification, the mail in `content`.
+fn ses_received(message_id: &str, recipients: &[&str], mime: &str, base64: bool) -> String {
+    let content = if base64 { BASE64_STANDARD.encode(mime) } else { mime.to_owned() };
+    serde_json::json!({
+        "notificationType": "Received",
+        "mail": {
+            "timestamp": "2026-11-23T10:00:00.000Z",
+            "source": "carol@example.net",
+            "messageId": message_id,
+            "destination": recipients,
+            "commonHeaders": { "subject": "ignored: the MIME decides" },
+        },
+        "receipt": {
+            "recipients": recipients,
+            "spamVerdict": { "status": "PASS" },
+            "virusVerdict": { "status": "PASS" },
+            "spfVerdict": { "status": "PASS" },
+            "dkimVerdict": { "status": "GRAY" },
+            "dmarcVerdict": { "status": "PASS" },
+            "action": { "type": "SNS", "topicArn": TOPIC, "encoding": if base64 { "BASE64" } else { "UTF8" } },
+        },
+        "content": content,
+    })
+    .to_string()
 }
 
 /// Mailgun's signature fields over `timestamp` + `token`.
@@ -117,7 +189,7 @@ fn mailgun_signed(timestamp: u64, token: &str, key: &str) -> Vec<(String, String
     vec![("timestamp".into(), timestamp.to_string()), ("token".into(), token.into()), ("signature".into(), hex)]
 }
 
-async fn inbox(user: &Session) -> Value {
+async fn inbox_of(user: &Session) -> Value {
     let (status, inbox) = user.get("/api/folders/inbox").await;
     assert_eq!(status, StatusCode::OK, "{inbox}");
     inbox
@@ -142,7 +214,7 @@ async fn sendgrid_inbound_parse_raw_mode_lands_once_with_attachments_and_inline_
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.contains("already there in 1"), "{text}");
 
-    let inbox = inbox(&s.ada).await;
+    let inbox = inbox_of(&s.ada).await;
     assert_eq!(inbox["total"], 1, "{inbox}");
     assert_eq!(inbox["unread"], 1);
     let listed = &inbox["messages"][0];
@@ -173,7 +245,7 @@ async fn sendgrid_inbound_parse_raw_mode_lands_once_with_attachments_and_inline_
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.bytes().await.unwrap().as_ref(), b"%PDF-1.4 the report");
     // Nobody else got it.
-    assert_eq!(inbox(&s.bob).await["total"], 0);
+    assert_eq!(inbox_of(&s.bob).await["total"], 0);
 }
 
 #[tokio::test]
@@ -197,11 +269,11 @@ async fn sendgrid_parsed_mode_and_its_refusals() {
     let (status, text) = s.sendgrid(parsed(), Some("guess")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(!text.contains(INBOUND_PASSWORD) && !text.contains("guess"), "{text}");
-    assert_eq!(inbox(&s.bob).await["total"], 0);
+    assert_eq!(inbox_of(&s.bob).await["total"], 0);
 
     let (status, text) = s.sendgrid(parsed(), Some(INBOUND_PASSWORD)).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    let inbox = inbox(&s.bob).await;
+    let inbox = inbox_of(&s.bob).await;
     assert_eq!(inbox["total"], 1);
     assert_eq!(inbox["messages"][0]["subject"], "Parsed mode");
 
@@ -254,7 +326,7 @@ async fn mailgun_route_forwards_are_verified_and_unknown_recipients_get_406() {
     // The same forward again (Mailgun retrying): stored once.
     let (status, _) = s.mailgun(parsed("token-1", "bob@bitmail.test")).await;
     assert_eq!(status, StatusCode::OK);
-    let inbox = inbox(&s.bob).await;
+    let inbox = inbox_of(&s.bob).await;
     assert_eq!(inbox["total"], 1, "{inbox}");
     assert_eq!(inbox["messages"][0]["subject"], "Through a route");
 
@@ -267,7 +339,7 @@ async fn mailgun_route_forwards_are_verified_and_unknown_recipients_get_406() {
     ]);
     let (status, text) = s.mailgun(mime).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    let ada = inbox(&s.ada).await;
+    let ada = inbox_of(&s.ada).await;
     assert_eq!(ada["messages"][0]["subject"], "Raw through a route");
     assert_eq!(ada["messages"][0]["attachments"], 2);
 
@@ -290,6 +362,48 @@ async fn mailgun_route_forwards_are_verified_and_unknown_recipients_get_406() {
     }
     let (status, text) = s.mailgun(replay).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
-    assert_eq!(inbox(&s.bob).await["total"], 1);
+    assert_eq!(inbox_of(&s.bob).await["total"], 1);
     drop(s.cluster);
+}
+
+#[tokio::test]
+async fn ses_mail_through_sns_is_verified_confirmed_and_delivered_once() {
+    let s = setup().await;
+    // The subscription is confirmed once its message verifies.
+    let (status, text) = s.sns("/webhooks/ses/inbound", s.sns.subscription_confirmation(TOPIC)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(s.sns.confirmations(), 1);
+
+    let mime = mime_message("Through SES", "ada@bitmail.test");
+    for version in [1, 2] {
+        let body =
+            s.sns.notification(TOPIC, &ses_received("ses-1", &["ada@bitmail.test"], &mime, version == 2), version);
+        let (status, text) = s.sns("/webhooks/ses/inbound", body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        // SNS delivering the same notification again.
+        assert_eq!(s.sns("/webhooks/ses/inbound", body).await.0, StatusCode::OK);
+    }
+    let inbox = inbox_of(&s.ada).await;
+    assert_eq!(inbox["total"], 1, "stored once: {inbox}");
+    let listed = &inbox["messages"][0];
+    assert_eq!(listed["subject"], "Through SES");
+    assert_eq!(listed["attachments"], 2);
+    let (_, mail) = s.ada.get(&format!("/api/mail/{}", listed["id"].as_str().unwrap())).await;
+    assert!(mail["html"].as_str().unwrap().contains("/attachments/"), "{mail}");
+
+    // Another topic: 403. A changed message: 401. For nobody here: taken, stored nowhere.
+    let other = "arn:aws:sns:eu-west-1:123456789012:someone-else";
+    let body = s.sns.notification(other, &ses_received("ses-2", &["bob@bitmail.test"], &mime, false), 2);
+    assert_eq!(s.sns("/webhooks/ses/inbound", body).await.0, StatusCode::FORBIDDEN);
+    let body = s.sns.notification(TOPIC, &ses_received("ses-3", &["bob@bitmail.test"], &mime, false), 2);
+    let tampered = body.replace("Through SES", "Through SES, changed");
+    assert_ne!(tampered, body);
+    assert_eq!(s.sns("/webhooks/ses/inbound", tampered).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(inbox_of(&s.bob).await["total"], 0);
+    let body = s.sns.notification(TOPIC, &ses_received("ses-4", &["nobody@bitmail.test"], &mime, false), 2);
+    let (status, text) = s.sns("/webhooks/ses/inbound", body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("no such recipient"), "{text}");
+    // The certificate was fetched once for all of it.
+    assert_eq!(s.sns.cert_fetches(), 1);
 }

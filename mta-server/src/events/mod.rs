@@ -106,7 +106,10 @@ pub enum Received {
 
 /// How one provider's webhooks are verified and read.
 pub enum Webhook {
-    SendGrid { events: Option<sendgrid::Verifier>, inbound_password: Option<Secret> },
+    SendGrid {
+        events: Option<sendgrid::Verifier>,
+        inbound_password: Option<Secret>,
+    },
     Mailgun(mailgun::Verifier),
     /// Amazon SES, whose events and received mail both come through SNS.
     Ses(sns::Verifier),
@@ -137,11 +140,9 @@ impl Webhook {
                 // taken and dropped.
                 Ok(Received::Mail { mail: Box::new(mail), nonce: None, unknown_recipients_status: 200 })
             }
-            (Webhook::SendGrid { inbound_password: None, .. }, WebhookKind::Inbound) => {
-                Err(Refused::NotConfigured(format!(
-                    "provider {provider:?} has no inbound_password: its Inbound Parse is not taken"
-                )))
-            }
+            (Webhook::SendGrid { inbound_password: None, .. }, WebhookKind::Inbound) => Err(Refused::NotConfigured(
+                format!("provider {provider:?} has no inbound_password: its Inbound Parse is not taken"),
+            )),
             (Webhook::Mailgun(v), WebhookKind::Events) => v.receive(provider, body, now_ms).map(Received::Events),
             (Webhook::Mailgun(v), WebhookKind::Inbound) => {
                 let (mail, token) = crate::inbound::mailgun::parse(v, headers, body, now_ms)?;

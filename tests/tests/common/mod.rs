@@ -251,7 +251,12 @@ impl Session {
         Session { http, base, cookie, csrf }
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (reqwest::StatusCode, serde_json::Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
