@@ -6,7 +6,8 @@
 //! and 2, subscription confirmation); stored once when delivered twice; attachments and
 //! inline images; unknown recipients refused the way each provider understands; bad or
 //! missing credentials, stale signatures, other topics, malformed and oversized bodies
-//! refused with nothing stored.
+//! refused with nothing stored. SES's delivery events come through SNS the same way:
+//! stored once with their message, a permanent bounce suppressing the address.
 
 mod common;
 
@@ -406,4 +407,46 @@ async fn ses_mail_through_sns_is_verified_confirmed_and_delivered_once() {
     assert!(text.contains("no such recipient"), "{text}");
     // The certificate was fetched once for all of it.
     assert_eq!(s.sns.cert_fetches(), 1);
+}
+
+#[tokio::test]
+async fn ses_events_through_sns_are_stored_once_and_a_hard_bounce_suppresses() {
+    use bitmail_proto::v1 as pb;
+    let s = setup().await;
+    let mut mta = s.cluster.mta_client().await;
+    let id = mta.submit(common::submission("bob@example.net")).await.unwrap().into_inner().message_id;
+    let bounce = serde_json::json!({
+        "eventType": "Bounce",
+        "bounce": {
+            "bounceType": "Permanent",
+            "bounceSubType": "General",
+            "bouncedRecipients": [{ "emailAddress": "bob@example.net", "diagnosticCode": "smtp; 550 5.1.1 no such user" }],
+            "timestamp": "2026-11-23T10:00:01.000Z",
+        },
+        "mail": {
+            "timestamp": "2026-11-23T10:00:00.000Z",
+            "messageId": "0100-ses-id",
+            "destination": ["bob@example.net"],
+            "tags": { "bitmail_id": [id.clone()] },
+        },
+    })
+    .to_string();
+    let body = s.sns.notification(TOPIC, &bounce, 2);
+    let (status, text) = s.sns("/webhooks/ses/events", body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(text, "stored 1, seen before 0\n");
+    let (status, text) = s.sns("/webhooks/ses/events", body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text, "stored 0, seen before 1\n");
+    let tampered = s.sns.notification(TOPIC, &bounce, 1).replace("no such user", "fine");
+    assert_eq!(s.sns("/webhooks/ses/events", tampered).await.0, StatusCode::UNAUTHORIZED);
+
+    let status = mta.get_message(pb::GetMessageRequest { message_id: id.clone() }).await.unwrap().into_inner();
+    assert_eq!(status.events.len(), 1, "{:?}", status.events);
+    assert_eq!(status.events[0].kind(), pb::EventKind::Bounced);
+    assert!(status.events[0].permanent);
+    assert_eq!(status.events[0].recipient, "bob@example.net");
+    let refused = mta.submit(common::submission("bob@example.net")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("bob@example.net is suppressed (hard bounce"), "{}", refused.message());
 }
