@@ -11,7 +11,7 @@
 //! SHA1withRSA, 2 = SHA256withRSA over the canonical `key\nvalue\n` string). A verifier
 //! under test trusts [`SnsStandIn::ca_pem`] and allows host [`SnsStandIn::cert_host`]:
 //!
-//! ```ignore
+//! ```text
 //! let sns = SnsStandIn::start().await?;
 //! let settings = SnsSettings {
 //!     topics: vec![TOPIC.into()],
