@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod probe;
 pub mod shutdown;
+pub mod time;
 
 /// Exit code for a configuration that does not load (EX_USAGE, as sysexits.h).
 pub const EXIT_BAD_CONFIG: i32 = 64;
