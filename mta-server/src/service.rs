@@ -337,9 +337,7 @@ impl pb::mta_server::Mta for MtaService {
         if self.spool.message(&status.id)?.is_none() {
             return Err(Status::failed_precondition("the message body is no longer in the spool"));
         }
-        status.state = State::Queued as i32;
-        status.error.clear();
-        status.due_ms = record::now_ms();
+        status.requeue(record::now_ms());
         self.spool.update(status.clone(), false).await?;
         info!(message_id = %status.id, "operator asked for a retry now");
         self.wake.notify_one();

@@ -5,6 +5,7 @@
 //! The delivery workers act on the class only (DESIGN.md, "Outcomes and fail-over").
 
 pub mod mailgun;
+pub(crate) mod metered;
 pub(crate) mod mime;
 pub mod sendgrid;
 pub mod ses;

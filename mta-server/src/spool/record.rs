@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::message::{Attachment, Mailbox, Message};
-use crate::provider::OutcomeClass;
+use crate::provider::{Outcome, OutcomeClass};
 
 pub fn to_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -157,6 +157,78 @@ impl Status {
 
     pub fn is_final(&self) -> bool {
         matches!(self.state(), State::Sent | State::Failed)
+    }
+
+    /// Sent for good: `provider` took it under `provider_message_id`.
+    pub fn sent(&mut self, provider: &str, provider_message_id: String) {
+        self.state = State::Sent as i32;
+        self.provider = provider.to_owned();
+        self.provider_message_id = provider_message_id;
+        self.error.clear();
+        self.due_ms = 0;
+    }
+
+    /// Failed for good, for `error`.
+    pub fn fail(&mut self, error: impl Into<String>) {
+        self.state = State::Failed as i32;
+        self.error = error.into();
+        self.due_ms = 0;
+    }
+
+    /// Not delivered this round, for `error`; the next round is due at `due_ms`.
+    pub fn defer(&mut self, error: String, due_ms: u64) {
+        self.state = State::Deferred as i32;
+        self.error = error;
+        self.due_ms = due_ms;
+    }
+
+    /// Back on the schedule, due at `due_ms` (an operator's retry).
+    pub fn requeue(&mut self, due_ms: u64) {
+        self.state = State::Queued as i32;
+        self.error.clear();
+        self.due_ms = due_ms;
+    }
+
+    /// An attempt at `provider` starts: stored before the provider is called. It follows
+    /// an attempt that never got its answer, so this one may duplicate it.
+    pub fn start_attempt(&mut self, provider: &str, now_ms: u64) {
+        if self.attempts.iter().any(|a| a.outcome() == AttemptOutcome::Ambiguous) {
+            self.possible_duplicate = true;
+        }
+        self.state = State::Sending as i32;
+        self.attempts.push(Attempt {
+            provider: provider.to_owned(),
+            started_at_ms: now_ms,
+            outcome: AttemptOutcome::InProgress as i32,
+            ..Default::default()
+        });
+    }
+
+    /// The attempt started last ended as `outcome` after `took`.
+    pub fn end_attempt(&mut self, outcome: &Outcome, took: Duration) {
+        let Some(attempt) = self.attempts.last_mut() else { return };
+        attempt.duration_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
+        attempt.outcome = AttemptOutcome::from(outcome.class()) as i32;
+        attempt.detail = outcome.detail().to_owned();
+        match outcome {
+            Outcome::Accepted { provider_message_id } => attempt.provider_message_id = provider_message_id.clone(),
+            Outcome::PartlyAccepted { sent_to, provider_message_id, .. } => {
+                attempt.provider_message_id = provider_message_id.clone();
+                attempt.detail = format!("accepted for {} recipients, then: {}", sent_to.len(), outcome.detail());
+            }
+            _ => {}
+        }
+    }
+
+    /// Attempts left in progress by a process that died during the call may have been
+    /// accepted: they count as ambiguous.
+    pub fn interrupted_attempts_are_ambiguous(&mut self) {
+        for attempt in &mut self.attempts {
+            if attempt.outcome() == AttemptOutcome::InProgress {
+                attempt.outcome = AttemptOutcome::Ambiguous as i32;
+                attempt.detail = "the process stopped during this attempt".into();
+            }
+        }
     }
 }
 
