@@ -399,4 +399,76 @@ mod tests {
         restored.restore(&name, &record);
         assert_eq!(restored.claim(1, 0), Err(Unavailable::Paused));
     }
+
+    #[test]
+    fn the_circuit_half_opens_when_the_cool_down_ends_and_holds_further_calls_while_probing() {
+        let h = Health::new(vec!["a".into()], SETTINGS);
+        for t in 0..3 {
+            attempt(&h, transient(), t);
+        }
+        // Open until 2 + 10 s: nothing claimable, and delivery knows when to look again.
+        assert_eq!(h.snapshot(10_001)[0].circuit, Circuit::Open);
+        assert!(!h.any_claimable(10_001));
+        assert_eq!(h.next_reopening(), Some(10_002));
+        // At the end of the cool-down: half-open, one probe claimable.
+        assert_eq!(h.snapshot(10_002)[0].circuit, Circuit::HalfOpen);
+        assert!(h.any_claimable(10_002));
+        assert!(!h.degraded(10_002));
+        h.claim(0, 10_002).unwrap();
+        assert!(!h.any_claimable(10_003), "the probe is under way");
+        // A probe given back unused lets the next one through.
+        h.release(0);
+        assert!(h.claim(0, 10_004).is_ok());
+    }
+
+    #[test]
+    fn only_failures_in_a_row_open_and_ambiguous_and_partial_failures_count() {
+        let h = Health::new(vec!["a".into()], SETTINGS);
+        attempt(&h, transient(), 0);
+        attempt(&h, transient(), 1);
+        attempt(&h, accepted(), 2);
+        attempt(&h, transient(), 3);
+        attempt(&h, transient(), 4);
+        assert_eq!(h.snapshot(5)[0].circuit, Circuit::Closed, "an accepted call in between resets the count");
+
+        let partial = Outcome::PartlyAccepted {
+            sent_to: vec!["bob@example.net".into()],
+            provider_message_id: "x".into(),
+            then: Box::new(Outcome::Ambiguous { detail: "no answer".into() }),
+        };
+        assert!(attempt(&h, partial, 6).is_some(), "the third failure in a row opens the circuit");
+        assert_eq!(h.claim(0, 7), Err(Unavailable::Open(10_006)));
+        assert_eq!(h.snapshot(7)[0].last_error, "no answer");
+    }
+
+    #[test]
+    fn a_refusal_of_one_message_leaves_the_circuit_alone() {
+        let h = Health::new(vec!["a".into()], SETTINGS);
+        for t in 0..5 {
+            let refused = Outcome::ProviderRefused { detail: "too large".into(), scope: RefusalScope::Message };
+            assert!(attempt(&h, refused, t).is_none());
+        }
+        let s = &h.snapshot(10)[0];
+        assert_eq!((s.circuit, s.attempts, s.success_rate), (Circuit::Closed, 0, None));
+    }
+
+    #[test]
+    fn an_open_circuit_and_its_error_survive_a_restart_and_a_pause_is_degraded() {
+        let h = Health::new(vec!["a".into()], SETTINGS);
+        attempt(&h, transient(), 0);
+        attempt(&h, transient(), 1);
+        let (name, record) = attempt(&h, transient(), 2).unwrap();
+
+        let restored = Health::new(vec!["a".into()], SETTINGS);
+        restored.restore(&name, &record);
+        assert_eq!(restored.claim(0, 5_000), Err(Unavailable::Open(10_002)));
+        assert_eq!(restored.snapshot(5_000)[0].last_error, "503");
+        assert!(restored.claim(0, 10_002).is_ok(), "half-open after the saved cool-down");
+
+        let paused = Health::new(vec!["a".into()], SETTINGS);
+        paused.set_paused(0, true);
+        assert_eq!(paused.snapshot(0)[0].circuit, Circuit::Paused);
+        assert!(paused.degraded(0) && !paused.any_claimable(0));
+        assert_eq!(paused.next_reopening(), None, "a pause has no end to wait for");
+    }
 }

@@ -10,6 +10,8 @@
 //! - [`sns`]: an Amazon SNS stand-in: an HTTPS server with a throwaway CA serving an
 //!   RSA signing certificate and the `ConfirmSubscription` link, and a signer of SNS
 //!   messages (signature versions 1 and 2).
+//! - [`eventually`]: polling a condition to a deadline, for tests that would otherwise
+//!   sleep a fixed time and then assert.
 //! - [`moto`]: starts moto, an Amazon SES emulator from PyPI, as a child process.
 //! - [`postgres`]: a throwaway PostgreSQL cluster (initdb in a temporary folder, a free
 //!   loopback port), stopped and removed on drop.
@@ -18,6 +20,7 @@
 //!
 //! The cross-service tests live in `tests/tests/`, one scenario per file.
 
+pub mod eventually;
 pub mod mailgun;
 pub mod moto;
 pub mod postgres;

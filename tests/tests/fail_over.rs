@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bitmail_proto::v1 as pb;
 use bitmail_tests::sendgrid::{Behavior, FakeSendGrid};
-use common::{Cluster, sendgrid, settled, submission};
+use common::{Cluster, deferred, sendgrid, settled, submission};
 
 const SENDGRID_500: &str = r#"{"errors":[{"message":"Internal error","field":null,"help":null}]}"#;
 
@@ -86,10 +86,9 @@ async fn a_provider_that_never_answers_is_ambiguous_and_the_resend_is_flagged() 
 
     let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
     // Both hang: the first round ends deferred, with two ambiguous attempts.
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    let status = mta.get_message(pb::GetMessageRequest { message_id: id.clone() }).await.unwrap().into_inner();
-    assert_eq!(status.state(), pb::DeliveryState::Deferred, "{status:?}");
-    assert!(status.attempts.iter().all(|a| a.outcome() == pb::AttemptOutcome::Ambiguous));
+    let status = deferred(&mta, &id).await;
+    assert_eq!(status.attempts.len(), 2, "{status:?}");
+    assert!(status.attempts.iter().all(|a| a.outcome() == pb::AttemptOutcome::Ambiguous), "{status:?}");
     assert!(status.next_attempt_at_unix_ms > 0);
 
     // One recovers; the retry delivers, flagged as a possible duplicate.
@@ -108,9 +107,7 @@ async fn with_every_provider_down_messages_are_deferred_then_delivered() {
     let mut mta = cluster.mta_client().await;
 
     let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = mta.get_message(pb::GetMessageRequest { message_id: id.clone() }).await.unwrap().into_inner();
-    assert_eq!(status.state(), pb::DeliveryState::Deferred, "{status:?}");
+    let status = deferred(&mta, &id).await;
     assert!(status.error.contains("429") || status.error.contains("503"), "{}", status.error);
 
     a.set_behavior(Behavior::Accept);
@@ -139,11 +136,9 @@ async fn the_defer_policy_waits_before_resending_and_flags_the_resend() {
     let (a, b, cluster) = hang_then_working(mta_server::delivery::AmbiguousPolicy::Defer).await;
     let mut mta = cluster.mta_client().await;
     let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let status = mta.get_message(pb::GetMessageRequest { message_id: id.clone() }).await.unwrap().into_inner();
     // Not handed to b at once: deferred after the one ambiguous attempt.
-    assert_eq!(status.state(), pb::DeliveryState::Deferred, "{status:?}");
-    assert_eq!(status.attempts.len(), 1);
+    let status = deferred(&mta, &id).await;
+    assert_eq!(status.attempts.len(), 1, "{status:?}");
     assert_eq!(status.attempts[0].outcome(), pb::AttemptOutcome::Ambiguous);
     assert_eq!(b.requests(), 0);
 

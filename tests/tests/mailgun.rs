@@ -8,7 +8,7 @@ use std::time::Duration;
 use bitmail_proto::v1 as pb;
 use bitmail_tests::mailgun::FakeMailgun;
 use bitmail_tests::sendgrid::{Behavior, FakeSendGrid};
-use common::{Cluster, mailgun, sendgrid, settled, submission};
+use common::{Cluster, deferred, mailgun, sendgrid, settled, submission};
 use mta_server::config::SchedulerKind;
 
 #[tokio::test]
@@ -74,9 +74,7 @@ async fn a_failing_sendgrid_fails_over_to_mailgun_and_a_bad_key_is_refused() {
     let cluster = Cluster::start(vec![mailgun("mailgun", &wrong, t)], false).await;
     let mut mta = cluster.mta_client().await;
     let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = mta.get_message(pb::GetMessageRequest { message_id: id }).await.unwrap().into_inner();
-    assert_eq!(status.state(), pb::DeliveryState::Deferred, "{status:?}");
+    let status = deferred(&mta, &id).await;
     assert_eq!(status.attempts[0].outcome(), pb::AttemptOutcome::ProviderRefused);
     assert!(status.attempts[0].detail.contains("Forbidden"), "{:?}", status.attempts[0]);
 }

@@ -108,7 +108,11 @@ async fn paused_everywhere_means_degraded_and_mail_waits_until_resumed() {
     // Accepted, and then left alone on disk: with nobody to send it, no round runs.
     let first = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
     assert_eq!((first.message_id.as_str(), first.state()), (id.as_str(), pb::DeliveryState::Queued));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // What is tested here is that nothing happens, so there is no event to wait for: a
+    // fixed wait is the test. Submit woke the dispatcher, so a round that was going to
+    // start would have stored "sending" (or "deferred") well within this time.
+    let change = tokio::time::timeout(Duration::from_millis(300), watch.next()).await;
+    assert!(change.is_err(), "no status change while every provider is paused: {change:?}");
     let list = providers(&mut mta).await;
     assert!(list.degraded);
     assert_eq!(list.backlog, 1);

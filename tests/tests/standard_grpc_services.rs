@@ -53,7 +53,15 @@ async fn health(addr: std::net::SocketAddr, service: &str) -> ServingStatus {
 #[tokio::test]
 async fn mta_and_backend_serve_health_and_reflection() {
     let cluster = Cluster::start(vec![], false).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The servers are bound before start returns and serve from a spawned task: wait
+    // until the mta answers its health rather than for a fixed time.
+    bitmail_tests::eventually::eventually(
+        Duration::from_secs(5),
+        "serving",
+        || health(cluster.mta, "bitmail.v1.Mta"),
+        |s| *s == ServingStatus::Serving,
+    )
+    .await;
 
     let mta = services(cluster.mta).await;
     for name in ["bitmail.v1.Mta", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"] {

@@ -36,8 +36,15 @@ async fn an_unreachable_node_is_unavailable_and_the_proxy_reconnects_when_it_is_
 
     // It goes away again: Unavailable, not a hang and not another kind of error.
     let _ = stop.send(());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let err = store.get(&doc.id).await.unwrap_err();
+    let id = doc.id.clone();
+    let answer = bitmail_tests::eventually::eventually(
+        Duration::from_secs(5),
+        "refused once the node stopped",
+        || store.get(&id),
+        Result::is_err,
+    )
+    .await;
+    let err = answer.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 

@@ -236,6 +236,27 @@ pub async fn settled(mta: &mut MtaClient<Channel>, id: &str, timeout: Duration) 
     }
 }
 
+/// Polls GetMessage until `done` holds for the status and answers it; fails after 10 s
+/// naming `what` and showing the last status seen.
+pub async fn status_until(
+    mta: &MtaClient<Channel>,
+    id: &str,
+    what: &str,
+    done: impl Fn(&pb::MessageStatus) -> bool,
+) -> pb::MessageStatus {
+    let observe = || {
+        let mut mta = mta.clone();
+        let request = pb::GetMessageRequest { message_id: id.into() };
+        async move { mta.get_message(request).await.expect("GetMessage answers").into_inner() }
+    };
+    bitmail_tests::eventually::eventually(Duration::from_secs(10), what, observe, done).await
+}
+
+/// Polls GetMessage until the message is deferred.
+pub async fn deferred(mta: &MtaClient<Channel>, id: &str) -> pb::MessageStatus {
+    status_until(mta, id, "deferred", |s| s.state() == pb::DeliveryState::Deferred).await
+}
+
 /// A signed-in webmail user: requests carry the session cookie and the CSRF token.
 pub struct Session {
     pub http: reqwest::Client,
