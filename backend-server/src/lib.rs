@@ -1,23 +1,32 @@
 //! BitMail's storage tier: documents that are maps from string to string, with
 //! server-assigned ids and versions, behind the gRPC `Store` service.
 //!
+//! The public surface is what `main.rs`, the conformance suite and the store tests use:
+//! the contract, the engines, the config and the server.
+//!
 //! - [`store`]: the [`store::Store`] trait, the contract every engine keeps, and its
 //!   typed errors;
-//! - [`validate`]: the one check of bad input every engine and the service run;
 //! - [`memory`]: the in-memory engine, indexed so that a lookup costs what it answers;
 //! - [`embedded`]: the default engine, durable in one redb file, with group commit;
+//! - [`postgres`]: the PostgreSQL engine, documents as `jsonb` in one table;
 //! - [`proxy`]: an engine that forwards every call to another backend-server;
-//! - [`service`]: the gRPC `bitmail.v1.Store` service over any `Arc<dyn Store>`;
 //! - [`config`]: the service's TOML configuration;
-//! - [`server`]: binds, serves (with health and reflection) and shuts down gracefully.
+//! - [`server`]: opens the engine the config names, binds, serves (with health and
+//!   reflection) and shuts down gracefully.
+//!
+//! Private to the crate:
+//! - `validate`: the one check of bad input every engine and the service run;
+//! - `metered`: a `Store` that times and counts every call of the engine it wraps;
+//! - `service`: the gRPC `bitmail.v1.Store` service over any `Arc<dyn Store>`.
 
 pub mod config;
 pub mod embedded;
 pub mod memory;
-pub mod metered;
 pub mod postgres;
 pub mod proxy;
 pub mod server;
-pub mod service;
 pub mod store;
-pub mod validate;
+
+mod metered;
+mod service;
+mod validate;

@@ -57,7 +57,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    pub fn with_limits(limits: Limits) -> Self {
+    pub(crate) fn with_limits(limits: Limits) -> Self {
         Self { inner: RwLock::default(), limits }
     }
 

@@ -8,13 +8,13 @@ use bitmail_runtime::metrics::Registry;
 
 use crate::store::{Document, Fields, Page, Store, StoreError};
 
-pub struct MeteredStore {
+pub(crate) struct MeteredStore {
     inner: Arc<dyn Store>,
     metrics: Registry,
 }
 
 impl MeteredStore {
-    pub fn new(inner: Arc<dyn Store>, metrics: Registry) -> Self {
+    pub(crate) fn new(inner: Arc<dyn Store>, metrics: Registry) -> Self {
         Self { inner, metrics }
     }
 

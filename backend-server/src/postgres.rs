@@ -201,7 +201,7 @@ impl PostgresStore {
 
 /// Parses a connection URL; the error names what is wrong, never the URL itself (it may
 /// hold a password).
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidArgument(error_text(&e)))?;
     if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
         return Err(StoreError::InvalidArgument(

@@ -35,7 +35,7 @@ pub enum StartError {
 }
 
 /// The engine the config names, opened.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     let limits = config.limits();
     Ok(match config.engine {
         Engine::Memory => Arc::new(MemoryStore::with_limits(limits)),

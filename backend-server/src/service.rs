@@ -25,29 +25,29 @@ use crate::store::{Document, Fields, Limits, Store, StoreError};
 use crate::validate;
 
 /// The metadata key of the stored version in an `ABORTED` (version conflict) answer.
-pub const ACTUAL_VERSION_METADATA: &str = "bitmail-actual-version";
+pub(crate) const ACTUAL_VERSION_METADATA: &str = "bitmail-actual-version";
 
 /// Serves the `Store` contract over any engine.
-pub struct StoreService {
+pub(crate) struct StoreService {
     store: Arc<dyn Store>,
     limits: Limits,
 }
 
 impl StoreService {
-    pub fn new(store: Arc<dyn Store>, limits: Limits) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, limits: Limits) -> Self {
         Self { store, limits }
     }
 
     /// The tonic server. Messages up to twice the document limit are decoded, so that a
     /// document somewhat over the limit gets the store's own clear `INVALID_ARGUMENT`.
-    pub fn into_server(self) -> StoreServer<Self> {
+    pub(crate) fn into_server(self) -> StoreServer<Self> {
         let max = wire_limit(&self.limits);
         StoreServer::new(self).max_decoding_message_size(max).max_encoding_message_size(max)
     }
 }
 
 /// The largest gRPC message a store server or client accepts for these limits.
-pub fn wire_limit(limits: &Limits) -> usize {
+pub(crate) fn wire_limit(limits: &Limits) -> usize {
     limits.max_document_bytes.saturating_mul(2).saturating_add(64 << 10)
 }
 

@@ -14,7 +14,7 @@ use crate::store::{DEFAULT_LOOKUP_LIMIT, Fields, Limits, MAX_KEY_BYTES, MAX_LOOK
 
 /// A request to check, as the [`crate::store::Store`] methods receive it.
 #[derive(Debug, Clone, Copy)]
-pub enum Request<'a> {
+pub(crate) enum Request<'a> {
     Put {
         fields: &'a Fields,
     },
@@ -42,7 +42,7 @@ pub enum Request<'a> {
 }
 
 /// `Ok` when the request may proceed; otherwise the reason, naming the field.
-pub fn check(request: Request<'_>, limits: &Limits) -> Result<(), StoreError> {
+pub(crate) fn check(request: Request<'_>, limits: &Limits) -> Result<(), StoreError> {
     match request {
         Request::Put { fields } | Request::Merged { fields } => {
             keys(fields.keys(), "fields")?;
@@ -75,7 +75,7 @@ pub fn check(request: Request<'_>, limits: &Limits) -> Result<(), StoreError> {
 
 /// The lookup limit a gRPC request asks for: 0 means [`DEFAULT_LOOKUP_LIMIT`], except
 /// with an empty subset, where "everything, no limit" is refused rather than guessed.
-pub fn wire_lookup_limit(subset: &Fields, limit: u32) -> Result<usize, StoreError> {
+pub(crate) fn wire_lookup_limit(subset: &Fields, limit: u32) -> Result<usize, StoreError> {
     match limit {
         0 if subset.is_empty() => {
             invalid("limit: required when the subset is empty (it would match every document)".into())
@@ -86,7 +86,7 @@ pub fn wire_lookup_limit(subset: &Fields, limit: u32) -> Result<usize, StoreErro
 }
 
 /// The size a document counts for: its keys' and values' bytes.
-pub fn document_bytes(fields: &Fields) -> usize {
+pub(crate) fn document_bytes(fields: &Fields) -> usize {
     fields.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 

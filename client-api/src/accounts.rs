@@ -20,14 +20,14 @@ use crate::error::ApiError;
 
 /// A signed-in user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub id: String,
-    pub name: String,
+pub(crate) struct User {
+    pub(crate) id: String,
+    pub(crate) name: String,
 }
 
 /// Users and sessions over a `Store` client.
 #[derive(Clone)]
-pub struct Accounts {
+pub(crate) struct Accounts {
     store: StoreClient<Channel>,
     signup_on_first_login: bool,
     session_ttl: Duration,
@@ -46,7 +46,7 @@ fn token_digest(token: &str) -> String {
 }
 
 /// A name is what users type to sign in and the local part of their address.
-pub fn check_name(name: &str) -> Result<(), ApiError> {
+pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
     let ok = (1..=64).contains(&name.len())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
         && !name.starts_with('.')
@@ -61,7 +61,7 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-pub fn check_password(password: &str) -> Result<(), ApiError> {
+pub(crate) fn check_password(password: &str) -> Result<(), ApiError> {
     if password.chars().count() < 8 || password.len() > 1024 {
         return Err(ApiError::BadRequest("password: 8 to 1024 characters".into()));
     }
@@ -69,7 +69,7 @@ pub fn check_password(password: &str) -> Result<(), ApiError> {
 }
 
 impl Accounts {
-    pub fn new(store: StoreClient<Channel>, signup_on_first_login: bool, session_ttl: Duration) -> Self {
+    pub(crate) fn new(store: StoreClient<Channel>, signup_on_first_login: bool, session_ttl: Duration) -> Self {
         Self { store, signup_on_first_login, session_ttl }
     }
 
@@ -96,7 +96,7 @@ impl Accounts {
     /// The user `name`, if the password is right. With signup on, an unknown name
     /// becomes a new account with this password. A wrong password and an unknown name
     /// give the same answer.
-    pub async fn sign_in(&self, name: &str, password: &str) -> Result<User, ApiError> {
+    pub(crate) async fn sign_in(&self, name: &str, password: &str) -> Result<User, ApiError> {
         check_name(name)?;
         check_password(password)?;
         let users = self.lookup(&[("kind", "user"), ("name", name)], 2).await?;
@@ -144,7 +144,7 @@ impl Accounts {
     }
 
     /// Opens a session for `user` and returns its token (to be set as a cookie).
-    pub async fn open_session(&self, user: &User) -> Result<String, ApiError> {
+    pub(crate) async fn open_session(&self, user: &User) -> Result<String, ApiError> {
         let token = hex(&random_bytes::<32>()?);
         let expires_at = now_secs() + self.session_ttl.as_secs();
         let fields = HashMap::from([
@@ -159,7 +159,7 @@ impl Accounts {
     }
 
     /// The user a session token belongs to, if it is valid and not expired.
-    pub async fn session_user(&self, token: &str) -> Result<User, ApiError> {
+    pub(crate) async fn session_user(&self, token: &str) -> Result<User, ApiError> {
         if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ApiError::Unauthorized);
         }
@@ -175,36 +175,11 @@ impl Accounts {
     }
 
     /// Ends the session of this token, if there is one.
-    pub async fn close_session(&self, token: &str) -> Result<(), ApiError> {
+    pub(crate) async fn close_session(&self, token: &str) -> Result<(), ApiError> {
         for s in self.lookup(&[("kind", "session"), ("token_sha256", &token_digest(token))], 10).await? {
             let _ = self.store.clone().delete(pb::DeleteRequest { id: s.id }).await;
         }
         Ok(())
-    }
-
-    /// Records a message `user` sent, for their Sent view and to check ownership.
-    pub async fn record_sent(
-        &self,
-        user: &User,
-        mta_id: &str,
-        summary: HashMap<String, String>,
-    ) -> Result<(), ApiError> {
-        let mut fields = summary;
-        fields.insert("kind".into(), "sent".into());
-        fields.insert("owner".into(), user.id.clone());
-        fields.insert("mta_id".into(), mta_id.to_owned());
-        fields.insert("created_at".into(), now_secs().to_string());
-        self.put(fields).await.map(drop)
-    }
-
-    /// The sent-message records of `user`, oldest first (at most `limit`).
-    pub async fn sent(&self, user: &User, limit: u32) -> Result<Vec<pb::Document>, ApiError> {
-        self.lookup(&[("kind", "sent"), ("owner", &user.id)], limit).await
-    }
-
-    /// Whether `user` sent the message `mta_id`.
-    pub async fn owns(&self, user: &User, mta_id: &str) -> Result<bool, ApiError> {
-        Ok(!self.lookup(&[("kind", "sent"), ("owner", &user.id), ("mta_id", mta_id)], 1).await?.is_empty())
     }
 }
 

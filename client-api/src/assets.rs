@@ -24,14 +24,14 @@ struct Asset {
 }
 
 /// The webmail's files by URL path (`/`, `/assets/app-1a2b.wasm`, ...).
-pub struct WebAssets {
+pub(crate) struct WebAssets {
     files: HashMap<String, Asset>,
 }
 
 /// The page's Content-Security-Policy: only this origin's scripts (WebAssembly needs
 /// `wasm-unsafe-eval`), no plugins, no framing. Images may come from anywhere: remote
 /// images in mail are removed by the sanitizer until the reader asks for them.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; object-src 'none'; \
      base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
@@ -82,7 +82,7 @@ impl Asset {
 impl WebAssets {
     /// Reads `dir/index.html` and every file in `dir/assets/`. Blocking: call it on the
     /// blocking pool.
-    pub fn load(dir: &Path) -> std::io::Result<Self> {
+    pub(crate) fn load(dir: &Path) -> std::io::Result<Self> {
         let mut files = HashMap::new();
         let index = std::fs::read(dir.join("index.html"))?;
         files.insert("/".to_owned(), Asset::new("index.html", index, false)?);
@@ -100,7 +100,7 @@ impl WebAssets {
 
     /// The answer for `path`, in the best encoding the request accepts; None when there
     /// is no such file.
-    pub fn respond(&self, path: &str, request: &HeaderMap) -> Option<Response> {
+    pub(crate) fn respond(&self, path: &str, request: &HeaderMap) -> Option<Response> {
         let asset = self.files.get(path)?;
         let accepted = AcceptEncoding::parse(request);
         let (body, encoding) = match (&asset.brotli, &asset.gzip) {

@@ -19,15 +19,16 @@ use serde_json::json;
 
 use crate::accounts::User;
 use crate::error::ApiError;
+use crate::extract::{ApiJson, CurrentUser};
 use crate::mailbox::{Attachment, AttachmentMeta, Folder, NewMail};
-use crate::routes::{ApiJson, AppState, CurrentUser};
 use crate::sanitize;
+use crate::state::AppState;
 
 /// One recipient list: a string of addresses separated by `;` or `,`, or a JSON list of
 /// such strings.
 #[derive(Deserialize, Default)]
 #[serde(untagged)]
-pub enum Recipients {
+pub(crate) enum Recipients {
     #[default]
     None,
     One(String),
@@ -46,7 +47,7 @@ impl Recipients {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewAttachment {
+pub(crate) struct NewAttachment {
     filename: String,
     #[serde(default)]
     content_type: String,
@@ -55,7 +56,7 @@ pub struct NewAttachment {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Compose {
+pub(crate) struct Compose {
     #[serde(default)]
     to: Recipients,
     #[serde(default)]
@@ -78,7 +79,7 @@ pub struct Compose {
 
 /// Splits `a@x.org; "Doe, Jo" <jo@y.org>, b@z.org` at `;` and `,` outside quotes and
 /// angle brackets; empty entries are dropped.
-pub fn split_addresses(raw: &str) -> Vec<String> {
+pub(crate) fn split_addresses(raw: &str) -> Vec<String> {
     let mut out = Vec::new();
     let (mut current, mut quoted, mut angle) = (String::new(), false, false);
     for c in raw.chars() {
@@ -120,7 +121,7 @@ fn valid_domain(domain: &str) -> bool {
 }
 
 /// The address of a mailbox (`ada@x.org` or `Ada <ada@x.org>`), if it is one.
-pub fn address_of(mailbox: &str) -> Option<String> {
+pub(crate) fn address_of(mailbox: &str) -> Option<String> {
     let mailbox = mailbox.trim();
     if mailbox.chars().any(|c| c.is_control()) {
         return None;
@@ -235,7 +236,7 @@ fn human_size(bytes: usize) -> String {
 }
 
 /// `POST /api/messages`: sends a message.
-pub async fn send(
+pub(crate) async fn send(
     State(state): State<Arc<AppState>>,
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<Compose>,
@@ -328,17 +329,17 @@ pub async fn send(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Preview {
+pub(crate) struct Preview {
     markdown: String,
 }
 
 /// `POST /api/preview`: the HTML a Markdown body is sent as.
-pub async fn preview(_user: CurrentUser, ApiJson(body): ApiJson<Preview>) -> Json<serde_json::Value> {
+pub(crate) async fn preview(_user: CurrentUser, ApiJson(body): ApiJson<Preview>) -> Json<serde_json::Value> {
     Json(json!({ "html": sanitize::markdown(&body.markdown) }))
 }
 
 /// Summary fields for a JSON answer, shared by list and read.
-pub fn addresses_json(fields: &HashMap<String, String>, key: &str) -> serde_json::Value {
+pub(crate) fn addresses_json(fields: &HashMap<String, String>, key: &str) -> serde_json::Value {
     serde_json::from_str(fields.get(key).map_or("[]", String::as_str)).unwrap_or_else(|_| json!([]))
 }
 

@@ -20,17 +20,17 @@ use crate::accounts::User;
 use crate::compose::address_of;
 use crate::error::ApiError;
 use crate::mailbox::{Attachment, AttachmentMeta, Folder, NewMail};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// What became of one inbound message.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Delivered {
+pub(crate) struct Delivered {
     /// Inboxes it was stored in.
-    pub stored: usize,
+    pub(crate) stored: usize,
     /// Inboxes that already had it.
-    pub duplicates: usize,
+    pub(crate) duplicates: usize,
     /// Recipients that are not users of this server.
-    pub unknown: Vec<String>,
+    pub(crate) unknown: Vec<String>,
 }
 
 /// The recipients to deliver to, lowercased and without repeats: the envelope's, else
@@ -61,7 +61,7 @@ async fn local_user(state: &AppState, address: &str) -> Result<Option<User>, Api
 }
 
 /// Stores `mail` in the inbox of each of its local recipients.
-pub async fn deliver(state: &AppState, mail: pb::InboundMail) -> Result<Delivered, ApiError> {
+pub(crate) async fn deliver(state: &AppState, mail: pb::InboundMail) -> Result<Delivered, ApiError> {
     let mut delivered = Delivered::default();
     let mut users: Vec<User> = Vec::new();
     for address in recipients(&mail) {

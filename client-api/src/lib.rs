@@ -1,36 +1,67 @@
 //! BitMail's HTTPS edge. It never talks to a provider: mail goes to mta-server over gRPC,
 //! and users, sessions and message records live in backend-server.
 //!
+//! The public surface is what `main.rs` and the integration tests use: [`config`],
+//! [`server`], [`probe`] and [`tls::CertPaths`]. Everything else is private to the crate.
+//!
+//! Start and stop:
 //! - [`config`]: the service's TOML configuration;
 //! - [`tls`]: the rustls server configuration, from configured files or a self-signed
 //!   certificate generated on first start;
-//! - [`accounts`]: users (argon2id password hashes) and sessions, as store documents;
-//! - [`routes`]: the router, the extractors, the same-origin and CSRF checks;
-//! - [`session`]: signing in and out, the CSRF token, the sign-in limiter;
-//! - [`mailbox`]: folders, messages and attachments as store documents;
-//! - [`mail`]: reading, marking and deleting mail; delivery status of sent mail;
-//! - [`compose`]: recipients, Markdown, attachments, local delivery, submission;
-//! - [`sanitize`]: HTML mail made safe to show (ammonia), Markdown to HTML;
-//! - [`status`]: providers, queue depth and the last hour's deliveries;
-//! - [`assets`]: the built webmail, compressed once and served with cache headers;
-//! - [`webhooks`]: the providers' event webhooks, forwarded untouched to mta-server;
-//! - [`error`]: the one JSON error type every handler returns;
 //! - [`server`]: binding, serving and graceful shutdown;
 //! - [`probe`]: `--probe`, `GET /healthz` against the running edge.
+//!
+//! The HTTP API, from the router down:
+//! - `routes`: the router: every path, its handler, and the middleware stack;
+//! - `metrics`: every request counted and timed, `GET /metrics` for this host only;
+//! - `health`: `GET /healthz`, the upstreams' gRPC health;
+//! - `page`: the webmail's files, or the bare page without a build;
+//! - `session`: signing in and out, who is signed in;
+//! - `mail`: reading, marking and deleting mail; delivery status of sent mail;
+//! - `compose`: recipients, Markdown, attachments, local delivery, submission;
+//! - `status`: providers, queue depth and the last hour's deliveries; following
+//!   mta-server's status changes;
+//! - `webhooks`: the providers' event and inbound webhooks, forwarded untouched to
+//!   mta-server;
+//! - `inbound`: received mail (parsed by mta-server) put into local users' inboxes.
+//!
+//! What the handlers share, below them:
+//! - `state`: `AppState`, what every handler is given;
+//! - `extract`: the extractors: a JSON body with JSON rejections, the signed-in user;
+//! - `csrf`: the same-origin and CSRF checks on every state change, and the CSRF token;
+//! - `limiter`: failed sign-ins limited per name and per client address;
+//! - `deliveries`: the last hour's delivery outcomes, in memory, for the status page;
+//! - `accounts`: users (argon2id password hashes) and sessions, as store documents;
+//! - `mailbox`: folders, messages and attachments as store documents;
+//! - `sanitize`: HTML mail made safe to show (ammonia), Markdown to HTML;
+//! - `assets`: the built webmail, compressed once and served with cache headers;
+//! - `error`: the one JSON error type every handler returns.
+//!
+//! Handlers never import `routes`, and nothing below the handlers imports one, so the
+//! modules import each other without cycles.
 
-pub mod accounts;
-pub mod assets;
-pub mod compose;
 pub mod config;
-pub mod error;
-pub mod inbound;
-pub mod mail;
-pub mod mailbox;
 pub mod probe;
-pub mod routes;
-pub mod sanitize;
 pub mod server;
-pub mod session;
-pub mod status;
 pub mod tls;
-pub mod webhooks;
+
+mod accounts;
+mod assets;
+mod compose;
+mod csrf;
+mod deliveries;
+mod error;
+mod extract;
+mod health;
+mod inbound;
+mod limiter;
+mod mail;
+mod mailbox;
+mod metrics;
+mod page;
+mod routes;
+mod sanitize;
+mod session;
+mod state;
+mod status;
+mod webhooks;

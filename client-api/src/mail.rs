@@ -15,13 +15,14 @@ use serde_json::{Value, json};
 
 use crate::compose::addresses_json;
 use crate::error::ApiError;
+use crate::extract::{ApiJson, CurrentUser};
 use crate::mailbox::{Folder, Summary};
-use crate::routes::{ApiJson, AppState, CurrentUser};
 use crate::sanitize;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     #[serde(default)]
     page: usize,
     #[serde(default = "default_per_page")]
@@ -32,7 +33,7 @@ fn default_per_page() -> usize {
     50
 }
 
-pub fn state_name(state: i32) -> &'static str {
+pub(crate) fn state_name(state: i32) -> &'static str {
     match pb::DeliveryState::try_from(state).unwrap_or(pb::DeliveryState::Unspecified) {
         pb::DeliveryState::Queued => "queued",
         pb::DeliveryState::Sending => "sending",
@@ -99,7 +100,7 @@ fn summary_json(mail: &Summary) -> Value {
 }
 
 /// `GET /api/folders/{folder}`: a page of a folder, newest first.
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     CurrentUser(user): CurrentUser,
     Path(folder): Path<String>,
@@ -128,13 +129,13 @@ pub async fn list(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReadQuery {
+pub(crate) struct ReadQuery {
     #[serde(default)]
     images: bool,
 }
 
 /// `GET /api/mail/{id}`: one message, its HTML sanitized.
-pub async fn read(
+pub(crate) async fn read(
     State(state): State<Arc<AppState>>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
@@ -170,12 +171,12 @@ pub async fn read(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Mark {
+pub(crate) struct Mark {
     read: bool,
 }
 
 /// `PATCH /api/mail/{id}`: `{"read": true|false}`.
-pub async fn mark(
+pub(crate) async fn mark(
     State(state): State<Arc<AppState>>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
@@ -189,7 +190,7 @@ pub async fn mark(
 }
 
 /// `DELETE /api/mail/{id}`.
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
@@ -200,7 +201,7 @@ pub async fn delete(
 }
 
 /// `GET /api/mail/{id}/attachments/{index}`: the file, as a download.
-pub async fn attachment(
+pub(crate) async fn attachment(
     State(state): State<Arc<AppState>>,
     CurrentUser(user): CurrentUser,
     Path((id, index)): Path<(String, usize)>,

@@ -23,16 +23,16 @@ use crate::accounts::User;
 use crate::error::ApiError;
 
 /// Attachment bytes per chunk document (1 MiB, 1.4 MB in base64).
-pub const CHUNK_BYTES: usize = 1024 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Folder {
+pub(crate) enum Folder {
     Inbox,
     Sent,
 }
 
 impl Folder {
-    pub fn parse(name: &str) -> Result<Self, ApiError> {
+    pub(crate) fn parse(name: &str) -> Result<Self, ApiError> {
         match name {
             "inbox" => Ok(Folder::Inbox),
             "sent" => Ok(Folder::Sent),
@@ -40,7 +40,7 @@ impl Folder {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Folder::Inbox => "inbox",
             Folder::Sent => "sent",
@@ -50,79 +50,79 @@ impl Folder {
 
 /// An attachment's description (its bytes are in chunk documents).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AttachmentMeta {
-    pub filename: String,
-    pub content_type: String,
-    pub size: usize,
+pub(crate) struct AttachmentMeta {
+    pub(crate) filename: String,
+    pub(crate) content_type: String,
+    pub(crate) size: usize,
     /// Set for an inline part the HTML shows as `cid:...`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub content_id: String,
+    pub(crate) content_id: String,
 }
 
 /// An attachment with its bytes.
 #[derive(Debug, Clone)]
-pub struct Attachment {
-    pub meta: AttachmentMeta,
-    pub content: Vec<u8>,
+pub(crate) struct Attachment {
+    pub(crate) meta: AttachmentMeta,
+    pub(crate) content: Vec<u8>,
 }
 
 /// A message to store in one folder of one user.
 #[derive(Debug, Clone, Default)]
-pub struct NewMail {
-    pub from: String,
-    pub to: Vec<String>,
-    pub cc: Vec<String>,
-    pub bcc: Vec<String>,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-    pub date_ms: u64,
-    pub mta_id: Option<String>,
-    pub local_to: Vec<String>,
+pub(crate) struct NewMail {
+    pub(crate) from: String,
+    pub(crate) to: Vec<String>,
+    pub(crate) cc: Vec<String>,
+    pub(crate) bcc: Vec<String>,
+    pub(crate) subject: String,
+    pub(crate) text: String,
+    pub(crate) html: String,
+    pub(crate) date_ms: u64,
+    pub(crate) mta_id: Option<String>,
+    pub(crate) local_to: Vec<String>,
     /// More fields of the list entry (received mail: `inbound_key`, `message_id`,
     /// `reply_to`, `verdicts`).
-    pub extra: HashMap<String, String>,
+    pub(crate) extra: HashMap<String, String>,
 }
 
 /// A stored message's list entry.
 #[derive(Debug, Clone)]
-pub struct Summary {
-    pub id: String,
-    pub fields: HashMap<String, String>,
+pub(crate) struct Summary {
+    pub(crate) id: String,
+    pub(crate) fields: HashMap<String, String>,
 }
 
 impl Summary {
-    pub fn field(&self, key: &str) -> &str {
+    pub(crate) fn field(&self, key: &str) -> &str {
         self.fields.get(key).map_or("", String::as_str)
     }
 
-    pub fn list(&self, key: &str) -> Vec<String> {
+    pub(crate) fn list(&self, key: &str) -> Vec<String> {
         serde_json::from_str(self.field(key)).unwrap_or_default()
     }
 
-    pub fn date_ms(&self) -> u64 {
+    pub(crate) fn date_ms(&self) -> u64 {
         self.field("date_ms").parse().unwrap_or(0)
     }
 
-    pub fn read(&self) -> bool {
+    pub(crate) fn read(&self) -> bool {
         self.field("read") == "true"
     }
 
-    pub fn attachments(&self) -> Vec<AttachmentMeta> {
+    pub(crate) fn attachments(&self) -> Vec<AttachmentMeta> {
         serde_json::from_str(self.field("attachments")).unwrap_or_default()
     }
 }
 
 /// What a folder page holds.
 #[derive(Debug)]
-pub struct Page {
-    pub total: usize,
-    pub unread: usize,
-    pub items: Vec<Summary>,
+pub(crate) struct Page {
+    pub(crate) total: usize,
+    pub(crate) unread: usize,
+    pub(crate) items: Vec<Summary>,
 }
 
 #[derive(Clone)]
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     store: StoreClient<Channel>,
 }
 
@@ -137,7 +137,7 @@ fn preview_of(text: &str) -> String {
 }
 
 impl Mailbox {
-    pub fn new(store: StoreClient<Channel>) -> Self {
+    pub(crate) fn new(store: StoreClient<Channel>) -> Self {
         Self { store }
     }
 
@@ -170,7 +170,7 @@ impl Mailbox {
     }
 
     /// Stores `mail` in `folder` of `owner` with its attachments; answers its id.
-    pub async fn store(
+    pub(crate) async fn store(
         &self,
         owner: &User,
         folder: Folder,
@@ -226,7 +226,7 @@ impl Mailbox {
     }
 
     /// The message `id` if it is `user`'s; 404 otherwise, whether it exists or not.
-    pub async fn owned(&self, user: &User, id: &str) -> Result<Summary, ApiError> {
+    pub(crate) async fn owned(&self, user: &User, id: &str) -> Result<Summary, ApiError> {
         let not_found = || ApiError::NotFound(format!("no message with id {id:?}"));
         if id.is_empty() || id.len() > 128 {
             return Err(not_found());
@@ -246,7 +246,13 @@ impl Mailbox {
     }
 
     /// A page of `folder`, newest first, with the folder's total and unread counts.
-    pub async fn page(&self, user: &User, folder: Folder, page: usize, per_page: usize) -> Result<Page, ApiError> {
+    pub(crate) async fn page(
+        &self,
+        user: &User,
+        folder: Folder,
+        page: usize,
+        per_page: usize,
+    ) -> Result<Page, ApiError> {
         let docs = self.lookup_all(&[("kind", "mail"), ("owner", &user.id), ("folder", folder.name())]).await?;
         let mut all: Vec<Summary> = docs.into_iter().map(|d| Summary { id: d.id, fields: d.fields }).collect();
         // Ids sort in creation order; the date breaks nothing and keeps imports in place.
@@ -259,7 +265,7 @@ impl Mailbox {
     }
 
     /// The body (text, html) of an owned message.
-    pub async fn body(&self, mail: &Summary) -> Result<(String, String), ApiError> {
+    pub(crate) async fn body(&self, mail: &Summary) -> Result<(String, String), ApiError> {
         let docs = self.lookup_all(&[("kind", "body"), ("mail_id", &mail.id)]).await?;
         let doc = docs.into_iter().next();
         let field = |k: &str| doc.as_ref().and_then(|d| d.fields.get(k).cloned()).unwrap_or_default();
@@ -267,7 +273,7 @@ impl Mailbox {
     }
 
     /// The bytes of attachment `index` of an owned message.
-    pub async fn attachment(&self, mail: &Summary, index: usize) -> Result<Attachment, ApiError> {
+    pub(crate) async fn attachment(&self, mail: &Summary, index: usize) -> Result<Attachment, ApiError> {
         let meta = mail
             .attachments()
             .into_iter()
@@ -288,14 +294,14 @@ impl Mailbox {
     }
 
     /// Merges `fields` into an owned message's list entry.
-    pub async fn update(&self, mail: &Summary, fields: HashMap<String, String>) -> Result<(), ApiError> {
+    pub(crate) async fn update(&self, mail: &Summary, fields: HashMap<String, String>) -> Result<(), ApiError> {
         let request = pb::UpdateRequest { id: mail.id.clone(), fields, remove: vec![], expected_version: 0 };
         self.store.clone().update(request).await?;
         Ok(())
     }
 
     /// Removes an owned message with its body and attachments.
-    pub async fn delete(&self, mail: &Summary) -> Result<(), ApiError> {
+    pub(crate) async fn delete(&self, mail: &Summary) -> Result<(), ApiError> {
         // The list entry goes first: once it is gone the message is gone for the user,
         // and what remains of a half-finished delete is unreachable.
         self.store.clone().delete(pb::DeleteRequest { id: mail.id.clone() }).await?;
@@ -308,7 +314,7 @@ impl Mailbox {
     }
 
     /// Whether `user`'s inbox already holds the received message `inbound_key`.
-    pub async fn has_inbound(&self, user: &User, inbound_key: &str) -> Result<bool, ApiError> {
+    pub(crate) async fn has_inbound(&self, user: &User, inbound_key: &str) -> Result<bool, ApiError> {
         let request = pb::LookupRequest {
             subset: HashMap::from([
                 ("kind".to_owned(), "mail".to_owned()),
@@ -328,7 +334,7 @@ impl Mailbox {
     }
 
     /// The user named `name`, if there is one.
-    pub async fn user_named(&self, name: &str) -> Result<Option<User>, ApiError> {
+    pub(crate) async fn user_named(&self, name: &str) -> Result<Option<User>, ApiError> {
         let users = self.lookup_all(&[("kind", "user"), ("name", name)]).await?;
         Ok(users.into_iter().next().map(|d| User { id: d.id, name: name.to_owned() }))
     }

@@ -10,16 +10,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Sanitized HTML and whether remote images were removed from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Clean {
-    pub html: String,
-    pub remote_images_blocked: bool,
+pub(crate) struct Clean {
+    pub(crate) html: String,
+    pub(crate) remote_images_blocked: bool,
 }
 
 /// Sanitizes mail HTML; with `allow_remote_images` false, `<img>` from other hosts loses
 /// its source. `inline` maps the content ids of the message's inline parts to the URLs
 /// that serve them here: `<img src="cid:logo">` shows the part, always (it comes with
 /// the message, so showing it tells the sender nothing).
-pub fn mail_html(html: &str, allow_remote_images: bool, inline: &HashMap<String, String>) -> Clean {
+pub(crate) fn mail_html(html: &str, allow_remote_images: bool, inline: &HashMap<String, String>) -> Clean {
     let blocked = Arc::new(AtomicBool::new(false));
     let seen = blocked.clone();
     let inline = inline.clone();
@@ -47,7 +47,7 @@ pub fn mail_html(html: &str, allow_remote_images: bool, inline: &HashMap<String,
 
 /// Markdown written by a user, as the HTML that is sent (and previewed): CommonMark
 /// with tables and strikethrough, then sanitized like received mail.
-pub fn markdown(source: &str) -> String {
+pub(crate) fn markdown(source: &str) -> String {
     use pulldown_cmark::{Options, Parser, html};
     let parser = Parser::new_ext(source, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH);
     let mut out = String::with_capacity(source.len() * 3 / 2);

@@ -13,10 +13,12 @@ use tonic::transport::{Channel, Endpoint};
 use crate::accounts::Accounts;
 use crate::assets::WebAssets;
 use crate::config::Config;
+use crate::deliveries::DeliveryLog;
+use crate::limiter::LoginLimiter;
 use crate::mailbox::Mailbox;
-use crate::routes::{AppState, router};
-use crate::session::LoginLimiter;
-use crate::status::{DeliveryLog, follow};
+use crate::routes::router;
+use crate::state::AppState;
+use crate::status::follow;
 use crate::tls::{self, CertPaths};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

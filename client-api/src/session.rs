@@ -1,14 +1,8 @@
-//! Signing in and out, who is signed in, the CSRF token, and the sign-in limiter.
-//!
-//! The CSRF token is derived from the session token (SHA-256 of a fixed label and the
-//! token): a page of this origin learns it from `POST`/`GET /api/session` and sends it
-//! back in `X-CSRF-Token` with every state change. Another site can neither read the
-//! HttpOnly cookie nor our answers, so it cannot know the token.
+//! Signing in and out, and who is signed in. Sign-ins go through the
+//! [`crate::limiter`]; both answers carry the session's CSRF token ([`crate::csrf`]).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
@@ -18,80 +12,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::accounts::User;
+use crate::csrf::csrf_token;
 use crate::error::ApiError;
-use crate::routes::{ApiJson, AppState, CurrentUser, SESSION_COOKIE, session_token};
-
-/// The header that carries the CSRF token.
-pub const CSRF_HEADER: &str = "x-csrf-token";
-
-/// The CSRF token of a session.
-pub fn csrf_token(session_token: &str) -> String {
-    let mut input = b"bitmail-csrf-v1:".to_vec();
-    input.extend_from_slice(session_token.as_bytes());
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Failed sign-ins per name and per client address: after the limit within `WINDOW`,
-/// that name (or address) is refused until the window ends, which bounds password
-/// guessing against one account and from one place.
-#[derive(Default)]
-pub struct LoginLimiter {
-    names: Mutex<HashMap<String, (u32, Instant)>>,
-    addresses: Mutex<HashMap<IpAddr, (u32, Instant)>>,
-}
-
-pub const MAX_FAILURES_PER_NAME: u32 = 10;
-pub const MAX_FAILURES_PER_ADDRESS: u32 = 50;
-const WINDOW: Duration = Duration::from_secs(15 * 60);
-
-fn over<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (u32, Instant)>>, key: &K, max: u32) -> bool {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-    match map.get(key) {
-        Some((n, since)) if since.elapsed() < WINDOW => *n >= max,
-        Some(_) => {
-            map.remove(key);
-            false
-        }
-        None => false,
-    }
-}
-
-fn count<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (u32, Instant)>>, key: K) {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-    // Keep the map bounded: forget windows that are over.
-    if map.len() > 100_000 {
-        map.retain(|_, (_, since)| since.elapsed() < WINDOW);
-    }
-    map.entry(key).or_insert((0, Instant::now())).0 += 1;
-}
-
-impl LoginLimiter {
-    pub fn check(&self, name: &str, address: IpAddr) -> Result<(), ApiError> {
-        if over(&self.names, &name.to_owned(), MAX_FAILURES_PER_NAME) {
-            return Err(ApiError::TooManyRequests("too many failed sign-ins for this name; try again later".into()));
-        }
-        if over(&self.addresses, &address, MAX_FAILURES_PER_ADDRESS) {
-            return Err(ApiError::TooManyRequests(
-                "too many failed sign-ins from this address; try again later".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn failed(&self, name: &str, address: IpAddr) {
-        count(&self.names, name.to_owned());
-        count(&self.addresses, address);
-    }
-
-    pub fn succeeded(&self, name: &str) {
-        self.names.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
-    }
-}
+use crate::extract::{ApiJson, CurrentUser, SESSION_COOKIE, session_token};
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SignIn {
+pub(crate) struct SignIn {
     name: String,
     password: String,
 }
@@ -100,7 +28,7 @@ fn user_json(user: &User, domain: &str, token: &str) -> Value {
     json!({ "name": user.name, "address": format!("{}@{domain}", user.name), "csrf_token": csrf_token(token) })
 }
 
-pub async fn sign_in(
+pub(crate) async fn sign_in(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<SignIn>,
@@ -122,7 +50,7 @@ pub async fn sign_in(
     Ok(([(header::SET_COOKIE, cookie)], Json(user_json(&user, &state.mail_domain, &token))).into_response())
 }
 
-pub async fn whoami(
+pub(crate) async fn whoami(
     State(state): State<Arc<AppState>>,
     CurrentUser(user): CurrentUser,
     headers: HeaderMap,
@@ -131,42 +59,10 @@ pub async fn whoami(
     Json(user_json(&user, &state.mail_domain, &token))
 }
 
-pub async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(crate) async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(token) = session_token(&headers) {
         state.accounts.close_session(&token).await?;
     }
     let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_limiter_blocks_a_name_and_an_address() {
-        let l = LoginLimiter::default();
-        let here: IpAddr = "127.0.0.1".parse().unwrap();
-        let there: IpAddr = "127.0.0.2".parse().unwrap();
-        for _ in 0..MAX_FAILURES_PER_NAME {
-            assert!(l.check("ada", here).is_ok());
-            l.failed("ada", here);
-        }
-        assert!(matches!(l.check("ada", there), Err(ApiError::TooManyRequests(_))));
-        assert!(l.check("bob", here).is_ok());
-        l.succeeded("ada");
-        assert!(l.check("ada", here).is_ok());
-        for i in 0..MAX_FAILURES_PER_ADDRESS {
-            l.failed(&format!("name{i}"), there);
-        }
-        assert!(matches!(l.check("carol", there), Err(ApiError::TooManyRequests(_))));
-        assert!(l.check("carol", here).is_ok());
-    }
-
-    #[test]
-    fn csrf_tokens_differ_per_session() {
-        assert_eq!(csrf_token("a").len(), 64);
-        assert_ne!(csrf_token("a"), csrf_token("b"));
-        assert_eq!(csrf_token("a"), csrf_token("a"));
-    }
 }

@@ -2,10 +2,10 @@
 //! queue depth, and the deliveries of the last hour.
 //!
 //! mta-server keeps no history, so client-api follows `WatchMessages` from its start and
-//! keeps the last hour of outcomes (sent or failed) in memory, at most [`MAX_EVENTS`].
+//! keeps the last hour of outcomes (sent or failed) in memory, in [`crate::deliveries`].
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
@@ -15,66 +15,19 @@ use bitmail_proto::v1::mta_client::MtaClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
+use crate::deliveries::{BUCKET_MS, Delivery, DeliveryLog};
 use crate::error::ApiError;
+use crate::extract::CurrentUser;
 use crate::mail::state_name;
-use crate::routes::{AppState, CurrentUser};
-
-const HOUR_MS: u64 = 3600 * 1000;
-pub const MAX_EVENTS: usize = 20_000;
-/// The chart's bars: twelve of five minutes.
-const BUCKET_MS: u64 = 5 * 60 * 1000;
-const BUCKETS: usize = 12;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    pub at_ms: u64,
-    pub provider: String,
-    pub state: &'static str,
-    pub message_id: String,
-}
-
-/// The outcomes of the last hour, oldest first.
-#[derive(Default)]
-pub struct DeliveryLog {
-    events: Mutex<VecDeque<Delivery>>,
-}
+use crate::state::AppState;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-impl DeliveryLog {
-    pub fn record(&self, d: Delivery) {
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        while events.front().is_some_and(|e| e.at_ms + HOUR_MS < d.at_ms) || events.len() >= MAX_EVENTS {
-            events.pop_front();
-        }
-        events.push_back(d);
-    }
-
-    /// The newest `n` outcomes, newest first.
-    pub fn recent(&self, n: usize) -> Vec<Delivery> {
-        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        events.iter().rev().take(n).cloned().collect()
-    }
-
-    /// Messages sent per provider in each five-minute bucket of the hour before `now`,
-    /// oldest bucket first.
-    pub fn per_provider(&self, now: u64) -> BTreeMap<String, [u32; BUCKETS]> {
-        let since = now.saturating_sub(BUCKET_MS * BUCKETS as u64);
-        let mut out: BTreeMap<String, [u32; BUCKETS]> = BTreeMap::new();
-        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        for e in events.iter().filter(|e| e.state == "sent" && e.at_ms >= since && e.at_ms <= now) {
-            let bucket = (((e.at_ms - since) / BUCKET_MS) as usize).min(BUCKETS - 1);
-            out.entry(e.provider.clone()).or_insert([0; BUCKETS])[bucket] += 1;
-        }
-        out
-    }
-}
-
 /// Follows mta-server's status changes into `log` until the task is aborted,
 /// reconnecting after a pause whenever the stream ends.
-pub async fn follow(mta: MtaClient<Channel>, log: Arc<DeliveryLog>) {
+pub(crate) async fn follow(mta: MtaClient<Channel>, log: Arc<DeliveryLog>) {
     loop {
         match mta.clone().watch_messages(pb::WatchMessagesRequest { message_id: String::new() }).await {
             Ok(stream) => {
@@ -108,7 +61,7 @@ fn circuit_name(c: i32) -> &'static str {
 }
 
 /// `GET /api/status`.
-pub async fn status(State(state): State<Arc<AppState>>, _user: CurrentUser) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn status(State(state): State<Arc<AppState>>, _user: CurrentUser) -> Result<Json<Value>, ApiError> {
     let list = state.mta.clone().list_providers(pb::ListProvidersRequest {}).await?.into_inner();
     let providers: Vec<Value> = list
         .providers
@@ -135,31 +88,4 @@ pub async fn status(State(state): State<Arc<AppState>>, _user: CurrentUser) -> R
         "degraded": list.degraded, "queue_depth": list.backlog, "providers": providers, "recent": recent,
         "chart": { "now_ms": now, "bucket_minutes": BUCKET_MS / 60_000, "sent": chart },
     })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(at_ms: u64, provider: &str, state: &'static str) -> Delivery {
-        Delivery { at_ms, provider: provider.into(), state, message_id: "m".into() }
-    }
-
-    #[test]
-    fn the_log_keeps_an_hour_and_buckets_sent_mail_per_provider() {
-        let log = DeliveryLog::default();
-        let now = 10 * HOUR_MS;
-        log.record(d(now - 2 * HOUR_MS, "a", "sent"));
-        log.record(d(now - 59 * 60 * 1000, "a", "sent"));
-        log.record(d(now - 1000, "a", "sent"));
-        log.record(d(now - 500, "b", "sent"));
-        log.record(d(now - 400, "b", "failed"));
-        log.record(d(now, "b", "sent"));
-        assert_eq!(log.recent(100).len(), 5, "the event older than an hour is gone");
-        assert_eq!(log.recent(1)[0].at_ms, now);
-        let chart = log.per_provider(now);
-        assert_eq!(chart["a"][0], 1);
-        assert_eq!(chart["a"][BUCKETS - 1], 1);
-        assert_eq!(chart["b"][BUCKETS - 1], 2, "failed is not counted");
-    }
 }

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} holds no usable PEM {what}")]
@@ -30,13 +30,13 @@ pub enum TlsError {
 #[derive(Debug, Clone)]
 pub struct CertPaths {
     pub cert: PathBuf,
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
     /// True when BitMail generated them (a self-signed development certificate).
     pub generated: bool,
 }
 
 /// Uses the configured files, or generates a self-signed pair on first start.
-pub fn ensure_certificate(config: &Config) -> Result<CertPaths, TlsError> {
+pub(crate) fn ensure_certificate(config: &Config) -> Result<CertPaths, TlsError> {
     if let Some(tls) = &config.tls {
         return Ok(CertPaths { cert: tls.cert_path.clone(), key: tls.key_path.clone(), generated: false });
     }
@@ -70,7 +70,7 @@ fn restrict_permissions(path: &Path) {
 fn restrict_permissions(_path: &Path) {}
 
 /// A rustls server configuration (HTTP/2 and HTTP/1.1) from PEM files.
-pub fn server_config(paths: &CertPaths) -> Result<rustls::ServerConfig, TlsError> {
+pub(crate) fn server_config(paths: &CertPaths) -> Result<rustls::ServerConfig, TlsError> {
     let read = |path: &Path| std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source });
     let cert_pem = read(&paths.cert)?;
     let key_pem = read(&paths.key)?;

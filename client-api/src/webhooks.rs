@@ -29,9 +29,9 @@ use axum::routing::post;
 use bitmail_proto::v1 as pb;
 
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
-pub fn routes(max_inbound_bytes: usize) -> Router<Arc<AppState>> {
+pub(crate) fn routes(max_inbound_bytes: usize) -> Router<Arc<AppState>> {
     Router::new()
         .route("/webhooks/{provider}/events", post(events))
         .route("/webhooks/{provider}/inbound", post(inbound).layer(DefaultBodyLimit::max(max_inbound_bytes)))

@@ -8,6 +8,8 @@
 //! - [`grpc`]: the standard health service and server reflection for a tonic server;
 //! - [`metrics`]: Prometheus metrics, served at `GET /metrics`;
 //! - [`probe`]: `--probe`, asking a running gRPC service for its health;
+//! - [`time`]: UTC calendar dates for timestamps in logs, reports and test payloads,
+//!   without a date crate;
 //! - [`init_tracing`]: `tracing` output filtered by one environment variable per service.
 
 pub mod cli;

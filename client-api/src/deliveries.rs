@@ -1,0 +1,84 @@
+//! The deliveries of the last hour, kept in memory for the status page.
+//!
+//! mta-server keeps no history, so client-api follows `WatchMessages` from its start
+//! ([`crate::status::follow`]) and records each outcome (sent or failed) here, at most
+//! [`MAX_EVENTS`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+const HOUR_MS: u64 = 3600 * 1000;
+pub(crate) const MAX_EVENTS: usize = 20_000;
+/// The chart's bars: twelve of five minutes.
+pub(crate) const BUCKET_MS: u64 = 5 * 60 * 1000;
+const BUCKETS: usize = 12;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    pub(crate) at_ms: u64,
+    pub(crate) provider: String,
+    pub(crate) state: &'static str,
+    pub(crate) message_id: String,
+}
+
+/// The outcomes of the last hour, oldest first.
+#[derive(Default)]
+pub(crate) struct DeliveryLog {
+    events: Mutex<VecDeque<Delivery>>,
+}
+
+impl DeliveryLog {
+    pub(crate) fn record(&self, d: Delivery) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        while events.front().is_some_and(|e| e.at_ms + HOUR_MS < d.at_ms) || events.len() >= MAX_EVENTS {
+            events.pop_front();
+        }
+        events.push_back(d);
+    }
+
+    /// The newest `n` outcomes, newest first.
+    pub(crate) fn recent(&self, n: usize) -> Vec<Delivery> {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.iter().rev().take(n).cloned().collect()
+    }
+
+    /// Messages sent per provider in each five-minute bucket of the hour before `now`,
+    /// oldest bucket first.
+    pub(crate) fn per_provider(&self, now: u64) -> BTreeMap<String, [u32; BUCKETS]> {
+        let since = now.saturating_sub(BUCKET_MS * BUCKETS as u64);
+        let mut out: BTreeMap<String, [u32; BUCKETS]> = BTreeMap::new();
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        for e in events.iter().filter(|e| e.state == "sent" && e.at_ms >= since && e.at_ms <= now) {
+            let bucket = (((e.at_ms - since) / BUCKET_MS) as usize).min(BUCKETS - 1);
+            out.entry(e.provider.clone()).or_insert([0; BUCKETS])[bucket] += 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(at_ms: u64, provider: &str, state: &'static str) -> Delivery {
+        Delivery { at_ms, provider: provider.into(), state, message_id: "m".into() }
+    }
+
+    #[test]
+    fn the_log_keeps_an_hour_and_buckets_sent_mail_per_provider() {
+        let log = DeliveryLog::default();
+        let now = 10 * HOUR_MS;
+        log.record(d(now - 2 * HOUR_MS, "a", "sent"));
+        log.record(d(now - 59 * 60 * 1000, "a", "sent"));
+        log.record(d(now - 1000, "a", "sent"));
+        log.record(d(now - 500, "b", "sent"));
+        log.record(d(now - 400, "b", "failed"));
+        log.record(d(now, "b", "sent"));
+        assert_eq!(log.recent(100).len(), 5, "the event older than an hour is gone");
+        assert_eq!(log.recent(1)[0].at_ms, now);
+        let chart = log.per_provider(now);
+        assert_eq!(chart["a"][0], 1);
+        assert_eq!(chart["a"][BUCKETS - 1], 1);
+        assert_eq!(chart["b"][BUCKETS - 1], 2, "failed is not counted");
+    }
+}

@@ -1,0 +1,69 @@
+//! The extractors handlers take: a JSON body whose rejections are API errors, and the
+//! signed-in user (from the session cookie).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, StatusCode, header, request::Parts};
+
+use crate::accounts::User;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(crate) const SESSION_COOKIE: &str = "bitmail_session";
+
+/// A JSON body whose rejections (wrong content type, bad JSON, unknown field, too
+/// large) are JSON errors like every other.
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge("the request body is larger than this server accepts".into()))
+            }
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The signed-in user; a handler taking it answers 401 without a valid session.
+pub(crate) struct CurrentUser(pub(crate) User);
+
+impl FromRequestParts<Arc<AppState>> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let token = session_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        Ok(CurrentUser(state.accounts.session_user(&token).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "a=1; bitmail_session=abc; b=2".parse().unwrap());
+        assert_eq!(session_token(&h).as_deref(), Some("abc"));
+        assert_eq!(session_token(&HeaderMap::new()), None);
+    }
+}

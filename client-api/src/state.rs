@@ -1,0 +1,30 @@
+//! What every handler shares: the one `AppState` the router holds.
+
+use std::sync::Arc;
+
+use bitmail_proto::v1::mta_client::MtaClient;
+use bitmail_runtime::metrics::Registry;
+use tonic::transport::Channel;
+
+use crate::accounts::Accounts;
+use crate::assets::WebAssets;
+use crate::deliveries::DeliveryLog;
+use crate::limiter::LoginLimiter;
+use crate::mailbox::Mailbox;
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub(crate) accounts: Accounts,
+    pub(crate) mailbox: Mailbox,
+    pub(crate) mta: MtaClient<Channel>,
+    pub(crate) mta_channel: Channel,
+    pub(crate) backend_channel: Channel,
+    pub(crate) mail_domain: String,
+    pub(crate) session_secs: u64,
+    pub(crate) limiter: LoginLimiter,
+    pub(crate) max_attachment_bytes: usize,
+    /// The built webmail; None serves the bare page.
+    pub(crate) web: Option<WebAssets>,
+    pub(crate) deliveries: Arc<DeliveryLog>,
+    pub(crate) metrics: Registry,
+}
