@@ -19,7 +19,7 @@ use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_server::Mta as _;
 use bitmail_runtime::metrics::Registry;
 use bitmail_tests::eventually::eventually;
-use mta_server::delivery::{AmbiguousPolicy, Delivery, DeliverySettings, Providers, RetryPolicy};
+use mta_server::delivery::{AmbiguousPolicy, Clock, Delivery, DeliverySettings, Providers, RetryPolicy};
 use mta_server::health::{Health, HealthSettings};
 use mta_server::limits::Limiter;
 use mta_server::message::{Limits, Message};
@@ -101,6 +101,8 @@ struct Settings {
     health: HealthSettings,
     retry: RetryPolicy,
     ambiguous: AmbiguousPolicy,
+    /// Where delivery reads the time: the system clock unless a test pauses tokio's.
+    clock: Clock,
 }
 
 impl Default for Settings {
@@ -118,6 +120,7 @@ impl Default for Settings {
                 max_age: Duration::from_secs(24 * 3600),
             },
             ambiguous: AmbiguousPolicy::FailOver,
+            clock: Clock::system(),
         }
     }
 }
@@ -131,6 +134,7 @@ struct Gateway {
     health: Arc<Health>,
     wake: Arc<Notify>,
     settings: DeliverySettings,
+    clock: Clock,
     delivery: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     dir: PathBuf,
 }
@@ -153,8 +157,9 @@ impl Gateway {
             SuppressionRules { hard_bounce_ms: 0, complaint_ms: 0 },
             Registry::new(),
         );
+        let clock = settings.clock;
         let settings = DeliverySettings { concurrency: 8, retry: settings.retry, ambiguous: settings.ambiguous };
-        let mut gateway = Gateway { service, spool, providers, health, wake, settings, delivery: None, dir };
+        let mut gateway = Gateway { service, spool, providers, health, wake, settings, clock, delivery: None, dir };
         gateway.run_delivery();
         gateway
     }
@@ -174,7 +179,8 @@ impl Gateway {
             Registry::new(),
             self.settings,
             self.wake.clone(),
-        );
+        )
+        .with_clock(self.clock);
         let (stop, stopped) = oneshot::channel::<()>();
         let run = tokio::spawn(delivery.run(
             async move {
@@ -488,6 +494,7 @@ async fn an_open_circuit_holds_mail_until_its_cool_down_ends_and_one_probe_close
             max_age: Duration::from_secs(3600),
         },
         ambiguous: AmbiguousPolicy::FailOver,
+        clock: Clock::system(),
     };
     let mut gw = Gateway::start(&[&a], settings);
     let first = gw.submit(&["bob@example.net"]).await;
@@ -540,5 +547,54 @@ async fn a_round_cut_short_by_shutdown_resumes_and_flags_the_resend() {
     assert_eq!(status.state(), pb::DeliveryState::Sent, "{status:#?}");
     assert_eq!(outcomes(&status), [("a", pb::AttemptOutcome::Ambiguous), ("a", pb::AttemptOutcome::Accepted)]);
     assert!(status.possible_duplicate, "the first call may have been accepted");
+    gw.stop_delivery().await;
+}
+
+/// Under tokio's paused time, with delivery reading tokio's clock: hours of backoff and
+/// cool-down pass in no real time, and each wait is as long as the policy says.
+#[tokio::test(start_paused = true)]
+async fn backoff_and_cool_down_in_paused_time_wait_as_long_as_the_policy_says() {
+    const MINUTE: i64 = 60_000;
+    // Threshold 2: the first failure defers, the second opens the circuit for 30 min.
+    let a = Scripted::new("a", [transient("503 one"), transient("503 two")]);
+    let settings = Settings {
+        health: HealthSettings {
+            failure_threshold: 2,
+            cool_down: Duration::from_secs(30 * 60),
+            refused_cool_down: Duration::from_secs(3600),
+        },
+        retry: RetryPolicy {
+            initial: Duration::from_secs(10 * 60),
+            max_delay: Duration::from_secs(3600),
+            max_age: Duration::from_secs(24 * 3600),
+        },
+        ambiguous: AmbiguousPolicy::FailOver,
+        clock: Clock::tokio(),
+    };
+    let real = std::time::Instant::now();
+    let mut gw = Gateway::start(&[&a], settings);
+    let id = gw.submit(&["bob@example.net"]).await;
+    // Looks once a (paused) second, so that tokio's clock runs ahead in steps of a
+    // second while the runtime waits; the deadline is on the wall clock.
+    let sent = loop {
+        let status = gw.status(&id).await;
+        if status.state() == pb::DeliveryState::Sent || real.elapsed() > Duration::from_secs(20) {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(sent.state(), pb::DeliveryState::Sent, "{sent:#?}");
+    let started: Vec<i64> = sent.attempts.iter().map(|a| a.started_at_unix_ms).collect();
+    assert_eq!(started.len(), 3, "{sent:#?}");
+    // Round 2 after the first backoff: 10 min ± 20 %.
+    let first_wait = started[1] - started[0];
+    assert!((8 * MINUTE..=12 * MINUTE + 1_000).contains(&first_wait), "round 2 after {first_wait} ms");
+    // Round 2 failed the second time in a row: the circuit opened for 30 minutes, so
+    // round 3 (due after 20 min ± 20 %) waited for the cool-down, then probed.
+    let second_wait = started[2] - started[1];
+    assert!((30 * MINUTE..=31 * MINUTE + 1_000).contains(&second_wait), "round 3 after {second_wait} ms");
+    let (a_status, _) = gw.provider("a").await;
+    assert_eq!(a_status.circuit(), pb::CircuitState::Closed, "the accepted probe closed it");
+    assert!(real.elapsed() < Duration::from_secs(10), "40 minutes of policy took {:?}", real.elapsed());
     gw.stop_delivery().await;
 }

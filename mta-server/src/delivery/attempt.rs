@@ -16,7 +16,6 @@ use crate::health::Unavailable;
 use crate::limits::AtLimit;
 use crate::message::Message;
 use crate::provider::Outcome;
-use crate::spool::record::now_ms;
 
 /// Why a provider cannot be tried now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +67,7 @@ impl<'a> Attempt<'a> {
         self.phase = Phase::Recorded;
         shared.limiter.finish(index);
         shared.scheduler.observe(index, outcome.class(), took);
-        if let Some((name, record)) = shared.health.record(index, &outcome, took, now_ms()) {
+        if let Some((name, record)) = shared.health.record(index, &outcome, took, shared.now_ms()) {
             shared.spool.save_health(&name, record).await;
         }
         (outcome, took)
@@ -101,6 +100,7 @@ mod tests {
     use crate::message::Mailbox;
     use crate::provider::{Provider, RefusalScope};
     use crate::scheduler::RoundRobin;
+    use crate::spool::record::now_ms;
     use crate::spool::{Spool, SpoolSettings};
 
     /// Never answers, or answers a provider-wide refusal.
@@ -146,6 +146,7 @@ mod tests {
             },
             ambiguous: AmbiguousPolicy::FailOver,
             in_flight: Mutex::new(HashSet::new()),
+            clock: crate::delivery::Clock::system(),
         }
     }
 

@@ -12,7 +12,10 @@
 //! restart resumes everything that was queued, deferred or being sent.
 
 mod attempt;
+mod clock;
 mod round;
+
+pub use clock::Clock;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -27,7 +30,6 @@ use crate::limits::Limiter;
 use crate::provider::Provider;
 use crate::provider::metered::Metered;
 use crate::scheduler::Scheduler;
-use crate::spool::record::now_ms;
 use crate::spool::{Spool, SpoolError};
 use bitmail_runtime::metrics::Registry;
 
@@ -86,6 +88,13 @@ struct Shared {
     ambiguous: AmbiguousPolicy,
     /// The messages whose round is running.
     in_flight: Mutex<HashSet<String>>,
+    clock: Clock,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
 }
 
 /// The delivery side; [`Delivery::run`] drives it until shutdown.
@@ -121,8 +130,15 @@ impl Delivery {
             retry: settings.retry,
             ambiguous: settings.ambiguous,
             in_flight: Mutex::new(HashSet::new()),
+            clock: Clock::system(),
         });
         Delivery { shared, wake, concurrency: settings.concurrency.max(1) }
+    }
+
+    /// Reads the time from `clock` instead of the system clock (tests: [`Clock::tokio`]).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        Arc::get_mut(&mut self.shared).expect("not running yet").clock = clock;
+        self
     }
 
     /// Delivers due messages until `shutdown` resolves; then waits up to `grace` for
@@ -174,16 +190,17 @@ impl Delivery {
     /// before looking again when there are none: until the next is due, never more than
     /// a second (so that a clock change cannot strand work).
     async fn due(&self, free: usize) -> (Vec<String>, Duration) {
+        let now = self.shared.now_ms();
         let until = |at: Option<u64>| {
             at.map_or(Duration::from_secs(1), |at| {
-                Duration::from_millis(at.saturating_sub(now_ms())).min(Duration::from_secs(1))
+                Duration::from_millis(at.saturating_sub(now)).min(Duration::from_secs(1))
             })
         };
         // With no provider to try, leave the backlog on disk rather than run rounds
         // that can only defer it again; wait for a circuit to half-open, a probe to
         // end, or an operator. While a probe is under way the reopening time is already
         // past: poll gently rather than spin.
-        if !self.shared.health.any_claimable(now_ms()) {
+        if !self.shared.health.any_claimable(now) {
             return (Vec::new(), until(self.shared.health.next_reopening()).max(Duration::from_millis(100)));
         }
         if free == 0 {
@@ -192,7 +209,7 @@ impl Delivery {
         let shared = self.shared.clone();
         let found = tokio::task::spawn_blocking(move || {
             let in_flight = lock(&shared.in_flight).clone();
-            shared.spool.due(now_ms(), free, |id| in_flight.contains(id))
+            shared.spool.due(now, free, |id| in_flight.contains(id))
         })
         .await
         .unwrap_or_else(|e| Err(SpoolError::Storage(e.to_string())));

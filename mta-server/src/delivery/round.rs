@@ -23,7 +23,7 @@ use crate::limits::AtLimit;
 use crate::message::Message;
 use crate::provider::{Outcome, RefusalScope};
 use crate::spool::SpoolError;
-use crate::spool::record::{Status, now_ms, to_ms};
+use crate::spool::record::{Status, to_ms};
 
 /// How long a round waits at most before looking again at providers that were at their
 /// in-flight or rate limit.
@@ -133,7 +133,7 @@ impl Round<'_> {
         if self.message.wire_bytes() > shared.limiter.max_bytes(index) {
             return Ok(Step::Next);
         }
-        let attempt = match Attempt::claim(shared, index, now_ms()) {
+        let attempt = match Attempt::claim(shared, index, shared.now_ms()) {
             Ok(attempt) => attempt,
             Err(NotNow::AtLimit(at)) => {
                 self.last_error = format!("provider {name} is at its limit ({at:?})");
@@ -151,7 +151,7 @@ impl Round<'_> {
         if !std::mem::replace(&mut self.attempted, true) {
             self.status.rounds += 1;
         }
-        self.status.start_attempt(name, now_ms());
+        self.status.start_attempt(name, shared.now_ms());
         // On disk before the provider hears of it. Should this fail, dropping the
         // attempt gives its slot and claim back.
         shared.spool.update(self.status.clone(), false).await?;
@@ -239,15 +239,15 @@ impl Round<'_> {
 /// spread over a second so that a returning provider is not hit by the whole backlog
 /// at once.
 fn defer(shared: &Shared, status: &mut Status, message: &Message, last_error: String, attempted: bool) {
+    let now = shared.now_ms();
     let delay = if attempted {
         shared.retry.delay(status.rounds.max(1), fastrand::f64())
     } else {
         let fallback = shared.retry.max_delay.min(Duration::from_secs(60));
-        let until =
-            shared.health.next_reopening().map_or(fallback, |at| Duration::from_millis(at.saturating_sub(now_ms())));
+        let until = shared.health.next_reopening().map_or(fallback, |at| Duration::from_millis(at.saturating_sub(now)));
         until + Duration::from_millis(fastrand::u64(0..1000))
     };
-    let next = now_ms() + delay.as_millis() as u64;
+    let next = now + delay.as_millis() as u64;
     let age = Duration::from_millis(next.saturating_sub(to_ms(message.submitted_at)));
     if age > shared.retry.max_age {
         warn!(rounds = status.rounds, error = %last_error, "giving up: past the maximum age");
