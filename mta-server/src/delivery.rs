@@ -145,7 +145,7 @@ impl Delivery {
                 let shared = self.shared.clone();
                 tokio::task::spawn_blocking(move || {
                     let in_flight = lock(&shared.in_flight).clone();
-                    shared.spool.due(now_ms(), free, |id| in_flight.contains(id))
+                    shared.spool.due_blocking(now_ms(), free, |id| in_flight.contains(id))
                 })
                 .await
                 .unwrap_or_else(|e| Err(SpoolError::Storage(e.to_string())))
@@ -233,7 +233,7 @@ fn with_sent_to(mut message: Message, sent_to: &[String]) -> Message {
 
 /// One delivery round for one message.
 async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError> {
-    let (Some(mut status), message) = (shared.spool.status(id)?, shared.spool.message(id)?) else {
+    let (Some(mut status), message) = (shared.spool.status(id).await?, shared.spool.message(id).await?) else {
         return Ok(());
     };
     if status.is_final() {
