@@ -5,7 +5,7 @@
 //! leaves either the old or the new state, never a torn one; a corrupt file is reported
 //! when opened, not silently emptied. It compiles fast and needs no C toolchain.
 //!
-//! Tables ([`schema`]), ten of them:
+//! Tables (`schema.rs`), ten of them:
 //! - `messages`: id → [`record::MessageRecord`] (removed once the message is sent or
 //!   failed: the body is no longer needed);
 //! - `statuses`: id → [`record::Status`];
@@ -16,34 +16,35 @@
 //! - `health`: provider name → encoded provider health;
 //! - `webhook_seen` (and `webhook_seen_by_time`: (seen at ms, key) → (), for pruning):
 //!   provider event ids and Mailgun tokens already taken, so a webhook delivered twice
-//!   stores its events once ([`webhook`]);
+//!   stores its events once (`webhook.rs`);
 //! - `suppressions`: lowercased address → [`record::SuppressionRecord`]
-//!   ([`suppression`]);
+//!   (`suppression.rs`);
 //! - `unfinished`: (submitted at ms, id) → () for every message not yet sent or failed,
 //!   so the age of the oldest is one read.
 //!
 //! The modules:
 //! - [`record`]: the stored records (prost), apart from the wire types;
-//! - [`schema`]: the table definitions and time windows;
-//! - [`read`]: reads, off the async threads;
-//! - [`writer`]: the group-commit writer thread: batching, commit, answering;
-//! - [`apply`]: what each write does to the tables (accept, update, health), with
-//!   [`prune`], [`webhook`] (events) and [`suppression`] (the list and its rule).
+//! - `schema.rs`: the table definitions and time windows;
+//! - `read.rs`: reads, off the async threads;
+//! - `writer.rs`: the group-commit writer thread: batching, commit, answering;
+//! - `apply.rs`: what each write does to the tables (accept, update, health), with
+//!   `prune.rs`, `webhook.rs` (events) and `suppression.rs` (the list and its rule).
 //!
 //! Group commit: one writer thread owns every write. It takes all operations waiting in
-//! its channel (up to [`writer::MAX_BATCH`]), applies them in one transaction, commits
-//! once (one fsync), then answers each caller. Concurrent submissions thus share a
-//! commit, and a caller is answered only once its change is on disk.
+//! its channel (up to `MAX_BATCH`, 4096), applies them in one transaction, commits once
+//! (one fsync), then answers each caller. Concurrent submissions thus share a commit,
+//! and a caller is answered only once its change is on disk.
 //!
 //! Reads never run on an async worker thread: they are `async` and run on tokio's
 //! blocking pool, or named `*_blocking` for use inside `spawn_blocking`. The backlog,
 //! the oldest unfinished message and the file size are figures the writer keeps after
 //! each commit, read without touching the disk.
 //!
-//! Retention: [`Spool::prune`] removes idempotency keys past their 24 hours and the
+//! Retention (`prune.rs`): `Spool::prune` removes idempotency keys past their 24 hours and the
 //! statuses of sent or failed messages older than the configured retention, oldest
 //! first (ids are UUIDv7, so id order is submission order) and a bounded number per
-//! commit, so that the file stops growing under a steady load.
+//! commit, so that the file stops growing under a steady load. It also forgets webhook
+//! event ids and tokens after 3 days.
 
 mod apply;
 mod prune;
@@ -87,7 +88,7 @@ fn storage(e: impl std::fmt::Display) -> SpoolError {
     SpoolError::Storage(e.to_string())
 }
 
-/// What [`Spool::accept`] did.
+/// What `Spool::accept` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
     /// The message is on disk under its own id.
