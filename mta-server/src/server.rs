@@ -107,7 +107,7 @@ impl Server {
         }
         let names = providers.iter().map(|p| p.name().to_owned()).collect();
         let health = Arc::new(Health::new(names, config.health_settings()));
-        for (name, record) in spool.load_health()? {
+        for (name, record) in spool.load_health().await? {
             health.restore(&name, &record);
         }
         let limiter = Arc::new(Limiter::new(

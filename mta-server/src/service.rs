@@ -58,7 +58,7 @@ impl MtaService {
         let spool = self.spool.clone();
         let now = record::now_ms();
         let found = tokio::task::spawn_blocking(move || {
-            let hit = spool.suppressed(fields.iter().map(|(_, a)| a.as_str()), now)?;
+            let hit = spool.suppressed_blocking(fields.iter().map(|(_, a)| a.as_str()), now)?;
             let hit = hit.and_then(|(address, r)| {
                 let field = fields.iter().find(|(_, a)| a == address)?.0.clone();
                 Some((field, address.to_owned(), r))
@@ -83,11 +83,7 @@ impl MtaService {
         if id.is_empty() {
             return Err(Status::invalid_argument("message_id: required"));
         }
-        let spool = self.spool.clone();
-        let lookup = id.to_owned();
-        let found = tokio::task::spawn_blocking(move || spool.status(&lookup))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))??;
+        let found = self.spool.status(id).await?;
         found.ok_or_else(|| Status::not_found(format!("no message with id {id:?}")))
     }
 
@@ -334,7 +330,7 @@ impl pb::mta_server::Mta for MtaService {
                 return Err(Status::failed_precondition("the message is already queued or being delivered"));
             }
         }
-        if self.spool.message(&status.id)?.is_none() {
+        if self.spool.message(&status.id).await?.is_none() {
             return Err(Status::failed_precondition("the message body is no longer in the spool"));
         }
         status.requeue(record::now_ms());
@@ -442,12 +438,7 @@ impl pb::mta_server::Mta for MtaService {
             n @ 1..=1000 => n as usize,
             n => return Err(Status::invalid_argument(format!("limit: {n} is over 1000"))),
         };
-        let spool = self.spool.clone();
-        let now = record::now_ms();
-        let found =
-            tokio::task::spawn_blocking(move || spool.suppressions(&request.after.to_ascii_lowercase(), limit, now))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))??;
+        let found = self.spool.suppressions(&request.after.to_ascii_lowercase(), limit, record::now_ms()).await?;
         Ok(Response::new(pb::ListSuppressionsResponse {
             suppressions: found.into_iter().map(|(a, r)| suppression_to_wire(a, r)).collect(),
         }))

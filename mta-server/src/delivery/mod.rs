@@ -209,7 +209,7 @@ impl Delivery {
         let shared = self.shared.clone();
         let found = tokio::task::spawn_blocking(move || {
             let in_flight = lock(&shared.in_flight).clone();
-            shared.spool.due(now, free, |id| in_flight.contains(id))
+            shared.spool.due_blocking(now, free, |id| in_flight.contains(id))
         })
         .await
         .unwrap_or_else(|e| Err(SpoolError::Storage(e.to_string())));

@@ -57,7 +57,7 @@ pub(super) async fn deliver(shared: &Shared, id: &str) -> Result<(), SpoolError>
 /// The message's status and body, unless there is nothing to deliver. A status whose
 /// body is missing is marked failed.
 async fn load(shared: &Shared, id: &str) -> Result<Option<(Status, Arc<Message>)>, SpoolError> {
-    let (Some(mut status), message) = (shared.spool.status(id)?, shared.spool.message(id)?) else {
+    let (Some(mut status), message) = (shared.spool.status(id).await?, shared.spool.message(id).await?) else {
         return Ok(None);
     };
     if status.is_final() {

@@ -1,0 +1,109 @@
+//! What each write does to the tables, inside the writer's transaction: one function
+//! per [`Op`]. Accepting, updating and health are here; pruning, webhook events and
+//! suppressions have files of their own.
+
+use prost::Message as _;
+use redb::ReadableTable;
+
+use super::record::{MessageRecord, Status};
+use super::schema::{IDEMPOTENCY_WINDOW_MS, Tables};
+use super::writer::{Applied, Op, Reply};
+use super::{Accepted, prune, suppression, webhook};
+
+impl Applied {
+    /// Applies one operation, keeping its answer and the statuses it changed. An error
+    /// is a storage failure: the whole transaction is given up.
+    pub(crate) fn apply(&mut self, t: &mut Tables<'_>, op: Op) -> Result<(), redb::Error> {
+        match op {
+            Op::Accept { record, key, reply } => {
+                let (accepted, status) = accept(t, &record, key.as_deref())?;
+                self.changed.extend(status);
+                self.replies.push(Reply::Accept(reply, Ok(accepted)));
+            }
+            Op::Update { status, drop_body, reply } => {
+                self.changed.push(update(t, status, drop_body)?);
+                self.replies.push(Reply::Done(reply, Ok(())));
+            }
+            Op::Health { provider, encoded } => {
+                t.health.insert(provider.as_str(), encoded.as_slice())?;
+            }
+            Op::Prune { now_ms, keep_status_ms, reply } => {
+                self.replies.push(Reply::Prune(reply, Ok(prune::prune(t, now_ms, keep_status_ms)?)));
+            }
+            Op::Events { batch, rules, now_ms, reply } => {
+                let stored = webhook::record_events(t, batch, rules, now_ms, &mut self.changed)?;
+                self.replies.push(Reply::Events(reply, Ok(stored)));
+            }
+            Op::Suppress { address, record, reply } => {
+                suppression::suppress(t, &address, &record)?;
+                self.replies.push(Reply::Done(reply, Ok(())));
+            }
+            Op::Unsuppress { address, reply } => {
+                self.replies.push(Reply::Removed(reply, Ok(suppression::unsuppress(t, &address)?)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stores a new message, queued and due at once, unless `key` was used within its
+/// window: then nothing is stored and the first message's id is the answer. Also
+/// answers the new status, if any.
+fn accept(
+    t: &mut Tables<'_>,
+    record: &MessageRecord,
+    key: Option<&str>,
+) -> Result<(Accepted, Option<Status>), redb::Error> {
+    let now = record.submitted_at_ms;
+    let id = record.id.as_str();
+    if let Some(key) = key {
+        let existing = t.keys.get(key)?.map(|v| {
+            let (id, at) = v.value();
+            (id.to_owned(), at)
+        });
+        if let Some((first, at)) = existing
+            && now.saturating_sub(at) < IDEMPOTENCY_WINDOW_MS
+        {
+            return Ok((Accepted::Existing(first), None));
+        }
+        t.keys.insert(key, (id, now))?;
+        t.keys_by_time.insert((now, key), ())?;
+    }
+    let status = Status::new(record.id.clone(), now);
+    t.messages.insert(id, record.encode_to_vec().as_slice())?;
+    t.statuses.insert(id, status.encode_to_vec().as_slice())?;
+    t.due.insert((now, id), ())?;
+    t.unfinished.insert((now, id), ())?;
+    Ok((Accepted::New, Some(status)))
+}
+
+/// Replaces a message's status, moving its place in the schedule and in the unfinished
+/// index; with `drop_body`, removes the body too. Answers the status as stored.
+fn update(t: &mut Tables<'_>, mut status: Status, drop_body: bool) -> Result<Status, redb::Error> {
+    let id = status.id.clone();
+    let id = id.as_str();
+    let old = t.statuses.get(id)?.and_then(|v| Status::decode(v.value()).ok());
+    let old_due = old.as_ref().map(|s| s.due_ms);
+    let was_final = old.as_ref().is_some_and(Status::is_final);
+    // Events are the writer's to append; a round's copy may be older.
+    if let Some(old) = old {
+        status.events = old.events;
+    }
+    if let Some(old) = old_due.filter(|d| *d != 0 && *d != status.due_ms) {
+        t.due.remove((old, id))?;
+    }
+    if status.due_ms != 0 {
+        t.due.insert((status.due_ms, id), ())?;
+    }
+    if status.is_final() {
+        t.unfinished.remove((status.submitted_at_ms, id))?;
+    } else if was_final {
+        // A failed message retried by an operator is unfinished again.
+        t.unfinished.insert((status.submitted_at_ms, id), ())?;
+    }
+    t.statuses.insert(id, status.encode_to_vec().as_slice())?;
+    if drop_body {
+        t.messages.remove(id)?;
+    }
+    Ok(status)
+}

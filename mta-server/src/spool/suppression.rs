@@ -1,0 +1,113 @@
+//! The suppression list: lowercased address → [`SuppressionRecord`] in the
+//! `suppressions` table. Hard bounces and complaints add to it (the rule is
+//! [`for_event`]), operators add and remove entries, and Submit refuses a message to an
+//! address with a suppression in force.
+
+use prost::Message as _;
+use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata};
+
+use super::record::SuppressionRecord;
+use super::schema::{SUPPRESSIONS, Tables};
+use super::{Spool, SpoolError, storage};
+use crate::events::Event;
+use bitmail_proto::v1::EventKind;
+
+/// How long a hard bounce or a complaint suppresses its address (0: for ever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuppressionRules {
+    pub hard_bounce_ms: u64,
+    pub complaint_ms: u64,
+}
+
+/// The suppression an event calls for: a hard bounce or a complaint with a recipient,
+/// for as long as `rules` say from `now_ms`, naming the event as its source.
+pub(crate) fn for_event(event: &Event, rules: SuppressionRules, now_ms: u64) -> Option<SuppressionRecord> {
+    if !event.suppresses() || event.record.recipient.is_empty() {
+        return None;
+    }
+    let (reason, ttl) = if event.kind() == EventKind::Complained {
+        ("complaint", rules.complaint_ms)
+    } else {
+        ("hard bounce", rules.hard_bounce_ms)
+    };
+    let detail = &event.record.detail;
+    Some(SuppressionRecord {
+        reason: if detail.is_empty() { reason.to_owned() } else { format!("{reason}: {detail}") },
+        source: format!("{} event {}", event.record.provider, event.record.event_id),
+        created_ms: now_ms,
+        expires_ms: if ttl == 0 { 0 } else { now_ms.saturating_add(ttl) },
+    })
+}
+
+/// Adds or replaces the suppression of `address` (in the writer's transaction).
+pub(crate) fn suppress(t: &mut Tables<'_>, address: &str, record: &SuppressionRecord) -> Result<(), redb::Error> {
+    t.suppressions.insert(address, record.encode_to_vec().as_slice())?;
+    Ok(())
+}
+
+/// Removes the suppression of `address`; false when there was none.
+pub(crate) fn unsuppress(t: &mut Tables<'_>, address: &str) -> Result<bool, redb::Error> {
+    Ok(t.suppressions.remove(address)?.is_some())
+}
+
+impl Spool {
+    /// The first of `addresses` (lowercased) with a suppression in force at `now_ms`.
+    /// Blocking (a read transaction, one lookup per address): call it inside
+    /// `spawn_blocking`, since the caller's iterator is consumed there.
+    pub(crate) fn suppressed_blocking<'a>(
+        &self,
+        addresses: impl IntoIterator<Item = &'a str>,
+        now_ms: u64,
+    ) -> Result<Option<(&'a str, SuppressionRecord)>, SpoolError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SUPPRESSIONS).map_err(storage)?;
+        if table.is_empty().map_err(storage)? {
+            return Ok(None);
+        }
+        for address in addresses {
+            if let Some(v) = table.get(address).map_err(storage)? {
+                let record = SuppressionRecord::decode(v.value()).map_err(storage)?;
+                if record.active(now_ms) {
+                    return Ok(Some((address, record)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Suppressions in address order after `after`, at most `limit`, expired ones left
+    /// out. Reads on tokio's blocking pool.
+    pub(crate) async fn suppressions(
+        &self,
+        after: &str,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<(String, SuppressionRecord)>, SpoolError> {
+        let after = after.to_owned();
+        self.read(move |txn| list(txn, &after, limit, now_ms)).await
+    }
+}
+
+fn list(
+    txn: &ReadTransaction,
+    after: &str,
+    limit: usize,
+    now_ms: u64,
+) -> Result<Vec<(String, SuppressionRecord)>, SpoolError> {
+    let table = txn.open_table(SUPPRESSIONS).map_err(storage)?;
+    let mut out = Vec::new();
+    for entry in table.range(after..).map_err(storage)? {
+        let (k, v) = entry.map_err(storage)?;
+        if k.value() == after {
+            continue;
+        }
+        let record = SuppressionRecord::decode(v.value()).map_err(storage)?;
+        if record.active(now_ms) {
+            out.push((k.value().to_owned(), record));
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,308 @@
+//! The spool through its handle: what is stored survives reopening, and each write
+//! does what its doc says.
+
+use super::*;
+use crate::events::Event;
+use crate::message::Mailbox;
+use bitmail_proto::v1::EventKind;
+use record::{EventRecord, State};
+use redb::{ReadableDatabase, ReadableTableMetadata};
+
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("bitmail-spool-{}-{name}.redb", std::process::id()))
+}
+
+fn settings() -> SpoolSettings {
+    SpoolSettings { max_bytes: u64::MAX, cache_bytes: 4 << 20 }
+}
+
+fn message(id: &str) -> Message {
+    Message {
+        id: id.into(),
+        from: Mailbox { name: Some("Ada".into()), email: "ada@example.org".into() },
+        to: vec![Mailbox { name: None, email: "bob@example.net".into() }],
+        cc: vec![],
+        bcc: vec![],
+        reply_to: vec![],
+        subject: "s".into(),
+        text: Some("t".into()),
+        html: None,
+        headers: vec![("X-A".into(), "1".into())],
+        attachments: vec![crate::message::Attachment {
+            filename: "a.bin".into(),
+            content_type: "application/octet-stream".into(),
+            content: vec![0, 1, 2, 255],
+            content_id: None,
+        }],
+        tags: vec!["t".into()],
+        metadata: [("k".to_owned(), "v".to_owned())].into(),
+        submitted_at: std::time::SystemTime::now(),
+        already_sent_to: Default::default(),
+    }
+}
+
+/// The schedule as delivery reads it, on the blocking pool.
+async fn due(spool: &Spool, now_ms: u64) -> (Vec<String>, Option<u64>) {
+    let spool = spool.clone();
+    tokio::task::spawn_blocking(move || spool.due_blocking(now_ms, 10, |_| false)).await.unwrap().unwrap()
+}
+
+/// The number of stored statuses and idempotency keys.
+fn counts(spool: &Spool) -> (u64, u64) {
+    let txn = spool.db.begin_read().unwrap();
+    let statuses = txn.open_table(schema::STATUSES).unwrap().len().unwrap();
+    let keys = txn.open_table(schema::IDEMPOTENCY).unwrap().len().unwrap();
+    (statuses, keys)
+}
+
+fn event(message_id: &str, kind: EventKind, event_id: &str, permanent: bool) -> Event {
+    Event {
+        message_id: message_id.into(),
+        record: EventRecord {
+            kind: kind as i32,
+            recipient: "bob@example.net".into(),
+            at_ms: 1,
+            provider: "sendgrid".into(),
+            event_id: event_id.into(),
+            detail: "550 no such user".into(),
+            permanent,
+        },
+    }
+}
+
+/// Opens a fresh spool (any earlier file of that name removed).
+fn fresh(name: &str) -> (Spool, PathBuf) {
+    let path = temp_path(name);
+    let _ = std::fs::remove_file(&path);
+    (Spool::open(&path, settings()).unwrap(), path)
+}
+
+#[tokio::test]
+async fn accepted_messages_survive_reopening_and_follow_the_schedule() {
+    let path = temp_path("reopen");
+    let _ = std::fs::remove_file(&path);
+    {
+        let spool = Spool::open(&path, settings()).unwrap();
+        for id in ["m1", "m2"] {
+            assert_eq!(spool.accept(&message(id), None).await.unwrap(), Accepted::New);
+        }
+        let mut s = spool.status("m1").await.unwrap().unwrap();
+        s.state = State::Deferred as i32;
+        s.due_ms = record::now_ms() + 60_000;
+        spool.update(s, false).await.unwrap();
+        let mut s = spool.status("m2").await.unwrap().unwrap();
+        s.state = State::Sent as i32;
+        s.due_ms = 0;
+        spool.update(s, true).await.unwrap();
+    }
+    // The writer thread may still hold the file for an instant after the handles go.
+    let spool = loop {
+        match Spool::open(&path, settings()) {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    };
+    assert_eq!(spool.message("m1").await.unwrap().unwrap(), message_with_time("m1", &spool).await);
+    assert_eq!(spool.message("m2").await.unwrap(), None, "a sent message's body is dropped");
+    assert_eq!(spool.status("m2").await.unwrap().unwrap().state(), State::Sent);
+    let (now, next) = due(&spool, record::now_ms()).await;
+    assert!(now.is_empty(), "m1 is deferred, m2 is done");
+    assert!(next.is_some());
+    let (later, _) = due(&spool, record::now_ms() + 120_000).await;
+    assert_eq!(later, vec!["m1".to_owned()]);
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn message_with_time(id: &str, spool: &Spool) -> Message {
+    let stored = spool.message(id).await.unwrap().unwrap();
+    Message { submitted_at: stored.submitted_at, ..message(id) }
+}
+
+#[tokio::test]
+async fn prune_forgets_expired_keys_and_old_final_statuses_only() {
+    let path = temp_path("prune");
+    let _ = std::fs::remove_file(&path);
+    let spool = Spool::open(&path, settings()).unwrap();
+    let day = 24 * 3600 * 1000;
+    for (id, key) in [("m1", "k1"), ("m2", "k2"), ("m3", "k3")] {
+        spool.accept(&message(id), Some(key.into())).await.unwrap();
+    }
+    let submitted = spool.status("m1").await.unwrap().unwrap().submitted_at_ms;
+    // m1 sent, m2 failed, m3 still deferred.
+    for (id, state) in [("m1", State::Sent), ("m2", State::Failed), ("m3", State::Deferred)] {
+        let mut st = spool.status(id).await.unwrap().unwrap();
+        st.state = state as i32;
+        st.due_ms = if state == State::Deferred { submitted + 1000 } else { 0 };
+        spool.update(st, state != State::Deferred).await.unwrap();
+    }
+
+    // Within the windows nothing goes.
+    assert_eq!(spool.prune(submitted + 1000, 30 * day).await.unwrap(), Pruned::default());
+    assert_eq!(counts(&spool), (3, 3));
+
+    // A day later the keys expire (and the key answers no more), statuses stay.
+    let later = submitted + day + 60_000;
+    assert_eq!(spool.prune(later, 30 * day).await.unwrap(), Pruned { statuses: 0, keys: 3 });
+    assert_eq!(counts(&spool), (3, 0));
+
+    // Past retention, the final statuses go; the deferred one stays.
+    let much_later = submitted + 31 * day;
+    assert_eq!(spool.prune(much_later, 30 * day).await.unwrap(), Pruned { statuses: 2, keys: 0 });
+    assert!(spool.status("m1").await.unwrap().is_none());
+    assert!(spool.status("m3").await.unwrap().is_some());
+    assert_eq!(spool.backlog().unwrap(), 1);
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_answers_the_first_id() {
+    let path = temp_path("idem");
+    let _ = std::fs::remove_file(&path);
+    let spool = Spool::open(&path, settings()).unwrap();
+    let key = Some("order-42".to_owned());
+    assert_eq!(spool.accept(&message("a"), key.clone()).await.unwrap(), Accepted::New);
+    assert_eq!(spool.accept(&message("b"), key).await.unwrap(), Accepted::Existing("a".into()));
+    assert!(spool.status("b").await.unwrap().is_none());
+    assert_eq!(spool.backlog().unwrap(), 1);
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn over_quota_refuses_new_mail_and_keeps_the_old() {
+    let path = temp_path("quota");
+    let _ = std::fs::remove_file(&path);
+    let spool = Spool::open(&path, SpoolSettings { max_bytes: 1, cache_bytes: 4 << 20 }).unwrap();
+    assert!(matches!(spool.accept(&message("a"), None).await, Err(SpoolError::Full { .. })));
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_corrupt_file_is_reported_and_left_alone() {
+    let path = temp_path("corrupt");
+    std::fs::write(&path, b"this is not a spool, but someone's data").unwrap();
+    let err = Spool::open(&path, settings()).err().expect("refused");
+    assert!(err.to_string().contains("left untouched"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"this is not a spool, but someone's data");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn backlog_and_oldest_unfinished_follow_each_commit_and_reopening() {
+    let path = temp_path("figures");
+    let _ = std::fs::remove_file(&path);
+    {
+        let spool = Spool::open(&path, settings()).unwrap();
+        assert_eq!((spool.backlog().unwrap(), spool.oldest_unfinished().unwrap()), (0, None));
+        spool.accept(&message("m1"), None).await.unwrap();
+        spool.accept(&message("m2"), None).await.unwrap();
+        let first = spool.status("m1").await.unwrap().unwrap();
+        assert_eq!(spool.backlog().unwrap(), 2);
+        assert_eq!(spool.oldest_unfinished().unwrap(), Some(first.submitted_at_ms));
+        let mut sent = first;
+        sent.state = State::Sent as i32;
+        sent.due_ms = 0;
+        spool.update(sent, true).await.unwrap();
+        assert_eq!(spool.backlog().unwrap(), 1);
+        let second = spool.status("m2").await.unwrap().unwrap();
+        assert_eq!(spool.oldest_unfinished().unwrap(), Some(second.submitted_at_ms));
+    }
+    let spool = loop {
+        match Spool::open(&path, settings()) {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    };
+    assert_eq!(spool.backlog().unwrap(), 1, "figures are read again when the file is opened");
+    assert!(spool.oldest_unfinished().unwrap().is_some());
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn events_are_stored_once_and_a_hard_bounce_suppresses_its_recipient() {
+    let (spool, path) = fresh("events");
+    spool.accept(&message("m1"), None).await.unwrap();
+    let rules = SuppressionRules { hard_bounce_ms: 1000, complaint_ms: 0 };
+    let batch = Batch {
+        events: vec![
+            event("m1", EventKind::Delivered, "e1", false),
+            event("m1", EventKind::Bounced, "e2", true),
+            event("elsewhere", EventKind::Delivered, "e3", false),
+        ],
+        nonce: None,
+    };
+    let stored = spool.record_events(batch.clone(), rules, 5000).await.unwrap();
+    assert_eq!(stored, Stored { stored: 2, duplicates: 0, unknown: 1, replay: false });
+    let again = spool.record_events(batch, rules, 5000).await.unwrap();
+    assert_eq!(again, Stored { stored: 0, duplicates: 3, unknown: 0, replay: false });
+    assert_eq!(spool.status("m1").await.unwrap().unwrap().events.len(), 2);
+
+    let list = spool.suppressions("", 10, 5000).await.unwrap();
+    assert_eq!(list.len(), 1);
+    let (address, record) = &list[0];
+    assert_eq!(address, "bob@example.net");
+    assert_eq!(record.reason, "hard bounce: 550 no such user");
+    assert_eq!(record.source, "sendgrid event e2");
+    assert_eq!(record.expires_ms, 6000);
+    assert!(spool.suppressions("", 10, 6000).await.unwrap().is_empty(), "expired");
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_token_used_again_for_another_event_is_a_replay() {
+    let (spool, path) = fresh("replay");
+    let rules = SuppressionRules { hard_bounce_ms: 0, complaint_ms: 0 };
+    let with_token = |event_id: &str| Batch {
+        events: vec![event("m1", EventKind::Delivered, event_id, false)],
+        nonce: Some(("mailgun:t1".into(), event_id.into())),
+    };
+    assert!(!spool.record_events(with_token("e1"), rules, 1).await.unwrap().replay);
+    assert!(!spool.record_events(with_token("e1"), rules, 2).await.unwrap().replay, "the same event again");
+    let replay = spool.record_events(with_token("e2"), rules, 3).await.unwrap();
+    assert_eq!(replay, Stored { replay: true, ..Stored::default() });
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn only_hard_bounces_and_complaints_with_a_recipient_suppress() {
+    let rules = SuppressionRules { hard_bounce_ms: 10, complaint_ms: 0 };
+    let complaint = suppression::for_event(&event("m", EventKind::Complained, "c", false), rules, 100).unwrap();
+    assert_eq!((complaint.reason.as_str(), complaint.expires_ms), ("complaint: 550 no such user", 0));
+    let bounce = suppression::for_event(&event("m", EventKind::Bounced, "b", true), rules, 100).unwrap();
+    assert_eq!((bounce.created_ms, bounce.expires_ms), (100, 110));
+    assert!(suppression::for_event(&event("m", EventKind::Bounced, "s", false), rules, 100).is_none(), "soft");
+    assert!(suppression::for_event(&event("m", EventKind::Delivered, "d", false), rules, 100).is_none());
+    let mut anonymous = event("m", EventKind::Complained, "a", false);
+    anonymous.record.recipient.clear();
+    assert!(suppression::for_event(&anonymous, rules, 100).is_none());
+}
+
+#[tokio::test]
+async fn suppressions_page_after_an_address_and_unsuppress_removes() {
+    let (spool, path) = fresh("suppressions");
+    let record = SuppressionRecord { reason: "operator".into(), source: "test".into(), created_ms: 1, expires_ms: 0 };
+    for address in ["a@x.org", "b@x.org", "c@x.org"] {
+        spool.suppress(address.into(), record.clone()).await.unwrap();
+    }
+    let page: Vec<String> = spool.suppressions("a@x.org", 1, 5).await.unwrap().into_iter().map(|(a, _)| a).collect();
+    assert_eq!(page, ["b@x.org"]);
+    let spooled = spool.clone();
+    let hit = tokio::task::spawn_blocking(move || {
+        spooled.suppressed_blocking(["z@x.org", "c@x.org"], 5).map(|h| h.map(|(a, _)| a.to_owned()))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(hit.as_deref(), Some("c@x.org"));
+    assert!(spool.unsuppress("c@x.org".into()).await.unwrap());
+    assert!(!spool.unsuppress("c@x.org".into()).await.unwrap());
+    assert_eq!(spool.suppressions("", 10, 5).await.unwrap().len(), 2);
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
+}

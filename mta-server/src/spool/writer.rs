@@ -1,0 +1,216 @@
+//! The spool's one writer thread: group commit.
+//!
+//! Every write goes through a bounded channel to this thread. It takes every operation
+//! waiting (up to [`MAX_BATCH`]), applies them in order in one write transaction
+//! ([`super::apply`]), commits once (one fsync), and only then publishes the changed
+//! statuses and answers each caller. An operation refused on its own (an idempotency key
+//! already used, the quota reached) does not affect the others; a storage failure aborts
+//! the whole transaction, and every caller of the batch gets the error.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::record::{MessageRecord, Status, SuppressionRecord};
+use super::schema::Tables;
+use super::{Accepted, Pruned, SpoolError, Stored, SuppressionRules, storage};
+use crate::events::Batch;
+
+/// The most operations one commit takes.
+pub(crate) const MAX_BATCH: usize = 4096;
+
+type Answer<T> = oneshot::Sender<Result<T, SpoolError>>;
+
+/// One write, with the caller waiting for its answer (except [`Op::Health`]).
+pub(crate) enum Op {
+    Accept { record: MessageRecord, key: Option<String>, reply: Answer<Accepted> },
+    Update { status: Status, drop_body: bool, reply: Answer<()> },
+    Health { provider: String, encoded: Vec<u8> },
+    Prune { now_ms: u64, keep_status_ms: u64, reply: Answer<Pruned> },
+    Events { batch: Batch, rules: SuppressionRules, now_ms: u64, reply: Answer<Stored> },
+    Suppress { address: String, record: SuppressionRecord, reply: Answer<()> },
+    Unsuppress { address: String, reply: Answer<bool> },
+}
+
+/// The answer owed to one operation of a batch, sent after the commit.
+pub(crate) enum Reply {
+    Accept(Answer<Accepted>, Result<Accepted, SpoolError>),
+    Done(Answer<()>, Result<(), SpoolError>),
+    Prune(Answer<Pruned>, Result<Pruned, SpoolError>),
+    Events(Answer<Stored>, Result<Stored, SpoolError>),
+    Removed(Answer<bool>, Result<bool, SpoolError>),
+}
+
+impl Reply {
+    /// The operation's own result, unless the commit failed.
+    fn send(self, committed: &Result<(), SpoolError>) {
+        match self {
+            Reply::Accept(tx, r) => answer(tx, committed, r),
+            Reply::Done(tx, r) => answer(tx, committed, r),
+            Reply::Prune(tx, r) => answer(tx, committed, r),
+            Reply::Events(tx, r) => answer(tx, committed, r),
+            Reply::Removed(tx, r) => answer(tx, committed, r),
+        }
+    }
+}
+
+fn answer<T>(tx: Answer<T>, committed: &Result<(), SpoolError>, result: Result<T, SpoolError>) {
+    // A caller that stopped waiting is fine: its change is stored all the same.
+    let _ = tx.send(committed.clone().and(result));
+}
+
+impl Op {
+    /// The answer to an operation that was never applied.
+    fn refused(self, err: &SpoolError) -> Option<Reply> {
+        let err = err.clone();
+        match self {
+            Op::Accept { reply, .. } => Some(Reply::Accept(reply, Err(err))),
+            Op::Update { reply, .. } | Op::Suppress { reply, .. } => Some(Reply::Done(reply, Err(err))),
+            Op::Prune { reply, .. } => Some(Reply::Prune(reply, Err(err))),
+            Op::Events { reply, .. } => Some(Reply::Events(reply, Err(err))),
+            Op::Unsuppress { reply, .. } => Some(Reply::Removed(reply, Err(err))),
+            Op::Health { .. } => None,
+        }
+    }
+}
+
+/// What a batch did, answered and published once its commit is known.
+#[derive(Default)]
+pub(crate) struct Applied {
+    pub(crate) replies: Vec<Reply>,
+    /// New and changed statuses, in order, for [`super::Spool::subscribe`].
+    pub(crate) changed: Vec<Status>,
+}
+
+/// Figures kept up to date by the writer after each commit, so that reading them
+/// (metrics scrapes, quota checks) never touches the disk.
+pub(crate) struct Gauges {
+    /// The spool file's size in bytes.
+    pub(crate) size: AtomicU64,
+    /// Entries in the `due` table: messages queued, being sent or deferred.
+    pub(crate) backlog: AtomicU64,
+    /// When the oldest unfinished message was submitted (ms); `u64::MAX`: none.
+    pub(crate) oldest_unfinished: AtomicU64,
+}
+
+impl Gauges {
+    pub(crate) fn new(path: &Path, figures: Figures) -> Self {
+        let gauges = Gauges {
+            size: AtomicU64::new(file_size(path)),
+            backlog: AtomicU64::new(0),
+            oldest_unfinished: AtomicU64::new(u64::MAX),
+        };
+        gauges.store(figures);
+        gauges
+    }
+
+    fn store(&self, figures: Figures) {
+        self.backlog.store(figures.backlog, Ordering::Relaxed);
+        self.oldest_unfinished.store(figures.oldest_unfinished.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+/// The backlog and oldest unfinished message of a transaction's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Figures {
+    backlog: u64,
+    oldest_unfinished: Option<u64>,
+}
+
+impl Figures {
+    /// Two cheap reads: a table's length is kept in its header, `first` is one descent.
+    pub(crate) fn read(tables: &Tables<'_>) -> Result<Self, redb::StorageError> {
+        let backlog = tables.due.len()?;
+        let oldest_unfinished = tables.unfinished.first()?.map(|(k, _)| k.value().0);
+        Ok(Figures { backlog, oldest_unfinished })
+    }
+}
+
+pub(crate) fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+pub(crate) struct Writer {
+    pub(crate) db: Arc<Database>,
+    pub(crate) events: broadcast::Sender<Status>,
+    pub(crate) path: PathBuf,
+    pub(crate) gauges: Arc<Gauges>,
+    pub(crate) quota: u64,
+}
+
+impl Writer {
+    /// Batches, commits and answers until every [`super::Spool`] handle is gone.
+    pub(crate) fn run(self, mut rx: mpsc::Receiver<Op>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let (applied, committed) = self.commit(batch.drain(..));
+            if committed.is_ok() {
+                for status in applied.changed {
+                    // No subscriber is fine.
+                    let _ = self.events.send(status);
+                }
+            }
+            for reply in applied.replies {
+                reply.send(&committed);
+            }
+            self.gauges.size.store(file_size(&self.path), Ordering::Relaxed);
+        }
+    }
+
+    /// Applies a batch in one transaction and commits it. Each operation gets its own
+    /// result; the commit's result applies to all.
+    fn commit(&self, ops: impl Iterator<Item = Op>) -> (Applied, Result<(), SpoolError>) {
+        let mut applied = Applied::default();
+        let txn = match self.db.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => {
+                let err = storage(e);
+                applied.replies.extend(ops.filter_map(|op| op.refused(&err)));
+                return (applied, Err(err));
+            }
+        };
+        let committed = match self.apply_all(&txn, ops, &mut applied) {
+            Ok(figures) => txn.commit().map_err(storage).map(|()| self.gauges.store(figures)),
+            Err(e) => Err(storage(e)),
+        };
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "spool commit failed; the batch was not stored");
+        }
+        (applied, committed)
+    }
+
+    /// Applies every operation in order. On a storage error the rest of the batch is
+    /// dropped unanswered (its callers see [`SpoolError::Closed`]) and the transaction
+    /// is aborted.
+    fn apply_all(
+        &self,
+        txn: &WriteTransaction,
+        ops: impl Iterator<Item = Op>,
+        applied: &mut Applied,
+    ) -> Result<Figures, redb::Error> {
+        let mut tables = Tables::open(txn)?;
+        // Checked once a batch: the quota is a bound on growth, not an exact size.
+        let over_quota = file_size(&self.path) >= self.quota;
+        for op in ops {
+            match op {
+                Op::Accept { reply, .. } if over_quota => applied.replies.push(Reply::Accept(reply, Err(self.full()))),
+                op => applied.apply(&mut tables, op)?,
+            }
+        }
+        Ok(Figures::read(&tables)?)
+    }
+
+    fn full(&self) -> SpoolError {
+        SpoolError::Full { used: file_size(&self.path), quota: self.quota }
+    }
+}
