@@ -14,6 +14,7 @@ use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bitmail_runtime::sync::lock;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -46,7 +47,7 @@ pub const MAX_FAILURES_PER_ADDRESS: u32 = 50;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 
 fn over<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (u32, Instant)>>, key: &K, max: u32) -> bool {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = lock(map);
     match map.get(key) {
         Some((n, since)) if since.elapsed() < WINDOW => *n >= max,
         Some(_) => {
@@ -58,7 +59,7 @@ fn over<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (u32, Instant)>>, key: &
 }
 
 fn count<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (u32, Instant)>>, key: K) {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = lock(map);
     // Keep the map bounded: forget windows that are over.
     if map.len() > 100_000 {
         map.retain(|_, (_, since)| since.elapsed() < WINDOW);
@@ -85,7 +86,7 @@ impl LoginLimiter {
     }
 
     pub fn succeeded(&self, name: &str) {
-        self.names.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        lock(&self.names).remove(name);
     }
 }
 

@@ -6,12 +6,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_client::MtaClient;
+use bitmail_runtime::sync::lock;
+use bitmail_runtime::time::now_ms;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
@@ -39,13 +41,9 @@ pub struct DeliveryLog {
     events: Mutex<VecDeque<Delivery>>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 impl DeliveryLog {
     pub fn record(&self, d: Delivery) {
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let mut events = lock(&self.events);
         while events.front().is_some_and(|e| e.at_ms + HOUR_MS < d.at_ms) || events.len() >= MAX_EVENTS {
             events.pop_front();
         }
@@ -54,7 +52,7 @@ impl DeliveryLog {
 
     /// The newest `n` outcomes, newest first.
     pub fn recent(&self, n: usize) -> Vec<Delivery> {
-        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let events = lock(&self.events);
         events.iter().rev().take(n).cloned().collect()
     }
 
@@ -63,7 +61,7 @@ impl DeliveryLog {
     pub fn per_provider(&self, now: u64) -> BTreeMap<String, [u32; BUCKETS]> {
         let since = now.saturating_sub(BUCKET_MS * BUCKETS as u64);
         let mut out: BTreeMap<String, [u32; BUCKETS]> = BTreeMap::new();
-        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let events = lock(&self.events);
         for e in events.iter().filter(|e| e.state == "sent" && e.at_ms >= since && e.at_ms <= now) {
             let bucket = (((e.at_ms - since) / BUCKET_MS) as usize).min(BUCKETS - 1);
             out.entry(e.provider.clone()).or_insert([0; BUCKETS])[bucket] += 1;

@@ -31,6 +31,7 @@ use crate::scheduler::Scheduler;
 use crate::spool::record::{Attempt, AttemptOutcome, State, Status, now_ms};
 use crate::spool::{Spool, SpoolError};
 use bitmail_runtime::metrics::Registry;
+use bitmail_runtime::sync::lock;
 
 /// How deferred messages are retried.
 #[derive(Debug, Clone, Copy)]
@@ -219,11 +220,6 @@ fn outcome_label(class: OutcomeClass) -> &'static str {
 /// How long a round waits at most before looking again at providers that were at their
 /// in-flight or rate limit.
 const LIMIT_POLL: Duration = Duration::from_millis(100);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Only plain inserts and removals happen under this lock.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// `message` without the recipients earlier attempts already delivered to.
 fn with_sent_to(mut message: Message, sent_to: &[String]) -> Message {
