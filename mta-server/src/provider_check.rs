@@ -347,8 +347,12 @@ pub struct Args {
     /// The mta-server configuration; without it, the built-in defaults.
     #[arg(long, value_name = "mta.toml")]
     pub config: Option<PathBuf>,
-    /// The sender; Mailgun providers default to bitmail-check@<their domain>.
-    #[arg(long, value_name = "ADDRESS")]
+    /// The sender; Mailgun providers default to `bitmail-check@<their domain>`.
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        help = "The sender; Mailgun providers default to bitmail-check@<their domain>"
+    )]
     pub from: Option<String>,
     /// SendGrid sandbox mode and Mailgun test mode: nothing is delivered; SMTP and SES
     /// providers are left out.

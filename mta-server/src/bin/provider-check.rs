@@ -17,10 +17,20 @@ use mta_server::provider_check::{self, Args, CheckError};
 async fn main() {
     let args = match Args::try_parse() {
         Ok(args) => args,
-        // --help and --version are "errors" for stdout, exit 0; the others show the usage.
-        Err(e) => {
+        // --help and --version are "errors" for stdout, exit 0.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            std::process::exit(if e.use_stderr() { bitmail_runtime::EXIT_BAD_CONFIG } else { 0 });
+            std::process::exit(0);
+        }
+        // The others show the usage (clap leaves it out of some, such as a missing value).
+        Err(e) => {
+            let text = e.render().to_string();
+            if text.contains("Usage:") {
+                eprint!("{text}");
+            } else {
+                eprint!("{text}\n{}\n", Args::command().render_usage());
+            }
+            std::process::exit(bitmail_runtime::EXIT_BAD_CONFIG);
         }
     };
     let (options, config_path) = args.into_options();
