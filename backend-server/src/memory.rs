@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use bitmail_runtime::sync;
+
 use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
 use crate::validate::{self, Request};
 
@@ -64,11 +66,11 @@ impl MemoryStore {
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps half-updated (every write
         // is completed before anything that could panic), so a poisoned lock is usable.
-        self.inner.read().unwrap_or_else(|p| p.into_inner())
+        sync::read(&self.inner)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|p| p.into_inner())
+        sync::write(&self.inner)
     }
 }
 

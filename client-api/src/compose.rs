@@ -6,7 +6,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
@@ -14,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bitmail_proto::v1 as pb;
+use bitmail_runtime::time::now_ms;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -140,10 +140,6 @@ struct Recipient {
     mailbox: String,
     /// The user here, for an address at this server's mail domain.
     local: Option<User>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Checks every recipient of one field; bad ones are named in `problems`.

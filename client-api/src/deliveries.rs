@@ -4,6 +4,7 @@
 //! ([`crate::status::follow`]) and records each outcome (sent or failed) here, at most
 //! [`MAX_EVENTS`].
 
+use bitmail_runtime::sync::lock;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
@@ -29,7 +30,7 @@ pub(crate) struct DeliveryLog {
 
 impl DeliveryLog {
     pub(crate) fn record(&self, d: Delivery) {
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let mut events = lock(&self.events);
         while events.front().is_some_and(|e| e.at_ms + HOUR_MS < d.at_ms) || events.len() >= MAX_EVENTS {
             events.pop_front();
         }
@@ -38,7 +39,7 @@ impl DeliveryLog {
 
     /// The newest `n` outcomes, newest first.
     pub(crate) fn recent(&self, n: usize) -> Vec<Delivery> {
-        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let events = lock(&self.events);
         events.iter().rev().take(n).cloned().collect()
     }
 
@@ -47,7 +48,7 @@ impl DeliveryLog {
     pub(crate) fn per_provider(&self, now: u64) -> BTreeMap<String, [u32; BUCKETS]> {
         let since = now.saturating_sub(BUCKET_MS * BUCKETS as u64);
         let mut out: BTreeMap<String, [u32; BUCKETS]> = BTreeMap::new();
-        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let events = lock(&self.events);
         for e in events.iter().filter(|e| e.state == "sent" && e.at_ms >= since && e.at_ms <= now) {
             let bucket = (((e.at_ms - since) / BUCKET_MS) as usize).min(BUCKETS - 1);
             out.entry(e.provider.clone()).or_insert([0; BUCKETS])[bucket] += 1;

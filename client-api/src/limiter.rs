@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::ApiError;
+use bitmail_runtime::sync::lock;
 
 /// Failed sign-ins per name and per client address: after the limit within `WINDOW`,
 /// that name (or address) is refused until the window ends, which bounds password
@@ -21,7 +22,7 @@ pub(crate) const MAX_FAILURES_PER_ADDRESS: u32 = 50;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 
 fn over<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (u32, Instant)>>, key: &K, max: u32) -> bool {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = lock(map);
     match map.get(key) {
         Some((n, since)) if since.elapsed() < WINDOW => *n >= max,
         Some(_) => {
@@ -33,7 +34,7 @@ fn over<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (u32, Instant)>>, key: &
 }
 
 fn count<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (u32, Instant)>>, key: K) {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = lock(map);
     // Keep the map bounded: forget windows that are over.
     if map.len() > 100_000 {
         map.retain(|_, (_, since)| since.elapsed() < WINDOW);
@@ -60,7 +61,7 @@ impl LoginLimiter {
     }
 
     pub(crate) fn succeeded(&self, name: &str) {
-        self.names.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        lock(&self.names).remove(name);
     }
 }
 

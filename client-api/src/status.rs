@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_client::MtaClient;
+use bitmail_runtime::time::now_ms;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
@@ -20,10 +21,6 @@ use crate::error::ApiError;
 use crate::extract::CurrentUser;
 use crate::mail::state_name;
 use crate::state::AppState;
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Follows mta-server's status changes into `log` until the task is aborted,
 /// reconnecting after a pause whenever the stream ends.

@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use bitmail_runtime::sync::lock;
 use prost::Message as _;
 
 use crate::provider::{Outcome, RefusalScope};
@@ -108,7 +109,7 @@ impl Health {
 
     fn state(&self, i: usize) -> std::sync::MutexGuard<'_, State> {
         // Every change under this lock is a few plain assignments.
-        self.states[i].lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.states[i])
     }
 
     pub fn index(&self, name: &str) -> Option<usize> {

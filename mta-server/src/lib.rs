@@ -12,13 +12,19 @@
 //! - [`delivery`]: the dispatcher and delivery rounds over the spool;
 //! - [`health`]: a circuit breaker per provider, operator pauses, live figures;
 //! - [`limits`]: per-provider in-flight, rate and size limits;
+//! - [`webhook`]: the webhooks the edge forwards, verified and read by provider and kind;
+//!   above [`events`] and [`inbound`], with what both share below them
+//!   ([`webhook::request`], [`webhook::signature`]);
 //! - [`events`]: delivery events from the providers' webhooks;
 //! - [`inbound`]: inbound mail from the providers' inbound webhooks, parsed into one
 //!   `InboundMail`;
 //! - [`service`]: the gRPC `bitmail.v1.Mta` service;
-//! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown;
-//! - [`manual`]: the operator's provider check (`cargo xtask test-manual`), straight
-//!   through each provider, bypassing spool and scheduler.
+//! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown (only
+//!   `main.rs` uses [`server`]; providers and the scheduler are built by
+//!   [`provider::from_config`] and [`scheduler::from_config`]);
+//! - [`provider_check`]: the operator's provider check (`bitmail-provider-check`,
+//!   `cargo xtask test-manual`), straight through each provider, bypassing spool and
+//!   scheduler.
 
 pub mod config;
 pub mod delivery;
@@ -26,10 +32,11 @@ pub mod events;
 pub mod health;
 pub mod inbound;
 pub mod limits;
-pub mod manual;
 pub mod message;
 pub mod provider;
+pub mod provider_check;
 pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod spool;
+pub mod webhook;

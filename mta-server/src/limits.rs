@@ -10,6 +10,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use bitmail_runtime::sync::lock;
 use serde::Deserialize;
 
 /// What an operator can set per provider (`[providers.limits]`).
@@ -91,7 +92,7 @@ impl Limiter {
 
     fn gate(&self, i: usize) -> std::sync::MutexGuard<'_, Gate> {
         // Plain arithmetic under this lock.
-        self.gates[i].lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.gates[i])
     }
 
     /// The largest message provider `i` takes.

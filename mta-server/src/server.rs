@@ -1,5 +1,6 @@
-//! Building and serving mta-server: providers from config, the scheduler, the spool and
-//! delivery, the gRPC service with health and reflection, and graceful shutdown.
+//! Building and serving mta-server: the providers and the scheduler from config (built
+//! by [`crate::provider::from_config`] and [`crate::scheduler::from_config`]), the spool
+//! and delivery, the gRPC service with health and reflection, and graceful shutdown.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,17 +10,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ProviderConfig, SchedulerKind};
+use crate::config::{Config, ProviderConfig};
 use crate::delivery::{Delivery, Providers};
-use crate::events::Webhook;
 use crate::health::Health;
 use crate::limits::Limiter;
-use crate::provider::ses::SesSettings;
-use crate::provider::smtp::SmtpSettings;
-use crate::provider::{Mailgun, Provider, SendGrid, Ses, Smtp, mailgun::MailgunSettings, sendgrid::SendGridSettings};
-use crate::scheduler::{Adaptive, Priority, RoundRobin, Scheduler, Weighted};
 use crate::service::MtaService;
 use crate::spool::Spool;
+use crate::webhook::Webhook;
 use bitmail_runtime::metrics::Registry;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -27,53 +24,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The gRPC health service name that reports whether delivery can progress: SERVING
 /// when at least one provider can be tried, NOT_SERVING when all are paused or open.
 pub const DELIVERY_HEALTH: &str = "bitmail.v1.Mta.delivery";
-
-/// Builds one provider from its configuration.
-pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BoxError> {
-    Ok(match config {
-        ProviderConfig::Sendgrid(c) => Arc::new(SendGrid::new(SendGridSettings {
-            name: c.name.clone(),
-            base_url: c.base_url.clone(),
-            api_key: c.api_key.clone(),
-            sandbox: c.sandbox,
-            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
-            timeout: Duration::from_millis(c.timeout_ms),
-        })?),
-        ProviderConfig::Smtp(c) => Arc::new(Smtp::new(SmtpSettings {
-            name: c.name.clone(),
-            host: c.host.clone(),
-            port: c.port(),
-            security: c.security,
-            username: c.username.clone(),
-            password: c.password.clone(),
-            extra_root_pem: c.ca_file.as_ref().map(std::fs::read).transpose()?,
-            timeout: Duration::from_millis(c.timeout_ms),
-            max_connections: c.max_connections,
-            max_recipients_per_call: c.max_recipients_per_call,
-        })?),
-        ProviderConfig::Ses(c) => Arc::new(Ses::new(SesSettings {
-            name: c.name.clone(),
-            region: c.region.clone(),
-            access_key_id: c.access_key_id.clone(),
-            secret_access_key: c.secret_access_key.clone(),
-            session_token: c.session_token.clone(),
-            endpoint_url: c.endpoint_url.clone(),
-            configuration_set: c.configuration_set.clone(),
-            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
-            timeout: Duration::from_millis(c.timeout_ms),
-            max_attempts: c.max_attempts,
-        })),
-        ProviderConfig::Mailgun(c) => Arc::new(Mailgun::new(MailgunSettings {
-            name: c.name.clone(),
-            base_url: c.base_url.clone(),
-            domain: c.domain.clone(),
-            api_key: c.api_key.clone(),
-            test_mode: c.test_mode,
-            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
-            timeout: Duration::from_millis(c.timeout_ms),
-        })?),
-    })
-}
 
 /// A bound, not yet serving, mta-server.
 pub struct Server {
@@ -89,16 +39,11 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(config: &Config) -> Result<Self, BoxError> {
-        let providers = config.providers.iter().map(build_provider).collect::<Result<Vec<_>, _>>()?;
+        let providers = config.providers.iter().map(crate::provider::from_config).collect::<Result<Vec<_>, _>>()?;
         if providers.is_empty() {
             tracing::warn!("no providers configured: messages are accepted and deferred, none is sent");
         }
-        let scheduler: Arc<dyn Scheduler> = match config.scheduler {
-            SchedulerKind::RoundRobin => Arc::new(RoundRobin::new()),
-            SchedulerKind::Priority => Arc::new(Priority),
-            SchedulerKind::Weighted => Arc::new(Weighted::new(config.providers.iter().map(|p| p.weight()).collect())),
-            SchedulerKind::Adaptive => Arc::new(Adaptive::new(providers.len())),
-        };
+        let scheduler = crate::scheduler::from_config(config.scheduler, &config.providers);
         let spool = Spool::open(&config.spool.path, config.spool_settings())?;
         match spool.backlog() {
             Ok(0) => {}
@@ -170,7 +115,7 @@ impl Server {
         let watcher = tokio::spawn(async move {
             let mut last = None;
             loop {
-                let degraded = health.degraded(crate::spool::record::now_ms());
+                let degraded = health.degraded(bitmail_runtime::time::now_ms());
                 if last != Some(degraded) {
                     let status = if degraded {
                         tracing::warn!("degraded: no provider can be tried now; mail is kept in the spool");
@@ -203,7 +148,7 @@ async fn prune_forever(spool: Spool, keep_statuses: Duration) {
     let keep_ms = u64::try_from(keep_statuses.as_millis()).unwrap_or(u64::MAX);
     loop {
         loop {
-            match spool.prune(crate::spool::record::now_ms(), keep_ms).await {
+            match spool.prune(bitmail_runtime::time::now_ms(), keep_ms).await {
                 Ok(p) if p.statuses == crate::spool::PRUNE_BATCH || p.keys == crate::spool::PRUNE_BATCH => {
                     tokio::task::yield_now().await;
                 }
@@ -271,7 +216,7 @@ fn register_collectors(metrics: &Registry, spool: &Spool, health: &Arc<Health>) 
         "bitmail_mta_oldest_queued_seconds",
         "Age of the oldest message not yet sent or failed (0 when none).",
         Box::new(move || {
-            let now = crate::spool::record::now_ms();
+            let now = bitmail_runtime::time::now_ms();
             let age = s.oldest_unfinished().ok().flatten().map_or(0, |at| now.saturating_sub(at));
             vec![(vec![], age as f64 / 1000.0)]
         }),
@@ -281,7 +226,7 @@ fn register_collectors(metrics: &Registry, spool: &Spool, health: &Arc<Health>) 
         "bitmail_mta_provider_up",
         "1 when the provider can be tried (circuit closed or half-open), 0 when open or paused.",
         Box::new(move || {
-            h.snapshot(crate::spool::record::now_ms())
+            h.snapshot(bitmail_runtime::time::now_ms())
                 .into_iter()
                 .map(|p| {
                     let up = matches!(p.circuit, crate::health::Circuit::Closed | crate::health::Circuit::HalfOpen);
@@ -295,7 +240,7 @@ fn register_collectors(metrics: &Registry, spool: &Spool, health: &Arc<Health>) 
         "bitmail_mta_provider_in_flight",
         "Provider calls under way.",
         Box::new(move || {
-            h.snapshot(crate::spool::record::now_ms())
+            h.snapshot(bitmail_runtime::time::now_ms())
                 .into_iter()
                 .map(|p| (vec![("provider", p.name)], f64::from(p.in_flight)))
                 .collect()

@@ -11,12 +11,14 @@ use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use crate::events::{Batch, Received, Webhook};
+use crate::events::Batch;
 use crate::health::{Circuit, Health};
 use crate::message::{Limits, validate};
 use crate::spool::record::{self, AttemptOutcome, State, SuppressionRecord};
 use crate::spool::{Accepted, Spool, SpoolError, SuppressionRules};
+use crate::webhook::{Received, Webhook};
 use bitmail_runtime::metrics::Registry;
+use bitmail_runtime::time::now_ms;
 
 pub struct MtaService {
     spool: Spool,
@@ -56,7 +58,7 @@ impl MtaService {
             })
             .collect();
         let spool = self.spool.clone();
-        let now = record::now_ms();
+        let now = now_ms();
         let found = tokio::task::spawn_blocking(move || {
             let hit = spool.suppressed_blocking(fields.iter().map(|(_, a)| a.as_str()), now)?;
             let hit = hit.and_then(|(address, r)| {
@@ -88,7 +90,7 @@ impl MtaService {
     }
 
     fn provider_status(&self, index: usize) -> pb::ProviderStatus {
-        let snapshot = self.health.snapshot(record::now_ms()).swap_remove(index);
+        let snapshot = self.health.snapshot(now_ms()).swap_remove(index);
         provider_to_wire(snapshot)
     }
 
@@ -216,9 +218,8 @@ fn status_to_wire(s: record::Status) -> pb::MessageStatus {
 
 /// `YYYY-MM-DD` (UTC) of a time in ms since the epoch.
 fn iso_date(ms: u64) -> String {
-    let mut day = crate::manual::utc(record::from_ms(ms));
-    day.truncate(10);
-    day
+    let c = bitmail_runtime::time::civil(ms / 1000);
+    format!("{:04}-{:02}-{:02}", c.year, c.month, c.day)
 }
 
 fn suppression_to_wire(address: String, r: SuppressionRecord) -> pb::Suppression {
@@ -273,7 +274,7 @@ impl pb::mta_server::Mta for MtaService {
         &self,
         _request: Request<pb::ListProvidersRequest>,
     ) -> Result<Response<pb::ListProvidersResponse>, Status> {
-        let now = record::now_ms();
+        let now = now_ms();
         let spool = self.spool.clone();
         let backlog = tokio::task::spawn_blocking(move || spool.backlog())
             .await
@@ -333,7 +334,7 @@ impl pb::mta_server::Mta for MtaService {
         if self.spool.message(&status.id).await?.is_none() {
             return Err(Status::failed_precondition("the message body is no longer in the spool"));
         }
-        status.requeue(record::now_ms());
+        status.requeue(now_ms());
         self.spool.update(status.clone(), false).await?;
         info!(message_id = %status.id, "operator asked for a retry now");
         self.wake.notify_one();
@@ -355,7 +356,7 @@ impl pb::mta_server::Mta for MtaService {
         };
         let kind = pb::WebhookKind::try_from(request.kind).unwrap_or(pb::WebhookKind::Events);
         let headers: Vec<(String, String)> = request.headers.into_iter().map(|h| (h.name, h.value)).collect();
-        let now = record::now_ms();
+        let now = now_ms();
         let received = match webhook.receive(&request.provider, kind, &headers, &request.body, now).await {
             Ok(received) => received,
             Err(refused) => {
@@ -438,7 +439,7 @@ impl pb::mta_server::Mta for MtaService {
             n @ 1..=1000 => n as usize,
             n => return Err(Status::invalid_argument(format!("limit: {n} is over 1000"))),
         };
-        let found = self.spool.suppressions(&request.after.to_ascii_lowercase(), limit, record::now_ms()).await?;
+        let found = self.spool.suppressions(&request.after.to_ascii_lowercase(), limit, now_ms()).await?;
         Ok(Response::new(pb::ListSuppressionsResponse {
             suppressions: found.into_iter().map(|(a, r)| suppression_to_wire(a, r)).collect(),
         }))
@@ -455,7 +456,7 @@ impl pb::mta_server::Mta for MtaService {
         let record = SuppressionRecord {
             reason: if request.reason.trim().is_empty() { "added by an operator".into() } else { request.reason },
             source: if request.source.trim().is_empty() { "operator".into() } else { request.source },
-            created_ms: record::now_ms(),
+            created_ms: now_ms(),
             expires_ms,
         };
         self.spool.suppress(address.clone(), record.clone()).await?;

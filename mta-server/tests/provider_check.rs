@@ -194,3 +194,18 @@ async fn a_dry_run_uses_sandbox_and_test_mode_and_asks_nothing() {
     assert!(last.sandbox, "mail_settings.sandbox_mode.enable was sent");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn help_and_version_exit_0_and_bad_arguments_exit_64_with_the_usage() {
+    let (code, out, _) = check(&["--help"], "").await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Usage: bitmail-provider-check") && out.contains("--report-dir <DIR>"), "{out}");
+    let (code, out, _) = check(&["--version"], "").await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("bitmail-provider-check "), "{out}");
+    for args in [&["--dry-run"][..], &["--to", "ada@example.org", "--bogus"], &["--to"]] {
+        let (code, _, err) = check(args, "").await;
+        assert_eq!(code, 64, "{args:?}: {err}");
+        assert!(err.contains("Usage: bitmail-provider-check"), "{args:?}: {err}");
+    }
+}

@@ -8,8 +8,8 @@
 //! - [`grpc`]: the standard health service and server reflection for a tonic server;
 //! - [`metrics`]: Prometheus metrics, served at `GET /metrics`;
 //! - [`probe`]: `--probe`, asking a running gRPC service for its health;
-//! - [`time`]: UTC calendar dates for timestamps in logs, reports and test payloads,
-//!   without a date crate;
+//! - [`sync`]: poison-tolerant locking of `std::sync` locks;
+//! - [`time`]: the wall clock in milliseconds ([`time::now_ms`]) and calendar dates;
 //! - [`init_tracing`]: `tracing` output filtered by one environment variable per service.
 
 pub mod cli;
@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod probe;
 pub mod shutdown;
+pub mod sync;
 pub mod time;
 
 /// Exit code for a configuration that does not load (EX_USAGE, as sysexits.h).

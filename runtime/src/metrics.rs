@@ -68,7 +68,7 @@ impl Registry {
 
     fn families(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, Family>> {
         // Only map inserts happen under this lock.
-        self.families.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.families)
     }
 
     fn series(
@@ -130,7 +130,7 @@ impl Registry {
 
     /// A gauge computed at each scrape.
     pub fn collect(&self, name: &'static str, help: &'static str, collector: Collector) {
-        self.collectors.lock().unwrap_or_else(|p| p.into_inner()).push((name, help, collector));
+        crate::sync::lock(&self.collectors).push((name, help, collector));
     }
 
     /// Everything, in the Prometheus text format (version 0.0.4).
@@ -177,7 +177,7 @@ impl Registry {
                 }
             }
         }
-        for (name, help, collector) in self.collectors.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for (name, help, collector) in crate::sync::lock(&self.collectors).iter() {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             for (labels, value) in collector() {
                 let _ = writeln!(out, "{name}{} {value}", label_text(&labels, None));

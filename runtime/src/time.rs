@@ -1,5 +1,12 @@
-//! Calendar dates for timestamps written in logs, reports and test payloads, without a
-//! date crate.
+//! The wall clock as BitMail stores it (milliseconds since the epoch), and calendar
+//! dates for timestamps written in logs, reports and test payloads, without a date crate.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since 1970-01-01T00:00:00Z, now; 0 for a clock set before the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 /// A UTC date and time of day, to the second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

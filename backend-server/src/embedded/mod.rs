@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use bitmail_runtime::sync;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -56,28 +57,28 @@ pub(crate) struct Handle {
 
 impl Handle {
     fn current(&self) -> Option<Arc<Database>> {
-        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+        sync::read(&self.db).clone()
     }
 
     fn set_broken(&self) {
         // Readers now answer Unavailable; the writer reopens before its next batch.
-        let old = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        let old = sync::write(&self.db).take();
         if let Some(old) = old {
-            *self.old.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&old);
+            *sync::lock(&self.old) = Arc::downgrade(&old);
         }
     }
 
     fn reopen(&self, open: impl FnOnce() -> Result<Database, String>) -> Result<Arc<Database>, String> {
         // redb allows one open handle per file: wait for reads in flight to drop theirs.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.old.lock().unwrap_or_else(|p| p.into_inner()).strong_count() > 0 {
+        while sync::lock(&self.old).strong_count() > 0 {
             if Instant::now() > deadline {
                 return Err("reads started before the failure are still running".into());
             }
             std::thread::sleep(Duration::from_millis(5));
         }
         let db = Arc::new(open()?);
-        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db.clone());
+        *sync::write(&self.db) = Some(db.clone());
         Ok(db)
     }
 }

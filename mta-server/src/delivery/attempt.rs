@@ -100,8 +100,8 @@ mod tests {
     use crate::message::Mailbox;
     use crate::provider::{Provider, RefusalScope};
     use crate::scheduler::RoundRobin;
-    use crate::spool::record::now_ms;
     use crate::spool::{Spool, SpoolSettings};
+    use bitmail_runtime::time::now_ms;
 
     /// Never answers, or answers a provider-wide refusal.
     struct Scripted {

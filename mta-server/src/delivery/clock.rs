@@ -6,8 +6,6 @@
 //! starts at the system time and then follows tokio's clock, so that under
 //! `tokio::time::pause` minutes of backoff pass in no real time at all.
 
-use std::time::SystemTime;
-
 /// A source of "now", in ms since the Unix epoch.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock(Kind);
@@ -45,5 +43,5 @@ impl Default for Clock {
 }
 
 fn system_ms() -> u64 {
-    crate::spool::record::to_ms(SystemTime::now())
+    bitmail_runtime::time::now_ms()
 }

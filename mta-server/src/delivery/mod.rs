@@ -32,6 +32,7 @@ use crate::provider::metered::Metered;
 use crate::scheduler::Scheduler;
 use crate::spool::{Spool, SpoolError};
 use bitmail_runtime::metrics::Registry;
+use bitmail_runtime::sync::lock;
 
 /// How deferred messages are retried.
 #[derive(Debug, Clone, Copy)]
@@ -241,11 +242,6 @@ impl Drop for Running {
     fn drop(&mut self) {
         lock(&self.shared.in_flight).remove(&self.id);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Only plain inserts and removals happen under this lock.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

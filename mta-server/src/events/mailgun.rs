@@ -2,20 +2,26 @@
 //! "event-data": {...}}`, signed with HMAC-SHA256 keyed by the webhook signing key (not
 //! the API key) over `timestamp` followed directly by `token`, as lowercase hex.
 
-use aws_lc_rs::hmac;
 use bitmail_proto::v1::EventKind;
 use serde_json::Value;
 
-use super::{Batch, Event, Refused, fresh, secs_to_ms};
+use super::{Batch, Event, secs_to_ms};
 use crate::spool::record::EventRecord;
+use crate::webhook::request::Refused;
+use crate::webhook::signature::MailgunSigningKey;
 
 pub struct Verifier {
-    key: hmac::Key,
+    key: MailgunSigningKey,
 }
 
 impl Verifier {
     pub fn new(signing_key: &str) -> Self {
-        Verifier { key: hmac::Key::new(hmac::HMAC_SHA256, signing_key.as_bytes()) }
+        Verifier { key: MailgunSigningKey::new(signing_key) }
+    }
+
+    /// The key, which also signs Mailgun's inbound route forwards.
+    pub(crate) fn signing_key(&self) -> &MailgunSigningKey {
+        &self.key
     }
 
     pub fn receive(&self, provider: &str, body: &[u8], now_ms: u64) -> Result<Batch, Refused> {
@@ -29,31 +35,13 @@ impl Verifier {
                 .ok_or_else(|| Refused::Unauthorized(format!("`signature.{name}` is missing")))
         };
         let (timestamp, token, hex) = (field("timestamp")?, field("token")?, field("signature")?);
-        self.verify(&timestamp, &token, &hex, now_ms)?;
+        self.key.verify(&timestamp, &token, &hex, now_ms)?;
 
         let data = value.get("event-data").ok_or_else(|| Refused::Malformed("`event-data` is missing".into()))?;
         let event = normalize(provider, data);
         let event_id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
         Ok(Batch { events: event.into_iter().collect(), nonce: Some((format!("{provider}:{token}"), event_id)) })
     }
-
-    /// Checks a Mailgun signature: `signature` is the lowercase hex HMAC-SHA256 of
-    /// `timestamp` followed by `token`, and `timestamp` is within
-    /// [`MAX_SKEW`](super::MAX_SKEW) of `now_ms`. Used by event webhooks and by inbound
-    /// route forwards alike. The token's single use is the caller's to enforce.
-    pub fn verify(&self, timestamp: &str, token: &str, signature: &str, now_ms: u64) -> Result<(), Refused> {
-        let tag = decode_hex(signature).ok_or_else(|| Refused::Unauthorized("`signature` is not hex".into()))?;
-        hmac::verify(&self.key, format!("{timestamp}{token}").as_bytes(), &tag)
-            .map_err(|_| Refused::Unauthorized("the signature does not match".into()))?;
-        fresh(timestamp, now_ms)
-    }
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 fn normalize(provider: &str, e: &Value) -> Option<Event> {

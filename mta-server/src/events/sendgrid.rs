@@ -8,8 +8,10 @@ use base64::prelude::*;
 use bitmail_proto::v1::EventKind;
 use serde_json::Value;
 
-use super::{Batch, Event, Refused, fresh, header, secs_to_ms};
+use super::{Batch, Event, secs_to_ms};
 use crate::spool::record::EventRecord;
+use crate::webhook::request::{Refused, header};
+use crate::webhook::signature::fresh;
 
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Email-Event-Webhook-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Twilio-Email-Event-Webhook-Timestamp";

@@ -26,12 +26,14 @@ use aws_lc_rs::signature::{
     RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256, RsaParameters, UnparsedPublicKey,
 };
 use base64::prelude::*;
+use bitmail_runtime::sync::lock;
 use reqwest::Url;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
-use super::{MAX_SKEW, Refused};
+use crate::webhook::request::Refused;
+use crate::webhook::signature::MAX_SKEW;
 
 /// How old a message's `Timestamp` may be. SNS keeps the time of the first attempt
 /// across its retries, which it spreads over up to an hour by default.
@@ -310,10 +312,6 @@ impl Verifier {
     pub fn cached_certificates(&self) -> usize {
         lock(&self.keys).len()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// An error with its sources, which reqwest keeps the useful part in.

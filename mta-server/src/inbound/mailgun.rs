@@ -12,12 +12,12 @@
 use std::collections::{HashMap, HashSet};
 
 use bitmail_proto::v1::InboundMail;
-use mail_parser::decoders::html::html_to_text;
 use serde_json::Value;
 
-use super::mime::{address_list, addresses, date_ms, parse_header_block, parse_mime};
-use super::{Form, Refused, attachment, check_decoded_size, envelope_address, envelope_list, verdict};
-use crate::events::mailgun::Verifier;
+use super::fields::Fields;
+use super::mime::{parse_header_block, parse_mime};
+use super::{Form, Refused, attachment, envelope_address, envelope_list, verdict};
+use crate::webhook::signature::MailgunSigningKey;
 
 /// Mailgun's headers carrying its verdicts, and the names BitMail records them under.
 const VERDICTS: [(&str, &str); 4] = [
@@ -31,7 +31,7 @@ const VERDICTS: [(&str, &str); 4] = [
 /// Mailgun's `token`: single-use, the caller refuses a token seen before for other mail.
 /// The dedupe key is `mailgun:` + token.
 pub fn parse(
-    verifier: &Verifier,
+    key: &MailgunSigningKey,
     headers: &[(String, String)],
     body: &[u8],
     received_ms: u64,
@@ -39,7 +39,7 @@ pub fn parse(
     let form = Form::read(headers, body)?;
     let signed = |name: &str| form.text(name).ok_or_else(|| Refused::Unauthorized(format!("`{name}` is missing")));
     let (timestamp, token, signature) = (signed("timestamp")?, signed("token")?, signed("signature")?);
-    verifier.verify(&timestamp, &token, &signature, received_ms)?;
+    key.verify(&timestamp, &token, &signature, received_ms)?;
 
     let mut mail = match form.get("body-mime") {
         Some(mime) => parse_mime(&mime.data, received_ms)?,
@@ -76,21 +76,6 @@ fn parsed(form: &Form, received_ms: u64) -> Result<InboundMail, Refused> {
             .collect::<String>(),
         None => String::new(),
     };
-    let parsed_headers = parse_header_block(header_block.as_bytes());
-    let from_headers =
-        |pick: fn(&mail_parser::Message<'static>) -> Vec<String>| parsed_headers.as_ref().map(pick).unwrap_or_default();
-    let list = |name: &str, pick: fn(&mail_parser::Message<'static>) -> Vec<String>| match field(name) {
-        Some(value) if !value.trim().is_empty() => address_list(&value),
-        _ => from_headers(pick),
-    };
-
-    let html = field("body-html").unwrap_or_default();
-    let text = match field("body-plain") {
-        Some(text) if !text.is_empty() => text,
-        _ if !html.is_empty() => html_to_text(&html),
-        _ => String::new(),
-    };
-
     let inline: HashMap<String, String> = match field("content-id-map") {
         Some(map) if !map.trim().is_empty() => serde_json::from_str::<HashMap<String, String>>(&map)
             .map_err(|e| Refused::Malformed(format!("`content-id-map` is not a JSON object of strings: {e}")))?
@@ -99,11 +84,9 @@ fn parsed(form: &Form, received_ms: u64) -> Result<InboundMail, Refused> {
             .collect(),
         _ => HashMap::new(),
     };
-    let mut files: Vec<(u32, &super::FormPart)> =
-        form.parts.iter().filter_map(|p| Some((p.name.strip_prefix("attachment-")?.parse().ok()?, p))).collect();
-    files.sort_by_key(|(n, _)| *n);
     let mut seen = HashSet::new();
-    let attachments = files
+    let attachments = form
+        .numbered("attachment-")
         .into_iter()
         .map(|(n, p)| {
             attachment(
@@ -116,24 +99,17 @@ fn parsed(form: &Form, received_ms: u64) -> Result<InboundMail, Refused> {
             )
         })
         .collect();
-
-    let mail = InboundMail {
-        from: list("from", |m| addresses(m.from())).into_iter().next().unwrap_or_default(),
-        to: list("To", |m| addresses(m.to())),
-        cc: list("Cc", |m| addresses(m.cc())),
-        reply_to: from_headers(|m| addresses(m.reply_to())),
-        subject: field("subject")
-            .or_else(|| parsed_headers.as_ref().and_then(|m| m.subject().map(str::to_owned)))
-            .unwrap_or_default(),
-        date_ms: parsed_headers.as_ref().and_then(date_ms).unwrap_or(received_ms),
-        message_id: parsed_headers.as_ref().and_then(|m| m.message_id()).unwrap_or_default().to_owned(),
-        text,
-        html,
+    Fields {
+        headers: parse_header_block(header_block.as_bytes()),
+        from: field("from"),
+        to: field("To"),
+        cc: field("Cc"),
+        subject: field("subject"),
+        text: field("body-plain"),
+        html: field("body-html"),
         attachments,
-        ..Default::default()
-    };
-    check_decoded_size(&mail)?;
-    Ok(mail)
+    }
+    .into_mail(received_ms)
 }
 
 /// `message-headers`: a JSON list of `[name, value]` pairs.
@@ -194,7 +170,7 @@ mod tests {
     }
 
     fn parse_urlencoded(fields: &[(String, String)]) -> Result<(InboundMail, String), Refused> {
-        parse(&Verifier::new(KEY), &headers("application/x-www-form-urlencoded"), &urlencoded(fields), NOW_MS)
+        parse(&MailgunSigningKey::new(KEY), &headers("application/x-www-form-urlencoded"), &urlencoded(fields), NOW_MS)
     }
 
     fn parsed_fields() -> Vec<(String, String)> {
@@ -249,7 +225,8 @@ mod tests {
         parts.push(("attachment-1", Some("notes.txt"), Some("text/plain"), b"line 1\r\nline 2"));
         let body = multipart("mgBoundary", &parts);
         let (mail, _) =
-            parse(&Verifier::new(KEY), &headers("multipart/form-data; boundary=mgBoundary"), &body, NOW_MS).unwrap();
+            parse(&MailgunSigningKey::new(KEY), &headers("multipart/form-data; boundary=mgBoundary"), &body, NOW_MS)
+                .unwrap();
         assert_eq!(mail.subject, "Café menu");
         assert_eq!(mail.attachments.len(), 2);
         let notes = &mail.attachments[0];
@@ -306,7 +283,7 @@ mod tests {
         let fields = parsed_fields();
         let parts: Vec<Part<'_>> = fields.iter().map(|(n, v)| (n.as_str(), None, None, v.as_bytes())).collect();
         let body = multipart("mgBoundary", &parts);
-        let verifier = Verifier::new(KEY);
+        let verifier = MailgunSigningKey::new(KEY);
         let wrong_boundary = parse(&verifier, &headers("multipart/form-data; boundary=nope"), &body, NOW_MS);
         assert!(matches!(wrong_boundary, Err(Refused::Malformed(_))));
         let truncated =

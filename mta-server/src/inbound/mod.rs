@@ -9,10 +9,13 @@
 //! - [`mailgun`]: route forwards, `multipart/form-data` or `application/x-www-form-urlencoded`,
 //!   parsed fields or the whole message in `body-mime`. Authenticated by the HMAC of
 //!   `timestamp` + `token` with the webhook signing key, as Mailgun's event webhooks
-//!   ([`crate::events::mailgun::Verifier`]), and the same freshness rule.
+//!   ([`MailgunSigningKey`](crate::webhook::signature::MailgunSigningKey)), and the same
+//!   freshness rule.
 //! - [`ses`]: the `Message` of an SNS notification with `notificationType: "Received"`,
 //!   the MIME message in `content`. The SNS signature is checked before, by the caller.
-//! - [`mime`]: the MIME parser all three share (mail-parser).
+//! - [`mime`]: the MIME parser all three share (mail-parser);
+//! - `fields`: the message assembled from separate form fields, the "parsed" mode of
+//!   SendGrid and Mailgun alike.
 //!
 //! What goes out: an `InboundMail` with the envelope (lowercase addresses), the decoded
 //! header fields, bodies, attachments and the provider's verdicts, and a `dedupe_key`
@@ -20,6 +23,7 @@
 //! [`Refused`] values whose HTTP status the caller chooses (`Unauthorized` 401,
 //! `Malformed` 400). A message whose decoded size is over [`MAX_DECODED`] is refused.
 
+pub(crate) mod fields;
 pub mod mailgun;
 pub mod mime;
 pub mod sendgrid;
@@ -32,8 +36,8 @@ use std::task::{Context, Poll, Waker};
 use aws_lc_rs::digest;
 use bitmail_proto::v1::{Attachment, Header, InboundMail};
 
-pub use crate::events::Refused;
-use crate::events::header;
+pub use crate::webhook::request::Refused;
+use crate::webhook::request::header;
 
 /// The largest message taken, decoded (bodies plus attachments).
 pub const MAX_DECODED: usize = 40 * 1024 * 1024;
@@ -173,6 +177,15 @@ impl Form {
     /// The first part named `name` as text (invalid UTF-8 replaced), trimmed of nothing.
     pub fn text(&self, name: &str) -> Option<String> {
         self.get(name).map(|p| String::from_utf8_lossy(&p.data).into_owned())
+    }
+
+    /// The parts named `prefix` + a number (`attachment1`, `attachment-2`), by number,
+    /// with the number.
+    pub fn numbered(&self, prefix: &str) -> Vec<(u32, &FormPart)> {
+        let mut parts: Vec<(u32, &FormPart)> =
+            self.parts.iter().filter_map(|p| Some((p.name.strip_prefix(prefix)?.parse().ok()?, p))).collect();
+        parts.sort_by_key(|(n, _)| *n);
+        parts
     }
 }
 

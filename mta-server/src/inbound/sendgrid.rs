@@ -17,14 +17,12 @@ use aws_lc_rs::{constant_time, digest};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bitmail_proto::v1::InboundMail;
-use mail_parser::decoders::html::html_to_text;
 use serde_json::Value;
 
-use super::mime::{address_list, addresses, date_ms, parse_header_block, parse_mime};
-use super::{
-    Form, FormPart, Refused, attachment, check_decoded_size, envelope_address, envelope_list, sha256_hex, verdict,
-};
-use crate::events::header;
+use super::fields::Fields;
+use super::mime::{parse_header_block, parse_mime};
+use super::{Form, Refused, attachment, envelope_address, envelope_list, sha256_hex, verdict};
+use crate::webhook::request::header;
 
 /// Checks the request's `Authorization: Basic ...` against `password` (any user name),
 /// in constant time. The error never repeats what was sent.
@@ -85,21 +83,7 @@ pub fn parse(headers: &[(String, String)], body: &[u8], received_ms: u64) -> Res
 
 /// The parsed mode.
 fn parsed(form: &Form, field: &dyn Fn(&str) -> Option<String>, received_ms: u64) -> Result<InboundMail, Refused> {
-    let parsed_headers = field("headers").and_then(|block| parse_header_block(block.trim_end().as_bytes()));
-    let from_headers =
-        |pick: fn(&mail_parser::Message<'static>) -> Vec<String>| parsed_headers.as_ref().map(pick).unwrap_or_default();
-    let list = |name: &str, pick: fn(&mail_parser::Message<'static>) -> Vec<String>| match field(name) {
-        Some(value) if !value.trim().is_empty() => address_list(&value),
-        _ => from_headers(pick),
-    };
-
-    let html = field("html").unwrap_or_default();
-    let text = match field("text") {
-        Some(text) if !text.is_empty() => text,
-        _ if !html.is_empty() => html_to_text(&html),
-        _ => String::new(),
-    };
-
+    let headers = field("headers").and_then(|block| parse_header_block(block.trim_end().as_bytes()));
     let json_field = |name: &str| -> Result<Value, Refused> {
         match field(name) {
             Some(json) if !json.trim().is_empty() => {
@@ -113,11 +97,9 @@ fn parsed(form: &Form, field: &dyn Fn(&str) -> Option<String>, received_ms: u64)
         .as_object()
         .map(|map| map.iter().filter_map(|(cid, part)| Some((part.as_str()?.to_owned(), cid.clone()))).collect())
         .unwrap_or_default();
-    let mut files: Vec<(u32, &FormPart)> =
-        form.parts.iter().filter_map(|p| Some((p.name.strip_prefix("attachment")?.parse().ok()?, p))).collect();
-    files.sort_by_key(|(n, _)| *n);
     let mut seen = HashSet::new();
-    let attachments = files
+    let attachments = form
+        .numbered("attachment")
         .into_iter()
         .map(|(n, p)| {
             let meta = |key: &str| info.get(&p.name).and_then(|i| i.get(key)).and_then(Value::as_str);
@@ -127,24 +109,17 @@ fn parsed(form: &Form, field: &dyn Fn(&str) -> Option<String>, received_ms: u64)
             attachment(filename, content_type, p.data.clone(), content_id, &format!("attachment{n}"), &mut seen)
         })
         .collect();
-
-    let mail = InboundMail {
-        from: list("from", |m| addresses(m.from())).into_iter().next().unwrap_or_default(),
-        to: list("to", |m| addresses(m.to())),
-        cc: list("cc", |m| addresses(m.cc())),
-        reply_to: from_headers(|m| addresses(m.reply_to())),
-        subject: field("subject")
-            .or_else(|| parsed_headers.as_ref().and_then(|m| m.subject().map(str::to_owned)))
-            .unwrap_or_default(),
-        date_ms: parsed_headers.as_ref().and_then(date_ms).unwrap_or(received_ms),
-        message_id: parsed_headers.as_ref().and_then(|m| m.message_id()).unwrap_or_default().to_owned(),
-        text,
-        html,
+    Fields {
+        headers,
+        from: field("from"),
+        to: field("to"),
+        cc: field("cc"),
+        subject: field("subject"),
+        text: field("text"),
+        html: field("html"),
         attachments,
-        ..Default::default()
-    };
-    check_decoded_size(&mail)?;
-    Ok(mail)
+    }
+    .into_mail(received_ms)
 }
 
 /// A field's bytes in the charset `charsets` names for it; UTF-8 when it names none or

@@ -3,7 +3,9 @@
 //! Each provider module turns a [`Message`] into that provider's API call and classifies
 //! every possible answer into one [`Outcome`], next to the code that knows the answers.
 //! The delivery workers act on the class only (DESIGN.md, "Outcomes and fail-over").
+//! [`from_config`] builds any of them from its `[[providers]]` entry.
 
+mod from_config;
 pub mod mailgun;
 pub(crate) mod metered;
 pub(crate) mod mime;
@@ -13,6 +15,7 @@ pub mod smtp;
 
 use std::time::Duration;
 
+pub use from_config::{BuildError, from_config};
 pub use mailgun::Mailgun;
 pub use sendgrid::SendGrid;
 pub use ses::Ses;

@@ -10,6 +10,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use bitmail_runtime::sync::lock;
+
 use super::{Scheduler, draw, rest_by};
 use crate::message::Message;
 use crate::provider::OutcomeClass;
@@ -36,7 +38,7 @@ impl Adaptive {
     }
 
     fn scores(&self, providers: usize) -> Vec<f64> {
-        let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = lock(&self.stats);
         let raw: Vec<f64> = (0..providers)
             .map(|i| stats.get(i).map_or(0.0, |s| s.success * s.success / (s.latency_ms + 50.0)))
             .collect();
@@ -57,7 +59,7 @@ impl Scheduler for Adaptive {
 
     fn observe(&self, provider: usize, outcome: OutcomeClass, latency: Duration) {
         let ok = matches!(outcome, OutcomeClass::Accepted | OutcomeClass::MessageRejected);
-        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stats = lock(&self.stats);
         if let Some(s) = stats.get_mut(provider) {
             s.success += ALPHA * (f64::from(u8::from(ok)) - s.success);
             s.latency_ms += ALPHA * (latency.as_secs_f64() * 1000.0 - s.latency_ms);

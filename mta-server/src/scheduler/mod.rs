@@ -1,6 +1,8 @@
-//! The order in which providers are tried for one message.
+//! The order in which providers are tried for one message: the [`Scheduler`] trait, one
+//! strategy per file, and [`from_config`], the strategy the config names.
 
 mod adaptive;
+mod from_config;
 mod priority;
 mod round_robin;
 mod weighted;
@@ -8,6 +10,7 @@ mod weighted;
 use std::time::Duration;
 
 pub use adaptive::Adaptive;
+pub use from_config::from_config;
 pub use priority::Priority;
 pub use round_robin::RoundRobin;
 pub use weighted::Weighted;

@@ -17,9 +17,7 @@ pub fn from_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-pub fn now_ms() -> u64 {
-    to_ms(SystemTime::now())
-}
+pub use bitmail_runtime::time::now_ms;
 
 /// Where a message is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]

@@ -167,7 +167,7 @@ struct LogState {
 
 impl AttemptLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        bitmail_runtime::sync::lock(&self.0)
     }
 
     fn transmitting(&self) -> bool {

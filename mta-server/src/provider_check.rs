@@ -1,6 +1,6 @@
 //! The operator's provider check (`cargo xtask test-manual`, the `bitmail-provider-check`
 //! binary): one clearly labelled message through each configured provider in turn,
-//! straight through [`Provider::send`] (no spool, no scheduler, no retry), the answer
+//! straight through [`Provider::send`](crate::provider::Provider::send) (no spool, no scheduler, no retry), the answer
 //! shown, the operator asked whether it arrived, and a dated report written.
 //!
 //! `dry_run` turns on SendGrid's sandbox mode and Mailgun's test mode, so the providers
@@ -14,7 +14,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{Config, ProviderConfig};
 use crate::message::{Mailbox, Message, parse_mailbox};
 use crate::provider::{Outcome, OutcomeClass};
-use crate::server::build_provider;
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -197,8 +196,8 @@ pub async fn run(
             }
             ProviderConfig::Smtp(_) | ProviderConfig::Ses(_) => {}
         }
-        let provider =
-            build_provider(&config).map_err(|e| CheckError::Build { name: name.clone(), detail: e.to_string() })?;
+        let provider = crate::provider::from_config(&config)
+            .map_err(|e| CheckError::Build { name: name.clone(), detail: e.to_string() })?;
         let message = check_message(&name, kind, &stamp, sender, to.clone());
         let _ = writeln!(out, "sending \"{}\"", message.subject);
         let started = Instant::now();
@@ -322,50 +321,101 @@ fn write_report(report: &Report, path: &Path, stamp: &str, to: &Mailbox, mode: &
 }
 
 /// `2025-06-11 10:15:30Z`.
-pub(crate) fn utc(at: SystemTime) -> String {
+fn utc(at: SystemTime) -> String {
     let secs = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let c = bitmail_runtime::time::civil(secs);
     format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
-/// Parses the binary's arguments: `--to ADDRESS [--provider NAME] [--config FILE]
-/// [--from ADDRESS] [--dry-run] [--report-dir DIR]`. Returns the options and the config
-/// path.
-pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(CheckOptions, Option<PathBuf>), String> {
-    let mut options =
-        CheckOptions { to: String::new(), from: None, provider: None, dry_run: false, report_dir: PathBuf::from(".") };
-    let mut config = None;
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--to" => options.to = value()?,
-            "--from" => options.from = Some(value()?),
-            "--provider" => options.provider = Some(value()?),
-            "--config" => config = Some(PathBuf::from(value()?)),
-            "--report-dir" => options.report_dir = PathBuf::from(value()?),
-            "--dry-run" => options.dry_run = true,
-            other => return Err(format!("unknown argument `{other}`")),
-        }
+/// The command line of `bitmail-provider-check`. Errors (a missing `--to`, an unknown
+/// argument) are the binary's to print with the usage, exiting 64.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "bitmail-provider-check",
+    version,
+    about = "One labelled message through each provider of an mta-server configuration, asking whether each arrived (cargo xtask test-manual).",
+    // As before clap: an option given twice takes the last value.
+    args_override_self = true
+)]
+pub struct Args {
+    /// The mailbox you will look at.
+    #[arg(long, value_name = "ADDRESS")]
+    pub to: String,
+    /// Only this provider (by its configured name).
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// The mta-server configuration; without it, the built-in defaults.
+    #[arg(long, value_name = "mta.toml")]
+    pub config: Option<PathBuf>,
+    /// The sender; Mailgun providers default to `bitmail-check@<their domain>`.
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        help = "The sender; Mailgun providers default to bitmail-check@<their domain>"
+    )]
+    pub from: Option<String>,
+    /// SendGrid sandbox mode and Mailgun test mode: nothing is delivered; SMTP and SES
+    /// providers are left out.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where the report file goes.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub report_dir: PathBuf,
+}
+
+impl Args {
+    /// The options of [`run`], and the configuration file to load.
+    pub fn into_options(self) -> (CheckOptions, Option<PathBuf>) {
+        let options = CheckOptions {
+            to: self.to,
+            from: self.from,
+            provider: self.provider,
+            dry_run: self.dry_run,
+            report_dir: self.report_dir,
+        };
+        (options, self.config)
     }
-    if options.to.is_empty() {
-        return Err("--to ADDRESS is required: the mailbox you will look at".into());
-    }
-    Ok((options, config))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<(CheckOptions, Option<PathBuf>), clap::Error> {
+        <Args as clap::Parser>::try_parse_from(std::iter::once("bitmail-provider-check").chain(args.iter().copied()))
+            .map(Args::into_options)
+    }
+
     #[test]
     fn dates_and_arguments() {
         assert_eq!(utc(UNIX_EPOCH + Duration::from_secs(1_718_100_930)), "2024-06-11 10:15:30Z");
-        let args = ["--to", "a@x.org", "--dry-run", "--provider", "sg"].map(String::from);
-        let (o, config) = parse_args(args).unwrap();
+        let (o, config) = parse(&["--to", "a@x.org", "--dry-run", "--provider", "sg"]).unwrap();
         assert_eq!((o.to.as_str(), o.dry_run, o.provider.as_deref(), config), ("a@x.org", true, Some("sg"), None));
-        assert!(parse_args(["--dry-run".to_owned()]).unwrap_err().contains("--to"));
-        assert!(parse_args(["--too".to_owned()]).unwrap_err().contains("--too"));
+        assert_eq!((o.from, o.report_dir), (None, PathBuf::from(".")));
+        let (o, config) = parse(&[
+            "--config",
+            "m.toml",
+            "--to",
+            "a@x.org",
+            "--from",
+            "f@x.org",
+            "--report-dir",
+            "r",
+            "--to",
+            "b@x.org",
+        ])
+        .unwrap();
+        assert_eq!((o.to.as_str(), o.from.as_deref(), o.report_dir), ("b@x.org", Some("f@x.org"), PathBuf::from("r")));
+        assert_eq!((o.dry_run, config), (false, Some(PathBuf::from("m.toml"))));
+
+        let missing = parse(&["--dry-run"]).unwrap_err();
+        assert_eq!(missing.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(missing.to_string().contains("--to") && missing.to_string().contains("Usage:"), "{missing}");
+        let unknown = parse(&["--too", "a@x.org"]).unwrap_err();
+        assert!(unknown.to_string().contains("--too"), "{unknown}");
+        assert!(parse(&["--to"]).unwrap_err().use_stderr());
+        assert!(!parse(&["--help"]).unwrap_err().use_stderr(), "help is not an error");
+        assert!(!parse(&["--version"]).unwrap_err().use_stderr(), "nor is the version");
     }
 
     #[test]
