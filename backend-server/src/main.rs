@@ -3,17 +3,24 @@
 use backend_server::config::Config;
 use backend_server::server::Server;
 
+const SERVICE: bitmail_runtime::cli::Service = bitmail_runtime::cli::Service {
+    name: "backend-server",
+    version: env!("CARGO_PKG_VERSION"),
+    about: "BitMail's storage tier: serves documents (users, sessions, mailboxes) over gRPC (bitmail.v1.Store) from an embedded, memory, postgres or proxy engine.",
+    log_env: "BITMAIL_BACKEND_LOG",
+};
+
 #[tokio::main]
 async fn main() {
-    let args = bitmail_runtime::cli::from_env("backend-server");
-    let config: Config = bitmail_runtime::config::load_or_exit("backend-server", &args);
+    let args = bitmail_runtime::cli::from_env(&SERVICE);
+    let config: Config = bitmail_runtime::config::load_or_exit(SERVICE.name, &args);
     if args.probe {
         bitmail_runtime::probe::exit_with(
-            "backend-server",
+            SERVICE.name,
             bitmail_runtime::probe::grpc(config.listen, "bitmail.v1.Store").await,
         );
     }
-    bitmail_runtime::init_tracing("BITMAIL_BACKEND_LOG");
+    bitmail_runtime::init_tracing(SERVICE.log_env);
 
     // Signals are caught from here on, before anyone can be told the port is open.
     let shutdown = bitmail_runtime::shutdown::signal();

@@ -4,17 +4,24 @@
 use mta_server::config::Config;
 use mta_server::server::Server;
 
+const SERVICE: bitmail_runtime::cli::Service = bitmail_runtime::cli::Service {
+    name: "mta-server",
+    version: env!("CARGO_PKG_VERSION"),
+    about: "BitMail's MTA: accepts mail over gRPC (bitmail.v1.Mta), keeps every accepted message on disk and delivers it through the configured sending providers, failing over between them.",
+    log_env: "BITMAIL_MTA_LOG",
+};
+
 #[tokio::main]
 async fn main() {
-    let args = bitmail_runtime::cli::from_env("mta-server");
-    let config: Config = bitmail_runtime::config::load_or_exit("mta-server", &args);
+    let args = bitmail_runtime::cli::from_env(&SERVICE);
+    let config: Config = bitmail_runtime::config::load_or_exit(SERVICE.name, &args);
     if args.probe {
         bitmail_runtime::probe::exit_with(
-            "mta-server",
+            SERVICE.name,
             bitmail_runtime::probe::grpc(config.listen, "bitmail.v1.Mta").await,
         );
     }
-    bitmail_runtime::init_tracing("BITMAIL_MTA_LOG");
+    bitmail_runtime::init_tracing(SERVICE.log_env);
 
     // Signals are caught from here on, before anyone can be told the port is open.
     let shutdown = bitmail_runtime::shutdown::signal();

@@ -1,7 +1,7 @@
 //! What every BitMail service shares at start and stop, so that each `main.rs` stays a
 //! few lines of wiring:
 //!
-//! - [`cli`]: `--config PATH`, `--check-config` and `--probe`;
+//! - [`cli`]: `--config PATH`, `--check-config`, `--probe`, `--help` and `--version` (clap);
 //! - [`config`]: TOML loading where unknown keys are errors and every problem is reported
 //!   at once, plus [`config::Secret`] for values that must never be logged;
 //! - [`shutdown`]: one future that resolves on SIGTERM or Ctrl-C;

@@ -15,11 +15,14 @@
 //! - [`moto`]: starts moto, an Amazon SES emulator from PyPI, as a child process.
 //! - [`postgres`]: a throwaway PostgreSQL cluster (initdb in a temporary folder, a free
 //!   loopback port), stopped and removed on drop.
+//! - [`command_line`]: the checks of the command line every service shares, run
+//!   against each real binary.
 //! - [`store_conformance`]: the `Store` contract, written once, run against every
 //!   engine; [`store_engines`]: fresh stores of each engine for it.
 //!
 //! The cross-service tests live in `tests/tests/`, one scenario per file.
 
+pub mod command_line;
 pub mod eventually;
 pub mod mailgun;
 pub mod moto;

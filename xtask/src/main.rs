@@ -29,42 +29,37 @@
 //!   configured provider, asking the operator whether it arrived
 //!   (`bitmail-provider-check`, in mta-server).
 
+mod cli;
 mod deploy;
+mod out;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <command>
+use out::{say, tell};
 
-commands:
-  run [--release]   build and start the whole gateway locally (Ctrl-C stops it)
-  test              formatting, clippy, and every test (what CI runs)
-  web               build the webmail (WebAssembly) into target/web
-  bench mta         mta-server throughput, latency and memory (release build)
-  bench store       store engines: puts/s, get and lookup latency at 100k and 1M documents, memory
-  deploy [--config deploy.toml] [--hosts a,b] [--skip-tests] [--rollback] [--bin-dir DIR]
-                    build, test, and deploy to the configured hosts over SSH
-  test-manual --to ADDRESS [--provider NAME] [--config mta.toml] [--from ADDRESS] [--dry-run]
-                    send one labelled message through each provider and ask if it arrived";
-
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("run") => run(&args[1..]),
-        Some("test") => test(),
-        Some("web") => web().map(drop),
-        Some("bench") => bench(&args[1..]),
-        Some("deploy") => deploy::main(&args[1..], &root(), test, web),
-        Some("test-manual") => test_manual(&args[1..]),
-        Some("-h" | "--help" | "help") | None => {
-            println!("{USAGE}");
-            Ok(())
+fn main() -> ExitCode {
+    let cli = cli::parse();
+    let done = match cli.command {
+        cli::Command::Run { release } => run(release),
+        cli::Command::Test => test(),
+        cli::Command::Web => web().map(drop),
+        cli::Command::Bench(cli::Bench::Mta) => bench_mta(),
+        cli::Command::Bench(cli::Bench::Store) => bench_store(),
+        cli::Command::Deploy(options) => deploy::main(options, &root(), test, web),
+        cli::Command::TestManual { args } => test_manual(&args),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // As `main() -> Result` would print it, without its panic on a closed stderr.
+            tell!("Error: {e:?}");
+            ExitCode::FAILURE
         }
-        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }
 
@@ -88,7 +83,7 @@ fn check(status: std::io::Result<ExitStatus>, what: &str) -> Result<()> {
 }
 
 fn step(what: &str) {
-    eprintln!("\n==> {what}");
+    tell!("\n==> {what}");
 }
 
 fn test() -> Result<()> {
@@ -120,7 +115,7 @@ fn test() -> Result<()> {
     install_sshd()?;
     step("cargo test --workspace");
     check(cargo().args(["test", "--workspace"]).env("BITMAIL_WEB_DIR", &web_dir).status(), "cargo test")?;
-    eprintln!("\nall checks passed");
+    tell!("\nall checks passed");
     Ok(())
 }
 
@@ -128,8 +123,8 @@ fn test() -> Result<()> {
 fn pip_install_missing(module: &str, package: &str) -> Result<()> {
     let present = Command::new("python3")
         .args(["-c", &format!("import {module}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if present {
@@ -217,14 +212,6 @@ fn test_manual(args: &[String]) -> Result<()> {
     std::process::exit(status.code().unwrap_or(1))
 }
 
-fn bench(args: &[String]) -> Result<()> {
-    match args {
-        [what] if what == "mta" => bench_mta(),
-        [what] if what == "store" => bench_store(),
-        _ => bail!("usage: cargo xtask bench mta|store"),
-    }
-}
-
 /// The store engines at 100,000 and 1,000,000 documents (the proxy at 100,000): put
 /// throughput, get and lookup latency, peak memory. One process per run.
 fn bench_store() -> Result<()> {
@@ -235,10 +222,10 @@ fn bench_store() -> Result<()> {
     )?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let release = target.join("release");
-    println!(
+    say!(
         "\n| engine | documents | puts/s (512 callers) | get p50 / p99 ms | lookup, answer of 1: p50 / p99 ms | lookup, answer of 100: p50 / p99 ms | peak RSS | file |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    say!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let runs = [
         ("memory", "100000"),
         ("memory", "1000000"),
@@ -248,14 +235,26 @@ fn bench_store() -> Result<()> {
         ("postgres", "100000"),
     ];
     for (engine, docs) in runs {
-        let status = Command::new(release.join("bitmail-store-bench"))
-            .args(["--engine", engine, "--docs", docs])
-            .arg("--backend-bin")
-            .arg(release.join("backend-server"))
-            .status();
-        check(status, &format!("bench store {engine} {docs}"))?;
+        let mut bench = Command::new(release.join("bitmail-store-bench"));
+        bench.args(["--engine", engine, "--docs", docs]).arg("--backend-bin").arg(release.join("backend-server"));
+        table_rows(&mut bench, &format!("bench store {engine} {docs}"))?;
     }
     Ok(())
+}
+
+/// Runs one benchmark and prints the table rows it answers. Its stdout is a pipe to
+/// here, so that once our reader is gone (`| head`) the remaining runs are skipped
+/// instead of failing one by one.
+fn table_rows(bench: &mut Command, what: &str) -> Result<()> {
+    if out::stdout_gone() {
+        return Ok(());
+    }
+    let run = bench.stdin(Stdio::null()).stderr(Stdio::inherit()).output();
+    let rows = run.as_ref().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    for row in rows.lines() {
+        say!("{row}");
+    }
+    check(run.map(|o| o.status), what)
 }
 
 fn bench_mta() -> Result<()> {
@@ -266,10 +265,10 @@ fn bench_mta() -> Result<()> {
     )?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let release = target.join("release");
-    println!(
+    say!(
         "\n| run | messages | callers | provider latency | accepted msg/s (durable) | delivered msg/s | submit p50 / p99 | mta-server peak RSS |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    say!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let runs: [(&str, &str, &str, &str); 4] = [
         ("2 KiB, fast provider", "20000", "2048", "0"),
         ("2 KiB, 50 ms provider", "20000", "2048", "50"),
@@ -277,13 +276,13 @@ fn bench_mta() -> Result<()> {
         ("100 KiB, 50 ms provider", "1000", "102400", "50"),
     ];
     let bench = |label: &str, args: &[&str]| {
-        let status = Command::new(release.join("bitmail-bench"))
+        let mut bench = Command::new(release.join("bitmail-bench"));
+        bench
             .arg("--mta-bin")
             .arg(release.join("mta-server"))
             .args(["--concurrency", "64", "--label", label])
-            .args(args)
-            .status();
-        check(status, label)
+            .args(args);
+        table_rows(&mut bench, label)
     };
     for (label, count, size, latency) in runs {
         bench(label, &["--count", count, "--size", size, "--latency-ms", latency])?;
@@ -315,7 +314,7 @@ impl Drop for Children {
         }
         for (name, child) in &mut self.0 {
             match child.wait() {
-                Ok(status) if !status.success() => eprintln!("{name} exited with {status}"),
+                Ok(status) if !status.success() => tell!("{name} exited with {status}"),
                 _ => {}
             }
         }
@@ -339,12 +338,7 @@ fn wait_for_port(addr: &str, name: &str, children: &mut Children) -> Result<()> 
     bail!("{name} did not listen on {addr} within 30 s")
 }
 
-fn run(args: &[String]) -> Result<()> {
-    let release = match args {
-        [] => false,
-        [flag] if flag == "--release" => true,
-        _ => bail!("usage: cargo xtask run [--release]"),
-    };
+fn run(release: bool) -> Result<()> {
     let profile = if release { "release" } else { "debug" };
     let web_dir = web()?;
     step("building the services");
@@ -483,7 +477,7 @@ fn run(args: &[String]) -> Result<()> {
         describe(real_sendgrid, "SendGrid", FAKE_SENDGRID),
         describe(real_mailgun, "Mailgun", FAKE_MAILGUN)
     );
-    println!(
+    say!(
         "
 BitMail is running.
 
@@ -507,7 +501,7 @@ Ctrl-C stops everything.",
     loop {
         for (name, child) in &mut children.0 {
             if let Some(status) = child.try_wait()? {
-                eprintln!("{name} exited ({status}); stopping the others");
+                tell!("{name} exited ({status}); stopping the others");
                 return Ok(());
             }
         }
@@ -560,7 +554,7 @@ fn wasm_opt() -> Result<Option<PathBuf>> {
         return Ok(Some(bin));
     }
     if output_of(Command::new("npm").arg("--version")).is_none() {
-        eprintln!("npm is missing: the webmail is built without wasm-opt (larger)");
+        tell!("npm is missing: the webmail is built without wasm-opt (larger)");
         return Ok(None);
     }
     step(&format!("npm install {BINARYEN} (wasm-opt)"));
@@ -640,7 +634,7 @@ fn web() -> Result<PathBuf> {
     let write_hashed = |stem: &str, ext: &str, data: &[u8]| -> Result<String> {
         let name = format!("{stem}-{}.{ext}", content_hash(data));
         std::fs::write(out.join("assets").join(&name), data)?;
-        println!("  assets/{name:<40} {:>8} bytes", data.len());
+        say!("  assets/{name:<40} {:>8} bytes", data.len());
         Ok(name)
     };
     let wasm = write_hashed("bitmail_web_bg", "wasm", &std::fs::read(&wasm_path)?)?;
@@ -654,7 +648,7 @@ fn web() -> Result<PathBuf> {
         .replace("{js}", &js)
         .replace("{boot}", &boot);
     std::fs::write(out.join("index.html"), page)?;
-    println!("  webmail built into {}", out.display());
+    say!("  webmail built into {}", out.display());
     Ok(out)
 }
 

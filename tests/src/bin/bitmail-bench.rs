@@ -19,7 +19,7 @@
 //! usage: bitmail-bench --mta-bin PATH [--count N] [--size BYTES] [--concurrency N]
 //!                      [--latency-ms MS] [--label TEXT] [--fail-over-at N] [--backlog]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -29,48 +29,37 @@ use anyhow::{Context, bail};
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_tests::sendgrid::{Behavior, FakeSendGrid};
+use clap::Parser;
 
+/// mta-server's throughput, latency and memory against an in-process fake SendGrid; one
+/// line of a Markdown table per run
+#[derive(Debug, Parser)]
+#[command(name = "bitmail-bench")]
 struct Options {
+    /// The mta-server binary to measure
+    #[arg(long, value_name = "PATH")]
     mta_bin: PathBuf,
+    /// Messages to submit
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
     count: usize,
+    /// Size of each message
+    #[arg(long, value_name = "BYTES", default_value_t = 2048)]
     size: usize,
+    /// Concurrent gRPC callers
+    #[arg(long, value_name = "N", default_value_t = 64)]
     concurrency: usize,
+    /// How long the fake provider takes to answer
+    #[arg(long, value_name = "MS", default_value_t = 0)]
     latency_ms: u64,
+    /// The run's name in the table
+    #[arg(long, value_name = "TEXT", default_value = "", hide_default_value = true)]
     label: String,
+    /// Two providers, a and b; a answers 503 once N submissions were acknowledged
+    #[arg(long, value_name = "N")]
     fail_over_at: Option<usize>,
+    /// The provider answers 503 from the start: every message stays queued
+    #[arg(long)]
     backlog: bool,
-}
-
-fn options() -> anyhow::Result<Options> {
-    let mut o = Options {
-        mta_bin: PathBuf::new(),
-        count: 20_000,
-        size: 2048,
-        concurrency: 64,
-        latency_ms: 0,
-        label: String::new(),
-        fail_over_at: None,
-        backlog: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--mta-bin" => o.mta_bin = value()?.into(),
-            "--count" => o.count = value()?.parse()?,
-            "--size" => o.size = value()?.parse()?,
-            "--concurrency" => o.concurrency = value()?.parse()?,
-            "--latency-ms" => o.latency_ms = value()?.parse()?,
-            "--label" => o.label = value()?,
-            "--fail-over-at" => o.fail_over_at = Some(value()?.parse()?),
-            "--backlog" => o.backlog = true,
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
-    if o.mta_bin.as_os_str().is_empty() {
-        bail!("--mta-bin PATH is required");
-    }
-    Ok(o)
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -89,7 +78,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let o = options()?;
+    let o = Options::try_parse().unwrap_or_else(|e| bitmail_runtime::cli::exit(&e));
     let key = "SG.bench";
     let fake = FakeSendGrid::start(key).await?;
     let second = FakeSendGrid::start(key).await?;
@@ -202,7 +191,8 @@ async fn main() -> anyhow::Result<()> {
         let _ = child.wait();
         let _ = std::fs::remove_dir_all(&dir);
         latencies.sort();
-        println!(
+        let _ = writeln!(
+            std::io::stdout(),
             "| {} | {} × {} B | {} | down | {:.0} | (all queued: spool {:.1} GiB) | {:.1} / {:.1} ms | {} MiB |",
             o.label,
             o.count,
@@ -233,7 +223,8 @@ async fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
 
     latencies.sort();
-    println!(
+    let _ = writeln!(
+        std::io::stdout(),
         "| {} | {} × {} B | {} | {} ms | {:.0} | {:.0} | {:.1} / {:.1} ms | {} MiB |",
         o.label,
         o.count,
@@ -250,7 +241,8 @@ async fn main() -> anyhow::Result<()> {
         let reaction = fake.last_request_at().map_or(Duration::ZERO, |last| last.saturating_duration_since(*at));
         let lost = acked_ids.iter().filter(|id| !delivered.contains_key(*id)).count();
         let twice = delivered.values().filter(|n| **n > 1).count();
-        println!(
+        let _ = writeln!(
+            std::io::stdout(),
             "|   ↳ fail-over | provider a answers 503 after {} acknowledged | | | time until no new message goes to a: {:.0} ms | lost: {lost} | delivered twice: {twice} | |",
             o.fail_over_at.unwrap_or_default(),
             reaction.as_secs_f64() * 1000.0

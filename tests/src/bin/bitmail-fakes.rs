@@ -8,36 +8,38 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bitmail_tests::mailgun::FakeMailgun;
 use bitmail_tests::sendgrid::FakeSendGrid;
 use bitmail_tests::ses::FakeSes;
+use clap::Parser;
+
+/// Local stand-ins for SendGrid, Mailgun and Amazon SES; what each accepted is listed at
+/// GET http://ADDR/_fake/messages
+#[derive(Debug, Parser)]
+#[command(name = "bitmail-fakes")]
+struct Options {
+    /// Where the SendGrid stand-in listens
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8025")]
+    sendgrid: SocketAddr,
+    /// Where the Mailgun stand-in listens
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8026")]
+    mailgun: SocketAddr,
+    /// Where the Amazon SES stand-in listens
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8027")]
+    ses: SocketAddr,
+    /// The one key all accept: SendGrid's bearer token, Mailgun's password of user `api`,
+    /// SES's access key id
+    #[arg(long, default_value = "bitmail-dev-key")]
+    key: String,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let Options { sendgrid, mailgun, ses, key } =
+        Options::try_parse().unwrap_or_else(|e| bitmail_runtime::cli::exit(&e));
     bitmail_runtime::init_tracing("BITMAIL_FAKES_LOG");
     let shutdown = bitmail_runtime::shutdown::signal();
-    let mut sendgrid: SocketAddr = "127.0.0.1:8025".parse()?;
-    let mut mailgun: SocketAddr = "127.0.0.1:8026".parse()?;
-    let mut ses: SocketAddr = "127.0.0.1:8027".parse()?;
-    let mut key = String::from("bitmail-dev-key");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--sendgrid" => {
-                sendgrid = value()?.parse().context("--sendgrid takes an address such as 127.0.0.1:8025")?
-            }
-            "--mailgun" => mailgun = value()?.parse().context("--mailgun takes an address such as 127.0.0.1:8026")?,
-            "--ses" => ses = value()?.parse().context("--ses takes an address such as 127.0.0.1:8027")?,
-            "--key" => key = value()?,
-            other => {
-                bail!(
-                    "unknown argument `{other}`\nusage: bitmail-fakes [--sendgrid ADDR] [--mailgun ADDR] [--ses ADDR] [--key KEY]"
-                )
-            }
-        }
-    }
     let fake = FakeSendGrid::start_on(sendgrid, &key).await.with_context(|| format!("cannot listen on {sendgrid}"))?;
     tracing::info!(url = %fake.base_url(), "fake SendGrid listening; accepted messages at /_fake/messages");
     let fake_mailgun =

@@ -14,6 +14,7 @@
 //! usage: bitmail-store-bench --engine memory|embedded|proxy|postgres --docs N
 //!                            [--concurrency N] [--backend-bin PATH] [--dir PATH]
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -26,36 +27,32 @@ use backend_server::memory::MemoryStore;
 use backend_server::postgres::PostgresStore;
 use backend_server::proxy::ProxyStore;
 use backend_server::store::{Fields, Limits, Store};
+use clap::Parser;
 
+/// One store engine at one size: put throughput, get and lookup latency, peak memory; one
+/// line of a Markdown table
+#[derive(Debug, Parser)]
+#[command(name = "bitmail-store-bench")]
 struct Options {
+    /// The engine to measure
+    #[arg(long, value_parser = ["memory", "embedded", "proxy", "postgres"])]
     engine: String,
+    /// Documents to load
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
     docs: usize,
+    /// Concurrent callers while loading
+    #[arg(long, value_name = "N", default_value_t = 512)]
     concurrency: usize,
+    /// The backend-server binary the proxy engine forwards to (needed for proxy)
+    #[arg(long, value_name = "PATH")]
     backend_bin: Option<PathBuf>,
+    /// Where the data goes [default: a new folder in the temporary folder]
+    #[arg(long, value_name = "PATH", default_value_os_t = default_dir(), hide_default_value = true)]
     dir: PathBuf,
 }
 
-fn options() -> anyhow::Result<Options> {
-    let mut o = Options {
-        engine: String::new(),
-        docs: 100_000,
-        concurrency: 512,
-        backend_bin: None,
-        dir: std::env::temp_dir().join(format!("bitmail-store-bench-{}", std::process::id())),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--engine" => o.engine = value()?,
-            "--docs" => o.docs = value()?.parse()?,
-            "--concurrency" => o.concurrency = value()?.parse()?,
-            "--backend-bin" => o.backend_bin = Some(value()?.into()),
-            "--dir" => o.dir = value()?.into(),
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
-    Ok(o)
+fn default_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("bitmail-store-bench-{}", std::process::id()))
 }
 
 /// The backend-server child of the proxy run; killed when dropped.
@@ -158,7 +155,7 @@ async fn open(o: &Options) -> anyhow::Result<(Arc<dyn Store>, Keep)> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let o = options()?;
+    let o = Options::try_parse().unwrap_or_else(|e| bitmail_runtime::cli::exit(&e));
     let (store, backend) = open(&o).await?;
 
     // Load: `concurrency` callers, each taking the next index.
@@ -229,7 +226,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let file =
         std::fs::metadata(o.dir.join("store.redb")).map(|m| format!("{} MiB", m.len() >> 20)).unwrap_or("-".into());
-    println!(
+    let _ = writeln!(
+        std::io::stdout(),
         "| {} | {} | {:.0} | {} / {} | {} / {} | {} / {} | {} | {} |",
         o.engine,
         o.docs,

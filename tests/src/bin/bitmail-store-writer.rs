@@ -18,10 +18,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
 use backend_server::embedded::EmbeddedStore;
 use backend_server::store::{Fields, Limits, Store, StoreError};
 use bitmail_tests::store_engines::checksum;
+use clap::{Parser, ValueEnum};
 
 fn document(task: usize, seq: u64, payload_len: usize) -> Fields {
     let c = char::from(b'a' + (seq % 26) as u8);
@@ -105,17 +105,34 @@ async fn fill(store: Arc<dyn Store>) {
     }
 }
 
+/// Writes to an embedded store until killed (crash) or full (fill), printing each
+/// acknowledged write
+#[derive(Debug, Parser)]
+#[command(name = "bitmail-store-writer")]
+struct Options {
+    /// The store file
+    path: PathBuf,
+    /// What to do
+    #[arg(value_enum)]
+    mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    /// 8 tasks put, update and delete until SIGKILL
+    Crash,
+    /// 64 KiB puts until the store refuses 20 in a row
+    Fill,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let path = PathBuf::from(args.next().context("usage: bitmail-store-writer PATH crash|fill")?);
-    let mode = args.next().unwrap_or_default();
+    let Options { path, mode } = Options::try_parse().unwrap_or_else(|e| bitmail_runtime::cli::exit(&e));
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&path, 8 << 20, Limits::default())?);
     say("ready".into());
-    match mode.as_str() {
-        "crash" => crash(store).await,
-        "fill" => fill(store).await,
-        other => bail!("unknown mode {other:?}"),
+    match mode {
+        Mode::Crash => crash(store).await,
+        Mode::Fill => fill(store).await,
     }
     Ok(())
 }

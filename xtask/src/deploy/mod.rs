@@ -26,55 +26,31 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
+use crate::out::say;
 use config::{DeployConfig, HostConfig, Supervisor};
 use ssh::{Ssh, quote};
 
-const USAGE: &str =
-    "usage: cargo xtask deploy [--config deploy.toml] [--hosts a,b] [--skip-tests] [--rollback] [--bin-dir DIR]
-
-  --config FILE   the deploy configuration (default: deploy.toml)
-  --hosts a,b     only these hosts, in the configuration's order
-  --skip-tests    do not run `cargo xtask test` before deploying
-  --rollback      switch each host back to its previous release and restart
-  --bin-dir DIR   deploy the service binaries found in DIR as they are, without building
-  --web-dir DIR   with --bin-dir: the built webmail to ship with client-api (else none)";
-
-struct Options {
-    config: PathBuf,
-    hosts: Option<String>,
-    skip_tests: bool,
-    rollback: bool,
-    bin_dir: Option<PathBuf>,
-    web_dir: Option<PathBuf>,
-}
-
-fn parse_args(args: &[String]) -> Result<Options> {
-    let mut o = Options {
-        config: "deploy.toml".into(),
-        hosts: None,
-        skip_tests: false,
-        rollback: false,
-        bin_dir: None,
-        web_dir: None,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().cloned().with_context(|| format!("{arg} needs a value\n\n{USAGE}"));
-        match arg.as_str() {
-            "--config" => o.config = value()?.into(),
-            "--hosts" => o.hosts = Some(value()?),
-            "--bin-dir" => o.bin_dir = Some(value()?.into()),
-            "--web-dir" => o.web_dir = Some(value()?.into()),
-            "--skip-tests" => o.skip_tests = true,
-            "--rollback" => o.rollback = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}`\n\n{USAGE}"),
-        }
-    }
-    Ok(o)
+/// `cargo xtask deploy`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// The deploy configuration
+    #[arg(long, value_name = "FILE", default_value = "deploy.toml")]
+    pub config: PathBuf,
+    /// Only these hosts (comma-separated names), in the configuration's order
+    #[arg(long, value_name = "a,b")]
+    pub hosts: Option<String>,
+    /// Do not run `cargo xtask test` before deploying
+    #[arg(long)]
+    pub skip_tests: bool,
+    /// Switch each host back to its previous release and restart
+    #[arg(long)]
+    pub rollback: bool,
+    /// Deploy the service binaries found in DIR as they are, without building
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// With --bin-dir: the built webmail to ship with client-api (else none)
+    #[arg(long, value_name = "DIR", requires = "bin_dir")]
+    pub web_dir: Option<PathBuf>,
 }
 
 /// What happened on one host.
@@ -99,12 +75,11 @@ struct HostState {
 /// Runs the command. `run_tests` is `cargo xtask test`; `build_web` is `cargo xtask web`,
 /// answering where the built webmail is.
 pub fn main(
-    args: &[String],
+    options: Options,
     workspace: &Path,
     run_tests: impl FnOnce() -> Result<()>,
     build_web: impl FnOnce() -> Result<PathBuf>,
 ) -> Result<()> {
-    let options = parse_args(args)?;
     let config = config::load(&options.config)?;
     let hosts = config.select(options.hosts.as_deref())?;
     let scratch = workspace.join("target/xtask-deploy");
@@ -161,7 +136,7 @@ pub fn main(
             results.push((host, Outcome::NotStarted, Duration::ZERO));
             continue;
         }
-        println!("[{}/{total}] {}: {}", i + 1, host.name, host.target());
+        say!("[{}/{total}] {}: {}", i + 1, host.name, host.target());
         let started = Instant::now();
         let outcome = deploy_host(&config, &state, &name, &bin_dir, web_dir.as_deref(), &scratch);
         failed = !matches!(outcome, Outcome::Deployed(_));
@@ -171,7 +146,7 @@ pub fn main(
 }
 
 fn step(what: &str) {
-    println!("\n==> {what}");
+    say!("\n==> {what}");
 }
 
 fn check_binaries(dir: &Path, hosts: &[HostConfig]) -> Result<()> {
@@ -197,7 +172,7 @@ fn preflight(hosts: &[HostConfig], scratch: &Path, rollback: bool) -> Result<Vec
     for host in hosts {
         match check_host(host, scratch, rollback) {
             Ok(state) => {
-                println!(
+                say!(
                     "  {}: reachable, host key verified, {} supervisor, current release: {}",
                     host.name,
                     if state.supervisor == Supervisor::Systemd { "systemd" } else { "script" },
@@ -283,7 +258,7 @@ exit 0
 fn show(remote: &ssh::Remote) {
     for line in remote.stdout.lines().chain(remote.stderr.lines()) {
         if !line.trim().is_empty() {
-            println!("  {}", line.trim_start());
+            say!("  {}", line.trim_start());
         }
     }
 }
@@ -308,9 +283,9 @@ fn deploy_host(
         let (reused, bytes) = release::reuse_unchanged(&staged, &state.current_sums)?;
         let services = host.services_in_order().join(", ");
         if reused.is_empty() {
-            println!("  uploading {name} ({} MB; {services})", bytes / 1_000_000);
+            say!("  uploading {name} ({} MB; {services})", bytes / 1_000_000);
         } else {
-            println!("  uploading {name} ({} MB; {services}; unchanged: {})", bytes / 1_000_000, reused.join(", "));
+            say!("  uploading {name} ({} MB; {services}; unchanged: {})", bytes / 1_000_000, reused.join(", "));
         }
         let incoming = format!("releases/.incoming-{name}");
         // Unchanged binaries are hard links to the current release's (the checksums
@@ -342,7 +317,7 @@ fn deploy_host(
             let _ = state.ssh.run(&format!("cd {} && rm -rf {incoming} releases/{name}\n", quote(&host.root)));
             return Ok(Outcome::Failed("a service refused its configuration; nothing was switched".into()));
         }
-        println!("  uploaded and verified releases/{name}");
+        say!("  uploaded and verified releases/{name}");
 
         let activated = ctl(state, name, &format!("activate {name}"))?;
         show(&activated);
@@ -358,7 +333,7 @@ fn deploy_host(
             if !old.is_empty() {
                 let removed = ctl(state, name, &format!("remove {}", old.join(" ")))?;
                 show(&removed);
-                println!("  removed old releases: {}", old.join(", "));
+                say!("  removed old releases: {}", old.join(", "));
             }
             return Ok(Outcome::Deployed(name.to_owned()));
         }
@@ -370,11 +345,11 @@ fn deploy_host(
                 "{name} did not come up healthy and there is no release to go back to"
             )));
         };
-        println!("  {name} is not healthy: rolling back to {previous}");
+        say!("  {name} is not healthy: rolling back to {previous}");
         match switch_verified(config, state, previous) {
             Ok(()) => {
                 let _ = ctl(state, previous, &format!("remove {name}"));
-                println!("  removed the failed release {name}");
+                say!("  removed the failed release {name}");
                 Ok(Outcome::RolledBackTo { release: name.to_owned(), to: previous.clone() })
             }
             Err(e) => Ok(Outcome::Failed(format!("{name} was not healthy, and rolling back failed too: {e:#}"))),
@@ -413,12 +388,12 @@ fn rollback_all(config: &DeployConfig, states: Vec<HostState>) -> Vec<(HostConfi
         // The pre-flight made sure both exist.
         let current = state.current.clone().unwrap_or_default();
         let target = release::previous(&state.releases, &current).unwrap_or_default();
-        println!("[{}/{total}] {}: rolling back from {current} to {target}", i + 1, host.name);
+        say!("[{}/{total}] {}: rolling back from {current} to {target}", i + 1, host.name);
         let outcome = match switch_verified(config, &state, &target) {
             Ok(()) => Outcome::Deployed(target),
             Err(e) => {
                 failed = true;
-                println!("  {e:#}: switching back to {current}");
+                say!("  {e:#}: switching back to {current}");
                 match switch_verified(config, &state, &current) {
                     Ok(()) => Outcome::RolledBackTo { release: target, to: current },
                     Err(again) => Outcome::Failed(format!("{e:#}, and {current} did not come back: {again:#}")),
@@ -448,10 +423,10 @@ fn finish(results: Vec<(HostConfig, Outcome, Duration)>) -> Result<()> {
     let header = ["host", "address", "result", "took"].map(String::from);
     let widths: Vec<usize> =
         (0..4).map(|c| rows.iter().chain([&header]).map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    println!();
+    say!();
     for row in [&header].into_iter().chain(&rows) {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        println!("{}", cells.join("  ").trim_end());
+        say!("{}", cells.join("  ").trim_end());
     }
     let untouched = results.iter().filter(|(_, o, _)| matches!(o, Outcome::NotStarted)).count();
     let failed = results.iter().filter(|(_, o, _)| !matches!(o, Outcome::Deployed(_) | Outcome::NotStarted)).count();
