@@ -33,3 +33,4 @@ pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod spool;
+pub mod tenant;
