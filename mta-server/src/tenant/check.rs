@@ -251,10 +251,11 @@ impl KeyCheck {
 
     fn remember(&self, id: &str, read_at: Instant, value: Cached) {
         let mut cache = lock(&self.inner.cache);
-        if cache.len() >= self.inner.max_entries && !cache.contains_key(id) {
-            if let Some(any) = cache.keys().next().cloned() {
-                cache.remove(&any);
-            }
+        if cache.len() >= self.inner.max_entries
+            && !cache.contains_key(id)
+            && let Some(any) = cache.keys().next().cloned()
+        {
+            cache.remove(&any);
         }
         cache.insert(id.to_owned(), Entry { read_at, value });
     }

@@ -238,7 +238,7 @@ impl Tenant {
         let Some((_, domain)) = address.rsplit_once('@') else {
             return false;
         };
-        self.domains.iter().any(|d| d == domain) || self.addresses.iter().any(|a| *a == address)
+        self.domains.iter().any(|d| d == domain) || self.addresses.contains(&address)
     }
 
     pub fn is_active(&self) -> bool {
