@@ -18,6 +18,8 @@
 //! - [`events`]: delivery events from the providers' webhooks;
 //! - [`inbound`]: inbound mail from the providers' inbound webhooks, parsed into one
 //!   `InboundMail`;
+//! - [`tenant`]: who may send: tenants, API keys and the one key check every surface
+//!   calls, quotas;
 //! - [`service`]: the gRPC `bitmail.v1.Mta` service;
 //! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown (only
 //!   `main.rs` uses [`server`]; providers and the scheduler are built by
@@ -39,4 +41,5 @@ pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod spool;
+pub mod tenant;
 pub mod webhook;
