@@ -1,4 +1,5 @@
-//! The shell: shared state, navigation, the log-in page, and the keyboard shortcuts.
+//! The shell: assembles the pages, with the navigation bar, the log-in page and the
+//! keyboard shortcuts.
 
 use leptos::ev;
 use leptos::prelude::*;
@@ -6,84 +7,13 @@ use leptos::task::spawn_local;
 use serde_json::{Value, json};
 use wasm_bindgen::JsCast;
 
-use crate::api::{ApiErr, call};
-use crate::compose::{Compose, Draft, send_draft};
+use crate::api::call;
+use crate::compose::{Compose, send_draft};
 use crate::folder::FolderView;
-use crate::i18n::{Lang, error_text, t};
+use crate::i18n::Lang;
 use crate::message::{MessageView, delete_message};
+use crate::state::{Ctx, Draft, Me, Page};
 use crate::status::StatusView;
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Page {
-    Loading,
-    Login,
-    Folder(&'static str),
-    Message(String),
-    Compose,
-    Status,
-}
-
-/// The signed-in user.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Me {
-    pub name: String,
-    pub address: String,
-    pub csrf: String,
-}
-
-/// Everything the pages share; all signals, so it is `Copy`.
-#[derive(Clone, Copy)]
-pub struct Ctx {
-    pub me: RwSignal<Option<Me>>,
-    pub lang: RwSignal<Lang>,
-    pub page: RwSignal<Page>,
-    /// A notice: (is an error, text).
-    pub flash: RwSignal<Option<(bool, String)>>,
-    pub unread: RwSignal<usize>,
-    /// The list shown (ids, in order) and the selected row, for j/k/Enter/#.
-    pub list: RwSignal<Vec<String>>,
-    pub selected: RwSignal<usize>,
-    /// The message shown, for r and #.
-    pub current: RwSignal<Option<Value>>,
-    pub draft: RwSignal<Draft>,
-    pub busy: RwSignal<bool>,
-    /// Bumped to reload the list shown.
-    pub refresh: RwSignal<u32>,
-}
-
-impl Ctx {
-    pub fn t(&self, key: &str) -> &'static str {
-        t(self.lang.get(), key)
-    }
-
-    pub fn csrf(&self) -> String {
-        self.me.with_untracked(|m| m.as_ref().map(|m| m.csrf.clone()).unwrap_or_default())
-    }
-
-    pub async fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ApiErr> {
-        let result = call(method, path, body, &self.csrf()).await;
-        if let Err(e) = &result
-            && e.code == "unauthorized"
-        {
-            self.me.set(None);
-            self.page.set(Page::Login);
-        }
-        result
-    }
-
-    pub fn error(&self, e: &ApiErr) {
-        self.flash.set(Some((true, error_text(self.lang.get_untracked(), e))));
-    }
-
-    pub fn notice(&self, key: &str) {
-        self.flash.set(Some((false, t(self.lang.get_untracked(), key).to_owned())));
-    }
-
-    pub fn go(&self, page: Page) {
-        self.flash.set(None);
-        self.page.set(page);
-    }
-}
 
 fn me_from(v: &Value) -> Me {
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();

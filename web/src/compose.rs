@@ -8,44 +8,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::api::base64;
-use crate::app::{Ctx, Page};
-
-/// A file picked for sending: name, type, base64 content, size.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Picked {
-    pub filename: String,
-    pub content_type: String,
-    pub content_base64: String,
-    pub size: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Draft {
-    pub to: String,
-    pub cc: String,
-    pub bcc: String,
-    pub subject: String,
-    pub body: String,
-    pub files: Vec<Picked>,
-}
-
-impl Draft {
-    pub fn reply_to(m: &Value) -> Draft {
-        let subject = m["subject"].as_str().unwrap_or_default();
-        let subject =
-            if subject.to_ascii_lowercase().starts_with("re:") { subject.to_owned() } else { format!("Re: {subject}") };
-        let quoted: String = m["text"].as_str().unwrap_or_default().lines().map(|l| format!("> {l}\n")).collect();
-        let to = if m["folder"] == "sent" {
-            m["to"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
-                .unwrap_or_default()
-        } else {
-            m["from"].as_str().unwrap_or_default().to_owned()
-        };
-        Draft { to, subject, body: format!("\n\n{quoted}"), ..Draft::default() }
-    }
-}
+use crate::state::{Ctx, Draft, Page, Picked};
 
 /// Sends the draft (the Send button and Ctrl+Enter).
 pub fn send_draft(ctx: Ctx) {

@@ -8,8 +8,8 @@ use leptos::task::spawn_local;
 use serde_json::Value;
 
 use crate::api::date;
-use crate::app::{Ctx, Page};
 use crate::i18n::state_text;
+use crate::state::{Ctx, Page};
 
 pub fn badge(ctx: Ctx, status: &Value) -> impl IntoView + use<> {
     let state = status["state"].as_str().unwrap_or("unknown").to_owned();

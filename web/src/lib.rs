@@ -3,8 +3,12 @@
 //!
 //! - [`api`]: calls to client-api's JSON API, with the CSRF token;
 //! - [`i18n`]: English and French texts, and the words for each API error;
-//! - [`app`]: the shell (state, navigation, keyboard shortcuts) and the log-in page;
-//! - [`folder`], [`message`], [`compose`], [`status`]: the pages.
+//! - [`state`]: what the pages share: the context of signals ([`state::Ctx`]), the page
+//!   shown and how to go to another, the signed-in user, the draft being written;
+//! - [`folder`], [`message`], [`compose`], [`status`]: the pages (`message` uses
+//!   `folder`'s delivery badge; otherwise they import only `state`, `api` and `i18n`);
+//! - [`app`]: the shell that assembles the pages: the navigation bar, the log-in page,
+//!   the keyboard shortcuts; nothing imports it.
 //!
 //! Everything here is for wasm32 only; natively this crate is empty.
 #![cfg(target_arch = "wasm32")]
@@ -15,6 +19,7 @@ mod compose;
 mod folder;
 mod i18n;
 mod message;
+mod state;
 mod status;
 
 use wasm_bindgen::prelude::wasm_bindgen;

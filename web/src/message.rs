@@ -6,9 +6,8 @@ use leptos::task::spawn_local;
 use serde_json::{Value, json};
 
 use crate::api::date;
-use crate::app::{Ctx, Page};
-use crate::compose::Draft;
 use crate::folder::badge;
+use crate::state::{Ctx, Draft, Page};
 
 /// Deletes a message and goes back to its folder.
 pub fn delete_message(ctx: Ctx, id: String) {

@@ -8,8 +8,8 @@ use leptos::task::spawn_local;
 use serde_json::Value;
 
 use crate::api::date;
-use crate::app::Ctx;
 use crate::i18n::state_text;
+use crate::state::Ctx;
 
 const COLORS: [&str; 6] = ["#1f5fbf", "#d9822b", "#2e9e5b", "#a33ea1", "#c23b3b", "#5b6575"];
 

@@ -1,0 +1,118 @@
+//! What the pages share: the page shown, the signed-in user, and the context ([`Ctx`]:
+//! all signals) with its helpers for the API, notices and navigation; also the draft
+//! being written, which the shell's shortcuts and the pages fill or reset.
+
+use leptos::prelude::*;
+use serde_json::Value;
+
+use crate::api::{ApiErr, call};
+use crate::i18n::{Lang, error_text, t};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Page {
+    Loading,
+    Login,
+    Folder(&'static str),
+    Message(String),
+    Compose,
+    Status,
+}
+
+/// The signed-in user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Me {
+    pub name: String,
+    pub address: String,
+    pub csrf: String,
+}
+
+/// Everything the pages share; all signals, so it is `Copy`.
+#[derive(Clone, Copy)]
+pub struct Ctx {
+    pub me: RwSignal<Option<Me>>,
+    pub lang: RwSignal<Lang>,
+    pub page: RwSignal<Page>,
+    /// A notice: (is an error, text).
+    pub flash: RwSignal<Option<(bool, String)>>,
+    pub unread: RwSignal<usize>,
+    /// The list shown (ids, in order) and the selected row, for j/k/Enter/#.
+    pub list: RwSignal<Vec<String>>,
+    pub selected: RwSignal<usize>,
+    /// The message shown, for r and #.
+    pub current: RwSignal<Option<Value>>,
+    pub draft: RwSignal<Draft>,
+    pub busy: RwSignal<bool>,
+    /// Bumped to reload the list shown.
+    pub refresh: RwSignal<u32>,
+}
+
+impl Ctx {
+    pub fn t(&self, key: &str) -> &'static str {
+        t(self.lang.get(), key)
+    }
+
+    pub fn csrf(&self) -> String {
+        self.me.with_untracked(|m| m.as_ref().map(|m| m.csrf.clone()).unwrap_or_default())
+    }
+
+    pub async fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ApiErr> {
+        let result = call(method, path, body, &self.csrf()).await;
+        if let Err(e) = &result
+            && e.code == "unauthorized"
+        {
+            self.me.set(None);
+            self.page.set(Page::Login);
+        }
+        result
+    }
+
+    pub fn error(&self, e: &ApiErr) {
+        self.flash.set(Some((true, error_text(self.lang.get_untracked(), e))));
+    }
+
+    pub fn notice(&self, key: &str) {
+        self.flash.set(Some((false, t(self.lang.get_untracked(), key).to_owned())));
+    }
+
+    pub fn go(&self, page: Page) {
+        self.flash.set(None);
+        self.page.set(page);
+    }
+}
+
+/// A file picked for sending: name, type, base64 content, size.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Picked {
+    pub filename: String,
+    pub content_type: String,
+    pub content_base64: String,
+    pub size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Draft {
+    pub to: String,
+    pub cc: String,
+    pub bcc: String,
+    pub subject: String,
+    pub body: String,
+    pub files: Vec<Picked>,
+}
+
+impl Draft {
+    pub fn reply_to(m: &Value) -> Draft {
+        let subject = m["subject"].as_str().unwrap_or_default();
+        let subject =
+            if subject.to_ascii_lowercase().starts_with("re:") { subject.to_owned() } else { format!("Re: {subject}") };
+        let quoted: String = m["text"].as_str().unwrap_or_default().lines().map(|l| format!("> {l}\n")).collect();
+        let to = if m["folder"] == "sent" {
+            m["to"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+                .unwrap_or_default()
+        } else {
+            m["from"].as_str().unwrap_or_default().to_owned()
+        };
+        Draft { to, subject, body: format!("\n\n{quoted}"), ..Draft::default() }
+    }
+}
