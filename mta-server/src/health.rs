@@ -22,6 +22,7 @@ use std::time::Duration;
 use bitmail_runtime::sync::lock;
 use prost::Message as _;
 
+use crate::config::HealthConfig;
 use crate::provider::{Outcome, RefusalScope};
 
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +30,16 @@ pub struct HealthSettings {
     pub failure_threshold: u32,
     pub cool_down: Duration,
     pub refused_cool_down: Duration,
+}
+
+impl From<&HealthConfig> for HealthSettings {
+    fn from(c: &HealthConfig) -> Self {
+        HealthSettings {
+            failure_threshold: c.failure_threshold,
+            cool_down: Duration::from_secs(c.cool_down_secs),
+            refused_cool_down: Duration::from_secs(c.refused_cool_down_secs),
+        }
+    }
 }
 
 /// The circuit of one provider, as shown to operators.

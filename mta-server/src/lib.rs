@@ -12,18 +12,21 @@
 //! - [`delivery`]: the dispatcher and delivery rounds over the spool;
 //! - [`health`]: a circuit breaker per provider, operator pauses, live figures;
 //! - [`limits`]: per-provider in-flight, rate and size limits;
-//! - [`webhook`]: the webhooks the edge forwards, verified and read by provider and kind;
-//!   above [`events`] and [`inbound`], with what both share below them
-//!   ([`webhook::request`], [`webhook::signature`]);
+//! - [`receive`]: the webhooks the edge forwards (`ReceiveWebhook`), verified and read by
+//!   provider and kind; above [`events`] and [`inbound`], the only module using both;
 //! - [`events`]: delivery events from the providers' webhooks;
 //! - [`inbound`]: inbound mail from the providers' inbound webhooks, parsed into one
 //!   `InboundMail`;
+//! - [`webhook`]: what [`events`] and [`inbound`] share, below both (the refusal, header
+//!   lookup, timestamp freshness, Mailgun's HMAC);
 //! - [`tenant`]: who may send: tenants, API keys and the one key check every surface
 //!   calls, quotas;
 //! - [`service`]: the gRPC `bitmail.v1.Mta` service;
 //! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown (only
 //!   `main.rs` uses [`server`]; providers and the scheduler are built by
-//!   [`provider::from_config`] and [`scheduler::from_config`]);
+//!   [`provider::from_config`] and [`scheduler::from_config`], the other settings by
+//!   their own modules from their config sections). [`config`] is a leaf: data and
+//!   validation, importing only [`keys`] (the parsing of configured keys);
 //! - [`provider_check`]: the operator's provider check (`bitmail-provider-check`,
 //!   `cargo xtask test-manual`), straight through each provider, bypassing spool and
 //!   scheduler.
@@ -33,10 +36,12 @@ pub mod delivery;
 pub mod events;
 pub mod health;
 pub mod inbound;
+pub mod keys;
 pub mod limits;
 pub mod message;
 pub mod provider;
 pub mod provider_check;
+pub mod receive;
 pub mod scheduler;
 pub mod server;
 pub mod service;

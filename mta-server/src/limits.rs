@@ -11,39 +11,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bitmail_runtime::sync::lock;
-use serde::Deserialize;
 
-/// What an operator can set per provider (`[providers.limits]`).
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderLimits {
-    /// Attempts in flight at once; none by default.
-    pub in_flight: Option<u32>,
-    /// Attempts started per second, with a burst of one second's worth; none by default.
-    pub per_second: Option<f64>,
-    /// The largest message, in bytes as sent (attachments counted base64-encoded);
-    /// the provider's own documented limit applies as well.
-    pub max_message_bytes: Option<usize>,
-}
-
-impl ProviderLimits {
-    /// Problems with these values, for config validation.
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.in_flight == Some(0) {
-            problems.push("in_flight: must be at least 1 (pause the provider to stop it)".to_owned());
-        }
-        if let Some(rate) = self.per_second
-            && !(rate.is_finite() && rate > 0.0)
-        {
-            problems.push(format!("per_second: must be a positive number, not {rate}"));
-        }
-        if self.max_message_bytes == Some(0) {
-            problems.push("max_message_bytes: must be at least 1".to_owned());
-        }
-        problems
-    }
-}
+/// Configured in each `[[providers]]` section; kept here under its old path.
+pub use crate::config::ProviderLimits;
 
 /// Why a provider cannot start an attempt right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,12 +154,5 @@ mod tests {
             (ProviderLimits::default(), None),
         ]);
         assert_eq!((l.max_bytes(0), l.max_bytes(1), l.max_bytes(2)), (1000, 25_000_000, usize::MAX));
-    }
-
-    #[test]
-    fn bad_values_are_named() {
-        let bad = ProviderLimits { in_flight: Some(0), per_second: Some(f64::NAN), max_message_bytes: Some(0) };
-        assert_eq!(bad.problems().len(), 3);
-        assert!(ProviderLimits { per_second: Some(0.5), ..Default::default() }.problems().is_empty());
     }
 }

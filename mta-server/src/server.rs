@@ -11,12 +11,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ProviderConfig};
-use crate::delivery::{Delivery, Providers};
+use crate::delivery::{Delivery, DeliverySettings, Providers};
 use crate::health::Health;
 use crate::limits::Limiter;
+use crate::message::Limits;
+use crate::receive::Webhook;
 use crate::service::MtaService;
 use crate::spool::Spool;
-use crate::webhook::Webhook;
 use bitmail_runtime::metrics::Registry;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -44,14 +45,14 @@ impl Server {
             tracing::warn!("no providers configured: messages are accepted and deferred, none is sent");
         }
         let scheduler = crate::scheduler::from_config(config.scheduler, &config.providers);
-        let spool = Spool::open(&config.spool.path, config.spool_settings())?;
+        let spool = Spool::open(&config.spool.path, (&config.spool).into())?;
         match spool.backlog() {
             Ok(0) => {}
             Ok(n) => tracing::info!(backlog = n, "resuming delivery of spooled messages"),
             Err(e) => tracing::warn!(error = %e, "cannot count the spooled backlog"),
         }
         let names = providers.iter().map(|p| p.name().to_owned()).collect();
-        let health = Arc::new(Health::new(names, config.health_settings()));
+        let health = Arc::new(Health::new(names, (&config.health).into()));
         for (name, record) in spool.load_health().await? {
             health.restore(&name, &record);
         }
@@ -65,7 +66,7 @@ impl Server {
             spool.clone(),
             Providers { list: providers, scheduler, health: health.clone(), limiter },
             metrics.clone(),
-            config.delivery_settings(),
+            DeliverySettings::from_config(&config.delivery, &config.retry),
             wake.clone(),
         );
         let listener = TcpListener::bind(config.listen).await?;
@@ -73,11 +74,11 @@ impl Server {
             listener,
             service: MtaService::new(
                 spool.clone(),
-                config.limits(),
+                Limits { max_message_bytes: config.max_message_bytes, max_recipients: config.max_recipients },
                 health.clone(),
                 wake,
                 webhooks(config)?,
-                config.suppression_rules(),
+                (&config.suppression).into(),
                 metrics.clone(),
             ),
             metrics,

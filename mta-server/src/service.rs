@@ -14,9 +14,9 @@ use tracing::{info, warn};
 use crate::events::Batch;
 use crate::health::{Circuit, Health};
 use crate::message::{Limits, validate};
+use crate::receive::{Received, Webhook};
 use crate::spool::record::{self, AttemptOutcome, State, SuppressionRecord};
 use crate::spool::{Accepted, Spool, SpoolError, SuppressionRules};
-use crate::webhook::{Received, Webhook};
 use bitmail_runtime::metrics::Registry;
 use bitmail_runtime::time::now_ms;
 

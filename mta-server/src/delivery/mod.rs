@@ -25,6 +25,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info_span, warn};
 
+use crate::config::{DeliveryConfig, RetryConfig};
 use crate::health::Health;
 use crate::limits::Limiter;
 use crate::provider::Provider;
@@ -56,18 +57,18 @@ impl RetryPolicy {
     }
 }
 
-/// What to do when a provider took the request and never answered: it may have
-/// accepted the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AmbiguousPolicy {
-    /// Try the next provider at once; the message is flagged as a possible duplicate.
-    FailOver,
-    /// Try again later, from the first provider of a new round (flagged likewise).
-    Defer,
-    /// Never risk a duplicate: mark the message failed.
-    Fail,
+impl From<&RetryConfig> for RetryPolicy {
+    fn from(c: &RetryConfig) -> Self {
+        RetryPolicy {
+            initial: Duration::from_secs(c.initial_secs),
+            max_delay: Duration::from_secs(c.max_delay_secs),
+            max_age: Duration::from_secs(c.max_age_secs),
+        }
+    }
 }
+
+/// Configured as `[delivery] ambiguous`; kept here under its old path.
+pub use crate::config::AmbiguousPolicy;
 
 #[derive(Debug, Clone, Copy)]
 pub struct DeliverySettings {
@@ -75,6 +76,13 @@ pub struct DeliverySettings {
     pub concurrency: usize,
     pub retry: RetryPolicy,
     pub ambiguous: AmbiguousPolicy,
+}
+
+impl DeliverySettings {
+    /// From the `[delivery]` and `[retry]` sections.
+    pub fn from_config(delivery: &DeliveryConfig, retry: &RetryConfig) -> Self {
+        DeliverySettings { concurrency: delivery.concurrency, retry: retry.into(), ambiguous: delivery.ambiguous }
+    }
 }
 
 /// What delivery rounds share.

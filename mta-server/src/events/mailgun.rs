@@ -5,10 +5,9 @@
 use bitmail_proto::v1::EventKind;
 use serde_json::Value;
 
-use super::{Batch, Event, secs_to_ms};
-use crate::spool::record::EventRecord;
-use crate::webhook::request::Refused;
-use crate::webhook::signature::MailgunSigningKey;
+use super::{Batch, Event, EventDetails, secs_to_ms};
+use crate::webhook::MailgunSigningKey;
+use crate::webhook::Refused;
 
 pub struct Verifier {
     key: MailgunSigningKey,
@@ -73,7 +72,7 @@ fn normalize(provider: &str, e: &Value) -> Option<Event> {
     .join("; ");
     Some(Event {
         message_id,
-        record: EventRecord {
+        record: EventDetails {
             kind: kind as i32,
             recipient: text(e.get("recipient")).to_ascii_lowercase(),
             at_ms: e.get("timestamp").map_or(0, secs_to_ms),

@@ -8,7 +8,11 @@
 //! [`MAX_SKEW`] of now. Events are deduplicated by the provider's event id (a
 //! provider delivering a webhook twice stores it once); a Mailgun token used again for
 //! another event is a replay and refused. Which request goes to which verifier is
-//! [`crate::webhook`]'s choice.
+//! [`crate::receive`]'s choice; what verifiers share is in [`crate::webhook`].
+//!
+//! Events are values of this module ([`Event`], [`EventDetails`]); the spool converts
+//! them to what it stores (`spool::record::EventRecord`), so this module does not import
+//! the spool.
 
 pub mod mailgun;
 pub mod sendgrid;
@@ -17,16 +21,33 @@ pub mod sns;
 
 use bitmail_proto::v1::EventKind;
 
-use crate::spool::record::EventRecord;
-pub use crate::webhook::request::Refused;
-pub use crate::webhook::signature::MAX_SKEW;
+pub use crate::webhook::MAX_SKEW;
+pub use crate::webhook::Refused;
 
 /// A normalized event for one message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// BitMail's id of the message the event is about.
     pub message_id: String,
-    pub record: EventRecord,
+    pub record: EventDetails,
+}
+
+/// What a provider reported, normalized. The spool stores it with the message's status
+/// as it is (`spool::record::EventRecord`, converted on the spool's side).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventDetails {
+    /// A `bitmail.v1.EventKind` value.
+    pub kind: i32,
+    /// Lowercased; empty when the provider named none.
+    pub recipient: String,
+    pub at_ms: u64,
+    /// The configured name of the provider that reported it.
+    pub provider: String,
+    /// The provider's id of the event, by which a webhook delivered twice is stored once.
+    pub event_id: String,
+    pub detail: String,
+    /// A hard bounce (for [`EventKind::Bounced`]).
+    pub permanent: bool,
 }
 
 impl Event {

@@ -3,15 +3,14 @@
 //! raw body; the signature (base64 DER) is in `X-Twilio-Email-Event-Webhook-Signature`
 //! and the public key (base64 DER SubjectPublicKeyInfo) is in BitMail's config.
 
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, ParsedPublicKey};
+use aws_lc_rs::signature::ParsedPublicKey;
 use base64::prelude::*;
 use bitmail_proto::v1::EventKind;
 use serde_json::Value;
 
-use super::{Batch, Event, secs_to_ms};
-use crate::spool::record::EventRecord;
-use crate::webhook::request::{Refused, header};
-use crate::webhook::signature::fresh;
+use super::{Batch, Event, EventDetails, secs_to_ms};
+use crate::webhook::fresh;
+use crate::webhook::{Refused, header};
 
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Email-Event-Webhook-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
@@ -23,12 +22,7 @@ pub struct Verifier {
 impl Verifier {
     /// From the verification key SendGrid shows (base64 of the DER public key).
     pub fn new(public_key_base64: &str) -> Result<Self, String> {
-        let der = BASE64_STANDARD
-            .decode(public_key_base64.trim())
-            .map_err(|e| format!("the verification key is not base64: {e}"))?;
-        let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, der)
-            .map_err(|e| format!("the verification key is not a P-256 public key: {e}"))?;
-        Ok(Verifier { key })
+        Ok(Verifier { key: crate::keys::sendgrid_verification_key(public_key_base64)? })
     }
 
     pub fn receive(
@@ -83,7 +77,7 @@ fn normalize(provider: &str, e: &Value) -> Option<Event> {
         .join("; ");
     Some(Event {
         message_id,
-        record: EventRecord {
+        record: EventDetails {
             kind: kind as i32,
             recipient: text("email").to_ascii_lowercase(),
             at_ms: e.get("timestamp").map_or(0, secs_to_ms),

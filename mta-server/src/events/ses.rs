@@ -15,9 +15,8 @@ use bitmail_proto::v1::EventKind;
 use serde_json::Value;
 
 use super::sns::{SnsMessage, parse_timestamp_ms};
-use super::{Event, Refused};
+use super::{Event, EventDetails, Refused};
 use crate::provider::ses::{ID_HEADER, ID_TAG};
-use crate::spool::record::EventRecord;
 
 /// The events in one SES notification. `provider` is the configured provider name,
 /// recorded with each event.
@@ -94,7 +93,7 @@ pub fn events(provider: &str, sns: &SnsMessage) -> Result<Vec<Event>, Refused> {
             let detail = std::iter::once(own).chain(detail.iter().cloned()).filter(|s| !s.is_empty());
             Event {
                 message_id: message_id.clone(),
-                record: EventRecord {
+                record: EventDetails {
                     kind: kind as i32,
                     event_id: format!("{}:{recipient}", sns.message_id),
                     recipient,

@@ -32,8 +32,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
-use crate::webhook::request::Refused;
-use crate::webhook::signature::MAX_SKEW;
+use crate::webhook::MAX_SKEW;
+use crate::webhook::Refused;
 
 /// How old a message's `Timestamp` may be. SNS keeps the time of the first attempt
 /// across its retries, which it spreads over up to an hour by default.

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::fields::Fields;
 use super::mime::{parse_header_block, parse_mime};
 use super::{Form, Refused, attachment, envelope_address, envelope_list, verdict};
-use crate::webhook::signature::MailgunSigningKey;
+use crate::webhook::MailgunSigningKey;
 
 /// Mailgun's headers carrying its verdicts, and the names BitMail records them under.
 const VERDICTS: [(&str, &str); 4] = [

@@ -9,7 +9,7 @@
 //! - [`mailgun`]: route forwards, `multipart/form-data` or `application/x-www-form-urlencoded`,
 //!   parsed fields or the whole message in `body-mime`. Authenticated by the HMAC of
 //!   `timestamp` + `token` with the webhook signing key, as Mailgun's event webhooks
-//!   ([`MailgunSigningKey`](crate::webhook::signature::MailgunSigningKey)), and the same
+//!   ([`MailgunSigningKey`](crate::webhook::MailgunSigningKey)), and the same
 //!   freshness rule.
 //! - [`ses`]: the `Message` of an SNS notification with `notificationType: "Received"`,
 //!   the MIME message in `content`. The SNS signature is checked before, by the caller.
@@ -36,8 +36,8 @@ use std::task::{Context, Poll, Waker};
 use aws_lc_rs::digest;
 use bitmail_proto::v1::{Attachment, Header, InboundMail};
 
-pub use crate::webhook::request::Refused;
-use crate::webhook::request::header;
+pub use crate::webhook::Refused;
+use crate::webhook::header;
 
 /// The largest message taken, decoded (bodies plus attachments).
 pub const MAX_DECODED: usize = 40 * 1024 * 1024;

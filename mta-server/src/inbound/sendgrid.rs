@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::fields::Fields;
 use super::mime::{parse_header_block, parse_mime};
 use super::{Form, Refused, attachment, envelope_address, envelope_list, sha256_hex, verdict};
-use crate::webhook::request::header;
+use crate::webhook::header;
 
 /// Checks the request's `Authorization: Basic ...` against `password` (any user name),
 /// in constant time. The error never repeats what was sent.

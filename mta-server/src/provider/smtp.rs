@@ -21,17 +21,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use super::{Outcome, Provider, RefusalScope};
 use crate::message::Message;
 
-/// How the connection to the relay is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SmtpSecurity {
-    /// Plain connection upgraded with STARTTLS, which is required (port 587).
-    Starttls,
-    /// TLS from the first byte (port 465).
-    Implicit,
-    /// No TLS at all: only for a relay on the same host or a test server.
-    None,
-}
+/// Configured in the provider's section; kept here under its old path.
+pub use crate::config::SmtpSecurity;
 
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {

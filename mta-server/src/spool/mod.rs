@@ -62,6 +62,7 @@ use std::sync::atomic::Ordering;
 use redb::{Database, WriteTransaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::config::SpoolConfig;
 use crate::events::Batch;
 use crate::message::Message;
 use record::{MessageRecord, Status, SuppressionRecord};
@@ -104,6 +105,12 @@ pub struct SpoolSettings {
     pub max_bytes: u64,
     /// redb's page cache: bounds the spool's memory whatever the backlog.
     pub cache_bytes: usize,
+}
+
+impl From<&SpoolConfig> for SpoolSettings {
+    fn from(c: &SpoolConfig) -> Self {
+        SpoolSettings { max_bytes: c.max_bytes, cache_bytes: c.cache_bytes }
+    }
 }
 
 /// A handle on the spool; cheap to clone.

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::events::EventDetails;
 use crate::message::{Attachment, Mailbox, Message};
 use crate::provider::{Outcome, OutcomeClass};
 
@@ -126,6 +127,20 @@ pub struct EventRecord {
     pub detail: String,
     #[prost(bool, tag = "7")]
     pub permanent: bool,
+}
+
+impl From<EventDetails> for EventRecord {
+    fn from(e: EventDetails) -> Self {
+        EventRecord {
+            kind: e.kind,
+            recipient: e.recipient,
+            at_ms: e.at_ms,
+            provider: e.provider,
+            event_id: e.event_id,
+            detail: e.detail,
+            permanent: e.permanent,
+        }
+    }
 }
 
 /// An address Submit refuses as a recipient.

@@ -9,6 +9,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata};
 use super::record::SuppressionRecord;
 use super::schema::{SUPPRESSIONS, Tables};
 use super::{Spool, SpoolError, storage};
+use crate::config::SuppressionConfig;
 use crate::events::Event;
 use bitmail_proto::v1::EventKind;
 
@@ -17,6 +18,13 @@ use bitmail_proto::v1::EventKind;
 pub struct SuppressionRules {
     pub hard_bounce_ms: u64,
     pub complaint_ms: u64,
+}
+
+impl From<&SuppressionConfig> for SuppressionRules {
+    fn from(c: &SuppressionConfig) -> Self {
+        let ms = |days: u64| days.saturating_mul(24 * 3600 * 1000);
+        SuppressionRules { hard_bounce_ms: ms(c.hard_bounce_days), complaint_ms: ms(c.complaint_days) }
+    }
 }
 
 /// The suppression an event calls for: a hard bounce or a complaint with a recipient,

@@ -2,10 +2,10 @@
 //! does what its doc says.
 
 use super::*;
-use crate::events::Event;
+use crate::events::{Event, EventDetails};
 use crate::message::Mailbox;
 use bitmail_proto::v1::EventKind;
-use record::{EventRecord, State};
+use record::State;
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
 fn temp_path(name: &str) -> PathBuf {
@@ -58,7 +58,7 @@ fn counts(spool: &Spool) -> (u64, u64) {
 fn event(message_id: &str, kind: EventKind, event_id: &str, permanent: bool) -> Event {
     Event {
         message_id: message_id.into(),
-        record: EventRecord {
+        record: EventDetails {
             kind: kind as i32,
             recipient: "bob@example.net".into(),
             at_ms: 1,

@@ -96,7 +96,7 @@ fn append(t: &mut Tables<'_>, event: Event) -> Result<Option<Status>, redb::Erro
     let Some(mut status) = status else {
         return Ok(None);
     };
-    status.events.push(event.record);
+    status.events.push(event.record.into());
     t.statuses.insert(status.id.as_str(), status.encode_to_vec().as_slice())?;
     Ok(Some(status))
 }

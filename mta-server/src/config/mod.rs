@@ -1,0 +1,388 @@
+//! mta-server's configuration (`--config PATH`, TOML). Every key has a default; with no
+//! providers configured the server still accepts mail and keeps it deferred.
+//!
+//! ```toml
+//! listen = "127.0.0.1:50051"
+//! max_message_bytes = 10485760
+//! max_recipients = 1000
+//! scheduler = "round-robin"          # or "priority", "weighted", "adaptive"
+//!
+//! [spool]
+//! path = "data/mta/spool.redb"
+//! max_bytes = 10737418240        # past this, Submit answers RESOURCE_EXHAUSTED
+//! cache_bytes = 67108864
+//! keep_statuses_days = 30        # then sent and failed messages are forgotten
+//!
+//! [delivery]
+//! concurrency = 64
+//! ambiguous = "fail-over"        # or "defer", or "fail": when a provider never answered
+//!
+//! [health]
+//! failure_threshold = 3          # transient failures in a row that open a circuit
+//! cool_down_secs = 30            # before an open circuit lets a probe through
+//! refused_cool_down_secs = 900   # after bad credentials or a paused account
+//!
+//! [suppression]                 # after a hard bounce or a complaint reported by webhook
+//! hard_bounce_days = 30          # 0: for ever
+//! complaint_days = 0
+//!
+//! [retry]
+//! initial_secs = 30
+//! max_delay_secs = 3600
+//! max_age_secs = 259200
+//!
+//! [[providers]]
+//! name = "sendgrid"
+//! kind = "sendgrid"
+//! base_url = "https://api.sendgrid.com"
+//! api_key = { env = "SENDGRID_API_KEY" }
+//! webhook_public_key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE..."   # Event Webhook verification key
+//! inbound_password = { env = "SENDGRID_INBOUND_PASSWORD" }  # Basic auth of the Inbound Parse URL
+//! weight = 1                     # its share under scheduler = "weighted"
+//! # Optional, for every kind: attempts in flight at once, attempts started per second,
+//! # and the largest message (the provider's own documented limit applies too).
+//! limits = { in_flight = 32, per_second = 50, max_message_bytes = 20000000 }
+//!
+//! [[providers]]
+//! name = "mailgun"
+//! kind = "mailgun"
+//! base_url = "https://api.eu.mailgun.net"   # default https://api.mailgun.net
+//! domain = "mg.example.org"
+//! api_key = { env = "MAILGUN_API_KEY" }
+//! webhook_signing_key = { env = "MAILGUN_WEBHOOK_KEY" }   # event webhooks and route forwards
+//!
+//! [[providers]]
+//! name = "relay"
+//! kind = "smtp"
+//! host = "smtp.example.org"
+//! security = "starttls"          # or "implicit" (port 465), or "none" (local relays only)
+//! username = "bitmail"
+//! password = { env = "SMTP_PASSWORD" }
+//!
+//! [[providers]]
+//! name = "ses"
+//! kind = "ses"
+//! region = "eu-west-1"
+//! access_key_id = { env = "AWS_ACCESS_KEY_ID" }
+//! secret_access_key = { env = "AWS_SECRET_ACCESS_KEY" }
+//! # session_token = { env = "AWS_SESSION_TOKEN" }   # temporary credentials only
+//! # endpoint_url = "http://127.0.0.1:5000"          # an emulator instead of email.{region}.amazonaws.com
+//! # configuration_set = "bitmail"                    # where SES sends this provider's events
+//! # SNS topics whose notifications are taken (events and received mail); none: refused
+//! # sns_topics = ["arn:aws:sns:eu-west-1:123456789012:bitmail"]
+//! timeout_ms = 15000     # the whole attempt: the SDK's own retries and back-offs included
+//! max_attempts = 2       # tries the SDK makes within that budget (1 = none of its own)
+//! ```
+//!
+//! The `[[providers]]` sections are read by `config/providers.rs`: [`ProviderConfig`],
+//! one struct per kind, [`SmtpSecurity`] and the per-provider [`ProviderLimits`].
+//!
+//! A leaf: configuration data and its validation only, importing no other module of the
+//! crate but [`crate::keys`]. The domain modules build their settings from it
+//! (`From<&HealthConfig> for HealthSettings` and the like), and [`crate::server`] wires
+//! them together.
+
+mod providers;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bitmail_runtime::config::Validate;
+use serde::Deserialize;
+
+pub use providers::{
+    MailgunConfig, ProviderConfig, ProviderLimits, SendGridConfig, SesConfig, SmtpConfig, SmtpSecurity,
+};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Where the gRPC `Mta` service listens.
+    pub listen: SocketAddr,
+    /// Subject, bodies and headers together, in bytes.
+    pub max_message_bytes: usize,
+    /// to + cc + bcc of one message.
+    pub max_recipients: usize,
+    pub scheduler: SchedulerKind,
+    /// How long shutdown waits for deliveries in flight.
+    pub shutdown_grace_secs: u64,
+    pub spool: SpoolConfig,
+    pub delivery: DeliveryConfig,
+    pub health: HealthConfig,
+    pub retry: RetryConfig,
+    pub suppression: SuppressionConfig,
+    /// Tried in the order the scheduler picks; names must be unique.
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchedulerKind {
+    /// The first choice rotates over the providers (the default).
+    RoundRobin,
+    /// Always the configured order: a primary and backups.
+    Priority,
+    /// First choices in proportion to each provider's `weight`.
+    Weighted,
+    /// Shares follow live success rate and latency.
+    Adaptive,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SpoolConfig {
+    /// The spool file (created with its folder when missing).
+    pub path: PathBuf,
+    /// The disk quota: past this file size, `Submit` answers RESOURCE_EXHAUSTED.
+    pub max_bytes: u64,
+    /// The spool's page cache, which bounds its memory whatever the backlog.
+    pub cache_bytes: usize,
+    /// How long `GetMessage` still knows a sent or failed message.
+    pub keep_statuses_days: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DeliveryConfig {
+    /// Delivery rounds running at once.
+    pub concurrency: usize,
+    /// What to do when a provider took a request and never answered.
+    pub ambiguous: AmbiguousPolicy,
+}
+
+/// What to do when a provider took the request and never answered: it may have
+/// accepted the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AmbiguousPolicy {
+    /// Try the next provider at once; the message is flagged as a possible duplicate.
+    FailOver,
+    /// Try again later, from the first provider of a new round (flagged likewise).
+    Defer,
+    /// Never risk a duplicate: mark the message failed.
+    Fail,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HealthConfig {
+    pub failure_threshold: u32,
+    pub cool_down_secs: u64,
+    pub refused_cool_down_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { failure_threshold: 3, cool_down_secs: 30, refused_cool_down_secs: 900 }
+    }
+}
+
+/// How long a hard bounce or a complaint keeps its address off the recipients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SuppressionConfig {
+    /// 0: for ever.
+    pub hard_bounce_days: u64,
+    /// 0: for ever.
+    pub complaint_days: u64,
+}
+
+impl Default for SuppressionConfig {
+    fn default() -> Self {
+        Self { hard_bounce_days: 30, complaint_days: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetryConfig {
+    pub initial_secs: u64,
+    pub max_delay_secs: u64,
+    /// Default 3 days.
+    pub max_age_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            max_message_bytes: 10 * 1024 * 1024,
+            max_recipients: 1000,
+            scheduler: SchedulerKind::RoundRobin,
+            shutdown_grace_secs: 10,
+            spool: SpoolConfig::default(),
+            delivery: DeliveryConfig::default(),
+            health: HealthConfig::default(),
+            retry: RetryConfig::default(),
+            suppression: SuppressionConfig::default(),
+            providers: Vec::new(),
+        }
+    }
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/mta/spool.redb"),
+            max_bytes: 10 << 30,
+            cache_bytes: 64 << 20,
+            keep_statuses_days: 30,
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self { concurrency: 64, ambiguous: AmbiguousPolicy::FailOver }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self { initial_secs: 30, max_delay_secs: 3600, max_age_secs: 3 * 24 * 3600 }
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.max_message_bytes == 0 {
+            problems.push("max_message_bytes: must be more than 0".into());
+        }
+        if self.max_recipients == 0 {
+            problems.push("max_recipients: must be more than 0".into());
+        }
+        if self.health.failure_threshold == 0 {
+            problems.push("health.failure_threshold: must be more than 0".into());
+        }
+        if self.health.cool_down_secs == 0 {
+            problems.push("health.cool_down_secs: must be more than 0".into());
+        }
+        if self.delivery.concurrency == 0 {
+            problems.push("delivery.concurrency: must be more than 0".into());
+        }
+        if self.spool.path.as_os_str().is_empty() {
+            problems.push("spool.path: must not be empty".into());
+        }
+        if self.spool.keep_statuses_days == 0 {
+            problems.push("spool.keep_statuses_days: at least 1".into());
+        }
+        if self.spool.cache_bytes < (1 << 20) {
+            problems.push("spool.cache_bytes: at least 1048576 (1 MiB)".into());
+        }
+        if self.retry.initial_secs == 0 || self.retry.initial_secs > self.retry.max_delay_secs {
+            problems.push("retry.initial_secs: must be more than 0 and at most retry.max_delay_secs".into());
+        }
+        if self.scheduler == SchedulerKind::Weighted
+            && !self.providers.is_empty()
+            && self.providers.iter().all(|p| p.weight() == 0)
+        {
+            problems.push("scheduler: `weighted` needs at least one provider with a weight above 0".into());
+        }
+        let mut names = HashSet::new();
+        for (i, provider) in self.providers.iter().enumerate() {
+            let at = format!("providers[{i}]");
+            if provider.name().trim().is_empty() {
+                problems.push(format!("{at}.name: must not be empty"));
+            } else if !names.insert(provider.name()) {
+                problems.push(format!("{at}.name: `{}` is used by another provider", provider.name()));
+            }
+            provider.validate(&at, problems);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitmail_runtime::config::parse;
+
+    #[test]
+    fn defaults_start_with_no_file() {
+        let c: Config = parse("", "t").unwrap();
+        assert_eq!(c.listen.port(), 50051);
+        assert!(c.providers.is_empty());
+        assert_eq!(c.retry.max_age_secs, 259_200);
+    }
+
+    #[test]
+    fn a_full_provider_section_loads() {
+        let c: Config = parse(
+            "[[providers]]\nname = \"sg\"\nkind = \"sendgrid\"\nbase_url = \"http://127.0.0.1:9\"\napi_key = \"k\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.providers[0].name(), "sg");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+            max_recipients = 0
+            [delivery]
+            concurrency = 0
+            [[providers]]
+            name = "sg"
+            kind = "sendgrid"
+            base_url = "ftp://x"
+            api_key = ""
+            [[providers]]
+            name = "sg"
+            kind = "sendgrid"
+            api_key = "k"
+        "#;
+        let err = parse::<Config>(text, "t").unwrap_err();
+        let all = err.problems.join("\n");
+        for needle in [
+            "max_recipients",
+            "delivery.concurrency",
+            "providers[0].base_url",
+            "providers[0].api_key",
+            "providers[1].name",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn an_ses_section_loads_and_is_checked() {
+        let c: Config = parse(
+            "[[providers]]\nname = \"ses\"\nkind = \"ses\"\nregion = \"eu-west-1\"\naccess_key_id = \"AKID\"\n\
+             secret_access_key = \"s\"\nendpoint_url = \"http://127.0.0.1:5000\"\n",
+            "t",
+        )
+        .unwrap();
+        match &c.providers[0] {
+            ProviderConfig::Ses(s) => {
+                assert_eq!((s.region.as_str(), s.max_attempts, s.timeout_ms), ("eu-west-1", 2, 15_000));
+                assert!(!format!("{s:?}").contains("AKID"), "keys stay out of Debug: {s:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = "[[providers]]\nname = \"ses\"\nkind = \"ses\"\nregion = \"EU West\"\naccess_key_id = \"\"\n\
+                    secret_access_key = \"\"\nendpoint_url = \"nope\"\nconfiguration_set = \"a.b\"\nmax_attempts = 0\n";
+        let all = parse::<Config>(text, "t").unwrap_err().problems.join("\n");
+        for needle in [
+            "providers[0].region",
+            "providers[0].access_key_id",
+            "providers[0].secret_access_key",
+            "providers[0].endpoint_url",
+            "providers[0].configuration_set",
+            "providers[0].max_attempts",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_kinds_are_errors() {
+        let err = parse::<Config>("listen_addr = \"x\"\n", "t").unwrap_err();
+        assert_eq!(err.problems, vec!["listen_addr: unknown key"]);
+        let err =
+            parse::<Config>("[[providers]]\nname = \"a\"\nkind = \"sendgrid\"\napi_key = \"k\"\napikey = \"k\"\n", "t")
+                .unwrap_err();
+        assert!(err.problems.join(" ").contains("apikey"), "{:?}", err.problems);
+        let err = parse::<Config>("[[providers]]\nname = \"a\"\nkind = \"postal\"\n", "t").unwrap_err();
+        assert!(err.problems.join(" ").contains("postal"), "{:?}", err.problems);
+    }
+}

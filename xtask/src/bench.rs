@@ -1,0 +1,93 @@
+//! `cargo xtask bench mta|store`: release builds of the benchmark binaries (in
+//! bitmail-tests), run one process per configuration, their Markdown table rows printed.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::Result;
+
+use crate::out::{self, say};
+use crate::{cargo, check, root, step};
+
+/// The store engines at 100,000 and 1,000,000 documents (the proxy at 100,000): put
+/// throughput, get and lookup latency, peak memory. One process per run.
+pub(crate) fn bench_store() -> Result<()> {
+    step("cargo build --release (backend-server, bitmail-store-bench)");
+    check(
+        cargo().args(["build", "--release", "-p", "backend-server", "-p", "bitmail-tests", "--bins"]).status(),
+        "cargo build --release",
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let release = target.join("release");
+    say!(
+        "\n| engine | documents | puts/s (512 callers) | get p50 / p99 ms | lookup, answer of 1: p50 / p99 ms | lookup, answer of 100: p50 / p99 ms | peak RSS | file |"
+    );
+    say!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let runs = [
+        ("memory", "100000"),
+        ("memory", "1000000"),
+        ("embedded", "100000"),
+        ("embedded", "1000000"),
+        ("proxy", "100000"),
+        ("postgres", "100000"),
+    ];
+    for (engine, docs) in runs {
+        let mut bench = Command::new(release.join("bitmail-store-bench"));
+        bench.args(["--engine", engine, "--docs", docs]).arg("--backend-bin").arg(release.join("backend-server"));
+        table_rows(&mut bench, &format!("bench store {engine} {docs}"))?;
+    }
+    Ok(())
+}
+
+/// Runs one benchmark and prints the table rows it answers. Its stdout is a pipe to
+/// here, so that once our reader is gone (`| head`) the remaining runs are skipped
+/// instead of failing one by one.
+fn table_rows(bench: &mut Command, what: &str) -> Result<()> {
+    if out::stdout_gone() {
+        return Ok(());
+    }
+    let run = bench.stdin(Stdio::null()).stderr(Stdio::inherit()).output();
+    let rows = run.as_ref().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    for row in rows.lines() {
+        say!("{row}");
+    }
+    check(run.map(|o| o.status), what)
+}
+
+pub(crate) fn bench_mta() -> Result<()> {
+    step("cargo build --release (mta-server, bitmail-bench)");
+    check(
+        cargo().args(["build", "--release", "-p", "mta-server", "-p", "bitmail-tests", "--bins"]).status(),
+        "cargo build --release",
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let release = target.join("release");
+    say!(
+        "\n| run | messages | callers | provider latency | accepted msg/s (durable) | delivered msg/s | submit p50 / p99 | mta-server peak RSS |"
+    );
+    say!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let runs: [(&str, &str, &str, &str); 4] = [
+        ("2 KiB, fast provider", "20000", "2048", "0"),
+        ("2 KiB, 50 ms provider", "20000", "2048", "50"),
+        ("100 KiB, fast provider", "1000", "102400", "0"),
+        ("100 KiB, 50 ms provider", "1000", "102400", "50"),
+    ];
+    let bench = |label: &str, args: &[&str]| {
+        let mut bench = Command::new(release.join("bitmail-bench"));
+        bench
+            .arg("--mta-bin")
+            .arg(release.join("mta-server"))
+            .args(["--concurrency", "64", "--label", label])
+            .args(args);
+        table_rows(&mut bench, label)
+    };
+    for (label, count, size, latency) in runs {
+        bench(label, &["--count", count, "--size", size, "--latency-ms", latency])?;
+    }
+    bench(
+        "2 KiB, a and b round-robin, a fails mid-run",
+        &["--count", "20000", "--size", "2048", "--latency-ms", "0", "--fail-over-at", "5000"],
+    )?;
+    bench("2 KiB, provider down: 1,000,000 queued", &["--count", "1000000", "--size", "2048", "--backlog"])?;
+    Ok(())
+}

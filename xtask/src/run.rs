@@ -1,0 +1,227 @@
+//! `cargo xtask run`: the whole gateway and the webmail locally, with provider
+//! stand-ins for the providers whose credentials are not in the environment.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::out::{say, tell};
+use crate::web::web;
+use crate::{cargo, check, root, step};
+
+/// The local gateway's fixed addresses (the services' defaults) and the stand-in's.
+const BACKEND: &str = "127.0.0.1:50052";
+const MTA: &str = "127.0.0.1:50051";
+const EDGE: &str = "127.0.0.1:8443";
+const FAKE_SENDGRID: &str = "127.0.0.1:8025";
+const FAKE_MAILGUN: &str = "127.0.0.1:8026";
+const FAKE_SES: &str = "127.0.0.1:8027";
+const FAKE_KEY: &str = "bitmail-dev-key";
+
+/// Children killed (SIGTERM, then waited for) when this guard is dropped.
+struct Children(Vec<(String, Child)>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (_, child) in &self.0 {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
+        for (name, child) in &mut self.0 {
+            match child.wait() {
+                Ok(status) if !status.success() => tell!("{name} exited with {status}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn wait_for_port(addr: &str, name: &str, children: &mut Children) -> Result<()> {
+    let addr: SocketAddr = addr.parse()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        for (child_name, child) in &mut children.0 {
+            if let Some(status) = child.try_wait()? {
+                bail!("{child_name} exited while starting ({status}); see its log above");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{name} did not listen on {addr} within 30 s")
+}
+
+pub(crate) fn run(release: bool) -> Result<()> {
+    let profile = if release { "release" } else { "debug" };
+    let web_dir = web()?;
+    step("building the services");
+    let mut build = cargo();
+    build.args(["build", "--workspace", "--bins"]);
+    if release {
+        build.arg("--release");
+    }
+    check(build.status(), "cargo build")?;
+
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let bin = |name: &str| target.join(profile).join(name);
+    let dir = target.join("xtask-run");
+    std::fs::create_dir_all(&dir)?;
+
+    // Each provider is the real one when its credentials are in the environment, and
+    // the local stand-in otherwise.
+    let real_sendgrid = std::env::var_os("SENDGRID_API_KEY").is_some();
+    let real_mailgun = std::env::var_os("MAILGUN_API_KEY").is_some() && std::env::var_os("MAILGUN_DOMAIN").is_some();
+    let sendgrid = if real_sendgrid {
+        "[[providers]]\nname = \"sendgrid\"\nkind = \"sendgrid\"\napi_key = { env = \"SENDGRID_API_KEY\" }\n".to_owned()
+    } else {
+        format!(
+            "[[providers]]\nname = \"sendgrid-stand-in\"\nkind = \"sendgrid\"\nbase_url = \"http://{FAKE_SENDGRID}\"\napi_key = \"{FAKE_KEY}\"\n"
+        )
+    };
+    let mailgun = match std::env::var("MAILGUN_DOMAIN") {
+        Ok(domain) if real_mailgun => format!(
+            "[[providers]]\nname = \"mailgun\"\nkind = \"mailgun\"\ndomain = {domain:?}\napi_key = {{ env = \"MAILGUN_API_KEY\" }}\n"
+        ),
+        _ => format!(
+            "[[providers]]\nname = \"mailgun-stand-in\"\nkind = \"mailgun\"\nbase_url = \"http://{FAKE_MAILGUN}\"\ndomain = \"mg.localhost\"\napi_key = \"{FAKE_KEY}\"\n"
+        ),
+    };
+    // SES needs a verified sender: the webmail then sends as name@BITMAIL_SES_DOMAIN.
+    let ses_domain = std::env::var("BITMAIL_SES_DOMAIN").ok().filter(|d| !d.is_empty());
+    let ses_region = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty());
+    let real_ses = ses_domain.is_some()
+        && ses_region.is_some()
+        && std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+        && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some();
+    let ses = match &ses_region {
+        Some(region) if real_ses => {
+            let token = if std::env::var_os("AWS_SESSION_TOKEN").is_some() {
+                "session_token = { env = \"AWS_SESSION_TOKEN\" }\n"
+            } else {
+                ""
+            };
+            format!(
+                "[[providers]]\nname = \"ses\"\nkind = \"ses\"\nregion = {region:?}\naccess_key_id = {{ env = \"AWS_ACCESS_KEY_ID\" }}\nsecret_access_key = {{ env = \"AWS_SECRET_ACCESS_KEY\" }}\n{token}"
+            )
+        }
+        _ => format!(
+            "[[providers]]\nname = \"ses-stand-in\"\nkind = \"ses\"\nregion = \"us-east-1\"\nendpoint_url = \"http://{FAKE_SES}\"\naccess_key_id = \"{FAKE_KEY}\"\nsecret_access_key = \"stand-in-secret\"\n"
+        ),
+    };
+    let mail_domain = ses_domain.filter(|_| real_ses).unwrap_or_else(|| "localhost".to_owned());
+    let provider = format!("{sendgrid}\n{mailgun}\n{ses}");
+    let stand_ins = !(real_sendgrid && real_mailgun && real_ses);
+    let configs = [
+        (
+            "backend-server",
+            format!(
+                "listen = \"{BACKEND}\"\nengine = \"embedded\"\n[embedded]\npath = {:?}\n",
+                root().join("data/backend/store.redb").display().to_string()
+            ),
+        ),
+        (
+            "mta-server",
+            format!(
+                "listen = \"{MTA}\"\n[spool]\npath = {:?}\n[retry]\ninitial_secs = 5\n\n{provider}",
+                root().join("data/mta/spool.redb").display().to_string()
+            ),
+        ),
+        (
+            "client-api",
+            format!(
+                "listen = \"{EDGE}\"\nstate_dir = {:?}\nmta_url = \"http://{MTA}\"\nbackend_url = \"http://{BACKEND}\"\nmail_domain = {mail_domain:?}\nsignup_on_first_login = true\nweb_dir = {:?}\n",
+                root().join("data/client-api").display().to_string(),
+                web_dir.display().to_string()
+            ),
+        ),
+    ];
+    for (name, text) in &configs {
+        std::fs::write(dir.join(format!("{name}.toml")), text)?;
+    }
+
+    let mut children = Children(Vec::new());
+    let mut spawn = |name: &str, cmd: &mut Command| -> Result<()> {
+        let child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
+        children.0.push((name.to_owned(), child));
+        Ok(())
+    };
+    if stand_ins {
+        spawn(
+            "bitmail-fakes",
+            Command::new(bin("bitmail-fakes")).args([
+                "--sendgrid",
+                FAKE_SENDGRID,
+                "--mailgun",
+                FAKE_MAILGUN,
+                "--ses",
+                FAKE_SES,
+                "--key",
+                FAKE_KEY,
+            ]),
+        )?;
+    }
+    for (name, _) in &configs {
+        spawn(name, Command::new(bin(name)).arg("--config").arg(dir.join(format!("{name}.toml"))))?;
+    }
+
+    if stand_ins {
+        wait_for_port(FAKE_SENDGRID, "the SendGrid stand-in", &mut children)?;
+        wait_for_port(FAKE_MAILGUN, "the Mailgun stand-in", &mut children)?;
+        wait_for_port(FAKE_SES, "the SES stand-in", &mut children)?;
+    }
+    wait_for_port(BACKEND, "backend-server", &mut children)?;
+    wait_for_port(MTA, "mta-server", &mut children)?;
+    wait_for_port(EDGE, "client-api", &mut children)?;
+
+    let describe = |real: bool, name: &str, addr: &str| {
+        if real {
+            format!("{name} (its key is set: mail is sent for real)")
+        } else {
+            format!("the {name} stand-in; what it received: http://{addr}/_fake/messages")
+        }
+    };
+    let ses_line = if real_ses {
+        format!("\n                    Amazon SES (its keys are set: mail is sent for real, from @{mail_domain})")
+    } else {
+        format!("\n                    {}", describe(false, "Amazon SES", FAKE_SES))
+    };
+    let sent_to = format!(
+        "{}\n                    {}{ses_line}   (round-robin, failing over)",
+        describe(real_sendgrid, "SendGrid", FAKE_SENDGRID),
+        describe(real_mailgun, "Mailgun", FAKE_MAILGUN)
+    );
+    say!(
+        "
+BitMail is running.
+
+  webmail and API   https://localhost:8443/   (self-signed certificate: accept it once)
+                    sign in with any name (a-z, 0-9, . _ -) and a password of 8+ characters;
+                    the first sign-in creates the account
+  mta-server gRPC   {MTA}   (reflection on: grpcurl -plaintext {MTA} list)
+  backend gRPC      {BACKEND}
+  mail goes to      {sent_to}
+  configs           {}
+
+Submit over gRPC, for example:
+  grpcurl -plaintext -d '{{\"from\":\"me@localhost\",\"to\":[\"you@example.org\"],\"subject\":\"Hi\",\"text\":\"Hello\"}}' {MTA} bitmail.v1.Mta/Submit
+
+Ctrl-C stops everything.",
+        dir.display()
+    );
+
+    // Ctrl-C reaches the whole process group: the services shut down on their own.
+    // Here, stop everything as soon as any one of them exits.
+    loop {
+        for (name, child) in &mut children.0 {
+            if let Some(status) = child.try_wait()? {
+                tell!("{name} exited ({status}); stopping the others");
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

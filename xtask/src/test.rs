@@ -1,0 +1,147 @@
+//! `cargo xtask test`: what CI runs (formatting, clippy, every test), installing the
+//! test servers and tools the tests need when missing: aiosmtpd and moto (pip),
+//! PostgreSQL's server binaries, OpenSSH's server, Chromium and its WebDriver (apt);
+//! and `cargo xtask test-manual`, the operator's check of the real providers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::out::tell;
+use crate::web::web;
+use crate::{cargo, check, root, step};
+
+pub(crate) fn test() -> Result<()> {
+    // A fresh rustup toolchain may lack these components; adding them is a no-op when
+    // present.
+    if Command::new("rustup").arg("--version").output().is_ok() {
+        step("rustup component add rustfmt clippy");
+        check(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]).status(), "rustup component add")?;
+    }
+    let web_dir = web()?;
+    step("cargo clippy -p bitmail-web --target wasm32-unknown-unknown -- -D warnings");
+    check(
+        cargo()
+            .args(["clippy", "-p", "bitmail-web", "--target", "wasm32-unknown-unknown", "--", "-D", "warnings"])
+            .status(),
+        "cargo clippy (web, wasm32)",
+    )?;
+    browser_tools()?;
+    step("cargo fmt --all --check");
+    check(cargo().args(["fmt", "--all", "--check"]).status(), "cargo fmt --check (run `cargo fmt --all` to fix)")?;
+    step("cargo clippy --workspace --all-targets -- -D warnings");
+    check(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).status(), "cargo clippy")?;
+    // The SMTP provider is tested against a real SMTP server, aiosmtpd from PyPI; the SES
+    // provider against moto, an Amazon SES emulator from PyPI (`moto_server`).
+    for (module, package) in [("aiosmtpd", "aiosmtpd"), ("moto.server", "moto[server]")] {
+        pip_install_missing(module, package)?;
+    }
+    ensure_postgres()?;
+    install_sshd()?;
+    step("cargo test --workspace");
+    check(cargo().args(["test", "--workspace"]).env("BITMAIL_WEB_DIR", &web_dir).status(), "cargo test")?;
+    tell!("\nall checks passed");
+    Ok(())
+}
+
+/// `python3 -m pip install PACKAGE` unless `import MODULE` already works.
+fn pip_install_missing(module: &str, package: &str) -> Result<()> {
+    let present = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(());
+    }
+    step(&format!("python3 -m pip install '{package}'"));
+    check(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--root-user-action=ignore",
+                package,
+            ])
+            .status(),
+        &format!("installing {package} (python3 with pip is needed)"),
+    )
+}
+
+/// The PostgreSQL engine is tested against a real server (tests/src/postgres.rs starts a
+/// throwaway cluster from Debian's binaries). Installs Debian's `postgresql` when no
+/// server binaries are found; `BITMAIL_PG_BIN` names another folder holding them.
+fn ensure_postgres() -> Result<()> {
+    if let Some(dir) = std::env::var_os("BITMAIL_PG_BIN") {
+        if Path::new(&dir).join("initdb").is_file() {
+            return Ok(());
+        }
+        bail!("BITMAIL_PG_BIN={} holds no initdb", Path::new(&dir).display());
+    }
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| {
+            dirs.flatten().any(|d| d.path().join("bin/initdb").is_file() && d.path().join("bin/postgres").is_file())
+        })
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    apt_install("the PostgreSQL engine's tests", &["postgresql"])
+}
+
+/// Installs Debian packages with apt-get (through `sudo -n` unless root), updating the
+/// package lists first.
+fn apt_install(what_for: &str, packages: &[&str]) -> Result<()> {
+    step(&format!("apt-get install {} (for {what_for})", packages.join(" ")));
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new(if root { "apt-get" } else { "sudo" });
+        if !root {
+            cmd.args(["-n", "apt-get"]);
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        check(cmd.status(), &format!("apt-get {}", args.join(" ")))
+    };
+    apt(&["update", "-q"])?;
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend_from_slice(packages);
+    apt(&install)
+}
+
+/// `cargo xtask deploy` is tested against real OpenSSH servers (Debian's
+/// `openssh-server`, which brings the client too).
+fn install_sshd() -> Result<()> {
+    if Path::new("/usr/sbin/sshd").exists() && Command::new("ssh").arg("-V").output().is_ok() {
+        return Ok(());
+    }
+    apt_install("the deploy test", &["openssh-server", "openssh-client"])
+}
+
+/// Builds and runs `bitmail-provider-check` (mta-server), which does the work.
+pub(crate) fn test_manual(args: &[String]) -> Result<()> {
+    step("cargo build -p mta-server --bin bitmail-provider-check");
+    check(
+        cargo().args(["build", "--quiet", "-p", "mta-server", "--bin", "bitmail-provider-check"]).status(),
+        "cargo build",
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let status = Command::new(target.join("debug/bitmail-provider-check"))
+        .args(args)
+        .status()
+        .context("cannot start bitmail-provider-check")?;
+    // Its own words are enough: 0 all passed, 1 some did not, 64 bad input.
+    std::process::exit(status.code().unwrap_or(1))
+}
+
+/// Headless Chromium and its WebDriver for the browser tests (Debian's packages).
+fn browser_tools() -> Result<()> {
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+        return Ok(());
+    }
+    apt_install("the browser tests", &["chromium", "chromium-driver"])
+}
