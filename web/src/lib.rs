@@ -1,12 +1,16 @@
 //! BitMail's webmail: a Leptos application rendered in the browser (CSR), compiled to
 //! WebAssembly and served by `client-api` (built by `cargo xtask web`).
 //!
-//! - [`api`]: calls to client-api's JSON API, with the CSRF token;
-//! - [`i18n`]: English and French texts, and the words for each API error;
-//! - [`app`]: the shell (state, navigation, keyboard shortcuts) and the log-in page;
-//! - [`folder`], [`message`], [`compose`], [`status`]: the pages.
+//! - `api`: calls to client-api's JSON API, with the CSRF token;
+//! - `i18n`: English and French texts, and the words for each API error;
+//! - `app`: the shell (state, navigation, keyboard shortcuts) and the log-in page;
+//! - `folder`, `message`, `compose`, `status`: the pages.
 //!
 //! Everything here is for wasm32 only; natively this crate is empty.
+//!
+//! The release build uses the profile `wasm-release` (opt-level z, fat LTO, one codegen
+//! unit, panic abort), then `wasm-bindgen --target web`, then `wasm-opt -Oz` from npm's
+//! `binaryen`, never Debian's (too old).
 #![cfg(target_arch = "wasm32")]
 
 mod api;

@@ -28,6 +28,11 @@
 //! - `cargo xtask test-manual --to ADDRESS`: one labelled message through each
 //!   configured provider, asking the operator whether it arrived
 //!   (`bitmail-provider-check`, in mta-server).
+//!
+//! `cargo xtask test` also runs clippy for wasm32 and installs Debian's `chromium` and
+//! `chromium-driver` for the browser tests when missing. Few dependencies on purpose
+//! (anyhow, clap, serde, toml, serde_ignored): xtask drives the services only through
+//! their binaries (`--check-config`, `--probe`), never by linking them.
 
 mod cli;
 mod deploy;
