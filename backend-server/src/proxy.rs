@@ -10,6 +10,8 @@
 //! [`StoreError::NotFound`], bad input stays [`StoreError::InvalidArgument`], a full
 //! disk stays [`StoreError::Full`]. Input is also checked here first, so bad input never
 //! travels.
+//!
+//! Connections use TCP_NODELAY. A call cancelled by the caller is `Unavailable` as well.
 
 use std::time::Duration;
 

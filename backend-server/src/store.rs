@@ -2,7 +2,7 @@
 //!
 //! Every engine (memory, embedded, proxy, and any added later) keeps the same contract,
 //! checked by the one conformance suite in `tests/src/store_conformance.rs`. Bad input is
-//! refused by the one shared check in [`crate::validate`] before an engine touches
+//! refused by the one shared check in `validate` before an engine touches
 //! anything, so every engine answers it the same way.
 
 use std::collections::BTreeMap;

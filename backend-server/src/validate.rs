@@ -9,6 +9,10 @@
 //! Invalid UTF-8 never reaches this far: the types are `String`, and at the gRPC edge
 //! the codec refuses a request whose `string` fields do not decode with
 //! `INVALID_ARGUMENT` (`bitmail_proto::codec`).
+//!
+//! Also refused: a key or value holding U+0000 (PostgreSQL cannot store it, so no engine
+//! takes it), and a page token longer than any id. The PostgreSQL engine also refuses, as
+//! `InvalidArgument`, a page token that is not one of its ids (a UUID).
 
 use crate::store::{DEFAULT_LOOKUP_LIMIT, Fields, Limits, MAX_KEY_BYTES, MAX_LOOKUP_LIMIT, StoreError};
 

@@ -3,6 +3,10 @@
 //!
 //! Recipients at this server's mail domain are delivered here, into their inbox; the
 //! others go out through mta-server. The sender keeps a copy in Sent with both.
+//!
+//! Recipient lists are split at `;` and `,`, and every bad address is named. The Markdown
+//! is rendered (pulldown-cmark, then sanitized) as the HTML part, with the Markdown itself
+//! as the text part. Attachments together are checked against `max_attachment_bytes`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -11,6 +11,9 @@
 //!   `dedupe_key` (`inbound_key`), and a delivery whose key is already in that inbox is
 //!   counted as a duplicate (a provider retrying after a lost answer).
 //! - The HTML is stored as sent; [`crate::sanitize`] cleans it whenever it is read.
+//!
+//! A tagged address is its user's: `ada+tag@` is delivered to ada. Inline parts keep their
+//! content id, and the message view points `cid:` images at the attachment URL.
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -1,5 +1,9 @@
 //! Reading mail: folder pages, one message, read/unread, delete, attachments, and the
 //! delivery status of sent messages (from mta-server).
+//!
+//! Folders list newest first, paged, with the unread count. The delivery status of a sent
+//! message comes from mta-server's `GetMessage` and is remembered once final. Attachments
+//! are served as downloads under `Content-Security-Policy: sandbox; default-src 'none'`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

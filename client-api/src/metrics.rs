@@ -1,4 +1,4 @@
-//! The edge's own metrics: every request counted by status class and timed, served at
+//! The edge's own metrics: every request counted by status and timed, served at
 //! `GET /metrics` to this host only.
 
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 //!
 //! - [`message`]: the domain message, immutable once accepted, and its validation from
 //!   the wire;
-//! - [`provider`]: the [`provider::Provider`] trait, the [`provider::Outcome`] classes of
-//!   DESIGN.md, and one module per provider;
+//! - [`provider`]: the [`provider::Provider`] trait, the [`provider::Outcome`] classes
+//!   the delivery round acts on, and one module per provider;
 //! - [`scheduler`]: the [`scheduler::Scheduler`] trait and its strategies;
 //! - [`spool`]: the durable store of accepted messages, their status and schedule
 //!   (redb, group commit);

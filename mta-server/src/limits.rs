@@ -1,11 +1,18 @@
 //! Per-provider limits: how many attempts may be in flight at once, how many may start
-//! per second, and how large a message may be (DESIGN.md, "The Scheduler trait":
-//! per-provider limits are respected).
+//! per second, and how large a message may be (limits come from `[providers.limits]`
+//! and are always respected).
 //!
 //! A provider at its limit is skipped for this round like a provider with an open
 //! circuit, so the next provider in the plan takes the message; when every provider
 //! that could take it is only at its limit, the round waits for a slot instead of
 //! deferring the message by minutes.
+//!
+//! The rate is a token bucket holding one second's worth of attempts (at least one). The
+//! size limit is the smaller of the configured `max_message_bytes` and the provider's
+//! documented limit, counted as sent (attachments base64-encoded). A round waiting on
+//! limits waits at most 100 ms at a time, then looks again. A message over every
+//! provider's size limit fails at once, the error naming each limit. Passing over a
+//! provider at its limit records no attempt.
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -3,6 +3,14 @@
 //! A [`Message`] is built once, from a checked [`bitmail_proto::v1::SubmitRequest`], and
 //! never changes afterwards: every provider attempt receives the same `Arc<Message>`, so
 //! one attempt can never alter what the next provider sends.
+//!
+//! Validation ([`validate`]) is the one place submissions are checked: every address
+//! parses as an RFC 5322 mailbox; the subject and header values hold no CR or LF; custom
+//! headers do not override a header BitMail sets; the size and the number of recipients
+//! are within the configured limits; at most [`MAX_TAGS`] (3) tags and [`MAX_METADATA`]
+//! (10) metadata pairs. The limits are the strictest any provider has (Mailgun's 3 tags,
+//! SES's tag characters), so a valid message can go out through any provider. A refusal
+//! names the field (`to[1]: ...`) and nothing is stored.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;

@@ -5,6 +5,20 @@
 //! only place that uses both; [`crate::webhook`] is below them (what both need: the
 //! refusal, header lookup, timestamp freshness, Mailgun's HMAC) and imports neither.
 //! `events` and `inbound` do not import each other.
+//!
+//! One `ReceiveWebhook` call, dispatched by provider and kind ([`Webhook::receive`]):
+//! - SendGrid events: the Event Webhook's ECDSA signature (`webhook_public_key`; none
+//!   configured: 404); SendGrid inbound: the Inbound Parse Basic-auth password
+//!   (`inbound_password`; none: 404);
+//! - Mailgun events and inbound: the HMAC of timestamp + token (`webhook_signing_key`);
+//!   the token is single-use, so the same token for another event or message is a replay;
+//! - SES, either kind: an SNS message ([`crate::events::sns`]) that is a subscription to
+//!   confirm, SES events, or `notificationType: "Received"` mail.
+//!
+//! Mail for nobody here gets the refusal each provider understands: Mailgun 406 (it does
+//! not retry); 200 for SendGrid and SNS, which would retry anything else for days. Every
+//! refusal is a [`Refused`] whose HTTP status goes back to the provider (401, 403, 400,
+//! 413, 404, 503).
 
 use bitmail_proto::v1::WebhookKind;
 use bitmail_runtime::config::Secret;

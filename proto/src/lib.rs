@@ -5,6 +5,8 @@
 //! - `bitmail/v1/store.proto`: service `Store`, the JSON-map document store (served by
 //!   `backend-server`).
 //!
+//! - [`v1`]: the generated messages and tonic clients and servers; [`FILE_DESCRIPTOR_SET`],
+//!   the descriptors for server reflection;
 //! - [`codec`]: prost's codec, answering `INVALID_ARGUMENT` (not `INTERNAL`) for a request
 //!   that does not decode, such as a `string` field holding invalid UTF-8.
 //!

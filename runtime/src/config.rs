@@ -5,6 +5,10 @@
 //! parse, URLs are absolute, a secret is present). [`load`] then reports every problem at
 //! once: each unknown key, the type error, and every failed check, so an operator fixes a
 //! file in one round.
+//!
+//! A [`Secret`] is written inline, or as `{ env = "VAR" }` or `{ file = "PATH" }`; its
+//! `Debug` never shows the value (it has no `Display`). A bad configuration exits with
+//! code 64.
 
 use std::fmt;
 use std::path::Path;

@@ -17,8 +17,10 @@
 //!   loopback port), stopped and removed on drop.
 //! - [`command_line`]: the checks of the command line every service shares, run
 //!   against each real binary.
-//! - [`store_conformance`]: the `Store` contract, written once, run against every
+//! - [`store_conformance`](mod@store_conformance): the `Store` contract, written once, run against every
 //!   engine; [`store_engines`]: fresh stores of each engine for it.
+//!
+//! - `shared`: what every fake uses (a poison-tolerant lock).
 //!
 //! The cross-service tests live in `tests/tests/`, one scenario per file.
 

@@ -1,5 +1,6 @@
-//! A fake Mailgun: a real HTTP server speaking the messages API as ../shared/PROVIDERS.md
-//! describes it. It checks HTTP Basic auth (`api` and the key) and the form's fields,
+//! A fake Mailgun: a real HTTP server speaking the messages API as Mailgun documents it
+//! (`POST /v3/{domain}/messages` and `messages.mime`). It checks HTTP Basic auth (`api`
+//! and the key) and the form's fields,
 //! answers Mailgun's `{"message": ...}` for what Mailgun would refuse, records what it
 //! accepts with the id it gave, and follows the same scripted [`Behavior`] as the fake
 //! SendGrid: fail, answer slowly, or never answer.

@@ -1,5 +1,5 @@
-//! A fake SendGrid: a real HTTP server speaking Mail Send v3 as ../shared/PROVIDERS.md
-//! describes it. It checks the bearer key and the body's shape, answers SendGrid's
+//! A fake SendGrid: a real HTTP server speaking Mail Send v3 (`POST /v3/mail/send`) as
+//! SendGrid documents it. It checks the bearer key and the body's shape, answers SendGrid's
 //! `{"errors":[...]}` for what SendGrid would refuse, records what it accepts with the
 //! `X-Message-Id` it gave, and can be scripted to fail, answer slowly, or never answer.
 

@@ -1,16 +1,20 @@
 //! BitMail's webmail: a Leptos application rendered in the browser (CSR), compiled to
 //! WebAssembly and served by `client-api` (built by `cargo xtask web`).
 //!
-//! - [`api`]: calls to client-api's JSON API, with the CSRF token;
+//! - `api`: calls to client-api's JSON API, with the CSRF token;
 //! - [`i18n`]: English and French texts, and the words for each API error;
-//! - [`state`]: what the pages share: the context of signals ([`state::Ctx`]), the page
+//! - `state`: what the pages share: the context of signals (`state::Ctx`), the page
 //!   shown and how to go to another, the signed-in user, the draft being written;
-//! - [`folder`], [`message`], [`compose`], [`status`]: the pages (`message` uses
+//! - `folder`, `message`, `compose`, `status`: the pages (`message` uses
 //!   `folder`'s delivery badge; otherwise they import only `state`, `api` and `i18n`);
-//! - [`app`]: the shell that assembles the pages: the navigation bar, the log-in page,
+//! - `app`: the shell that assembles the pages: the navigation bar, the log-in page,
 //!   the keyboard shortcuts; nothing imports it.
 //!
 //! Everything here is for wasm32 only; natively this crate is empty.
+//!
+//! The release build uses the profile `wasm-release` (opt-level z, fat LTO, one codegen
+//! unit, panic abort), then `wasm-bindgen --target web`, then `wasm-opt -Oz` from npm's
+//! `binaryen`, never Debian's (too old).
 #![cfg(target_arch = "wasm32")]
 
 mod api;

@@ -32,6 +32,11 @@
 //! One module per subcommand: [`run`], [`test`] (with `test-manual` and what the tests
 //! need installed), [`bench`], [`web`]; [`deploy`] is its own folder. What they share
 //! (the workspace root, running cargo, checking a step) is here.
+//!
+//! `cargo xtask test` also runs clippy for wasm32 and installs Debian's `chromium` and
+//! `chromium-driver` for the browser tests when missing. Few dependencies on purpose
+//! (anyhow, clap, serde, toml, serde_ignored): xtask drives the services only through
+//! their binaries (`--check-config`, `--probe`), never by linking them.
 
 mod bench;
 mod cli;

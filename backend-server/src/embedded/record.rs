@@ -6,6 +6,10 @@
 //! Keys are at most 256 bytes and a document at most 1 GiB, so u32 lengths suffice.
 //! Decoding checks every length and UTF-8, so a damaged record is reported, never
 //! answered half.
+//!
+//! A pair is indexed by a fixed 16-byte hash (128-bit FNV-1a), so a megabyte value costs
+//! 16 bytes of index. Lookups re-check each candidate's fields, so a collision costs
+//! time, never a wrong answer.
 
 use crate::store::Fields;
 

@@ -10,6 +10,10 @@
 //! After a storage failure, redb refuses every later operation until the database is
 //! reopened; the thread does that (waiting for readers to let go of the old handle)
 //! before its next batch, so a disk that was full and has room again needs no restart.
+//!
+//! Ids are made here, always above the last one. Waiting writes are bounded (256 MiB of
+//! fields). A storage error is `Full` for `ENOSPC` and `EFBIG`, else `Unavailable`; while
+//! the file is reopened, reads answer `Unavailable`.
 
 use std::path::PathBuf;
 use std::sync::Arc;

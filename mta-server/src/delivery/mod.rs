@@ -3,13 +3,24 @@
 //! - this file: the dispatcher. It reads the spool's schedule for messages that are
 //!   due, at most as many as there are free workers (`concurrency`), and runs one
 //!   delivery round per message;
-//! - [`round`]: one round: order the providers, try each, act on the class of the
+//! - `round`: one round: order the providers, try each, act on the class of the
 //!   outcome, and record sent, failed or deferred;
-//! - [`attempt`]: one attempt at one provider, a value owning the provider's limiter
-//!   slot and health claim, given back when it is dropped.
+//! - `attempt`: one attempt at one provider, a value owning the provider's limiter
+//!   slot and health claim, given back when it is dropped;
+//! - [`Clock`] (`clock.rs`): the time the dispatcher and rounds read, the system clock
+//!   or, in tests, tokio's.
 //!
 //! The message stays on the schedule until its round has recorded an outcome, so a
 //! restart resumes everything that was queued, deferred or being sent.
+//!
+//! While no provider can be tried at all (none configured, all paused, or all open with
+//! no probe possible), the dispatcher starts no rounds: the backlog stays due on disk,
+//! untouched, until a circuit half-opens, a probe ends or an operator resumes a provider.
+//! (A round that finds every provider unavailable anyway, a race, counts no round and is
+//! due again when the first circuit half-opens, spread over a second.) While every
+//! provider is paused or open, gRPC health reports `bitmail.v1.Mta.delivery` NOT_SERVING
+//! and `ListProviders` degraded, while `bitmail.v1.Mta` stays SERVING: mail is still
+//! accepted into the spool.
 
 mod attempt;
 mod clock;

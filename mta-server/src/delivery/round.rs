@@ -11,6 +11,12 @@
 //!   maximum age, then failed ([`defer`]);
 //! - only providers at their in-flight or rate limit stood in the way: wait for a slot
 //!   and go over the plan again, rather than defer by minutes.
+//!
+//! When every provider failed, the message is deferred: retried after
+//! `initial · 2^(round-1)`, capped at `max_delay`, times a jitter factor in [0.8, 1.2),
+//! until `max_age` (default 3 days), then failed with the last error. Ambiguous outcomes
+//! follow `delivery.ambiguous`: `fail-over` (the default: the next provider now), `defer`,
+//! or `fail`; any later attempt flags the message `possible_duplicate`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,11 @@
 //! Mailgun's event webhooks: `{"signature": {timestamp, token, signature},
 //! "event-data": {...}}`, signed with HMAC-SHA256 keyed by the webhook signing key (not
 //! the API key) over `timestamp` followed directly by `token`, as lowercase hex.
+//!
+//! Events: `accepted`, `delivered`, `failed` (severity `permanent`: bounced; `temporary`:
+//! deferred, Mailgun keeps trying), `rejected` (dropped), `complained`, `opened`,
+//! `clicked`, `unsubscribed`. BitMail's id is `user-variables.bitmail_id`. The check is
+//! constant-time; a token used again for another event is a replay (401).
 
 use bitmail_proto::v1::EventKind;
 use serde_json::Value;

@@ -1,5 +1,5 @@
 //! Delivery events from the providers' webhooks: verified exactly as each provider signs
-//! them (../shared/PROVIDERS.md), then normalized to one model and matched to BitMail's
+//! them, then normalized to one model and matched to BitMail's
 //! message id, which every provider carries back (SendGrid `custom_args`, Mailgun `v:`
 //! variables, SES's `bitmail_id` email tag). Amazon SES's events come as Amazon SNS
 //! notifications: [`sns`] verifies those, [`ses`] reads the events in them.
@@ -13,6 +13,10 @@
 //! Events are values of this module ([`Event`], [`EventDetails`]); the spool converts
 //! them to what it stores (`spool::record::EventRecord`), so this module does not import
 //! the spool.
+//!
+//! Answers: a bad or missing signature, or a stale timestamp, is 401; a signed body that
+//! does not parse is 400. The spool stores each event with its message's status
+//! (`GetMessage` shows them); a provider's event id is remembered 3 days.
 
 pub mod mailgun;
 pub mod sendgrid;

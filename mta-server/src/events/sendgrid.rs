@@ -2,6 +2,10 @@
 //! over the bytes of `X-Twilio-Email-Event-Webhook-Timestamp` followed directly by the
 //! raw body; the signature (base64 DER) is in `X-Twilio-Email-Event-Webhook-Signature`
 //! and the public key (base64 DER SubjectPublicKeyInfo) is in BitMail's config.
+//!
+//! Events: `processed` (accepted), `delivered`, `deferred`, `bounce` (hard; soft when its
+//! `type` is `blocked`), `dropped`, `spamreport`, `open`, `click`, `unsubscribe` and
+//! `group_unsubscribe`. BitMail's id is the top-level `bitmail_id` (a custom arg).
 
 use aws_lc_rs::signature::ParsedPublicKey;
 use base64::prelude::*;

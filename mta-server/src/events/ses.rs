@@ -10,6 +10,10 @@
 //!
 //! `notificationType: "Received"` (mail SES received) is not an event: it gives no events
 //! here and is read by the inbound parser.
+//!
+//! Kinds: Send, Reject and Rendering Failure (dropped), Bounce (Permanent: hard; other:
+//! soft), Complaint, Delivery, DeliveryDelay (deferred), Open, Click, Subscription
+//! opting the contact out (unsubscribed).
 
 use bitmail_proto::v1::EventKind;
 use serde_json::Value;

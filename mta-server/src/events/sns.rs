@@ -17,6 +17,16 @@
 //!   `SubscribeURL`, `Timestamp`, `Token`, `TopicArn`, `Type`.
 //!
 //! `SignatureVersion` 1 signs with SHA-1, 2 with SHA-256.
+//!
+//! SNS's `Timestamp` is the first publish time, kept across SNS's retries, so a message
+//! may be up to an hour old ([`SNS_MAX_AGE`]) and at most [`super::MAX_SKEW`] in the
+//! future. SNS hosts are `sns.<region>.amazonaws.com` and `sns.<region>.amazonaws.com.cn`
+//! on port 443. A certificate URL that is not https, not on an allowed host or not a
+//! `.pem` is refused before anything is fetched; a certificate that cannot be fetched
+//! (network, TLS, a non-2xx answer) is [`Refused::Unavailable`] (503), which SNS retries.
+//! A topic not configured is [`Refused::Forbidden`] (403). A verified
+//! `SubscriptionConfirmation` is confirmed by visiting its `SubscribeURL` (https, allowed
+//! host only); an `UnsubscribeConfirmation` is not confirmed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -3,6 +3,13 @@
 //! and files as separate form fields. [`Fields`] is what each parser reads from its own
 //! field names; [`Fields::into_mail`] assembles the one [`InboundMail`] from it, the same
 //! way for both.
+//!
+//! This is the one assembler of an [`InboundMail`] from the parsed-fields mode: header
+//! fields (what the separate fields leave out comes from the header block), bodies (the
+//! text derived from the HTML when empty) and attachments with their content ids. The
+//! envelope (lowercased) and the provider's verdicts (SendGrid `spam_score`, `SPF`,
+//! `dkim`) are set by each provider's parser. Whole MIME messages go through
+//! [`super::mime`] instead.
 
 use bitmail_proto::v1::{Attachment, InboundMail};
 use mail_parser::decoders::html::html_to_text;

@@ -2,6 +2,11 @@
 //! header fields decoded (RFC 2047 words, any charset), bodies decoded to UTF-8, attachments
 //! decoded from their transfer encoding. The envelope, the verdicts and the dedupe key are
 //! the provider's and are left to the caller.
+//!
+//! Mailboxes as `Name <addr>`; Message-ID without angle brackets; the Date header, or the
+//! time of receipt when it has none valid; a text body derived from the HTML when only
+//! HTML came; the HTML as sent (the edge sanitizes it when read); `content_id` on inline
+//! parts.
 
 use std::collections::HashSet;
 

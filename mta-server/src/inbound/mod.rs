@@ -1,5 +1,5 @@
 //! Inbound mail from the providers' webhooks, normalized to one
-//! [`InboundMail`](bitmail_proto::v1::InboundMail).
+//! [`InboundMail`].
 //!
 //! What comes in: the raw HTTP request the edge forwarded (header pairs and body bytes).
 //!
@@ -22,6 +22,11 @@
 //! stable across the provider's retries. Nothing here delivers or stores: refusals are
 //! [`Refused`] values whose HTTP status the caller chooses (`Unauthorized` 401,
 //! `Malformed` 400). A message whose decoded size is over [`MAX_DECODED`] is refused.
+//!
+//! Dedupe keys: SendGrid `sendgrid:` + Message-ID, else `sendgrid:sha256:` + the body's
+//! digest; Mailgun `mailgun:` + token; SES `ses:` + `mail.messageId`. Attachment names
+//! are made safe (control characters, `/` and `\` replaced; 1 to 255 bytes); invalid or
+//! repeated content ids are dropped.
 
 pub(crate) mod fields;
 pub mod mailgun;

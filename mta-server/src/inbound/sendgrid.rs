@@ -10,6 +10,8 @@
 //!
 //! SendGrid signs nothing here: the only authentication is HTTP Basic auth in the URL it
 //! is configured to post to, checked by [`check_basic_auth`].
+//!
+//! [`check_basic_auth`] takes any user name and compares the password in constant time.
 
 use std::collections::{HashMap, HashSet};
 

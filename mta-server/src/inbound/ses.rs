@@ -3,6 +3,9 @@
 //! `content` is the whole MIME message, base64 when the action's `encoding` is `BASE64`,
 //! else UTF-8 text. SES includes it only for mail under 150 KB; larger mail needs an S3
 //! action, which BitMail does not read. The SNS signature is the caller's to check.
+//!
+//! Mail without `content` (over 150 KB, stored in S3 by the receipt rule) is refused as
+//! `Refused::Malformed` (400), the reason naming S3, and logged.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

@@ -1,8 +1,15 @@
 //! Mailgun (`POST {base}/v3/{domain}/messages`, HTTP Basic `api:<key>`, multipart form).
 //!
 //! BitMail's message id travels as the custom variable `v:bitmail_id`, which Mailgun
-//! returns in every event's `user-variables`. Custom headers go as `h:<Name>`. Answers
-//! are classified per ../shared/PROVIDERS.md.
+//! returns in every event's `user-variables`. Custom headers go as `h:<Name>`, tags as
+//! `o:tag`, the metadata pairs as `v:<key>` beside `v:bitmail_id`. Attachments are file
+//! parts `attachment`; an inline part is a file part `inline` named by its content id,
+//! since Mailgun derives the `cid:` from the file name.
+//!
+//! Answers: 200 with `id` accepted; 429 (its reset only in prose), 5xx and a failed
+//! connection transient; 401 (plain `Forbidden`), 403 and 404 (an unknown domain)
+//! provider-refused; 413 refused for this message; 400 message-rejected; a timeout after
+//! the request went out ambiguous.
 //!
 //! When an earlier attempt elsewhere already reached some recipients, the message goes
 //! to `/messages.mime` instead: the MIME message keeps its whole header (every To and

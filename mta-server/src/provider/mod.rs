@@ -2,8 +2,26 @@
 //!
 //! Each provider module turns a [`Message`] into that provider's API call and classifies
 //! every possible answer into one [`Outcome`], next to the code that knows the answers.
-//! The delivery workers act on the class only (DESIGN.md, "Outcomes and fail-over").
 //! [`from_config`] builds any of them from its `[[providers]]` entry.
+//!
+//! The delivery round acts on the class only:
+//! - accepted: sent; the provider's id is recorded;
+//! - transient (connection refused, 429, 5xx): the next provider now; counts as a failure;
+//! - provider-refused, scope [`RefusalScope::Provider`] (bad credentials, account paused,
+//!   401/403, a 404 from a wrong base URL or domain): the next provider now; the provider
+//!   is set aside at once for `refused_cool_down`;
+//! - provider-refused, scope [`RefusalScope::Message`] (413, too large for this
+//!   provider): the next provider now; health unchanged;
+//! - message-rejected (400: the message itself is at fault): failed with the provider's
+//!   words, no other provider is tried; a healthy answer;
+//! - ambiguous (the request went out, no answer): per `delivery.ambiguous`.
+//!
+//! `classify_failure` and `classify_transport_error` hold this mapping for the HTTP API
+//! providers. A provider that takes a limited number of recipients per call (an SMTP
+//! relay's `max_recipients_per_call`, SES's 50) sends through `in_batches`, each call
+//! with the whole header and its own envelope; a call failing after others were
+//! accepted is [`Outcome::PartlyAccepted`], and the round stores the reached recipients
+//! (`sent_to`) so that no later attempt, at any provider, sends to them again.
 
 mod from_config;
 pub mod mailgun;

@@ -1,7 +1,16 @@
 //! SendGrid Mail Send v3 (`POST {base}/v3/mail/send`, bearer key, JSON body).
 //!
 //! BitMail's message id travels in `custom_args.bitmail_id`, which SendGrid copies into
-//! every event as a top-level key. Answers are classified per ../shared/PROVIDERS.md.
+//! every event as a top-level key. The metadata pairs go in `custom_args` beside
+//! `bitmail_id`, the tags as `categories`; attachments are base64 with `disposition`
+//! `inline` (with `content_id`) or `attachment`. `sandbox` sets
+//! `mail_settings.sandbox_mode` (the provider check's dry run).
+//!
+//! Answers: 202 (200 in sandbox mode) accepted, with `X-Message-Id`; 429 transient until
+//! `X-RateLimit-Reset`; 5xx and a failed connection transient; 401, 403 and any other
+//! 4xx (404 from a wrong base URL) provider-refused; 413 refused for this message; 400
+//! message-rejected; a timeout or broken connection after the request went out
+//! ambiguous.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -13,6 +13,13 @@
 //! Time budget: the SDK retries throttling, 5xx and connection failures on its own, up to
 //! `max_attempts` tries. The configured `timeout` is the SDK's *operation* timeout, so
 //! every try and every back-off between them fit inside one BitMail attempt's budget.
+//!
+//! Recipients: SES takes at most [`MAX_RECIPIENTS_PER_CALL`] (50) per message and counts
+//! the To and Cc headers as well as the call's destination. A message over 50 recipients
+//! (or one some of whose recipients an earlier attempt reached) goes in several calls of
+//! at most `50 - (To + Cc)` envelope recipients each, so a long Bcc list splits; such a
+//! message whose To and Cc alone hold 50 is refused for this message (another provider
+//! may take it). `max_attempts` defaults to 2.
 
 mod classify;
 mod content;

@@ -2,7 +2,7 @@
 //! 465), or plain SMTP for a relay on the same host; optional AUTH; a pool of
 //! connections reused across messages.
 //!
-//! The MIME message comes from [`super::mime`]; Bcc recipients are in the envelope only.
+//! The MIME message comes from `provider::mime`; Bcc recipients are in the envelope only.
 //!
 //! SMTP replies are classified by code: 4xx transient; 530/534/535/538 (authentication)
 //! provider-refused; 552 (too large) refused for this message; other 5xx

@@ -1,5 +1,13 @@
 //! The order in which providers are tried for one message: the [`Scheduler`] trait, one
-//! strategy per file, and [`from_config`], the strategy the config names.
+//! strategy per file ([`RoundRobin`], the default; [`Priority`]; [`Weighted`];
+//! [`Adaptive`]), and [`from_config`], the strategy the config names.
+//!
+//! Contract: `plan(message, n)` returns the order in which to try the `n` configured
+//! providers for one message, each index at most once (leaving one out means "not for
+//! this message"). It is called once per delivery round, must be cheap, and never
+//! awaits. `observe(index, class, latency)` is told every attempt's outcome. Health and
+//! limits are not the scheduler's job: the round passes over providers that are
+//! unavailable or at their limit, in the planned order.
 
 mod adaptive;
 mod from_config;

@@ -40,11 +40,22 @@
 //! the oldest unfinished message and the file size are figures the writer keeps after
 //! each commit, read without touching the disk.
 //!
-//! Retention (`prune.rs`): `Spool::prune` removes idempotency keys past their 24 hours and the
-//! statuses of sent or failed messages older than the configured retention, oldest
-//! first (ids are UUIDv7, so id order is submission order) and a bounded number per
-//! commit, so that the file stops growing under a steady load. It also forgets webhook
-//! event ids and tokens after 3 days.
+//! Retention (`prune.rs`): once a minute, `Spool::prune` removes idempotency keys past
+//! their 24 hours and the statuses of sent or failed messages older than the configured
+//! retention, oldest first (ids are UUIDv7, so id order is submission order), at most
+//! `PRUNE_BATCH` (2048) of each kind per commit, so that submissions never wait long
+//! behind it and the file stops growing under a steady load. It also forgets webhook
+//! event ids and Mailgun tokens after 3 days (`WEBHOOK_MEMORY_MS`).
+//!
+//! The page cache (`spool.cache_bytes`) bounds the memory the spool uses, whatever the
+//! backlog.
+//!
+//! Events are appended to a message's status by the writer only, so a delivery round's
+//! later update of the status keeps them.
+//!
+//! At least once: a submission can be committed and the process die before the answer
+//! leaves; the caller saw an error and the message is still delivered. Retry with an
+//! idempotency key (kept 24 hours) to be safe.
 
 mod apply;
 mod prune;

@@ -2,6 +2,13 @@
 //! `suppressions` table. Hard bounces and complaints add to it (the rule is
 //! [`for_event`]), operators add and remove entries, and Submit refuses a message to an
 //! address with a suppression in force.
+//!
+//! A hard bounce (a permanent bounce) or a complaint reported by webhook puts the
+//! recipient's lowercased address on the list, with the reason, the source event and an
+//! expiry from `[suppression]` (hard bounces 30 days by default, complaints for ever; 0
+//! means for ever). `Submit` refuses a suppressed recipient with `INVALID_ARGUMENT` naming
+//! the field, the address, the reason and until when. Operators list, add and remove
+//! entries over gRPC (`ListSuppressions`, `AddSuppression`, `RemoveSuppression`).
 
 use prost::Message as _;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata};

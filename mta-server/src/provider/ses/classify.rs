@@ -1,5 +1,18 @@
-//! SES's answers as [`Outcome`]s (../shared/PROVIDERS.md, "Amazon SES" and
-//! "Classification"), and the log of the SDK's own tries within one attempt.
+//! SES's answers as [`Outcome`]s, and the log of the SDK's own tries within one attempt.
+//!
+//! The error type comes from `x-amzn-ErrorType`:
+//! - transient: `TooManyRequestsException`, `ThrottlingException`,
+//!   `LimitExceededException`, 5xx, a failed connection (the SDK retries these within
+//!   the budget first); "Daily message quota exceeded" carries a one-hour hint
+//!   ([`DAILY_QUOTA_SET_ASIDE`]), so the circuit, once open, stays open an hour;
+//! - provider-refused: 401/403 signature and credential errors, `SendingPausedException`,
+//!   `AccountSuspendedException`, `MailFromDomainNotVerifiedException`,
+//!   `NotFoundException` and a `BadRequestException` about the configuration set;
+//! - `MessageRejected` is read: an unverified identity (the sender, or in the sandbox a
+//!   recipient) or a size complaint is refused for this message only (the provider still
+//!   takes other mail); anything else is message-rejected, as is any other
+//!   `BadRequestException`;
+//! - no answer within the budget after a try went out: ambiguous.
 //!
 //! The SDK retries on its own, so the error it finally returns describes the last try
 //! only. A try that sent the request and got no answer may have been accepted; the

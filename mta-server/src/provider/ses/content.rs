@@ -7,6 +7,11 @@
 //! as itself; each label as `{label}=true` (metadata wins a clash of names). SES events
 //! carry them back in `mail.tags`. A metadata value SES cannot take as a tag (spaces,
 //! punctuation) is left out for this provider.
+//!
+//! `Raw` is needed when a display name is not ASCII, when there are more than 14 custom
+//! headers (with `X-BitMail-Id`, `Simple` takes 15), when a header value is not short
+//! printable ASCII, or when the envelope is split over several calls (SES writes
+//! `Simple`'s To and Cc from each call's destination, which would then be wrong).
 
 use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{
