@@ -21,6 +21,9 @@
 //!   lookup, timestamp freshness, Mailgun's HMAC);
 //! - [`tenant`]: who may send: tenants, API keys and the one key check every surface
 //!   calls, quotas;
+//! - [`auth`]: every gRPC call authenticated by its API key before it reaches a service;
+//! - [`tenancy`]: a node's tenant store and what is built on it, from `[tenants]`; the
+//!   `create-key` command;
 //! - [`service`]: the gRPC `bitmail.v1.Mta` service;
 //! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown (only
 //!   `main.rs` uses [`server`]; providers and the scheduler are built by
@@ -31,6 +34,7 @@
 //!   `cargo xtask test-manual`), straight through each provider, bypassing spool and
 //!   scheduler.
 
+pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod events;
@@ -46,5 +50,6 @@ pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod spool;
+pub mod tenancy;
 pub mod tenant;
 pub mod webhook;

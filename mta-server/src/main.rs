@@ -13,6 +13,9 @@ const SERVICE: bitmail_runtime::cli::Service = bitmail_runtime::cli::Service {
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("create-key") {
+        create_key().await;
+    }
     let args = bitmail_runtime::cli::from_env(&SERVICE);
     let config: Config = bitmail_runtime::config::load_or_exit(SERVICE.name, &args);
     if args.probe {
@@ -41,4 +44,29 @@ async fn main() {
         std::process::exit(1);
     }
     tracing::info!("mta-server stopped");
+}
+
+/// `mta-server create-key ...`: prints a new key once and exits.
+async fn create_key() -> ! {
+    use clap::Parser;
+    let args = match mta_server::tenancy::CreateKey::try_parse_from(std::env::args_os().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { bitmail_runtime::EXIT_BAD_CONFIG } else { 0 });
+        }
+    };
+    let service_args = bitmail_runtime::cli::Args { config: args.config.clone(), ..Default::default() };
+    let config: Config = bitmail_runtime::config::load_or_exit(SERVICE.name, &service_args);
+    match mta_server::tenancy::create_key(args, &config).await {
+        Ok(key) => {
+            println!("{key}");
+            eprintln!("mta-server: this key is shown once; only its hash is stored");
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("mta-server create-key: {e}");
+            std::process::exit(1);
+        }
+    }
 }

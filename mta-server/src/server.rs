@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::auth::Authenticated;
 use crate::config::{Config, ProviderConfig};
 use crate::delivery::{Delivery, DeliverySettings, Providers};
 use crate::health::Health;
@@ -18,6 +19,7 @@ use crate::message::Limits;
 use crate::receive::Webhook;
 use crate::service::MtaService;
 use crate::spool::Spool;
+use crate::tenant::KeyCheck;
 use bitmail_runtime::metrics::Registry;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -30,6 +32,7 @@ pub const DELIVERY_HEALTH: &str = "bitmail.v1.Mta.delivery";
 pub struct Server {
     listener: TcpListener,
     service: MtaService,
+    keys: Arc<KeyCheck>,
     delivery: Delivery,
     health: Arc<Health>,
     spool: Spool,
@@ -69,9 +72,11 @@ impl Server {
             DeliverySettings::from_config(&config.delivery, &config.retry),
             wake.clone(),
         );
+        let tenancy = crate::tenancy::open(config).await?;
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
+            keys: tenancy.keys,
             service: MtaService::new(
                 spool.clone(),
                 Limits { max_message_bytes: config.max_message_bytes, max_recipients: config.max_recipients },
@@ -80,6 +85,7 @@ impl Server {
                 webhooks(config)?,
                 (&config.suppression).into(),
                 metrics.clone(),
+                tenancy.tenancy,
             ),
             metrics,
             spool,
@@ -108,7 +114,9 @@ impl Server {
         ));
 
         let mut routes = tonic::service::RoutesBuilder::default();
-        routes.add_service(self.service.into_server());
+        // Every call of `Mta` is authenticated; health and reflection stay open (they
+        // reveal nothing).
+        routes.add_service(Authenticated::new(self.service.into_server(), self.keys.clone()));
         let reporter = bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Mta"]).await?;
         // "bitmail.v1.Mta" stays SERVING while mail is accepted; DELIVERY_HEALTH says
         // whether any provider can be tried now.

@@ -25,9 +25,11 @@ use mta_server::limits::Limiter;
 use mta_server::message::{Limits, Message};
 use mta_server::provider::{Outcome, Provider, RefusalScope};
 use mta_server::scheduler::Priority;
-use mta_server::service::MtaService;
+use mta_server::service::{MtaService, Tenancy};
 use mta_server::spool::record::now_ms;
 use mta_server::spool::{Spool, SpoolSettings, SuppressionRules};
+use mta_server::tenant::audit::Audit;
+use mta_server::tenant::{Caller, Quota, Quotas, Registry as Tenants, Scope, Tenant};
 use tokio::sync::{Notify, oneshot};
 use tonic::Request;
 
@@ -156,6 +158,7 @@ impl Gateway {
             HashMap::new(),
             SuppressionRules { hard_bounce_ms: 0, complaint_ms: 0 },
             Registry::new(),
+            tenancy(),
         );
         let clock = settings.clock;
         let settings = DeliverySettings { concurrency: 8, retry: settings.retry, ambiguous: settings.ambiguous };
@@ -210,11 +213,11 @@ impl Gateway {
             text: "Hi there".into(),
             ..Default::default()
         };
-        self.service.submit(Request::new(request)).await.expect("accepted").into_inner().message_id
+        self.service.submit(as_admin(request)).await.expect("accepted").into_inner().message_id
     }
 
     async fn status(&self, id: &str) -> pb::MessageStatus {
-        let request = Request::new(pb::GetMessageRequest { message_id: id.into() });
+        let request = as_admin(pb::GetMessageRequest { message_id: id.into() });
         self.service.get_message(request).await.expect("GetMessage answers").into_inner()
     }
 
@@ -231,7 +234,7 @@ impl Gateway {
     }
 
     async fn provider(&self, name: &str) -> (pb::ProviderStatus, bool) {
-        let list = self.service.list_providers(Request::new(pb::ListProvidersRequest {})).await.unwrap().into_inner();
+        let list = self.service.list_providers(as_admin(pb::ListProvidersRequest {})).await.unwrap().into_inner();
         let found = list.providers.into_iter().find(|p| p.name == name).expect("provider listed");
         (found, list.degraded)
     }
@@ -244,6 +247,29 @@ impl Drop for Gateway {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Tenants in a store of their own: only the default tenant, sending from bitmail.test.
+fn tenancy() -> Tenancy {
+    let store: Arc<dyn backend_server::store::Store> = Arc::new(backend_server::memory::MemoryStore::new());
+    Tenancy {
+        registry: Tenants::new(store.clone()),
+        quota: Arc::new(Quota::new(store.clone(), "test", 50)),
+        audit: Audit::new(store),
+    }
+}
+
+/// A request as the authentication layer hands it on for an admin key of the default
+/// tenant (these tests call the service's handlers directly).
+fn as_admin<T>(message: T) -> Request<T> {
+    let tenant = Tenant::new("default", "Default", &["bitmail.test".into()], &[], Quotas::default(), 0).unwrap();
+    let mut request = Request::new(message);
+    request.extensions_mut().insert(Caller {
+        tenant: Arc::new(tenant),
+        key_id: "abcdefghijkl".into(),
+        scopes: [Scope::Admin].into(),
+    });
+    request
 }
 
 fn unique() -> u64 {

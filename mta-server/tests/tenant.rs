@@ -184,7 +184,7 @@ async fn last_use_is_recorded_in_the_background() {
 #[tokio::test]
 async fn the_last_admin_key_cannot_be_revoked_nor_its_tenant_suspended() {
     let registry = registry();
-    registry.ensure_default_tenant().await.unwrap();
+    registry.ensure_default_tenant(&["localhost".to_owned()]).await.unwrap();
     let first = key(&registry, "default", &[Scope::Admin], None).await;
     assert_eq!(registry.revoke_key(&first.record.id).await.unwrap_err(), RegistryError::LastAdmin);
     assert_eq!(registry.suspend("default").await.unwrap_err(), RegistryError::LastAdmin);
@@ -210,7 +210,9 @@ async fn the_default_tenant_is_created_once_when_nodes_race() {
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let registry = Registry::new(store.clone());
-        tasks.push(tokio::spawn(async move { registry.ensure_default_tenant().await.unwrap() }));
+        tasks.push(tokio::spawn(
+            async move { registry.ensure_default_tenant(&["localhost".to_owned()]).await.unwrap() },
+        ));
     }
     let mut created = Vec::new();
     for t in tasks {

@@ -8,6 +8,12 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The UTC date `YYYY-MM-DD` of `ms` milliseconds since the epoch.
+pub fn date(ms: u64) -> String {
+    let c = civil(ms / 1000);
+    format!("{:04}-{:02}-{:02}", c.year, c.month, c.day)
+}
+
 /// A UTC date and time of day, to the second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Civil {
@@ -45,5 +51,6 @@ mod tests {
         // 2012-04-25T21:49:25Z, and a leap day.
         assert_eq!(civil(1_335_390_565), Civil { year: 2012, month: 4, day: 25, hour: 21, minute: 49, second: 25 });
         assert_eq!(civil(951_782_400), Civil { year: 2000, month: 2, day: 29, hour: 0, minute: 0, second: 0 });
+        assert_eq!(date(951_782_400_000), "2000-02-29");
     }
 }

@@ -26,6 +26,13 @@
 //! hard_bounce_days = 30          # 0: for ever
 //! complaint_days = 0
 //!
+//! [tenants]                   # who may send: tenants, API keys, quotas, the audit log
+//! store = "http://127.0.0.1:50052"   # the backend-server every node shares; empty: a local file
+//! path = "data/mta/tenants.redb"      # that local file (one node only)
+//! node_id = "mta-1"                   # this node in the shared daily counts; default: host:port
+//! key_cache_ms = 5000                 # a checked key is trusted this long: revocations reach every node within it
+//! default_domains = ["localhost"]     # the sending domains of tenant `default`, made on first start
+//!
 //! [retry]
 //! initial_secs = 30
 //! max_delay_secs = 3600
@@ -83,6 +90,7 @@
 //! them together.
 
 mod providers;
+mod tenants;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -94,6 +102,7 @@ use serde::Deserialize;
 pub use providers::{
     MailgunConfig, ProviderConfig, ProviderLimits, SendGridConfig, SesConfig, SmtpConfig, SmtpSecurity,
 };
+pub use tenants::TenantsConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -112,6 +121,7 @@ pub struct Config {
     pub health: HealthConfig,
     pub retry: RetryConfig,
     pub suppression: SuppressionConfig,
+    pub tenants: TenantsConfig,
     /// Tried in the order the scheduler picks; names must be unique.
     pub providers: Vec<ProviderConfig>,
 }
@@ -216,6 +226,7 @@ impl Default for Config {
             health: HealthConfig::default(),
             retry: RetryConfig::default(),
             suppression: SuppressionConfig::default(),
+            tenants: TenantsConfig::default(),
             providers: Vec::new(),
         }
     }
@@ -264,6 +275,7 @@ impl Validate for Config {
         if self.spool.path.as_os_str().is_empty() {
             problems.push("spool.path: must not be empty".into());
         }
+        self.tenants.validate(problems);
         if self.spool.keep_statuses_days == 0 {
             problems.push("spool.keep_statuses_days: at least 1".into());
         }

@@ -254,7 +254,7 @@ fn default_timeout_ms() -> u64 {
     15_000
 }
 
-fn check_url(field: &str, url: &str, problems: &mut Vec<String>) {
+pub(super) fn check_url(field: &str, url: &str, problems: &mut Vec<String>) {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
         Ok(_) => problems.push(format!("{field}: `{url}` must be an http:// or https:// URL")),

@@ -15,8 +15,8 @@ impl Applied {
     /// is a storage failure: the whole transaction is given up.
     pub(crate) fn apply(&mut self, t: &mut Tables<'_>, op: Op) -> Result<(), redb::Error> {
         match op {
-            Op::Accept { record, key, reply } => {
-                let (accepted, status) = accept(t, &record, key.as_deref())?;
+            Op::Accept { record, tenant, key, reply } => {
+                let (accepted, status) = accept(t, &record, tenant, key.as_deref())?;
                 self.changed.extend(status);
                 self.replies.push(Reply::Accept(reply, Ok(accepted)));
             }
@@ -52,6 +52,7 @@ impl Applied {
 fn accept(
     t: &mut Tables<'_>,
     record: &MessageRecord,
+    tenant: String,
     key: Option<&str>,
 ) -> Result<(Accepted, Option<Status>), redb::Error> {
     let now = record.submitted_at_ms;
@@ -69,7 +70,7 @@ fn accept(
         t.keys.insert(key, (id, now))?;
         t.keys_by_time.insert((now, key), ())?;
     }
-    let status = Status::new(record.id.clone(), now);
+    let status = Status::new(record.id.clone(), tenant, now);
     t.messages.insert(id, record.encode_to_vec().as_slice())?;
     t.statuses.insert(id, status.encode_to_vec().as_slice())?;
     t.due.insert((now, id), ())?;

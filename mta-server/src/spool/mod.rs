@@ -173,14 +173,20 @@ impl Spool {
 
     /// Stores a new message, durably, and schedules it for delivery now. With an
     /// idempotency key already used in the last 24 hours, stores nothing and answers the
-    /// first message's id.
-    pub(crate) async fn accept(&self, message: &Message, key: Option<String>) -> Result<Accepted, SpoolError> {
+    /// first message's id. The message is `tenant`'s; idempotency keys are the caller's
+    /// to scope (service.rs prefixes them with the tenant).
+    pub(crate) async fn accept(
+        &self,
+        message: &Message,
+        tenant: &str,
+        key: Option<String>,
+    ) -> Result<Accepted, SpoolError> {
         let used = self.bytes_on_disk();
         if used >= self.quota {
             return Err(SpoolError::Full { used, quota: self.quota });
         }
         let record = MessageRecord::from(message);
-        self.write(|reply| Op::Accept { record, key, reply }).await
+        self.write(|reply| Op::Accept { record, tenant: tenant.to_owned(), key, reply }).await
     }
 
     /// Replaces a message's status, durably, moving its place in the schedule to

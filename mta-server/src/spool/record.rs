@@ -107,6 +107,10 @@ pub struct Status {
     /// here; a delivery round's update keeps what is stored.
     #[prost(message, repeated, tag = "12")]
     pub events: Vec<EventRecord>,
+    /// The tenant the message was sent for; empty in statuses stored before tenants
+    /// existed, which belong to the default tenant ([`Status::tenant`]).
+    #[prost(string, tag = "13")]
+    pub tenant: String,
 }
 
 /// A delivery event, as stored with its message's status.
@@ -164,8 +168,20 @@ impl SuppressionRecord {
 }
 
 impl Status {
-    pub fn new(id: String, submitted_at_ms: u64) -> Self {
-        Status { id, state: State::Queued as i32, submitted_at_ms, due_ms: submitted_at_ms, ..Default::default() }
+    pub fn new(id: String, tenant: String, submitted_at_ms: u64) -> Self {
+        Status {
+            id,
+            tenant,
+            state: State::Queued as i32,
+            submitted_at_ms,
+            due_ms: submitted_at_ms,
+            ..Default::default()
+        }
+    }
+
+    /// The tenant the message was sent for.
+    pub fn tenant(&self) -> &str {
+        if self.tenant.is_empty() { crate::tenant::registry::DEFAULT_TENANT } else { &self.tenant }
     }
 
     pub fn is_final(&self) -> bool {

@@ -84,7 +84,7 @@ async fn accepted_messages_survive_reopening_and_follow_the_schedule() {
     {
         let spool = Spool::open(&path, settings()).unwrap();
         for id in ["m1", "m2"] {
-            assert_eq!(spool.accept(&message(id), None).await.unwrap(), Accepted::New);
+            assert_eq!(spool.accept(&message(id), "default", None).await.unwrap(), Accepted::New);
         }
         let mut s = spool.status("m1").await.unwrap().unwrap();
         s.state = State::Deferred as i32;
@@ -126,7 +126,7 @@ async fn prune_forgets_expired_keys_and_old_final_statuses_only() {
     let spool = Spool::open(&path, settings()).unwrap();
     let day = 24 * 3600 * 1000;
     for (id, key) in [("m1", "k1"), ("m2", "k2"), ("m3", "k3")] {
-        spool.accept(&message(id), Some(key.into())).await.unwrap();
+        spool.accept(&message(id), "default", Some(key.into())).await.unwrap();
     }
     let submitted = spool.status("m1").await.unwrap().unwrap().submitted_at_ms;
     // m1 sent, m2 failed, m3 still deferred.
@@ -162,8 +162,8 @@ async fn an_idempotency_key_answers_the_first_id() {
     let _ = std::fs::remove_file(&path);
     let spool = Spool::open(&path, settings()).unwrap();
     let key = Some("order-42".to_owned());
-    assert_eq!(spool.accept(&message("a"), key.clone()).await.unwrap(), Accepted::New);
-    assert_eq!(spool.accept(&message("b"), key).await.unwrap(), Accepted::Existing("a".into()));
+    assert_eq!(spool.accept(&message("a"), "default", key.clone()).await.unwrap(), Accepted::New);
+    assert_eq!(spool.accept(&message("b"), "default", key).await.unwrap(), Accepted::Existing("a".into()));
     assert!(spool.status("b").await.unwrap().is_none());
     assert_eq!(spool.backlog().unwrap(), 1);
     drop(spool);
@@ -175,7 +175,7 @@ async fn over_quota_refuses_new_mail_and_keeps_the_old() {
     let path = temp_path("quota");
     let _ = std::fs::remove_file(&path);
     let spool = Spool::open(&path, SpoolSettings { max_bytes: 1, cache_bytes: 4 << 20 }).unwrap();
-    assert!(matches!(spool.accept(&message("a"), None).await, Err(SpoolError::Full { .. })));
+    assert!(matches!(spool.accept(&message("a"), "default", None).await, Err(SpoolError::Full { .. })));
     drop(spool);
     let _ = std::fs::remove_file(&path);
 }
@@ -197,8 +197,8 @@ async fn backlog_and_oldest_unfinished_follow_each_commit_and_reopening() {
     {
         let spool = Spool::open(&path, settings()).unwrap();
         assert_eq!((spool.backlog().unwrap(), spool.oldest_unfinished().unwrap()), (0, None));
-        spool.accept(&message("m1"), None).await.unwrap();
-        spool.accept(&message("m2"), None).await.unwrap();
+        spool.accept(&message("m1"), "default", None).await.unwrap();
+        spool.accept(&message("m2"), "default", None).await.unwrap();
         let first = spool.status("m1").await.unwrap().unwrap();
         assert_eq!(spool.backlog().unwrap(), 2);
         assert_eq!(spool.oldest_unfinished().unwrap(), Some(first.submitted_at_ms));
@@ -225,7 +225,7 @@ async fn backlog_and_oldest_unfinished_follow_each_commit_and_reopening() {
 #[tokio::test]
 async fn events_are_stored_once_and_a_hard_bounce_suppresses_its_recipient() {
     let (spool, path) = fresh("events");
-    spool.accept(&message("m1"), None).await.unwrap();
+    spool.accept(&message("m1"), "default", None).await.unwrap();
     let rules = SuppressionRules { hard_bounce_ms: 1000, complaint_ms: 0 };
     let batch = Batch {
         events: vec![

@@ -26,7 +26,7 @@ type Answer<T> = oneshot::Sender<Result<T, SpoolError>>;
 
 /// One write, with the caller waiting for its answer (except [`Op::Health`]).
 pub(crate) enum Op {
-    Accept { record: MessageRecord, key: Option<String>, reply: Answer<Accepted> },
+    Accept { record: MessageRecord, tenant: String, key: Option<String>, reply: Answer<Accepted> },
     Update { status: Status, drop_body: bool, reply: Answer<()> },
     Health { provider: String, encoded: Vec<u8> },
     Prune { now_ms: u64, keep_status_ms: u64, reply: Answer<Pruned> },

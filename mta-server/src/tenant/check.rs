@@ -56,10 +56,12 @@ impl Caller {
     }
 
     /// Whether the caller may see `tenant`'s messages: its own with `read`, any with
-    /// `admin`. A surface answers "not found" for another tenant's message, exactly as
-    /// for an unknown one.
+    /// `admin` or `service` (the edge, which shows each user only their own). A surface
+    /// answers "not found" for another tenant's message, exactly as for an unknown one.
     pub fn may_read(&self, tenant: &str) -> bool {
-        (tenant == self.tenant.id && self.require(Scope::Read).is_ok()) || self.scopes.contains(&Scope::Admin)
+        (tenant == self.tenant.id && self.require(Scope::Read).is_ok())
+            || self.scopes.contains(&Scope::Admin)
+            || self.scopes.contains(&Scope::Service)
     }
 }
 

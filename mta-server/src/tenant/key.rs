@@ -36,13 +36,22 @@ pub enum Scope {
     Read,
     /// Everything, across tenants: implies every other scope.
     Admin,
-    /// Submit naming another tenant: the key client-api holds to send for its webmail
-    /// users, naming each user's tenant (whose `From` rules and quotas then apply).
-    /// Implies [`Scope::Send`]; reads nothing.
+    /// The edge's own key (client-api): submit naming another tenant, for its webmail
+    /// users (each user's tenant's `From` rules and quotas then apply); read every
+    /// tenant's message status (the edge shows each user only their own); forward
+    /// provider webhooks; see the providers for the status page. Implies [`Scope::Send`]
+    /// and [`Scope::Read`]; no administration.
     Service,
 }
 
 impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Send, Scope::Read, Scope::Admin, Scope::Service];
+
+    /// The scope named `name` (`send`, `read`, `admin`, `service`).
+    pub fn parse(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Send => "send",
@@ -54,11 +63,11 @@ impl Scope {
 }
 
 /// Whether a key holding `scopes` may act with `wanted` ([`Scope::Admin`] implies all,
-/// [`Scope::Service`] implies [`Scope::Send`]).
+/// [`Scope::Service`] implies [`Scope::Send`] and [`Scope::Read`]).
 pub fn grants(scopes: &BTreeSet<Scope>, wanted: Scope) -> bool {
     scopes.contains(&wanted)
         || scopes.contains(&Scope::Admin)
-        || (wanted == Scope::Send && scopes.contains(&Scope::Service))
+        || (matches!(wanted, Scope::Send | Scope::Read) && scopes.contains(&Scope::Service))
 }
 
 /// The SHA-256 of a whole key, hex in documents. A fast hash is right here, and a slow
@@ -337,7 +346,7 @@ mod tests {
         let admin = scopes(&[Scope::Admin]);
         assert!([Scope::Send, Scope::Read, Scope::Service].iter().all(|s| grants(&admin, *s)));
         let service = scopes(&[Scope::Service]);
-        assert!(grants(&service, Scope::Send) && !grants(&service, Scope::Read) && !grants(&service, Scope::Admin));
+        assert!(grants(&service, Scope::Send) && grants(&service, Scope::Read) && !grants(&service, Scope::Admin));
         let send = scopes(&[Scope::Send]);
         assert!(!grants(&send, Scope::Read) && !grants(&send, Scope::Service));
     }

@@ -7,7 +7,8 @@
 //!   the secret) and [`Scope`];
 //! - [`registry`]: [`Registry`], tenants and keys in the store;
 //! - [`check`]: [`KeyCheck::authenticate`], the one key check every surface calls;
-//! - [`quota`]: [`Quota::admit`], the rate and daily count before anything is stored.
+//! - [`quota`]: [`Quota::admit`], the rate and daily count before anything is stored;
+//! - [`audit`]: the append-only log of administrative changes.
 //!
 //! # Documents in the store
 //!
@@ -20,6 +21,7 @@
 //! | `tenant` | `tenant` (the slug), `doc` (JSON of the rest of [`Tenant`]) | [`Registry`], with expected versions |
 //! | `api_key` | `key` (the 12-character id), `tenant`, `admin=true` for admin keys, `doc` (JSON of [`ApiKey`] but `id` and `last_used_ms`), `last_used_ms` | [`Registry`]; `last_used_ms` by [`KeyCheck`], blind, at most once a minute per key |
 //! | `admin_keys` | one, with `a.<key id>` = `{"tenant","expires_ms"}` per admin key | [`Registry`]: revocations and suspensions decide "not the last admin" on it at its version |
+//! | `audit` | `at_ms`, `day`, `actor`, `address`, `action`, `tenant`, `target`, `before`, `after` | [`audit::Audit::record`], once; never updated |
 //! | `usage` | `tenant`, `day` (`YYYY-MM-DD`, UTC), `reserved.<node>`, `used.<node>` | each [`Quota`] node, only its own fields |
 //!
 //! # Reads and caches
@@ -51,6 +53,7 @@
 //! short of it at most by the reservations nodes hold unused: `nodes × block`, plus one
 //! block per restart of a node that day (see [`quota`]).
 
+pub mod audit;
 pub mod check;
 pub mod domain;
 pub mod key;
@@ -64,7 +67,4 @@ pub use model::{Invalid, Quotas, Tenant, TenantState};
 pub use quota::{Admitted, OverQuota, Quota, QuotaName};
 pub use registry::{KeyRequest, Registry, RegistryError, TenantEdit, Versioned};
 
-/// Milliseconds since the epoch, by the system clock.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+pub(crate) use bitmail_runtime::time::now_ms;

@@ -351,8 +351,7 @@ fn subset(tenant: &str, date: &str) -> Fields {
 
 /// `YYYY-MM-DD` of a day number since the epoch.
 fn date(day: u64) -> String {
-    let c = bitmail_runtime::time::civil(day * 86_400);
-    format!("{:04}-{:02}-{:02}", c.year, c.month, c.day)
+    bitmail_runtime::time::date(day * 86_400_000)
 }
 
 fn number(doc: &Document, field: &str) -> u64 {

@@ -192,15 +192,15 @@ impl Registry {
         self.set_state(id, TenantState::Active).await
     }
 
-    /// Creates a tenant `default` (domain `localhost`, default quotas, active) unless one
-    /// exists; answers the stored one either way. Safe when nodes race: each looks up
+    /// Creates a tenant `default` (sending from `domains`, default quotas, active) unless
+    /// one exists; answers the stored one either way (its domains as stored: this never
+    /// edits an existing tenant). Safe when nodes race: each looks up
     /// `kind=tenant, tenant=default` and creates only if none; a node that created one
     /// looks again, and when an older document is there (another node won), deletes its
     /// own and answers the older. Store ids sort in creation order, so every reader agrees
     /// on "the oldest".
-    pub async fn ensure_default_tenant(&self) -> Result<Versioned<Tenant>, RegistryError> {
-        let tenant =
-            Tenant::new(DEFAULT_TENANT, "Default", &["localhost".to_owned()], &[], Quotas::default(), now_ms())?;
+    pub async fn ensure_default_tenant(&self, domains: &[String]) -> Result<Versioned<Tenant>, RegistryError> {
+        let tenant = Tenant::new(DEFAULT_TENANT, "Default", domains, &[], Quotas::default(), now_ms())?;
         let (doc, _) = put_unique(&*self.store, &tenant_subset(DEFAULT_TENANT), tenant.to_fields()).await?;
         let value = Tenant::from_fields(&doc.fields).ok_or_else(|| bad_document(&doc))?;
         Ok(Versioned { value, version: doc.version })

@@ -1,0 +1,123 @@
+//! `Submit`: who sends for which tenant, then validation, the tenant's `From` rule and
+//! quotas, suppressions, and the spool, in that order, so that a refused message
+//! stores nothing and counts against nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bitmail_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::MtaService;
+use crate::auth::{caller, quota_status};
+use crate::message::validate;
+use crate::spool::{Accepted, SpoolError};
+use crate::tenant::{Caller, Registry, RegistryError, Scope, Tenant, quota};
+use bitmail_runtime::sync::lock;
+use bitmail_runtime::time::now_ms;
+
+/// How long a tenant named by a service key is trusted as read (as the key check trusts
+/// keys): an edit or a suspension is seen within this.
+const TENANT_TTL: Duration = Duration::from_secs(5);
+
+/// Tenants named in `SubmitRequest.tenant` by service keys, as recently read.
+#[derive(Default)]
+pub(super) struct TenantCache {
+    read: Mutex<HashMap<String, (Instant, Arc<Tenant>)>>,
+}
+
+impl TenantCache {
+    async fn get(&self, registry: &Registry, id: &str) -> Result<Arc<Tenant>, Status> {
+        if let Some((at, tenant)) = lock(&self.read).get(id)
+            && at.elapsed() < TENANT_TTL
+        {
+            return Ok(tenant.clone());
+        }
+        let started = Instant::now();
+        let tenant = match registry.get_tenant(id).await {
+            Ok(found) => Arc::new(found.value),
+            Err(RegistryError::NoTenant(_)) => {
+                return Err(Status::invalid_argument(format!("tenant: no tenant {id:?}")));
+            }
+            Err(e) => return Err(Status::unavailable(format!("cannot read tenant {id:?}: {e}"))),
+        };
+        let mut read = lock(&self.read);
+        if read.len() > 10_000 {
+            read.clear();
+        }
+        read.insert(id.to_owned(), (started, tenant.clone()));
+        Ok(tenant)
+    }
+}
+
+impl MtaService {
+    pub(super) async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let tenant =
+            self.tenant_for(&caller, &request.tenant).await.inspect_err(|_| self.count_submission("forbidden"))?;
+        // Idempotency keys are per tenant: another tenant's key neither collides nor
+        // reveals a message id. Tenant ids hold no `:`.
+        let key = (!request.idempotency_key.is_empty()).then(|| format!("{}:{}", tenant.id, request.idempotency_key));
+        let id = uuid::Uuid::now_v7().to_string();
+        let message = validate(request, id.clone(), self.limits).map_err(|e| {
+            self.count_submission("invalid");
+            Status::invalid_argument(e.to_string())
+        })?;
+        if !tenant.may_send_from(&message.from.email) {
+            self.count_submission("forbidden");
+            return Err(Status::permission_denied(format!(
+                "from: {} is not a sending domain or address of tenant {:?}",
+                message.from.email, tenant.id
+            )));
+        }
+        let recipients = message.recipients().count();
+        quota::check_message(&tenant.quotas, recipients, message.wire_bytes() as u64).map_err(|e| {
+            self.count_submission("over_quota");
+            quota_status(&e)
+        })?;
+        self.check_suppressions(&message).await.inspect_err(|_| self.count_submission("suppressed"))?;
+        let admitted = self.tenancy.quota.admit(&tenant, now_ms()).await.map_err(|e| {
+            self.count_submission("over_quota");
+            quota_status(&e)
+        })?;
+        let accepted = self.spool.accept(&message, &tenant.id, key).await.inspect_err(|e| {
+            self.count_submission(if matches!(e, SpoolError::Full { .. }) { "spool_full" } else { "error" })
+        })?;
+        match accepted {
+            Accepted::New => {
+                admitted.commit();
+                self.count_submission("accepted");
+                info!(message_id = %id, tenant = %tenant.id, key = %caller.prefix(), recipients, "accepted");
+                self.wake.notify_one();
+                Ok(Response::new(pb::SubmitResponse { message_id: id, duplicate: false }))
+            }
+            Accepted::Existing(first) => {
+                // Nothing stored: the allowance goes back when `admitted` is dropped.
+                self.count_submission("duplicate");
+                info!(message_id = %first, "idempotency key seen before; nothing stored");
+                Ok(Response::new(pb::SubmitResponse { message_id: first, duplicate: true }))
+            }
+        }
+    }
+
+    /// The tenant a submission is for: the key's own, or the one it names when its key
+    /// may send for others (`service`, `admin`).
+    async fn tenant_for(&self, caller: &Caller, named: &str) -> Result<Arc<Tenant>, Status> {
+        if named.is_empty() || named == caller.tenant.id {
+            caller.require(Scope::Send)?;
+            return Ok(caller.tenant.clone());
+        }
+        caller.may_submit_for(named)?;
+        let tenant = self.tenants.get(&self.tenancy.registry, named).await?;
+        if !tenant.is_active() {
+            return Err(Status::permission_denied(format!("tenant {named:?} is suspended")));
+        }
+        Ok(tenant)
+    }
+}
