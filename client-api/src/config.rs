@@ -4,6 +4,7 @@
 //! listen = "127.0.0.1:8443"
 //! state_dir = "data/client-api"        # the generated certificate lives here
 //! mta_url = "http://127.0.0.1:50051"
+//! mta_key = { env = "BITMAIL_MTA_KEY" }  # a key with the `service` scope: mta-server create-key --scopes service --name client-api
 //! backend_url = "http://127.0.0.1:50052"
 //! mail_domain = "localhost"            # a user `ada` sends as ada@localhost
 //! signup_on_first_login = false        # true: an unknown name + password creates the account
@@ -21,7 +22,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use bitmail_runtime::config::Validate;
+use bitmail_runtime::config::{Secret, Validate};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +31,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
     pub mta_url: String,
+    /// The edge's API key at mta-server (scope `service`). Without it, mta-server refuses
+    /// every call: nothing can be sent.
+    pub mta_key: Option<Secret>,
     pub backend_url: String,
     pub mail_domain: String,
     pub signup_on_first_login: bool,
@@ -60,6 +64,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             state_dir: PathBuf::from("data/client-api"),
             mta_url: "http://127.0.0.1:50051".into(),
+            mta_key: None,
             backend_url: "http://127.0.0.1:50052".into(),
             mail_domain: "localhost".into(),
             signup_on_first_login: false,

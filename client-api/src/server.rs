@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum_server::tls_rustls::RustlsConfig;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_proto::v1::store_client::StoreClient;
+use bitmail_runtime::grpc::Bearer;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::accounts::Accounts;
@@ -48,6 +49,10 @@ impl Server {
         let cert = tls::ensure_certificate(config)?;
         let tls = tls::server_config(&cert)?;
         let mta_channel = upstream(&config.mta_url)?;
+        let bearer = Bearer::new(config.mta_key.as_ref().map(|k| k.expose()))?;
+        if config.mta_key.is_none() {
+            tracing::warn!("no mta_key configured: mta-server will refuse every call, and nothing can be sent");
+        }
         let backend_channel = upstream(&config.backend_url)?;
         let max_decode = config.max_body_bytes.max(config.max_inbound_bytes) + 256 * 1024;
         let web = match config.web_dir.clone() {
@@ -62,7 +67,7 @@ impl Server {
             ),
             // Received mail comes back parsed: its text, HTML and attachments together are
             // about the size of the raw message, twice at most (a text part made from HTML).
-            mta: MtaClient::new(mta_channel.clone())
+            mta: MtaClient::with_interceptor(mta_channel.clone(), bearer)
                 .max_encoding_message_size(max_decode)
                 .max_decoding_message_size(2 * max_decode),
             mailbox: Mailbox::new(StoreClient::new(backend_channel.clone())),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bitmail_proto::v1::mta_client::MtaClient;
+use bitmail_runtime::grpc::WithKey;
 use bitmail_runtime::metrics::Registry;
 use tonic::transport::Channel;
 
@@ -16,7 +17,7 @@ use crate::mailbox::Mailbox;
 pub(crate) struct AppState {
     pub(crate) accounts: Accounts,
     pub(crate) mailbox: Mailbox,
-    pub(crate) mta: MtaClient<Channel>,
+    pub(crate) mta: MtaClient<WithKey>,
     pub(crate) mta_channel: Channel,
     pub(crate) backend_channel: Channel,
     pub(crate) mail_domain: String,

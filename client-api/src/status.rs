@@ -12,9 +12,9 @@ use axum::Json;
 use axum::extract::State;
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_client::MtaClient;
+use bitmail_runtime::grpc::WithKey;
 use bitmail_runtime::time::now_ms;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use crate::deliveries::{BUCKET_MS, Delivery, DeliveryLog};
 use crate::error::ApiError;
@@ -24,7 +24,7 @@ use crate::state::AppState;
 
 /// Follows mta-server's status changes into `log` until the task is aborted,
 /// reconnecting after a pause whenever the stream ends.
-pub(crate) async fn follow(mta: MtaClient<Channel>, log: Arc<DeliveryLog>) {
+pub(crate) async fn follow(mta: MtaClient<WithKey>, log: Arc<DeliveryLog>) {
     loop {
         match mta.clone().watch_messages(pb::WatchMessagesRequest { message_id: String::new() }).await {
             Ok(stream) => {

@@ -73,3 +73,43 @@ pub async fn serve(
         }
     }
 }
+
+/// Adds `authorization: Bearer KEY` to every call of a gRPC client (the services' API
+/// keys); the value is marked sensitive, so tonic and hyper never log it. Without a key
+/// the calls go out as they are (and mta-server refuses them).
+#[derive(Clone, Default)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// A key that is not printable ASCII is refused here rather than on every call.
+    pub fn new(key: Option<&str>) -> Result<Self, String> {
+        let value = match key {
+            None => None,
+            Some(key) => {
+                let mut value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+                    format!("Bearer {key}").parse().map_err(|_| "the API key must be printable ASCII".to_owned())?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(Bearer(value))
+    }
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Bearer(<key>)" } else { "Bearer(none)" })
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry a [`Bearer`] key.
+pub type WithKey = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
