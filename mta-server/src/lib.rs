@@ -21,6 +21,7 @@
 //!   lookup, timestamp freshness, Mailgun's HMAC);
 //! - [`tenant`]: who may send: tenants, API keys and the one key check every surface
 //!   calls, quotas;
+//! - [`admin`]: the gRPC `bitmail.v1.Admin` service: tenants, keys, usage, the audit log;
 //! - [`auth`]: every gRPC call authenticated by its API key before it reaches a service;
 //! - [`tenancy`]: a node's tenant store and what is built on it, from `[tenants]`; the
 //!   `create-key` command;
@@ -34,6 +35,7 @@
 //!   `cargo xtask test-manual`), straight through each provider, bypassing spool and
 //!   scheduler.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod delivery;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::admin::AdminService;
 use crate::auth::Authenticated;
 use crate::config::{Config, ProviderConfig};
 use crate::delivery::{Delivery, DeliverySettings, Providers};
@@ -32,6 +33,7 @@ pub const DELIVERY_HEALTH: &str = "bitmail.v1.Mta.delivery";
 pub struct Server {
     listener: TcpListener,
     service: MtaService,
+    admin: AdminService,
     keys: Arc<KeyCheck>,
     delivery: Delivery,
     health: Arc<Health>,
@@ -76,6 +78,12 @@ impl Server {
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
+            admin: AdminService::new(
+                tenancy.tenancy.registry.clone(),
+                tenancy.keys.clone(),
+                tenancy.tenancy.quota.clone(),
+                tenancy.tenancy.audit.clone(),
+            ),
             keys: tenancy.keys,
             service: MtaService::new(
                 spool.clone(),
@@ -117,7 +125,9 @@ impl Server {
         // Every call of `Mta` is authenticated; health and reflection stay open (they
         // reveal nothing).
         routes.add_service(Authenticated::new(self.service.into_server(), self.keys.clone()));
-        let reporter = bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Mta"]).await?;
+        routes.add_service(Authenticated::new(self.admin.into_server(), self.keys.clone()));
+        let reporter =
+            bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Mta", "bitmail.v1.Admin"]).await?;
         // "bitmail.v1.Mta" stays SERVING while mail is accepted; DELIVERY_HEALTH says
         // whether any provider can be tried now.
         let health = self.health.clone();

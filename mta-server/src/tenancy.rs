@@ -60,10 +60,11 @@ pub async fn open(config: &Config) -> Result<Opened, StoreError> {
     let store = open_store(&config.tenants).await?;
     let registry = Registry::new(store.clone());
     let domains = config.tenants.default_domains.clone();
+    let quotas = config.tenants.default_quotas.quotas();
     let default = registry.clone();
     tokio::spawn(async move {
         loop {
-            match default.ensure_default_tenant(&domains).await {
+            match default.ensure_default_tenant_with(&domains, quotas).await {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot make sure the default tenant exists; trying again in 5 s");
@@ -119,7 +120,10 @@ pub async fn create_key(args: CreateKey, config: &Config) -> Result<String, Stri
         .collect::<Result<_, _>>()?;
     let store = open_store(&config.tenants).await.map_err(|e| e.to_string())?;
     let registry = Registry::new(store);
-    registry.ensure_default_tenant(&config.tenants.default_domains).await.map_err(|e| e.to_string())?;
+    registry
+        .ensure_default_tenant_with(&config.tenants.default_domains, config.tenants.default_quotas.quotas())
+        .await
+        .map_err(|e| e.to_string())?;
     let expires_ms = args.expires_days.map(|d| bitmail_runtime::time::now_ms() + d.saturating_mul(86_400_000));
     let request =
         KeyRequest { tenant: args.tenant, name: args.name, scopes, expires_ms, created_by: "create-key".into() };

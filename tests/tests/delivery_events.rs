@@ -17,12 +17,9 @@ use bitmail_proto::v1 as pb;
 use bitmail_runtime::config::Secret;
 use bitmail_tests::mailgun::FakeMailgun;
 use bitmail_tests::sendgrid::FakeSendGrid;
-use common::{Cluster, mailgun, sendgrid, settled, submission};
+use common::{Cluster, Mta, mailgun, sendgrid, settled, submission};
 use mta_server::config::ProviderConfig;
 use serde_json::json;
-use tonic::transport::Channel;
-
-type Mta = pb::mta_client::MtaClient<Channel>;
 
 const MAILGUN_WEBHOOK_KEY: &str = "mailgun-webhook-signing-key";
 

@@ -13,9 +13,7 @@ use bitmail_tests::sendgrid::{Behavior, FakeSendGrid};
 use common::{Cluster, sendgrid, settled, submission};
 use tokio_stream::StreamExt;
 
-async fn providers(
-    mta: &mut bitmail_proto::v1::mta_client::MtaClient<tonic::transport::Channel>,
-) -> pb::ListProvidersResponse {
+async fn providers(mta: &mut common::Mta) -> pb::ListProvidersResponse {
     mta.list_providers(pb::ListProvidersRequest {}).await.unwrap().into_inner()
 }
 

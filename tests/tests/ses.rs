@@ -13,15 +13,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::prelude::*;
 use bitmail_proto::v1 as pb;
-use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_runtime::config::Secret;
 use bitmail_tests::moto::{self, Moto};
 use bitmail_tests::sendgrid::FakeSendGrid;
 use bitmail_tests::ses::{FakeSes, SesBehavior};
-use common::{Cluster, sendgrid, settled, submission};
+use common::{Cluster, Mta, sendgrid, settled, submission};
 use mta_server::config::{ProviderConfig, SchedulerKind, SesConfig};
 use serde_json::json;
-use tonic::transport::Channel;
 
 const AKID: &str = "AKIDBITMAILTEST";
 
@@ -45,7 +43,7 @@ fn ses(endpoint: String, access_key_id: &str, timeout: Duration, max_attempts: u
     })
 }
 
-async fn circuit(mta: &mut MtaClient<Channel>, name: &str) -> pb::ProviderStatus {
+async fn circuit(mta: &mut Mta, name: &str) -> pb::ProviderStatus {
     let list = mta.list_providers(pb::ListProvidersRequest {}).await.unwrap().into_inner();
     list.providers.into_iter().find(|p| p.name == name).unwrap()
 }
@@ -227,7 +225,7 @@ async fn pair(access_key_id: &str, timeout: Duration, max_attempts: u32, thresho
 }
 
 /// Sends one message and waits for it to settle.
-async fn send_one(cluster: &Cluster) -> (pb::MessageStatus, MtaClient<Channel>) {
+async fn send_one(cluster: &Cluster) -> (pb::MessageStatus, Mta) {
     let mut mta = cluster.mta_client().await;
     let id = mta.submit(submission("bob@example.net")).await.unwrap().into_inner().message_id;
     (settled(&mut mta, &id, Duration::from_secs(20)).await, mta)

@@ -32,6 +32,12 @@
 //! node_id = "mta-1"                   # this node in the shared daily counts; default: host:port
 //! key_cache_ms = 5000                 # a checked key is trusted this long: revocations reach every node within it
 //! default_domains = ["localhost"]     # the sending domains of tenant `default`, made on first start
+//! [tenants.default_quotas]            # tenant `default`'s quotas when it is made; each optional
+//! per_day = 100000                    # messages per UTC day, across nodes
+//! per_second = 50.0                   # sustained rate per node, and its burst
+//! burst = 100
+//! max_recipients = 100
+//! max_message_bytes = 41943040
 //!
 //! [retry]
 //! initial_secs = 30
@@ -102,7 +108,7 @@ use serde::Deserialize;
 pub use providers::{
     MailgunConfig, ProviderConfig, ProviderLimits, SendGridConfig, SesConfig, SmtpConfig, SmtpSecurity,
 };
-pub use tenants::TenantsConfig;
+pub use tenants::{DefaultQuotas, TenantsConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]

@@ -19,6 +19,36 @@ pub struct TenantsConfig {
     pub key_cache_ms: u64,
     /// The sending domains of tenant `default`, when it is created on the first start.
     pub default_domains: Vec<String>,
+    /// The quotas of tenant `default`, when it is created on the first start; a quota
+    /// left out keeps its default (`crate::tenant::Quotas::default`). Later edits go
+    /// through the admin API: this never changes a stored tenant.
+    pub default_quotas: DefaultQuotas,
+}
+
+/// `[tenants.default_quotas]`: each quota of tenant `default` at its creation; `None`
+/// keeps the built-in default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefaultQuotas {
+    pub per_day: Option<u64>,
+    pub per_second: Option<f64>,
+    pub burst: Option<u32>,
+    pub max_recipients: Option<u32>,
+    pub max_message_bytes: Option<u64>,
+}
+
+impl DefaultQuotas {
+    /// The built-in defaults with the configured ones over them.
+    pub fn quotas(&self) -> crate::tenant::Quotas {
+        let d = crate::tenant::Quotas::default();
+        crate::tenant::Quotas {
+            per_day: self.per_day.unwrap_or(d.per_day),
+            per_second: self.per_second.unwrap_or(d.per_second),
+            burst: self.burst.unwrap_or(d.burst),
+            max_recipients: self.max_recipients.unwrap_or(d.max_recipients),
+            max_message_bytes: self.max_message_bytes.unwrap_or(d.max_message_bytes),
+        }
+    }
 }
 
 impl Default for TenantsConfig {
@@ -29,6 +59,7 @@ impl Default for TenantsConfig {
             node_id: String::new(),
             key_cache_ms: 5000,
             default_domains: vec!["localhost".into()],
+            default_quotas: DefaultQuotas::default(),
         }
     }
 }
@@ -56,5 +87,27 @@ impl TenantsConfig {
                 problems.push(format!("tenants.default_domains[{i}]: {domain:?} {e}"));
             }
         }
+        if let Err(invalid) = self.default_quotas.quotas().validate() {
+            problems.extend(invalid.0.iter().map(|e| format!("tenants.default_{e}")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use bitmail_runtime::config::parse;
+
+    #[test]
+    fn default_quotas_overlay_the_built_in_ones_and_are_checked() {
+        let c: Config = parse("[tenants.default_quotas]\nper_second = 2000.0\nburst = 5000\n", "t").unwrap();
+        let q = c.tenants.default_quotas.quotas();
+        assert_eq!((q.per_second, q.burst), (2000.0, 5000));
+        assert_eq!(q.per_day, crate::tenant::Quotas::default().per_day);
+
+        let err = parse::<Config>("[tenants.default_quotas]\nburst = 0\nbogus = 1\n", "t").unwrap_err();
+        assert!(err.problems.join("\n").contains("bogus"), "{err}");
+        let err = parse::<Config>("[tenants.default_quotas]\nburst = 0\n", "t").unwrap_err();
+        assert!(err.problems.join("\n").contains("tenants.default_quotas.burst"), "{err}");
     }
 }

@@ -200,7 +200,17 @@ impl Registry {
     /// own and answers the older. Store ids sort in creation order, so every reader agrees
     /// on "the oldest".
     pub async fn ensure_default_tenant(&self, domains: &[String]) -> Result<Versioned<Tenant>, RegistryError> {
-        let tenant = Tenant::new(DEFAULT_TENANT, "Default", domains, &[], Quotas::default(), now_ms())?;
+        self.ensure_default_tenant_with(domains, Quotas::default()).await
+    }
+
+    /// [`Registry::ensure_default_tenant`] with these quotas, if it is created now
+    /// (`[tenants.default_quotas]`).
+    pub async fn ensure_default_tenant_with(
+        &self,
+        domains: &[String],
+        quotas: Quotas,
+    ) -> Result<Versioned<Tenant>, RegistryError> {
+        let tenant = Tenant::new(DEFAULT_TENANT, "Default", domains, &[], quotas, now_ms())?;
         let (doc, _) = put_unique(&*self.store, &tenant_subset(DEFAULT_TENANT), tenant.to_fields()).await?;
         let value = Tenant::from_fields(&doc.fields).ok_or_else(|| bad_document(&doc))?;
         Ok(Versioned { value, version: doc.version })

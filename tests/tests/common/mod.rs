@@ -11,6 +11,7 @@ use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_proto::v1::store_client::StoreClient;
 use bitmail_runtime::config::Secret;
+use bitmail_runtime::grpc::{Bearer, WithKey};
 use bitmail_tests::mailgun::FakeMailgun;
 use bitmail_tests::sendgrid::FakeSendGrid;
 use mta_server::config::{MailgunConfig, ProviderConfig, SendGridConfig};
@@ -19,12 +20,23 @@ use tonic::transport::Channel;
 
 pub const KEY: &str = "SG.test-key";
 
+/// The `From` domains of tenant `default`: every domain the tests send from
+/// (`unverified.test`: a sender SES does not know, which the tenant must let through).
+pub const DEFAULT_DOMAINS: [&str; 3] = ["bitmail.test", "example.net", "unverified.test"];
+
+/// An mta-server client whose calls carry an API key.
+pub type Mta = MtaClient<WithKey>;
+
 /// A running set of services; everything stops when it is dropped.
 pub struct Cluster {
     pub backend: SocketAddr,
     pub mta: SocketAddr,
     pub edge: Option<SocketAddr>,
     pub cert: Option<PathBuf>,
+    /// An `admin` key of tenant `default`, which [`Cluster::mta_client`] sends.
+    pub admin_key: String,
+    /// The `service` key client-api sends (its `mta_key`).
+    pub service_key: String,
     stop: watch::Sender<bool>,
     state_dir: PathBuf,
 }
@@ -121,7 +133,12 @@ impl Cluster {
         mta_config.retry.initial_secs = 1;
         mta_config.spool.path = state_dir.join("spool.redb");
         mta_config.spool.cache_bytes = 4 << 20;
+        mta_config.tenants.store = format!("http://{backend_addr}");
+        mta_config.tenants.default_domains = DEFAULT_DOMAINS.map(String::from).to_vec();
         tune(&mut mta_config);
+        // The keys exist before anything calls mta-server, as after `mta-server create-key`.
+        let admin_key = create_key(&mta_config, "admin", "tests-admin").await;
+        let service_key = create_key(&mta_config, "service", "client-api").await;
         let mta = mta_server::server::Server::bind(&mta_config).await.expect("mta binds");
         let mta_addr = mta.local_addr().unwrap();
         tokio::spawn(mta.serve(stopped(&rx)));
@@ -131,6 +148,7 @@ impl Cluster {
                 listen: loopback(),
                 state_dir: state_dir.clone(),
                 mta_url: format!("http://{mta_addr}"),
+                mta_key: Some(Secret::new(service_key.clone())),
                 backend_url: format!("http://{backend_addr}"),
                 mail_domain: "bitmail.test".into(),
                 signup_on_first_login: true,
@@ -145,11 +163,22 @@ impl Cluster {
         } else {
             (None, None)
         };
-        Cluster { backend: backend_addr, mta: mta_addr, edge: edge_addr, cert, stop, state_dir }
+        Cluster { backend: backend_addr, mta: mta_addr, edge: edge_addr, cert, admin_key, service_key, stop, state_dir }
     }
 
-    pub async fn mta_client(&self) -> MtaClient<Channel> {
-        MtaClient::connect(format!("http://{}", self.mta)).await.expect("mta connects")
+    /// An mta-server client sending the admin key.
+    pub async fn mta_client(&self) -> Mta {
+        self.mta_client_with(Some(&self.admin_key)).await
+    }
+
+    /// An mta-server client sending `key` (none: no `authorization` at all).
+    pub async fn mta_client_with(&self, key: Option<&str>) -> Mta {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.mta))
+            .unwrap()
+            .connect()
+            .await
+            .expect("mta connects");
+        MtaClient::with_interceptor(channel, Bearer::new(key).expect("a printable key"))
     }
 
     pub async fn store_client(&self) -> StoreClient<Channel> {
@@ -196,6 +225,19 @@ pub async fn sign_in(http: &reqwest::Client, base: &str, name: &str, password: &
     (cookie, body["csrf_token"].as_str().unwrap().to_owned())
 }
 
+/// A key of tenant `default` (made if missing) with one scope, made the way
+/// `mta-server create-key` makes it, in the `[tenants]` store of `config`.
+async fn create_key(config: &mta_server::config::Config, scope: &str, name: &str) -> String {
+    let args = mta_server::tenancy::CreateKey {
+        config: None,
+        tenant: "default".into(),
+        scopes: vec![scope.into()],
+        name: name.into(),
+        expires_days: None,
+    };
+    mta_server::tenancy::create_key(args, config).await.unwrap_or_else(|e| panic!("creating the {scope} key: {e}"))
+}
+
 /// Unique in this process (a counter: two clusters can start in the same clock tick)
 /// and across processes (the pid and the time).
 fn uuid_like() -> String {
@@ -218,7 +260,7 @@ pub fn submission(to: &str) -> pb::SubmitRequest {
 }
 
 /// Polls GetMessage until the message leaves queued/sending/deferred, or `timeout`.
-pub async fn settled(mta: &mut MtaClient<Channel>, id: &str, timeout: Duration) -> pb::MessageStatus {
+pub async fn settled(mta: &mut Mta, id: &str, timeout: Duration) -> pb::MessageStatus {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let status = mta
@@ -239,7 +281,7 @@ pub async fn settled(mta: &mut MtaClient<Channel>, id: &str, timeout: Duration) 
 /// Polls GetMessage until `done` holds for the status and answers it; fails after 10 s
 /// naming `what` and showing the last status seen.
 pub async fn status_until(
-    mta: &MtaClient<Channel>,
+    mta: &Mta,
     id: &str,
     what: &str,
     done: impl Fn(&pb::MessageStatus) -> bool,
@@ -253,7 +295,7 @@ pub async fn status_until(
 }
 
 /// Polls GetMessage until the message is deferred.
-pub async fn deferred(mta: &MtaClient<Channel>, id: &str) -> pb::MessageStatus {
+pub async fn deferred(mta: &Mta, id: &str) -> pb::MessageStatus {
     status_until(mta, id, "deferred", |s| s.state() == pb::DeliveryState::Deferred).await
 }
 
