@@ -6,15 +6,28 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Writes a config file whose spool lives beside it, in the temporary folder.
+/// Writes a config file whose spool and tenants file live beside it, in the temporary
+/// folder (never in `data/` under the crate).
 fn write_config(name: &str, text: &str) -> std::path::PathBuf {
     let base = std::env::temp_dir().join(format!("bitmail-mta-{}-{name}", std::process::id()));
-    let spool = format!("[spool]\npath = {:?}\n", base.with_extension("redb").display().to_string());
+    let spool = format!(
+        "[spool]\npath = {:?}\n[tenants]\npath = {:?}\n",
+        base.with_extension("redb").display().to_string(),
+        base.with_extension("tenants.redb").display().to_string()
+    );
     let path = base.with_extension("toml");
-    // Top-level keys first, then the [spool] table, then the rest.
+    // Top-level keys first, then the [spool] and [tenants] tables, then the rest.
     let (top, tables) = text.split_at(text.find('[').unwrap_or(text.len()));
     std::fs::write(&path, format!("{top}{spool}{tables}")).unwrap();
     path
+}
+
+/// Removes the config file and whatever the server made beside it.
+fn remove(path: &std::path::Path) {
+    std::fs::remove_file(path).unwrap();
+    for extension in ["redb", "tenants.redb"] {
+        let _ = std::fs::remove_file(path.with_extension(extension));
+    }
 }
 
 #[test]
@@ -29,7 +42,7 @@ fn a_bad_config_lists_every_problem_and_exits_64() {
     for needle in ["3 problem(s)", "queue_size: unknown key", "max_recipients", "providers[0].base_url"] {
         assert!(stderr.contains(needle), "missing {needle} in:\n{stderr}");
     }
-    std::fs::remove_file(path).unwrap();
+    remove(&path);
 }
 
 #[test]
@@ -44,7 +57,7 @@ fn check_config_validates_and_exits() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
-    std::fs::remove_file(path).unwrap();
+    remove(&path);
 
     let out = Command::new(env!("CARGO_BIN_EXE_mta-server")).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(64));
@@ -85,5 +98,5 @@ fn sigterm_stops_it_cleanly() {
     assert!(status.success(), "exit {status:?}; log:\n{}", rest.join("\n"));
     assert!(rest.iter().any(|l| l.contains("SIGTERM received")), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("mta-server stopped")), "{rest:?}");
-    std::fs::remove_file(path).unwrap();
+    remove(&path);
 }

@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_client::MtaClient;
+use bitmail_runtime::grpc::WithKey;
 use bitmail_tests::sendgrid::{Behavior, FakeSendGrid};
 use tokio::sync::Mutex;
 
 const KEY: &str = "SG.kill-test";
+
+type Mta = MtaClient<WithKey>;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bitmail-kill-{}-{name}", std::process::id()));
@@ -36,16 +39,38 @@ impl Drop for Running {
     }
 }
 
-/// Starts mta-server on an ephemeral port with its spool in `dir`; answers the child
-/// and the address it listens on (read from its log).
-fn start(dir: &Path, fake: &FakeSendGrid) -> (Running, SocketAddr) {
+/// Starts mta-server on an ephemeral port with its spool and tenants file in `dir`;
+/// answers the child, the address it listens on (read from its log) and a `send,read`
+/// key (made with `mta-server create-key` before the first start; the same after a
+/// restart, the tenants file being kept).
+fn start(dir: &Path, fake: &FakeSendGrid) -> (Running, SocketAddr, String) {
     let config = dir.join("mta.toml");
+    // The burst is far beyond the default tenant's default rate (50/s): raised for it.
+    let tenants = bitmail_tests::api_key::tenants_section(
+        dir,
+        &["bitmail.test"],
+        "[tenants.default_quotas]\nper_second = 100000.0\nburst = 100000\n",
+    );
     let text = format!(
-        "listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 1\n[spool]\npath = {:?}\ncache_bytes = 4194304\n[retry]\ninitial_secs = 1\nmax_delay_secs = 2\n[[providers]]\nname = \"sg\"\nkind = \"sendgrid\"\nbase_url = \"{}\"\napi_key = \"{KEY}\"\ntimeout_ms = 2000\n",
+        "listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 1\n[spool]\npath = {:?}\ncache_bytes = 4194304\n[retry]\ninitial_secs = 1\nmax_delay_secs = 2\n{tenants}[[providers]]\nname = \"sg\"\nkind = \"sendgrid\"\nbase_url = \"{}\"\napi_key = \"{KEY}\"\ntimeout_ms = 2000\n",
         dir.join("spool.redb").display().to_string(),
         fake.base_url()
     );
     std::fs::write(&config, text).unwrap();
+    let key_file = dir.join("api-key");
+    let api_key = match std::fs::read_to_string(&key_file) {
+        Ok(key) => key,
+        Err(_) => {
+            let key = bitmail_tests::api_key::create_key(
+                Path::new(env!("CARGO_BIN_EXE_mta-server")),
+                &config,
+                "send,read",
+                "kill-test",
+            );
+            std::fs::write(&key_file, &key).unwrap();
+            key
+        }
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_mta-server"))
         .arg("--config")
         .arg(&config)
@@ -71,14 +96,14 @@ fn start(dir: &Path, fake: &FakeSendGrid) -> (Running, SocketAddr) {
         }
     });
     let addr = rx.recv_timeout(Duration::from_secs(30)).expect("mta-server announces its address");
-    (Running(child), addr.parse().unwrap())
+    (Running(child), addr.parse().unwrap(), api_key)
 }
 
-async fn client(addr: SocketAddr) -> MtaClient<tonic::transport::Channel> {
+async fn client(addr: SocketAddr, key: &str) -> Mta {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match MtaClient::connect(format!("http://{addr}")).await {
-            Ok(c) => return c,
+        match tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await {
+            Ok(channel) => return bitmail_tests::api_key::client(channel, key),
             Err(e) if Instant::now() > deadline => panic!("cannot connect: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -95,10 +120,7 @@ fn submission(i: usize) -> pb::SubmitRequest {
     }
 }
 
-async fn wait_all_settled(
-    mta: &mut MtaClient<tonic::transport::Channel>,
-    ids: &[String],
-) -> HashMap<String, pb::MessageStatus> {
+async fn wait_all_settled(mta: &mut Mta, ids: &[String]) -> HashMap<String, pb::MessageStatus> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut done = HashMap::new();
     while done.len() < ids.len() && Instant::now() < deadline {
@@ -120,8 +142,8 @@ async fn kill_9_during_a_burst_loses_nothing_and_duplicates_only_what_it_flags()
     let fake = FakeSendGrid::start(KEY).await.unwrap();
     // Slow enough that some messages are mid-send when the process dies.
     fake.set_behavior(Behavior::Delay(Duration::from_millis(30)));
-    let (mut child, addr) = start(&dir, &fake);
-    let mta = client(addr).await;
+    let (mut child, addr, api_key) = start(&dir, &fake);
+    let mta = client(addr, &api_key).await;
 
     let acked = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -153,8 +175,8 @@ async fn kill_9_during_a_burst_loses_nothing_and_duplicates_only_what_it_flags()
     assert!(before_restart < acked.len(), "the kill came before everything was delivered");
 
     fake.set_behavior(Behavior::Accept);
-    let (child, addr) = start(&dir, &fake);
-    let mut mta = client(addr).await;
+    let (child, addr, api_key) = start(&dir, &fake);
+    let mut mta = client(addr, &api_key).await;
     let statuses = wait_all_settled(&mut mta, &acked).await;
     assert_eq!(statuses.len(), acked.len(), "every acknowledged message reached a final state");
 
@@ -191,8 +213,8 @@ async fn a_restart_resumes_deferred_mail() {
     let dir = temp_dir("resume");
     let fake = FakeSendGrid::start(KEY).await.unwrap();
     fake.set_behavior(Behavior::Fail { status: 503, body: String::new() });
-    let (mut child, addr) = start(&dir, &fake);
-    let mut mta = client(addr).await;
+    let (mut child, addr, api_key) = start(&dir, &fake);
+    let mut mta = client(addr, &api_key).await;
     let id = mta.submit(submission(1)).await.unwrap().into_inner().message_id;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -207,8 +229,8 @@ async fn a_restart_resumes_deferred_mail() {
     assert!(child.0.wait().unwrap().success());
 
     fake.set_behavior(Behavior::Accept);
-    let (child, addr) = start(&dir, &fake);
-    let mut mta = client(addr).await;
+    let (child, addr, api_key) = start(&dir, &fake);
+    let mut mta = client(addr, &api_key).await;
     let statuses = wait_all_settled(&mut mta, std::slice::from_ref(&id)).await;
     assert_eq!(statuses[&id].state(), pb::DeliveryState::Sent);
     assert_eq!(fake.received().len(), 1);
@@ -222,8 +244,12 @@ fn a_corrupt_spool_is_reported_and_kept() {
     let spool = dir.join("spool.redb");
     std::fs::write(&spool, b"not a spool").unwrap();
     let config = dir.join("mta.toml");
-    std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\n[spool]\npath = {:?}\n", spool.display().to_string()))
-        .unwrap();
+    let tenants = bitmail_tests::api_key::tenants_section(&dir, &["bitmail.test"], "");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:0\"\n[spool]\npath = {:?}\n{tenants}", spool.display().to_string()),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_mta-server"))
         .arg("--config")
         .arg(&config)

@@ -10,6 +10,8 @@
 //! - [`sns`]: an Amazon SNS stand-in: an HTTPS server with a throwaway CA serving an
 //!   RSA signing certificate and the `ConfirmSubscription` link, and a signer of SNS
 //!   messages (signature versions 1 and 2).
+//! - [`api_key`]: API keys made with `mta-server create-key` for tests and benchmarks
+//!   that run the binary, and clients that send them.
 //! - [`eventually`]: polling a condition to a deadline, for tests that would otherwise
 //!   sleep a fixed time and then assert.
 //! - [`moto`]: starts moto, an Amazon SES emulator from PyPI, as a child process.
@@ -24,6 +26,7 @@
 //!
 //! The cross-service tests live in `tests/tests/`, one scenario per file.
 
+pub mod api_key;
 pub mod command_line;
 pub mod eventually;
 pub mod mailgun;
