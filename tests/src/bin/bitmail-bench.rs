@@ -7,6 +7,12 @@
 //! latency p50/p99, deliveries per second (first submission to last message accepted by
 //! the fake), and the server's peak RSS (VmHWM). One line of Markdown table per run.
 //!
+//! Every Submit is authenticated, as mta-server requires: a `send` key is made with
+//! `mta-server create-key` before the server starts (tenants in a file of the run's
+//! temporary folder, tenant `default` with quotas that do not bind) and sent as
+//! `authorization: Bearer KEY` on each call, so the acceptance figures include the
+//! key check.
+//!
 //! With `--fail-over-at N`, there are two providers, `a` and `b`; once N submissions
 //! were acknowledged, `a` starts answering 503. It then reports the time from that
 //! moment to the last request `a` received, the acknowledged messages never delivered
@@ -27,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bitmail_proto::v1 as pb;
-use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_tests::sendgrid::{Behavior, FakeSendGrid};
 use clap::Parser;
 
@@ -104,14 +109,26 @@ async fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("mta.toml");
+    // The quotas of tenant `default` at their highest: the bench measures mta-server,
+    // not a rate limit.
+    let tenants = bitmail_tests::api_key::tenants_section(
+        &dir,
+        &["bitmail.test"],
+        &format!(
+            "[tenants.default_quotas]\nper_day = 1000000000\nper_second = 100000.0\nburst = 1000000\nmax_message_bytes = {}\n",
+            o.size * 2 + 4096
+        ),
+    );
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\nmax_message_bytes = {}\n[spool]\npath = {:?}\n[delivery]\nconcurrency = 256\n[health]\ncool_down_secs = 3600\n{providers}",
+            "listen = \"127.0.0.1:0\"\nmax_message_bytes = {}\n[spool]\npath = {:?}\n[delivery]\nconcurrency = 256\n[health]\ncool_down_secs = 3600\n{tenants}{providers}",
             o.size * 2 + 4096,
             dir.join("spool.redb").display().to_string(),
         ),
     )?;
+    // Before the server starts: it locks the tenants file while it runs.
+    let api_key = bitmail_tests::api_key::create_key(&o.mta_bin, &config, "send", "bench");
     let mut child = Command::new(&o.mta_bin)
         .arg("--config")
         .arg(&config)
@@ -142,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut callers = Vec::new();
     for _ in 0..o.concurrency {
-        let mut client = MtaClient::new(channel.clone());
+        let mut client = bitmail_tests::api_key::client(channel.clone(), &api_key);
         let next = next.clone();
         let acked = acked.clone();
         let failed_at = failed_at.clone();
