@@ -126,11 +126,7 @@ impl Gateway {
         let mut admin = self.mta(Some(&self.admin_key)).await;
         let providers = admin.list_providers(pb::ListProvidersRequest {}).await.unwrap().into_inner();
         let suppressions = admin.list_suppressions(pb::ListSuppressionsRequest::default()).await.unwrap().into_inner();
-        (
-            providers.backlog,
-            providers.providers.iter().map(|p| p.circuit).collect(),
-            suppressions.suppressions.len(),
-        )
+        (providers.backlog, providers.providers.iter().map(|p| p.circuit).collect(), suppressions.suppressions.len())
     }
 }
 
@@ -173,32 +169,25 @@ async fn every_call(client: &mut MtaClient<WithKey>) -> Vec<(&'static str, Code)
     let code = |r: Result<(), tonic::Status>| r.err().map_or(Code::Ok, |s| s.code());
     vec![
         ("Submit", code(client.submit(message("ada@a.test")).await.map(drop))),
-        (
-            "GetMessage",
-            code(client.get_message(pb::GetMessageRequest { message_id: "x".into() }).await.map(drop)),
-        ),
+        ("GetMessage", code(client.get_message(pb::GetMessageRequest { message_id: "x".into() }).await.map(drop))),
         ("ListProviders", code(client.list_providers(pb::ListProvidersRequest {}).await.map(drop))),
         ("WatchMessages", code(client.watch_messages(pb::WatchMessagesRequest::default()).await.map(drop))),
-        (
-            "PauseProvider",
-            code(client.pause_provider(pb::ProviderRequest { name: "sendgrid".into() }).await.map(drop)),
-        ),
+        ("PauseProvider", code(client.pause_provider(pb::ProviderRequest { name: "sendgrid".into() }).await.map(drop))),
         (
             "ResumeProvider",
             code(client.resume_provider(pb::ProviderRequest { name: "sendgrid".into() }).await.map(drop)),
         ),
-        (
-            "RetryMessage",
-            code(client.retry_message(pb::GetMessageRequest { message_id: "x".into() }).await.map(drop)),
-        ),
+        ("RetryMessage", code(client.retry_message(pb::GetMessageRequest { message_id: "x".into() }).await.map(drop))),
         (
             "ReceiveWebhook",
-            code(client.receive_webhook(pb::WebhookRequest { provider: "sendgrid".into(), ..Default::default() }).await.map(drop)),
+            code(
+                client
+                    .receive_webhook(pb::WebhookRequest { provider: "sendgrid".into(), ..Default::default() })
+                    .await
+                    .map(drop),
+            ),
         ),
-        (
-            "ListSuppressions",
-            code(client.list_suppressions(pb::ListSuppressionsRequest::default()).await.map(drop)),
-        ),
+        ("ListSuppressions", code(client.list_suppressions(pb::ListSuppressionsRequest::default()).await.map(drop))),
         (
             "AddSuppression",
             code(
@@ -212,7 +201,10 @@ async fn every_call(client: &mut MtaClient<WithKey>) -> Vec<(&'static str, Code)
             "RemoveSuppression",
             code(
                 client
-                    .remove_suppression(pb::RemoveSuppressionRequest { address: "eve@example.net".into() })
+                    .remove_suppression(pb::RemoveSuppressionRequest {
+                        address: "eve@example.net".into(),
+                        tenant: String::new(),
+                    })
                     .await
                     .map(drop),
             ),
@@ -252,15 +244,26 @@ async fn every_mta_call_needs_a_usable_key_and_a_refused_call_changes_nothing() 
         }
     }
 
-    // The right key for the wrong call: PERMISSION_DENIED, for everything but Submit.
+    // The right key for the wrong call: PERMISSION_DENIED. What each scope may do
+    // (message "x" is nobody's: NOT_FOUND once the scope is granted).
     let mut send_only = gw.mta(Some(&good)).await;
     for (call, code) in every_call(&mut send_only).await {
-        match call {
-            "Submit" => assert_eq!(code, Code::Ok, "a send key submits"),
-            // Its own message ids only; "x" is nobody's, but the scope is checked first.
-            "RetryMessage" => assert_eq!(code, Code::NotFound, "{call}"),
-            _ => assert_eq!(code, Code::PermissionDenied, "{call} with a send-only key"),
-        }
+        let expected = match call {
+            // Its own suppression entry: added, then removed again by the next call.
+            "Submit" | "AddSuppression" | "RemoveSuppression" => Code::Ok,
+            "RetryMessage" => Code::NotFound,
+            _ => Code::PermissionDenied,
+        };
+        assert_eq!(code, expected, "{call} with a send-only key");
+    }
+    let mut read_only = gw.mta(Some(&key(&gw.registry, "a", &[Scope::Read]).await)).await;
+    for (call, code) in every_call(&mut read_only).await {
+        let expected = match call {
+            "WatchMessages" | "ListSuppressions" => Code::Ok,
+            "GetMessage" => Code::NotFound,
+            _ => Code::PermissionDenied,
+        };
+        assert_eq!(code, expected, "{call} with a read-only key");
     }
 
     // Nothing the refused calls asked for happened: one message (the send key's), the
@@ -269,9 +272,12 @@ async fn every_mta_call_needs_a_usable_key_and_a_refused_call_changes_nothing() 
     assert!(backlog_and_sent <= 1);
     assert_eq!(circuits, vec![pb::CircuitState::Closed as i32]);
     assert_eq!(suppressions, 0);
-    let delivered = eventually(Duration::from_secs(10), "one message delivered", || async { gw.fake.received() }, |r| {
-        !r.is_empty()
-    })
+    let delivered = eventually(
+        Duration::from_secs(10),
+        "one message delivered",
+        || async { gw.fake.received() },
+        |r| !r.is_empty(),
+    )
     .await;
     assert_eq!(delivered.len(), 1, "only the send key's message went out");
 
@@ -301,7 +307,10 @@ async fn a_tenant_sees_only_its_own_messages_and_sends_only_from_its_domains() {
         let seen = b.get_message(pb::GetMessageRequest { message_id: id.into() }).await.unwrap_err();
         assert_eq!((seen.code(), seen.message()), (Code::NotFound, format!("no message with id {id:?}").as_str()));
         let retried = b.retry_message(pb::GetMessageRequest { message_id: id.into() }).await.unwrap_err();
-        assert_eq!((retried.code(), retried.message()), (Code::NotFound, format!("no message with id {id:?}").as_str()));
+        assert_eq!(
+            (retried.code(), retried.message()),
+            (Code::NotFound, format!("no message with id {id:?}").as_str())
+        );
     }
 
     // B's watch shows B's own message, and none of A's before it.
@@ -343,7 +352,10 @@ async fn quotas_refuse_before_anything_is_stored_and_say_when_the_next_message_i
     let mut rate = gw.mta(Some(&key(&gw.registry, "rate", &[Scope::Send]).await)).await;
     let mut daily = gw.mta(Some(&key(&gw.registry, "daily", &[Scope::Send]).await)).await;
 
-    let too_many = pb::SubmitRequest { to: vec!["a@x.test".into(), "b@x.test".into(), "c@x.test".into()], ..message("r@rate.test") };
+    let too_many = pb::SubmitRequest {
+        to: vec!["a@x.test".into(), "b@x.test".into(), "c@x.test".into()],
+        ..message("r@rate.test")
+    };
     let refused = rate.submit(too_many).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted);
     assert!(refused.message().contains("max_recipients"), "{}", refused.message());
@@ -368,10 +380,9 @@ async fn quotas_refuse_before_anything_is_stored_and_say_when_the_next_message_i
     assert!(after.abs_diff(to_midnight) < 5_000, "retry after {after} ms, midnight in {to_midnight} ms");
 
     // Only the admitted messages went out.
-    let sent = eventually(Duration::from_secs(10), "5 messages delivered", || async { gw.fake.received() }, |r| {
-        r.len() >= 5
-    })
-    .await;
+    let sent =
+        eventually(Duration::from_secs(10), "5 messages delivered", || async { gw.fake.received() }, |r| r.len() >= 5)
+            .await;
     tokio::time::sleep(Duration::from_millis(300)).await; // would a refused one follow?
     assert_eq!(gw.fake.received().len(), sent.len());
     assert_eq!(sent.len(), 5);
@@ -382,12 +393,7 @@ async fn quotas_refuse_before_anything_is_stored_and_say_when_the_next_message_i
         Duration::from_secs(10),
         "usage flushed",
         || async {
-            admin
-                .clone()
-                .get_usage(pb::GetUsageRequest { tenant: "daily".into(), days: 0 })
-                .await
-                .unwrap()
-                .into_inner()
+            admin.clone().get_usage(pb::GetUsageRequest { tenant: "daily".into(), days: 0 }).await.unwrap().into_inner()
         },
         |u| u.days.last().is_some_and(|d| d.messages == 3),
     )
@@ -488,7 +494,12 @@ async fn the_admin_api_refuses_bad_input_changes_nothing_and_keeps_an_audit_log(
     // A tenant, a key for it; the last admin key cannot be revoked.
     admin.create_tenant(tenant("acme", "Acme", &["acme.test"], None)).await.unwrap();
     let created = admin
-        .create_key(pb::CreateKeyRequest { tenant: "acme".into(), name: "ci".into(), scopes: vec!["send".into()], expires_at_unix_ms: 0 })
+        .create_key(pb::CreateKeyRequest {
+            tenant: "acme".into(),
+            name: "ci".into(),
+            scopes: vec!["send".into()],
+            expires_at_unix_ms: 0,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -512,7 +523,9 @@ async fn the_admin_api_refuses_bad_input_changes_nothing_and_keeps_an_audit_log(
         assert_eq!(entry.tenant, "acme");
     }
     assert!(log.entries[0].before.is_empty() && log.entries[0].after.contains("acme.test"));
-    assert!(log.entries[2].before.contains("\"revoked_ms\":null") && !log.entries[2].after.contains("\"revoked_ms\":null"));
+    assert!(
+        log.entries[2].before.contains("\"revoked_ms\":null") && !log.entries[2].after.contains("\"revoked_ms\":null")
+    );
     assert!(!log.entries.iter().any(|e| e.after.contains(&created.secret)), "the secret is never logged");
     let by_tenant = admin
         .list_audit(pb::ListAuditRequest { tenant: "nobody".into(), ..Default::default() })
@@ -531,4 +544,54 @@ async fn the_admin_api_refuses_bad_input_changes_nothing_and_keeps_an_audit_log(
     assert_eq!((counted.count, counted.address.as_str()), (3, "127.0.0.1"));
     let log = admin.list_audit(pb::ListAuditRequest::default()).await.unwrap().into_inner();
     assert_eq!(log.entries.len(), 3);
+}
+
+#[tokio::test]
+async fn a_tenant_keeps_its_own_suppressions_and_an_admin_sees_all() {
+    let gw = Gateway::start(1).await;
+    gw.tenant("a", &["a.test"], Quotas::default()).await;
+    gw.tenant("b", &["b.test"], Quotas::default()).await;
+    let mut a = gw.mta(Some(&key(&gw.registry, "a", &[Scope::Send, Scope::Read]).await)).await;
+    let mut b = gw.mta(Some(&key(&gw.registry, "b", &[Scope::Send, Scope::Read]).await)).await;
+    let mut admin = gw.mta(Some(&gw.admin_key)).await;
+
+    let added = a.add_suppression(pb::Suppression { address: "Ann@Example.net".into(), ..Default::default() }).await;
+    assert_eq!(added.unwrap().into_inner().tenant, "a", "a tenant's entry is its own");
+    let refused = a
+        .add_suppression(pb::Suppression { address: "x@example.net".into(), tenant: "b".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    admin
+        .add_suppression(pb::Suppression {
+            address: "dead@example.net".into(),
+            reason: "gone".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // a's entry stops a's mail to ann, not b's; the entry for everyone stops both.
+    let to = |address: &str, from: &str| pb::SubmitRequest { to: vec![address.into()], ..message(from) };
+    assert_eq!(a.submit(to("ann@example.net", "x@a.test")).await.unwrap_err().code(), Code::InvalidArgument);
+    b.submit(to("ann@example.net", "x@b.test")).await.expect("a's suppression is not b's");
+    for (client, from) in [(&mut a, "x@a.test"), (&mut b, "x@b.test")] {
+        assert_eq!(client.submit(to("dead@example.net", from)).await.unwrap_err().code(), Code::InvalidArgument);
+    }
+
+    let listed = |mut client: MtaClient<WithKey>| async move {
+        let list = client.list_suppressions(pb::ListSuppressionsRequest::default()).await.unwrap().into_inner();
+        list.suppressions.into_iter().map(|s| (s.address, s.tenant)).collect::<Vec<_>>()
+    };
+    assert_eq!(listed(a.clone()).await, [("ann@example.net".to_owned(), "a".to_owned())]);
+    assert!(listed(b.clone()).await.is_empty(), "b sees neither a's entry nor the global one");
+    assert_eq!(listed(admin.clone()).await.len(), 2, "an admin sees all");
+    let removed = b
+        .remove_suppression(pb::RemoveSuppressionRequest { address: "ann@example.net".into(), tenant: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(removed.code(), Code::NotFound, "b has no entry of its own to remove");
+    a.remove_suppression(pb::RemoveSuppressionRequest { address: "ann@example.net".into(), tenant: String::new() })
+        .await
+        .expect("a removes its own");
 }

@@ -80,8 +80,9 @@ impl MtaService {
         self.metrics.count("bitmail_mta_submissions_total", "Submit calls, by result.", &[("result", result)], 1);
     }
 
-    /// INVALID_ARGUMENT naming the first recipient on the suppression list.
-    async fn check_suppressions(&self, message: &crate::message::Message) -> Result<(), Status> {
+    /// INVALID_ARGUMENT naming the first recipient on the suppression list, for every
+    /// tenant or for `tenant`.
+    async fn check_suppressions(&self, message: &crate::message::Message, tenant: &str) -> Result<(), Status> {
         let fields: Vec<(String, String)> = [("to", &message.to), ("cc", &message.cc), ("bcc", &message.bcc)]
             .into_iter()
             .flat_map(|(name, list)| {
@@ -90,8 +91,9 @@ impl MtaService {
             .collect();
         let spool = self.spool.clone();
         let now = now_ms();
+        let tenant = tenant.to_owned();
         let found = tokio::task::spawn_blocking(move || {
-            let hit = spool.suppressed_blocking(fields.iter().map(|(_, a)| a.as_str()), now)?;
+            let hit = spool.suppressed_blocking(fields.iter().map(|(_, a)| a.as_str()), &tenant, now)?;
             let hit = hit.and_then(|(address, r)| {
                 let field = fields.iter().find(|(_, a)| a == address)?.0.clone();
                 Some((field, address.to_owned(), r))
@@ -169,6 +171,22 @@ impl MtaService {
             tracing::error!(error = %e, action, "cannot write the audit log");
             Status::unavailable(format!("cannot write the audit log: {e}"))
         })
+    }
+
+    /// Whose suppression entry a caller adds or removes: an admin's, the tenant it names
+    /// (empty: every tenant's); anyone else's (with `send`), its own tenant's.
+    async fn suppression_tenant(&self, caller: &Caller, named: &str) -> Result<String, Status> {
+        if caller.require(Scope::Admin).is_ok() {
+            if !named.is_empty() {
+                self.tenants.get(&self.tenancy.registry, named).await?;
+            }
+            return Ok(named.to_owned());
+        }
+        caller.require(Scope::Send)?;
+        if !named.is_empty() && named != caller.tenant.id {
+            return Err(Status::permission_denied(format!("tenant: only an admin edits tenant {named:?}'s entries")));
+        }
+        Ok(caller.tenant.id.clone())
     }
 
     /// The tonic server, accepting requests a little over the message limit so that an
@@ -322,14 +340,22 @@ impl pb::mta_server::Mta for MtaService {
         &self,
         request: Request<pb::ListSuppressionsRequest>,
     ) -> Result<Response<pb::ListSuppressionsResponse>, Status> {
-        caller(&request)?.require(Scope::Admin)?;
+        let caller = caller(&request)?;
+        // Admins see every entry; a tenant its own.
+        let only = if caller.require(Scope::Admin).is_ok() {
+            None
+        } else {
+            caller.require(Scope::Read)?;
+            Some(caller.tenant.id.clone())
+        };
         let request = request.into_inner();
         let limit = match request.limit {
             0 => 100,
             n @ 1..=1000 => n as usize,
             n => return Err(Status::invalid_argument(format!("limit: {n} is over 1000"))),
         };
-        let found = self.spool.suppressions(&request.after.to_ascii_lowercase(), limit, now_ms()).await?;
+        let found =
+            self.spool.suppressions(&request.after.to_ascii_lowercase(), only.as_deref(), limit, now_ms()).await?;
         Ok(Response::new(pb::ListSuppressionsResponse {
             suppressions: found.into_iter().map(|(a, r)| suppression_to_wire(a, r)).collect(),
         }))
@@ -337,9 +363,9 @@ impl pb::mta_server::Mta for MtaService {
 
     async fn add_suppression(&self, request: Request<pb::Suppression>) -> Result<Response<pb::Suppression>, Status> {
         let caller = caller(&request)?;
-        caller.require(Scope::Admin)?;
         let actor = Actor::of(&request, &caller);
         let request = request.into_inner();
+        let tenant = self.suppression_tenant(&caller, &request.tenant).await?;
         let address = crate::message::parse_mailbox("address", &request.address)
             .map_err(|e| Status::invalid_argument(e.to_string()))?
             .email
@@ -351,9 +377,11 @@ impl pb::mta_server::Mta for MtaService {
             source: if request.source.trim().is_empty() { "operator".into() } else { request.source },
             created_ms: now_ms(),
             expires_ms,
+            tenant: tenant.clone(),
         };
         self.spool.suppress(address.clone(), record.clone()).await?;
-        self.audit(actor, "suppression.add", "", &address, String::new(), json_suppression(&address, &record)).await?;
+        let after = json_suppression(&address, &record);
+        self.audit(actor, "suppression.add", &tenant, &address, String::new(), after).await?;
         info!(%address, "suppression added");
         Ok(Response::new(suppression_to_wire(address, record)))
     }
@@ -363,12 +391,13 @@ impl pb::mta_server::Mta for MtaService {
         request: Request<pb::RemoveSuppressionRequest>,
     ) -> Result<Response<pb::RemoveSuppressionResponse>, Status> {
         let caller = caller(&request)?;
-        caller.require(Scope::Admin)?;
         let actor = Actor::of(&request, &caller);
-        let address = request.into_inner().address.trim().to_ascii_lowercase();
-        if self.spool.unsuppress(address.clone()).await? {
-            let before = serde_json::json!({ "address": address }).to_string();
-            self.audit(actor, "suppression.remove", "", &address, before, String::new()).await?;
+        let request = request.into_inner();
+        let tenant = self.suppression_tenant(&caller, &request.tenant).await?;
+        let address = request.address.trim().to_ascii_lowercase();
+        if self.spool.unsuppress(address.clone(), tenant.clone()).await? {
+            let before = serde_json::json!({ "address": address, "tenant": tenant }).to_string();
+            self.audit(actor, "suppression.remove", &tenant, &address, before, String::new()).await?;
             info!(%address, "suppression removed");
             Ok(Response::new(pb::RemoveSuppressionResponse {}))
         } else {

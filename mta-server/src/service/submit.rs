@@ -29,7 +29,7 @@ pub(super) struct TenantCache {
 }
 
 impl TenantCache {
-    async fn get(&self, registry: &Registry, id: &str) -> Result<Arc<Tenant>, Status> {
+    pub(super) async fn get(&self, registry: &Registry, id: &str) -> Result<Arc<Tenant>, Status> {
         if let Some((at, tenant)) = lock(&self.read).get(id)
             && at.elapsed() < TENANT_TTL
         {
@@ -81,7 +81,7 @@ impl MtaService {
             self.count_submission("over_quota");
             quota_status(&e)
         })?;
-        self.check_suppressions(&message).await.inspect_err(|_| self.count_submission("suppressed"))?;
+        self.check_suppressions(&message, &tenant.id).await.inspect_err(|_| self.count_submission("suppressed"))?;
         let admitted = self.tenancy.quota.admit(&tenant, now_ms()).await.map_err(|e| {
             self.count_submission("over_quota");
             quota_status(&e)

@@ -100,5 +100,6 @@ pub(super) fn suppression_to_wire(address: String, r: SuppressionRecord) -> pb::
         source: r.source,
         created_unix_ms: unix_ms(r.created_ms),
         expires_unix_ms: unix_ms(r.expires_ms),
+        tenant: r.tenant,
     }
 }

@@ -38,8 +38,8 @@ impl Applied {
                 suppression::suppress(t, &address, &record)?;
                 self.replies.push(Reply::Done(reply, Ok(())));
             }
-            Op::Unsuppress { address, reply } => {
-                self.replies.push(Reply::Removed(reply, Ok(suppression::unsuppress(t, &address)?)));
+            Op::Unsuppress { address, tenant, reply } => {
+                self.replies.push(Reply::Removed(reply, Ok(suppression::unsuppress(t, &address, &tenant)?)));
             }
         }
         Ok(())

@@ -215,14 +215,16 @@ impl Spool {
         self.write(|reply| Op::Events { batch, rules, now_ms, reply }).await
     }
 
-    /// Adds or replaces a suppression of `address` (lowercased by the caller).
+    /// Adds or replaces a suppression of `address` (lowercased by the caller) for
+    /// `record.tenant` (empty: every tenant).
     pub(crate) async fn suppress(&self, address: String, record: SuppressionRecord) -> Result<(), SpoolError> {
         self.write(|reply| Op::Suppress { address, record, reply }).await
     }
 
-    /// Removes a suppression; false when there was none.
-    pub(crate) async fn unsuppress(&self, address: String) -> Result<bool, SpoolError> {
-        self.write(|reply| Op::Unsuppress { address, reply }).await
+    /// Removes `tenant`'s suppression of `address` (empty: the one for every tenant);
+    /// false when there was none.
+    pub(crate) async fn unsuppress(&self, address: String, tenant: String) -> Result<bool, SpoolError> {
+        self.write(|reply| Op::Unsuppress { address, tenant, reply }).await
     }
 
     /// Records a provider's health; written with the next commit.

@@ -159,6 +159,10 @@ pub struct SuppressionRecord {
     /// 0: never.
     #[prost(uint64, tag = "4")]
     pub expires_ms: u64,
+    /// The tenant it is for; empty: every tenant (hard bounces, entries stored before
+    /// tenants existed).
+    #[prost(string, tag = "5")]
+    pub tenant: String,
 }
 
 impl SuppressionRecord {

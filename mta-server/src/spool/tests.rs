@@ -241,14 +241,14 @@ async fn events_are_stored_once_and_a_hard_bounce_suppresses_its_recipient() {
     assert_eq!(again, Stored { stored: 0, duplicates: 3, unknown: 0, replay: false });
     assert_eq!(spool.status("m1").await.unwrap().unwrap().events.len(), 2);
 
-    let list = spool.suppressions("", 10, 5000).await.unwrap();
+    let list = spool.suppressions("", None, 10, 5000).await.unwrap();
     assert_eq!(list.len(), 1);
     let (address, record) = &list[0];
     assert_eq!(address, "bob@example.net");
     assert_eq!(record.reason, "hard bounce: 550 no such user");
     assert_eq!(record.source, "sendgrid event e2");
     assert_eq!(record.expires_ms, 6000);
-    assert!(spool.suppressions("", 10, 6000).await.unwrap().is_empty(), "expired");
+    assert!(spool.suppressions("", None, 10, 6000).await.unwrap().is_empty(), "expired");
     drop(spool);
     let _ = std::fs::remove_file(&path);
 }
@@ -272,37 +272,86 @@ async fn a_token_used_again_for_another_event_is_a_replay() {
 #[test]
 fn only_hard_bounces_and_complaints_with_a_recipient_suppress() {
     let rules = SuppressionRules { hard_bounce_ms: 10, complaint_ms: 0 };
-    let complaint = suppression::for_event(&event("m", EventKind::Complained, "c", false), rules, 100).unwrap();
+    let complaint =
+        suppression::for_event(&event("m", EventKind::Complained, "c", false), Some("acme"), rules, 100).unwrap();
     assert_eq!((complaint.reason.as_str(), complaint.expires_ms), ("complaint: 550 no such user", 0));
-    let bounce = suppression::for_event(&event("m", EventKind::Bounced, "b", true), rules, 100).unwrap();
+    assert_eq!(complaint.tenant, "acme", "a complaint is the sending tenant's");
+    let bounce = suppression::for_event(&event("m", EventKind::Bounced, "b", true), Some("acme"), rules, 100).unwrap();
     assert_eq!((bounce.created_ms, bounce.expires_ms), (100, 110));
-    assert!(suppression::for_event(&event("m", EventKind::Bounced, "s", false), rules, 100).is_none(), "soft");
-    assert!(suppression::for_event(&event("m", EventKind::Delivered, "d", false), rules, 100).is_none());
+    assert_eq!(bounce.tenant, "", "a hard bounce is for every tenant");
+    assert!(
+        suppression::for_event(&event("m", EventKind::Bounced, "s", false), Some("acme"), rules, 100).is_none(),
+        "soft"
+    );
+    assert!(suppression::for_event(&event("m", EventKind::Delivered, "d", false), Some("acme"), rules, 100).is_none());
     let mut anonymous = event("m", EventKind::Complained, "a", false);
     anonymous.record.recipient.clear();
-    assert!(suppression::for_event(&anonymous, rules, 100).is_none());
+    assert!(suppression::for_event(&anonymous, Some("acme"), rules, 100).is_none());
 }
 
 #[tokio::test]
 async fn suppressions_page_after_an_address_and_unsuppress_removes() {
     let (spool, path) = fresh("suppressions");
-    let record = SuppressionRecord { reason: "operator".into(), source: "test".into(), created_ms: 1, expires_ms: 0 };
+    let record =
+        SuppressionRecord { reason: "operator".into(), source: "test".into(), created_ms: 1, ..Default::default() };
     for address in ["a@x.org", "b@x.org", "c@x.org"] {
         spool.suppress(address.into(), record.clone()).await.unwrap();
     }
-    let page: Vec<String> = spool.suppressions("a@x.org", 1, 5).await.unwrap().into_iter().map(|(a, _)| a).collect();
+    let page: Vec<String> =
+        spool.suppressions("a@x.org", None, 1, 5).await.unwrap().into_iter().map(|(a, _)| a).collect();
     assert_eq!(page, ["b@x.org"]);
     let spooled = spool.clone();
     let hit = tokio::task::spawn_blocking(move || {
-        spooled.suppressed_blocking(["z@x.org", "c@x.org"], 5).map(|h| h.map(|(a, _)| a.to_owned()))
+        spooled.suppressed_blocking(["z@x.org", "c@x.org"], "default", 5).map(|h| h.map(|(a, _)| a.to_owned()))
     })
     .await
     .unwrap()
     .unwrap();
     assert_eq!(hit.as_deref(), Some("c@x.org"));
-    assert!(spool.unsuppress("c@x.org".into()).await.unwrap());
-    assert!(!spool.unsuppress("c@x.org".into()).await.unwrap());
-    assert_eq!(spool.suppressions("", 10, 5).await.unwrap().len(), 2);
+    assert!(spool.unsuppress("c@x.org".into(), String::new()).await.unwrap());
+    assert!(!spool.unsuppress("c@x.org".into(), String::new()).await.unwrap());
+    assert_eq!(spool.suppressions("", None, 10, 5).await.unwrap().len(), 2);
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_tenants_entry_suppresses_only_for_that_tenant() {
+    let (spool, path) = fresh("tenant-suppressions");
+    let of =
+        |tenant: &str| SuppressionRecord { reason: "complaint".into(), tenant: tenant.into(), ..Default::default() };
+    spool.suppress("ann@x.org".into(), of("acme")).await.unwrap();
+    spool.suppress("ann@x.org".into(), of("zeta")).await.unwrap();
+    spool.suppress("dead@x.org".into(), of("")).await.unwrap();
+    let check = |tenant: &'static str, address: &'static str| {
+        let spool = spool.clone();
+        tokio::task::spawn_blocking(move || spool.suppressed_blocking([address], tenant, 5).unwrap().is_some())
+    };
+    assert!(check("acme", "ann@x.org").await.unwrap());
+    assert!(!check("other", "ann@x.org").await.unwrap(), "another tenant's complaint");
+    assert!(check("other", "dead@x.org").await.unwrap(), "an entry for every tenant");
+    let acme = spool.suppressions("", Some("acme"), 10, 5).await.unwrap();
+    assert_eq!(acme.iter().map(|(a, r)| (a.as_str(), r.tenant.as_str())).collect::<Vec<_>>(), [("ann@x.org", "acme")]);
+    let all = spool.suppressions("", None, 10, 5).await.unwrap();
+    assert_eq!(all.len(), 3, "each tenant's entry for the same address is its own");
+    assert!(spool.unsuppress("ann@x.org".into(), "zeta".into()).await.unwrap());
+    assert!(check("acme", "ann@x.org").await.unwrap(), "acme's entry stays");
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_complaint_suppresses_for_the_tenant_whose_message_it_was() {
+    let (spool, path) = fresh("complaint-tenant");
+    spool.accept(&message("m1"), "acme", None).await.unwrap();
+    let rules = SuppressionRules { hard_bounce_ms: 0, complaint_ms: 0 };
+    let batch = Batch { events: vec![event("m1", EventKind::Complained, "c1", false)], nonce: None };
+    spool.record_events(batch, rules, 5000).await.unwrap();
+    let list = spool.suppressions("", None, 10, 5000).await.unwrap();
+    assert_eq!(
+        list.iter().map(|(a, r)| (a.as_str(), r.tenant.as_str())).collect::<Vec<_>>(),
+        [("bob@example.net", "acme")]
+    );
     drop(spool);
     let _ = std::fs::remove_file(&path);
 }

@@ -46,10 +46,17 @@ pub(crate) fn record_events(
             result.duplicates += 1;
             continue;
         }
-        if let Some(record) = suppression::for_event(&event, rules, now_ms) {
-            suppression::suppress(t, &event.record.recipient, &record)?;
+        let recipient = event.record.recipient.clone();
+        let suppression = |tenant: Option<&str>| suppression::for_event(&event, tenant, rules, now_ms);
+        let (record, status) = match status_of(t, &event)? {
+            // A complaint is about the tenant whose message it was.
+            Some(status) => (suppression(Some(status.tenant())), append(t, status, event)?),
+            None => (suppression(None), None),
+        };
+        if let Some(record) = record {
+            suppression::suppress(t, &recipient, &record)?;
         }
-        match append(t, event)? {
+        match status {
             Some(status) => {
                 result.stored += 1;
                 changed.push(status);
@@ -90,12 +97,13 @@ fn first_sight(t: &mut Tables<'_>, event: &Event, now_ms: u64) -> Result<bool, r
     Ok(true)
 }
 
-/// Appends the event to its message's status; `None` when the spool has no such status.
-fn append(t: &mut Tables<'_>, event: Event) -> Result<Option<Status>, redb::Error> {
-    let status = t.statuses.get(event.message_id.as_str())?.and_then(|v| Status::decode(v.value()).ok());
-    let Some(mut status) = status else {
-        return Ok(None);
-    };
+/// The status of the event's message; `None` when the spool has no such status.
+fn status_of(t: &mut Tables<'_>, event: &Event) -> Result<Option<Status>, redb::Error> {
+    Ok(t.statuses.get(event.message_id.as_str())?.and_then(|v| Status::decode(v.value()).ok()))
+}
+
+/// Appends the event to its message's status and stores it.
+fn append(t: &mut Tables<'_>, mut status: Status, event: Event) -> Result<Option<Status>, redb::Error> {
     status.events.push(event.record.into());
     t.statuses.insert(status.id.as_str(), status.encode_to_vec().as_slice())?;
     Ok(Some(status))

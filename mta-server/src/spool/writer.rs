@@ -32,7 +32,7 @@ pub(crate) enum Op {
     Prune { now_ms: u64, keep_status_ms: u64, reply: Answer<Pruned> },
     Events { batch: Batch, rules: SuppressionRules, now_ms: u64, reply: Answer<Stored> },
     Suppress { address: String, record: SuppressionRecord, reply: Answer<()> },
-    Unsuppress { address: String, reply: Answer<bool> },
+    Unsuppress { address: String, tenant: String, reply: Answer<bool> },
 }
 
 /// The answer owed to one operation of a batch, sent after the commit.
