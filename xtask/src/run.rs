@@ -1,5 +1,8 @@
 //! `cargo xtask run`: the whole gateway and the webmail locally, with provider
-//! stand-ins for the providers whose credentials are not in the environment.
+//! stand-ins for the providers whose credentials are not in the environment. Tenants and
+//! keys live in the backend-server it starts; it makes an admin key for the operator and a
+//! service key for client-api (files in `target/xtask-run/`, mode 0600) before client-api
+//! starts.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -53,6 +56,28 @@ fn wait_for_port(addr: &str, name: &str, children: &mut Children) -> Result<()> 
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("{name} did not listen on {addr} within 30 s")
+}
+
+impl Children {
+    fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<()> {
+        let child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
+        self.0.push((name.to_owned(), child));
+        Ok(())
+    }
+}
+
+/// Writes `text` to a file only its owner can read (an API key).
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{text}").with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub(crate) fn run(release: bool) -> Result<()> {
@@ -113,6 +138,11 @@ pub(crate) fn run(release: bool) -> Result<()> {
         ),
     };
     let mail_domain = ses_domain.filter(|_| real_ses).unwrap_or_else(|| "localhost".to_owned());
+    let store_file = root().join("data/backend/store.redb");
+    // Keys made on an earlier run are kept with the store they are in.
+    let store_existed = store_file.is_file();
+    let service_key_file = dir.join("client-api.key");
+    let admin_key_file = dir.join("admin.key");
     let provider = format!("{sendgrid}\n{mailgun}\n{ses}");
     let stand_ins = !(real_sendgrid && real_mailgun && real_ses);
     let configs = [
@@ -120,21 +150,24 @@ pub(crate) fn run(release: bool) -> Result<()> {
             "backend-server",
             format!(
                 "listen = \"{BACKEND}\"\nengine = \"embedded\"\n[embedded]\npath = {:?}\n",
-                root().join("data/backend/store.redb").display().to_string()
+                store_file.display().to_string()
             ),
         ),
         (
             "mta-server",
+            // Tenants and keys in the backend-server started here; tenant `default`
+            // sends from the webmail's domain.
             format!(
-                "listen = \"{MTA}\"\n[spool]\npath = {:?}\n[retry]\ninitial_secs = 5\n\n{provider}",
+                "listen = \"{MTA}\"\n[spool]\npath = {:?}\n[retry]\ninitial_secs = 5\n[tenants]\nstore = \"http://{BACKEND}\"\ndefault_domains = [{mail_domain:?}]\n\n{provider}",
                 root().join("data/mta/spool.redb").display().to_string()
             ),
         ),
         (
             "client-api",
             format!(
-                "listen = \"{EDGE}\"\nstate_dir = {:?}\nmta_url = \"http://{MTA}\"\nbackend_url = \"http://{BACKEND}\"\nmail_domain = {mail_domain:?}\nsignup_on_first_login = true\nweb_dir = {:?}\n",
+                "listen = \"{EDGE}\"\nstate_dir = {:?}\nmta_url = \"http://{MTA}\"\nmta_key = {{ file = {:?} }}\nbackend_url = \"http://{BACKEND}\"\nmail_domain = {mail_domain:?}\nsignup_on_first_login = true\nweb_dir = {:?}\n",
                 root().join("data/client-api").display().to_string(),
+                service_key_file.display().to_string(),
                 web_dir.display().to_string()
             ),
         ),
@@ -144,13 +177,8 @@ pub(crate) fn run(release: bool) -> Result<()> {
     }
 
     let mut children = Children(Vec::new());
-    let mut spawn = |name: &str, cmd: &mut Command| -> Result<()> {
-        let child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
-        children.0.push((name.to_owned(), child));
-        Ok(())
-    };
     if stand_ins {
-        spawn(
+        children.spawn(
             "bitmail-fakes",
             Command::new(bin("bitmail-fakes")).args([
                 "--sendgrid",
@@ -164,8 +192,41 @@ pub(crate) fn run(release: bool) -> Result<()> {
             ]),
         )?;
     }
-    for (name, _) in &configs {
-        spawn(name, Command::new(bin(name)).arg("--config").arg(dir.join(format!("{name}.toml"))))?;
+    let config_of = |name: &str| dir.join(format!("{name}.toml"));
+    children.spawn(
+        "backend-server",
+        Command::new(bin("backend-server")).arg("--config").arg(config_of("backend-server")),
+    )?;
+    wait_for_port(BACKEND, "backend-server", &mut children)?;
+    // The keys live in the backend's store: made once it is up, before client-api reads
+    // its own. Kept from an earlier run when the store is too.
+    let mta_server_bin = bin("mta-server");
+    let mta_config = config_of("mta-server");
+    let key = |file: &PathBuf, scopes: &str, name: &str| -> Result<&'static str> {
+        if store_existed && file.is_file() {
+            return Ok("kept from an earlier run");
+        }
+        let out = Command::new(&mta_server_bin)
+            .arg("create-key")
+            .arg("--config")
+            .arg(&mta_config)
+            .args(["--scopes", scopes, "--name", name])
+            .output()
+            .context("cannot run mta-server create-key")?;
+        if !out.status.success() {
+            bail!(
+                "mta-server create-key --scopes {scopes} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        write_private(file, String::from_utf8_lossy(&out.stdout).trim())?;
+        Ok("new")
+    };
+    let service_key_state = key(&service_key_file, "service", "client-api (cargo xtask run)")?;
+    let admin_key_state = key(&admin_key_file, "admin", "operator (cargo xtask run)")?;
+    for name in ["mta-server", "client-api"] {
+        children.spawn(name, Command::new(bin(name)).arg("--config").arg(config_of(name)))?;
     }
 
     if stand_ins {
@@ -173,7 +234,6 @@ pub(crate) fn run(release: bool) -> Result<()> {
         wait_for_port(FAKE_MAILGUN, "the Mailgun stand-in", &mut children)?;
         wait_for_port(FAKE_SES, "the SES stand-in", &mut children)?;
     }
-    wait_for_port(BACKEND, "backend-server", &mut children)?;
     wait_for_port(MTA, "mta-server", &mut children)?;
     wait_for_port(EDGE, "client-api", &mut children)?;
 
@@ -202,15 +262,26 @@ BitMail is running.
                     sign in with any name (a-z, 0-9, . _ -) and a password of 8+ characters;
                     the first sign-in creates the account
   mta-server gRPC   {MTA}   (reflection on: grpcurl -plaintext {MTA} list)
+                    every call needs an API key; tenant `default` sends from @{mail_domain}
+  admin key         {}   ({admin_key_state}; scope admin)
+  client-api's key  {}   ({service_key_state}; scope service, its mta_key)
   backend gRPC      {BACKEND}
   mail goes to      {sent_to}
   configs           {}
 
-Submit over gRPC, for example:
-  grpcurl -plaintext -d '{{\"from\":\"me@localhost\",\"to\":[\"you@example.org\"],\"subject\":\"Hi\",\"text\":\"Hello\"}}' {MTA} bitmail.v1.Mta/Submit
+Submit over gRPC with the admin key, for example:
+  grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" \\
+    -d '{{\"from\":\"me@{mail_domain}\",\"to\":[\"you@example.org\"],\"subject\":\"Hi\",\"text\":\"Hello\"}}' \\
+    {MTA} bitmail.v1.Mta/Submit
+More keys: {} create-key --config {} --scopes send --name NAME
 
 Ctrl-C stops everything.",
-        dir.display()
+        admin_key_file.display(),
+        service_key_file.display(),
+        dir.display(),
+        admin_key_file.display(),
+        bin("mta-server").display(),
+        config_of("mta-server").display(),
     );
 
     // Ctrl-C reaches the whole process group: the services shut down on their own.
