@@ -207,9 +207,13 @@ async fn a_mailgun_hard_bounce_suppresses_the_address_until_removed() {
     assert_eq!(events(&mut mta, &id).await.len(), 1);
 
     // Removed by an operator: the address can be sent to again.
-    mta.remove_suppression(pb::RemoveSuppressionRequest { address: "Gone@example.net".into() }).await.unwrap();
-    let e =
-        mta.remove_suppression(pb::RemoveSuppressionRequest { address: "gone@example.net".into() }).await.unwrap_err();
+    mta.remove_suppression(pb::RemoveSuppressionRequest { address: "Gone@example.net".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let e = mta
+        .remove_suppression(pb::RemoveSuppressionRequest { address: "gone@example.net".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
     mta.submit(request).await.unwrap();
 
