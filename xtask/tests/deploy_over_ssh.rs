@@ -399,6 +399,7 @@ fn the_example_layout_s_configs_pass_check_config() {
             .arg("--check-config")
             .env("SENDGRID_API_KEY", "example")
             .env("MAILGUN_API_KEY", "example")
+            .env("BITMAIL_MTA_KEY", "bmk_example")
             .output()
             .unwrap();
         assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
