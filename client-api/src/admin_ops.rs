@@ -45,7 +45,7 @@ fn provider_json(p: &pb::ProviderStatus) -> Value {
 fn suppression_json(s: &pb::Suppression) -> Value {
     json!({
         "address": s.address, "reason": s.reason, "source": s.source,
-        "created_ms": s.created_unix_ms, "expires_ms": s.expires_unix_ms,
+        "created_ms": s.created_unix_ms, "expires_ms": s.expires_unix_ms, "tenant": s.tenant,
     })
 }
 
@@ -90,6 +90,9 @@ pub(crate) struct NewSuppression {
     address: String,
     #[serde(default)]
     reason: String,
+    /// The tenant the entry is for; empty: every tenant.
+    #[serde(default)]
+    tenant: String,
 }
 
 /// `POST /api/admin/suppressions`.
@@ -97,14 +100,21 @@ pub(crate) async fn add_suppression(
     admin: Admin,
     ApiJson(body): ApiJson<NewSuppression>,
 ) -> Result<Json<Value>, ApiError> {
-    let entry = pb::Suppression { address: body.address, reason: body.reason, ..Default::default() };
+    let entry =
+        pb::Suppression { address: body.address, reason: body.reason, tenant: body.tenant, ..Default::default() };
     let added = admin.upstream.mta.clone().add_suppression(admin.request(entry)).await?;
     Ok(Json(suppression_json(&added.into_inner())))
 }
 
-/// `DELETE /api/admin/suppressions/{address}`: 204.
-pub(crate) async fn remove_suppression(admin: Admin, Path(address): Path<String>) -> Result<StatusCode, ApiError> {
-    let request = pb::RemoveSuppressionRequest { address };
+/// `DELETE /api/admin/suppressions/{address}?tenant=`: 204. Without `tenant`, the
+/// entry for every tenant.
+pub(crate) async fn remove_suppression(
+    admin: Admin,
+    Path(address): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = query.get("tenant").cloned().unwrap_or_default();
+    let request = pb::RemoveSuppressionRequest { address, tenant };
     admin.upstream.mta.clone().remove_suppression(admin.request(request)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
