@@ -67,7 +67,11 @@ pub fn App() -> impl IntoView {
                 Page::Compose => view! { <Compose/> }.into_any(),
                 Page::Status => view! { <StatusView/> }.into_any(),
                 // Nothing of the console for anyone else (its API answers them 403 anyway).
-                Page::Admin(p) if ctx.is_admin() => view! { <AdminView page=p/> }.into_any(),
+                // Rendered again in another language: its texts are not reactive.
+                Page::Admin(p) if ctx.is_admin() => {
+                    ctx.lang.track();
+                    view! { <AdminView page=p/> }.into_any()
+                }
                 Page::Admin(_) => ().into_any(),
             }}
         </main>

@@ -73,6 +73,12 @@ impl Ctx {
         t(self.lang.get(), key)
     }
 
+    /// A text in the current language, not followed: for views the shell renders again
+    /// when the language changes (the admin console).
+    pub fn tr(&self, key: &str) -> &'static str {
+        t(self.lang.get_untracked(), key)
+    }
+
     pub fn csrf(&self) -> String {
         self.me.with_untracked(|m| m.as_ref().map(|m| m.csrf.clone()).unwrap_or_default())
     }

@@ -79,45 +79,45 @@ pub fn AuditLog() -> impl IntoView {
                 <div><strong class="audit-action">{s(&e, "action")}</strong> " · " <span class="audit-target">{s(&e, "target")}</span></div>
                 <div class="meta">{when(ctx, &e["at_ms"])} " · " {s(&e, "actor")} " · " {s(&e, "address")}
                     {(!s(&e, "tenant").is_empty()).then(|| format!(" · {}", s(&e, "tenant")))}</div>
-                <div class="change"><span class="meta">{move || ctx.t("before")} ": "</span><code>{value(&e["before"])}</code></div>
-                <div class="change"><span class="meta">{move || ctx.t("after")} ": "</span><code>{value(&e["after"])}</code></div>
+                <div class="change"><span class="meta">{ctx.tr("before")} ": "</span><code>{value(&e["before"])}</code></div>
+                <div class="change"><span class="meta">{ctx.tr("after")} ": "</span><code>{value(&e["after"])}</code></div>
             </li>
         }
     };
     let more = move || page.with(|p| p.as_ref().is_some_and(|p| !s(p, "next_page_token").is_empty()));
     view! {
         <div id="admin-audit">
-            <h3>{move || ctx.t("audit")}</h3>
+            <h3>{ctx.tr("audit")}</h3>
             <form id="audit-filter" class="filters" on:submit=submit>
                 <div>{field(ctx, "audit-actor", "actor", actor)}</div>
                 <div>{field(ctx, "audit-tenant", "tenant", tenant)}</div>
                 <div>
-                    <label for="audit-since">{move || ctx.t("since")}</label>
+                    <label for="audit-since">{ctx.tr("since")}</label>
                     <input id="audit-since" type="datetime-local" on:input=move |ev| since.set(event_target_value(&ev)) prop:value=move || since.get()/>
                 </div>
                 <div>
-                    <label for="audit-until">{move || ctx.t("until")}</label>
+                    <label for="audit-until">{ctx.tr("until")}</label>
                     <input id="audit-until" type="datetime-local" on:input=move |ev| until.set(event_target_value(&ev)) prop:value=move || until.get()/>
                 </div>
                 <div class="row-actions">
-                    <button id="audit-apply">{move || ctx.t("apply")}</button>
-                    <a id="audit-csv" class="button" download="audit.csv" href=move || format!("/api/admin/audit.csv{}", filter.get())>{move || ctx.t("export_csv")}</a>
+                    <button id="audit-apply">{ctx.tr("apply")}</button>
+                    <a id="audit-csv" class="button" download="audit.csv" href=move || format!("/api/admin/audit.csv{}", filter.get())>{ctx.tr("export_csv")}</a>
                 </div>
             </form>
             {move || match page.get() {
-                None => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),
+                None => view! { <p class="hint">{ctx.tr("loading")}</p> }.into_any(),
                 Some(p) => {
                     let entries = p["entries"].as_array().cloned().unwrap_or_default();
                     if entries.is_empty() {
-                        view! { <p class="hint" id="audit-empty">{ctx.t("none_yet")}</p> }.into_any()
+                        view! { <p class="hint" id="audit-empty">{ctx.tr("none_yet")}</p> }.into_any()
                     } else {
                         view! { <ul class="audit" id="audit-list">{entries.into_iter().map(entry).collect_view()}</ul> }.into_any()
                     }
                 }
             }}
             <div class="row-actions">
-                <button type="button" class="plain" id="audit-prev" disabled=move || back.with(Vec::is_empty) on:click=prev>{move || ctx.t("newer")}</button>
-                <button type="button" class="plain" id="audit-next" disabled=move || !more() on:click=next>{move || ctx.t("older")}</button>
+                <button type="button" class="plain" id="audit-prev" disabled=move || back.with(Vec::is_empty) on:click=prev>{ctx.tr("newer")}</button>
+                <button type="button" class="plain" id="audit-next" disabled=move || !more() on:click=next>{ctx.tr("older")}</button>
             </div>
         </div>
     }

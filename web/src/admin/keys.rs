@@ -20,7 +20,7 @@ fn copy(ctx: Ctx, text: String) {
         let copied = JsFuture::from(window.navigator().clipboard().write_text(&text)).await;
         match copied {
             Ok(_) => ctx.notice("copied"),
-            Err(_) => ctx.flash.set(Some((true, ctx.t("copy_failed").to_owned()))),
+            Err(_) => ctx.flash.set(Some((true, ctx.tr("copy_failed").to_owned()))),
         }
     });
 }
@@ -49,7 +49,7 @@ pub fn Keys(tenant: String) -> impl IntoView {
         let days = days.get_untracked();
         if !days.trim().is_empty() {
             let Ok(n) = days.trim().parse::<u32>() else {
-                ctx.flash.set(Some((true, format!("{} {}", ctx.t("e_bad_request"), ctx.t("expires_days")))));
+                ctx.flash.set(Some((true, format!("{} {}", ctx.tr("e_bad_request"), ctx.tr("expires_days")))));
                 return;
             };
             body["expires_ms"] = json!(js_sys::Date::now() + f64::from(n) * 86_400_000.0);
@@ -74,19 +74,19 @@ pub fn Keys(tenant: String) -> impl IntoView {
         let (ask, yes, mine) = (id.clone(), id.clone(), id.clone());
         let actions = move || {
             if revoked {
-                view! { <span class="badge b-failed">{ctx.t("revoked")}</span> }.into_any()
+                view! { <span class="badge b-failed">{ctx.tr("revoked")}</span> }.into_any()
             } else if confirming.get().as_deref() == Some(mine.as_str()) {
                 let yes = yes.clone();
                 view! {
-                    <span role="group">{ctx.t("revoke_sure")} " "
-                        <button type="button" class="key-revoke-confirm" on:click=move |_| revoke(yes.clone())>{ctx.t("revoke")}</button> " "
-                        <button type="button" class="plain key-revoke-cancel" on:click=move |_| confirming.set(None)>{ctx.t("cancel")}</button>
+                    <span role="group">{ctx.tr("revoke_sure")} " "
+                        <button type="button" class="key-revoke-confirm" on:click=move |_| revoke(yes.clone())>{ctx.tr("revoke")}</button> " "
+                        <button type="button" class="plain key-revoke-cancel" on:click=move |_| confirming.set(None)>{ctx.tr("cancel")}</button>
                     </span>
                 }
                 .into_any()
             } else {
                 let ask = ask.clone();
-                view! { <button type="button" class="plain key-revoke" on:click=move |_| confirming.set(Some(ask.clone()))>{ctx.t("revoke")}</button> }
+                view! { <button type="button" class="plain key-revoke" on:click=move |_| confirming.set(Some(ask.clone()))>{ctx.tr("revoke")}</button> }
                     .into_any()
             }
         };
@@ -121,23 +121,23 @@ pub fn Keys(tenant: String) -> impl IntoView {
         .collect_view();
     view! {
         <div id="admin-keys">
-            <h3>{move || ctx.t("keys")}</h3>
+            <h3>{ctx.tr("keys")}</h3>
             {move || secret.get().map(|value| {
                 let copied = value.clone();
                 view! {
                     <div class="flash ok secret" id="key-secret" role="status">
-                        <strong>{ctx.t("key_once")}</strong>
+                        <strong>{ctx.tr("key_once")}</strong>
                         <code id="key-secret-value">{value}</code>
                         <div class="row-actions">
-                            <button type="button" id="key-copy" on:click=move |_| copy(ctx, copied.clone())>{ctx.t("copy")}</button>
-                            <button type="button" class="plain" id="key-secret-done" on:click=move |_| secret.set(None)>{ctx.t("done")}</button>
+                            <button type="button" id="key-copy" on:click=move |_| copy(ctx, copied.clone())>{ctx.tr("copy")}</button>
+                            <button type="button" class="plain" id="key-secret-done" on:click=move |_| secret.set(None)>{ctx.tr("done")}</button>
                         </div>
                     </div>
                 }
             })}
             {move || match keys.get() {
-                None => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),
-                Some(l) if l.is_empty() => view! { <p class="hint">{ctx.t("none_yet")}</p> }.into_any(),
+                None => view! { <p class="hint">{ctx.tr("loading")}</p> }.into_any(),
+                Some(l) if l.is_empty() => view! { <p class="hint">{ctx.tr("none_yet")}</p> }.into_any(),
                 Some(l) => view! {
                     <table class="stack" id="key-list">
                         {head(ctx, &["key_name", "prefix", "scopes", "created", "last_used", "expires", "revoked", ""])}
@@ -146,13 +146,13 @@ pub fn Keys(tenant: String) -> impl IntoView {
                 }.into_any(),
             }}
             <form id="key-new" on:submit=create>
-                <h3>{move || ctx.t("key_new")}</h3>
+                <h3>{ctx.tr("key_new")}</h3>
                 {field(ctx, "key-new-name", "key_name", name)}
-                <fieldset><legend>{move || ctx.t("scopes")}</legend>{scope_boxes}</fieldset>
-                <label for="key-new-days">{move || ctx.t("expires_days")}</label>
+                <fieldset><legend>{ctx.tr("scopes")}</legend>{scope_boxes}</fieldset>
+                <label for="key-new-days">{ctx.tr("expires_days")}</label>
                 <input id="key-new-days" type="number" min="1" inputmode="numeric"
                     on:input=move |ev| days.set(event_target_value(&ev)) prop:value=move || days.get()/>
-                <div class="row-actions"><button id="key-create">{move || ctx.t("create")}</button></div>
+                <div class="row-actions"><button id="key-create">{ctx.tr("create")}</button></div>
             </form>
         </div>
     }

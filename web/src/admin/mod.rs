@@ -35,7 +35,7 @@ pub fn AdminView(page: Admin) -> impl IntoView {
         };
         view! {
             <button id=id class:on=on aria-current=on.then_some("page")
-                on:click=move |_| ctx.go(Page::Admin(target.clone()))>{move || ctx.t(key)}</button>
+                on:click=move |_| ctx.go(Page::Admin(target.clone()))>{ctx.tr(key)}</button>
         }
     };
     let body = match page {
@@ -47,8 +47,8 @@ pub fn AdminView(page: Admin) -> impl IntoView {
     };
     view! {
         <section class="card admin" id="admin">
-            <h2>{move || ctx.t("admin")}</h2>
-            <nav class="tabs" id="admin-tabs" aria-label=move || ctx.t("admin")>
+            <h2>{ctx.tr("admin")}</h2>
+            <nav class="tabs" id="admin-tabs" aria-label=ctx.tr("admin")>
                 {tab(Admin::Tenants, "admin-tab-tenants", "tenants")}
                 {tab(Admin::Providers, "admin-tab-providers", "providers")}
                 {tab(Admin::Suppressions, "admin-tab-suppressions", "suppressions")}

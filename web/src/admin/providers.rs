@@ -55,7 +55,7 @@ pub fn Providers() -> impl IntoView {
                 {cell(ctx, "actions", view! {
                     <button type="button" class=if paused { "provider-resume" } else { "plain provider-pause" }
                         on:click=move |_| act(target.clone(), paused)>
-                        {move || ctx.t(if paused { "resume" } else { "pause" })}
+                        {ctx.tr(if paused { "resume" } else { "pause" })}
                     </button>
                 })}
             </tr>
@@ -64,20 +64,20 @@ pub fn Providers() -> impl IntoView {
     let render = move |v: Value| {
         let providers = v["providers"].as_array().cloned().unwrap_or_default();
         view! {
-            {v["degraded"].as_bool().unwrap_or(false).then(|| view! { <div class="flash err">{move || ctx.t("degraded")}</div> })}
+            {v["degraded"].as_bool().unwrap_or(false).then(|| view! { <div class="flash err">{ctx.tr("degraded")}</div> })}
             <table class="stack" id="admin-provider-list">
                 {head(ctx, &["provider", "circuit", "success", "latency", "in_flight", "last_error", ""])}
                 <tbody>{providers.into_iter().map(row).collect_view()}</tbody>
             </table>
-            <p>{move || ctx.t("backlog")} ": " <strong id="admin-backlog">{s(&v, "backlog")}</strong></p>
+            <p>{ctx.tr("backlog")} ": " <strong id="admin-backlog">{s(&v, "backlog")}</strong></p>
         }
     };
     view! {
         <div id="admin-providers">
-            <h3>{move || ctx.t("providers")}</h3>
+            <h3>{ctx.tr("providers")}</h3>
             {move || match data.get() {
                 Some(v) => render(v).into_any(),
-                None => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),
+                None => view! { <p class="hint">{ctx.tr("loading")}</p> }.into_any(),
             }}
         </div>
     }

@@ -54,21 +54,21 @@ pub fn Suppressions() -> impl IntoView {
                 {cell(ctx, "created", when(ctx, &e["created_ms"]))}
                 {cell(ctx, "expires", when(ctx, &e["expires_ms"]))}
                 {cell(ctx, "actions", view! {
-                    <button type="button" class="plain supp-remove" on:click=move |_| remove(target.clone())>{move || ctx.t("remove")}</button>
+                    <button type="button" class="plain supp-remove" on:click=move |_| remove(target.clone())>{ctx.tr("remove")}</button>
                 })}
             </tr>
         }
     };
     view! {
         <div id="admin-suppressions">
-            <h3>{move || ctx.t("suppressions")}</h3>
+            <h3>{ctx.tr("suppressions")}</h3>
             <form id="supp-search-form" class="inline" on:submit=search role="search">
                 {field(ctx, "supp-q", "search", q)}
-                <button id="supp-search">{move || ctx.t("search")}</button>
+                <button id="supp-search">{ctx.tr("search")}</button>
             </form>
             {move || match list.get() {
-                None => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),
-                Some(l) if l.is_empty() => view! { <p class="hint" id="supp-empty">{ctx.t("none_yet")}</p> }.into_any(),
+                None => view! { <p class="hint">{ctx.tr("loading")}</p> }.into_any(),
+                Some(l) if l.is_empty() => view! { <p class="hint" id="supp-empty">{ctx.tr("none_yet")}</p> }.into_any(),
                 Some(l) => view! {
                     <table class="stack" id="supp-list">
                         {head(ctx, &["address", "reason", "source", "created", "expires", ""])}
@@ -77,10 +77,10 @@ pub fn Suppressions() -> impl IntoView {
                 }.into_any(),
             }}
             <form id="supp-new" on:submit=add>
-                <h3>{move || ctx.t("suppression_new")}</h3>
+                <h3>{ctx.tr("suppression_new")}</h3>
                 {field(ctx, "supp-new-address", "address", address)}
                 {field(ctx, "supp-new-reason", "reason", reason)}
-                <div class="row-actions"><button id="supp-add">{move || ctx.t("add")}</button></div>
+                <div class="row-actions"><button id="supp-add">{ctx.tr("add")}</button></div>
             </form>
         </div>
     }

@@ -22,7 +22,7 @@ const QUOTAS: [(&str, &str); 5] = [
 fn state_badge(ctx: Ctx, state: &str) -> impl IntoView + use<> {
     let active = state == "active";
     let class = if active { "badge b-sent" } else { "badge b-failed" };
-    view! { <span class=class data-state=state.to_owned()>{move || ctx.t(if active { "active" } else { "suspended" })}</span> }
+    view! { <span class=class data-state=state.to_owned()>{ctx.tr(if active { "active" } else { "suspended" })}</span> }
 }
 
 /// Suspends an active tenant or resumes a suspended one; `done` gets the new tenant.
@@ -45,7 +45,7 @@ fn state_button(
     let active = tenant["state"] == "active";
     view! {
         <button type="button" id=id class="plain tenant-state" on:click=move |_| toggle_state(ctx, &tenant, done)>
-            {move || ctx.t(if active { "suspend" } else { "resume" })}
+            {ctx.tr(if active { "suspend" } else { "resume" })}
         </button>
     }
 }
@@ -93,9 +93,9 @@ pub fn TenantList() -> impl IntoView {
     };
     view! {
         <div id="admin-tenants">
-            <h3>{move || ctx.t("tenants")}</h3>
+            <h3>{ctx.tr("tenants")}</h3>
             {move || match list.get() {
-                None => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),
+                None => view! { <p class="hint">{ctx.tr("loading")}</p> }.into_any(),
                 Some(l) => view! {
                     <table class="stack" id="tenant-list">
                         {head(ctx, &["tenant_id", "display_name", "domains", "state", ""])}
@@ -104,11 +104,11 @@ pub fn TenantList() -> impl IntoView {
                 }.into_any(),
             }}
             <form id="tenant-new" on:submit=create>
-                <h3>{move || ctx.t("tenant_new")}</h3>
+                <h3>{ctx.tr("tenant_new")}</h3>
                 {field(ctx, "tenant-new-id", "tenant_id", id)}
                 {field(ctx, "tenant-new-name", "display_name", name)}
                 {field(ctx, "tenant-new-domains", "domains_hint", domains)}
-                <div class="row-actions"><button id="tenant-create">{move || ctx.t("create")}</button></div>
+                <div class="row-actions"><button id="tenant-create">{ctx.tr("create")}</button></div>
             </form>
         </div>
     }
@@ -165,7 +165,7 @@ pub fn TenantPage(id: String) -> impl IntoView {
         let found = v["tenants"].as_array().and_then(|l| l.iter().find(|t| t["id"] == wanted.as_str()).cloned());
         match found {
             Some(t) => show(t),
-            None => ctx.flash.set(Some((true, format!("{} {wanted}", ctx.t("e_admin_not_found"))))),
+            None => ctx.flash.set(Some((true, format!("{} {wanted}", ctx.tr("e_admin_not_found"))))),
         }
     });
     let path = format!("/api/admin/tenants/{}", seg(&id));
@@ -177,7 +177,7 @@ pub fn TenantPage(id: String) -> impl IntoView {
                 show(v);
                 ctx.notice("saved");
             }),
-            Err(label) => ctx.flash.set(Some((true, format!("{} {}", ctx.t("e_bad_request"), ctx.t(label))))),
+            Err(label) => ctx.flash.set(Some((true, format!("{} {}", ctx.tr("e_bad_request"), ctx.tr(label))))),
         }
     };
     let quota_fields = form
@@ -188,7 +188,7 @@ pub fn TenantPage(id: String) -> impl IntoView {
             let id = format!("quota-{key}");
             view! {
                 <div>
-                    <label for=id.clone()>{move || ctx.t(label)}</label>
+                    <label for=id.clone()>{ctx.tr(label)}</label>
                     <input id=id type="number" min="0" inputmode="numeric"
                         on:input=move |ev| signal.set(event_target_value(&ev)) prop:value=move || signal.get()/>
                 </div>
@@ -198,15 +198,15 @@ pub fn TenantPage(id: String) -> impl IntoView {
     let (data_id, usage_id, keys_id) = (id.clone(), id.clone(), id.clone());
     view! {
         <div id="admin-tenant" data-id=data_id>
-            <h3>{move || ctx.t("tenant")} " " <code>{id.clone()}</code> " "
+            <h3>{ctx.tr("tenant")} " " <code>{id.clone()}</code> " "
                 {move || tenant.get().map(|t| state_badge(ctx, t["state"].as_str().unwrap_or_default()))}</h3>
             <form id="tenant-edit" on:submit=save>
                 {field(ctx, "tenant-name", "display_name", form.name)}
                 {field(ctx, "tenant-domains", "domains_hint", form.domains)}
                 {field(ctx, "tenant-addresses", "addresses_hint", form.addresses)}
-                <fieldset class="quotas"><legend>{move || ctx.t("quotas")}</legend>{quota_fields}</fieldset>
+                <fieldset class="quotas"><legend>{ctx.tr("quotas")}</legend>{quota_fields}</fieldset>
                 <div class="row-actions">
-                    <button id="tenant-save">{move || ctx.t("save")}</button>
+                    <button id="tenant-save">{ctx.tr("save")}</button>
                     {move || tenant.get().map(|t| state_button(ctx, Some("tenant-state"), t, show))}
                 </div>
             </form>

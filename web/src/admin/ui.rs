@@ -1,3 +1,6 @@
+//! The console's texts are read untracked (`Ctx::tr`): the shell renders the console
+//! again when the language changes, which costs far less code than a reactive text each.
+//!
 //! What the console's pages share: labelled fields, table cells that stack on a phone,
 //! dates, query strings, and errors shown with the API's own message.
 
@@ -34,9 +37,9 @@ pub fn run(ctx: Ctx, method: &'static str, path: String, body: Option<Value>, do
 }
 
 /// A time in ms since the epoch as the reader's language writes it; 0 is "never".
-pub fn when(ctx: Ctx, ms: &Value) -> impl Fn() -> String + use<> {
+pub fn when(ctx: Ctx, ms: &Value) -> String {
     let ms = ms.as_f64().unwrap_or(0.0);
-    move || if ms <= 0.0 { "–".to_owned() } else { date(ms, ctx.lang.get().locale()) }
+    if ms <= 0.0 { "–".to_owned() } else { date(ms, ctx.lang.get_untracked().locale()) }
 }
 
 /// A string field of a JSON object.
@@ -76,19 +79,22 @@ pub fn seg(text: &str) -> String {
 /// A labelled text input bound to `value`.
 pub fn field(ctx: Ctx, id: &'static str, label: &'static str, value: RwSignal<String>) -> impl IntoView + use<> {
     view! {
-        <label for=id>{move || ctx.t(label)}</label>
+        <label for=id>{ctx.tr(label)}</label>
         <input id=id on:input=move |ev| value.set(event_target_value(&ev)) prop:value=move || value.get()/>
     }
 }
 
 /// A table cell that, on a phone, becomes a line of a stacked row with its heading.
-pub fn cell(ctx: Ctx, label: &'static str, content: impl IntoView + 'static) -> impl IntoView {
-    view! { <td data-label=move || ctx.t(label)>{content}</td> }
+pub fn cell(ctx: Ctx, label: &'static str, content: impl IntoView + 'static) -> AnyView {
+    td(ctx.tr(label), content.into_any())
+}
+
+fn td(label: &'static str, content: AnyView) -> AnyView {
+    view! { <td data-label=label>{content}</td> }.into_any()
 }
 
 /// Table headings from text keys.
 pub fn head(ctx: Ctx, labels: &'static [&'static str]) -> impl IntoView {
-    let cells =
-        labels.iter().map(|l| view! { <th>{move || if l.is_empty() { "" } else { ctx.t(l) }}</th> }).collect_view();
+    let cells = labels.iter().map(|l| view! { <th>{if l.is_empty() { "" } else { ctx.tr(l) }}</th> }).collect_view();
     view! { <thead><tr>{cells}</tr></thead> }
 }

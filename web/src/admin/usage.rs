@@ -61,20 +61,20 @@ pub fn Usage(tenant: String) -> impl IntoView {
         let per_day = s(&v, "per_day");
         view! {
             <p>
-                {ctx.t("today")} ": " <strong id="usage-today">{today}</strong> " / " {per_day}
-                " · " {ctx.t("last_31")} ": " <strong id="usage-total">{total}</strong>
+                {ctx.tr("today")} ": " <strong id="usage-today">{today}</strong> " / " {per_day}
+                " · " {ctx.tr("last_31")} ": " <strong id="usage-total">{total}</strong>
             </p>
             {chart(&days)}
         }
     };
     view! {
         <div id="usage">
-            <h3>{move || ctx.t("usage")}
-                " " <button type="button" class="plain small" id="usage-refresh" on:click=move |_| tick.update(|n| *n += 1)>{move || ctx.t("refresh")}</button>
+            <h3>{ctx.tr("usage")}
+                " " <button type="button" class="plain small" id="usage-refresh" on:click=move |_| tick.update(|n| *n += 1)>{ctx.tr("refresh")}</button>
             </h3>
             {move || match usage.get() {
                 Some(v) => render(v).into_any(),
-                None => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),
+                None => view! { <p class="hint">{ctx.tr("loading")}</p> }.into_any(),
             }}
         </div>
     }
