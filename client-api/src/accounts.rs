@@ -1,8 +1,14 @@
 //! Users and sessions, kept as documents in backend-server.
 //!
-//! - user: `{kind: "user", name, password_hash (argon2id PHC string), created_at}`;
-//! - session: `{kind: "session", token_sha256, user_id, name, expires_at}`. Only the
-//!   SHA-256 of the token is stored, so a copy of the store opens no session.
+//! - user: `{kind: "user", name, password_hash (argon2id PHC string), created_at, tenant,
+//!   role}`: `tenant` is the mta-server tenant the user sends for (`default` when the
+//!   field is missing, as in users made before tenants); `role` is `admin` or `user`
+//!   (missing: `user`). Users made by the first-login signup are `user`s of `default`;
+//!   admins are made with `client-api create-user --admin` ([`crate::create_user`]);
+//! - session: `{kind: "session", token_sha256, user_id, name, tenant, role,
+//!   expires_at}`. Only the SHA-256 of the token is stored, so a copy of the store
+//!   opens no session. The session's role is what it was at sign-in; the admin API reads
+//!   the user again ([`Accounts::current_role`]), so a demotion takes effect at once.
 //!
 //! Password hashing and checking run on the blocking pool: argon2id is deliberately
 //! slow and must not stall the async workers.
@@ -18,11 +24,90 @@ use tonic::transport::Channel;
 
 use crate::error::ApiError;
 
+/// The tenant of users made without naming one.
+pub(crate) const DEFAULT_TENANT: &str = "default";
+
+/// What a user may do here: `Admin`s also use the admin console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+
+    /// A stored role; anything but `admin` is `user`, so a bad field grants nothing.
+    fn parse(value: Option<&String>) -> Role {
+        if value.is_some_and(|v| v == "admin") { Role::Admin } else { Role::User }
+    }
+}
+
 /// A signed-in user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct User {
     pub(crate) id: String,
     pub(crate) name: String,
+    /// The mta-server tenant this user's mail is sent for.
+    pub(crate) tenant: String,
+    pub(crate) role: Role,
+}
+
+impl User {
+    /// A user from its stored fields (a user document, or a session's copy).
+    pub(crate) fn from_fields(id: String, name: &str, fields: &HashMap<String, String>) -> User {
+        let tenant = fields.get("tenant").filter(|t| !t.is_empty()).map_or(DEFAULT_TENANT, String::as_str);
+        User { id, name: name.to_owned(), tenant: tenant.to_owned(), role: Role::parse(fields.get("role")) }
+    }
+}
+
+/// A request to mta-server on behalf of `user`: `x-bitmail-actor: user:NAME`, which
+/// mta-server records in its audit log beside the edge's key.
+pub(crate) fn acting_for<T>(user: &User, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("user:{}", user.name).parse() {
+        request.metadata_mut().insert("x-bitmail-actor", value);
+    }
+    request
+}
+
+/// Why `create-user` made no user.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CreateUserError {
+    #[error("there is already a user named {0:?}")]
+    Exists(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Failed(ApiError),
+}
+
+impl From<ApiError> for CreateUserError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::BadRequest(m) => CreateUserError::Invalid(m),
+            other => CreateUserError::Failed(other),
+        }
+    }
+}
+
+/// A tenant id as mta-server accepts one: 1 to 63 of a-z, 0-9 and `-`, not starting or
+/// ending with `-`.
+pub(crate) fn check_tenant(tenant: &str) -> Result<(), ApiError> {
+    let ok = (1..=63).contains(&tenant.len())
+        && tenant.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !tenant.starts_with('-')
+        && !tenant.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest("tenant: 1 to 63 of a-z, 0-9 and '-', not starting or ending with '-'".into()))
+    }
 }
 
 /// Users and sessions over a `Store` client.
@@ -107,21 +192,47 @@ impl Accounts {
         };
         let hash = user.fields.get("password_hash").cloned().unwrap_or_default();
         if verify_password(password.to_owned(), hash).await? {
-            Ok(User { id: user.id, name: name.to_owned() })
+            Ok(User::from_fields(user.id, name, &user.fields))
         } else {
             Err(ApiError::Unauthorized)
         }
     }
 
+    /// Makes the user `name` unless one exists (`create-user`): the bootstrap of the
+    /// first admin, without the webmail.
+    pub(crate) async fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        tenant: &str,
+        role: Role,
+    ) -> Result<User, CreateUserError> {
+        check_name(name)?;
+        check_password(password)?;
+        check_tenant(tenant)?;
+        if !self.lookup(&[("kind", "user"), ("name", name)], 1).await?.is_empty() {
+            return Err(CreateUserError::Exists(name.to_owned()));
+        }
+        let fields = user_fields(name, hash_password(password.to_owned()).await?, tenant, role);
+        let id = self.put(fields.clone()).await?;
+        // As for two first logins (see `sign_up`), the oldest of two racing users wins.
+        let users = self.lookup(&[("kind", "user"), ("name", name)], 10).await?;
+        if users.first().is_some_and(|first| first.id != id) {
+            let _ = self.store.clone().delete(pb::DeleteRequest { id }).await;
+            return Err(CreateUserError::Exists(name.to_owned()));
+        }
+        Ok(User::from_fields(id, name, &fields))
+    }
+
+    /// The user's role as stored now (not as when the session was opened).
+    pub(crate) async fn current_role(&self, user: &User) -> Result<Role, ApiError> {
+        let users = self.lookup(&[("kind", "user"), ("name", &user.name)], 1).await?;
+        Ok(users.first().filter(|d| d.id == user.id).map_or(Role::User, |d| Role::parse(d.fields.get("role"))))
+    }
+
     async fn sign_up(&self, name: &str, password: &str) -> Result<User, ApiError> {
         let hash = hash_password(password.to_owned()).await?;
-        let fields = HashMap::from([
-            ("kind".to_owned(), "user".to_owned()),
-            ("name".to_owned(), name.to_owned()),
-            ("password_hash".to_owned(), hash),
-            ("created_at".to_owned(), now_secs().to_string()),
-        ]);
-        let id = self.put(fields).await?;
+        let id = self.put(user_fields(name, hash, DEFAULT_TENANT, Role::User)).await?;
         // Two first logins of one name may race. Ids sort in creation order, so the
         // oldest account wins; a later duplicate removes itself and the caller signs in
         // against the winner like anyone else.
@@ -131,14 +242,14 @@ impl Accounts {
                 let _ = self.store.clone().delete(pb::DeleteRequest { id }).await;
                 let hash = first.fields.get("password_hash").cloned().unwrap_or_default();
                 if verify_password(password.to_owned(), hash).await? {
-                    Ok(User { id: first.id.clone(), name: name.to_owned() })
+                    Ok(User::from_fields(first.id.clone(), name, &first.fields))
                 } else {
                     Err(ApiError::Unauthorized)
                 }
             }
             _ => {
                 tracing::info!(user = name, "account created at first login");
-                Ok(User { id, name: name.to_owned() })
+                Ok(User { id, name: name.to_owned(), tenant: DEFAULT_TENANT.to_owned(), role: Role::User })
             }
         }
     }
@@ -152,6 +263,8 @@ impl Accounts {
             ("token_sha256".to_owned(), token_digest(&token)),
             ("user_id".to_owned(), user.id.clone()),
             ("name".to_owned(), user.name.clone()),
+            ("tenant".to_owned(), user.tenant.clone()),
+            ("role".to_owned(), user.role.as_str().to_owned()),
             ("expires_at".to_owned(), expires_at.to_string()),
         ]);
         self.put(fields).await?;
@@ -171,7 +284,7 @@ impl Accounts {
             return Err(ApiError::Unauthorized);
         }
         let field = |k: &str| session.fields.get(k).cloned().unwrap_or_default();
-        Ok(User { id: field("user_id"), name: field("name") })
+        Ok(User::from_fields(field("user_id"), &field("name"), &session.fields))
     }
 
     /// Ends the session of this token, if there is one.
@@ -181,6 +294,17 @@ impl Accounts {
         }
         Ok(())
     }
+}
+
+fn user_fields(name: &str, password_hash: String, tenant: &str, role: Role) -> HashMap<String, String> {
+    HashMap::from([
+        ("kind".to_owned(), "user".to_owned()),
+        ("name".to_owned(), name.to_owned()),
+        ("password_hash".to_owned(), password_hash),
+        ("created_at".to_owned(), now_secs().to_string()),
+        ("tenant".to_owned(), tenant.to_owned()),
+        ("role".to_owned(), role.as_str().to_owned()),
+    ])
 }
 
 /// Bytes from the operating system's generator.
@@ -227,7 +351,22 @@ mod tests {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         assert!(check_password("short").is_err());
+        assert!(check_tenant("acme-2").is_ok());
+        for bad in ["", "-a", "a-", "Acme", "a_b", &"a".repeat(64)] {
+            assert!(check_tenant(bad).is_err(), "{bad}");
+        }
         assert!(check_password("long enough").is_ok());
+    }
+
+    #[test]
+    fn users_without_tenant_or_role_are_users_of_default() {
+        let old = User::from_fields("1".into(), "ada", &HashMap::new());
+        assert_eq!((old.tenant.as_str(), old.role), (DEFAULT_TENANT, Role::User));
+        let fields = HashMap::from([("tenant".to_owned(), "acme".to_owned()), ("role".to_owned(), "admin".to_owned())]);
+        let admin = User::from_fields("2".into(), "bob", &fields);
+        assert_eq!((admin.tenant.as_str(), admin.role), ("acme", Role::Admin));
+        let odd = HashMap::from([("role".to_owned(), "root".to_owned())]);
+        assert_eq!(User::from_fields("3".into(), "eve", &odd).role, Role::User);
     }
 
     #[tokio::test]

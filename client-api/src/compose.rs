@@ -21,7 +21,7 @@ use bitmail_runtime::time::now_ms;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::accounts::User;
+use crate::accounts::{User, acting_for};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, CurrentUser};
 use crate::mailbox::{Attachment, AttachmentMeta, Folder, NewMail};
@@ -241,10 +241,12 @@ pub(crate) async fn send(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<Compose>,
 ) -> Result<Response, ApiError> {
+    let (to, cc, bcc) = (body.to.entries(), body.cc.entries(), body.bcc.entries());
+    state.send_limit.check_recipients(to.len() + cc.len() + bcc.len())?;
     let mut problems = Vec::new();
-    let to = check_field(&state, "to", body.to.entries(), &mut problems).await?;
-    let cc = check_field(&state, "cc", body.cc.entries(), &mut problems).await?;
-    let bcc = check_field(&state, "bcc", body.bcc.entries(), &mut problems).await?;
+    let to = check_field(&state, "to", to, &mut problems).await?;
+    let cc = check_field(&state, "cc", cc, &mut problems).await?;
+    let bcc = check_field(&state, "bcc", bcc, &mut problems).await?;
     if problems.is_empty() && to.is_empty() && cc.is_empty() && bcc.is_empty() {
         problems.push("to: at least one recipient is needed".into());
     }
@@ -255,6 +257,8 @@ pub(crate) async fn send(
         return Err(ApiError::BadRequest(problems.join("; ")));
     }
     let files = attachments(body.attachments, state.max_attachment_bytes)?;
+    // Counted once the message is known to be good, before anything is sent or stored.
+    state.send_limit.acquire(&user.name)?;
     let (text, html) = if body.markdown.trim().is_empty() {
         (body.text, body.html)
     } else {
@@ -286,9 +290,10 @@ pub(crate) async fn send(
                     content_id: String::new(),
                 })
                 .collect(),
+            tenant: user.tenant.clone(),
             ..Default::default()
         };
-        Some(state.mta.clone().submit(request).await?.into_inner().message_id)
+        Some(state.mta.clone().submit(acting_for(&user, request)).await?.into_inner().message_id)
     };
 
     let mailboxes = |list: &[Recipient]| -> Vec<String> { list.iter().map(|r| r.mailbox.clone()).collect() };

@@ -5,10 +5,13 @@
 //! state_dir = "data/client-api"        # the generated certificate lives here
 //! mta_url = "http://127.0.0.1:50051"
 //! mta_key = { env = "BITMAIL_MTA_KEY" }  # a key with the `service` scope: mta-server create-key --scopes service --name client-api
+//! mta_admin_key = { env = "BITMAIL_MTA_ADMIN_KEY" }  # scope `admin`, for the admin console; omit: the console API answers 503
 //! backend_url = "http://127.0.0.1:50052"
 //! mail_domain = "localhost"            # a user `ada` sends as ada@localhost
 //! signup_on_first_login = false        # true: an unknown name + password creates the account
 //! session_hours = 168
+//! user_sends_per_minute = 30           # messages one webmail user may send per minute
+//! user_max_recipients = 50             # recipients (to, cc, bcc) of one message
 //! max_body_bytes = 11534336
 //! max_attachment_bytes = 7340032      # all attachments of one message together
 //! max_inbound_bytes = 33554432         # one inbound-mail webhook request (received mail)
@@ -34,10 +37,17 @@ pub struct Config {
     /// The edge's API key at mta-server (scope `service`). Without it, mta-server refuses
     /// every call: nothing can be sent.
     pub mta_key: Option<Secret>,
+    /// The admin console's key at mta-server (scope `admin`), sent with the signed-in
+    /// admin's name (`x-bitmail-actor`). Without it, the console API answers 503.
+    pub mta_admin_key: Option<Secret>,
     pub backend_url: String,
     pub mail_domain: String,
     pub signup_on_first_login: bool,
     pub session_hours: u64,
+    /// Messages one webmail user may send per minute; more: 429.
+    pub user_sends_per_minute: u32,
+    /// Recipients (To, Cc and Bcc together) of one webmail message; more: 400.
+    pub user_max_recipients: usize,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
     /// The largest total size of one message's attachments, in bytes (before base64).
@@ -65,10 +75,13 @@ impl Default for Config {
             state_dir: PathBuf::from("data/client-api"),
             mta_url: "http://127.0.0.1:50051".into(),
             mta_key: None,
+            mta_admin_key: None,
             backend_url: "http://127.0.0.1:50052".into(),
             mail_domain: "localhost".into(),
             signup_on_first_login: false,
             session_hours: 24 * 7,
+            user_sends_per_minute: 30,
+            user_max_recipients: 50,
             max_body_bytes: 11 * 1024 * 1024,
             max_attachment_bytes: 7 * 1024 * 1024,
             max_inbound_bytes: 32 * 1024 * 1024,
@@ -100,6 +113,12 @@ impl Validate for Config {
         }
         if self.session_hours == 0 {
             problems.push("session_hours: must be more than 0".into());
+        }
+        if self.user_sends_per_minute == 0 {
+            problems.push("user_sends_per_minute: must be more than 0".into());
+        }
+        if !(1..=1000).contains(&self.user_max_recipients) {
+            problems.push(format!("user_max_recipients: {} is not within 1 to 1000", self.user_max_recipients));
         }
         if self.max_inbound_bytes < 1024 {
             problems.push("max_inbound_bytes: must be at least 1024".into());
@@ -142,11 +161,15 @@ mod tests {
         let c: Config = parse("", "t").unwrap();
         assert_eq!(c.listen.port(), 8443);
         assert!(!c.signup_on_first_login);
+        assert_eq!((c.user_sends_per_minute, c.user_max_recipients), (30, 50));
+        assert!(c.mta_admin_key.is_none());
 
-        let text = "mta_url = \"localhost:1\"\nmail_domain = \"a b\"\n[tls]\ncert_path = \"/nonexistent/c.pem\"\nkey_path = \"/nonexistent/k.pem\"\n";
+        let text = "mta_url = \"localhost:1\"\nuser_sends_per_minute = 0\nuser_max_recipients = 0\nmail_domain = \"a b\"\n[tls]\ncert_path = \"/nonexistent/c.pem\"\nkey_path = \"/nonexistent/k.pem\"\n";
         let err = parse::<Config>(text, "t").unwrap_err();
         let all = err.problems.join("\n");
-        for needle in ["mta_url", "mail_domain", "tls.cert_path", "tls.key_path"] {
+        for needle in
+            ["mta_url", "user_sends_per_minute", "user_max_recipients", "mail_domain", "tls.cert_path", "tls.key_path"]
+        {
             assert!(all.contains(needle), "missing {needle} in {all}");
         }
     }

@@ -22,6 +22,8 @@ pub(crate) enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     TooManyRequests(String),
@@ -42,6 +44,7 @@ impl ApiError {
             ApiError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -58,6 +61,15 @@ impl From<tonic::Status> for ApiError {
         match s.code() {
             Code::InvalidArgument => ApiError::BadRequest(s.message().to_owned()),
             Code::NotFound => ApiError::NotFound(s.message().to_owned()),
+            Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => {
+                ApiError::Conflict(s.message().to_owned())
+            }
+            Code::PermissionDenied => ApiError::Forbidden(s.message().to_owned()),
+            // The edge's own key: a server misconfiguration, not the user's fault.
+            Code::Unauthenticated => ApiError::Unavailable(format!(
+                "the edge's key was refused by mta-server (check mta_key and mta_admin_key): {}",
+                s.message()
+            )),
             Code::ResourceExhausted => ApiError::Unavailable(s.message().to_owned()),
             Code::Unavailable | Code::DeadlineExceeded => {
                 ApiError::Upstream(format!("a BitMail service is unreachable: {}", s.message()))
@@ -79,5 +91,29 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Status;
+
+    #[test]
+    fn grpc_answers_become_http_statuses() {
+        let cases = [
+            (Status::invalid_argument("id: bad"), StatusCode::BAD_REQUEST),
+            (Status::not_found("x"), StatusCode::NOT_FOUND),
+            (Status::already_exists("x"), StatusCode::CONFLICT),
+            (Status::failed_precondition("x"), StatusCode::CONFLICT),
+            (Status::aborted("x"), StatusCode::CONFLICT),
+            (Status::permission_denied("x"), StatusCode::FORBIDDEN),
+            (Status::unauthenticated("x"), StatusCode::SERVICE_UNAVAILABLE),
+            (Status::unavailable("x"), StatusCode::BAD_GATEWAY),
+        ];
+        for (status, http) in cases {
+            assert_eq!(ApiError::from(status.clone()).status().0, http, "{status:?}");
+        }
+        assert!(ApiError::from(Status::unauthenticated("x")).to_string().contains("the edge's key was refused"));
     }
 }

@@ -9,7 +9,9 @@
 //! - [`tls`]: the rustls server configuration, from configured files or a self-signed
 //!   certificate generated on first start;
 //! - [`server`]: binding, serving and graceful shutdown;
-//! - [`probe`]: `--probe`, `GET /healthz` against the running edge.
+//! - [`probe`]: `--probe`, `GET /healthz` against the running edge;
+//! - [`create_user`]: `client-api create-user`, a user (the first admin) from the
+//!   command line.
 //!
 //! The HTTP API, from the router down:
 //! - `routes`: the router: every path, its handler, and the middleware stack;
@@ -23,13 +25,17 @@
 //!   mta-server's status changes;
 //! - `webhooks`: the providers' event and inbound webhooks, forwarded untouched to
 //!   mta-server;
-//! - `inbound`: received mail (parsed by mta-server) put into local users' inboxes.
+//! - `inbound`: received mail (parsed by mta-server) put into local users' inboxes;
+//! - `admin`, `admin_ops`, `admin_audit`, `admin_csv`: the admin console's API (tenants,
+//!   keys, usage; providers, suppressions; the audit log and its CSV export), for users
+//!   with the `admin` role, through mta-server with `mta_admin_key`.
 //!
 //! What the handlers share, below them:
 //! - `state`: `AppState`, what every handler is given;
 //! - `extract`: the extractors: a JSON body with JSON rejections, the signed-in user;
 //! - `csrf`: the same-origin and CSRF checks on every state change, and the CSRF token;
 //! - `limiter`: failed sign-ins limited per name and per client address;
+//! - `send_limit`: one user's sends per minute and recipients per message;
 //! - `deliveries`: the last hour's delivery outcomes, in memory, for the status page;
 //! - `accounts`: users (argon2id password hashes) and sessions, as store documents;
 //! - `mailbox`: folders, messages and attachments as store documents;
@@ -41,11 +47,16 @@
 //! modules import each other without cycles.
 
 pub mod config;
+pub mod create_user;
 pub mod probe;
 pub mod server;
 pub mod tls;
 
 mod accounts;
+mod admin;
+mod admin_audit;
+mod admin_csv;
+mod admin_ops;
 mod assets;
 mod compose;
 mod csrf;
@@ -61,6 +72,7 @@ mod metrics;
 mod page;
 mod routes;
 mod sanitize;
+mod send_limit;
 mod session;
 mod state;
 mod status;

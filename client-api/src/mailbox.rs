@@ -336,7 +336,7 @@ impl Mailbox {
     /// The user named `name`, if there is one.
     pub(crate) async fn user_named(&self, name: &str) -> Result<Option<User>, ApiError> {
         let users = self.lookup_all(&[("kind", "user"), ("name", name)]).await?;
-        Ok(users.into_iter().next().map(|d| User { id: d.id, name: name.to_owned() }))
+        Ok(users.into_iter().next().map(|d| User::from_fields(d.id, name, &d.fields)))
     }
 }
 

@@ -15,9 +15,24 @@
 //! | `POST /api/preview` | `{markdown}`: the HTML it would be sent as |
 //! | `GET /api/status` | providers, queue depth, recent deliveries, sent per provider over the last hour |
 //! | `GET /metrics` | Prometheus metrics, to this host only |
+//! | `/api/admin/...` | the admin console (admins only: 403 for others), see below |
 //! | `GET /`, `GET /assets/*` | the webmail (`web_dir`), compressed, with cache headers |
 //! | `POST /webhooks/{provider}/events` | a provider's event webhook, see [`crate::webhooks`] |
 //! | `POST /webhooks/{provider}/inbound` | a provider's inbound mail webhook, see [`crate::webhooks`] |
+//!
+//! The admin console's API (see [`crate::admin`]; times in ms since the epoch):
+//!
+//! | method and path | what |
+//! | --- | --- |
+//! | `GET`, `POST /api/admin/tenants` | the tenants; a new one `{id, display_name, domains, addresses?, quotas?}` |
+//! | `PATCH /api/admin/tenants/{id}` | any of `{display_name, domains, addresses, quotas, state, expected_version}` |
+//! | `GET`, `POST /api/admin/tenants/{id}/keys` | its keys; a new one `{name, scopes, expires_ms?}`, answered with its secret once |
+//! | `POST /api/admin/keys/{id}/revoke` | revokes a key |
+//! | `GET /api/admin/tenants/{id}/usage` | messages per UTC day, the last 31 days |
+//! | `GET /api/admin/providers`, `POST .../{name}/pause`, `.../{name}/resume` | provider health; pausing and resuming |
+//! | `GET /api/admin/suppressions?q&limit`, `POST`, `DELETE .../{address}` | the suppression list |
+//! | `GET /api/admin/audit?actor&tenant&since_ms&until_ms&page_token&limit` | the audit log, a page |
+//! | `GET /api/admin/audit.csv?...` | the audit log as CSV, every page (at most 100 000 rows) |
 //!
 //! CSRF: every state change except signing in needs the session's CSRF token in
 //! `X-CSRF-Token` (see [`crate::csrf`]); besides, the session cookie is
@@ -30,11 +45,30 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{compose, csrf, health, mail, metrics, page, session, status, webhooks};
+use crate::{
+    admin, admin_audit, admin_csv, admin_ops, compose, csrf, health, mail, metrics, page, session, status, webhooks,
+};
+
+/// The admin console's API.
+fn admin_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/admin/tenants", get(admin::list_tenants).post(admin::create_tenant))
+        .route("/api/admin/tenants/{id}", axum::routing::patch(admin::update_tenant))
+        .route("/api/admin/tenants/{id}/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/api/admin/tenants/{id}/usage", get(admin::usage))
+        .route("/api/admin/keys/{id}/revoke", post(admin::revoke_key))
+        .route("/api/admin/providers", get(admin_ops::providers))
+        .route("/api/admin/providers/{name}/pause", post(admin_ops::pause))
+        .route("/api/admin/providers/{name}/resume", post(admin_ops::resume))
+        .route("/api/admin/suppressions", get(admin_ops::suppressions).post(admin_ops::add_suppression))
+        .route("/api/admin/suppressions/{address}", delete(admin_ops::remove_suppression))
+        .route("/api/admin/audit", get(admin_audit::audit))
+        .route("/api/admin/audit.csv", get(admin_csv::audit_csv))
+}
 
 pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize, max_inbound_bytes: usize) -> Router {
     Router::new()
@@ -47,6 +81,7 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize, max_inbound_by
         .route("/api/preview", post(compose::preview))
         .route("/api/status", get(status::status))
         .route("/metrics", get(metrics::metrics))
+        .merge(admin_routes())
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("no such endpoint".into()) }))
         .merge(webhooks::routes(max_inbound_bytes))
         .fallback(page::page)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::tls_rustls::RustlsConfig;
+use bitmail_proto::v1::admin_client::AdminClient;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_proto::v1::store_client::StoreClient;
 use bitmail_runtime::grpc::Bearer;
@@ -18,7 +19,8 @@ use crate::deliveries::DeliveryLog;
 use crate::limiter::LoginLimiter;
 use crate::mailbox::Mailbox;
 use crate::routes::router;
-use crate::state::AppState;
+use crate::send_limit::SendLimiter;
+use crate::state::{AdminUpstream, AppState};
 use crate::status::follow;
 use crate::tls::{self, CertPaths};
 
@@ -53,6 +55,19 @@ impl Server {
         if config.mta_key.is_none() {
             tracing::warn!("no mta_key configured: mta-server will refuse every call, and nothing can be sent");
         }
+        let admin = match &config.mta_admin_key {
+            Some(key) => {
+                let bearer = Bearer::new(Some(key.expose()))?;
+                Some(AdminUpstream {
+                    admin: AdminClient::with_interceptor(mta_channel.clone(), bearer.clone()),
+                    mta: MtaClient::with_interceptor(mta_channel.clone(), bearer),
+                })
+            }
+            None => {
+                tracing::info!("no mta_admin_key configured: the admin console API answers 503");
+                None
+            }
+        };
         let backend_channel = upstream(&config.backend_url)?;
         let max_decode = config.max_body_bytes.max(config.max_inbound_bytes) + 256 * 1024;
         let web = match config.web_dir.clone() {
@@ -76,6 +91,8 @@ impl Server {
             mail_domain: config.mail_domain.clone(),
             session_secs: config.session_hours * 3600,
             limiter: LoginLimiter::default(),
+            send_limit: SendLimiter::new(config.user_sends_per_minute, config.user_max_recipients),
+            admin,
             max_attachment_bytes: config.max_attachment_bytes,
             web,
             deliveries: Arc::new(DeliveryLog::default()),

@@ -25,7 +25,10 @@ pub(crate) struct SignIn {
 }
 
 fn user_json(user: &User, domain: &str, token: &str) -> Value {
-    json!({ "name": user.name, "address": format!("{}@{domain}", user.name), "csrf_token": csrf_token(token) })
+    json!({
+        "name": user.name, "address": format!("{}@{domain}", user.name), "csrf_token": csrf_token(token),
+        "tenant": user.tenant, "role": user.role.as_str(),
+    })
 }
 
 pub(crate) async fn sign_in(

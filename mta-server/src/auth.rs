@@ -26,7 +26,7 @@ use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 use tonic::transport::server::TcpConnectInfo;
 
-use crate::tenant::{AuthError, Caller, Denied, KeyCheck, OverQuota};
+use crate::tenant::{AuthError, Caller, Denied, KeyCheck, OverQuota, Scope};
 
 /// A gRPC service whose calls are authenticated first.
 #[derive(Clone)]
@@ -142,8 +142,10 @@ pub fn quota_status(e: &OverQuota) -> Status {
     }
 }
 
-/// Who made a change, for the audit log: the key, and the person a `service` key said
-/// it acts for (`x-bitmail-actor: user:NAME`); and the client address of the call.
+/// Who made a change, for the audit log: the key, and the person a `service` or `admin`
+/// key said it acts for (`x-bitmail-actor: user:NAME`; client-api's keys, for the
+/// webmail and its admin console); and the client address of the call. Other keys
+/// cannot name anyone: the entry names the key alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub name: String,
@@ -158,12 +160,47 @@ impl Actor {
             .get("x-bitmail-actor")
             .and_then(|v| v.to_str().ok())
             .filter(|v| v.starts_with("user:") && v.len() <= 128 && !v.chars().any(char::is_control))
-            .filter(|_| caller.scopes.contains(&crate::tenant::Scope::Service));
+            .filter(|_| caller.scopes.iter().any(|s| matches!(s, Scope::Service | Scope::Admin)));
         let name = match person {
             Some(person) => format!("{person} via {key}"),
             None => key,
         };
         let address = request.remote_addr().map_or_else(String::new, |a| a.ip().to_string());
         Actor { name, address }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::Tenant;
+
+    fn caller(scopes: &[Scope]) -> Caller {
+        let tenant = Tenant::new("acme", "Acme", &["acme.test".into()], &[], Default::default(), 1).unwrap();
+        Caller { tenant: Arc::new(tenant), key_id: "abcdefghijkl".into(), scopes: scopes.iter().copied().collect() }
+    }
+
+    fn actor_of(scopes: &[Scope], header: Option<&str>) -> String {
+        let mut request = tonic::Request::new(());
+        if let Some(value) = header {
+            request.metadata_mut().insert("x-bitmail-actor", value.parse().unwrap());
+        }
+        Actor::of(&request, &caller(scopes)).name
+    }
+
+    #[test]
+    fn service_and_admin_keys_may_name_the_person_they_act_for() {
+        for scopes in [&[Scope::Service][..], &[Scope::Admin], &[Scope::Send, Scope::Admin]] {
+            assert_eq!(actor_of(scopes, Some("user:ada")), "user:ada via key:bmk_abcdefghijkl", "{scopes:?}");
+            assert_eq!(actor_of(scopes, None), "key:bmk_abcdefghijkl");
+        }
+    }
+
+    #[test]
+    fn other_keys_and_malformed_names_are_recorded_as_the_key_alone() {
+        assert_eq!(actor_of(&[Scope::Send, Scope::Read], Some("user:ada")), "key:bmk_abcdefghijkl");
+        assert_eq!(actor_of(&[Scope::Admin], Some("ada")), "key:bmk_abcdefghijkl");
+        let long = format!("user:{}", "a".repeat(200));
+        assert_eq!(actor_of(&[Scope::Admin], Some(&long)), "key:bmk_abcdefghijkl");
     }
 }

@@ -126,11 +126,7 @@ impl Gateway {
         let mut admin = self.mta(Some(&self.admin_key)).await;
         let providers = admin.list_providers(pb::ListProvidersRequest {}).await.unwrap().into_inner();
         let suppressions = admin.list_suppressions(pb::ListSuppressionsRequest::default()).await.unwrap().into_inner();
-        (
-            providers.backlog,
-            providers.providers.iter().map(|p| p.circuit).collect(),
-            suppressions.suppressions.len(),
-        )
+        (providers.backlog, providers.providers.iter().map(|p| p.circuit).collect(), suppressions.suppressions.len())
     }
 }
 
@@ -173,32 +169,25 @@ async fn every_call(client: &mut MtaClient<WithKey>) -> Vec<(&'static str, Code)
     let code = |r: Result<(), tonic::Status>| r.err().map_or(Code::Ok, |s| s.code());
     vec![
         ("Submit", code(client.submit(message("ada@a.test")).await.map(drop))),
-        (
-            "GetMessage",
-            code(client.get_message(pb::GetMessageRequest { message_id: "x".into() }).await.map(drop)),
-        ),
+        ("GetMessage", code(client.get_message(pb::GetMessageRequest { message_id: "x".into() }).await.map(drop))),
         ("ListProviders", code(client.list_providers(pb::ListProvidersRequest {}).await.map(drop))),
         ("WatchMessages", code(client.watch_messages(pb::WatchMessagesRequest::default()).await.map(drop))),
-        (
-            "PauseProvider",
-            code(client.pause_provider(pb::ProviderRequest { name: "sendgrid".into() }).await.map(drop)),
-        ),
+        ("PauseProvider", code(client.pause_provider(pb::ProviderRequest { name: "sendgrid".into() }).await.map(drop))),
         (
             "ResumeProvider",
             code(client.resume_provider(pb::ProviderRequest { name: "sendgrid".into() }).await.map(drop)),
         ),
-        (
-            "RetryMessage",
-            code(client.retry_message(pb::GetMessageRequest { message_id: "x".into() }).await.map(drop)),
-        ),
+        ("RetryMessage", code(client.retry_message(pb::GetMessageRequest { message_id: "x".into() }).await.map(drop))),
         (
             "ReceiveWebhook",
-            code(client.receive_webhook(pb::WebhookRequest { provider: "sendgrid".into(), ..Default::default() }).await.map(drop)),
+            code(
+                client
+                    .receive_webhook(pb::WebhookRequest { provider: "sendgrid".into(), ..Default::default() })
+                    .await
+                    .map(drop),
+            ),
         ),
-        (
-            "ListSuppressions",
-            code(client.list_suppressions(pb::ListSuppressionsRequest::default()).await.map(drop)),
-        ),
+        ("ListSuppressions", code(client.list_suppressions(pb::ListSuppressionsRequest::default()).await.map(drop))),
         (
             "AddSuppression",
             code(
@@ -269,9 +258,12 @@ async fn every_mta_call_needs_a_usable_key_and_a_refused_call_changes_nothing() 
     assert!(backlog_and_sent <= 1);
     assert_eq!(circuits, vec![pb::CircuitState::Closed as i32]);
     assert_eq!(suppressions, 0);
-    let delivered = eventually(Duration::from_secs(10), "one message delivered", || async { gw.fake.received() }, |r| {
-        !r.is_empty()
-    })
+    let delivered = eventually(
+        Duration::from_secs(10),
+        "one message delivered",
+        || async { gw.fake.received() },
+        |r| !r.is_empty(),
+    )
     .await;
     assert_eq!(delivered.len(), 1, "only the send key's message went out");
 
@@ -301,7 +293,10 @@ async fn a_tenant_sees_only_its_own_messages_and_sends_only_from_its_domains() {
         let seen = b.get_message(pb::GetMessageRequest { message_id: id.into() }).await.unwrap_err();
         assert_eq!((seen.code(), seen.message()), (Code::NotFound, format!("no message with id {id:?}").as_str()));
         let retried = b.retry_message(pb::GetMessageRequest { message_id: id.into() }).await.unwrap_err();
-        assert_eq!((retried.code(), retried.message()), (Code::NotFound, format!("no message with id {id:?}").as_str()));
+        assert_eq!(
+            (retried.code(), retried.message()),
+            (Code::NotFound, format!("no message with id {id:?}").as_str())
+        );
     }
 
     // B's watch shows B's own message, and none of A's before it.
@@ -343,7 +338,10 @@ async fn quotas_refuse_before_anything_is_stored_and_say_when_the_next_message_i
     let mut rate = gw.mta(Some(&key(&gw.registry, "rate", &[Scope::Send]).await)).await;
     let mut daily = gw.mta(Some(&key(&gw.registry, "daily", &[Scope::Send]).await)).await;
 
-    let too_many = pb::SubmitRequest { to: vec!["a@x.test".into(), "b@x.test".into(), "c@x.test".into()], ..message("r@rate.test") };
+    let too_many = pb::SubmitRequest {
+        to: vec!["a@x.test".into(), "b@x.test".into(), "c@x.test".into()],
+        ..message("r@rate.test")
+    };
     let refused = rate.submit(too_many).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted);
     assert!(refused.message().contains("max_recipients"), "{}", refused.message());
@@ -368,10 +366,9 @@ async fn quotas_refuse_before_anything_is_stored_and_say_when_the_next_message_i
     assert!(after.abs_diff(to_midnight) < 5_000, "retry after {after} ms, midnight in {to_midnight} ms");
 
     // Only the admitted messages went out.
-    let sent = eventually(Duration::from_secs(10), "5 messages delivered", || async { gw.fake.received() }, |r| {
-        r.len() >= 5
-    })
-    .await;
+    let sent =
+        eventually(Duration::from_secs(10), "5 messages delivered", || async { gw.fake.received() }, |r| r.len() >= 5)
+            .await;
     tokio::time::sleep(Duration::from_millis(300)).await; // would a refused one follow?
     assert_eq!(gw.fake.received().len(), sent.len());
     assert_eq!(sent.len(), 5);
@@ -382,12 +379,7 @@ async fn quotas_refuse_before_anything_is_stored_and_say_when_the_next_message_i
         Duration::from_secs(10),
         "usage flushed",
         || async {
-            admin
-                .clone()
-                .get_usage(pb::GetUsageRequest { tenant: "daily".into(), days: 0 })
-                .await
-                .unwrap()
-                .into_inner()
+            admin.clone().get_usage(pb::GetUsageRequest { tenant: "daily".into(), days: 0 }).await.unwrap().into_inner()
         },
         |u| u.days.last().is_some_and(|d| d.messages == 3),
     )
@@ -488,7 +480,12 @@ async fn the_admin_api_refuses_bad_input_changes_nothing_and_keeps_an_audit_log(
     // A tenant, a key for it; the last admin key cannot be revoked.
     admin.create_tenant(tenant("acme", "Acme", &["acme.test"], None)).await.unwrap();
     let created = admin
-        .create_key(pb::CreateKeyRequest { tenant: "acme".into(), name: "ci".into(), scopes: vec!["send".into()], expires_at_unix_ms: 0 })
+        .create_key(pb::CreateKeyRequest {
+            tenant: "acme".into(),
+            name: "ci".into(),
+            scopes: vec!["send".into()],
+            expires_at_unix_ms: 0,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -512,7 +509,9 @@ async fn the_admin_api_refuses_bad_input_changes_nothing_and_keeps_an_audit_log(
         assert_eq!(entry.tenant, "acme");
     }
     assert!(log.entries[0].before.is_empty() && log.entries[0].after.contains("acme.test"));
-    assert!(log.entries[2].before.contains("\"revoked_ms\":null") && !log.entries[2].after.contains("\"revoked_ms\":null"));
+    assert!(
+        log.entries[2].before.contains("\"revoked_ms\":null") && !log.entries[2].after.contains("\"revoked_ms\":null")
+    );
     assert!(!log.entries.iter().any(|e| e.after.contains(&created.secret)), "the secret is never logged");
     let by_tenant = admin
         .list_audit(pb::ListAuditRequest { tenant: "nobody".into(), ..Default::default() })

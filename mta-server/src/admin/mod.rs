@@ -312,11 +312,7 @@ impl pb::admin_server::Admin for AdminService {
             .keys
             .refused_snapshot()
             .into_iter()
-            .map(|r| pb::RefusedKeyUses {
-                prefix: r.prefix,
-                address: r.addr.to_string(),
-                count: r.count,
-            })
+            .map(|r| pb::RefusedKeyUses { prefix: r.prefix, address: r.addr.to_string(), count: r.count })
             .collect();
         Ok(Response::new(pb::ListRefusedKeysResponse { refused }))
     }
