@@ -133,12 +133,20 @@ impl Form {
         }
     }
 
-    /// The PATCH body, or the text key of the quota that is not a whole number.
+    /// The PATCH body, or the text key of the quota that is not a number.
     fn body(&self, version: &Value) -> Result<Value, &'static str> {
         let mut quotas = serde_json::Map::new();
         for (signal, (key, label)) in self.quotas.iter().zip(QUOTAS) {
-            let n: u64 = signal.get_untracked().trim().parse().map_err(|_| label)?;
-            quotas.insert(key.into(), n.into());
+            // The rate may be fractional (one message every two seconds); the rest are counts.
+            let text = signal.get_untracked();
+            let n: Value = if key == "per_second" {
+                // JavaScript's parser: Rust's float parsing would add ~20 KB to the module.
+                Some(js_sys::parse_float(text.trim())).filter(|n| n.is_finite()).map(Value::from)
+            } else {
+                text.trim().parse::<u64>().ok().map(Value::from)
+            }
+            .ok_or(label)?;
+            quotas.insert(key.into(), n);
         }
         Ok(json!({
             "display_name": self.name.get_untracked(),
@@ -189,7 +197,7 @@ pub fn TenantPage(id: String) -> impl IntoView {
             view! {
                 <div>
                     <label for=id.clone()>{ctx.tr(label)}</label>
-                    <input id=id type="number" min="0" inputmode="numeric"
+                    <input id=id type="number" min="0" step="any" inputmode="decimal"
                         on:input=move |ev| signal.set(event_target_value(&ev)) prop:value=move || signal.get()/>
                 </div>
             }
