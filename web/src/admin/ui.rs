@@ -28,6 +28,12 @@ pub fn fail(ctx: Ctx, e: &ApiErr) {
 
 /// Calls the API; on success runs `done` with the answer, else shows the error.
 pub fn run(ctx: Ctx, method: &'static str, path: String, body: Option<Value>, done: impl FnOnce(Value) + 'static) {
+    run_boxed(ctx, method, path, body, Box::new(done));
+}
+
+/// One future type for every call of the console (a generic one per call site would
+/// each carry a copy of the request code: kilobytes of WebAssembly apiece).
+fn run_boxed(ctx: Ctx, method: &'static str, path: String, body: Option<Value>, done: Box<dyn FnOnce(Value)>) {
     spawn_local(async move {
         match ctx.api(method, &path, body.as_ref()).await {
             Ok(v) => done(v),
