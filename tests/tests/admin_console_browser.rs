@@ -2,7 +2,8 @@
 //! SendGrid behind it) and client-api serving the built webmail: an admin creates a
 //! tenant and a key in the console, the test sends with that key over gRPC, the console
 //! shows it in the tenant's usage, the admin revokes the key and the next send is
-//! refused, and the audit log page shows the three changes. A user who is not an admin
+//! refused, and the audit log page shows the three changes; a provider paused and
+//! resumed, an address suppressed, found and removed. A user who is not an admin
 //! sees no console and gets 403 from its API. Screenshots in target/screenshots/
 //! (admin-*.png), one at 360 px wide.
 
@@ -127,6 +128,29 @@ async fn an_admin_runs_tenants_and_keys_from_the_console_and_a_user_sees_none_of
     let csv = b.script("return document.querySelector('#audit-csv').getAttribute('href')", json!([])).await;
     assert_eq!(csv, "/api/admin/audit.csv?tenant=acme");
     b.screenshot("admin-audit").await;
+
+    // Providers: pause and resume.
+    b.click("#admin-tab-providers").await;
+    b.wait_text("#admin-provider-list", "sendgrid").await;
+    b.click("#admin-provider-list .provider-pause").await;
+    b.wait_text(".flash.ok", "Provider paused.").await;
+    b.wait_text("#admin-provider-list", "paused").await;
+    b.click("#admin-provider-list .provider-resume").await;
+    b.wait_text(".flash.ok", "Provider resumed.").await;
+    b.find("#admin-provider-list .provider-pause").await;
+
+    // Suppressions: add, search, remove.
+    b.click("#admin-tab-suppressions").await;
+    b.type_into("#supp-new-address", "gone@example.net").await;
+    b.type_into("#supp-new-reason", "asked to stop").await;
+    b.click("#supp-add").await;
+    b.wait_text("#supp-list", "gone@example.net").await;
+    b.type_into("#supp-q", "gone").await;
+    b.click("#supp-search").await;
+    b.wait_text("#supp-list", "asked to stop").await;
+    b.click("#supp-list tr[data-address='gone@example.net'] .supp-remove").await;
+    b.wait_text(".flash.ok", "Address removed from the list.").await;
+    b.find("#supp-empty").await;
 
     // French, then a phone: 360 px wide, nothing wider than the screen.
     b.script(
