@@ -2,7 +2,8 @@
 //! SendGrid behind it) and client-api serving the built webmail: an admin creates a
 //! tenant and a key in the console, the test sends with that key over gRPC, the console
 //! shows it in the tenant's usage, the admin revokes the key and the next send is
-//! refused, and the audit log page shows the three changes; a provider paused and
+//! refused, the tenant's domains and quota edited, the tenant suspended and resumed,
+//! and the audit log page shows the changes; a provider paused and
 //! resumed, an address suppressed, found and removed. A user who is not an admin
 //! sees no console and gets 403 from its API. Screenshots in target/screenshots/
 //! (admin-*.png), one at 360 px wide.
@@ -116,6 +117,22 @@ async fn an_admin_runs_tenants_and_keys_from_the_console_and_a_user_sees_none_of
     b.find("#key-list tr.revoked").await;
     let refused = mta.submit(message()).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    // Edited: another domain and a daily quota; then suspended and resumed.
+    b.type_into("#tenant-domains", "acme.test, mail.acme.test").await;
+    b.type_into("#quota-per_day", "500").await;
+    b.click("#tenant-save").await;
+    b.wait_text(".flash.ok", "Saved.").await;
+    let (_, list) = d.sign_in("ada").await.call("GET", "/api/admin/tenants", None).await;
+    let acme = list["tenants"].as_array().unwrap().iter().find(|t| t["id"] == "acme").unwrap().clone();
+    assert_eq!(acme["domains"], json!(["acme.test", "mail.acme.test"]), "{acme}");
+    assert_eq!(acme["quotas"]["per_day"], 500, "{acme}");
+    b.click("#tenant-state").await;
+    b.wait_text(".flash.ok", "Tenant suspended").await;
+    b.find("#admin-tenant h3 .badge[data-state=suspended]").await;
+    b.click("#tenant-state").await;
+    b.wait_text(".flash.ok", "Tenant resumed.").await;
+    b.find("#admin-tenant h3 .badge[data-state=active]").await;
 
     // The audit log page shows the three changes, and exports them.
     b.click("#admin-tab-audit").await;
