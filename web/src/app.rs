@@ -7,17 +7,18 @@ use leptos::task::spawn_local;
 use serde_json::{Value, json};
 use wasm_bindgen::JsCast;
 
+use crate::admin::AdminView;
 use crate::api::call;
 use crate::compose::{Compose, send_draft};
 use crate::folder::FolderView;
 use crate::i18n::Lang;
 use crate::message::{MessageView, delete_message};
-use crate::state::{Ctx, Draft, Me, Page};
+use crate::state::{Admin, Ctx, Draft, Me, Page};
 use crate::status::StatusView;
 
 fn me_from(v: &Value) -> Me {
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-    Me { name: s("name"), address: s("address"), csrf: s("csrf_token") }
+    Me { name: s("name"), address: s("address"), csrf: s("csrf_token"), tenant: s("tenant"), role: s("role") }
 }
 
 #[component]
@@ -65,6 +66,13 @@ pub fn App() -> impl IntoView {
                 Page::Message(id) => view! { <MessageView id=id/> }.into_any(),
                 Page::Compose => view! { <Compose/> }.into_any(),
                 Page::Status => view! { <StatusView/> }.into_any(),
+                // Nothing of the console for anyone else (its API answers them 403 anyway).
+                // Rendered again in another language: its texts are not reactive.
+                Page::Admin(p) if ctx.is_admin() => {
+                    ctx.lang.track();
+                    view! { <AdminView page=p/> }.into_any()
+                }
+                Page::Admin(_) => ().into_any(),
             }}
         </main>
     }
@@ -106,6 +114,10 @@ fn Nav() -> impl IntoView {
                     ctx.go(Page::Compose)
                 }>{move || ctx.t("compose")}</button>
                 {tab(Page::Status, "status")}
+                <Show when=move || ctx.is_admin()>
+                    <button id="admin-nav" class:on=move || matches!(ctx.page.get(), Page::Admin(_))
+                        on:click=move |_| ctx.go(Page::Admin(Admin::Tenants))>{move || ctx.t("admin")}</button>
+                </Show>
             </nav>
             <select aria-label=move || ctx.t("language") on:change=switch prop:value=move || ctx.lang.get().code()>
                 <option value="en">"English"</option>

@@ -7,6 +7,9 @@
 //!   shown and how to go to another, the signed-in user, the draft being written;
 //! - `folder`, `message`, `compose`, `status`: the pages (`message` uses
 //!   `folder`'s delivery badge; otherwise they import only `state`, `api` and `i18n`);
+//! - `admin`: the admin console (tenants with their keys and usage, providers,
+//!   suppressions, the audit log), its own pages under `admin/`; the shell shows it only
+//!   to users whose role is `admin`;
 //! - `app`: the shell that assembles the pages: the navigation bar, the log-in page,
 //!   the keyboard shortcuts; nothing imports it.
 //!
@@ -17,6 +20,7 @@
 //! `binaryen`, never Debian's (too old).
 #![cfg(target_arch = "wasm32")]
 
+mod admin;
 mod api;
 mod app;
 mod compose;

@@ -16,6 +16,19 @@ pub enum Page {
     Message(String),
     Compose,
     Status,
+    /// The admin console; the shell shows it only to an admin.
+    Admin(Admin),
+}
+
+/// The pages of the admin console.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admin {
+    Tenants,
+    /// One tenant: its settings, keys and usage.
+    Tenant(String),
+    Providers,
+    Suppressions,
+    Audit,
 }
 
 /// The signed-in user.
@@ -24,6 +37,15 @@ pub struct Me {
     pub name: String,
     pub address: String,
     pub csrf: String,
+    pub tenant: String,
+    /// `admin` or `user`.
+    pub role: String,
+}
+
+impl Me {
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
 }
 
 /// Everything the pages share; all signals, so it is `Copy`.
@@ -51,6 +73,12 @@ impl Ctx {
         t(self.lang.get(), key)
     }
 
+    /// A text in the current language, not followed: for views the shell renders again
+    /// when the language changes (the admin console).
+    pub fn tr(&self, key: &str) -> &'static str {
+        t(self.lang.get_untracked(), key)
+    }
+
     pub fn csrf(&self) -> String {
         self.me.with_untracked(|m| m.as_ref().map(|m| m.csrf.clone()).unwrap_or_default())
     }
@@ -72,6 +100,11 @@ impl Ctx {
 
     pub fn notice(&self, key: &str) {
         self.flash.set(Some((false, t(self.lang.get_untracked(), key).to_owned())));
+    }
+
+    /// Whether the signed-in user may see the admin console.
+    pub fn is_admin(&self) -> bool {
+        self.me.with(|m| m.as_ref().is_some_and(Me::is_admin))
     }
 
     pub fn go(&self, page: Page) {
