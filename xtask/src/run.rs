@@ -143,6 +143,7 @@ pub(crate) fn run(release: bool) -> Result<()> {
     let store_existed = store_file.is_file();
     let service_key_file = dir.join("client-api.key");
     let admin_key_file = dir.join("admin.key");
+    let console_key_file = dir.join("client-api-admin.key");
     let provider = format!("{sendgrid}\n{mailgun}\n{ses}");
     let stand_ins = !(real_sendgrid && real_mailgun && real_ses);
     let configs = [
@@ -165,9 +166,10 @@ pub(crate) fn run(release: bool) -> Result<()> {
         (
             "client-api",
             format!(
-                "listen = \"{EDGE}\"\nstate_dir = {:?}\nmta_url = \"http://{MTA}\"\nmta_key = {{ file = {:?} }}\nbackend_url = \"http://{BACKEND}\"\nmail_domain = {mail_domain:?}\nsignup_on_first_login = true\nweb_dir = {:?}\n",
+                "listen = \"{EDGE}\"\nstate_dir = {:?}\nmta_url = \"http://{MTA}\"\nmta_key = {{ file = {:?} }}\nmta_admin_key = {{ file = {:?} }}\nbackend_url = \"http://{BACKEND}\"\nmail_domain = {mail_domain:?}\nsignup_on_first_login = true\nweb_dir = {:?}\n",
                 root().join("data/client-api").display().to_string(),
                 service_key_file.display().to_string(),
+                console_key_file.display().to_string(),
                 web_dir.display().to_string()
             ),
         ),
@@ -225,6 +227,8 @@ pub(crate) fn run(release: bool) -> Result<()> {
     };
     let service_key_state = key(&service_key_file, "service", "client-api (cargo xtask run)")?;
     let admin_key_state = key(&admin_key_file, "admin", "operator (cargo xtask run)")?;
+    // The admin console's own key (client-api's mta_admin_key).
+    key(&console_key_file, "admin", "client-api console (cargo xtask run)")?;
     for name in ["mta-server", "client-api"] {
         children.spawn(name, Command::new(bin(name)).arg("--config").arg(config_of(name)))?;
     }
@@ -264,7 +268,8 @@ BitMail is running.
   mta-server gRPC   {MTA}   (reflection on: grpcurl -plaintext {MTA} list)
                     every call needs an API key; tenant `default` sends from @{mail_domain}
   admin key         {}   ({admin_key_state}; scope admin)
-  client-api's key  {}   ({service_key_state}; scope service, its mta_key)
+  client-api's keys {}   ({service_key_state}; scope service, its mta_key)
+                    and client-api-admin.key beside it (scope admin, its mta_admin_key: the console)
   backend gRPC      {BACKEND}
   mail goes to      {sent_to}
   configs           {}
