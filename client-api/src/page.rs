@@ -1,5 +1,6 @@
-//! `GET /` and every path no route claims: the webmail's files, or the bare page when
-//! no build is configured.
+//! `GET /` and every path no route claims: the webmail's files (and, under `/admin/`,
+//! the admin console's bundle, see [`crate::assets`]), or the bare page when no build is
+//! configured.
 
 use std::sync::Arc;
 

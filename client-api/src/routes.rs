@@ -17,6 +17,7 @@
 //! | `GET /metrics` | Prometheus metrics, to this host only |
 //! | `/api/admin/...` | the admin console (admins only: 403 for others), see below |
 //! | `GET /`, `GET /assets/*` | the webmail (`web_dir`), compressed, with cache headers |
+//! | `GET /admin/...`, `GET /admin/assets/*` | the webmail with the admin console (`web_dir/admin`), when built; every path under `/admin/` gets its page |
 //! | `POST /webhooks/{provider}/events` | a provider's event webhook, see [`crate::webhooks`] |
 //! | `POST /webhooks/{provider}/inbound` | a provider's inbound mail webhook, see [`crate::webhooks`] |
 //!

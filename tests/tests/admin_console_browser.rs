@@ -1,11 +1,12 @@
 //! The admin console in headless Chromium, against backend-server, mta-server (a fake
-//! SendGrid behind it) and client-api serving the built webmail: an admin creates a
+//! SendGrid behind it) and client-api serving the built webmail: an admin follows the
+//! webmail's link to `/admin/`, a page load of the console's own bundle, creates a
 //! tenant and a key in the console, the test sends with that key over gRPC, the console
 //! shows it in the tenant's usage, the admin revokes the key and the next send is
 //! refused, the tenant's domains and quota edited, the tenant suspended and resumed,
 //! and the audit log page shows the changes; a provider paused and
 //! resumed, an address suppressed, found and removed. A user who is not an admin
-//! sees no console and gets 403 from its API. Screenshots in target/screenshots/
+//! sees no console, not even at `/admin/`, and gets 403 from its API. Screenshots in target/screenshots/
 //! (admin-*.png), one at 360 px wide.
 
 #[allow(dead_code)]
@@ -67,10 +68,17 @@ async fn an_admin_runs_tenants_and_keys_from_the_console_and_a_user_sees_none_of
     let b = Browser::start().await;
     b.goto(&format!("{}/", d.base.replace("localhost", "127.0.0.1"))).await;
 
-    // The console, from the navigation.
+    // The console, from the navigation: the webmail has none of it, only a link to
+    // `/admin/`, the bundle with the console, which opens on it.
     sign_in(&b, "ada").await;
+    let href = b.script("return document.querySelector('#admin-nav').getAttribute('href')", json!([])).await;
+    assert_eq!(href, "/admin/", "the webmail links to the console's bundle");
     b.click("#admin-nav").await;
     b.wait_text("#tenant-list", "default").await;
+    let path = b.script("return location.pathname", json!([])).await;
+    assert_eq!(path, "/admin/");
+    let script = b.script("return document.querySelector('script[type=module]').getAttribute('src')", json!([])).await;
+    assert!(script.as_str().unwrap().starts_with("/admin/assets/"), "the console's own bundle: {script}");
 
     // A tenant: created, then its page.
     b.type_into("#tenant-new-id", "acme").await;
@@ -195,9 +203,11 @@ async fn an_admin_runs_tenants_and_keys_from_the_console_and_a_user_sees_none_of
     .await;
     b.resize(1280, 900).await;
 
-    // bob is not an admin: no console in the navigation, and 403 from its API.
+    // bob is not an admin: no console in the navigation, not even signed in at
+    // `/admin/` (the console's bundle), and 403 from its API.
     b.click("header > button").await;
     sign_in(&b, "bob").await;
+    assert_eq!(b.script("return location.pathname", json!([])).await, "/admin/");
     b.wait_text("header nav", "Status").await;
     let link = b.script("return document.querySelector('#admin-nav, #admin') === null", json!([])).await;
     assert_eq!(link, true, "bob sees no console");

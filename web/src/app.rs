@@ -7,18 +7,52 @@ use leptos::task::spawn_local;
 use serde_json::{Value, json};
 use wasm_bindgen::JsCast;
 
+#[cfg(feature = "console")]
 use crate::admin::AdminView;
 use crate::api::call;
 use crate::compose::{Compose, send_draft};
 use crate::folder::FolderView;
 use crate::i18n::Lang;
 use crate::message::{MessageView, delete_message};
-use crate::state::{Admin, Ctx, Draft, Me, Page};
+#[cfg(feature = "console")]
+use crate::state::Admin;
+use crate::state::{Ctx, Draft, Me, Page};
 use crate::status::StatusView;
 
 fn me_from(v: &Value) -> Me {
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
     Me { name: s("name"), address: s("address"), csrf: s("csrf_token"), tenant: s("tenant"), role: s("role") }
+}
+
+/// The first page once signed in: in the console's bundle, served at `/admin/`, the
+/// console for an admin; else the inbox.
+fn home(ctx: Ctx) -> Page {
+    #[cfg(feature = "console")]
+    {
+        let at_admin = web_sys::window()
+            .and_then(|w| w.location().pathname().ok())
+            .is_some_and(|p| p == "/admin" || p.starts_with("/admin/"));
+        if at_admin && ctx.me.with_untracked(|m| m.as_ref().is_some_and(Me::is_admin)) {
+            return Page::Admin(Admin::Tenants);
+        }
+    }
+    let _ = ctx; // read only in the console's bundle
+    Page::Folder("inbox")
+}
+
+/// The admin's entry to the console: a page of this bundle when it has the console
+/// (feature `console`), else a link to `/admin/`, the bundle that has it.
+#[cfg(feature = "console")]
+fn admin_nav(ctx: Ctx) -> impl IntoView {
+    view! {
+        <button id="admin-nav" class:on=move || matches!(ctx.page.get(), Page::Admin(_))
+            on:click=move |_| ctx.go(Page::Admin(Admin::Tenants))>{move || ctx.t("admin")}</button>
+    }
+}
+
+#[cfg(not(feature = "console"))]
+fn admin_nav(ctx: Ctx) -> impl IntoView {
+    view! { <a id="admin-nav" href="/admin/">{move || ctx.t("admin")}</a> }
 }
 
 #[component]
@@ -43,7 +77,7 @@ pub fn App() -> impl IntoView {
         match call("GET", "/api/session", None, "").await {
             Ok(v) => {
                 ctx.me.set(Some(me_from(&v)));
-                ctx.page.set(Page::Folder("inbox"));
+                ctx.page.set(home(ctx));
             }
             Err(_) => ctx.page.set(Page::Login),
         }
@@ -68,10 +102,12 @@ pub fn App() -> impl IntoView {
                 Page::Status => view! { <StatusView/> }.into_any(),
                 // Nothing of the console for anyone else (its API answers them 403 anyway).
                 // Rendered again in another language: its texts are not reactive.
+                #[cfg(feature = "console")]
                 Page::Admin(p) if ctx.is_admin() => {
                     ctx.lang.track();
                     view! { <AdminView page=p/> }.into_any()
                 }
+                #[cfg(feature = "console")]
                 Page::Admin(_) => ().into_any(),
             }}
         </main>
@@ -115,8 +151,7 @@ fn Nav() -> impl IntoView {
                 }>{move || ctx.t("compose")}</button>
                 {tab(Page::Status, "status")}
                 <Show when=move || ctx.is_admin()>
-                    <button id="admin-nav" class:on=move || matches!(ctx.page.get(), Page::Admin(_))
-                        on:click=move |_| ctx.go(Page::Admin(Admin::Tenants))>{move || ctx.t("admin")}</button>
+                    {admin_nav(ctx)}
                 </Show>
             </nav>
             <select aria-label=move || ctx.t("language") on:change=switch prop:value=move || ctx.lang.get().code()>
@@ -142,7 +177,7 @@ fn Login() -> impl IntoView {
             match call("POST", "/api/session", Some(&body), "").await {
                 Ok(v) => {
                     ctx.me.set(Some(me_from(&v)));
-                    ctx.go(Page::Folder("inbox"));
+                    ctx.go(home(ctx));
                 }
                 Err(e) => ctx.error(&e),
             }

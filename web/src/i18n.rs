@@ -1,5 +1,6 @@
 //! English and French. The language comes from the browser (`navigator.language`) and
-//! can be switched; the choice is kept in `localStorage`.
+//! can be switched; the choice is kept in `localStorage`. The admin console's texts are
+//! compiled only into its bundle (feature `console`).
 
 use crate::api::ApiErr;
 
@@ -116,8 +117,45 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("via", "via", "via"),
     ("local", "local", "local"),
     ("none_yet", "Nothing yet.", "Rien pour l'instant."),
-    // The admin console.
+    // The admin console's entry in the navigation; its own texts are `CONSOLE_TEXTS`.
     ("admin", "Admin", "Administration"),
+    (
+        "e_network",
+        "The server cannot be reached. Check your connection and try again.",
+        "Le serveur est injoignable. Vérifiez votre connexion et réessayez.",
+    ),
+    ("e_unauthorized", "Your session has ended. Please sign in again.", "Votre session a pris fin. Reconnectez-vous."),
+    ("e_wrong_password", "Wrong name or password.", "Nom ou mot de passe incorrect."),
+    (
+        "e_csrf",
+        "This page is out of date. Reload it and try again.",
+        "Cette page n'est plus à jour. Rechargez-la et réessayez.",
+    ),
+    ("e_forbidden", "This request was refused.", "Cette demande a été refusée."),
+    ("e_not_found", "This message no longer exists.", "Ce message n'existe plus."),
+    ("e_payload_too_large", "Too large:", "Trop volumineux :"),
+    (
+        "e_too_many_requests",
+        "Too many failed attempts. Wait a few minutes and try again.",
+        "Trop d'essais infructueux. Patientez quelques minutes puis réessayez.",
+    ),
+    (
+        "e_unavailable",
+        "The mail queue is full for now. Try again later.",
+        "La file d'envoi est pleine. Réessayez plus tard.",
+    ),
+    (
+        "e_upstream",
+        "A BitMail service is unreachable. Try again in a moment.",
+        "Un service BitMail est injoignable. Réessayez dans un instant.",
+    ),
+    ("e_internal", "Something went wrong on the server.", "Une erreur s'est produite sur le serveur."),
+    ("e_bad_request", "Please check:", "Vérifiez :"),
+];
+
+/// The admin console's texts, (key, English, French): only in its bundle.
+#[cfg(feature = "console")]
+const CONSOLE_TEXTS: &[(&str, &str, &str)] = &[
     ("tenants", "Tenants", "Locataires"),
     ("tenant", "Tenant", "Locataire"),
     ("tenant_new", "New tenant", "Nouveau locataire"),
@@ -217,42 +255,13 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "Changed meanwhile by someone else; reload and try again:",
         "Modifié entre-temps par quelqu'un d'autre ; rechargez et réessayez :",
     ),
-    (
-        "e_network",
-        "The server cannot be reached. Check your connection and try again.",
-        "Le serveur est injoignable. Vérifiez votre connexion et réessayez.",
-    ),
-    ("e_unauthorized", "Your session has ended. Please sign in again.", "Votre session a pris fin. Reconnectez-vous."),
-    ("e_wrong_password", "Wrong name or password.", "Nom ou mot de passe incorrect."),
-    (
-        "e_csrf",
-        "This page is out of date. Reload it and try again.",
-        "Cette page n'est plus à jour. Rechargez-la et réessayez.",
-    ),
-    ("e_forbidden", "This request was refused.", "Cette demande a été refusée."),
-    ("e_not_found", "This message no longer exists.", "Ce message n'existe plus."),
-    ("e_payload_too_large", "Too large:", "Trop volumineux :"),
-    (
-        "e_too_many_requests",
-        "Too many failed attempts. Wait a few minutes and try again.",
-        "Trop d'essais infructueux. Patientez quelques minutes puis réessayez.",
-    ),
-    (
-        "e_unavailable",
-        "The mail queue is full for now. Try again later.",
-        "La file d'envoi est pleine. Réessayez plus tard.",
-    ),
-    (
-        "e_upstream",
-        "A BitMail service is unreachable. Try again in a moment.",
-        "Un service BitMail est injoignable. Réessayez dans un instant.",
-    ),
-    ("e_internal", "Something went wrong on the server.", "Une erreur s'est produite sur le serveur."),
-    ("e_bad_request", "Please check:", "Vérifiez :"),
 ];
 
+#[cfg(not(feature = "console"))]
+const CONSOLE_TEXTS: &[(&str, &str, &str)] = &[];
+
 pub fn t(lang: Lang, key: &str) -> &'static str {
-    match TEXTS.iter().find(|(k, _, _)| *k == key) {
+    match TEXTS.iter().chain(CONSOLE_TEXTS).find(|(k, _, _)| *k == key) {
         Some((_, en, fr)) => match lang {
             Lang::En => en,
             Lang::Fr => fr,

@@ -8,10 +8,18 @@
 //! - `folder`, `message`, `compose`, `status`: the pages (`message` uses
 //!   `folder`'s delivery badge; otherwise they import only `state`, `api` and `i18n`);
 //! - `admin`: the admin console (tenants with their keys and usage, providers,
-//!   suppressions, the audit log), its own pages under `admin/`; the shell shows it only
-//!   to users whose role is `admin`;
+//!   suppressions, the audit log), its own pages under `admin/`, compiled only with the
+//!   feature `console`; the shell shows it only to users whose role is `admin`;
 //! - `app`: the shell that assembles the pages: the navigation bar, the log-in page,
 //!   the keyboard shortcuts; nothing imports it.
+//!
+//! Two bundles, both built by `cargo xtask web`: the webmail (`target/web/`, served at
+//! `/`), which every user downloads and which has nothing of the console but, for an
+//! admin, a link `#admin-nav` to `/admin/`; and the same webmail with the console
+//! (feature `console`, `target/web/admin/`, served at `/admin/`), which only admins
+//! load, and which opens on the console when started under `/admin/`. The feature
+//! gates only the `admin` module, `state`'s `Page::Admin`, the shell's arms for it and
+//! its navigation entry, and the console's texts in `i18n`.
 //!
 //! Everything here is for wasm32 only; natively this crate is empty.
 //!
@@ -20,6 +28,7 @@
 //! `binaryen`, never Debian's (too old).
 #![cfg(target_arch = "wasm32")]
 
+#[cfg(feature = "console")]
 mod admin;
 mod api;
 mod app;

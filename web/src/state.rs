@@ -16,11 +16,13 @@ pub enum Page {
     Message(String),
     Compose,
     Status,
-    /// The admin console; the shell shows it only to an admin.
+    /// The admin console (feature `console`); the shell shows it only to an admin.
+    #[cfg(feature = "console")]
     Admin(Admin),
 }
 
 /// The pages of the admin console.
+#[cfg(feature = "console")]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admin {
     Tenants,
@@ -75,6 +77,7 @@ impl Ctx {
 
     /// A text in the current language, not followed: for views the shell renders again
     /// when the language changes (the admin console).
+    #[cfg(feature = "console")]
     pub fn tr(&self, key: &str) -> &'static str {
         t(self.lang.get_untracked(), key)
     }

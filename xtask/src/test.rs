@@ -20,13 +20,19 @@ pub(crate) fn test() -> Result<()> {
         check(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]).status(), "rustup component add")?;
     }
     let web_dir = web()?;
-    step("cargo clippy -p bitmail-web --target wasm32-unknown-unknown -- -D warnings");
-    check(
-        cargo()
-            .args(["clippy", "-p", "bitmail-web", "--target", "wasm32-unknown-unknown", "--", "-D", "warnings"])
-            .status(),
-        "cargo clippy (web, wasm32)",
-    )?;
+    // Both bundles: the webmail, and the webmail with the admin console.
+    for features in [&[][..], &["--features", "console"]] {
+        let shown: String = features.iter().map(|f| format!(" {f}")).collect();
+        step(&format!("cargo clippy -p bitmail-web --target wasm32-unknown-unknown{shown} -- -D warnings"));
+        check(
+            cargo()
+                .args(["clippy", "-p", "bitmail-web", "--target", "wasm32-unknown-unknown"])
+                .args(features)
+                .args(["--", "-D", "warnings"])
+                .status(),
+            "cargo clippy (web, wasm32)",
+        )?;
+    }
     browser_tools()?;
     step("cargo fmt --all --check");
     check(cargo().args(["fmt", "--all", "--check"]).status(), "cargo fmt --check (run `cargo fmt --all` to fix)")?;

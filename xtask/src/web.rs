@@ -1,7 +1,8 @@
-//! `cargo xtask web`: the webmail (`web/`) built to WebAssembly into `target/web/`,
-//! installing the wasm32 target, the locked wasm-bindgen CLI and wasm-opt when missing.
+//! `cargo xtask web`: the webmail (`web/`) built to WebAssembly into `target/web/`, and
+//! again with the admin console (feature `console`) into `target/web/admin/`, installing
+//! the wasm32 target, the locked wasm-bindgen CLI and wasm-opt when missing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -86,13 +87,24 @@ pub(crate) fn web() -> Result<PathBuf> {
     }
     let wasm_opt = wasm_opt()?;
 
-    step("cargo build -p bitmail-web --target wasm32-unknown-unknown --profile wasm-release");
-    check(
-        cargo()
-            .args(["build", "-p", "bitmail-web", "--target", "wasm32-unknown-unknown", "--profile", "wasm-release"])
-            .status(),
-        "building the webmail",
-    )?;
+    // The webmail into target/web, then the same with the admin console into
+    // target/web/admin (only admins load it): one target dir, so the second build
+    // reuses every dependency and recompiles only bitmail-web.
+    let out = target_dir().join("web");
+    let _ = std::fs::remove_dir_all(&out);
+    bundle(&[], &out, "/", wasm_opt.as_deref())?;
+    bundle(&["--features", "console"], &out.join("admin"), "/admin/", wasm_opt.as_deref())?;
+    say!("  webmail built into {} (admin console in admin/)", out.display());
+    Ok(out)
+}
+
+/// One bundle: bitmail-web built with `features`, through wasm-bindgen and wasm-opt,
+/// into `out` (`index.html` and content-hashed `assets/`), its page naming the assets
+/// under `base` (the path `out` is served at).
+fn bundle(features: &[&str], out: &Path, base: &str, wasm_opt: Option<&Path>) -> Result<()> {
+    let build = ["build", "-p", "bitmail-web", "--target", "wasm32-unknown-unknown", "--profile", "wasm-release"];
+    step(&format!("cargo {}", [&build[..], features].concat().join(" ")));
+    check(cargo().args(build).args(features).status(), "building the webmail")?;
     let target = target_dir();
     let built = target.join("wasm32-unknown-unknown/wasm-release/bitmail_web.wasm");
     let staging = target.join("web-bindgen");
@@ -124,13 +136,12 @@ pub(crate) fn web() -> Result<PathBuf> {
     }
 
     // Content-hashed names under assets/, and the page that names them.
-    let out = target.join("web");
-    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(out.join("assets"))?;
     let write_hashed = |stem: &str, ext: &str, data: &[u8]| -> Result<String> {
         let name = format!("{stem}-{}.{ext}", content_hash(data));
         std::fs::write(out.join("assets").join(&name), data)?;
-        say!("  assets/{name:<40} {:>8} bytes", data.len());
+        say!("  {base}assets/{name:<40} {:>8} bytes", data.len());
         Ok(name)
     };
     let wasm = write_hashed("bitmail_web_bg", "wasm", &std::fs::read(&wasm_path)?)?;
@@ -140,10 +151,10 @@ pub(crate) fn web() -> Result<PathBuf> {
         format!("import init from './{js}';\ninit({{ module_or_path: new URL('./{wasm}', import.meta.url) }});\n");
     let boot = write_hashed("boot", "js", boot_js.as_bytes())?;
     let page = std::fs::read_to_string(root().join("web/index.html"))?
+        .replace("{base}", base)
         .replace("{style}", &style)
         .replace("{js}", &js)
         .replace("{boot}", &boot);
     std::fs::write(out.join("index.html"), page)?;
-    say!("  webmail built into {}", out.display());
-    Ok(out)
+    Ok(())
 }
