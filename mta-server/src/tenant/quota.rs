@@ -6,13 +6,18 @@
 //! accept that day) and `used.<node id>` (messages it did accept, flushed at most once a
 //! second). A node writes only its own fields. It admits from the allowance it has
 //! reserved; when that runs out, it reads the document, sums every node's `reserved.*`,
-//! and reserves a block of at most `block` more (never past `per_day`) with an update at
-//! the version it read, so of two nodes reserving at once one re-reads and re-sums.
+//! and reserves a block more (never past `per_day`) with an update at the version it
+//! read, so of two nodes reserving at once one re-reads and re-sums. The block is two
+//! seconds of the tenant's rate, at least `block` (the constructor's) and at most a tenth
+//! of `per_day` (but never under `block`): a busy tenant reserves about once every two
+//! seconds per node, not every few dozen messages, since the submissions that find the
+//! allowance spent wait for that store round trip.
 //!
 //! The bound: the messages admitted across all nodes in a day never exceed `per_day`
 //! (no overshoot, also when a node restarts: it counts what it had reserved before as
 //! spent). They can fall short of it by what nodes reserved and did not use: at most
-//! `nodes × block` while the nodes run, plus one block per restart of a node that day.
+//! `nodes × block` while the nodes run, plus one block per restart of a node that day
+//! (block as above: for the default quotas, 100 messages).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -199,7 +204,7 @@ impl Quota {
         }
         let mut doc = day.doc.lock().await;
         while day.used.load(Ordering::Acquire) > day.allowance.load(Ordering::Acquire) {
-            self.reserve(&day, &mut doc, quotas.per_day, now_ms).await?;
+            self.reserve(&day, &mut doc, (quotas.per_second, quotas.per_day), now_ms).await?;
         }
         Ok(admitted)
     }
@@ -288,8 +293,23 @@ impl Quota {
             .clone()
     }
 
+    /// How many messages one reservation asks for: two seconds of the tenant's rate,
+    /// at least the configured block, at most a tenth of the day's quota (but never under
+    /// the configured block).
+    fn block_for(&self, per_second: f64, per_day: u64) -> u64 {
+        let floor = self.inner.block;
+        let two_seconds = (2.0 * per_second).ceil() as u64;
+        two_seconds.max(floor).min((per_day / 10).max(floor))
+    }
+
     /// One attempt to grow this node's allowance for the day (the caller loops).
-    async fn reserve(&self, day: &Day, doc: &mut DayDoc, per_day: u64, now_ms: u64) -> Result<(), OverQuota> {
+    async fn reserve(
+        &self,
+        day: &Day,
+        doc: &mut DayDoc,
+        (rate, per_day): (f64, u64),
+        now_ms: u64,
+    ) -> Result<(), OverQuota> {
         let unavailable = |e: StoreError| OverQuota::Unavailable(e.to_string());
         let store = &*self.inner.store;
         let over = || OverQuota::Rate {
@@ -326,7 +346,7 @@ impl Quota {
             doc.exhausted_at = Some(per_day);
             return Err(over());
         }
-        let grant = self.inner.block.min(per_day - total);
+        let grant = self.block_for(rate, per_day).min(per_day - total);
         let fields = Fields::from([(mine_field, (mine + grant).to_string())]);
         match store.update(&current.id, fields, vec![], Some(current.version)).await {
             Ok(_) => {
@@ -364,4 +384,18 @@ fn sum(doc: &Document, prefix: &str) -> u64 {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod block_tests {
+    use super::*;
+
+    #[test]
+    fn a_block_is_two_seconds_of_rate_within_a_floor_and_a_tenth_of_the_day() {
+        let quota = Quota::new(Arc::new(backend_server::memory::MemoryStore::new()), "n", 50);
+        assert_eq!(quota.block_for(50.0, 100_000), 100, "the default quotas");
+        assert_eq!(quota.block_for(1.0, 100_000), 50, "the floor");
+        assert_eq!(quota.block_for(100_000.0, 1_000_000), 100_000, "a tenth of the day");
+        assert_eq!(quota.block_for(10_000.0, 200), 50, "never under the floor");
+    }
 }
