@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Adding an engine: a variant of [`Engine`], its own section struct here, a line in
-//! `server::open_store`, and a line in `tests/tests/store_conformance.rs`.
+//! `server::open_store`, and a line in `tests/tests/suite/store_conformance.rs`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -24,7 +24,8 @@
 //!
 //! - `shared`: what every fake uses (a poison-tolerant lock).
 //!
-//! The cross-service tests live in `tests/tests/`, one scenario per file.
+//! The cross-service tests live in `tests/tests/suite/`, one test binary with a module
+//! per scenario (one link of every service, not one per scenario).
 
 pub mod api_key;
 pub mod command_line;

@@ -1,6 +1,6 @@
 //! The `Store` contract, written once and run against every engine.
 //!
-//! Each property is a function taking a fresh, empty store. `tests/tests/store_conformance.rs`
+//! Each property is a function taking a fresh, empty store. `tests/tests/suite/store_conformance.rs`
 //! runs every property against every engine through [`crate::store_conformance!`], one
 //! `#[tokio::test]` per engine and property (named `engine::property`), so a failure
 //! names both. Adding an engine is one line there: a function answering a [`Subject`].

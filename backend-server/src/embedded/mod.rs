@@ -21,7 +21,7 @@
 //! repair (allocator state saved with each commit), so opening after a crash takes
 //! milliseconds instead of a walk of the whole file; the commit time that costs is spread
 //! by group commit. Tested with 50 SIGKILLs of a writer process and with a file size
-//! limit (`tests/tests/store_crash.rs`).
+//! limit (`tests/tests/suite/store_crash.rs`).
 
 mod record;
 mod writer;

@@ -1,5 +1,5 @@
 //! A process that writes to an embedded store until it is killed, for the crash and
-//! full-disk tests in `tests/tests/store_crash.rs`.
+//! full-disk tests in `tests/tests/suite/store_crash.rs`.
 //!
 //! usage: bitmail-store-writer PATH crash|fill
 //!

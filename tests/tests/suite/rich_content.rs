@@ -1,7 +1,7 @@
 //! Attachments, inline images, tags and metadata reach each HTTP provider in that
 //! provider's own fields, and bad ones are refused at submission naming the field.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,9 +5,8 @@
 //! interface, a phone-sized screen, the status page. A screenshot of each main page is
 //! saved in target/screenshots/.
 
-mod common;
-#[path = "common/webdriver.rs"]
-mod webdriver;
+use crate::common;
+use crate::webdriver;
 
 use std::time::Duration;
 

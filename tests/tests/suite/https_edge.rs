@@ -2,7 +2,7 @@
 //! account), send, see the message's status; and the refusals: no session, wrong
 //! password, bad addresses, malformed JSON, another user's message, cross-origin writes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

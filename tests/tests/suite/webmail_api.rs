@@ -3,7 +3,7 @@
 //! state changes need the CSRF token; hostile HTML is made inert; password guessing is
 //! throttled; recipient lists name their bad addresses.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

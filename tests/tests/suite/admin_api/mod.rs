@@ -4,7 +4,7 @@
 //! deployment does. The first admin is made the way `client-api create-user --admin`
 //! makes one. The services are started in `deployment`.
 
-mod deployment;
+pub(crate) mod deployment;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Mailgun as a provider: a message reaches the Mailgun API with every field, BitMail's
 //! id rides along as `v:bitmail_id`, and a failing SendGrid fails over to Mailgun.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

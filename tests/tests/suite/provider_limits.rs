@@ -3,7 +3,7 @@
 //! message, delivery waits for a slot instead of deferring; a message too large for one
 //! provider goes to one it fits, and one too large for all fails with a clear error.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

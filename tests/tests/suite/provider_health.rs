@@ -4,7 +4,7 @@
 //! degraded and keeps mail on disk without churning; pause, resume and retry-now work;
 //! WatchMessages streams the changes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

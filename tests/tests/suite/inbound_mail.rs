@@ -9,7 +9,7 @@
 //! refused with nothing stored. SES's delivery events come through SNS the same way:
 //! stored once with their message, a permanent bounce suppressing the address.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,7 +1,7 @@
 //! `GET /metrics` on mta-server's port: Prometheus text with the send pipeline's
 //! series, filled by what happened.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

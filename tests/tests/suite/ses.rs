@@ -7,7 +7,7 @@
 //! and header on the wire, throttling, a daily quota, a bad signature, a paused account,
 //! 5xx, a rejected message, and a hang after the request.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

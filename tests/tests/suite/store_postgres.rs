@@ -2,7 +2,7 @@
 //! `bitmail_tests::postgres`): its schema on restart, the plan of a lookup, clear errors
 //! that never show the password, and backend-server serving gRPC with
 //! `engine = "postgres"`. The Store contract itself is checked by the conformance suite
-//! (`tests/tests/store_conformance.rs`), which runs against PostgreSQL too.
+//! (`tests/tests/suite/store_conformance.rs`), which runs against PostgreSQL too.
 
 use std::collections::HashMap;
 use std::sync::Arc;

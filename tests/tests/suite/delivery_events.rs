@@ -4,7 +4,7 @@
 //! or missing signature, a stale timestamp or a malformed body stores nothing; a hard
 //! bounce suppresses the address for the next Submit.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

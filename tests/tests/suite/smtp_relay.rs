@@ -4,7 +4,7 @@
 //! relay's SIZE limit (552) goes to another provider instead; recipients beyond one
 //! transaction go in several, and a failure part-way resends to nobody already reached.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

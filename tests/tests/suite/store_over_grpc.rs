@@ -1,7 +1,7 @@
 //! The Store contract over a real gRPC connection: ids and versions, merge on update,
 //! optimistic concurrency, lookup by subset with pages, and clear errors.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

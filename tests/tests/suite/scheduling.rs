@@ -2,7 +2,7 @@
 //! backup idle while the primary works; `adaptive` moves traffic away from a slow
 //! provider by itself.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -9,12 +9,8 @@
 //! sees no console, not even at `/admin/`, and gets 403 from its API. Screenshots in target/screenshots/
 //! (admin-*.png), one at 360 px wide.
 
-#[allow(dead_code)]
-#[path = "admin_api/deployment.rs"]
-mod deployment;
-#[allow(dead_code)]
-#[path = "common/webdriver.rs"]
-mod webdriver;
+use crate::admin_api::deployment;
+use crate::webdriver;
 
 use std::path::PathBuf;
 use std::time::Duration;

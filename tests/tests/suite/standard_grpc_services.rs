@@ -1,7 +1,7 @@
 //! Every service answers the standard gRPC health check and server reflection, so a
 //! stock client (grpcurl, grpcui, Postman) can discover and call it.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

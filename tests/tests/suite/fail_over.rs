@@ -3,7 +3,7 @@
 //! another; a provider that never answers is an ambiguous attempt, and the copy sent
 //! elsewhere is flagged as a possible duplicate (or, by policy, deferred or failed).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! GetMessage reports it sent with SendGrid's id. Bad submissions are refused with the
 //! field named, and nothing reaches the provider.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! brotli (as browsers ask), cache headers, and the total compressed size within budget;
 //! the same for the admin console's bundle at `/admin/`, with its own budget.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

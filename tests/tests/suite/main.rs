@@ -1,0 +1,33 @@
+//! The cross-service tests, one test binary: each module was its own binary once, and each
+//! linked every service, so the build spent minutes and gigabytes linking the same code
+//! thirty times. A module per capability; `common` starts the services in-process,
+//! `webdriver` drives a real Chromium.
+
+mod common;
+mod webdriver;
+
+mod admin_api;
+mod admin_console_browser;
+mod delivery_events;
+mod fail_over;
+mod https_edge;
+mod inbound_mail;
+mod mailgun;
+mod metrics;
+mod provider_health;
+mod provider_limits;
+mod rich_content;
+mod scheduling;
+mod ses;
+mod smtp_relay;
+mod standard_grpc_services;
+mod store_conformance;
+mod store_crash;
+mod store_over_grpc;
+mod store_postgres;
+mod store_proxy;
+mod submit_over_grpc;
+mod tenants;
+mod web_assets;
+mod webmail_api;
+mod webmail_browser;
