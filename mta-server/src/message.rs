@@ -166,6 +166,11 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-sg-eid",
 ];
 
+/// Whether a custom header named `name` would override one BitMail sets.
+pub(crate) fn is_reserved_header(name: &str) -> bool {
+    RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
 /// The largest number of tags: Mailgun takes no more than 3 per message.
 pub const MAX_TAGS: usize = 3;
 /// The largest number of metadata pairs.

@@ -39,6 +39,9 @@
 //! max_recipients = 100
 //! max_message_bytes = 41943040
 //!
+//! [smtp]                       # SMTP submission: see config/smtp.rs; off by default
+//! submission = "0.0.0.0:587"
+//!
 //! [retry]
 //! initial_secs = 30
 //! max_delay_secs = 3600
@@ -96,6 +99,7 @@
 //! them together.
 
 mod providers;
+mod smtp;
 mod tenants;
 
 use std::collections::HashSet;
@@ -108,6 +112,7 @@ use serde::Deserialize;
 pub use providers::{
     MailgunConfig, ProviderConfig, ProviderLimits, SendGridConfig, SesConfig, SmtpConfig, SmtpSecurity,
 };
+pub use smtp::{LocalSubmission, SmtpListenConfig};
 pub use tenants::{DefaultQuotas, TenantsConfig};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +133,8 @@ pub struct Config {
     pub retry: RetryConfig,
     pub suppression: SuppressionConfig,
     pub tenants: TenantsConfig,
+    /// SMTP submission listeners (`config/smtp.rs`); none by default.
+    pub smtp: SmtpListenConfig,
     /// Tried in the order the scheduler picks; names must be unique.
     pub providers: Vec<ProviderConfig>,
 }
@@ -233,6 +240,7 @@ impl Default for Config {
             retry: RetryConfig::default(),
             suppression: SuppressionConfig::default(),
             tenants: TenantsConfig::default(),
+            smtp: SmtpListenConfig::default(),
             providers: Vec::new(),
         }
     }
@@ -282,6 +290,7 @@ impl Validate for Config {
             problems.push("spool.path: must not be empty".into());
         }
         self.tenants.validate(problems);
+        self.smtp.validate(problems);
         if self.spool.keep_statuses_days == 0 {
             problems.push("spool.keep_statuses_days: at least 1".into());
         }
