@@ -236,7 +236,10 @@ mod tests {
         assert_eq!(r.attachments.len(), 2);
         assert_eq!((r.attachments[0].filename.as_str(), r.attachments[0].content_id.as_str()), ("logo.png", "logo"));
         assert_eq!(r.attachments[0].content, b"\x89PNG");
-        assert_eq!((r.attachments[1].filename.as_str(), r.attachments[1].content_type.as_str()), ("a.pdf", "application/pdf"));
+        assert_eq!(
+            (r.attachments[1].filename.as_str(), r.attachments[1].content_type.as_str()),
+            ("a.pdf", "application/pdf")
+        );
         assert_eq!(r.attachments[1].content, b"%PDF");
     }
 }

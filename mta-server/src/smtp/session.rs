@@ -12,7 +12,7 @@
 //!
 //! Limits: a command line of at most 1000 bytes; each command within the command
 //! timeout and the whole session within the session timeout (then 421 4.4.2); at most
-//! `max_bad_commands` refused commands (then 421 4.7.0); recipients per message as the
+//! `max_bad_commands` refused commands (syntax, order, credentials; then 421 4.7.0); recipients per message as the
 //! tenant and the config allow (452 4.5.3); the message within SIZE, whether announced
 //! (552 at MAIL) or not (552 after DATA, the rest of it read and dropped); refused AUTH
 //! answered after a delay and counted per client address.
@@ -95,7 +95,12 @@ pub(super) async fn run(
     stop: watch::Receiver<bool>,
 ) {
     let deadline = Instant::now() + shared.settings.session_timeout;
-    shared.metrics.count("bitmail_smtp_sessions_total", "SMTP sessions, by listener.", &[("listener", listener.as_str())], 1);
+    shared.metrics.count(
+        "bitmail_smtp_sessions_total",
+        "SMTP sessions, by listener.",
+        &[("listener", listener.as_str())],
+        1,
+    );
     let conn = match listener {
         Listener::Submissions => {
             match tokio::time::timeout(shared.settings.command_timeout, shared.tls.accept(tcp)).await {
@@ -168,6 +173,7 @@ impl Session {
     /// Handles every complete command in the buffer.
     async fn handle_buffered(&mut self) -> Result<(), End> {
         while let Some(line) = self.take_line()? {
+            self.check_bad()?;
             match self.command(&line).await? {
                 Next::Go => {}
                 Next::Quit => {
@@ -180,8 +186,9 @@ impl Session {
                     self.data().await?;
                 }
             }
+            self.check_bad()?;
         }
-        Ok(())
+        self.check_bad()
     }
 
     /// The next command line, with its line end; `None` when none is complete. A line
@@ -366,7 +373,10 @@ impl Session {
         })
     }
 
-    async fn plain(&mut self, initial: &str) -> Result<Result<(String, String), (u16, &'static str, &'static str)>, End> {
+    async fn plain(
+        &mut self,
+        initial: &str,
+    ) -> Result<Result<(String, String), (u16, &'static str, &'static str)>, End> {
         let message = if initial.is_empty() {
             match self.challenge("").await? {
                 Ok(m) => m,
@@ -382,7 +392,10 @@ impl Session {
         Ok(sasl::plain(&message).map_err(|why| (501, "5.5.2", why)))
     }
 
-    async fn login(&mut self, initial: &str) -> Result<Result<(String, String), (u16, &'static str, &'static str)>, End> {
+    async fn login(
+        &mut self,
+        initial: &str,
+    ) -> Result<Result<(String, String), (u16, &'static str, &'static str)>, End> {
         let user = if initial.is_empty() {
             self.challenge(sasl::LOGIN_USER).await?
         } else {
@@ -409,7 +422,11 @@ impl Session {
                     self.reply(235, "2.7.0", "authentication succeeded");
                     return Ok(());
                 }
-                if user_fits { "the key lacks the send scope" } else { "the user name is neither `apikey` nor the key's tenant" }
+                if user_fits {
+                    "the key lacks the send scope"
+                } else {
+                    "the user name is neither `apikey` nor the key's tenant"
+                }
             }
             Err(AuthError::Unavailable(_)) => {
                 self.reply(454, "4.7.0", "cannot check credentials now: try again later");
@@ -477,7 +494,9 @@ impl Session {
             Err(OverQuota::Unavailable(_)) => self.reply(451, "4.3.0", "cannot read the quota now: try again later"),
             Err(e) => {
                 let wait = match &e {
-                    OverQuota::Rate { retry_after_ms, .. } => format!("; try again in {} s", retry_after_ms.div_ceil(1000)),
+                    OverQuota::Rate { retry_after_ms, .. } => {
+                        format!("; try again in {} s", retry_after_ms.div_ceil(1000))
+                    }
                     _ => String::new(),
                 };
                 self.reply(452, "4.7.1", &format!("tenant {:?} is over its quota: {e}{wait}", tenant.id));
@@ -609,18 +628,29 @@ impl Session {
         }
     }
 
-    /// A refusal that counts against `max_bad_commands`; past it, 421 and the end.
+    /// A refusal of a command (its syntax, its order, or credentials), answered and
+    /// counted by [`Session::reply`]; [`Session::check_bad`] closes the session past the
+    /// limit.
     fn refuse_bad(&mut self, code: u16, enhanced: &str, text: &str) -> Result<(), End> {
-        self.bad_commands += 1;
-        if self.bad_commands > self.shared.settings.max_bad_commands {
-            self.reply(421, "4.7.0", "too many bad commands: closing the connection");
-            return Err(End::Done);
-        }
         self.reply(code, enhanced, text);
         Ok(())
     }
 
+    /// Past `max_bad_commands` refused commands: 421 and the end.
+    fn check_bad(&mut self) -> Result<(), End> {
+        if self.bad_commands > self.shared.settings.max_bad_commands {
+            self.reply(421, "4.7.0", "too many bad commands: closing the connection");
+            return Err(End::Done);
+        }
+        Ok(())
+    }
+
     fn reply(&mut self, code: u16, enhanced: &str, text: &str) {
+        // Refused commands, not refused mail (550, 552, 554 and 4xx are about the
+        // message or the sender's quota, and a client may rightly go on).
+        if matches!(code, 500..=504 | 530 | 535 | 538 | 555) {
+            self.bad_commands += 1;
+        }
         if code >= 400 {
             let code = code.to_string();
             self.shared.metrics.count(
