@@ -271,6 +271,7 @@ mod tests {
             tags: vec!["welcome".into()],
             metadata: [("tenant".to_owned(), "t-9".to_owned())].into(),
             submitted_at: SystemTime::now(),
+            raw: None,
             already_sent_to: Default::default(),
         }
     }

@@ -61,29 +61,32 @@ impl MtaService {
         let request = request.into_inner();
         let tenant =
             self.tenant_for(&caller, &request.tenant).await.inspect_err(|_| self.count_submission("forbidden"))?;
-        self.submit_as(&tenant, &caller.prefix(), request, None).await.map(Response::new)
+        self.submit_as(&tenant, &caller.prefix(), request, None, None).await.map(Response::new)
     }
 
     /// A submission for `tenant`, made with the key `key` (its `bmk_<id>` prefix, for
     /// the log): validation, the `From` rule, quotas, suppressions, then the spool.
     /// `admitted` is an allowance already taken (SMTP takes it at `MAIL`); without one,
-    /// it is taken here. Every surface that accepts mail ends here.
+    /// it is taken here. `raw`: the client's own MIME, which `request` was read from
+    /// (SMTP). Every surface that accepts mail ends here.
     pub(crate) async fn submit_as(
         &self,
         tenant: &Arc<Tenant>,
         key: &str,
         request: pb::SubmitRequest,
         admitted: Option<Admitted>,
+        raw: Option<Vec<u8>>,
     ) -> Result<pb::SubmitResponse, Status> {
         // Idempotency keys are per tenant: another tenant's key neither collides nor
         // reveals a message id. Tenant ids hold no `:`.
         let idempotency =
             (!request.idempotency_key.is_empty()).then(|| format!("{}:{}", tenant.id, request.idempotency_key));
         let id = uuid::Uuid::now_v7().to_string();
-        let message = validate(request, id.clone(), self.limits).map_err(|e| {
+        let mut message = validate(request, id.clone(), self.limits).map_err(|e| {
             self.count_submission("invalid");
             Status::invalid_argument(e.to_string())
         })?;
+        message.raw = raw.map(Arc::from);
         if !tenant.may_send_from(&message.from.email) {
             self.count_submission("forbidden");
             return Err(Status::permission_denied(format!(

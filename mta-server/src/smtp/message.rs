@@ -11,7 +11,8 @@
 //! not BitMail's own (`X-Mailer`, `In-Reply-To`, `List-Unsubscribe`...). The envelope
 //! decides who receives: a `To`/`Cc` address that is an envelope recipient stays
 //! visible, every other envelope recipient is a Bcc (never in a header), and a header
-//! address that is not in the envelope receives nothing.
+//! address that is not in the envelope receives nothing. [`spooled_mime`] is the
+//! message as providers that take MIME receive it.
 
 use std::collections::HashSet;
 
@@ -73,6 +74,39 @@ pub(crate) fn check_bytes(body: &[u8], smtputf8: bool) -> Result<(), Refused> {
         return Err(refused(554, "5.6.0", format!("a line of the message is over {MAX_LINE} bytes (RFC 5322 2.1.1)")));
     }
     Ok(())
+}
+
+/// The client's MIME as it is spooled and sent by providers that take MIME: the `Bcc`
+/// field removed (the envelope holds those recipients; nobody else may see them), and
+/// `Message-ID` and `Date` added when the client left them out (RFC 6409 §8). The rest,
+/// header and body, byte for byte as sent. `body` has passed [`check_bytes`].
+pub(crate) fn spooled_mime(body: &[u8], hostname: &str, now_ms: u64) -> Vec<u8> {
+    let header_end = body.windows(4).position(|w| w == b"\r\n\r\n").map_or(body.len(), |p| p + 2);
+    let (header, rest) = body.split_at(header_end);
+    let mut kept = Vec::with_capacity(header.len());
+    let (mut has_id, mut has_date, mut in_bcc) = (false, false, false);
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        let continues = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !continues {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+            in_bcc = name.eq_ignore_ascii_case(b"bcc");
+            has_id |= name.eq_ignore_ascii_case(b"message-id");
+            has_date |= name.eq_ignore_ascii_case(b"date");
+        }
+        if !in_bcc {
+            kept.extend_from_slice(line);
+        }
+    }
+    let mut out = Vec::with_capacity(body.len() + 128);
+    if !has_id {
+        out.extend_from_slice(format!("Message-ID: <{}@{hostname}>\r\n", uuid::Uuid::new_v4()).as_bytes());
+    }
+    if !has_date {
+        out.extend_from_slice(format!("Date: {}\r\n", bitmail_runtime::time::rfc5322(now_ms)).as_bytes());
+    }
+    out.extend_from_slice(&kept);
+    out.extend_from_slice(rest);
+    out
 }
 
 /// `Name <addr>` or `addr` (as [`addresses`] writes them) to `addr`.
@@ -221,6 +255,21 @@ mod tests {
         assert_eq!(r.text, "hello\r\n");
         let names: Vec<&str> = r.headers.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, vec!["X-Mailer"], "Message-ID and the address fields are BitMail's own");
+    }
+
+    #[test]
+    fn the_spooled_mime_loses_bcc_and_gains_what_rfc_6409_adds() {
+        let body = b"From: a@example.org\r\nBcc: secret@example.net,\r\n other@example.net\r\nTo: b@example.net\r\n\
+                     Subject: s\r\n\r\nBcc: in the body stays\r\n";
+        let out = String::from_utf8(spooled_mime(body, "mx.example.org", 1_335_390_565_000)).unwrap();
+        assert!(out.starts_with("Message-ID: <"), "{out}");
+        assert!(
+            out.contains("@mx.example.org>\r\nDate: Wed, 25 Apr 2012 21:49:25 +0000\r\nFrom: a@example.org\r\nTo:")
+        );
+        assert!(!out.contains("secret") && !out.contains("other@"), "{out}");
+        assert!(out.ends_with("\r\n\r\nBcc: in the body stays\r\n"), "{out}");
+        let complete = b"Message-ID: <x@y>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nSubject: s\r\n\r\nbody\r\n";
+        assert_eq!(spooled_mime(complete, "h", 0), complete.to_vec(), "a complete message is kept byte for byte");
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! it), so existing SMTP settings change only the host. A message goes through the same
 //! [`crate::service::MtaService::submit_as`] as gRPC `Submit`: validation, the tenant's
 //! `From` rule, quotas, suppressions, then the spool; `250` is answered only once it is
-//! on disk.
+//! on disk. The client's MIME is kept (`Bcc` removed, `Message-ID` and `Date` added when
+//! missing) and sent whole by the providers that take MIME (SMTP relays, SES `Raw`,
+//! Mailgun `messages.mime`); SendGrid gets the parts read from it.
 //!
 //! - [`session`]: one connection's state machine, and its limits;
 //! - [`message`]: the DATA bytes checked (line lengths, NUL, bare LF, 8-bit headers) and

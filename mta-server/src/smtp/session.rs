@@ -590,7 +590,8 @@ impl Session {
             Err(refused) => return self.reply(refused.code, refused.enhanced, &refused.text),
         };
         let recipients = txn.recipients.len();
-        match self.shared.service.submit_as(&tenant, &key, request, Some(txn.admitted)).await {
+        let raw = message::spooled_mime(body, &self.shared.settings.hostname, bitmail_runtime::time::now_ms());
+        match self.shared.service.submit_as(&tenant, &key, request, Some(txn.admitted), Some(raw)).await {
             Ok(stored) => {
                 info!(
                     client = %self.peer,

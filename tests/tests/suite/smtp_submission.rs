@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bitmail_tests::ca::{self, CaFiles};
+use bitmail_tests::mailgun::FakeMailgun;
 use bitmail_tests::sendgrid::{FakeSendGrid, Received};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -21,6 +22,8 @@ use crate::common::{self, Cluster, sendgrid};
 struct Smtp {
     cluster: Cluster,
     fake: FakeSendGrid,
+    /// The only provider instead of `fake`, when started with [`start_mailgun`].
+    mailgun: Option<FakeMailgun>,
     /// A `send` key of tenant `default`.
     key: String,
     ca: CaFiles,
@@ -58,13 +61,30 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// The three listeners on loopback, a certificate from a throwaway CA, and `tune`.
+/// The three listeners on loopback, a certificate from a throwaway CA, and `tune`; the
+/// fake SendGrid as the provider.
 async fn start(tune: impl FnOnce(&mut mta_server::config::SmtpListenConfig)) -> Smtp {
+    start_with(None, tune).await
+}
+
+/// As [`start`], with the fake Mailgun as the only provider (it takes MIME whole).
+async fn start_mailgun() -> Smtp {
+    start_with(Some(FakeMailgun::start(common::KEY).await.unwrap()), |_| {}).await
+}
+
+async fn start_with(
+    mailgun: Option<FakeMailgun>,
+    tune: impl FnOnce(&mut mta_server::config::SmtpListenConfig),
+) -> Smtp {
     let fake = FakeSendGrid::start(common::KEY).await.unwrap();
+    let provider = match &mailgun {
+        Some(mg) => common::mailgun("mg", mg, Duration::from_secs(5)),
+        None => sendgrid("sg", &fake, Duration::from_secs(5)),
+    };
     let dir = std::env::temp_dir().join(format!("bitmail-smtp-{}", common::uuid_like()));
     let ca = ca::write(&dir).unwrap();
     let (cert, key) = (ca.cert.clone(), ca.key.clone());
-    let cluster = Cluster::start_with(vec![sendgrid("sg", &fake, Duration::from_secs(5))], false, move |c| {
+    let cluster = Cluster::start_with(vec![provider], false, move |c| {
         c.smtp.submission = Some(loopback());
         c.smtp.submissions = Some(loopback());
         c.smtp.local = Some(mta_server::config::LocalSubmission { listen: loopback(), tenant: "default".into() });
@@ -75,7 +95,7 @@ async fn start(tune: impl FnOnce(&mut mta_server::config::SmtpListenConfig)) -> 
     })
     .await;
     let key = common::create_key(&cluster.mta_config, "send", "smtp-clients").await;
-    Smtp { cluster, fake, key, ca, dir }
+    Smtp { cluster, fake, mailgun, key, ca, dir }
 }
 
 /// Runs a program to its end (at most 60 s), answering its stdout; panics with its
@@ -545,4 +565,40 @@ async fn recipients_are_capped_suppressed_ones_refused_and_the_rest_delivered() 
     let p = &got[0].body["personalizations"][0];
     assert_eq!(emails(&p["to"]).len() + emails(&p["bcc"]).len(), 100);
     assert!(!text(&got[0]).contains("gone@example.net"));
+}
+
+#[tokio::test]
+async fn a_provider_that_takes_mime_gets_the_clients_own_bytes_without_bcc() {
+    let smtp = start_mailgun().await;
+    let mut raw = Raw::ready(smtp.local(), "bob@example.net").await;
+    assert!(raw.cmd("RCPT TO:<hidden@example.net>").await.starts_with("250"));
+    assert!(raw.cmd("DATA").await.starts_with("354"));
+    // Dot-stuffed line, a folded Bcc, a To the envelope does not name, the client's id.
+    raw.send(
+        b"From: Ada <ada@bitmail.test>\r\nTo: bob@example.net, list@example.net\r\n\
+          Bcc: hidden@example.net,\r\n  other@example.net\r\nSubject: as sent\r\n\
+          Message-ID: <client-1@app.example.org>\r\nX-Custom: kept\r\n\r\nfirst line\r\n..dot line\r\n.\r\n",
+    )
+    .await;
+    let stored = raw.reply().await;
+    assert!(stored.starts_with("250 2.0.0 OK: queued as "), "{stored}");
+    let id = stored.trim_end().rsplit(' ').next().unwrap().to_owned();
+
+    let mailgun = smtp.mailgun.as_ref().unwrap();
+    let got = mailgun.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    let mime = got[0].mime().expect("sent to messages.mime").into_owned();
+    assert!(mime.starts_with(&format!("X-BitMail-Id: {id}\r\nDate: ")), "{mime}");
+    assert!(
+        mime.contains(
+            "\r\nFrom: Ada <ada@bitmail.test>\r\nTo: bob@example.net, list@example.net\r\nSubject: as sent\r\n"
+        )
+    );
+    assert!(
+        mime.contains("Message-ID: <client-1@app.example.org>\r\nX-Custom: kept\r\n\r\nfirst line\r\n.dot line\r\n")
+    );
+    assert!(!mime.contains("Bcc") && !mime.contains("hidden@") && !mime.contains("other@"), "{mime}");
+    let mut to: Vec<&str> = got[0].fields.iter().filter(|(k, _)| k == "to").map(|(_, v)| v.as_str()).collect();
+    to.sort();
+    assert_eq!(to, vec!["bob@example.net", "hidden@example.net"], "the envelope decides who receives");
 }
