@@ -170,8 +170,11 @@ impl Provider for Mailgun {
     }
 
     async fn send(&self, message: &Message) -> Outcome {
-        // The client's own MIME, or a resumed envelope, goes to `messages.mime`.
-        let (endpoint, form) = if message.already_sent_to.is_empty() && message.raw.is_none() {
+        // The client's own MIME, a resumed envelope, or a message with no To (Mailgun's
+        // form needs one; Bcc recipients must not become visible) goes to
+        // `messages.mime`, whose envelope is separate from the header.
+        let (endpoint, form) = if message.already_sent_to.is_empty() && message.raw.is_none() && !message.to.is_empty()
+        {
             let mut form = form_fields(message, self.test_mode).into_iter().fold(Form::new(), |f, (k, v)| f.text(k, v));
             for a in &message.attachments {
                 let (field, part) = file_part(a);
