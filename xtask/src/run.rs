@@ -30,7 +30,7 @@ const FAKE_SES: &str = "127.0.0.1:8027";
 const FAKE_KEY: &str = "bitmail-dev-key";
 
 /// Children killed (SIGTERM, then waited for) when this guard is dropped.
-struct Children(Vec<(String, Child)>);
+pub(crate) struct Children(pub(crate) Vec<(String, Child)>);
 
 impl Drop for Children {
     fn drop(&mut self) {
@@ -46,7 +46,7 @@ impl Drop for Children {
     }
 }
 
-fn wait_for_port(addr: &str, name: &str, children: &mut Children) -> Result<()> {
+pub(crate) fn wait_for_port(addr: &str, name: &str, children: &mut Children) -> Result<()> {
     let addr: SocketAddr = addr.parse()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -64,7 +64,7 @@ fn wait_for_port(addr: &str, name: &str, children: &mut Children) -> Result<()> 
 }
 
 impl Children {
-    fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<()> {
+    pub(crate) fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<()> {
         let child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
         self.0.push((name.to_owned(), child));
         Ok(())

@@ -122,7 +122,7 @@ fn debian_packages() -> Result<()> {
 
 /// Installs Debian packages with apt-get (through `sudo -n` unless root), updating the
 /// package lists first.
-fn apt_install(what_for: &str, packages: &[&str]) -> Result<()> {
+pub(crate) fn apt_install(what_for: &str, packages: &[&str]) -> Result<()> {
     step(&format!("apt-get install {} (for {what_for})", packages.join(" ")));
     let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     let apt = |args: &[&str]| {

@@ -579,6 +579,7 @@ impl Session {
     }
 
     async fn store(&mut self, txn: Transaction, body: &[u8]) {
+        let started = Instant::now();
         let (tenant, key) = match self.sender().await {
             Ok(sender) => sender,
             Err((code, enhanced, text)) => return self.reply(code, enhanced, &text),
@@ -602,6 +603,12 @@ impl Session {
                     "SMTP message accepted"
                 );
                 self.shared.metrics.count("bitmail_smtp_messages_total", "Messages accepted over SMTP.", &[], 1);
+                self.shared.metrics.observe(
+                    "bitmail_smtp_accept_seconds",
+                    "From the end of DATA to the 250 (checks, parsing and the durable spool commit).",
+                    &[],
+                    started.elapsed(),
+                );
                 self.reply(250, "2.0.0", &format!("OK: queued as {}", stored.message_id));
             }
             Err(status) => {
