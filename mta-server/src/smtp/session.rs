@@ -491,7 +491,7 @@ impl Session {
                 self.txn = Some(Transaction { from: address.clone(), smtputf8, recipients: Vec::new(), admitted });
                 self.reply(250, "2.1.0", &format!("sender <{address}> OK"));
             }
-            Err(OverQuota::Unavailable(_)) => self.reply(451, "4.3.0", "cannot read the quota now: try again later"),
+            Err(OverQuota::Unavailable(_)) => self.reply(451, "4.7.1", "cannot read the quota now: try again later"),
             Err(e) => {
                 let wait = match &e {
                     OverQuota::Rate { retry_after_ms, .. } => {

@@ -602,3 +602,52 @@ async fn a_provider_that_takes_mime_gets_the_clients_own_bytes_without_bcc() {
     to.sort();
     assert_eq!(to, vec!["bob@example.net", "hidden@example.net"], "the envelope decides who receives");
 }
+
+const AUTH_LIMIT: &str = r#"
+import base64, os, smtplib, ssl
+ctx = ssl.create_default_context(cafile=os.environ["CA"])
+# One AUTH PLAIN per connection (smtplib's login() would go on to LOGIN after a 535).
+for attempt, key in enumerate(os.environ["KEYS"].split(",")):
+    s = smtplib.SMTP("localhost", int(os.environ["PORT"]), timeout=20)
+    s.starttls(context=ctx)
+    s.ehlo()
+    code, text = s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0apikey\0" + key.encode()).decode())
+    print(attempt, code, text.decode())
+    s.close()
+"#;
+
+#[tokio::test]
+async fn failed_auth_is_limited_per_address_connections_are_capped_and_metrics_count_it() {
+    let smtp = start(|c| {
+        c.max_auth_failures = 2;
+        c.max_connections_per_client = 2;
+    })
+    .await;
+    let read_only = common::create_key(&smtp.cluster.mta_config, "read", "reader").await;
+    let wrong = format!("bmk_aaaaaaaaaaaa_{}", "c".repeat(43));
+    let keys = format!("{read_only},{wrong},{}", smtp.key);
+    let port = smtp.port().to_string();
+    let ca = smtp.ca.ca.to_string_lossy().into_owned();
+    let out = run("python3", &["-c", AUTH_LIMIT], &[("CA", &ca), ("PORT", &port), ("KEYS", &keys)], None).await;
+    assert!(out.contains("0 535 5.7.8 authentication credentials invalid: the key lacks the send scope"), "{out}");
+    assert!(out.contains("1 535 5.7.8 authentication credentials invalid: unknown key"), "{out}");
+    // Past two failures even the right key is turned away, with the reason.
+    assert!(out.contains("2 421 4.7.0 too many failed AUTH attempts from your address"), "{out}");
+
+    // Two sessions from one address are allowed; the third is turned away at once.
+    let (_a, _) = Raw::connect(smtp.local()).await;
+    let (_b, _) = Raw::connect(smtp.local()).await;
+    let (mut c, greeting) = Raw::connect(smtp.local()).await;
+    assert!(greeting.starts_with("421 4.7.0 localhost too many connections from your address"), "{greeting}");
+    assert!(c.closed().await);
+
+    let metrics = reqwest::get(format!("http://{}/metrics", smtp.cluster.mta)).await.unwrap().text().await.unwrap();
+    for series in [
+        "bitmail_smtp_sessions_total{listener=\"submission\"} 3",
+        "bitmail_smtp_refusals_total{code=\"535\"} 2",
+        "bitmail_smtp_refusals_total{code=\"421\"} 2",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+    assert_eq!(smtp.fake.requests(), 0);
+}
