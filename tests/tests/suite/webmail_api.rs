@@ -250,3 +250,35 @@ async fn repeated_wrong_passwords_are_throttled() {
     let r = attempt("the right password").await.unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn first_login_cannot_take_the_domains_role_names() {
+    let cluster = Cluster::start(vec![], true).await;
+    let (http, base) = cluster.https_client();
+    for name in ["postmaster", "abuse", "admin", "hostmaster", "webmaster", "root", "security"] {
+        let r = http
+            .post(format!("{base}/api/session"))
+            .json(&json!({ "name": name, "password": "a password of mine" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("is reserved"), "{name}: {body}");
+    }
+    // Nothing was made: the store holds no user of those names.
+    let mut store = cluster.store_client().await;
+    let lookup = pb::LookupRequest {
+        subset: [("kind".to_owned(), "user".to_owned()), ("name".to_owned(), "postmaster".to_owned())].into(),
+        limit: 10,
+        page_token: String::new(),
+    };
+    let mut found = store.lookup(lookup).await.unwrap().into_inner();
+    let mut users = 0;
+    while let Some(item) = found.message().await.unwrap() {
+        users += usize::from(matches!(item.item, Some(pb::lookup_response::Item::Document(_))));
+    }
+    assert_eq!(users, 0);
+    // Other names still sign up as before.
+    sign_in(&http, &base, "postmistress", "a password of mine").await;
+}
