@@ -398,7 +398,10 @@ mod tests {
         };
         for key in ["", "   ", "short-key"] {
             let err = bitmail_runtime::config::parse::<crate::config::Config>(&section(key), "t").unwrap_err();
-            assert!(err.problems.join(" ").contains("providers[0].webhook_signing_key: at least 16"), "{key:?}: {err:?}");
+            assert!(
+                err.problems.join(" ").contains("providers[0].webhook_signing_key: at least 16"),
+                "{key:?}: {err:?}"
+            );
         }
         assert!(bitmail_runtime::config::parse::<crate::config::Config>(&section("key-0123456789abcdef"), "t").is_ok());
     }
