@@ -22,7 +22,7 @@ static BARE_PAGE_CSP: LazyLock<String> = LazyLock::new(|| {
     let hash = |open: &str, close: &str| {
         let start = BARE_PAGE.find(open).map_or(0, |i| i + open.len());
         let end = BARE_PAGE[start..].find(close).map_or(start, |i| start + i);
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, BARE_PAGE[start..end].as_bytes());
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &BARE_PAGE.as_bytes()[start..end]);
         format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
     };
     format!(
