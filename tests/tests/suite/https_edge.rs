@@ -228,7 +228,7 @@ async fn every_answer_asks_for_https_and_the_bare_page_runs_only_its_own_code() 
     let inline = |open: &str, close: &str| {
         let start = html.find(open).unwrap() + open.len();
         let end = start + html[start..].find(close).unwrap();
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, html[start..end].as_bytes());
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &html.as_bytes()[start..end]);
         use base64::Engine as _;
         format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
     };
