@@ -218,7 +218,12 @@ impl Accounts {
         let user = match users.into_iter().next() {
             Some(doc) => doc,
             None if self.signup_on_first_login => return self.sign_up(name, password).await,
-            None => return Err(ApiError::Unauthorized),
+            None => {
+                // As long as a wrong password for a known name: the answer's time does
+                // not tell whether the name exists.
+                let _ = verify_password(password.to_owned(), UNKNOWN_USER_HASH.clone()).await?;
+                return Err(ApiError::Unauthorized);
+            }
         };
         let hash = user.fields.get("password_hash").cloned().unwrap_or_default();
         if verify_password(password.to_owned(), hash).await? {
@@ -346,6 +351,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
 }
 
 async fn hash_password(password: String) -> Result<String, ApiError> {
+    let _permit = HASHING.acquire().await.map_err(|_| ApiError::Internal("the hashing gate is closed".into()))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::encode_b64(&random_bytes::<16>()?)
             .map_err(|e| ApiError::Internal(format!("salt encoding failed: {e}")))?;
@@ -358,7 +364,18 @@ async fn hash_password(password: String) -> Result<String, ApiError> {
     .map_err(|e| ApiError::Internal(format!("password hashing task failed: {e}")))?
 }
 
+/// Password hashes computed at once: each takes tens of milliseconds of a core and
+/// 19 MiB, so a burst of sign-ins waits here instead of exhausting the machine.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// A hash of no one's password, checked for unknown names.
+static UNKNOWN_USER_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let salt = SaltString::encode_b64(b"bitmail-no-user!").expect("16 bytes encode");
+    Argon2::default().hash_password(b"no such user", &salt).map(|h| h.to_string()).unwrap_or_default()
+});
+
 async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
+    let _permit = HASHING.acquire().await.map_err(|_| ApiError::Internal("the hashing gate is closed".into()))?;
     tokio::task::spawn_blocking(move || {
         let Ok(parsed) = PasswordHash::new(&hash) else {
             return Ok(false);

@@ -37,16 +37,17 @@ pub(crate) async fn sign_in(
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Response, ApiError> {
     let name = body.name.trim().to_ascii_lowercase();
-    state.limiter.check(&name, peer.ip())?;
+    let attempt = state.limiter.reserve(&name, peer.ip())?;
     let user = match state.accounts.sign_in(&name, &body.password).await {
         Ok(user) => user,
         Err(ApiError::Unauthorized) => {
-            state.limiter.failed(&name, peer.ip());
+            attempt.failed();
             return Err(ApiError::WrongPassword);
         }
+        // Neither right nor wrong (the store is down): the reservation is given back.
         Err(e) => return Err(e),
     };
-    state.limiter.succeeded(&name);
+    attempt.succeeded();
     let token = state.accounts.open_session(&user).await?;
     let cookie =
         format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}", state.session_secs);

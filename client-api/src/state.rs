@@ -31,7 +31,7 @@ pub(crate) struct AppState {
     pub(crate) backend_channel: Channel,
     pub(crate) mail_domain: String,
     pub(crate) session_secs: u64,
-    pub(crate) limiter: LoginLimiter,
+    pub(crate) limiter: Arc<LoginLimiter>,
     /// One user's sends per minute and recipients per message.
     pub(crate) send_limit: SendLimiter,
     /// None without `mta_admin_key`: the admin API answers 503.

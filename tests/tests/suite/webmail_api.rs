@@ -234,21 +234,44 @@ async fn recipients_are_checked_and_named_and_attachments_limited() {
 }
 
 #[tokio::test]
-async fn repeated_wrong_passwords_are_throttled() {
+async fn repeated_wrong_passwords_are_throttled_without_locking_the_owner_out() {
     let cluster = Cluster::start(vec![], true).await;
     let (http, base) = cluster.https_client();
     sign_in(&http, &base, "ada", "the right password").await;
-    let attempt = |password: &'static str| {
+    let attempt = |http: &reqwest::Client, password: &'static str| {
         http.post(format!("{base}/api/session")).json(&json!({ "name": "ada", "password": password })).send()
     };
-    for _ in 0..10 {
-        let r = attempt("a wrong password").await.unwrap();
+    // Five wrong guesses in parallel: each is counted before it is checked.
+    let guesses: Vec<_> = (0..5)
+        .map(|_| {
+            let (http, url) = (http.clone(), format!("{base}/api/session"));
+            tokio::spawn(async move {
+                http.post(url).json(&json!({ "name": "ada", "password": "a wrong password" })).send().await.unwrap()
+            })
+        })
+        .collect();
+    for guess in guesses {
+        let r = guess.await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "wrong_password");
     }
-    // Now even the right password waits: guessing is bounded.
-    let r = attempt("the right password").await.unwrap();
+    // From here, even the right password waits: guessing slows down.
+    let r = attempt(&http, "the right password").await.unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let message = r.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("try again in 1 s"), "{message}");
+    // ada herself, from another address, is not locked out by the guesser.
+    let pem = std::fs::read(cluster.cert.as_ref().unwrap()).unwrap();
+    let elsewhere = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .resolve("localhost", cluster.edge.unwrap())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    assert_eq!(attempt(&elsewhere, "the right password").await.unwrap().status(), StatusCode::OK);
+    // And after the back-off, the right password works from the first address too.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(attempt(&http, "the right password").await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]
