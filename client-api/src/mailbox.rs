@@ -169,7 +169,9 @@ impl Mailbox {
         Ok(self.store.clone().put(pb::PutRequest { fields }).await?.into_inner().id)
     }
 
-    /// Stores `mail` in `folder` of `owner` with its attachments; answers its id.
+    /// Stores `mail` in `folder` of `owner` with its attachments; answers its id. The
+    /// list entry, which every listing of the folder reads, is capped ([`capped`]): a
+    /// message with a huge subject or thousands of recipients still lists.
     pub(crate) async fn store(
         &self,
         owner: &User,
@@ -182,11 +184,11 @@ impl Mailbox {
             ("kind".to_owned(), "mail".to_owned()),
             ("owner".to_owned(), owner.id.clone()),
             ("folder".to_owned(), folder.name().to_owned()),
-            ("from".to_owned(), mail.from.clone()),
-            ("to".to_owned(), json_list(&mail.to)),
-            ("cc".to_owned(), json_list(&mail.cc)),
-            ("bcc".to_owned(), json_list(&mail.bcc)),
-            ("subject".to_owned(), mail.subject.clone()),
+            ("from".to_owned(), capped(&mail.from, MAX_ADDRESS_CHARS)),
+            ("to".to_owned(), json_list(&capped_list(&mail.to))),
+            ("cc".to_owned(), json_list(&capped_list(&mail.cc))),
+            ("bcc".to_owned(), json_list(&capped_list(&mail.bcc))),
+            ("subject".to_owned(), capped(&mail.subject, MAX_SUBJECT_CHARS)),
             ("date_ms".to_owned(), mail.date_ms.to_string()),
             // A user's own sent mail is read; received mail is not.
             ("read".to_owned(), (folder == Folder::Sent).to_string()),
@@ -338,6 +340,24 @@ impl Mailbox {
         let users = self.lookup_all(&[("kind", "user"), ("name", name)]).await?;
         Ok(users.into_iter().next().map(|d| User::from_fields(d.id, name, &d.fields)))
     }
+}
+
+/// The longest subject and address kept in a list entry, in characters; the most
+/// recipients of each list.
+const MAX_SUBJECT_CHARS: usize = 998;
+const MAX_ADDRESS_CHARS: usize = 320;
+const MAX_LISTED_RECIPIENTS: usize = 1000;
+
+/// `text` cut to `max` characters, marked with an ellipsis when cut.
+fn capped(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+fn capped_list(list: &[String]) -> Vec<String> {
+    list.iter().take(MAX_LISTED_RECIPIENTS).map(|a| capped(a, MAX_ADDRESS_CHARS)).collect()
 }
 
 #[cfg(test)]

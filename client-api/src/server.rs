@@ -24,6 +24,10 @@ use crate::state::{AdminUpstream, AppState};
 use crate::status::follow;
 use bitmail_runtime::tls::{self, CertPaths};
 
+/// The largest store message client-api reads or writes: backend-server's own wire
+/// limit for its default document limit (2 x 16 MiB + 64 KiB).
+const STORE_WIRE_LIMIT: usize = (32 << 20) + (64 << 10);
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A gRPC channel that connects on first use and reconnects after failures, so the
@@ -75,9 +79,16 @@ impl Server {
             Some(dir) => Some(tokio::task::spawn_blocking(move || WebAssets::load(&dir)).await??),
             None => None,
         };
+        // The store answers documents up to its limit (16 MiB by default, twice that on
+        // the wire); tonic's 4 MiB default would make a large document unreadable here.
+        let store = || {
+            StoreClient::new(backend_channel.clone())
+                .max_decoding_message_size(STORE_WIRE_LIMIT)
+                .max_encoding_message_size(STORE_WIRE_LIMIT)
+        };
         let state = Arc::new(AppState {
             accounts: Accounts::new(
-                StoreClient::new(backend_channel.clone()),
+                store(),
                 config.signup_on_first_login,
                 Duration::from_secs(config.session_hours * 3600),
             ),
@@ -86,7 +97,7 @@ impl Server {
             mta: MtaClient::with_interceptor(mta_channel.clone(), bearer)
                 .max_encoding_message_size(max_decode)
                 .max_decoding_message_size(2 * max_decode),
-            mailbox: Mailbox::new(StoreClient::new(backend_channel.clone())),
+            mailbox: Mailbox::new(store()),
             mta_channel,
             backend_channel,
             mail_domain: config.mail_domain.clone(),

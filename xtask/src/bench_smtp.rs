@@ -91,7 +91,7 @@ pub(crate) fn bench_smtp() -> Result<()> {
 fn mta_config(dir: &Path) -> String {
     format!(
         "listen = \"{BITMAIL_GRPC}\"\nmax_message_bytes = 10485760\n[spool]\npath = {:?}\n[tenants]\npath = {:?}\n\
-         default_domains = [\"localhost\"]\n[tenants.default_quotas]\nper_second = 1000000.0\nburst = 1000000\n\
+         default_domains = [\"localhost\"]\n[tenants.default_quotas]\nper_second = 100000.0\nburst = 1000000\n\
          per_day = 1000000000\n[smtp.local]\nlisten = \"{BITMAIL_SMTP}\"\ntenant = \"default\"\n\
          [[providers]]\nname = \"stand-in\"\nkind = \"sendgrid\"\nbase_url = \"http://{STAND_IN}\"\napi_key = \"bench\"\n",
         dir.join("spool.redb").display().to_string(),

@@ -334,3 +334,30 @@ async fn the_status_page_shows_a_user_only_their_own_deliveries() {
     assert!(recent(&page).is_empty(), "bob sees none of ada's deliveries: {page}");
     assert_eq!(page["providers"][0]["name"], "sendgrid", "the providers' health is everyone's");
 }
+
+#[tokio::test]
+async fn a_message_with_a_huge_subject_still_lists_opens_and_deletes() {
+    let cluster = Cluster::start(vec![], true).await;
+    let ada = Session::new(&cluster, "ada").await;
+    let bob = Session::new(&cluster, "bob").await;
+    // Over tonic's 4 MiB default: the list entry alone would have made bob's inbox
+    // unreadable by the edge (and the message undeletable from it).
+    let subject = "S".repeat(5 << 20);
+    let (status, sent) =
+        ada.send(json!({ "to": "bob@bitmail.test", "subject": subject, "markdown": "the words" })).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+
+    let (status, inbox) = bob.get("/api/folders/inbox").await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    assert_eq!(inbox["total"], 1);
+    let listed = inbox["messages"][0]["subject"].as_str().unwrap().to_owned();
+    assert_eq!(listed.chars().count(), 999, "998 characters and an ellipsis");
+    assert!(listed.ends_with('…'));
+    let id = inbox["messages"][0]["id"].as_str().unwrap().to_owned();
+    let (status, opened) = bob.get(&format!("/api/mail/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(opened["text"], "the words");
+    let (status, _) = bob.call(reqwest::Method::DELETE, &format!("/api/mail/{id}"), None).await;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(bob.get("/api/folders/inbox").await.1["total"], 0);
+}
