@@ -209,15 +209,24 @@ impl Accounts {
     }
 
     /// The user `name`, if the password is right. With signup on, an unknown name
-    /// becomes a new account with this password. A wrong password and an unknown name
-    /// give the same answer.
-    pub(crate) async fn sign_in(&self, name: &str, password: &str) -> Result<User, ApiError> {
+    /// becomes a new account with this password, if `may_sign_up` agrees (the caller's
+    /// rate of sign-ups). A wrong password and an unknown name give the same answer.
+    pub(crate) async fn sign_in(
+        &self,
+        name: &str,
+        password: &str,
+        may_sign_up: impl FnOnce() -> Result<(), ApiError>,
+    ) -> Result<User, ApiError> {
         check_name(name)?;
         check_password(password)?;
         let users = self.lookup(&[("kind", "user"), ("name", name)], 2).await?;
         let user = match users.into_iter().next() {
             Some(doc) => doc,
-            None if self.signup_on_first_login => return self.sign_up(name, password).await,
+            None if self.signup_on_first_login => {
+                check_not_reserved(name)?;
+                may_sign_up()?;
+                return self.sign_up(name, password).await;
+            }
             None => {
                 // As long as a wrong password for a known name: the answer's time does
                 // not tell whether the name exists.
@@ -266,7 +275,6 @@ impl Accounts {
     }
 
     async fn sign_up(&self, name: &str, password: &str) -> Result<User, ApiError> {
-        check_not_reserved(name)?;
         let hash = hash_password(password.to_owned()).await?;
         let id = self.put(user_fields(name, hash, DEFAULT_TENANT, Role::User)).await?;
         // Two first logins of one name may race. Ids sort in creation order, so the

@@ -46,7 +46,12 @@ struct Counts {
 #[derive(Default)]
 pub(crate) struct LoginLimiter {
     counts: Mutex<Counts>,
+    /// Accounts made by first logins, per client address.
+    sign_ups: Mutex<HashMap<IpAddr, Count>>,
 }
+
+/// Accounts one client address may make by first login within [`WINDOW`].
+pub(crate) const MAX_SIGN_UPS_PER_ADDRESS: u32 = 10;
 
 /// A reserved attempt: counted as failed unless [`Attempt::succeeded`] (or dropped
 /// without an answer, when the check itself could not be made).
@@ -120,6 +125,19 @@ impl LoginLimiter {
         add(&mut counts.addresses, address, now);
         add(&mut counts.names, name.to_owned(), now);
         Ok(Attempt { limiter: self.clone(), name: name.to_owned(), address, settled: false })
+    }
+
+    /// Counts one sign-up from `address`, or refuses it past [`MAX_SIGN_UPS_PER_ADDRESS`].
+    pub(crate) fn sign_up(&self, address: IpAddr) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut sign_ups = lock(&self.sign_ups);
+        if let Some(c) = current(&mut sign_ups, &address, now)
+            && c.failures >= MAX_SIGN_UPS_PER_ADDRESS
+        {
+            return Err(too_many("too many new accounts from this address", c.since + WINDOW - now));
+        }
+        add(&mut sign_ups, address, now);
+        Ok(())
     }
 
     fn give_back(&self, name: &str, address: IpAddr, forget_pair: bool) {

@@ -38,7 +38,7 @@ pub(crate) async fn sign_in(
 ) -> Result<Response, ApiError> {
     let name = body.name.trim().to_ascii_lowercase();
     let attempt = state.limiter.reserve(&name, peer.ip())?;
-    let user = match state.accounts.sign_in(&name, &body.password).await {
+    let user = match state.accounts.sign_in(&name, &body.password, || state.limiter.sign_up(peer.ip())).await {
         Ok(user) => user,
         Err(ApiError::Unauthorized) => {
             attempt.failed();

@@ -361,3 +361,23 @@ async fn a_message_with_a_huge_subject_still_lists_opens_and_deletes() {
     assert!(status.is_success(), "{status}");
     assert_eq!(bob.get("/api/folders/inbox").await.1["total"], 0);
 }
+
+#[tokio::test]
+async fn one_address_makes_at_most_ten_accounts_an_hour() {
+    let cluster = Cluster::start(vec![], true).await;
+    let (http, base) = cluster.https_client();
+    for i in 0..10 {
+        sign_in(&http, &base, &format!("user{i}"), "a password of mine").await;
+    }
+    let r = http
+        .post(format!("{base}/api/session"))
+        .json(&json!({ "name": "user10", "password": "a password of mine" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("too many new accounts from this address"), "{body}");
+    // Existing accounts still sign in from there.
+    sign_in(&http, &base, "user3", "a password of mine").await;
+}
