@@ -363,7 +363,7 @@ async fn a_message_with_a_huge_subject_still_lists_opens_and_deletes() {
 }
 
 #[tokio::test]
-async fn one_address_makes_at_most_ten_accounts_an_hour() {
+async fn one_address_makes_at_most_ten_accounts_in_fifteen_minutes() {
     let cluster = Cluster::start(vec![], true).await;
     let (http, base) = cluster.https_client();
     for i in 0..10 {
