@@ -20,6 +20,8 @@
 //! | `GET /admin/...`, `GET /admin/assets/*` | the webmail with the admin console (`web_dir/admin`), when built; every path under `/admin/` gets its page |
 //! | `POST /webhooks/{provider}/events` | a provider's event webhook, see [`crate::webhooks`] |
 //! | `POST /webhooks/{provider}/inbound` | a provider's inbound mail webhook, see [`crate::webhooks`] |
+//! | `POST /v3/mail/send` | SendGrid-shaped sending with a tenant key, see [`crate::app_api`] |
+//! | `POST /v3/{domain}/messages`, `/v3/{domain}/messages.mime` | Mailgun-shaped sending with a tenant key |
 //!
 //! The admin console's API (see [`crate::admin`]; times in ms since the epoch):
 //!
@@ -51,7 +53,8 @@ use axum::routing::{delete, get, post};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{
-    admin, admin_audit, admin_csv, admin_ops, compose, csrf, health, mail, metrics, page, session, status, webhooks,
+    admin, admin_audit, admin_csv, admin_ops, app_api, compose, csrf, health, mail, metrics, page, session, status,
+    webhooks,
 };
 
 /// The admin console's API.
@@ -85,6 +88,7 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize, max_inbound_by
         .merge(admin_routes())
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("no such endpoint".into()) }))
         .merge(webhooks::routes(max_inbound_bytes))
+        .merge(app_api::routes())
         .fallback(page::page)
         .layer(middleware::from_fn(csrf::csrf_checked_writes))
         .layer(middleware::from_fn(csrf::same_origin_writes))

@@ -15,8 +15,8 @@ impl Applied {
     /// is a storage failure: the whole transaction is given up.
     pub(crate) fn apply(&mut self, t: &mut Tables<'_>, op: Op) -> Result<(), redb::Error> {
         match op {
-            Op::Accept { record, tenant, key, reply } => {
-                let (accepted, status) = accept(t, &record, tenant, key.as_deref())?;
+            Op::Accept { record, tenant, key, not_before_ms, reply } => {
+                let (accepted, status) = accept(t, &record, tenant, key.as_deref(), not_before_ms)?;
                 self.changed.extend(status);
                 self.replies.push(Reply::Accept(reply, Ok(accepted)));
             }
@@ -46,14 +46,15 @@ impl Applied {
     }
 }
 
-/// Stores a new message, queued and due at once, unless `key` was used within its
-/// window: then nothing is stored and the first message's id is the answer. Also
-/// answers the new status, if any.
+/// Stores a new message, queued and due at once (or at `not_before_ms`), unless `key`
+/// was used within its window: then nothing is stored and the first message's id is
+/// the answer. Also answers the new status, if any.
 fn accept(
     t: &mut Tables<'_>,
     record: &MessageRecord,
     tenant: String,
     key: Option<&str>,
+    not_before_ms: Option<u64>,
 ) -> Result<(Accepted, Option<Status>), redb::Error> {
     let now = record.submitted_at_ms;
     let id = record.id.as_str();
@@ -70,10 +71,14 @@ fn accept(
         t.keys.insert(key, (id, now))?;
         t.keys_by_time.insert((now, key), ())?;
     }
-    let status = Status::new(record.id.clone(), tenant, now);
+    let mut status = Status::new(record.id.clone(), tenant, now);
+    if let Some(at) = not_before_ms.filter(|at| *at > now) {
+        status.due_ms = at;
+        status.not_before_ms = at;
+    }
     t.messages.insert(id, record.encode_to_vec().as_slice())?;
     t.statuses.insert(id, status.encode_to_vec().as_slice())?;
-    t.due.insert((now, id), ())?;
+    t.due.insert((status.due_ms, id), ())?;
     t.unfinished.insert((now, id), ())?;
     Ok((Accepted::New, Some(status)))
 }

@@ -171,22 +171,25 @@ impl Spool {
         answer.await.map_err(|_| SpoolError::Closed)?
     }
 
-    /// Stores a new message, durably, and schedules it for delivery now. With an
-    /// idempotency key already used in the last 24 hours, stores nothing and answers the
-    /// first message's id. The message is `tenant`'s; idempotency keys are the caller's
-    /// to scope (service.rs prefixes them with the tenant).
+    /// Stores a new message, durably, and schedules it for delivery now, or for
+    /// `not_before_ms` when given (a time to come: it waits in the spool until then,
+    /// and its maximum age counts from then). With an idempotency key already used in
+    /// the last 24 hours, stores nothing and answers the first message's id. The message
+    /// is `tenant`'s; idempotency keys are the caller's to scope (service.rs prefixes
+    /// them with the tenant).
     pub(crate) async fn accept(
         &self,
         message: &Message,
         tenant: &str,
         key: Option<String>,
+        not_before_ms: Option<u64>,
     ) -> Result<Accepted, SpoolError> {
         let used = self.bytes_on_disk();
         if used >= self.quota {
             return Err(SpoolError::Full { used, quota: self.quota });
         }
         let record = MessageRecord::from(message);
-        self.write(|reply| Op::Accept { record, tenant: tenant.to_owned(), key, reply }).await
+        self.write(|reply| Op::Accept { record, tenant: tenant.to_owned(), key, not_before_ms, reply }).await
     }
 
     /// Replaces a message's status, durably, moving its place in the schedule to

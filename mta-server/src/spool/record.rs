@@ -111,6 +111,10 @@ pub struct Status {
     /// existed, which belong to the default tenant ([`Status::tenant`]).
     #[prost(string, tag = "13")]
     pub tenant: String,
+    /// When the message was scheduled for (`SubmitRequest.not_before_unix_ms`); 0: at
+    /// once. Its maximum age counts from then.
+    #[prost(uint64, tag = "14")]
+    pub not_before_ms: u64,
 }
 
 /// A delivery event, as stored with its message's status.
