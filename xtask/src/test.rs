@@ -1,7 +1,7 @@
 //! `cargo xtask test`: what CI runs (formatting, clippy, every test), installing the
-//! test servers and tools the tests need when missing: aiosmtpd and moto (pip),
-//! PostgreSQL's server binaries, OpenSSH's server, Chromium and its WebDriver (apt);
-//! and `cargo xtask test-manual`, the operator's check of the real providers.
+//! test servers and tools the tests need when missing: aiosmtpd, moto and the official
+//! SendGrid and Mailgun SDKs (pip), PostgreSQL's server binaries, OpenSSH's server,
+//! Chromium and its WebDriver (apt); and `cargo xtask test-manual`, the operator's check of the real providers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -39,8 +39,14 @@ pub(crate) fn test() -> Result<()> {
     step("cargo clippy --workspace --all-targets -- -D warnings");
     check(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).status(), "cargo clippy")?;
     // The SMTP provider is tested against a real SMTP server, aiosmtpd from PyPI; the SES
-    // provider against moto, an Amazon SES emulator from PyPI (`moto_server`).
-    for (module, package) in [("aiosmtpd", "aiosmtpd"), ("moto.server", "moto[server]")] {
+    // provider against moto, an Amazon SES emulator from PyPI (`moto_server`); the
+    // SendGrid- and Mailgun-shaped APIs with the providers' official Python SDKs.
+    for (module, package) in [
+        ("aiosmtpd", "aiosmtpd"),
+        ("moto.server", "moto[server]"),
+        ("sendgrid", "sendgrid>=6.12,<6.13"),
+        ("mailgun.client", "mailgun>=1.10,<1.11"),
+    ] {
         pip_install_missing(module, package)?;
     }
     ensure_postgres()?;
