@@ -1,6 +1,6 @@
 //! `cargo xtask test`: what CI runs (formatting, clippy, every test), installing the
 //! test servers and tools the tests need when missing: aiosmtpd, moto and the official
-//! SendGrid and Mailgun SDKs (pip), PostgreSQL's server binaries, OpenSSH's server,
+//! SendGrid and Mailgun SDKs (pip, and npm for Node's), PostgreSQL's server binaries, OpenSSH's server,
 //! Chromium and its WebDriver (apt); and `cargo xtask test-manual`, the operator's check of the real providers.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::out::tell;
 use crate::web::web;
-use crate::{cargo, check, root, step};
+use crate::{cargo, check, root, step, target_dir};
 
 pub(crate) fn test() -> Result<()> {
     // A fresh rustup toolchain may lack these components; adding them is a no-op when
@@ -49,10 +49,18 @@ pub(crate) fn test() -> Result<()> {
     ] {
         pip_install_missing(module, package)?;
     }
+    let node_sdks = node_sdks()?;
     ensure_postgres()?;
     install_sshd()?;
     step("cargo test --workspace");
-    check(cargo().args(["test", "--workspace"]).env("BITMAIL_WEB_DIR", &web_dir).status(), "cargo test")?;
+    check(
+        cargo()
+            .args(["test", "--workspace"])
+            .env("BITMAIL_WEB_DIR", &web_dir)
+            .env("BITMAIL_NODE_SDKS", &node_sdks)
+            .status(),
+        "cargo test",
+    )?;
     tell!("\nall checks passed");
     Ok(())
 }
@@ -83,6 +91,29 @@ fn pip_install_missing(module: &str, package: &str) -> Result<()> {
             .status(),
         &format!("installing {package} (python3 with pip is needed)"),
     )
+}
+
+/// The official Node SDKs the SendGrid- and Mailgun-shaped APIs are tested with, from
+/// npm into target/node-sdks when missing; answers that folder.
+const NODE_SDKS: [&str; 3] = ["@sendgrid/mail@8.1", "mailgun.js@14", "form-data@4"];
+
+fn node_sdks() -> Result<PathBuf> {
+    let dir = target_dir().join("node-sdks");
+    let modules = dir.join("node_modules");
+    if modules.join("@sendgrid/mail").is_dir() && modules.join("mailgun.js").is_dir() {
+        return Ok(dir);
+    }
+    step(&format!("npm install {} (the Node SDKs' tests)", NODE_SDKS.join(" ")));
+    std::fs::create_dir_all(&dir)?;
+    check(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&dir)
+            .args(NODE_SDKS)
+            .status(),
+        "npm install of the Node SDKs (Node.js with npm is needed)",
+    )?;
+    Ok(dir)
 }
 
 /// The PostgreSQL engine is tested against a real server (tests/src/postgres.rs starts a

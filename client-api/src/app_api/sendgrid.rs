@@ -112,6 +112,8 @@ struct Attachment {
     #[serde(rename = "type")]
     kind: Option<String>,
     disposition: Option<String>,
+    // The Node SDK passes plain attachment objects through as written.
+    #[serde(alias = "contentId")]
     content_id: Option<String>,
 }
 

@@ -1,11 +1,13 @@
-//! The SendGrid- and Mailgun-shaped APIs through the official Python SDKs (`sendgrid`
-//! 6.12, `mailgun` 1.10, installed by `cargo xtask test`), changed only in their base
-//! URL: backend-server, mta-server with a fake SendGrid behind it, and client-api, in
-//! this process on loopback ports. The SDKs run in `python3` (`sdk.py`), trusting the
-//! edge's generated certificate; what they report is what an app would see, and what
-//! reaches the fake provider is what a recipient would get.
+//! The SendGrid- and Mailgun-shaped APIs through the official SDKs, changed only in
+//! their base URL: Python `sendgrid` 6.12 and `mailgun` 1.10 (`sdk.py`), Node
+//! `@sendgrid/mail` 8.1 and `mailgun.js` 14 (`sdk.js`), all installed by `cargo xtask
+//! test`. backend-server, mta-server with a fake SendGrid behind it, and client-api run
+//! in this process on loopback ports; the SDKs run in `python3` and `node`, trusting
+//! the edge's generated certificate. What they report is what an app would see, and
+//! what reaches the fake provider is what a recipient would get.
 
 mod mailgun;
+mod node;
 mod sendgrid;
 
 use std::time::Duration;
@@ -18,8 +20,18 @@ use serde_json::{Value, json};
 
 use crate::common::{Cluster, KEY, sendgrid};
 
-/// The driver of the SDKs.
-const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/suite/app_api/sdk.py");
+/// The drivers of the SDKs.
+const PYTHON_SDKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/suite/app_api/sdk.py");
+const NODE_SDKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/suite/app_api/sdk.js");
+
+/// Where `cargo xtask test` installs the Node SDKs: `BITMAIL_NODE_SDKS`, else
+/// `target/node-sdks`.
+fn node_sdks() -> std::path::PathBuf {
+    std::env::var_os("BITMAIL_NODE_SDKS").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/node-sdks"),
+        std::path::PathBuf::from,
+    )
+}
 
 /// A gateway, and an app's key (scopes `send`, `read`) of tenant `default`.
 pub struct App {
@@ -98,21 +110,40 @@ impl App {
         self.key_for(id, &["send"]).await
     }
 
-    /// Runs `scenario` of `sdk.py` with `args`, the edge's URL and the app's key unless
-    /// `args` names others.
+    /// Runs `scenario` of `sdk.py` (the Python SDKs) with `args`, the edge's URL and the
+    /// app's key unless `args` names others.
     pub async fn sdk(&self, scenario: &str, args: Value) -> Answer {
+        let cert = self.cluster.cert.as_ref().unwrap();
+        let mut command = tokio::process::Command::new("python3");
+        command.arg(PYTHON_SDKS).env("SSL_CERT_FILE", cert).env("REQUESTS_CA_BUNDLE", cert);
+        self.run(command, scenario, args).await
+    }
+
+    /// Runs `scenario` of `sdk.js` (the Node SDKs, in `target/node-sdks`).
+    pub async fn node(&self, scenario: &str, args: Value) -> Answer {
+        let modules = node_sdks().join("node_modules");
+        assert!(
+            modules.join("@sendgrid/mail").is_dir() && modules.join("mailgun.js").is_dir(),
+            "no Node SDKs in {}: run `cargo xtask test`, which installs them",
+            modules.display()
+        );
+        let mut command = tokio::process::Command::new("node");
+        command
+            .arg(NODE_SDKS)
+            .env("NODE_PATH", modules)
+            .env("NODE_EXTRA_CA_CERTS", self.cluster.cert.as_ref().unwrap());
+        self.run(command, scenario, args).await
+    }
+
+    async fn run(&self, mut command: tokio::process::Command, scenario: &str, args: Value) -> Answer {
         let mut full = json!({ "url": self.url, "key": self.key, "domain": "bitmail.test" });
         full.as_object_mut().unwrap().extend(args.as_object().cloned().unwrap_or_default());
-        let cert = self.cluster.cert.as_ref().unwrap();
-        let output = tokio::process::Command::new("python3")
-            .arg(SDK)
+        let output = command
             .arg(scenario)
             .arg(full.to_string())
-            .env("SSL_CERT_FILE", cert)
-            .env("REQUESTS_CA_BUNDLE", cert)
             .output()
             .await
-            .expect("python3 runs (cargo xtask test installs the SDKs)");
+            .expect("the SDK's runtime starts (cargo xtask test installs the SDKs)");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         let line = stdout.lines().last().unwrap_or_default();
