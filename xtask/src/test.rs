@@ -1,7 +1,8 @@
 //! `cargo xtask test`: what CI runs (formatting, clippy, every test), installing the
 //! test servers and tools the tests need when missing: aiosmtpd, moto and the official
-//! SendGrid and Mailgun SDKs (pip, and npm for Node's), PostgreSQL's server binaries, OpenSSH's server,
-//! Chromium and its WebDriver (apt); and `cargo xtask test-manual`, the operator's check of the real providers.
+//! SendGrid and Mailgun SDKs (pip, and npm for Node's), PostgreSQL's server binaries,
+//! OpenSSH's server, Chromium and its WebDriver (apt); and `cargo xtask test-manual`,
+//! the operator's check of the real providers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
