@@ -129,6 +129,20 @@ async fn errors_reach_the_sdk_in_sendgrids_shape_and_nothing_is_sent() {
         assert_eq!((answer.status, answer.raised.as_deref()), (400, Some("BadRequestsError")), "{field}: {answer:?}");
         assert_eq!(answer.json()["errors"][0]["field"], field, "{answer:?}");
     }
+    // Over SendGrid's 30 MB, refused before it is read whole, in SendGrid's shape.
+    let (http, base) = app.cluster.https_client();
+    let huge = format!("{{\"subject\":\"{}\"}}", "x".repeat(31 << 20));
+    let response = http
+        .post(format!("{base}/v3/mail/send"))
+        .bearer_auth(&app.key)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("30 MB"), "{body}");
     assert_eq!(app.received_after_a_moment().await, 0, "nothing was sent");
 }
 
