@@ -168,7 +168,7 @@ async fn prune_forever(spool: Spool, keep_statuses: Duration) {
     loop {
         loop {
             match spool.prune(bitmail_runtime::time::now_ms(), keep_ms).await {
-                Ok(p) if p.statuses == crate::spool::PRUNE_BATCH || p.keys == crate::spool::PRUNE_BATCH => {
+                Ok(p) if [p.statuses, p.keys, p.events].contains(&crate::spool::PRUNE_BATCH) => {
                     tokio::task::yield_now().await;
                 }
                 Ok(p) => {

@@ -6,6 +6,7 @@
 //! | `POST /v3/mail/send` | SendGrid Mail Send v3 ([`sendgrid`]) |
 //! | `POST /v3/{domain}/messages` | Mailgun, fields (urlencoded or multipart) ([`mailgun`]) |
 //! | `POST /v3/{domain}/messages.mime` | Mailgun, a whole MIME message in `message` ([`mime`]) |
+//! | `GET /app/v1/messages/{id}`, `GET /app/v1/events` | the read API for apps that poll ([`read`]) |
 //!
 //! The edge checks no key itself: it forwards the caller's own tenant key (SendGrid's
 //! `Authorization: Bearer KEY`, Mailgun's Basic `api:KEY`) as the bearer of its calls to
@@ -22,6 +23,7 @@
 pub(crate) mod form;
 pub(crate) mod mailgun;
 pub(crate) mod mime;
+pub(crate) mod read;
 pub(crate) mod sendgrid;
 pub(crate) mod submit;
 
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 
 use crate::state::AppState;
 
@@ -47,6 +49,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v3/{domain}/messages", post(mailgun::messages))
         .route("/v3/{domain}/messages.mime", post(mailgun::messages_mime))
         .layer(DefaultBodyLimit::disable())
+        .route("/app/v1/messages/{id}", get(read::message))
+        .route("/app/v1/events", get(read::events))
 }
 
 /// Why a request was refused, before each provider's module words it its own way.

@@ -46,6 +46,18 @@ impl Upstream {
         admin.who_am_i(pb::WhoAmIRequest {}).await.map(tonic::Response::into_inner).map_err(|s| refusal(&s))
     }
 
+    /// One message's status (`read` scope; the tenant's own messages only).
+    pub(crate) async fn get_message(&self, id: &str) -> Result<pb::MessageStatus, Refusal> {
+        let request = pb::GetMessageRequest { message_id: id.to_owned() };
+        self.mta.clone().get_message(request).await.map(tonic::Response::into_inner).map_err(|s| refusal(&s))
+    }
+
+    /// A page of the tenant's event log.
+    pub(crate) async fn list_events(&self, after: String, limit: u32) -> Result<pb::ListEventsResponse, Refusal> {
+        let request = pb::ListEventsRequest { after, limit, tenant: String::new() };
+        self.mta.clone().list_events(request).await.map(tonic::Response::into_inner).map_err(|s| refusal(&s))
+    }
+
     /// Submits `copies` (checking them all first when there are several, or when
     /// `validate_only`), and answers their message ids in order (none when
     /// `validate_only`). A refusal names the copy it is about.
@@ -127,6 +139,7 @@ pub(crate) fn refusal(s: &tonic::Status) -> Refusal {
         Code::OutOfRange => StatusCode::PAYLOAD_TOO_LARGE,
         Code::Unauthenticated => return unauthorized(),
         Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
         Code::ResourceExhausted => return exhausted(s, message, field),
         Code::Unavailable | Code::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

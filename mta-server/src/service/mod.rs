@@ -7,8 +7,10 @@
 //!
 //! - `submit`: `Submit` (tenant, `From` rule, quotas, suppressions, spool);
 //! - `receive`: `ReceiveWebhook`;
+//! - `events`: `ListEvents`, a page of the tenant's event log;
 //! - `wire`: statuses, providers and suppressions as the answers show them.
 
+mod events;
 mod receive;
 mod submit;
 mod wire;
@@ -334,6 +336,13 @@ impl pb::mta_server::Mta for MtaService {
     ) -> Result<Response<pb::WebhookResponse>, Status> {
         caller(&request)?.require(Scope::Service)?;
         self.receive(request.into_inner()).await
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        MtaService::list_events(self, request).await
     }
 
     async fn list_suppressions(

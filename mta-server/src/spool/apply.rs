@@ -8,7 +8,7 @@ use redb::ReadableTable;
 use super::record::{MessageRecord, Status};
 use super::schema::{IDEMPOTENCY_WINDOW_MS, Tables};
 use super::writer::{Applied, Op, Reply};
-use super::{Accepted, prune, suppression, webhook};
+use super::{Accepted, event_log, prune, suppression, webhook};
 
 impl Applied {
     /// Applies one operation, keeping its answer and the statuses it changed. An error
@@ -72,10 +72,12 @@ fn accept(
         t.keys_by_time.insert((now, key), ())?;
     }
     let mut status = Status::new(record.id.clone(), tenant, now);
+    status.metadata = record.metadata.clone();
     if let Some(at) = not_before_ms.filter(|at| *at > now) {
         status.due_ms = at;
         status.not_before_ms = at;
     }
+    event_log::queued(t, &status)?;
     t.messages.insert(id, record.encode_to_vec().as_slice())?;
     t.statuses.insert(id, status.encode_to_vec().as_slice())?;
     t.due.insert((status.due_ms, id), ())?;
@@ -91,6 +93,7 @@ fn update(t: &mut Tables<'_>, mut status: Status, drop_body: bool) -> Result<Sta
     let old = t.statuses.get(id)?.and_then(|v| Status::decode(v.value()).ok());
     let old_due = old.as_ref().map(|s| s.due_ms);
     let was_final = old.as_ref().is_some_and(Status::is_final);
+    event_log::state_change(t, old.as_ref(), &status)?;
     // Events are the writer's to append; a round's copy may be older.
     if let Some(old) = old {
         status.events = old.events;

@@ -5,7 +5,7 @@
 //! leaves either the old or the new state, never a torn one; a corrupt file is reported
 //! when opened, not silently emptied. It compiles fast and needs no C toolchain.
 //!
-//! Tables (`schema.rs`), ten of them:
+//! Tables (`schema.rs`), thirteen of them:
 //! - `messages`: id → [`record::MessageRecord`] (removed once the message is sent or
 //!   failed: the body is no longer needed);
 //! - `statuses`: id → [`record::Status`];
@@ -20,7 +20,9 @@
 //! - `suppressions`: lowercased address → [`record::SuppressionRecord`]
 //!   (`suppression.rs`);
 //! - `unfinished`: (submitted at ms, id) → () for every message not yet sent or failed,
-//!   so the age of the oldest is one read.
+//!   so the age of the oldest is one read;
+//! - `event_log`, `event_log_by_tenant`, `event_seq`: each tenant's changes and provider
+//!   events in order, paged with a cursor (`event_log.rs`).
 //!
 //! The modules:
 //! - [`record`]: the stored records (prost), apart from the wire types;
@@ -58,6 +60,7 @@
 //! idempotency key (kept 24 hours) to be safe.
 
 mod apply;
+mod event_log;
 mod prune;
 mod read;
 pub mod record;

@@ -51,6 +51,18 @@ impl Spool {
         .await
     }
 
+    /// Up to `limit` of `tenant`'s event log entries after sequence number `after`
+    /// (0: from the start), in order, with their sequence numbers.
+    pub(crate) async fn events(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, super::record::LoggedEvent)>, SpoolError> {
+        let tenant = tenant.to_owned();
+        self.read(move |txn| super::event_log::page(txn, &tenant, after, limit)).await
+    }
+
     /// Every saved provider health.
     pub(crate) async fn load_health(&self) -> Result<Vec<(String, Vec<u8>)>, SpoolError> {
         self.read(|txn| {

@@ -115,6 +115,35 @@ pub struct Status {
     /// once. Its maximum age counts from then.
     #[prost(uint64, tag = "14")]
     pub not_before_ms: u64,
+    /// The message's metadata (SendGrid `custom_args`, Mailgun `v:`), kept after its body
+    /// is dropped so that its logged events can name them.
+    #[prost(btree_map = "string, string", tag = "15")]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// One entry of a tenant's event log: a state BitMail reached (`queued`, `sent`,
+/// `deferred`, `failed`; source `bitmail`) or a provider's event (`delivered`,
+/// `bounced`, ...; source the provider).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedEvent {
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    #[prost(string, tag = "2")]
+    pub message_id: String,
+    #[prost(string, tag = "3")]
+    pub event: String,
+    #[prost(string, tag = "4")]
+    pub source: String,
+    #[prost(string, tag = "5")]
+    pub recipient: String,
+    #[prost(uint64, tag = "6")]
+    pub at_ms: u64,
+    #[prost(string, tag = "7")]
+    pub detail: String,
+    #[prost(bool, tag = "8")]
+    pub permanent: bool,
+    #[prost(btree_map = "string, string", tag = "9")]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// A delivery event, as stored with its message's status.

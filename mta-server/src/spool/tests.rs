@@ -143,12 +143,12 @@ async fn prune_forgets_expired_keys_and_old_final_statuses_only() {
 
     // A day later the keys expire (and the key answers no more), statuses stay.
     let later = submitted + day + 60_000;
-    assert_eq!(spool.prune(later, 30 * day).await.unwrap(), Pruned { statuses: 0, keys: 3 });
+    assert_eq!(spool.prune(later, 30 * day).await.unwrap(), Pruned { statuses: 0, keys: 3, events: 0 });
     assert_eq!(counts(&spool), (3, 0));
 
     // Past retention, the final statuses go; the deferred one stays.
     let much_later = submitted + 31 * day;
-    assert_eq!(spool.prune(much_later, 30 * day).await.unwrap(), Pruned { statuses: 2, keys: 0 });
+    assert_eq!(spool.prune(much_later, 30 * day).await.unwrap(), Pruned { statuses: 2, keys: 0, events: 6 });
     assert!(spool.status("m1").await.unwrap().is_none());
     assert!(spool.status("m3").await.unwrap().is_some());
     assert_eq!(spool.backlog().unwrap(), 1);
@@ -368,6 +368,42 @@ async fn a_scheduled_message_waits_in_the_spool_until_its_time() {
     let status = spool.status("later").await.unwrap().unwrap();
     assert_eq!((status.state(), status.due_ms, status.not_before_ms), (State::Queued, at, at));
     assert_eq!(spool.status("past").await.unwrap().unwrap().not_before_ms, 0);
+    drop(spool);
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn the_event_log_pages_a_tenants_changes_in_order_with_their_metadata() {
+    let (spool, path) = fresh("event-log");
+    spool.accept(&message("m1"), "acme", None, None).await.unwrap();
+    spool.accept(&message("m2"), "other", None, None).await.unwrap();
+    let mut st = spool.status("m1").await.unwrap().unwrap();
+    st.state = State::Deferred as i32;
+    st.error = "every provider failed".into();
+    st.due_ms = record::now_ms() + 60_000;
+    spool.update(st.clone(), false).await.unwrap();
+    // The same state again (a round's bookkeeping) logs nothing more.
+    spool.update(st.clone(), false).await.unwrap();
+    st.sent("sendgrid", "sg-1".into());
+    spool.update(st, true).await.unwrap();
+    let batch = Batch { events: vec![event("m1", EventKind::Delivered, "e1", false)], nonce: None };
+    spool
+        .record_events(batch, SuppressionRules { hard_bounce_ms: 0, complaint_ms: 0 }, record::now_ms())
+        .await
+        .unwrap();
+
+    let page = spool.events("acme", 0, 10).await.unwrap();
+    let seen: Vec<(&str, &str)> = page.iter().map(|(_, e)| (e.event.as_str(), e.source.as_str())).collect();
+    assert_eq!(seen, [("queued", "bitmail"), ("deferred", "bitmail"), ("sent", "sendgrid"), ("delivered", "sendgrid")]);
+    assert!(page.iter().all(|(_, e)| e.message_id == "m1" && e.metadata["k"] == "v"));
+    assert_eq!((page[1].1.detail.as_str(), page[2].1.detail.as_str()), ("every provider failed", "sg-1"));
+    assert_eq!(page[3].1.recipient, "bob@example.net");
+    // From a cursor: what follows it only; another tenant's never.
+    let rest = spool.events("acme", page[1].0, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [page[2].0, page[3].0]);
+    assert_eq!(spool.events("acme", page[3].0, 10).await.unwrap(), vec![]);
+    assert_eq!(spool.events("other", 0, 10).await.unwrap().len(), 1);
+    assert_eq!(spool.events("acme", 0, 2).await.unwrap().len(), 2);
     drop(spool);
     let _ = std::fs::remove_file(path);
 }

@@ -8,6 +8,7 @@
 
 mod mailgun;
 mod node;
+mod read;
 mod sendgrid;
 
 use std::time::Duration;
