@@ -32,6 +32,7 @@
 //! | `GET`, `POST /api/admin/tenants/{id}/keys` | its keys; a new one `{name, scopes, expires_ms?}`, answered with its secret once |
 //! | `POST /api/admin/keys/{id}/revoke` | revokes a key |
 //! | `GET /api/admin/tenants/{id}/usage` | messages per UTC day, the last 31 days |
+//! | `GET /api/admin/tenants/{id}/webhooks` | the tenant's app webhooks and how their delivery is going |
 //! | `GET /api/admin/providers`, `POST .../{name}/pause`, `.../{name}/resume` | provider health; pausing and resuming |
 //! | `GET /api/admin/suppressions?q&limit`, `POST`, `DELETE .../{address}` | the suppression list |
 //! | `GET /api/admin/audit?actor&tenant&since_ms&until_ms&page_token&limit` | the audit log, a page |
@@ -64,6 +65,7 @@ fn admin_routes() -> Router<Arc<AppState>> {
         .route("/api/admin/tenants/{id}", axum::routing::patch(admin::update_tenant))
         .route("/api/admin/tenants/{id}/keys", get(admin::list_keys).post(admin::create_key))
         .route("/api/admin/tenants/{id}/usage", get(admin::usage))
+        .route("/api/admin/tenants/{id}/webhooks", get(admin::list_webhooks))
         .route("/api/admin/keys/{id}/revoke", post(admin::revoke_key))
         .route("/api/admin/providers", get(admin_ops::providers))
         .route("/api/admin/providers/{name}/pause", post(admin_ops::pause))

@@ -41,6 +41,8 @@ pub struct Server {
     metrics: Registry,
     keep_statuses: Duration,
     grace: Duration,
+    /// Delivers the tenants' webhooks from the spool's event log.
+    outbox: crate::outbox::dispatch::Dispatcher,
 }
 
 impl Server {
@@ -75,6 +77,11 @@ impl Server {
             wake.clone(),
         );
         let tenancy = crate::tenancy::open(config).await?;
+        let outbox = crate::outbox::dispatch::Dispatcher::new(
+            spool.clone(),
+            crate::outbox::Webhooks::new(tenancy.tenancy.registry.store().clone()),
+            (&config.outbox).into(),
+        )?;
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
@@ -94,13 +101,15 @@ impl Server {
                 (&config.suppression).into(),
                 metrics.clone(),
                 tenancy.tenancy,
-            ),
+            )
+            .allow_private_webhooks(config.outbox.allow_private_urls),
             metrics,
             spool,
             keep_statuses: Duration::from_secs(config.spool.keep_statuses_days * 24 * 3600),
             health,
             delivery,
             grace: Duration::from_secs(config.shutdown_grace_secs),
+            outbox,
         })
     }
 
@@ -149,11 +158,16 @@ impl Server {
             }
         });
         let pruner = tokio::spawn(prune_forever(self.spool.clone(), self.keep_statuses));
+        let mut stop_outbox = stop_rx.clone();
+        let outbox = tokio::spawn(self.outbox.run(async move {
+            let _ = stop_outbox.wait_for(|stop| *stop).await;
+        }));
         let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics);
         let served = bitmail_runtime::grpc::serve(routes, self.listener, shutdown, self.grace).await;
 
         pruner.abort();
         watcher.abort();
+        outbox.abort();
         let _ = stop_tx.send(true);
         let _ = workers.await;
         served?;

@@ -7,6 +7,7 @@
 //! | `POST /v3/{domain}/messages` | Mailgun, fields (urlencoded or multipart) ([`mailgun`]) |
 //! | `POST /v3/{domain}/messages.mime` | Mailgun, a whole MIME message in `message` ([`mime`]) |
 //! | `GET /app/v1/messages/{id}`, `GET /app/v1/events` | the read API for apps that poll ([`read`]) |
+//! | `POST`, `GET /app/v1/webhooks`, `DELETE /app/v1/webhooks/{id}` | the app's signed event webhooks ([`hooks`]) |
 //!
 //! The edge checks no key itself: it forwards the caller's own tenant key (SendGrid's
 //! `Authorization: Bearer KEY`, Mailgun's Basic `api:KEY`) as the bearer of its calls to
@@ -21,6 +22,7 @@
 //! the only credential.
 
 pub(crate) mod form;
+pub(crate) mod hooks;
 pub(crate) mod mailgun;
 pub(crate) mod mime;
 pub(crate) mod read;
@@ -51,6 +53,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .layer(DefaultBodyLimit::disable())
         .route("/app/v1/messages/{id}", get(read::message))
         .route("/app/v1/events", get(read::events))
+        .route("/app/v1/webhooks", get(hooks::list).post(hooks::create))
+        .route("/app/v1/webhooks/{id}", axum::routing::delete(hooks::delete))
 }
 
 /// Why a request was refused, before each provider's module words it its own way.

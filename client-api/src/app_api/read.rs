@@ -59,7 +59,7 @@ pub(crate) async fn events(
     respond(answer.await)
 }
 
-fn respond(answer: Result<Value, Refusal>) -> Response {
+pub(crate) fn respond(answer: Result<Value, Refusal>) -> Response {
     match answer {
         Ok(body) => Json(body).into_response(),
         Err(r) => {
@@ -71,7 +71,7 @@ fn respond(answer: Result<Value, Refusal>) -> Response {
 }
 
 /// The key of `Authorization: Bearer KEY` or Basic `api:KEY`.
-fn key_of(headers: &HeaderMap) -> Result<String, Refusal> {
+pub(crate) fn key_of(headers: &HeaderMap) -> Result<String, Refusal> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
     if let Some(key) = value.strip_prefix("Bearer ").map(str::trim).filter(|k| !k.is_empty()) {
         return Ok(key.to_owned());

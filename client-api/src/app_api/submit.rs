@@ -40,6 +40,11 @@ impl Upstream {
         Ok(Upstream { mta, channel: state.mta_channel.clone(), bearer })
     }
 
+    /// mta-server's `Mta` service, with the app's key.
+    pub(crate) fn mta(&self) -> MtaClient<WithKey> {
+        self.mta.clone()
+    }
+
     /// The calling key's tenant, with its sending domains.
     pub(crate) async fn who_am_i(&self) -> Result<pb::WhoAmIResponse, Refusal> {
         let mut admin = AdminClient::with_interceptor(self.channel.clone(), self.bearer.clone());

@@ -38,6 +38,13 @@ impl Applied {
                 suppression::suppress(t, &address, &record)?;
                 self.replies.push(Reply::Done(reply, Ok(())));
             }
+            Op::Outbox { webhook, state, reply } => {
+                match state {
+                    Some(state) => t.outbox.insert(webhook.as_str(), state.encode_to_vec().as_slice()).map(drop)?,
+                    None => t.outbox.remove(webhook.as_str()).map(drop)?,
+                }
+                self.replies.push(Reply::Done(reply, Ok(())));
+            }
             Op::Unsuppress { address, tenant, reply } => {
                 self.replies.push(Reply::Removed(reply, Ok(suppression::unsuppress(t, &address, &tenant)?)));
             }

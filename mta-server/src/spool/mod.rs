@@ -5,7 +5,7 @@
 //! leaves either the old or the new state, never a torn one; a corrupt file is reported
 //! when opened, not silently emptied. It compiles fast and needs no C toolchain.
 //!
-//! Tables (`schema.rs`), thirteen of them:
+//! Tables (`schema.rs`), fourteen of them:
 //! - `messages`: id → [`record::MessageRecord`] (removed once the message is sent or
 //!   failed: the body is no longer needed);
 //! - `statuses`: id → [`record::Status`];
@@ -22,7 +22,8 @@
 //! - `unfinished`: (submitted at ms, id) → () for every message not yet sent or failed,
 //!   so the age of the oldest is one read;
 //! - `event_log`, `event_log_by_tenant`, `event_seq`: each tenant's changes and provider
-//!   events in order, paged with a cursor (`event_log.rs`).
+//!   events in order, paged with a cursor (`event_log.rs`);
+//! - `outbox`: webhook id → how far this node delivered the event log to it.
 //!
 //! The modules:
 //! - [`record`]: the stored records (prost), apart from the wire types;
@@ -231,6 +232,16 @@ impl Spool {
     /// false when there was none.
     pub(crate) async fn unsuppress(&self, address: String, tenant: String) -> Result<bool, SpoolError> {
         self.write(|reply| Op::Unsuppress { address, tenant, reply }).await
+    }
+
+    /// Stores how far a webhook got (`None`: forgets it, for a deleted webhook).
+    pub(crate) async fn save_outbox(
+        &self,
+        webhook: &str,
+        state: Option<record::OutboxState>,
+    ) -> Result<(), SpoolError> {
+        let webhook = webhook.to_owned();
+        self.write(|reply| Op::Outbox { webhook, state, reply }).await
     }
 
     /// Records a provider's health; written with the next commit.

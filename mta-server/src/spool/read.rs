@@ -63,6 +63,17 @@ impl Spool {
         self.read(move |txn| super::event_log::page(txn, &tenant, after, limit)).await
     }
 
+    /// How far a webhook got on this node (the default: nothing delivered yet).
+    pub(crate) async fn outbox(&self, webhook: &str) -> Result<super::record::OutboxState, SpoolError> {
+        let webhook = webhook.to_owned();
+        self.read(move |txn| {
+            let table = txn.open_table(super::schema::OUTBOX).map_err(storage)?;
+            let Some(v) = table.get(webhook.as_str()).map_err(storage)? else { return Ok(Default::default()) };
+            super::record::OutboxState::decode(v.value()).map_err(storage)
+        })
+        .await
+    }
+
     /// Every saved provider health.
     pub(crate) async fn load_health(&self) -> Result<Vec<(String, Vec<u8>)>, SpoolError> {
         self.read(|txn| {

@@ -121,6 +121,33 @@ pub struct Status {
     pub metadata: std::collections::BTreeMap<String, String>,
 }
 
+/// How far one webhook got, on this node: every event log entry up to `after_seq` was
+/// delivered (or given up).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OutboxState {
+    #[prost(uint64, tag = "1")]
+    pub after_seq: u64,
+    /// Failed attempts in a row, and when the first of them was (0: none failing).
+    #[prost(uint32, tag = "2")]
+    pub failures: u32,
+    #[prost(uint64, tag = "3")]
+    pub failing_since_ms: u64,
+    /// When the next attempt may start.
+    #[prost(uint64, tag = "4")]
+    pub next_attempt_ms: u64,
+    #[prost(uint64, tag = "5")]
+    pub last_attempt_ms: u64,
+    /// The last answer: an HTTP status, or 0 for none (connection failed, timeout).
+    #[prost(uint32, tag = "6")]
+    pub last_status: u32,
+    #[prost(string, tag = "7")]
+    pub last_error: String,
+    #[prost(uint64, tag = "8")]
+    pub delivered: u64,
+    #[prost(uint64, tag = "9")]
+    pub dropped: u64,
+}
+
 /// One entry of a tenant's event log: a state BitMail reached (`queued`, `sent`,
 /// `deferred`, `failed`; source `bitmail`) or a provider's event (`delivered`,
 /// `bounced`, ...; source the provider).

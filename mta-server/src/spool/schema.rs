@@ -19,6 +19,9 @@ pub(crate) const UNFINISHED: TableDefinition<(u64, &str), ()> = TableDefinition:
 pub(crate) const EVENT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("event_log");
 pub(crate) const EVENT_LOG_BY_TENANT: TableDefinition<(&str, u64), ()> = TableDefinition::new("event_log_by_tenant");
 pub(crate) const EVENT_SEQ: TableDefinition<&str, u64> = TableDefinition::new("event_seq");
+/// Webhook id → [`super::record::OutboxState`]: how far this node delivered the
+/// tenant's event log to that webhook, and how it is going.
+pub(crate) const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 
 /// How long an event id or token is remembered: past the providers' retry periods
 /// (SendGrid retries for 24 hours), and past [`crate::events::MAX_SKEW`] for tokens.
@@ -42,10 +45,11 @@ pub(crate) struct Tables<'txn> {
     pub(crate) event_log: Table<'txn, u64, &'static [u8]>,
     pub(crate) event_log_by_tenant: Table<'txn, (&'static str, u64), ()>,
     pub(crate) event_seq: Table<'txn, &'static str, u64>,
+    pub(crate) outbox: Table<'txn, &'static str, &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
-    /// Opens (creating them if missing) all thirteen tables.
+    /// Opens (creating them if missing) all fourteen tables.
     pub(crate) fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::TableError> {
         Ok(Tables {
             messages: txn.open_table(MESSAGES)?,
@@ -61,6 +65,7 @@ impl<'txn> Tables<'txn> {
             event_log: txn.open_table(EVENT_LOG)?,
             event_log_by_tenant: txn.open_table(EVENT_LOG_BY_TENANT)?,
             event_seq: txn.open_table(EVENT_SEQ)?,
+            outbox: txn.open_table(OUTBOX)?,
         })
     }
 }

@@ -63,6 +63,11 @@ pub(crate) enum Op {
         tenant: String,
         reply: Answer<bool>,
     },
+    Outbox {
+        webhook: String,
+        state: Option<super::record::OutboxState>,
+        reply: Answer<()>,
+    },
 }
 
 /// The answer owed to one operation of a batch, sent after the commit.
@@ -98,7 +103,9 @@ impl Op {
         let err = err.clone();
         match self {
             Op::Accept { reply, .. } => Some(Reply::Accept(reply, Err(err))),
-            Op::Update { reply, .. } | Op::Suppress { reply, .. } => Some(Reply::Done(reply, Err(err))),
+            Op::Update { reply, .. } | Op::Suppress { reply, .. } | Op::Outbox { reply, .. } => {
+                Some(Reply::Done(reply, Err(err)))
+            }
             Op::Prune { reply, .. } => Some(Reply::Prune(reply, Err(err))),
             Op::Events { reply, .. } => Some(Reply::Events(reply, Err(err))),
             Op::Unsuppress { reply, .. } => Some(Reply::Removed(reply, Err(err))),

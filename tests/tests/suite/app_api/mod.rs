@@ -10,6 +10,7 @@ mod mailgun;
 mod node;
 mod read;
 mod sendgrid;
+mod webhooks;
 
 use std::time::Duration;
 

@@ -1,0 +1,191 @@
+//! Webhooks to the apps: registered with the app's key, every event of its messages
+//! POSTed signed, in order per message, again after the app was down, and once per
+//! event id; URLs the deployment forbids are refused.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use reqwest::Client;
+use serde_json::{Value, json};
+
+use super::App;
+
+/// An app's webhook receiver: down (503) until told otherwise; checks each request's
+/// signature with the secret it is given and keeps the events of the good ones.
+#[derive(Default)]
+struct Receiver {
+    up: AtomicBool,
+    refused: AtomicUsize,
+    bad_signatures: AtomicUsize,
+    secrets: Mutex<Vec<(String, String)>>,
+    bodies: Mutex<Vec<(String, Value)>>,
+}
+
+impl Receiver {
+    fn secret_of(&self, path: &str) -> Option<String> {
+        self.secrets.lock().unwrap().iter().find(|(p, _)| p == path).map(|(_, s)| s.clone())
+    }
+
+    fn verified(&self, path: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+        let Some(secret) = self.secret_of(path) else { return false };
+        let header = headers.get("x-bitmail-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let Some((t, v1)) = header.strip_prefix("t=").and_then(|rest| rest.split_once(",v1=")) else { return false };
+        let fresh = t.parse::<u64>().is_ok_and(|t| t.abs_diff(bitmail_runtime::time::now_ms() / 1000) < 300);
+        let tag: Option<Vec<u8>> =
+            (0..v1.len()).step_by(2).map(|i| u8::from_str_radix(v1.get(i..i + 2)?, 16).ok()).collect();
+        let mut signed = format!("{t}.").into_bytes();
+        signed.extend_from_slice(body);
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+        fresh && tag.is_some_and(|tag| hmac::verify(&key, &signed, &tag).is_ok())
+    }
+
+    fn bodies(&self, path: &str) -> Vec<Value> {
+        self.bodies.lock().unwrap().iter().filter(|(p, _)| p == path).map(|(_, b)| b.clone()).collect()
+    }
+}
+
+async fn hook(State(r): State<Arc<Receiver>>, Path(path): Path<String>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if !r.up.load(Ordering::SeqCst) {
+        r.refused.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    if !r.verified(&path, &headers, &body) {
+        r.bad_signatures.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::UNAUTHORIZED;
+    }
+    r.bodies.lock().unwrap().push((path, serde_json::from_slice(&body).unwrap()));
+    StatusCode::OK
+}
+
+async fn start_receiver() -> (Arc<Receiver>, String) {
+    let receiver = Arc::new(Receiver::default());
+    let app = axum::Router::new().route("/{path}", axum::routing::post(hook)).with_state(receiver.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (receiver, base)
+}
+
+async fn call(app: &App, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let (http, base): (Client, String) = app.cluster.https_client();
+    let mut request = http.request(method, format!("{base}{path}")).bearer_auth(&app.key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn signed_events_reach_the_apps_webhooks_in_order_and_once_after_the_app_was_down() {
+    let app = App::start_with(|c| {
+        c.outbox.allow_private_urls = true;
+        c.outbox.retry_initial_ms = 100;
+        c.outbox.retry_max_ms = 400;
+    })
+    .await;
+    let (receiver, base) = start_receiver().await;
+    for (path, format) in [("bitmail", "bitmail"), ("sg", "sendgrid")] {
+        let body = json!({ "url": format!("{base}/{path}"), "format": format });
+        let (status, created) = call(&app, reqwest::Method::POST, "/app/v1/webhooks", Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let secret = created["secret"].as_str().unwrap().to_owned();
+        receiver.secrets.lock().unwrap().push((path.to_owned(), secret));
+    }
+
+    let answer = app.sdk("sendgrid_rich", json!({})).await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let ids = answer.ids();
+    for id in &ids {
+        app.delivered(id).await;
+    }
+    // The app is down for a few attempts, then comes back.
+    bitmail_tests::eventually::eventually(
+        Duration::from_secs(10),
+        "refused a few times",
+        || async { receiver.refused.load(Ordering::SeqCst) },
+        |n| *n >= 4,
+    )
+    .await;
+    receiver.up.store(true, Ordering::SeqCst);
+
+    let events = bitmail_tests::eventually::eventually(
+        Duration::from_secs(10),
+        "every event at the app",
+        || async {
+            receiver.bodies("bitmail").iter().flat_map(|b| b["events"].as_array().cloned().unwrap()).collect::<Vec<_>>()
+        },
+        |events| events.len() >= 4,
+    )
+    .await;
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+    let mut seen = std::collections::HashSet::new();
+    assert!(events.iter().all(|e| seen.insert(e["id"].as_str().unwrap().to_owned())), "once per event id: {events:#?}");
+    for id in &ids {
+        let of: Vec<&str> =
+            events.iter().filter(|e| e["message_id"] == id.as_str()).map(|e| e["event"].as_str().unwrap()).collect();
+        assert_eq!(of, ["queued", "sent"], "in order, for {id}: {events:#?}");
+    }
+    let users: Vec<&str> = events.iter().filter_map(|e| e["metadata"]["user"].as_str()).collect();
+    assert!(users.contains(&"bob") && users.contains(&"eve"), "the app's custom_args name each: {events:#?}");
+
+    // SendGrid's Event Webhook shape for the other: `processed`, custom args at the top.
+    let sg = bitmail_tests::eventually::eventually(
+        Duration::from_secs(10),
+        "the SendGrid-shaped events",
+        || async { receiver.bodies("sg").iter().flat_map(|b| b.as_array().cloned().unwrap()).collect::<Vec<_>>() },
+        |events| events.len() >= 2,
+    )
+    .await;
+    assert!(sg.iter().all(|e| e["event"] == "processed" && e["sg_message_id"].is_string()), "{sg:#?}");
+    assert!(sg.iter().any(|e| e["user"] == "bob"), "{sg:#?}");
+
+    // Nothing more comes (a moment later), and the listing shows how it went.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let total: usize = receiver.bodies("bitmail").iter().map(|b| b["events"].as_array().unwrap().len()).sum();
+    assert_eq!(total, events.len(), "no event delivered twice");
+    let (status, listed) = call(&app, reqwest::Method::GET, "/app/v1/webhooks", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let mine = listed["webhooks"].as_array().unwrap().iter().find(|w| w["format"] == "bitmail").cloned().unwrap();
+    assert_eq!(
+        (mine["delivery"]["delivered"].as_u64(), mine["delivery"]["failures"].as_u64()),
+        (Some(4), Some(0)),
+        "{mine}"
+    );
+    assert_eq!(mine["delivery"]["last_status"], 200);
+    assert!(mine.get("secret").is_none(), "the secret is shown once");
+
+    let (status, _) =
+        call(&app, reqwest::Method::DELETE, &format!("/app/v1/webhooks/{}", mine["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = call(&app, reqwest::Method::GET, "/app/v1/webhooks", None).await;
+    assert_eq!(listed["webhooks"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn webhook_urls_that_the_deployment_forbids_are_refused() {
+    let app = App::start().await;
+    for url in
+        ["http://example.org/hook", "https://127.0.0.1/hook", "https://10.0.0.8/hook", "https://[::1]/x", "not a url"]
+    {
+        let (status, body) = call(&app, reqwest::Method::POST, "/app/v1/webhooks", Some(json!({ "url": url }))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().starts_with("url:"), "{url}: {body}");
+    }
+    let (status, body) = call(
+        &app,
+        reqwest::Method::POST,
+        "/app/v1/webhooks",
+        Some(json!({ "url": "https://93.184.215.14/h", "format": "xml" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, listed) = call(&app, reqwest::Method::GET, "/app/v1/webhooks", None).await;
+    assert_eq!(listed["webhooks"], json!([]));
+}
