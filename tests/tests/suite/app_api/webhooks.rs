@@ -189,3 +189,133 @@ async fn webhook_urls_that_the_deployment_forbids_are_refused() {
     let (_, listed) = call(&app, reqwest::Method::GET, "/app/v1/webhooks", None).await;
     assert_eq!(listed["webhooks"], json!([]));
 }
+
+/// An mta-server on `config`, serving until `stop` fires; the handle ends when it has
+/// stopped (its spool closed).
+async fn mta_until(
+    config: &mta_server::config::Config,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    // The writer thread of a stopped server may hold the spool for an instant.
+    let mut tries = 0;
+    let server = loop {
+        match mta_server::server::Server::bind(config).await {
+            Ok(server) => break server,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                tracing::debug!(error = %e, "mta-server not bound yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("mta-server binds: {e}"),
+        }
+    };
+    let addr = server.local_addr().unwrap();
+    let mut stop = stop;
+    let handle = tokio::spawn(async move {
+        server
+            .serve(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .unwrap();
+    });
+    (addr, handle)
+}
+
+#[tokio::test]
+async fn a_restart_of_mta_server_while_the_app_is_down_loses_no_event() {
+    use bitmail_proto::v1 as pb;
+    use bitmail_runtime::grpc::Bearer;
+
+    let dir = std::env::temp_dir().join(format!("bitmail-outbox-{}-{}", std::process::id(), fastrand::u64(..)));
+    let backend_config = backend_server::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        engine: backend_server::config::Engine::Memory,
+        ..Default::default()
+    };
+    let backend = backend_server::server::Server::bind(&backend_config).await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    let (stop_all, all) = tokio::sync::watch::channel(false);
+    let mut all_rx = all.clone();
+    tokio::spawn(backend.serve(async move {
+        let _ = all_rx.wait_for(|s| *s).await;
+    }));
+    let fake = bitmail_tests::sendgrid::FakeSendGrid::start(crate::common::KEY).await.unwrap();
+    let mut config = mta_server::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        providers: vec![crate::common::sendgrid("sendgrid", &fake, Duration::from_secs(5))],
+        ..Default::default()
+    };
+    config.spool.path = dir.join("spool.redb");
+    config.spool.cache_bytes = 4 << 20;
+    config.tenants.store = format!("http://{backend_addr}");
+    config.tenants.default_domains = vec!["bitmail.test".into()];
+    config.outbox.allow_private_urls = true;
+    config.outbox.retry_initial_ms = 100;
+    config.outbox.retry_max_ms = 300;
+    let args = mta_server::tenancy::CreateKey {
+        config: None,
+        tenant: "default".into(),
+        scopes: vec!["admin".into()],
+        name: "test".into(),
+        expires_days: None,
+    };
+    let key = mta_server::tenancy::create_key(args, &config).await.unwrap();
+
+    let (receiver, base) = start_receiver().await;
+    let (stop_first, first_rx) = tokio::sync::watch::channel(false);
+    let (addr, first) = mta_until(&config, first_rx).await;
+    let client = |addr: std::net::SocketAddr| {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+        bitmail_proto::v1::mta_client::MtaClient::with_interceptor(channel, Bearer::new(Some(&key)).unwrap())
+    };
+    let mut mta = client(addr);
+    let request =
+        pb::CreateWebhookRequest { url: format!("{base}/hook"), format: String::new(), tenant: String::new() };
+    let created = mta.create_webhook(request).await.unwrap().into_inner();
+    receiver.secrets.lock().unwrap().push(("hook".into(), created.secret));
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let mut submission = crate::common::submission(&format!("r{i}@example.net"));
+        submission.metadata = [("n".to_owned(), i.to_string())].into();
+        ids.push(mta.submit(submission).await.unwrap().into_inner().message_id);
+    }
+    fake.wait_for(3, Duration::from_secs(10)).await;
+    bitmail_tests::eventually::eventually(
+        Duration::from_secs(10),
+        "refused while down",
+        || async { receiver.refused.load(Ordering::SeqCst) },
+        |n| *n >= 2,
+    )
+    .await;
+
+    // mta-server stops, the app comes back, mta-server starts again on the same spool.
+    stop_first.send(true).unwrap();
+    first.await.unwrap();
+    receiver.up.store(true, Ordering::SeqCst);
+    let (_stop_second, second_rx) = tokio::sync::watch::channel(false);
+    let (_addr, _second) = mta_until(&config, second_rx).await;
+
+    let events = bitmail_tests::eventually::eventually(
+        Duration::from_secs(15),
+        "every event after the restart",
+        || async {
+            receiver.bodies("hook").iter().flat_map(|b| b["events"].as_array().cloned().unwrap()).collect::<Vec<_>>()
+        },
+        |events| events.len() >= 6,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all_events: Vec<Value> =
+        receiver.bodies("hook").iter().flat_map(|b| b["events"].as_array().cloned().unwrap()).collect();
+    assert_eq!(all_events.len(), events.len(), "nothing twice");
+    for (i, id) in ids.iter().enumerate() {
+        let of: Vec<&Value> = events.iter().filter(|e| e["message_id"] == id.as_str()).collect();
+        let names: Vec<&str> = of.iter().map(|e| e["event"].as_str().unwrap()).collect();
+        assert_eq!(names, ["queued", "sent"], "{id}: {events:#?}");
+        assert!(of.iter().all(|e| e["metadata"]["n"].as_str().and_then(|n| n.parse().ok()) == Some(i)), "{events:#?}");
+    }
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+    let _ = stop_all.send(true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
