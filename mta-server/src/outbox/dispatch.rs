@@ -33,6 +33,9 @@ pub struct OutboxSettings {
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub give_up: Duration,
+    /// `[outbox] allow_private_urls`: checked again before each attempt, since a name
+    /// may resolve elsewhere than when it was registered.
+    pub allow_private: bool,
 }
 
 impl From<&OutboxConfig> for OutboxSettings {
@@ -41,6 +44,7 @@ impl From<&OutboxConfig> for OutboxSettings {
             retry_initial: Duration::from_millis(c.retry_initial_ms),
             retry_max: Duration::from_millis(c.retry_max_ms),
             give_up: Duration::from_secs(c.give_up_hours * 3600),
+            allow_private: c.allow_private_urls,
         }
     }
 }
@@ -111,13 +115,16 @@ impl Dispatcher {
         let entries = self.spool.events(&webhook.tenant, state.after_seq, BATCH).await?;
         let Some(&(last, _)) = entries.last() else { return Ok(()) };
         // A webhook gets the events from its registration on, not the log's history.
-        let entries: Vec<_> = entries.into_iter().filter(|(_, e)| e.at_ms >= webhook.created_ms).collect();
+        let entries: Vec<_> = entries.into_iter().filter(|(_, e)| e.logged_ms >= webhook.created_ms).collect();
         let body = if entries.is_empty() { None } else { payload::body(webhook.format, &webhook.id, &entries) };
         let Some(body) = body else {
             state.after_seq = last;
             return self.spool.save_outbox(&webhook.id, Some(state)).await;
         };
-        let answer = self.post(webhook, body).await;
+        let answer = match super::check_url(&webhook.url, self.settings.allow_private).await {
+            Ok(()) => self.post(webhook, body).await,
+            Err(e) => Err((0, e.to_string())),
+        };
         state.last_attempt_ms = now;
         match answer {
             Ok(status) => {

@@ -26,6 +26,7 @@ const NEXT: &str = "next";
 /// Appends `event`; answers its sequence number.
 pub(crate) fn append(t: &mut Tables<'_>, event: &LoggedEvent) -> Result<u64, redb::Error> {
     let seq = t.event_seq.get(NEXT)?.map_or(1, |v| v.value());
+    let event = LoggedEvent { logged_ms: now_ms(), ..event.clone() };
     t.event_log.insert(seq, event.encode_to_vec().as_slice())?;
     t.event_log_by_tenant.insert((event.tenant.as_str(), seq), ())?;
     t.event_seq.insert(NEXT, seq + 1)?;
@@ -86,7 +87,7 @@ pub(crate) fn prune(t: &mut Tables<'_>, before_ms: u64) -> Result<usize, redb::E
     for entry in t.event_log.iter()?.take(PRUNE_BATCH) {
         let (seq, v) = entry?;
         let Ok(logged) = LoggedEvent::decode(v.value()) else { continue };
-        if logged.at_ms >= before_ms {
+        if logged.logged_ms.max(logged.at_ms) >= before_ms {
             break;
         }
         old.push((seq.value(), logged.tenant));

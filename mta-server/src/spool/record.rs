@@ -171,6 +171,9 @@ pub struct LoggedEvent {
     pub permanent: bool,
     #[prost(btree_map = "string, string", tag = "9")]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// When it was stored (`at_ms` is when it happened, by the provider's clock).
+    #[prost(uint64, tag = "10")]
+    pub logged_ms: u64,
 }
 
 /// A delivery event, as stored with its message's status.

@@ -24,15 +24,19 @@ async fn an_app_polls_its_messages_status_and_its_event_log_from_a_cursor() {
         app.delivered(id).await;
     }
 
-    let path = format!("/app/v1/messages/{}", ids[0]);
-    let sent = bitmail_tests::eventually::eventually(
-        std::time::Duration::from_secs(10),
-        "sent",
-        || get(&app, &app.key, &path),
-        |(_, body)| body["state"] == "sent",
-    )
-    .await
-    .1;
+    let mut states = Vec::new();
+    for id in &ids {
+        let path = format!("/app/v1/messages/{id}");
+        let seen = bitmail_tests::eventually::eventually(
+            std::time::Duration::from_secs(10),
+            "sent",
+            || get(&app, &app.key, &path),
+            |(_, body)| body["state"] == "sent",
+        )
+        .await;
+        states.push(seen.1);
+    }
+    let sent = &states[0];
     assert_eq!((sent["id"].as_str(), sent["tenant"].as_str()), (Some(ids[0].as_str()), Some("default")));
     assert_eq!(
         (sent["provider"].as_str(), sent["attempts"][0]["outcome"].as_str()),

@@ -6,10 +6,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::hmac;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use base64::prelude::*;
+use bitmail_proto::v1 as pb;
 use reqwest::Client;
 use serde_json::{Value, json};
 
@@ -71,6 +76,24 @@ async fn start_receiver() -> (Arc<Receiver>, String) {
     (receiver, base)
 }
 
+/// A SendGrid Event Webhook request signed as SendGrid signs it.
+fn provider_event(key: &EcdsaKeyPair, body: &[u8]) -> pb::WebhookRequest {
+    let timestamp = (bitmail_runtime::time::now_ms() / 1000).to_string();
+    let mut signed = timestamp.clone().into_bytes();
+    signed.extend_from_slice(body);
+    let signature = key.sign(&SystemRandom::new(), &signed).unwrap();
+    let header = |name: &str, value: String| pb::Header { name: name.into(), value };
+    pb::WebhookRequest {
+        provider: "sendgrid".into(),
+        headers: vec![
+            header("X-Twilio-Email-Event-Webhook-Signature", BASE64_STANDARD.encode(signature.as_ref())),
+            header("X-Twilio-Email-Event-Webhook-Timestamp", timestamp),
+        ],
+        body: body.to_vec(),
+        kind: pb::WebhookKind::Events as i32,
+    }
+}
+
 async fn call(app: &App, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
     let (http, base): (Client, String) = app.cluster.https_client();
     let mut request = http.request(method, format!("{base}{path}")).bearer_auth(&app.key);
@@ -84,10 +107,16 @@ async fn call(app: &App, method: reqwest::Method, path: &str, body: Option<Value
 
 #[tokio::test]
 async fn signed_events_reach_the_apps_webhooks_in_order_and_once_after_the_app_was_down() {
+    // The provider's own event webhook is signed with a key of the test's.
+    let provider_key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+    let public = BASE64_STANDARD.encode(provider_key.public_key().as_der().unwrap().as_ref());
     let app = App::start_with(|c| {
         c.outbox.allow_private_urls = true;
         c.outbox.retry_initial_ms = 100;
         c.outbox.retry_max_ms = 400;
+        if let mta_server::config::ProviderConfig::Sendgrid(p) = &mut c.providers[0] {
+            p.webhook_public_key = Some(public);
+        }
     })
     .await;
     let (receiver, base) = start_receiver().await;
@@ -104,7 +133,22 @@ async fn signed_events_reach_the_apps_webhooks_in_order_and_once_after_the_app_w
     let ids = answer.ids();
     for id in &ids {
         app.delivered(id).await;
+        let sent = || async { app.status(id).await.state() };
+        bitmail_tests::eventually::eventually(Duration::from_secs(10), "sent", sent, |s| *s == pb::DeliveryState::Sent)
+            .await;
     }
+    // SendGrid reports the first delivered: the app hears of that too.
+    let delivered = json!([{ "email": "bob@example.net", "timestamp": bitmail_runtime::time::now_ms() / 1000,
+        "event": "delivered", "sg_event_id": "sg-e-1", "bitmail_id": ids[0] }]);
+    let stored = app
+        .cluster
+        .mta_client_with(Some(&app.cluster.service_key))
+        .await
+        .receive_webhook(provider_event(&provider_key, delivered.to_string().as_bytes()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((stored.http_status, stored.stored), (200, 1), "{stored:?}");
     // The app is down for a few attempts, then comes back.
     bitmail_tests::eventually::eventually(
         Duration::from_secs(10),
@@ -121,29 +165,36 @@ async fn signed_events_reach_the_apps_webhooks_in_order_and_once_after_the_app_w
         || async {
             receiver.bodies("bitmail").iter().flat_map(|b| b["events"].as_array().cloned().unwrap()).collect::<Vec<_>>()
         },
-        |events| events.len() >= 4,
+        |events| events.len() >= 5,
     )
     .await;
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
     let mut seen = std::collections::HashSet::new();
     assert!(events.iter().all(|e| seen.insert(e["id"].as_str().unwrap().to_owned())), "once per event id: {events:#?}");
-    for id in &ids {
+    for (id, expected) in ids.iter().zip([&["queued", "sent", "delivered"][..], &["queued", "sent"]]) {
         let of: Vec<&str> =
             events.iter().filter(|e| e["message_id"] == id.as_str()).map(|e| e["event"].as_str().unwrap()).collect();
-        assert_eq!(of, ["queued", "sent"], "in order, for {id}: {events:#?}");
+        assert_eq!(of, expected, "in order, for {id}: {events:#?}");
     }
+    let provider = events.iter().find(|e| e["event"] == "delivered").unwrap();
+    assert_eq!(
+        (provider["source"].as_str(), provider["recipient"].as_str()),
+        (Some("sendgrid"), Some("bob@example.net"))
+    );
     let users: Vec<&str> = events.iter().filter_map(|e| e["metadata"]["user"].as_str()).collect();
     assert!(users.contains(&"bob") && users.contains(&"eve"), "the app's custom_args name each: {events:#?}");
 
     // SendGrid's Event Webhook shape for the other: `processed`, custom args at the top.
     let sg = bitmail_tests::eventually::eventually(
         Duration::from_secs(10),
-        "the SendGrid-shaped events",
+        "the SendGrid-shaped delivered",
         || async { receiver.bodies("sg").iter().flat_map(|b| b.as_array().cloned().unwrap()).collect::<Vec<_>>() },
-        |events| events.len() >= 2,
+        |events| events.len() >= 3,
     )
     .await;
-    assert!(sg.iter().all(|e| e["event"] == "processed" && e["sg_message_id"].is_string()), "{sg:#?}");
+    let names: Vec<&str> = sg.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names, ["processed", "processed", "delivered"], "{sg:#?}");
+    assert!(sg.iter().all(|e| e["sg_message_id"].is_string() && e["bitmail_id"].is_string()), "{sg:#?}");
     assert!(sg.iter().any(|e| e["user"] == "bob"), "{sg:#?}");
 
     // Nothing more comes (a moment later), and the listing shows how it went.
@@ -155,7 +206,7 @@ async fn signed_events_reach_the_apps_webhooks_in_order_and_once_after_the_app_w
     let mine = listed["webhooks"].as_array().unwrap().iter().find(|w| w["format"] == "bitmail").cloned().unwrap();
     assert_eq!(
         (mine["delivery"]["delivered"].as_u64(), mine["delivery"]["failures"].as_u64()),
-        (Some(4), Some(0)),
+        (Some(5), Some(0)),
         "{mine}"
     );
     assert_eq!(mine["delivery"]["last_status"], 200);
@@ -224,7 +275,6 @@ async fn mta_until(
 
 #[tokio::test]
 async fn a_restart_of_mta_server_while_the_app_is_down_loses_no_event() {
-    use bitmail_proto::v1 as pb;
     use bitmail_runtime::grpc::Bearer;
 
     let dir = std::env::temp_dir().join(format!("bitmail-outbox-{}-{}", std::process::id(), fastrand::u64(..)));
@@ -281,6 +331,18 @@ async fn a_restart_of_mta_server_while_the_app_is_down_loses_no_event() {
         ids.push(mta.submit(submission).await.unwrap().into_inner().message_id);
     }
     fake.wait_for(3, Duration::from_secs(10)).await;
+    for id in &ids {
+        let state = || {
+            let mut mta = mta.clone();
+            async move {
+                mta.get_message(pb::GetMessageRequest { message_id: id.clone() }).await.unwrap().into_inner().state()
+            }
+        };
+        bitmail_tests::eventually::eventually(Duration::from_secs(10), "sent", state, |s| {
+            *s == pb::DeliveryState::Sent
+        })
+        .await;
+    }
     bitmail_tests::eventually::eventually(
         Duration::from_secs(10),
         "refused while down",
