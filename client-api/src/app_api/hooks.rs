@@ -79,5 +79,8 @@ pub(crate) fn webhook_json(w: &pb::AppWebhook) -> Value {
     if !w.secret.is_empty() {
         v["secret"] = json!(w.secret);
     }
+    if !w.public_key.is_empty() {
+        v["public_key"] = json!(w.public_key);
+    }
     v
 }

@@ -174,12 +174,17 @@ impl Dispatcher {
     async fn post(&self, webhook: &Webhook, body: Vec<u8>) -> Result<u32, (u32, String)> {
         let timestamp = now_ms() / 1000;
         let signature = payload::signature(&webhook.secret, timestamp, &body);
-        let headers: HashMap<&str, String> = HashMap::from([
+        let sendgrid = webhook.signing_key.as_deref().and_then(|k| payload::sendgrid_signature(k, timestamp, &body));
+        let mut headers: HashMap<&str, String> = HashMap::from([
             ("content-type", "application/json".to_owned()),
             ("x-bitmail-signature", signature),
             ("x-bitmail-webhook-id", webhook.id.clone()),
             ("user-agent", format!("BitMail/{}", env!("CARGO_PKG_VERSION"))),
         ]);
+        if let Some(sendgrid) = sendgrid {
+            headers.insert("x-twilio-email-event-webhook-signature", sendgrid);
+            headers.insert("x-twilio-email-event-webhook-timestamp", timestamp.to_string());
+        }
         let mut request = self.client.post(&webhook.url).body(body);
         for (name, value) in headers {
             request = request.header(name, value);

@@ -21,7 +21,11 @@
 //! Signature: header `X-BitMail-Signature: t=<unix seconds>,v1=<hex>`, where `<hex>`
 //! is the lowercase hex HMAC-SHA256, keyed with the webhook's secret (shown once, when
 //! it is registered), of `<unix seconds>.` followed by the raw body. Receivers check it
-//! in constant time and refuse timestamps more than a few minutes old.
+//! in constant time and refuse timestamps more than a few minutes old. SendGrid-shaped
+//! webhooks are signed as SendGrid signs its Event Webhook too (ECDSA P-256 over the
+//! timestamp and the body, `X-Twilio-Email-Event-Webhook-Signature` and `-Timestamp`,
+//! with a key per webhook whose public half is in its registration), so code that
+//! verifies SendGrid's events works unchanged.
 
 pub mod dispatch;
 pub mod payload;

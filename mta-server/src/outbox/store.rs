@@ -1,12 +1,14 @@
 //! Webhook registrations in the tenancy store: one document per webhook
-//! (`kind=app_webhook`, `tenant`, `url`, `format`, `secret`, `created_ms`), its id the
-//! store's. The secret signs what is sent, so it is kept as it is (unlike API keys,
-//! whose hash is enough to check them).
+//! (`kind=app_webhook`, `tenant`, `url`, `format`, `secret`, `created_ms`, and for the
+//! SendGrid shape `signing_key`), its id the store's. The secret and the signing key sign
+//! what is sent, so they are kept as they are (unlike API keys, whose hash is enough to
+//! check them).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use backend_server::store::{Document, Fields, Store, StoreError};
+use base64::Engine as _;
 
 const KIND: &str = "app_webhook";
 /// At most this many webhooks per tenant.
@@ -47,6 +49,21 @@ pub struct Webhook {
     pub format: WebhookFormat,
     pub secret: String,
     pub created_ms: u64,
+    /// SendGrid-shaped webhooks are also signed as SendGrid signs its Event Webhook:
+    /// ECDSA P-256, this PKCS#8 key (base64 DER).
+    pub signing_key: Option<String>,
+}
+
+impl Webhook {
+    /// The verification key of [`Webhook::signing_key`], base64 DER
+    /// SubjectPublicKeyInfo: what SendGrid shows as the Event Webhook's public key.
+    pub fn public_key(&self) -> Option<String> {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::signature::KeyPair;
+        let pair = super::payload::ecdsa_key(self.signing_key.as_deref()?)?;
+        let der = pair.public_key().as_der().ok()?;
+        Some(base64::engine::general_purpose::STANDARD.encode(der.as_ref()))
+    }
 }
 
 impl std::fmt::Debug for Webhook {
@@ -95,7 +112,7 @@ impl Webhooks {
             return Err(WebhookError::TooMany(tenant.to_owned()));
         }
         let secret = format!("whsec_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-        let fields = Fields::from([
+        let mut fields = Fields::from([
             ("kind".to_owned(), KIND.to_owned()),
             ("tenant".to_owned(), tenant.to_owned()),
             ("url".to_owned(), url.to_owned()),
@@ -103,6 +120,9 @@ impl Webhooks {
             ("secret".to_owned(), secret),
             ("created_ms".to_owned(), now_ms.to_string()),
         ]);
+        if format == WebhookFormat::Sendgrid {
+            fields.insert("signing_key".to_owned(), super::payload::new_ecdsa_key());
+        }
         let doc = self.store.put(fields).await?;
         webhook_of(&doc).ok_or_else(|| WebhookError::NotFound(doc.id.clone()))
     }
@@ -150,6 +170,7 @@ fn webhook_of(doc: &Document) -> Option<Webhook> {
         format: WebhookFormat::parse(&field("format")?)?,
         secret: field("secret")?,
         created_ms: field("created_ms")?.parse().ok()?,
+        signing_key: field("signing_key"),
     })
 }
 

@@ -97,6 +97,7 @@ fn to_wire(w: &Webhook, s: &OutboxState) -> pb::AppWebhook {
         url: w.url.clone(),
         format: w.format.as_str().to_owned(),
         secret: String::new(),
+        public_key: w.public_key().unwrap_or_default(),
         created_at_unix_ms: unix_ms(w.created_ms),
         delivery: Some(pb::WebhookDelivery {
             delivered: s.delivered,

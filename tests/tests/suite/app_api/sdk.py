@@ -94,6 +94,19 @@ def sendgrid_raw(args):
         answer(e.status_code, e.headers, e.body, type(e).__name__)
 
 
+def sendgrid_verify_event(args):
+    """SendGrid's Event Webhook verification, from the SDK: 200 when valid, else 401."""
+    from sendgrid.helpers.eventwebhook import EventWebhook
+
+    webhook = EventWebhook(args["public_key"])
+    try:
+        valid = webhook.verify_signature(args["payload"], args["signature"], args["timestamp"])
+    except Exception as e:  # a malformed signature is a refusal too
+        answer(401, {}, str(e), type(e).__name__)
+        return
+    answer(200 if valid else 401, {}, "")
+
+
 # --- Mailgun --------------------------------------------------------------------------
 
 def mailgun_client(args):
@@ -153,6 +166,7 @@ SCENARIOS = {
     "sendgrid_rich": sendgrid_rich,
     "sendgrid_plain": sendgrid_plain,
     "sendgrid_raw": sendgrid_raw,
+    "sendgrid_verify_event": sendgrid_verify_event,
     "mailgun_rich": mailgun_rich,
     "mailgun_plain": mailgun_plain,
     "mailgun_mime": mailgun_mime,

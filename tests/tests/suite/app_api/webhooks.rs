@@ -29,6 +29,8 @@ struct Receiver {
     bad_signatures: AtomicUsize,
     secrets: Mutex<Vec<(String, String)>>,
     bodies: Mutex<Vec<(String, Value)>>,
+    /// The SendGrid-style signature, timestamp and raw body of each accepted request.
+    twilio: Mutex<Vec<(String, String, String)>>,
 }
 
 impl Receiver {
@@ -62,6 +64,12 @@ async fn hook(State(r): State<Arc<Receiver>>, Path(path): Path<String>, headers:
     if !r.verified(&path, &headers, &body) {
         r.bad_signatures.fetch_add(1, Ordering::SeqCst);
         return StatusCode::UNAUTHORIZED;
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    if path == "sg" {
+        let (signature, timestamp) =
+            (header("x-twilio-email-event-webhook-signature"), header("x-twilio-email-event-webhook-timestamp"));
+        r.twilio.lock().unwrap().push((signature, timestamp, String::from_utf8(body.to_vec()).unwrap()));
     }
     r.bodies.lock().unwrap().push((path, serde_json::from_slice(&body).unwrap()));
     StatusCode::OK
@@ -120,12 +128,16 @@ async fn signed_events_reach_the_apps_webhooks_in_order_and_once_after_the_app_w
     })
     .await;
     let (receiver, base) = start_receiver().await;
+    let mut sendgrid_public_key = String::new();
     for (path, format) in [("bitmail", "bitmail"), ("sg", "sendgrid")] {
         let body = json!({ "url": format!("{base}/{path}"), "format": format });
         let (status, created) = call(&app, reqwest::Method::POST, "/app/v1/webhooks", Some(body)).await;
         assert_eq!(status, StatusCode::OK, "{created}");
         let secret = created["secret"].as_str().unwrap().to_owned();
         receiver.secrets.lock().unwrap().push((path.to_owned(), secret));
+        if format == "sendgrid" {
+            sendgrid_public_key = created["public_key"].as_str().expect("a verification key").to_owned();
+        }
     }
 
     let answer = app.sdk("sendgrid_rich", json!({})).await;
@@ -196,6 +208,17 @@ async fn signed_events_reach_the_apps_webhooks_in_order_and_once_after_the_app_w
     assert_eq!(names, ["processed", "processed", "delivered"], "{sg:#?}");
     assert!(sg.iter().all(|e| e["sg_message_id"].is_string() && e["bitmail_id"].is_string()), "{sg:#?}");
     assert!(sg.iter().any(|e| e["user"] == "bob"), "{sg:#?}");
+    // SendGrid's own SDK verifies their signature with the webhook's public key.
+    let signed = receiver.twilio.lock().unwrap().clone();
+    assert!(!signed.is_empty());
+    for (signature, timestamp, payload) in signed {
+        let args = json!({ "public_key": sendgrid_public_key, "signature": signature, "timestamp": timestamp, "payload": payload });
+        let verified = app.sdk("sendgrid_verify_event", args).await;
+        assert_eq!(verified.status, 200, "SendGrid's EventWebhook helper refused it: {verified:?}");
+    }
+    let forged = json!({ "public_key": sendgrid_public_key, "signature": BASE64_STANDARD.encode([0u8; 70]),
+                         "timestamp": "1", "payload": "[]" });
+    assert_eq!(app.sdk("sendgrid_verify_event", forged).await.status, 401, "the helper can fail");
 
     // Nothing more comes (a moment later), and the listing shows how it went.
     tokio::time::sleep(Duration::from_millis(600)).await;
