@@ -35,6 +35,8 @@ use crate::state::AppState;
 /// `o:deliverytime` at most 72 hours ahead; a minute in the past for clock skew.
 const MAX_AHEAD_SECS: i64 = 72 * 3600;
 const PAST_SLACK_SECS: i64 = 60;
+/// Recipients of one batch (`recipient-variables`), as at Mailgun.
+const MAX_BATCH: usize = 1000;
 
 pub(crate) async fn messages(
     State(state): State<Arc<AppState>>,
@@ -246,6 +248,9 @@ fn batch(base: pb::SubmitRequest, form: &Form) -> Result<Vec<pb::SubmitRequest>,
         .map_err(|e| Refusal::bad(field, format!("{field}: not a JSON object of objects ({e})")))?;
     let variables: HashMap<String, &Value> =
         variables.iter().map(|(k, v)| (k.trim().to_ascii_lowercase(), v)).collect();
+    if base.to.len() > MAX_BATCH {
+        return Err(Refusal::bad("to", format!("to: {} recipients; a batch takes at most {MAX_BATCH}", base.to.len())));
+    }
     base.to
         .iter()
         .map(|to| {
@@ -361,6 +366,9 @@ mod tests {
         assert_eq!((copies[1].subject.as_str(), copies[0].metadata["user"].as_str()), ("Hi Eve", "1"));
         assert_eq!(copies[1].metadata["user"], "");
         assert_eq!(recipient_substitute("a %recipient.x", None), "a %recipient.x");
+        let many =
+            pb::SubmitRequest { to: (0..1001).map(|i| format!("r{i}@example.net")).collect(), ..copies[0].clone() };
+        assert_eq!(batch(many, &f).unwrap_err().field.as_deref(), Some("to"));
     }
 
     #[test]
