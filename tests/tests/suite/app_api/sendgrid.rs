@@ -100,6 +100,11 @@ async fn errors_reach_the_sdk_in_sendgrids_shape_and_nothing_is_sent() {
         json!({ "personalizations": personalizations, "from": { "email": "ada@bitmail.test" }, "subject": "Hi",
                 "content": [{ "type": "text/plain", "value": "x" }] })
     };
+    let one = json!([{ "to": [{ "email": "bob@example.net" }] }]);
+    let with_field = |mut body: Value, key: &str, value: Value| {
+        body[key] = value;
+        body
+    };
     let many: Vec<Value> = (0..1001).map(|i| json!({ "to": [{ "email": format!("r{i}@example.net") }] })).collect();
     let bodies = [
         (mail(Value::Array(many)), "personalizations"),
@@ -123,14 +128,31 @@ async fn errors_reach_the_sdk_in_sendgrids_shape_and_nothing_is_sent() {
             mail(json!([{ "to": [{ "email": "bob@example.net" }] }, { "to": [{ "email": "not-an-address" }] }])),
             "personalizations.1.to.0",
         ),
+        (
+            with_field(mail(one.clone()), "attachments", json!([{ "content": "not base64!", "filename": "a.txt" }])),
+            "attachments.0.content",
+        ),
+        (
+            with_field(mail(one.clone()), "send_at", json!(bitmail_runtime::time::now_ms() / 1000 + 365 * 86_400)),
+            "send_at",
+        ),
+        (with_field(mail(one.clone()), "template_id", json!("d-0123")), "template_id"),
+        (json!({ "personalizations": "not a list" }), ""),
     ];
     for (body, field) in bodies {
         let answer = app.sdk("sendgrid_raw", json!({ "body": body })).await;
         assert_eq!((answer.status, answer.raised.as_deref()), (400, Some("BadRequestsError")), "{field}: {answer:?}");
-        assert_eq!(answer.json()["errors"][0]["field"], field, "{answer:?}");
+        let expected = if field.is_empty() { Value::Null } else { json!(field) };
+        assert_eq!(answer.json()["errors"][0]["field"], expected, "{answer:?}");
     }
-    // Over SendGrid's 30 MB, refused before it is read whole, in SendGrid's shape.
+    // Malformed JSON, and over SendGrid's 30 MB (refused before it is read whole), in
+    // SendGrid's shape.
     let (http, base) = app.cluster.https_client();
+    let malformed =
+        http.post(format!("{base}/v3/mail/send")).bearer_auth(&app.key).body("{not json").send().await.unwrap();
+    assert_eq!(malformed.status().as_u16(), 400);
+    let body: Value = malformed.json().await.unwrap();
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("not valid Mail Send JSON"), "{body}");
     let huge = format!("{{\"subject\":\"{}\"}}", "x".repeat(31 << 20));
     let response = http
         .post(format!("{base}/v3/mail/send"))
