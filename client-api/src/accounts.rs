@@ -146,6 +146,36 @@ pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Names that mail to a domain reaches by convention (RFC 2142, RFC 5321's postmaster)
+/// or that look like the operator's: sign-up on first login may not take them; an
+/// operator makes them with `client-api create-user`.
+const RESERVED_NAMES: &[&str] = &[
+    "abuse",
+    "admin",
+    "administrator",
+    "ftp",
+    "hostmaster",
+    "mailer-daemon",
+    "news",
+    "noc",
+    "postmaster",
+    "root",
+    "security",
+    "usenet",
+    "uucp",
+    "webmaster",
+    "www",
+];
+
+fn check_not_reserved(name: &str) -> Result<(), ApiError> {
+    if RESERVED_NAMES.contains(&name) {
+        return Err(ApiError::Forbidden(format!(
+            "name: `{name}` is reserved for the operators of this domain; they create it with `client-api create-user`"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_password(password: &str) -> Result<(), ApiError> {
     if password.chars().count() < 8 || password.len() > 1024 {
         return Err(ApiError::BadRequest("password: 8 to 1024 characters".into()));
@@ -231,6 +261,7 @@ impl Accounts {
     }
 
     async fn sign_up(&self, name: &str, password: &str) -> Result<User, ApiError> {
+        check_not_reserved(name)?;
         let hash = hash_password(password.to_owned()).await?;
         let id = self.put(user_fields(name, hash, DEFAULT_TENANT, Role::User)).await?;
         // Two first logins of one name may race. Ids sort in creation order, so the

@@ -293,7 +293,9 @@ pub(crate) async fn send(
             tenant: user.tenant.clone(),
             ..Default::default()
         };
-        Some(state.mta.clone().submit(acting_for(&user, request)).await?.into_inner().message_id)
+        let id = state.mta.clone().submit(acting_for(&user, request)).await?.into_inner().message_id;
+        state.deliveries.note_sender(&id, &user.id);
+        Some(id)
     };
 
     let mailboxes = |list: &[Recipient]| -> Vec<String> { list.iter().map(|r| r.mailbox.clone()).collect() };

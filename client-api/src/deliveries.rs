@@ -2,10 +2,11 @@
 //!
 //! mta-server keeps no history, so client-api follows `WatchMessages` from its start
 //! ([`crate::status::follow`]) and records each outcome (sent or failed) here, at most
-//! [`MAX_EVENTS`].
+//! [`MAX_EVENTS`]. Each message this edge submitted is noted with its sender
+//! ([`DeliveryLog::note_sender`]), so that a user sees only their own deliveries.
 
 use bitmail_runtime::sync::lock;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 const HOUR_MS: u64 = 3600 * 1000;
@@ -26,6 +27,9 @@ pub(crate) struct Delivery {
 #[derive(Default)]
 pub(crate) struct DeliveryLog {
     events: Mutex<VecDeque<Delivery>>,
+    /// Who submitted each recent message (mta id to user id), oldest first, at most
+    /// [`MAX_EVENTS`].
+    senders: Mutex<(HashMap<String, String>, VecDeque<String>)>,
 }
 
 impl DeliveryLog {
@@ -37,10 +41,26 @@ impl DeliveryLog {
         events.push_back(d);
     }
 
-    /// The newest `n` outcomes, newest first.
-    pub(crate) fn recent(&self, n: usize) -> Vec<Delivery> {
+    /// Notes that user `user_id` submitted message `mta_id`.
+    pub(crate) fn note_sender(&self, mta_id: &str, user_id: &str) {
+        let mut senders = lock(&self.senders);
+        let (by_id, order) = &mut *senders;
+        if order.len() >= MAX_EVENTS
+            && let Some(oldest) = order.pop_front()
+        {
+            by_id.remove(&oldest);
+        }
+        by_id.insert(mta_id.to_owned(), user_id.to_owned());
+        order.push_back(mta_id.to_owned());
+    }
+
+    /// The newest `n` outcomes, newest first: everyone's (`None`, for admins), or only
+    /// those of the messages user `Some(id)` submitted.
+    pub(crate) fn recent(&self, n: usize, of_user: Option<&str>) -> Vec<Delivery> {
         let events = lock(&self.events);
-        events.iter().rev().take(n).cloned().collect()
+        let senders = lock(&self.senders);
+        let mine = |d: &&Delivery| of_user.is_none_or(|u| senders.0.get(&d.message_id).is_some_and(|s| s == u));
+        events.iter().rev().filter(mine).take(n).cloned().collect()
     }
 
     /// Messages sent per provider in each five-minute bucket of the hour before `now`,
@@ -75,11 +95,30 @@ mod tests {
         log.record(d(now - 500, "b", "sent"));
         log.record(d(now - 400, "b", "failed"));
         log.record(d(now, "b", "sent"));
-        assert_eq!(log.recent(100).len(), 5, "the event older than an hour is gone");
-        assert_eq!(log.recent(1)[0].at_ms, now);
+        assert_eq!(log.recent(100, None).len(), 5, "the event older than an hour is gone");
+        assert_eq!(log.recent(1, None)[0].at_ms, now);
         let chart = log.per_provider(now);
         assert_eq!(chart["a"][0], 1);
         assert_eq!(chart["a"][BUCKETS - 1], 1);
         assert_eq!(chart["b"][BUCKETS - 1], 2, "failed is not counted");
+    }
+
+    #[test]
+    fn a_user_sees_the_deliveries_of_their_own_messages_only() {
+        let log = DeliveryLog::default();
+        let delivery = |id: &str| {
+            let mut e = d(1, "a", "sent");
+            e.message_id = id.into();
+            log.record(e);
+        };
+        delivery("m-ada");
+        delivery("m-bob");
+        // The note may come after the outcome (a fast provider): it still counts.
+        log.note_sender("m-ada", "u-ada");
+        log.note_sender("m-bob", "u-bob");
+        let ids = |list: Vec<Delivery>| list.into_iter().map(|d| d.message_id).collect::<Vec<_>>();
+        assert_eq!(ids(log.recent(10, Some("u-ada"))), vec!["m-ada"]);
+        assert_eq!(ids(log.recent(10, Some("u-eve"))), Vec::<String>::new());
+        assert_eq!(ids(log.recent(10, None)), vec!["m-bob", "m-ada"]);
     }
 }

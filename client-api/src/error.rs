@@ -79,16 +79,33 @@ impl From<tonic::Status> for ApiError {
     }
 }
 
+/// A short id naming one failed request in the log and in its answer.
+fn request_id() -> String {
+    let mut bytes = [0u8; 6];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status();
-        if status.is_server_error() {
-            tracing::error!(%status, error = %self, "request failed");
-        }
+        // Details of an internal or transport failure (host names, a store's own
+        // words) are in the log under the request id, not in the answer.
         let message = match &self {
-            // Details of an internal failure are in the log, not in the answer.
-            ApiError::Internal(_) => "internal error".to_owned(),
-            other => other.to_string(),
+            ApiError::Internal(_) | ApiError::Upstream(_) => {
+                let id = request_id();
+                tracing::error!(%status, request_id = %id, error = %self, "request failed");
+                match &self {
+                    ApiError::Internal(_) => format!("internal error (request {id})"),
+                    _ => format!("a BitMail service cannot be reached now; try again shortly (request {id})"),
+                }
+            }
+            other => {
+                if status.is_server_error() {
+                    tracing::error!(%status, error = %self, "request failed");
+                }
+                other.to_string()
+            }
         };
         (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
     }
@@ -115,5 +132,22 @@ mod tests {
             assert_eq!(ApiError::from(status.clone()).status().0, http, "{status:?}");
         }
         assert!(ApiError::from(Status::unauthenticated("x")).to_string().contains("the edge's key was refused"));
+    }
+
+    #[tokio::test]
+    async fn transport_and_internal_details_stay_in_the_log() {
+        let body = |e: ApiError| async move {
+            let response = e.into_response();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        };
+        let upstream = ApiError::from(Status::unavailable("dns error: failed to lookup db-7.internal.example"));
+        let text = body(upstream).await;
+        assert!(text.contains("cannot be reached now") && text.contains("(request "), "{text}");
+        assert!(!text.contains("db-7.internal"), "{text}");
+        let internal = body(ApiError::from(Status::internal("postgres: relation users at 10.0.0.5"))).await;
+        assert!(internal.contains("internal error (request ") && !internal.contains("10.0.0.5"), "{internal}");
+        // What helps the user is still said.
+        assert!(body(ApiError::BadRequest("to: not an address".into())).await.contains("to: not an address"));
     }
 }

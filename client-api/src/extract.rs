@@ -12,7 +12,9 @@ use crate::accounts::User;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub(crate) const SESSION_COOKIE: &str = "bitmail_session";
+/// `__Host-`: browsers take it only when Secure, for `/`, and without a Domain, so no
+/// other host (a sibling subdomain) can set or shadow it.
+pub(crate) const SESSION_COOKIE: &str = "__Host-bitmail_session";
 
 /// A JSON body whose rejections (wrong content type, bad JSON, unknown field, too
 /// large) are JSON errors like every other.
@@ -62,7 +64,7 @@ mod tests {
     #[test]
     fn the_session_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; bitmail_session=abc; b=2".parse().unwrap());
+        h.insert(header::COOKIE, "a=1; __Host-bitmail_session=abc; b=2".parse().unwrap());
         assert_eq!(session_token(&h).as_deref(), Some("abc"));
         assert_eq!(session_token(&HeaderMap::new()), None);
     }

@@ -2,7 +2,7 @@
 //! and users, sessions and message records live in backend-server.
 //!
 //! The public surface is what `main.rs` and the integration tests use: [`config`],
-//! [`server`], [`probe`] and [`tls::CertPaths`]. Everything else is private to the crate.
+//! [`server`], [`probe`] and [`bitmail_runtime::tls::CertPaths`]. Everything else is private to the crate.
 //!
 //! Start and stop:
 //! - [`config`]: the service's TOML configuration;
@@ -53,7 +53,6 @@ pub mod config;
 pub mod create_user;
 pub mod probe;
 pub mod server;
-pub mod tls;
 
 mod accounts;
 mod admin;

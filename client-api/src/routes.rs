@@ -96,5 +96,6 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize, max_inbound_by
         .layer(middleware::from_fn(csrf::same_origin_writes))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::count_requests))
+        .layer(middleware::from_fn(page::https_only))
         .with_state(state)
 }

@@ -22,7 +22,7 @@ use crate::routes::router;
 use crate::send_limit::SendLimiter;
 use crate::state::{AdminUpstream, AppState};
 use crate::status::follow;
-use crate::tls::{self, CertPaths};
+use bitmail_runtime::tls::{self, CertPaths};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -48,8 +48,9 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(config: &Config) -> Result<Self, BoxError> {
-        let cert = tls::ensure_certificate(config)?;
-        let tls = tls::server_config(&cert)?;
+        let configured = config.tls.as_ref().map(|t| (t.cert_path.as_path(), t.key_path.as_path()));
+        let cert = tls::ensure_certificate(configured, &config.state_dir.join("tls"))?;
+        let tls = tls::server_config(&cert, &[b"h2", b"http/1.1"])?;
         let mta_channel = upstream(&config.mta_url)?;
         let bearer = Bearer::new(config.mta_key.as_ref().map(|k| k.expose()))?;
         if config.mta_key.is_none() {

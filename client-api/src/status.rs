@@ -16,6 +16,7 @@ use bitmail_runtime::grpc::WithKey;
 use bitmail_runtime::time::now_ms;
 use serde_json::{Value, json};
 
+use crate::accounts::Role;
 use crate::deliveries::{BUCKET_MS, Delivery, DeliveryLog};
 use crate::error::ApiError;
 use crate::extract::CurrentUser;
@@ -57,8 +58,14 @@ fn circuit_name(c: i32) -> &'static str {
     }
 }
 
-/// `GET /api/status`.
-pub(crate) async fn status(State(state): State<Arc<AppState>>, _user: CurrentUser) -> Result<Json<Value>, ApiError> {
+/// `GET /api/status`. Providers' health and the queue are everyone's; the recent
+/// deliveries are the user's own messages, and the providers' last errors (which may
+/// name anyone's recipients) are shown to admins only.
+pub(crate) async fn status(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<Value>, ApiError> {
+    let admin = state.accounts.current_role(&user).await? == Role::Admin;
     let list = state.mta.clone().list_providers(pb::ListProvidersRequest {}).await?.into_inner();
     let providers: Vec<Value> = list
         .providers
@@ -67,7 +74,8 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>, _user: CurrentUse
             json!({
                 "name": p.name, "circuit": circuit_name(p.circuit), "success_rate": p.success_rate,
                 "attempts": p.attempts, "latency_p50_ms": p.latency_p50_ms, "latency_p99_ms": p.latency_p99_ms,
-                "in_flight": p.in_flight, "last_error": (!p.last_error.is_empty()).then_some(&p.last_error),
+                "in_flight": p.in_flight,
+                "last_error": (admin && !p.last_error.is_empty()).then_some(&p.last_error),
                 "open_until_ms": (p.open_until_unix_ms > 0).then_some(p.open_until_unix_ms),
             })
         })
@@ -75,7 +83,7 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>, _user: CurrentUse
     let now = now_ms();
     let recent: Vec<Value> = state
         .deliveries
-        .recent(20)
+        .recent(20, (!admin).then_some(user.id.as_str()))
         .into_iter()
         .map(|d| json!({ "at_ms": d.at_ms, "provider": d.provider, "state": d.state, "message_id": d.message_id }))
         .collect();

@@ -53,6 +53,7 @@ pub mod receive;
 pub mod scheduler;
 pub mod server;
 pub mod service;
+pub mod smtp;
 pub mod spool;
 pub mod tenancy;
 pub mod tenant;

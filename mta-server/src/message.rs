@@ -57,6 +57,10 @@ pub struct Message {
     /// Pairs the provider's events carry back, next to `bitmail_id`.
     pub metadata: BTreeMap<String, String>,
     pub submitted_at: SystemTime,
+    /// The MIME message as its client sent it (SMTP submission), with `Message-ID` and
+    /// `Date` added when missing and `Bcc` removed. Providers that take MIME send these
+    /// bytes as they are; the fields above are read from them for those that do not.
+    pub raw: Option<std::sync::Arc<[u8]>>,
     /// Recipients (lowercased addresses) an earlier attempt already delivered to, when
     /// a provider took the message in several calls and a later call failed: the next
     /// attempts leave them out of the envelope.
@@ -165,6 +169,11 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-sg-id",
     "x-sg-eid",
 ];
+
+/// Whether a custom header named `name` would override one BitMail sets.
+pub(crate) fn is_reserved_header(name: &str) -> bool {
+    RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
 
 /// The largest number of tags: Mailgun takes no more than 3 per message.
 pub const MAX_TAGS: usize = 3;
@@ -341,6 +350,7 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
         tags: req.tags,
         metadata,
         submitted_at: SystemTime::now(),
+        raw: None,
         already_sent_to: BTreeSet::new(),
     };
     let size = message.content_bytes();

@@ -256,6 +256,7 @@ fn check_message(provider: &str, kind: &str, stamp: &str, from: Mailbox, to: Mai
         tags: vec!["bitmail-check".into()],
         metadata: Default::default(),
         submitted_at: SystemTime::now(),
+        raw: None,
         already_sent_to: Default::default(),
     }
 }

@@ -19,6 +19,7 @@ use crate::limits::Limiter;
 use crate::message::Limits;
 use crate::receive::Webhook;
 use crate::service::MtaService;
+use crate::smtp::{SmtpAddrs, SmtpServer};
 use crate::spool::Spool;
 use crate::tenant::KeyCheck;
 use bitmail_runtime::metrics::Registry;
@@ -32,7 +33,8 @@ pub const DELIVERY_HEALTH: &str = "bitmail.v1.Mta.delivery";
 /// A bound, not yet serving, mta-server.
 pub struct Server {
     listener: TcpListener,
-    service: MtaService,
+    service: Arc<MtaService>,
+    smtp: Option<SmtpServer>,
     admin: AdminService,
     keys: Arc<KeyCheck>,
     delivery: Delivery,
@@ -83,16 +85,8 @@ impl Server {
             (&config.outbox).into(),
         )?;
         let listener = TcpListener::bind(config.listen).await?;
-        Ok(Self {
-            listener,
-            admin: AdminService::new(
-                tenancy.tenancy.registry.clone(),
-                tenancy.keys.clone(),
-                tenancy.tenancy.quota.clone(),
-                tenancy.tenancy.audit.clone(),
-            ),
-            keys: tenancy.keys,
-            service: MtaService::new(
+        let service = Arc::new(
+            MtaService::new(
                 spool.clone(),
                 Limits { max_message_bytes: config.max_message_bytes, max_recipients: config.max_recipients },
                 health.clone(),
@@ -100,9 +94,32 @@ impl Server {
                 webhooks(config)?,
                 (&config.suppression).into(),
                 metrics.clone(),
-                tenancy.tenancy,
+                tenancy.tenancy.clone(),
             )
             .allow_private_webhooks(config.outbox.allow_private_urls),
+        );
+        let state_dir = config.spool.path.parent().unwrap_or(std::path::Path::new("."));
+        let smtp = SmtpServer::bind(
+            &config.smtp,
+            config.max_message_bytes,
+            config.max_recipients,
+            state_dir,
+            service.clone(),
+            tenancy.keys.clone(),
+            metrics.clone(),
+        )
+        .await?;
+        Ok(Self {
+            listener,
+            smtp,
+            admin: AdminService::new(
+                tenancy.tenancy.registry.clone(),
+                tenancy.keys.clone(),
+                tenancy.tenancy.quota.clone(),
+                tenancy.tenancy.audit.clone(),
+            ),
+            keys: tenancy.keys,
+            service,
             metrics,
             spool,
             keep_statuses: Duration::from_secs(config.spool.keep_statuses_days * 24 * 3600),
@@ -115,6 +132,11 @@ impl Server {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where the SMTP submission listeners are bound (none unless `[smtp]` names them).
+    pub fn smtp_addrs(&self) -> SmtpAddrs {
+        self.smtp.as_ref().map(SmtpServer::addrs).unwrap_or_default()
     }
 
     /// Serves until `shutdown` resolves: then stops accepting, finishes the calls in
@@ -133,7 +155,7 @@ impl Server {
         let mut routes = tonic::service::RoutesBuilder::default();
         // Every call of `Mta` is authenticated; health and reflection stay open (they
         // reveal nothing).
-        routes.add_service(Authenticated::new(self.service.into_server(), self.keys.clone()));
+        routes.add_service(Authenticated::new(self.service.shared_server(), self.keys.clone()));
         routes.add_service(Authenticated::new(self.admin.into_server(), self.keys.clone()));
         let reporter =
             bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Mta", "bitmail.v1.Admin"]).await?;
@@ -158,6 +180,7 @@ impl Server {
             }
         });
         let pruner = tokio::spawn(prune_forever(self.spool.clone(), self.keep_statuses));
+        let smtp = self.smtp.map(|smtp| tokio::spawn(smtp.serve(stop_rx.clone())));
         let mut stop_outbox = stop_rx.clone();
         let outbox = tokio::spawn(self.outbox.run(async move {
             let _ = stop_outbox.wait_for(|stop| *stop).await;
@@ -169,6 +192,9 @@ impl Server {
         watcher.abort();
         outbox.abort();
         let _ = stop_tx.send(true);
+        if let Some(smtp) = smtp {
+            let _ = smtp.await;
+        }
         let _ = workers.await;
         served?;
         Ok(())

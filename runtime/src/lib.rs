@@ -9,6 +9,7 @@
 //! - [`metrics`]: Prometheus metrics, served at `GET /metrics`;
 //! - [`probe`]: `--probe`, asking a running gRPC service for its health;
 //! - [`sync`]: poison-tolerant locking of `std::sync` locks;
+//! - [`tls`]: a TLS server identity from PEM files, or a self-signed one for development;
 //! - [`time`]: the wall clock in milliseconds ([`time::now_ms`]) and calendar dates;
 //! - [`init_tracing`]: `tracing` output filtered by one environment variable per service.
 
@@ -20,6 +21,7 @@ pub mod probe;
 pub mod shutdown;
 pub mod sync;
 pub mod time;
+pub mod tls;
 
 /// Exit code for a configuration that does not load (EX_USAGE, as sysexits.h).
 pub const EXIT_BAD_CONFIG: i32 = 64;

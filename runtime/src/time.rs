@@ -14,6 +14,17 @@ pub fn date(ms: u64) -> String {
     format!("{:04}-{:02}-{:02}", c.year, c.month, c.day)
 }
 
+/// `ms` as an RFC 5322 date in UTC: `Tue, 01 Dec 2026 23:50:07 +0000`.
+pub fn rfc5322(ms: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = ms / 1000;
+    let c = civil(secs);
+    let weekday = DAYS[(secs / 86_400 % 7) as usize];
+    let month = MONTHS[(c.month - 1) as usize];
+    format!("{weekday}, {:02} {month} {} {:02}:{:02}:{:02} +0000", c.day, c.year, c.hour, c.minute, c.second)
+}
+
 /// A UTC date and time of day, to the second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Civil {
@@ -52,5 +63,7 @@ mod tests {
         assert_eq!(civil(1_335_390_565), Civil { year: 2012, month: 4, day: 25, hour: 21, minute: 49, second: 25 });
         assert_eq!(civil(951_782_400), Civil { year: 2000, month: 2, day: 29, hour: 0, minute: 0, second: 0 });
         assert_eq!(date(951_782_400_000), "2000-02-29");
+        assert_eq!(rfc5322(1_335_390_565_000), "Wed, 25 Apr 2012 21:49:25 +0000");
+        assert_eq!(rfc5322(0), "Thu, 01 Jan 1970 00:00:00 +0000");
     }
 }

@@ -22,12 +22,14 @@
 //! - [`store_conformance`](mod@store_conformance): the `Store` contract, written once, run against every
 //!   engine; [`store_engines`]: fresh stores of each engine for it.
 //!
+//! - [`ca`]: a throwaway CA and a server certificate for `localhost`, as PEM files.
 //! - `shared`: what every fake uses (a poison-tolerant lock).
 //!
 //! The cross-service tests live in `tests/tests/suite/`, one test binary with a module
 //! per scenario (one link of every service, not one per scenario).
 
 pub mod api_key;
+pub mod ca;
 pub mod command_line;
 pub mod eventually;
 pub mod mailgun;

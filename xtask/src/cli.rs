@@ -67,6 +67,9 @@ pub(crate) enum Bench {
     /// Each store engine at 100,000 and 1,000,000 documents: puts/s, get and lookup
     /// latency, peak memory
     Store,
+    /// SMTP submission against a real Postfix (installed from Debian), both loaded by
+    /// Postfix's smtp-source: accepted msg/s, the ratio, BitMail's p99 per message
+    Smtp,
 }
 
 /// Parses the process arguments. `--help` and `--version` print to stdout and exit 0

@@ -39,6 +39,7 @@
 //! their binaries (`--check-config`, `--probe`), never by linking them.
 
 mod bench;
+mod bench_smtp;
 mod cli;
 mod deploy;
 mod out;
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         cli::Command::Web => web::web().map(drop),
         cli::Command::Bench(cli::Bench::Mta) => bench::bench_mta(),
         cli::Command::Bench(cli::Bench::Store) => bench::bench_store(),
+        cli::Command::Bench(cli::Bench::Smtp) => bench_smtp::bench_smtp(),
         cli::Command::Deploy(options) => deploy::main(options, &root(), test::test, web::web),
         cli::Command::TestManual { args } => test::test_manual(&args),
     };

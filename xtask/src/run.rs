@@ -19,13 +19,18 @@ use crate::{cargo, check, root, step};
 const BACKEND: &str = "127.0.0.1:50052";
 const MTA: &str = "127.0.0.1:50051";
 const EDGE: &str = "127.0.0.1:8443";
+/// SMTP submission: STARTTLS (as port 587), implicit TLS (as 465), and the local
+/// listener without AUTH (tenant `default`).
+const SMTP: &str = "127.0.0.1:2587";
+const SMTPS: &str = "127.0.0.1:2465";
+const SMTP_LOCAL: &str = "127.0.0.1:2525";
 const FAKE_SENDGRID: &str = "127.0.0.1:8025";
 const FAKE_MAILGUN: &str = "127.0.0.1:8026";
 const FAKE_SES: &str = "127.0.0.1:8027";
 const FAKE_KEY: &str = "bitmail-dev-key";
 
 /// Children killed (SIGTERM, then waited for) when this guard is dropped.
-struct Children(Vec<(String, Child)>);
+pub(crate) struct Children(pub(crate) Vec<(String, Child)>);
 
 impl Drop for Children {
     fn drop(&mut self) {
@@ -41,7 +46,7 @@ impl Drop for Children {
     }
 }
 
-fn wait_for_port(addr: &str, name: &str, children: &mut Children) -> Result<()> {
+pub(crate) fn wait_for_port(addr: &str, name: &str, children: &mut Children) -> Result<()> {
     let addr: SocketAddr = addr.parse()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -59,7 +64,7 @@ fn wait_for_port(addr: &str, name: &str, children: &mut Children) -> Result<()> 
 }
 
 impl Children {
-    fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<()> {
+    pub(crate) fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<()> {
         let child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
         self.0.push((name.to_owned(), child));
         Ok(())
@@ -144,6 +149,7 @@ pub(crate) fn run(release: bool) -> Result<()> {
     let service_key_file = dir.join("client-api.key");
     let admin_key_file = dir.join("admin.key");
     let console_key_file = dir.join("client-api-admin.key");
+    let smtp_key_file = dir.join("smtp.key");
     let provider = format!("{sendgrid}\n{mailgun}\n{ses}");
     let stand_ins = !(real_sendgrid && real_mailgun && real_ses);
     let configs = [
@@ -159,7 +165,7 @@ pub(crate) fn run(release: bool) -> Result<()> {
             // Tenants and keys in the backend-server started here; tenant `default`
             // sends from the webmail's domain.
             format!(
-                "listen = \"{MTA}\"\n[spool]\npath = {:?}\n[retry]\ninitial_secs = 5\n[tenants]\nstore = \"http://{BACKEND}\"\ndefault_domains = [{mail_domain:?}]\n\n{provider}",
+                "listen = \"{MTA}\"\n[spool]\npath = {:?}\n[retry]\ninitial_secs = 5\n[tenants]\nstore = \"http://{BACKEND}\"\ndefault_domains = [{mail_domain:?}]\n[smtp]\nsubmission = \"{SMTP}\"\nsubmissions = \"{SMTPS}\"\n[smtp.local]\nlisten = \"{SMTP_LOCAL}\"\ntenant = \"default\"\n\n{provider}",
                 root().join("data/mta/spool.redb").display().to_string()
             ),
         ),
@@ -229,6 +235,7 @@ pub(crate) fn run(release: bool) -> Result<()> {
     let admin_key_state = key(&admin_key_file, "admin", "operator (cargo xtask run)")?;
     // The admin console's own key (client-api's mta_admin_key).
     key(&console_key_file, "admin", "client-api console (cargo xtask run)")?;
+    let smtp_key_state = key(&smtp_key_file, "send", "SMTP clients (cargo xtask run)")?;
     for name in ["mta-server", "client-api"] {
         children.spawn(name, Command::new(bin(name)).arg("--config").arg(config_of(name)))?;
     }
@@ -239,6 +246,7 @@ pub(crate) fn run(release: bool) -> Result<()> {
         wait_for_port(FAKE_SES, "the SES stand-in", &mut children)?;
     }
     wait_for_port(MTA, "mta-server", &mut children)?;
+    wait_for_port(SMTP, "mta-server's SMTP submission", &mut children)?;
     wait_for_port(EDGE, "client-api", &mut children)?;
 
     let describe = |real: bool, name: &str, addr: &str| {
@@ -270,6 +278,10 @@ BitMail is running.
   admin key         {}   ({admin_key_state}; scope admin)
   client-api's keys {}   ({service_key_state}; scope service, its mta_key)
                     and client-api-admin.key beside it (scope admin, its mta_admin_key: the console)
+  SMTP submission   {SMTP} (STARTTLS)   {SMTPS} (TLS)   user `apikey`, password: the key in
+                    {}   ({smtp_key_state}; scope send)
+                    {SMTP_LOCAL}: no TLS, no AUTH, sends as tenant `default` (this host only)
+                    certificate (self-signed): {}
   backend gRPC      {BACKEND}
   mail goes to      {sent_to}
   configs           {}
@@ -278,13 +290,19 @@ Submit over gRPC with the admin key, for example:
   grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" \\
     -d '{{\"from\":\"me@{mail_domain}\",\"to\":[\"you@example.org\"],\"subject\":\"Hi\",\"text\":\"Hello\"}}' \\
     {MTA} bitmail.v1.Mta/Submit
+or over SMTP:
+  swaks --server {SMTP} --tls --auth PLAIN --auth-user apikey --auth-password \"$(cat {})\" \\
+    --from me@{mail_domain} --to you@example.org
 More keys: {} create-key --config {} --scopes send --name NAME
 
 Ctrl-C stops everything.",
         admin_key_file.display(),
         service_key_file.display(),
+        smtp_key_file.display(),
+        root().join("data/mta/smtp-tls/cert.pem").display(),
         dir.display(),
         admin_key_file.display(),
+        smtp_key_file.display(),
         bin("mta-server").display(),
         config_of("mta-server").display(),
     );

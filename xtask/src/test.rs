@@ -1,8 +1,9 @@
 //! `cargo xtask test`: what CI runs (formatting, clippy, every test), installing the
-//! test servers and tools the tests need when missing: aiosmtpd, moto and the official
-//! SendGrid and Mailgun SDKs (pip, and npm for Node's), PostgreSQL's server binaries,
-//! OpenSSH's server, Chromium and its WebDriver (apt); and `cargo xtask test-manual`,
-//! the operator's check of the real providers.
+//! test servers and tools the tests need when missing: aiosmtpd, moto, Django and the
+//! official SendGrid and Mailgun SDKs (pip; their Node SDKs with npm); PostgreSQL's
+//! server binaries, OpenSSH's server, Chromium and its WebDriver, swaks and msmtp (apt,
+//! in one run); and `cargo xtask test-manual`, the operator's check of the real
+//! providers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,25 +35,30 @@ pub(crate) fn test() -> Result<()> {
             "cargo clippy (web, wasm32)",
         )?;
     }
-    browser_tools()?;
+    debian_packages()?;
     step("cargo fmt --all --check");
     check(cargo().args(["fmt", "--all", "--check"]).status(), "cargo fmt --check (run `cargo fmt --all` to fix)")?;
     step("cargo clippy --workspace --all-targets -- -D warnings");
     check(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).status(), "cargo clippy")?;
     // The SMTP provider is tested against a real SMTP server, aiosmtpd from PyPI; the SES
-    // provider against moto, an Amazon SES emulator from PyPI (`moto_server`); the
-    // SendGrid- and Mailgun-shaped APIs with the providers' official Python SDKs.
+    // provider against moto, an Amazon SES emulator from PyPI (`moto_server`).
+    // SMTP submission is tested with Django's SMTP backend (5.2: 6.x needs a newer
+    // Python); the SendGrid- and Mailgun-shaped APIs with the providers' official SDKs.
     for (module, package) in [
         ("aiosmtpd", "aiosmtpd"),
         ("moto.server", "moto[server]"),
+        ("django", "django==5.2.*"),
         ("sendgrid", "sendgrid>=6.12,<6.13"),
         ("mailgun.client", "mailgun>=1.10,<1.11"),
     ] {
         pip_install_missing(module, package)?;
     }
     let node_sdks = node_sdks()?;
-    ensure_postgres()?;
-    install_sshd()?;
+    if let Some(dir) = std::env::var_os("BITMAIL_PG_BIN")
+        && !Path::new(&dir).join("initdb").is_file()
+    {
+        bail!("BITMAIL_PG_BIN={} holds no initdb", Path::new(&dir).display());
+    }
     step("cargo test --workspace");
     check(
         cargo()
@@ -64,6 +70,29 @@ pub(crate) fn test() -> Result<()> {
     )?;
     tell!("\nall checks passed");
     Ok(())
+}
+
+/// The official Node SDKs the SendGrid- and Mailgun-shaped APIs are tested with, from
+/// npm into target/node-sdks when missing; answers that folder.
+const NODE_SDKS: [&str; 3] = ["@sendgrid/mail@8.1", "mailgun.js@14", "form-data@4"];
+
+fn node_sdks() -> Result<PathBuf> {
+    let dir = target_dir().join("node-sdks");
+    let modules = dir.join("node_modules");
+    if modules.join("@sendgrid/mail").is_dir() && modules.join("mailgun.js").is_dir() {
+        return Ok(dir);
+    }
+    step(&format!("npm install {} (the Node SDKs' tests)", NODE_SDKS.join(" ")));
+    std::fs::create_dir_all(&dir)?;
+    check(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&dir)
+            .args(NODE_SDKS)
+            .status(),
+        "npm install of the Node SDKs (Node.js with npm is needed)",
+    )?;
+    Ok(dir)
 }
 
 /// `python3 -m pip install PACKAGE` unless `import MODULE` already works.
@@ -94,53 +123,44 @@ fn pip_install_missing(module: &str, package: &str) -> Result<()> {
     )
 }
 
-/// The official Node SDKs the SendGrid- and Mailgun-shaped APIs are tested with, from
-/// npm into target/node-sdks when missing; answers that folder.
-const NODE_SDKS: [&str; 3] = ["@sendgrid/mail@8.1", "mailgun.js@14", "form-data@4"];
-
-fn node_sdks() -> Result<PathBuf> {
-    let dir = target_dir().join("node-sdks");
-    let modules = dir.join("node_modules");
-    if modules.join("@sendgrid/mail").is_dir() && modules.join("mailgun.js").is_dir() {
-        return Ok(dir);
-    }
-    step(&format!("npm install {} (the Node SDKs' tests)", NODE_SDKS.join(" ")));
-    std::fs::create_dir_all(&dir)?;
-    check(
-        Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-            .arg(&dir)
-            .args(NODE_SDKS)
-            .status(),
-        "npm install of the Node SDKs (Node.js with npm is needed)",
-    )?;
-    Ok(dir)
-}
-
-/// The PostgreSQL engine is tested against a real server (tests/src/postgres.rs starts a
-/// throwaway cluster from Debian's binaries). Installs Debian's `postgresql` when no
-/// server binaries are found; `BITMAIL_PG_BIN` names another folder holding them.
-fn ensure_postgres() -> Result<()> {
-    if let Some(dir) = std::env::var_os("BITMAIL_PG_BIN") {
-        if Path::new(&dir).join("initdb").is_file() {
-            return Ok(());
-        }
-        bail!("BITMAIL_PG_BIN={} holds no initdb", Path::new(&dir).display());
-    }
-    let installed = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|dirs| {
+/// The Debian packages the tests use, installed in one apt-get run when any is missing:
+/// - `postgresql`: the PostgreSQL engine is tested against a real server
+///   (tests/src/postgres.rs starts a throwaway cluster; `BITMAIL_PG_BIN` names another
+///   folder of server binaries);
+/// - `openssh-server`, `openssh-client`: `cargo xtask deploy` against real sshd;
+/// - `chromium`, `chromium-driver`: the browser tests;
+/// - `swaks` (with `libnet-ssleay-perl` for its `--tls`) and `msmtp`: SMTP submission.
+fn debian_packages() -> Result<()> {
+    let postgres = std::env::var_os("BITMAIL_PG_BIN").is_some()
+        || std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|dirs| {
             dirs.flatten().any(|d| d.path().join("bin/initdb").is_file() && d.path().join("bin/postgres").is_file())
-        })
-        .unwrap_or(false);
-    if installed {
+        });
+    let sshd = Path::new("/usr/sbin/sshd").exists() && Command::new("ssh").arg("-V").output().is_ok();
+    let browser = Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
+    let swaks = Path::new("/usr/bin/swaks").exists()
+        && Command::new("perl").args(["-MNet::SSLeay", "-e", "1"]).output().is_ok_and(|o| o.status.success());
+    let msmtp = Path::new("/usr/bin/msmtp").exists();
+    let mut missing = Vec::new();
+    for (present, packages) in [
+        (postgres, &["postgresql"][..]),
+        (sshd, &["openssh-server", "openssh-client"]),
+        (browser, &["chromium", "chromium-driver"]),
+        (swaks, &["swaks", "libnet-ssleay-perl"]),
+        (msmtp, &["msmtp"]),
+    ] {
+        if !present {
+            missing.extend_from_slice(packages);
+        }
+    }
+    if missing.is_empty() {
         return Ok(());
     }
-    apt_install("the PostgreSQL engine's tests", &["postgresql"])
+    apt_install("the tests' servers and clients", &missing)
 }
 
 /// Installs Debian packages with apt-get (through `sudo -n` unless root), updating the
 /// package lists first.
-fn apt_install(what_for: &str, packages: &[&str]) -> Result<()> {
+pub(crate) fn apt_install(what_for: &str, packages: &[&str]) -> Result<()> {
     step(&format!("apt-get install {} (for {what_for})", packages.join(" ")));
     let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     let apt = |args: &[&str]| {
@@ -157,15 +177,6 @@ fn apt_install(what_for: &str, packages: &[&str]) -> Result<()> {
     apt(&install)
 }
 
-/// `cargo xtask deploy` is tested against real OpenSSH servers (Debian's
-/// `openssh-server`, which brings the client too).
-fn install_sshd() -> Result<()> {
-    if Path::new("/usr/sbin/sshd").exists() && Command::new("ssh").arg("-V").output().is_ok() {
-        return Ok(());
-    }
-    apt_install("the deploy test", &["openssh-server", "openssh-client"])
-}
-
 /// Builds and runs `bitmail-provider-check` (mta-server), which does the work.
 pub(crate) fn test_manual(args: &[String]) -> Result<()> {
     step("cargo build -p mta-server --bin bitmail-provider-check");
@@ -180,12 +191,4 @@ pub(crate) fn test_manual(args: &[String]) -> Result<()> {
         .context("cannot start bitmail-provider-check")?;
     // Its own words are enough: 0 all passed, 1 some did not, 64 bad input.
     std::process::exit(status.code().unwrap_or(1))
-}
-
-/// Headless Chromium and its WebDriver for the browser tests (Debian's packages).
-fn browser_tools() -> Result<()> {
-    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
-        return Ok(());
-    }
-    apt_install("the browser tests", &["chromium", "chromium-driver"])
 }

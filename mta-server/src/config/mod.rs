@@ -45,6 +45,9 @@
 //! retry_max_ms = 3600000         # ...up to this
 //! give_up_hours = 72             # then the batch is dropped (at least 24)
 //!
+//! [smtp]                       # SMTP submission: see config/smtp.rs; off by default
+//! submission = "0.0.0.0:587"
+//!
 //! [retry]
 //! initial_secs = 30
 //! max_delay_secs = 3600
@@ -102,6 +105,7 @@
 //! them together.
 
 mod providers;
+mod smtp;
 mod tenants;
 
 use std::collections::HashSet;
@@ -114,6 +118,7 @@ use serde::Deserialize;
 pub use providers::{
     MailgunConfig, ProviderConfig, ProviderLimits, SendGridConfig, SesConfig, SmtpConfig, SmtpSecurity,
 };
+pub use smtp::{LocalSubmission, SmtpListenConfig};
 pub use tenants::{DefaultQuotas, TenantsConfig};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +141,8 @@ pub struct Config {
     pub tenants: TenantsConfig,
     /// Webhooks to the tenants' apps.
     pub outbox: OutboxConfig,
+    /// SMTP submission listeners (`config/smtp.rs`); none by default.
+    pub smtp: SmtpListenConfig,
     /// Tried in the order the scheduler picks; names must be unique.
     pub providers: Vec<ProviderConfig>,
 }
@@ -264,6 +271,7 @@ impl Default for Config {
             suppression: SuppressionConfig::default(),
             tenants: TenantsConfig::default(),
             outbox: OutboxConfig::default(),
+            smtp: SmtpListenConfig::default(),
             providers: Vec::new(),
         }
     }
@@ -319,6 +327,7 @@ impl Validate for Config {
         if self.outbox.give_up_hours < 24 {
             problems.push("outbox.give_up_hours: at least 24".into());
         }
+        self.smtp.validate(problems);
         if self.spool.keep_statuses_days == 0 {
             problems.push("spool.keep_statuses_days: at least 1".into());
         }

@@ -368,6 +368,14 @@ impl ProviderConfig {
                 if !domain_ok {
                     problems.push(format!("{at}.domain: `{}` is not a domain name", c.domain));
                 }
+                // With a short key anyone could sign bounces and complaints (which
+                // suppress addresses) and inbound mail; Mailgun's own keys are longer.
+                if c.webhook_signing_key.as_ref().is_some_and(|k| k.expose().trim().len() < 16) {
+                    problems.push(format!(
+                        "{at}.webhook_signing_key: at least 16 characters (Mailgun's HTTP webhook signing key; \
+                         it is all that guards events and inbound mail)"
+                    ));
+                }
                 if c.timeout_ms == 0 || c.connect_timeout_ms == 0 {
                     problems.push(format!("{at}: timeouts must be more than 0 ms"));
                 }
@@ -379,6 +387,24 @@ impl ProviderConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_or_empty_mailgun_signing_key_is_refused() {
+        let section = |key: &str| {
+            format!(
+                "[[providers]]\nname = \"mg\"\nkind = \"mailgun\"\ndomain = \"mg.example.org\"\napi_key = \"k\"\n\
+                 webhook_signing_key = {key:?}\n"
+            )
+        };
+        for key in ["", "   ", "short-key"] {
+            let err = bitmail_runtime::config::parse::<crate::config::Config>(&section(key), "t").unwrap_err();
+            assert!(
+                err.problems.join(" ").contains("providers[0].webhook_signing_key: at least 16"),
+                "{key:?}: {err:?}"
+            );
+        }
+        assert!(bitmail_runtime::config::parse::<crate::config::Config>(&section("key-0123456789abcdef"), "t").is_ok());
+    }
 
     #[test]
     fn bad_limits_are_named() {

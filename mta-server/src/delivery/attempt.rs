@@ -166,6 +166,7 @@ mod tests {
             tags: vec![],
             metadata: Default::default(),
             submitted_at: std::time::SystemTime::now(),
+            raw: None,
             already_sent_to: Default::default(),
         }
     }

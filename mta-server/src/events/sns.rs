@@ -178,6 +178,11 @@ impl Verifier {
         if !cert_url.path().ends_with(".pem") {
             return Err(Refused::Unauthorized(format!("SigningCertURL {cert_url} does not name a .pem certificate")));
         }
+        // SNS's certificate URLs carry neither; each new query would be a new cache
+        // entry and a new fetch (anyone could make the verifier fetch without end).
+        if cert_url.query().is_some() || cert_url.fragment().is_some() {
+            return Err(Refused::Unauthorized(format!("SigningCertURL {cert_url} carries a query or fragment")));
+        }
         let timestamp_ms = parse_timestamp_ms(timestamp)
             .ok_or_else(|| Refused::Malformed(format!("Timestamp {timestamp:?} is not an ISO 8601 UTC time")))?;
         fresh(timestamp_ms, now_ms)?;

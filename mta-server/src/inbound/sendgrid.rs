@@ -46,8 +46,34 @@ pub fn check_basic_auth(headers: &[(String, String)], password: &str) -> Result<
         .map_err(|_| Refused::Unauthorized("wrong HTTP Basic credentials".into()))
 }
 
+/// The SHA-256 of a parsed message's content, each field ended by a NUL (no field can
+/// run into the next).
+fn content_digest(mail: &InboundMail) -> String {
+    let mut bytes = Vec::with_capacity(mail.text.len() + mail.html.len() + 256);
+    let mut add = |field: &[u8]| {
+        bytes.extend_from_slice(field);
+        bytes.push(0);
+    };
+    for field in [&mail.message_id, &mail.from, &mail.subject, &mail.text, &mail.html] {
+        add(field.as_bytes());
+    }
+    for list in [&mail.to, &mail.cc, &mail.reply_to] {
+        add(list.join("\n").as_bytes());
+    }
+    for a in &mail.attachments {
+        add(a.filename.as_bytes());
+        add(a.content_id.as_bytes());
+        add(&a.content);
+    }
+    sha256_hex(&bytes)
+}
+
 /// Parses one Inbound Parse request received at `received_ms` (raw or parsed mode). The
-/// dedupe key is `sendgrid:` + the Message-ID, or the SHA-256 of the body without one.
+/// dedupe key is `sendgrid:sha256:` + a digest of what the message says (its
+/// Message-ID, addresses, subject, bodies and files): SendGrid gives no id of its own,
+/// and a retry repeats the content, not the multipart boundary. The sender's
+/// Message-ID alone would let anyone who knows it make the real message drop as a
+/// duplicate.
 pub fn parse(headers: &[(String, String)], body: &[u8], received_ms: u64) -> Result<InboundMail, Refused> {
     let form = Form::read(headers, body)?;
     let charsets: HashMap<String, String> = match form.text("charsets") {
@@ -64,11 +90,7 @@ pub fn parse(headers: &[(String, String)], body: &[u8], received_ms: u64) -> Res
         Some(raw) => parse_mime(&raw.data, received_ms)?,
         None => parsed(&form, &field, received_ms)?,
     };
-    mail.dedupe_key = if mail.message_id.is_empty() {
-        format!("sendgrid:sha256:{}", sha256_hex(body))
-    } else {
-        format!("sendgrid:{}", mail.message_id)
-    };
+    mail.dedupe_key = format!("sendgrid:sha256:{}", content_digest(&mail));
     if let Some(envelope) = field("envelope").filter(|e| !e.trim().is_empty()) {
         let envelope: Value =
             serde_json::from_str(&envelope).map_err(|e| Refused::Malformed(format!("`envelope` is not JSON: {e}")))?;
@@ -137,7 +159,7 @@ fn decode(bytes: &[u8], charset: Option<&str>) -> String {
 mod tests {
     use serde_json::json;
 
-    use super::super::testing::{headers, multipart};
+    use super::super::testing::{Part, headers, multipart};
     use super::*;
 
     const RECEIVED: u64 = 1_790_000_000_000;
@@ -183,7 +205,7 @@ mod tests {
             ],
         );
         let mail = parse(&headers(CT), &body, RECEIVED).unwrap();
-        assert_eq!(mail.dedupe_key, "sendgrid:raw-1@example.com");
+        assert!(mail.dedupe_key.starts_with("sendgrid:sha256:"), "{}", mail.dedupe_key);
         assert_eq!(mail.envelope_to, vec!["info@bitmail.test"]);
         assert_eq!(mail.envelope_from, "bob@example.com");
         assert_eq!(mail.from, "Bob <bob@example.com>");
@@ -229,7 +251,7 @@ mod tests {
             ],
         );
         let mail = parse(&headers(CT), &body, RECEIVED).unwrap();
-        assert_eq!(mail.dedupe_key, "sendgrid:parsed-1@example.com");
+        assert!(mail.dedupe_key.starts_with("sendgrid:sha256:"), "{}", mail.dedupe_key);
         assert_eq!(mail.message_id, "parsed-1@example.com");
         assert_eq!(mail.date_ms, 1_788_249_600_000);
         assert_eq!(mail.reply_to, vec!["Help Desk <help@example.com>"]);
@@ -253,10 +275,28 @@ mod tests {
     }
 
     #[test]
-    fn without_a_message_id_the_body_digest_dedupes() {
+    fn a_retry_dedupes_and_a_forged_message_id_does_not() {
+        let fields = |text: &'static [u8]| -> Vec<Part<'static>> {
+            vec![
+                ("headers", None, None, b"Message-ID: <real-1@example.com>\r\nFrom: a@example.com\r\n"),
+                ("from", None, None, b"a@example.com"),
+                ("text", None, None, text),
+            ]
+        };
+        let real = parse(&headers(CT), &multipart("xYzZY", &fields(b"the real one")), RECEIVED).unwrap();
+        assert_eq!(real.message_id, "real-1@example.com");
+        // SendGrid's retry: the same content, another boundary, later.
+        let other_ct = "multipart/form-data; boundary=AbCdE";
+        let retry =
+            parse(&headers(other_ct), &multipart("AbCdE", &fields(b"the real one")), RECEIVED + 60_000).unwrap();
+        assert_eq!(retry.dedupe_key, real.dedupe_key);
+        // Someone who knows the Message-ID sends first: not a duplicate of the real one.
+        let forged = parse(&headers(CT), &multipart("xYzZY", &fields(b"a forgery")), RECEIVED).unwrap();
+        assert_eq!(forged.message_id, real.message_id);
+        assert_ne!(forged.dedupe_key, real.dedupe_key);
+        // Without a Message-ID (or a Date), the content still decides.
         let body = multipart("xYzZY", &[("from", None, None, b"a@example.com"), ("html", None, None, b"<b>Hi</b>")]);
         let mail = parse(&headers(CT), &body, RECEIVED).unwrap();
-        assert_eq!(mail.dedupe_key, format!("sendgrid:sha256:{}", sha256_hex(&body)));
         assert_eq!((mail.text.trim(), mail.date_ms), ("Hi", RECEIVED));
         let again = parse(&headers(CT), &body, RECEIVED + 1).unwrap();
         assert_eq!(again.dedupe_key, mail.dedupe_key);

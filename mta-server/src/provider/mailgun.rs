@@ -170,7 +170,11 @@ impl Provider for Mailgun {
     }
 
     async fn send(&self, message: &Message) -> Outcome {
-        let (endpoint, form) = if message.already_sent_to.is_empty() {
+        // The client's own MIME, a resumed envelope, or a message with no To (Mailgun's
+        // form needs one; Bcc recipients must not become visible) goes to
+        // `messages.mime`, whose envelope is separate from the header.
+        let (endpoint, form) = if message.already_sent_to.is_empty() && message.raw.is_none() && !message.to.is_empty()
+        {
             let mut form = form_fields(message, self.test_mode).into_iter().fold(Form::new(), |f, (k, v)| f.text(k, v));
             for a in &message.attachments {
                 let (field, part) = file_part(a);
@@ -178,8 +182,8 @@ impl Provider for Mailgun {
             }
             (&self.endpoint, form)
         } else {
-            let mime = match super::mime::build(message) {
-                Ok(m) => m.formatted(),
+            let mime = match super::mime::bytes(message) {
+                Ok(m) => m,
                 Err(detail) => {
                     return Outcome::MessageRejected { detail: format!("cannot build the MIME message: {detail}") };
                 }
@@ -223,6 +227,7 @@ mod tests {
             tags: vec!["welcome".into()],
             metadata: [("tenant".to_owned(), "t-9".to_owned())].into(),
             submitted_at: std::time::SystemTime::now(),
+            raw: None,
             already_sent_to: Default::default(),
         }
     }

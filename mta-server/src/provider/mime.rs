@@ -44,6 +44,19 @@ impl Body {
     }
 }
 
+/// The MIME bytes for `message`: the client's own when it came as MIME (SMTP
+/// submission), with `X-BitMail-Id` in front, else built by [`build`].
+pub(crate) fn bytes(message: &Message) -> Result<Vec<u8>, String> {
+    match &message.raw {
+        Some(raw) => {
+            let mut out = format!("X-BitMail-Id: {}\r\n", message.id).into_bytes();
+            out.extend_from_slice(raw);
+            Ok(out)
+        }
+        None => Ok(build(message)?.formatted()),
+    }
+}
+
 /// The MIME message for `message`, or why it cannot be expressed (which every relay
 /// would refuse too).
 pub(crate) fn build(message: &Message) -> Result<lettre::Message, String> {
@@ -132,6 +145,7 @@ mod tests {
             tags: vec![],
             metadata: BTreeMap::new(),
             submitted_at: std::time::SystemTime::now(),
+            raw: None,
             already_sent_to: Default::default(),
         }
     }

@@ -101,19 +101,27 @@ pub(crate) fn request_body(message: &Message, sandbox: bool) -> Value {
             .map(address)
             .collect()
     };
-    let (mut to, mut cc, mut bcc) = (list(&message.to), list(&message.cc), list(&message.bcc));
+    let (mut to, mut cc, bcc) = (list(&message.to), list(&message.cc), list(&message.bcc));
     if to.is_empty() {
-        // Everyone in To was reached by an earlier, partly accepted attempt; SendGrid
-        // needs a `to`, so the rest are addressed directly.
-        to = cc.drain(..).chain(bcc.drain(..)).collect();
+        // No To (a Bcc-only message, or everyone in To reached by an earlier, partly
+        // accepted attempt), and SendGrid needs one: the Cc recipients, who are visible
+        // anyway.
+        to = std::mem::take(&mut cc);
     }
-    let mut personalization = serde_json::Map::new();
-    personalization.insert("to".into(), Value::Array(to));
-    for (key, values) in [("cc", cc), ("bcc", bcc)] {
-        if !values.is_empty() {
-            personalization.insert(key.into(), Value::Array(values));
+    let personalizations: Vec<Value> = if to.is_empty() {
+        // Bcc recipients only: each gets a copy addressed to them alone, so that none
+        // sees another.
+        bcc.into_iter().map(|b| json!({ "to": [b] })).collect()
+    } else {
+        let mut personalization = serde_json::Map::new();
+        personalization.insert("to".into(), Value::Array(to));
+        for (key, values) in [("cc", cc), ("bcc", bcc)] {
+            if !values.is_empty() {
+                personalization.insert(key.into(), Value::Array(values));
+            }
         }
-    }
+        vec![Value::Object(personalization)]
+    };
 
     let mut content = Vec::new();
     if let Some(text) = &message.text {
@@ -124,7 +132,7 @@ pub(crate) fn request_body(message: &Message, sandbox: bool) -> Value {
     }
 
     let mut body = json!({
-        "personalizations": [personalization],
+        "personalizations": personalizations,
         "from": address(&message.from),
         "subject": message.subject,
         "content": content,
@@ -271,6 +279,7 @@ mod tests {
             tags: vec!["welcome".into()],
             metadata: [("tenant".to_owned(), "t-9".to_owned())].into(),
             submitted_at: SystemTime::now(),
+            raw: None,
             already_sent_to: Default::default(),
         }
     }
@@ -298,6 +307,24 @@ mod tests {
         );
         assert!(body.get("mail_settings").is_none());
         assert_eq!(request_body(&message(), true)["mail_settings"]["sandbox_mode"]["enable"], true);
+    }
+
+    #[test]
+    fn bcc_recipients_without_a_to_never_see_each_other() {
+        let mb = |email: &str| Mailbox { name: None, email: email.into() };
+        let only_bcc =
+            Message { to: vec![], cc: vec![], bcc: vec![mb("a@example.net"), mb("b@example.net")], ..message() };
+        let body = request_body(&only_bcc, false);
+        assert_eq!(
+            body["personalizations"],
+            json!([{"to": [{"email": "a@example.net"}]}, {"to": [{"email": "b@example.net"}]}])
+        );
+        let cc_and_bcc =
+            Message { to: vec![], cc: vec![mb("c@example.net")], bcc: vec![mb("a@example.net")], ..message() };
+        assert_eq!(
+            request_body(&cc_and_bcc, false)["personalizations"],
+            json!([{"to": [{"email": "c@example.net"}], "bcc": [{"email": "a@example.net"}]}])
+        );
     }
 
     #[test]

@@ -131,14 +131,13 @@ impl Provider for Smtp {
     }
 
     async fn send(&self, message: &Message) -> Outcome {
-        let mime = match super::mime::build(message) {
+        let formatted = match super::mime::bytes(message) {
             Ok(m) => m,
             Err(detail) => {
                 return Outcome::MessageRejected { detail: format!("cannot build the MIME message: {detail}") };
             }
         };
-        let formatted = mime.formatted();
-        let from = mime.envelope().from().cloned();
+        let from = message.from.email.parse::<lettre::Address>().ok();
         super::in_batches(message, self.max_recipients_per_call, |batch| {
             let formatted = &formatted;
             let envelope = batch

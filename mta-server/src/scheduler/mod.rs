@@ -89,6 +89,7 @@ pub(crate) mod tests {
             tags: vec![],
             metadata: Default::default(),
             submitted_at: std::time::SystemTime::now(),
+            raw: None,
             already_sent_to: Default::default(),
         }
     }

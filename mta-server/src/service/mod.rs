@@ -216,9 +216,45 @@ impl MtaService {
     /// oversized body gets a clear INVALID_ARGUMENT naming the field rather than a
     /// transport error, and webhook requests carrying received mail.
     pub fn into_server(self) -> MtaServer<Self> {
+        Arc::new(self).shared_server()
+    }
+
+    /// The gRPC server of a service that other surfaces (SMTP) share.
+    pub fn shared_server(self: &Arc<Self>) -> MtaServer<Self> {
         // Inbound mail webhooks forwarded by the edge may be larger than outgoing mail.
         let max = self.limits.max_message_bytes.max(crate::inbound::MAX_BODY).saturating_add(256 * 1024);
-        MtaServer::new(self).max_decoding_message_size(max)
+        MtaServer::from_arc(self.clone()).max_decoding_message_size(max)
+    }
+
+    /// The tenant named `id`, as recently read (5 s): what a surface that sends as a
+    /// configured tenant (SMTP's local listener) uses.
+    pub(crate) async fn tenant_named(&self, id: &str) -> Result<Arc<crate::tenant::Tenant>, Status> {
+        self.tenants.get(&self.tenancy.registry, id).await
+    }
+
+    /// One message's allowance of `tenant`'s rate quotas, taken now (given back unless
+    /// committed by [`MtaService::submit_as`]).
+    pub(crate) async fn admit(
+        &self,
+        tenant: &crate::tenant::Tenant,
+    ) -> Result<crate::tenant::Admitted, crate::tenant::OverQuota> {
+        self.tenancy.quota.admit(tenant, now_ms()).await
+    }
+
+    /// Why `address` may not be sent to by `tenant` (a hard bounce anyone's, a complaint
+    /// the tenant's), with until when; `None` when it may.
+    pub(crate) async fn suppression_of(&self, address: &str, tenant: &str) -> Result<Option<String>, Status> {
+        let spool = self.spool.clone();
+        let (address, tenant) = (address.to_ascii_lowercase(), tenant.to_owned());
+        let found = tokio::task::spawn_blocking(move || {
+            spool.suppressed_blocking([address.as_str()], &tenant, now_ms()).map(|hit| hit.map(|(_, r)| r))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(found.map(|r| match r.expires_ms {
+            0 => format!("{}, until removed", r.reason),
+            ms => format!("{}, until {}", r.reason, bitmail_runtime::time::date(ms)),
+        }))
     }
 }
 

@@ -14,7 +14,7 @@ use super::MtaService;
 use crate::auth::{caller, quota_status};
 use crate::message::validate;
 use crate::spool::{Accepted, SpoolError};
-use crate::tenant::{Caller, Registry, RegistryError, Scope, Tenant, quota};
+use crate::tenant::{Admitted, Caller, Registry, RegistryError, Scope, Tenant, quota};
 use bitmail_runtime::sync::lock;
 use bitmail_runtime::time::now_ms;
 
@@ -77,18 +77,36 @@ impl MtaService {
         let request = request.into_inner();
         let tenant =
             self.tenant_for(&caller, &request.tenant).await.inspect_err(|_| self.count_submission("forbidden"))?;
+        self.submit_as(&tenant, &caller.prefix(), request, None, None).await.map(Response::new)
+    }
+
+    /// A submission for `tenant`, made with the key `key` (its `bmk_<id>` prefix, for
+    /// the log): validation, the `From` rule, quotas, suppressions, then the spool.
+    /// `admitted` is an allowance already taken (SMTP takes it at `MAIL`); without one,
+    /// it is taken here. `raw`: the client's own MIME, which `request` was read from
+    /// (SMTP). Every surface that accepts mail ends here.
+    pub(crate) async fn submit_as(
+        &self,
+        tenant: &Arc<Tenant>,
+        key: &str,
+        request: pb::SubmitRequest,
+        admitted: Option<Admitted>,
+        raw: Option<Vec<u8>>,
+    ) -> Result<pb::SubmitResponse, Status> {
         // Idempotency keys are per tenant: another tenant's key neither collides nor
         // reveals a message id. Tenant ids hold no `:`.
-        let key = (!request.idempotency_key.is_empty()).then(|| format!("{}:{}", tenant.id, request.idempotency_key));
+        let idempotency =
+            (!request.idempotency_key.is_empty()).then(|| format!("{}:{}", tenant.id, request.idempotency_key));
         let validate_only = request.validate_only;
         let not_before_ms = not_before(request.not_before_unix_ms, now_ms()).inspect_err(|_| {
             self.count_submission("invalid");
         })?;
         let id = uuid::Uuid::now_v7().to_string();
-        let message = validate(request, id.clone(), self.limits).map_err(|e| {
+        let mut message = validate(request, id.clone(), self.limits).map_err(|e| {
             self.count_submission("invalid");
             Status::invalid_argument(e.to_string())
         })?;
+        message.raw = raw.map(Arc::from);
         if !tenant.may_send_from(&message.from.email) {
             self.count_submission("forbidden");
             return Err(Status::permission_denied(format!(
@@ -103,29 +121,33 @@ impl MtaService {
         })?;
         self.check_suppressions(&message, &tenant.id).await.inspect_err(|_| self.count_submission("suppressed"))?;
         if validate_only {
+            // Nothing admitted: an allowance already taken goes back when dropped.
             self.count_submission("validated");
-            return Ok(Response::new(pb::SubmitResponse { message_id: String::new(), duplicate: false }));
+            return Ok(pb::SubmitResponse { message_id: String::new(), duplicate: false });
         }
-        let admitted = self.tenancy.quota.admit(&tenant, now_ms()).await.map_err(|e| {
-            self.count_submission("over_quota");
-            quota_status(&e)
-        })?;
-        let accepted = self.spool.accept(&message, &tenant.id, key, not_before_ms).await.inspect_err(|e| {
+        let admitted = match admitted {
+            Some(admitted) => admitted,
+            None => self.tenancy.quota.admit(tenant, now_ms()).await.map_err(|e| {
+                self.count_submission("over_quota");
+                quota_status(&e)
+            })?,
+        };
+        let accepted = self.spool.accept(&message, &tenant.id, idempotency, not_before_ms).await.inspect_err(|e| {
             self.count_submission(if matches!(e, SpoolError::Full { .. }) { "spool_full" } else { "error" })
         })?;
         match accepted {
             Accepted::New => {
                 admitted.commit();
                 self.count_submission("accepted");
-                info!(message_id = %id, tenant = %tenant.id, key = %caller.prefix(), recipients, "accepted");
+                info!(message_id = %id, tenant = %tenant.id, key, recipients, "accepted");
                 self.wake.notify_one();
-                Ok(Response::new(pb::SubmitResponse { message_id: id, duplicate: false }))
+                Ok(pb::SubmitResponse { message_id: id, duplicate: false })
             }
             Accepted::Existing(first) => {
                 // Nothing stored: the allowance goes back when `admitted` is dropped.
                 self.count_submission("duplicate");
                 info!(message_id = %first, "idempotency key seen before; nothing stored");
-                Ok(Response::new(pb::SubmitResponse { message_id: first, duplicate: true }))
+                Ok(pb::SubmitResponse { message_id: first, duplicate: true })
             }
         }
     }

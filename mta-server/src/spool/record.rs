@@ -375,6 +375,9 @@ pub struct MessageRecord {
     pub tags: Vec<String>,
     #[prost(btree_map = "string, string", tag = "14")]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// The client's own MIME (SMTP submission), sent whole where a provider takes MIME.
+    #[prost(bytes = "vec", optional, tag = "15")]
+    pub raw: Option<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -424,6 +427,7 @@ impl From<&Message> for MessageRecord {
                 .collect(),
             tags: m.tags.clone(),
             metadata: m.metadata.clone(),
+            raw: m.raw.as_deref().map(<[u8]>::to_vec),
         }
     }
 }
@@ -455,6 +459,7 @@ impl From<MessageRecord> for Message {
             tags: r.tags,
             metadata: r.metadata,
             submitted_at: from_ms(r.submitted_at_ms),
+            raw: r.raw.map(std::sync::Arc::from),
             already_sent_to: Default::default(),
         }
     }

@@ -37,6 +37,7 @@ fn message(id: &str) -> Message {
         tags: vec!["t".into()],
         metadata: [("k".to_owned(), "v".to_owned())].into(),
         submitted_at: std::time::SystemTime::now(),
+        raw: None,
         already_sent_to: Default::default(),
     }
 }

@@ -18,6 +18,8 @@ fn session_cookie(response: &reqwest::Response) -> String {
     for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(set.contains(attribute), "{set} lacks {attribute}");
     }
+    // `__Host-`: no other host can set or shadow it (and it may carry no Domain).
+    assert!(set.starts_with("__Host-bitmail_session=") && !set.contains("Domain"), "{set}");
     set.split(';').next().unwrap().to_owned()
 }
 
@@ -208,4 +210,29 @@ async fn bad_requests_get_clear_json_errors_and_send_nothing() {
 
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(fake.requests(), 0, "nothing reached the provider");
+}
+
+#[tokio::test]
+async fn every_answer_asks_for_https_and_the_bare_page_runs_only_its_own_code() {
+    let cluster = Cluster::start(vec![], true).await;
+    let (http, base) = cluster.https_client();
+    for path in ["/", "/healthz", "/api/session", "/no/such/file"] {
+        let response = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.headers()["strict-transport-security"], "max-age=31536000", "{path}");
+    }
+    // Without a webmail build, `/` is the bare page: its inline script and style are
+    // allowed by hash, nothing else.
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let inline = |open: &str, close: &str| {
+        let start = html.find(open).unwrap() + open.len();
+        let end = start + html[start..].find(close).unwrap();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &html.as_bytes()[start..end]);
+        use base64::Engine as _;
+        format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
+    };
+    assert!(csp.contains(&format!("script-src {}", inline("<script>", "</script>"))), "{csp}");
+    assert!(csp.contains(&format!("style-src {}", inline("<style>", "</style>"))), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
 }

@@ -21,6 +21,7 @@ mod rich_content;
 mod scheduling;
 mod ses;
 mod smtp_relay;
+mod smtp_submission;
 mod standard_grpc_services;
 mod store_conformance;
 mod store_crash;

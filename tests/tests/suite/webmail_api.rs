@@ -250,3 +250,64 @@ async fn repeated_wrong_passwords_are_throttled() {
     let r = attempt("the right password").await.unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn first_login_cannot_take_the_domains_role_names() {
+    let cluster = Cluster::start(vec![], true).await;
+    let (http, base) = cluster.https_client();
+    for name in ["postmaster", "abuse", "admin", "hostmaster", "webmaster", "root", "security"] {
+        let r = http
+            .post(format!("{base}/api/session"))
+            .json(&json!({ "name": name, "password": "a password of mine" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("is reserved"), "{name}: {body}");
+    }
+    // Nothing was made: the store holds no user of those names.
+    let mut store = cluster.store_client().await;
+    let lookup = pb::LookupRequest {
+        subset: [("kind".to_owned(), "user".to_owned()), ("name".to_owned(), "postmaster".to_owned())].into(),
+        limit: 10,
+        page_token: String::new(),
+    };
+    let mut found = store.lookup(lookup).await.unwrap().into_inner();
+    let mut users = 0;
+    while let Some(item) = found.message().await.unwrap() {
+        users += usize::from(matches!(item.item, Some(pb::lookup_response::Item::Document(_))));
+    }
+    assert_eq!(users, 0);
+    // Other names still sign up as before.
+    sign_in(&http, &base, "postmistress", "a password of mine").await;
+}
+
+#[tokio::test]
+async fn the_status_page_shows_a_user_only_their_own_deliveries() {
+    let fake = FakeSendGrid::start(common::KEY).await.unwrap();
+    let cluster = Cluster::start(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], true).await;
+    let ada = Session::new(&cluster, "ada").await;
+    let bob = Session::new(&cluster, "bob").await;
+    let (status, sent) = ada.send(json!({ "to": "carol@example.net", "subject": "Mine", "markdown": "hi" })).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let mta_id = sent["mta_id"].as_str().unwrap().to_owned();
+    fake.wait_for(1, Duration::from_secs(10)).await;
+
+    let recent = |page: &Value| -> Vec<String> {
+        page["recent"].as_array().unwrap().iter().map(|d| d["message_id"].as_str().unwrap().to_owned()).collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, page) = ada.get("/api/status").await;
+        assert_eq!(status, StatusCode::OK);
+        if recent(&page) == vec![mta_id.clone()] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "ada never saw her delivery: {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, page) = bob.get("/api/status").await;
+    assert!(recent(&page).is_empty(), "bob sees none of ada's deliveries: {page}");
+    assert_eq!(page["providers"][0]["name"], "sendgrid", "the providers' health is everyone's");
+}

@@ -146,3 +146,18 @@ async fn a_person_uses_the_webmail_in_chromium() {
     assert!(width.as_u64().unwrap() <= viewport.as_u64().unwrap(), "page {width} px wide in a {viewport} px window");
     b.screenshot("compose-phone").await;
 }
+
+/// The bare page (no webmail build) under its hash-only Content-Security-Policy: its
+/// inline script still runs in a real browser (a wrong hash would block it, and the
+/// form would then do nothing).
+#[tokio::test]
+async fn the_bare_page_runs_under_its_content_security_policy() {
+    let cluster = Cluster::start(vec![], true).await;
+    let base = format!("https://127.0.0.1:{}", cluster.edge.unwrap().port());
+    let b = Browser::start().await;
+    b.goto(&format!("{base}/")).await;
+    b.type_into("#name", "ada").await;
+    b.type_into("#password", "ada's long password").await;
+    b.click("#login button").await;
+    b.wait_text("#me", "ada@bitmail.test").await;
+}

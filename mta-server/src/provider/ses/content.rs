@@ -73,6 +73,9 @@ pub(super) fn address(m: &Mailbox) -> String {
 /// `one_call`: the whole envelope goes in one call (SES writes `Simple` content's To and
 /// Cc headers from the call's destination, so a split envelope needs Raw headers).
 fn needs_raw(message: &Message, one_call: bool) -> Option<String> {
+    if message.raw.is_some() {
+        return Some("the client sent MIME: it goes as sent".into());
+    }
     if !one_call {
         return Some("the recipients go in several calls".into());
     }
@@ -142,7 +145,7 @@ fn simple(message: &Message) -> Result<(EmailContent, usize), String> {
 }
 
 fn raw(message: &Message) -> Result<(EmailContent, usize), String> {
-    let mime = mime::build(message)?.formatted();
+    let mime = mime::bytes(message)?;
     let size = mime.len();
     let raw = RawMessage::builder().data(Blob::new(mime)).build().map_err(|e| e.to_string())?;
     Ok((EmailContent::builder().raw(raw).build(), size))
@@ -232,6 +235,7 @@ mod tests {
             tags: vec![],
             metadata: Default::default(),
             submitted_at: std::time::SystemTime::now(),
+            raw: None,
             already_sent_to: Default::default(),
         }
     }

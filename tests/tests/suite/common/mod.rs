@@ -37,6 +37,10 @@ pub struct Cluster {
     pub admin_key: String,
     /// The `service` key client-api sends (its `mta_key`).
     pub service_key: String,
+    /// mta-server's SMTP listeners, when the config named them.
+    pub smtp: mta_server::smtp::SmtpAddrs,
+    /// mta-server's configuration as started (for keys made later).
+    pub mta_config: mta_server::config::Config,
     stop: watch::Sender<bool>,
     state_dir: PathBuf,
 }
@@ -141,6 +145,7 @@ impl Cluster {
         let service_key = create_key(&mta_config, "service", "client-api").await;
         let mta = mta_server::server::Server::bind(&mta_config).await.expect("mta binds");
         let mta_addr = mta.local_addr().unwrap();
+        let smtp = mta.smtp_addrs();
         tokio::spawn(mta.serve(stopped(&rx)));
 
         let (edge_addr, cert) = if edge {
@@ -163,7 +168,18 @@ impl Cluster {
         } else {
             (None, None)
         };
-        Cluster { backend: backend_addr, mta: mta_addr, edge: edge_addr, cert, admin_key, service_key, stop, state_dir }
+        Cluster {
+            backend: backend_addr,
+            mta: mta_addr,
+            edge: edge_addr,
+            cert,
+            admin_key,
+            service_key,
+            smtp,
+            mta_config,
+            stop,
+            state_dir,
+        }
     }
 
     /// An mta-server client sending the admin key.
@@ -227,7 +243,7 @@ pub async fn sign_in(http: &reqwest::Client, base: &str, name: &str, password: &
 
 /// A key of tenant `default` (made if missing) with one scope, made the way
 /// `mta-server create-key` makes it, in the `[tenants]` store of `config`.
-async fn create_key(config: &mta_server::config::Config, scope: &str, name: &str) -> String {
+pub async fn create_key(config: &mta_server::config::Config, scope: &str, name: &str) -> String {
     let args = mta_server::tenancy::CreateKey {
         config: None,
         tenant: "default".into(),
@@ -240,7 +256,7 @@ async fn create_key(config: &mta_server::config::Config, scope: &str, name: &str
 
 /// Unique in this process (a counter: two clusters can start in the same clock tick)
 /// and across processes (the pid and the time).
-fn uuid_like() -> String {
+pub fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
     static N: AtomicU64 = AtomicU64::new(0);

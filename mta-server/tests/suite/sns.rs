@@ -108,6 +108,8 @@ async fn certificates_only_over_https_from_allowed_hosts() {
         (format!("https://localhost:{}/SimpleNotificationService-test.pem", port ^ 1), "not on an SNS host"),
         ("https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-x.pem".to_owned(), "not on an SNS host"),
         (format!("https://localhost:{port}/SimpleNotificationService-test.txt"), ".pem"),
+        (format!("https://localhost:{port}/SimpleNotificationService-test.pem?v=1"), "query"),
+        (format!("https://localhost:{port}/SimpleNotificationService-test.pem#x"), "query or fragment"),
     ] {
         let body = sns.sign(fields("{}", now_ms()), 2, &url);
         unauthorized(verifier.verify(body.as_bytes(), now_ms()).await, why);

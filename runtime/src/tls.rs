@@ -1,8 +1,10 @@
-//! The TLS side of the edge: rustls with the aws-lc-rs provider.
+//! A TLS server identity for every listener that speaks TLS (client-api's HTTPS edge,
+//! mta-server's SMTP submission): rustls with the aws-lc-rs provider.
 //!
-//! With `[tls]` in the configuration, its PEM files are used. Without it, a self-signed
-//! certificate for `localhost` and `127.0.0.1` is generated on first start into
-//! `state_dir/tls/` and reused afterwards, so browsers are asked to trust it once.
+//! An operator's PEM files are used when configured. Without them, a self-signed
+//! certificate for `localhost` and `127.0.0.1` is generated on first start into a
+//! folder of the service's state and reused afterwards, so clients are asked to trust it
+//! once.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,10 +12,8 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Config;
-
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum TlsError {
+pub enum TlsError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} holds no usable PEM {what}")]
@@ -30,24 +30,24 @@ pub(crate) enum TlsError {
 #[derive(Debug, Clone)]
 pub struct CertPaths {
     pub cert: PathBuf,
-    pub(crate) key: PathBuf,
+    pub key: PathBuf,
     /// True when BitMail generated them (a self-signed development certificate).
     pub generated: bool,
 }
 
-/// Uses the configured files, or generates a self-signed pair on first start.
-pub(crate) fn ensure_certificate(config: &Config) -> Result<CertPaths, TlsError> {
-    if let Some(tls) = &config.tls {
-        return Ok(CertPaths { cert: tls.cert_path.clone(), key: tls.key_path.clone(), generated: false });
+/// Uses the configured `(certificate, key)` files, or generates a self-signed pair into
+/// `dir` on first start (`cert.pem`, and `key.pem` readable by its owner only).
+pub fn ensure_certificate(configured: Option<(&Path, &Path)>, dir: &Path) -> Result<CertPaths, TlsError> {
+    if let Some((cert, key)) = configured {
+        return Ok(CertPaths { cert: cert.to_owned(), key: key.to_owned(), generated: false });
     }
-    let dir = config.state_dir.join("tls");
     let paths = CertPaths { cert: dir.join("cert.pem"), key: dir.join("key.pem"), generated: true };
     if paths.cert.is_file() && paths.key.is_file() {
         return Ok(paths);
     }
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
     let write = |path: &Path, contents: String| {
-        std::fs::create_dir_all(&dir)
+        std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(path, contents))
             .map_err(|source| TlsError::Write { path: path.to_owned(), source })
     };
@@ -69,8 +69,9 @@ fn restrict_permissions(path: &Path) {
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &Path) {}
 
-/// A rustls server configuration (HTTP/2 and HTTP/1.1) from PEM files.
-pub(crate) fn server_config(paths: &CertPaths) -> Result<rustls::ServerConfig, TlsError> {
+/// A rustls server configuration from PEM files, offering `alpn` (none for SMTP;
+/// `h2`, `http/1.1` for HTTPS).
+pub fn server_config(paths: &CertPaths, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, TlsError> {
     let read = |path: &Path| std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source });
     let cert_pem = read(&paths.cert)?;
     let key_pem = read(&paths.key)?;
@@ -87,7 +88,7 @@ pub(crate) fn server_config(paths: &CertPaths) -> Result<rustls::ServerConfig, T
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 
@@ -98,16 +99,15 @@ mod tests {
     #[test]
     fn generates_once_then_reuses_and_refuses_garbage() {
         let dir = std::env::temp_dir().join(format!("bitmail-tls-{}", std::process::id()));
-        let config = Config { state_dir: dir.clone(), ..Config::default() };
-        let first = ensure_certificate(&config).unwrap();
+        let first = ensure_certificate(None, &dir).unwrap();
         assert!(first.generated);
         let pem = std::fs::read(&first.cert).unwrap();
-        server_config(&first).unwrap();
-        let second = ensure_certificate(&config).unwrap();
+        server_config(&first, &[]).unwrap();
+        let second = ensure_certificate(None, &dir).unwrap();
         assert_eq!(std::fs::read(&second.cert).unwrap(), pem, "the certificate is reused, not regenerated");
 
         std::fs::write(&first.key, "not a key").unwrap();
-        let err = server_config(&first).unwrap_err();
+        let err = server_config(&first, &[]).unwrap_err();
         assert!(err.to_string().contains("private key"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
