@@ -2,7 +2,8 @@
 //!
 //! Every `POLL` it reads the registrations (at most every `REFRESH`, keeping the last
 //! good list when the store is down) and starts one delivery for each webhook that has
-//! none running and is due: the next `BATCH` entries of its tenant's log after its
+//! none running, is due, and may have something new (the spool stored a change since it
+//! was last found caught up): the next `BATCH` entries of its tenant's log after its
 //! cursor, POSTed at once. A 2xx moves the cursor past them, durably; anything else
 //! keeps it and sets the next attempt (doubling from `retry_initial_ms`), until the
 //! batch has failed for `give_up_hours`: then it is dropped and counted. One delivery
@@ -26,6 +27,22 @@ const POLL: Duration = Duration::from_millis(250);
 const REFRESH: Duration = Duration::from_secs(2);
 const BATCH: usize = 100;
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the loop keeps of a webhook between ticks, to leave it alone while there is
+/// nothing to do: it waits for a retry, or it had caught up and the spool stored
+/// nothing since (so an idle gateway reads nothing).
+#[derive(Debug, Clone, Copy, Default)]
+struct Memo {
+    next_attempt_ms: u64,
+    /// The count of stored changes when its log was found read to the end.
+    caught_up_at: Option<u64>,
+}
+
+impl Memo {
+    fn idle(&self, now_ms: u64, generation: u64) -> bool {
+        self.next_attempt_ms > now_ms || self.caught_up_at == Some(generation)
+    }
+}
 
 /// How a failing webhook is retried.
 #[derive(Debug, Clone, Copy)]
@@ -72,15 +89,30 @@ impl Dispatcher {
         let this = Arc::new(self);
         let mut known: Vec<Webhook> = Vec::new();
         let mut refreshed: Option<Instant> = None;
-        let mut running: JoinSet<String> = JoinSet::new();
+        let mut running: JoinSet<(String, Option<Memo>)> = JoinSet::new();
         let mut in_flight: HashSet<String> = HashSet::new();
+        let mut memos: HashMap<String, Memo> = HashMap::new();
+        // Counts the spool's stored changes: every event log entry comes with one.
+        let mut changes = this.spool.subscribe();
+        let mut generation = 0u64;
+        // One ticker for the whole loop: the other branches must not postpone it.
+        let mut ticks = tokio::time::interval(POLL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep(POLL) => {}
+                _ = ticks.tick() => {}
+                change = changes.recv() => {
+                    if matches!(change, Err(tokio::sync::broadcast::error::RecvError::Closed)) { break; }
+                    generation += 1;
+                    continue;
+                }
                 Some(done) = running.join_next() => {
-                    if let Ok(id) = done { in_flight.remove(&id); }
+                    if let Ok((id, memo)) = done {
+                        in_flight.remove(&id);
+                        match memo { Some(m) => memos.insert(id, m), None => memos.remove(&id) };
+                    }
                     continue;
                 }
             }
@@ -89,37 +121,45 @@ impl Dispatcher {
                     Ok(list) => known = list,
                     Err(e) => warn!(error = %e, "cannot read the webhooks; delivering to those known"),
                 }
+                memos.retain(|id, _| known.iter().any(|w| &w.id == id));
                 refreshed = Some(Instant::now());
             }
+            let now = now_ms();
             for webhook in &known {
-                if in_flight.insert(webhook.id.clone()) {
+                let idle = memos.get(&webhook.id).is_some_and(|m| m.idle(now, generation));
+                if !idle && in_flight.insert(webhook.id.clone()) {
                     let (this, webhook) = (this.clone(), webhook.clone());
                     running.spawn(async move {
-                        if let Err(e) = this.deliver(&webhook).await {
+                        let memo = this.deliver(&webhook, generation).await;
+                        if let Err(e) = &memo {
                             warn!(webhook = %webhook.id, error = %e, "webhook delivery not recorded");
                         }
-                        webhook.id
+                        (webhook.id, memo.ok())
                     });
                 }
             }
         }
     }
 
-    /// One attempt at `webhook`'s next batch, if it is due and there is one.
-    async fn deliver(&self, webhook: &Webhook) -> Result<(), SpoolError> {
+    /// One attempt at `webhook`'s next batch, if it is due and there is one; what to
+    /// remember of it until the next.
+    async fn deliver(&self, webhook: &Webhook, generation: u64) -> Result<Memo, SpoolError> {
         let mut state = self.spool.outbox(&webhook.id).await?;
         let now = now_ms();
         if state.next_attempt_ms > now {
-            return Ok(());
+            return Ok(Memo { next_attempt_ms: state.next_attempt_ms, caught_up_at: None });
         }
         let entries = self.spool.events(&webhook.tenant, state.after_seq, BATCH).await?;
-        let Some(&(last, _)) = entries.last() else { return Ok(()) };
+        let Some(&(last, _)) = entries.last() else {
+            return Ok(Memo { next_attempt_ms: 0, caught_up_at: Some(generation) });
+        };
         // A webhook gets the events from its registration on, not the log's history.
         let entries: Vec<_> = entries.into_iter().filter(|(_, e)| e.logged_ms >= webhook.created_ms).collect();
         let body = if entries.is_empty() { None } else { payload::body(webhook.format, &webhook.id, &entries) };
         let Some(body) = body else {
             state.after_seq = last;
-            return self.spool.save_outbox(&webhook.id, Some(state)).await;
+            self.spool.save_outbox(&webhook.id, Some(state)).await?;
+            return Ok(Memo::default());
         };
         let answer = match super::check_url(&webhook.url, self.settings.allow_private).await {
             Ok(()) => self.post(webhook, body).await,
@@ -135,7 +175,9 @@ impl Dispatcher {
             }
             Err((status, error)) => self.failed(webhook, &mut state, status, error, last, entries.len(), now),
         }
-        self.spool.save_outbox(&webhook.id, Some(state)).await
+        let memo = Memo { next_attempt_ms: state.next_attempt_ms, caught_up_at: None };
+        self.spool.save_outbox(&webhook.id, Some(state)).await?;
+        Ok(memo)
     }
 
     /// Records a failed attempt: retry later, or past `give_up`, drop the batch.
@@ -194,5 +236,21 @@ impl Dispatcher {
             Ok(r) => Err((u32::from(r.status().as_u16()), format!("answered {}", r.status()))),
             Err(e) => Err((0, format!("no answer: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_is_left_alone_while_it_waits_for_a_retry_or_nothing_was_stored_since() {
+        let waiting = Memo { next_attempt_ms: 2000, caught_up_at: None };
+        assert!(waiting.idle(1000, 7));
+        assert!(!waiting.idle(2000, 7), "its retry is due");
+        let caught_up = Memo { next_attempt_ms: 0, caught_up_at: Some(7) };
+        assert!(caught_up.idle(1000, 7));
+        assert!(!caught_up.idle(1000, 8), "the spool stored a change since");
+        assert!(!Memo::default().idle(1000, 0), "nothing known: look");
     }
 }
