@@ -88,8 +88,14 @@ fn accept(
     t.messages.insert(id, record.encode_to_vec().as_slice())?;
     t.statuses.insert(id, status.encode_to_vec().as_slice())?;
     t.due.insert((status.due_ms, id), ())?;
-    t.unfinished.insert((now, id), ())?;
+    t.unfinished.insert((unfinished_since(&status), id), ())?;
     Ok((Accepted::New, Some(status)))
+}
+
+/// A message's key in the unfinished index: when it was submitted, or when it was
+/// scheduled for if later (a message waiting for its time is not late).
+fn unfinished_since(status: &Status) -> u64 {
+    status.submitted_at_ms.max(status.not_before_ms)
 }
 
 /// Replaces a message's status, moving its place in the schedule and in the unfinished
@@ -112,10 +118,10 @@ fn update(t: &mut Tables<'_>, mut status: Status, drop_body: bool) -> Result<Sta
         t.due.insert((status.due_ms, id), ())?;
     }
     if status.is_final() {
-        t.unfinished.remove((status.submitted_at_ms, id))?;
+        t.unfinished.remove((unfinished_since(&status), id))?;
     } else if was_final {
         // A failed message retried by an operator is unfinished again.
-        t.unfinished.insert((status.submitted_at_ms, id), ())?;
+        t.unfinished.insert((unfinished_since(&status), id), ())?;
     }
     t.statuses.insert(id, status.encode_to_vec().as_slice())?;
     if drop_body {

@@ -19,7 +19,8 @@
 //!   stores its events once (`webhook.rs`);
 //! - `suppressions`: lowercased address → [`record::SuppressionRecord`]
 //!   (`suppression.rs`);
-//! - `unfinished`: (submitted at ms, id) → () for every message not yet sent or failed,
+//! - `unfinished`: (submitted at ms, or the scheduled time when later, id) → () for
+//!   every message not yet sent or failed,
 //!   so the age of the oldest is one read;
 //! - `event_log`, `event_log_by_tenant`, `event_seq`: each tenant's changes and provider
 //!   events in order, paged with a cursor (`event_log.rs`);

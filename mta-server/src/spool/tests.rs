@@ -369,6 +369,13 @@ async fn a_scheduled_message_waits_in_the_spool_until_its_time() {
     let status = spool.status("later").await.unwrap().unwrap();
     assert_eq!((status.state(), status.due_ms, status.not_before_ms), (State::Queued, at, at));
     assert_eq!(spool.status("past").await.unwrap().unwrap().not_before_ms, 0);
+    // The oldest unfinished message is the one due now: one waiting for its time is not late.
+    let past = spool.status("past").await.unwrap().unwrap();
+    assert_eq!(spool.oldest_unfinished().unwrap(), Some(past.submitted_at_ms));
+    let mut done = past;
+    done.sent("sendgrid", "sg-1".into());
+    spool.update(done, true).await.unwrap();
+    assert_eq!(spool.oldest_unfinished().unwrap(), Some(at));
     drop(spool);
     let _ = std::fs::remove_file(path);
 }
