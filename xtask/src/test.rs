@@ -1,9 +1,9 @@
 //! `cargo xtask test`: what CI runs (formatting, clippy, every test), installing the
-//! test servers and tools the tests need when missing: aiosmtpd, moto, Django and the
-//! official SendGrid and Mailgun SDKs (pip; their Node SDKs with npm); PostgreSQL's
-//! server binaries, OpenSSH's server, Chromium and its WebDriver, swaks and msmtp (apt,
-//! in one run); and `cargo xtask test-manual`, the operator's check of the real
-//! providers.
+//! test servers and tools the tests need when missing: aiosmtpd, moto, Django,
+//! django-anymail and the official SendGrid and Mailgun SDKs (pip; their Node SDKs with
+//! npm); PostgreSQL's server binaries, OpenSSH's server, Chromium and its WebDriver,
+//! swaks and msmtp (apt, in one run); and `cargo xtask test-manual`, the operator's
+//! check of the real providers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -43,13 +43,15 @@ pub(crate) fn test() -> Result<()> {
     // The SMTP provider is tested against a real SMTP server, aiosmtpd from PyPI; the SES
     // provider against moto, an Amazon SES emulator from PyPI (`moto_server`).
     // SMTP submission is tested with Django's SMTP backend (5.2: 6.x needs a newer
-    // Python); the SendGrid- and Mailgun-shaped APIs with the providers' official SDKs.
+    // Python); the SendGrid- and Mailgun-shaped APIs with the providers' official SDKs
+    // and django-anymail.
     for (module, package) in [
         ("aiosmtpd", "aiosmtpd"),
         ("moto.server", "moto[server]"),
         ("django", "django==5.2.*"),
         ("sendgrid", "sendgrid>=6.12,<6.13"),
         ("mailgun.client", "mailgun>=1.10,<1.11"),
+        ("anymail", "django-anymail>=15,<16"),
     ] {
         pip_install_missing(module, package)?;
     }

@@ -1,11 +1,12 @@
 //! The SendGrid- and Mailgun-shaped APIs through the official SDKs, changed only in
-//! their base URL: Python `sendgrid` 6.12 and `mailgun` 1.10 (`sdk.py`), Node
-//! `@sendgrid/mail` 8.1 and `mailgun.js` 14 (`sdk.js`), all installed by `cargo xtask
-//! test`. backend-server, mta-server with a fake SendGrid behind it, and client-api run
+//! their base URL: Python `sendgrid` 6.12, `mailgun` 1.10 and django-anymail 15
+//! (`sdk.py`), Node `@sendgrid/mail` 8.1 and `mailgun.js` 14 (`sdk.js`), all installed
+//! by `cargo xtask test`. backend-server, mta-server with a fake SendGrid behind it, and client-api run
 //! in this process on loopback ports; the SDKs run in `python3` and `node`, trusting
 //! the edge's generated certificate. What they report is what an app would see, and
 //! what reaches the fake provider is what a recipient would get.
 
+mod anymail;
 mod mailgun;
 mod node;
 mod read;

@@ -1,5 +1,6 @@
-"""Drives the official Python SDKs (sendgrid 6.12, mailgun 1.10) against BitMail's edge,
-unchanged but for their base URL, and prints what the SDK answered as one JSON object:
+"""Drives the official Python SDKs (sendgrid 6.12, mailgun 1.10) and django-anymail 15
+against BitMail's edge, unchanged but for their base URL, and prints what the SDK
+answered as one JSON object:
 {"status", "headers", "body"} and, when the SDK raised, "raised" (the exception's class).
 
 Usage: python3 sdk.py SCENARIO '{"url": ..., "key": ..., ...}'
@@ -162,6 +163,38 @@ def mailgun_mime(args):
     mailgun_answer(response)
 
 
+# --- django-anymail -----------------------------------------------------------------
+
+def anymail_send(args):
+    """django-anymail's SendGrid or Mailgun backend, pointed at the edge by its API URL."""
+    import django
+    from django.conf import settings
+
+    if args["esp"] == "sendgrid":
+        config = {"SENDGRID_API_KEY": args["key"], "SENDGRID_API_URL": args["url"] + "/v3/"}
+    else:
+        config = {"MAILGUN_API_KEY": args["key"], "MAILGUN_API_URL": args["url"] + "/v3",
+                  "MAILGUN_SENDER_DOMAIN": args["domain"]}
+    settings.configure(EMAIL_BACKEND="anymail.backends.%s.EmailBackend" % args["esp"], ANYMAIL=config,
+                       INSTALLED_APPS=["anymail"])
+    django.setup()
+    from anymail.message import AnymailMessage
+
+    message = AnymailMessage(subject="Hello from Django", body="Plain body", from_email="Ada <ada@bitmail.test>",
+                             to=["bob@example.net"])
+    message.attach_alternative("<p>HTML body</p>", "text/html")
+    message.attach("report.pdf", b"%PDF-1.4 report", "application/pdf")
+    message.metadata = {"order": "42"}
+    message.tags = ["welcome"]
+    try:
+        message.send()
+    except Exception as e:
+        answer(0, {}, str(e), type(e).__name__)
+        return
+    status = message.anymail_status
+    answer(200, {}, json.dumps({"status": sorted(status.status), "message_id": str(status.message_id)}))
+
+
 SCENARIOS = {
     "sendgrid_rich": sendgrid_rich,
     "sendgrid_plain": sendgrid_plain,
@@ -170,6 +203,7 @@ SCENARIOS = {
     "mailgun_rich": mailgun_rich,
     "mailgun_plain": mailgun_plain,
     "mailgun_mime": mailgun_mime,
+    "anymail_send": anymail_send,
 }
 
 if __name__ == "__main__":
