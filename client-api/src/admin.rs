@@ -215,6 +215,14 @@ pub(crate) async fn list_keys(admin: Admin, Path(tenant): Path<String>) -> Resul
     Ok(Json(json!({ "keys": list.into_inner().keys.iter().map(key_json).collect::<Vec<_>>() })))
 }
 
+/// `GET /api/admin/tenants/{id}/webhooks`: the tenant's app webhooks and how their
+/// delivery is going (last attempt, status, error, failures in a row, dropped events).
+pub(crate) async fn list_webhooks(admin: Admin, Path(tenant): Path<String>) -> Result<Json<Value>, ApiError> {
+    let list = admin.upstream.mta.clone().list_webhooks(admin.request(pb::ListWebhooksRequest { tenant })).await?;
+    let webhooks: Vec<Value> = list.into_inner().webhooks.iter().map(crate::app_api::hooks::webhook_json).collect();
+    Ok(Json(json!({ "webhooks": webhooks })))
+}
+
 /// `POST /api/admin/tenants/{id}/keys`: the secret is in this answer only.
 pub(crate) async fn create_key(
     admin: Admin,

@@ -25,6 +25,9 @@
 //!   mta-server's status changes;
 //! - `webhooks`: the providers' event and inbound webhooks, forwarded untouched to
 //!   mta-server;
+//! - `app_api`: the SendGrid- and Mailgun-shaped sending APIs for applications, with
+//!   the app's own key forwarded to mta-server (`sendgrid`, `mailgun`, `mime`; `form`
+//!   and `submit` below them);
 //! - `inbound`: received mail (parsed by mta-server) put into local users' inboxes;
 //! - `admin`, `admin_ops`, `admin_audit`, `admin_csv`: the admin console's API (tenants,
 //!   keys, usage; providers, suppressions; the audit log and its CSV export), for users
@@ -56,6 +59,7 @@ mod admin;
 mod admin_audit;
 mod admin_csv;
 mod admin_ops;
+mod app_api;
 mod assets;
 mod compose;
 mod csrf;

@@ -20,6 +20,8 @@
 //! | `GET /admin/...`, `GET /admin/assets/*` | the webmail with the admin console (`web_dir/admin`), when built; every path under `/admin/` gets its page |
 //! | `POST /webhooks/{provider}/events` | a provider's event webhook, see [`crate::webhooks`] |
 //! | `POST /webhooks/{provider}/inbound` | a provider's inbound mail webhook, see [`crate::webhooks`] |
+//! | `POST /v3/mail/send` | SendGrid-shaped sending with a tenant key, see [`crate::app_api`] |
+//! | `POST /v3/{domain}/messages`, `/v3/{domain}/messages.mime` | Mailgun-shaped sending with a tenant key |
 //!
 //! The admin console's API (see [`crate::admin`]; times in ms since the epoch):
 //!
@@ -30,6 +32,7 @@
 //! | `GET`, `POST /api/admin/tenants/{id}/keys` | its keys; a new one `{name, scopes, expires_ms?}`, answered with its secret once |
 //! | `POST /api/admin/keys/{id}/revoke` | revokes a key |
 //! | `GET /api/admin/tenants/{id}/usage` | messages per UTC day, the last 31 days |
+//! | `GET /api/admin/tenants/{id}/webhooks` | the tenant's app webhooks and how their delivery is going |
 //! | `GET /api/admin/providers`, `POST .../{name}/pause`, `.../{name}/resume` | provider health; pausing and resuming |
 //! | `GET /api/admin/suppressions?q&limit`, `POST`, `DELETE .../{address}` | the suppression list |
 //! | `GET /api/admin/audit?actor&tenant&since_ms&until_ms&page_token&limit` | the audit log, a page |
@@ -51,7 +54,8 @@ use axum::routing::{delete, get, post};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{
-    admin, admin_audit, admin_csv, admin_ops, compose, csrf, health, mail, metrics, page, session, status, webhooks,
+    admin, admin_audit, admin_csv, admin_ops, app_api, compose, csrf, health, mail, metrics, page, session, status,
+    webhooks,
 };
 
 /// The admin console's API.
@@ -61,6 +65,7 @@ fn admin_routes() -> Router<Arc<AppState>> {
         .route("/api/admin/tenants/{id}", axum::routing::patch(admin::update_tenant))
         .route("/api/admin/tenants/{id}/keys", get(admin::list_keys).post(admin::create_key))
         .route("/api/admin/tenants/{id}/usage", get(admin::usage))
+        .route("/api/admin/tenants/{id}/webhooks", get(admin::list_webhooks))
         .route("/api/admin/keys/{id}/revoke", post(admin::revoke_key))
         .route("/api/admin/providers", get(admin_ops::providers))
         .route("/api/admin/providers/{name}/pause", post(admin_ops::pause))
@@ -85,6 +90,7 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize, max_inbound_by
         .merge(admin_routes())
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("no such endpoint".into()) }))
         .merge(webhooks::routes(max_inbound_bytes))
+        .merge(app_api::routes())
         .fallback(page::page)
         .layer(middleware::from_fn(csrf::csrf_checked_writes))
         .layer(middleware::from_fn(csrf::same_origin_writes))

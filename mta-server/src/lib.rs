@@ -26,6 +26,7 @@
 //! - [`tenancy`]: a node's tenant store and what is built on it, from `[tenants]`; the
 //!   `create-key` command;
 //! - [`service`]: the gRPC `bitmail.v1.Mta` service;
+//! - [`outbox`]: webhooks to the tenants' apps, delivered from the spool's event log;
 //! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown (only
 //!   `main.rs` uses [`server`]; providers and the scheduler are built by
 //!   [`provider::from_config`] and [`scheduler::from_config`], the other settings by
@@ -45,6 +46,7 @@ pub mod inbound;
 pub mod keys;
 pub mod limits;
 pub mod message;
+pub mod outbox;
 pub mod provider;
 pub mod provider_check;
 pub mod receive;

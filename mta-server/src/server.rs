@@ -43,6 +43,8 @@ pub struct Server {
     metrics: Registry,
     keep_statuses: Duration,
     grace: Duration,
+    /// Delivers the tenants' webhooks from the spool's event log.
+    outbox: crate::outbox::dispatch::Dispatcher,
 }
 
 impl Server {
@@ -77,17 +79,25 @@ impl Server {
             wake.clone(),
         );
         let tenancy = crate::tenancy::open(config).await?;
-        let listener = TcpListener::bind(config.listen).await?;
-        let service = Arc::new(MtaService::new(
+        let outbox = crate::outbox::dispatch::Dispatcher::new(
             spool.clone(),
-            Limits { max_message_bytes: config.max_message_bytes, max_recipients: config.max_recipients },
-            health.clone(),
-            wake,
-            webhooks(config)?,
-            (&config.suppression).into(),
-            metrics.clone(),
-            tenancy.tenancy.clone(),
-        ));
+            crate::outbox::Webhooks::new(tenancy.tenancy.registry.store().clone()),
+            (&config.outbox).into(),
+        )?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let service = Arc::new(
+            MtaService::new(
+                spool.clone(),
+                Limits { max_message_bytes: config.max_message_bytes, max_recipients: config.max_recipients },
+                health.clone(),
+                wake,
+                webhooks(config)?,
+                (&config.suppression).into(),
+                metrics.clone(),
+                tenancy.tenancy.clone(),
+            )
+            .allow_private_webhooks(config.outbox.allow_private_urls),
+        );
         let state_dir = config.spool.path.parent().unwrap_or(std::path::Path::new("."));
         let smtp = SmtpServer::bind(
             &config.smtp,
@@ -116,6 +126,7 @@ impl Server {
             health,
             delivery,
             grace: Duration::from_secs(config.shutdown_grace_secs),
+            outbox,
         })
     }
 
@@ -170,11 +181,16 @@ impl Server {
         });
         let pruner = tokio::spawn(prune_forever(self.spool.clone(), self.keep_statuses));
         let smtp = self.smtp.map(|smtp| tokio::spawn(smtp.serve(stop_rx.clone())));
+        let mut stop_outbox = stop_rx.clone();
+        let outbox = tokio::spawn(self.outbox.run(async move {
+            let _ = stop_outbox.wait_for(|stop| *stop).await;
+        }));
         let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics);
         let served = bitmail_runtime::grpc::serve(routes, self.listener, shutdown, self.grace).await;
 
         pruner.abort();
         watcher.abort();
+        outbox.abort();
         let _ = stop_tx.send(true);
         if let Some(smtp) = smtp {
             let _ = smtp.await;
@@ -192,7 +208,7 @@ async fn prune_forever(spool: Spool, keep_statuses: Duration) {
     loop {
         loop {
             match spool.prune(bitmail_runtime::time::now_ms(), keep_ms).await {
-                Ok(p) if p.statuses == crate::spool::PRUNE_BATCH || p.keys == crate::spool::PRUNE_BATCH => {
+                Ok(p) if [p.statuses, p.keys, p.events].contains(&crate::spool::PRUNE_BATCH) => {
                     tokio::task::yield_now().await;
                 }
                 Ok(p) => {

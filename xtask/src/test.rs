@@ -1,8 +1,9 @@
 //! `cargo xtask test`: what CI runs (formatting, clippy, every test), installing the
-//! test servers and tools the tests need when missing: aiosmtpd, moto and Django (pip);
-//! PostgreSQL's server binaries, OpenSSH's server, Chromium and its WebDriver, swaks and
-//! msmtp (apt, in one run);
-//! and `cargo xtask test-manual`, the operator's check of the real providers.
+//! test servers and tools the tests need when missing: aiosmtpd, moto, Django,
+//! django-anymail and the official SendGrid and Mailgun SDKs (pip; their Node SDKs with
+//! npm); PostgreSQL's server binaries, OpenSSH's server, Chromium and its WebDriver,
+//! swaks and msmtp (apt, in one run); and `cargo xtask test-manual`, the operator's
+//! check of the real providers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,7 +12,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::out::tell;
 use crate::web::web;
-use crate::{cargo, check, root, step};
+use crate::{cargo, check, root, step, target_dir};
 
 pub(crate) fn test() -> Result<()> {
     // A fresh rustup toolchain may lack these components; adding them is a no-op when
@@ -42,19 +43,58 @@ pub(crate) fn test() -> Result<()> {
     // The SMTP provider is tested against a real SMTP server, aiosmtpd from PyPI; the SES
     // provider against moto, an Amazon SES emulator from PyPI (`moto_server`).
     // SMTP submission is tested with Django's SMTP backend (5.2: 6.x needs a newer
-    // Python).
-    for (module, package) in [("aiosmtpd", "aiosmtpd"), ("moto.server", "moto[server]"), ("django", "django==5.2.*")] {
+    // Python); the SendGrid- and Mailgun-shaped APIs with the providers' official SDKs
+    // and django-anymail.
+    for (module, package) in [
+        ("aiosmtpd", "aiosmtpd"),
+        ("moto.server", "moto[server]"),
+        ("django", "django==5.2.*"),
+        ("sendgrid", "sendgrid>=6.12,<6.13"),
+        ("mailgun.client", "mailgun>=1.10,<1.11"),
+        ("anymail", "django-anymail>=15,<16"),
+    ] {
         pip_install_missing(module, package)?;
     }
+    let node_sdks = node_sdks()?;
     if let Some(dir) = std::env::var_os("BITMAIL_PG_BIN")
         && !Path::new(&dir).join("initdb").is_file()
     {
         bail!("BITMAIL_PG_BIN={} holds no initdb", Path::new(&dir).display());
     }
     step("cargo test --workspace");
-    check(cargo().args(["test", "--workspace"]).env("BITMAIL_WEB_DIR", &web_dir).status(), "cargo test")?;
+    check(
+        cargo()
+            .args(["test", "--workspace"])
+            .env("BITMAIL_WEB_DIR", &web_dir)
+            .env("BITMAIL_NODE_SDKS", &node_sdks)
+            .status(),
+        "cargo test",
+    )?;
     tell!("\nall checks passed");
     Ok(())
+}
+
+/// The official Node SDKs the SendGrid- and Mailgun-shaped APIs are tested with, from
+/// npm into target/node-sdks when missing; answers that folder.
+const NODE_SDKS: [&str; 3] = ["@sendgrid/mail@8.1", "mailgun.js@14", "form-data@4"];
+
+fn node_sdks() -> Result<PathBuf> {
+    let dir = target_dir().join("node-sdks");
+    let modules = dir.join("node_modules");
+    if modules.join("@sendgrid/mail").is_dir() && modules.join("mailgun.js").is_dir() {
+        return Ok(dir);
+    }
+    step(&format!("npm install {} (the Node SDKs' tests)", NODE_SDKS.join(" ")));
+    std::fs::create_dir_all(&dir)?;
+    check(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&dir)
+            .args(NODE_SDKS)
+            .status(),
+        "npm install of the Node SDKs (Node.js with npm is needed)",
+    )?;
+    Ok(dir)
 }
 
 /// `python3 -m pip install PACKAGE` unless `import MODULE` already works.

@@ -114,6 +114,8 @@ impl pb::admin_server::Admin for AdminService {
             tenant: caller.tenant.id.clone(),
             key_prefix: caller.prefix(),
             scopes: caller.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            domains: caller.tenant.domains.clone(),
+            addresses: caller.tenant.addresses.clone(),
         }))
     }
 

@@ -39,6 +39,12 @@
 //! max_recipients = 100
 //! max_message_bytes = 41943040
 //!
+//! [outbox]                     # webhooks to the tenants' apps
+//! allow_private_urls = false     # true: http and loopback/private addresses too (tests, labs)
+//! retry_initial_ms = 1000        # a failing webhook is retried after this, doubling...
+//! retry_max_ms = 3600000         # ...up to this
+//! give_up_hours = 72             # then the batch is dropped (at least 24)
+//!
 //! [smtp]                       # SMTP submission: see config/smtp.rs; off by default
 //! submission = "0.0.0.0:587"
 //!
@@ -133,6 +139,8 @@ pub struct Config {
     pub retry: RetryConfig,
     pub suppression: SuppressionConfig,
     pub tenants: TenantsConfig,
+    /// Webhooks to the tenants' apps.
+    pub outbox: OutboxConfig,
     /// SMTP submission listeners (`config/smtp.rs`); none by default.
     pub smtp: SmtpListenConfig,
     /// Tried in the order the scheduler picks; names must be unique.
@@ -217,6 +225,28 @@ impl Default for SuppressionConfig {
     }
 }
 
+/// The tenants' webhooks (`crate::outbox`): which URLs they may register, and how a
+/// failing one is retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct OutboxConfig {
+    /// Whether a webhook URL may be plain `http` or name (or resolve to) a loopback,
+    /// private, link-local or unspecified address. Off by default: a tenant must not
+    /// make mta-server call into its own network.
+    pub allow_private_urls: bool,
+    /// The first retry of a failing webhook, doubling up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// A batch still failing after this long is given up (counted as dropped).
+    pub give_up_hours: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self { allow_private_urls: false, retry_initial_ms: 1000, retry_max_ms: 3_600_000, give_up_hours: 72 }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RetryConfig {
@@ -240,6 +270,7 @@ impl Default for Config {
             retry: RetryConfig::default(),
             suppression: SuppressionConfig::default(),
             tenants: TenantsConfig::default(),
+            outbox: OutboxConfig::default(),
             smtp: SmtpListenConfig::default(),
             providers: Vec::new(),
         }
@@ -290,6 +321,12 @@ impl Validate for Config {
             problems.push("spool.path: must not be empty".into());
         }
         self.tenants.validate(problems);
+        if self.outbox.retry_initial_ms == 0 || self.outbox.retry_max_ms < self.outbox.retry_initial_ms {
+            problems.push("outbox.retry_initial_ms: more than 0 and at most outbox.retry_max_ms".into());
+        }
+        if self.outbox.give_up_hours < 24 {
+            problems.push("outbox.give_up_hours: at least 24".into());
+        }
         self.smtp.validate(problems);
         if self.spool.keep_statuses_days == 0 {
             problems.push("spool.keep_statuses_days: at least 1".into());

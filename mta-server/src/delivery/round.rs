@@ -254,7 +254,7 @@ fn defer(shared: &Shared, status: &mut Status, message: &Message, last_error: St
         until + Duration::from_millis(fastrand::u64(0..1000))
     };
     let next = now + delay.as_millis() as u64;
-    let age = Duration::from_millis(next.saturating_sub(to_ms(message.submitted_at)));
+    let age = Duration::from_millis(next.saturating_sub(to_ms(message.submitted_at).max(status.not_before_ms)));
     if age > shared.retry.max_age {
         warn!(rounds = status.rounds, error = %last_error, "giving up: past the maximum age");
         status.fail(format!("not delivered after {} round(s); last error: {last_error}", status.rounds));

@@ -7,10 +7,14 @@
 //!
 //! - `submit`: `Submit` (tenant, `From` rule, quotas, suppressions, spool);
 //! - `receive`: `ReceiveWebhook`;
+//! - `events`: `ListEvents`, a page of the tenant's event log;
+//! - `webhooks`: `CreateWebhook`, `ListWebhooks`, `DeleteWebhook`, the apps' webhooks;
 //! - `wire`: statuses, providers and suppressions as the answers show them.
 
+mod events;
 mod receive;
 mod submit;
+mod webhooks;
 mod wire;
 
 use std::collections::HashMap;
@@ -57,6 +61,8 @@ pub struct MtaService {
     metrics: Metrics,
     tenancy: Tenancy,
     tenants: submit::TenantCache,
+    /// `[outbox] allow_private_urls`: webhook URLs may be http or private addresses.
+    allow_private_webhooks: bool,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::MessageStatus, Status>> + Send>>;
@@ -73,7 +79,24 @@ impl MtaService {
         metrics: Metrics,
         tenancy: Tenancy,
     ) -> Self {
-        Self { spool, limits, health, wake, webhooks, suppression, metrics, tenancy, tenants: Default::default() }
+        Self {
+            spool,
+            limits,
+            health,
+            wake,
+            webhooks,
+            suppression,
+            metrics,
+            tenancy,
+            tenants: Default::default(),
+            allow_private_webhooks: false,
+        }
+    }
+
+    /// Lets tenants register http and private-address webhook URLs (tests, labs).
+    pub fn allow_private_webhooks(mut self, allow: bool) -> Self {
+        self.allow_private_webhooks = allow;
+        self
     }
 
     fn count_submission(&self, result: &str) {
@@ -370,6 +393,34 @@ impl pb::mta_server::Mta for MtaService {
     ) -> Result<Response<pb::WebhookResponse>, Status> {
         caller(&request)?.require(Scope::Service)?;
         self.receive(request.into_inner()).await
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        MtaService::list_events(self, request).await
+    }
+
+    async fn create_webhook(
+        &self,
+        request: Request<pb::CreateWebhookRequest>,
+    ) -> Result<Response<pb::AppWebhook>, Status> {
+        MtaService::create_webhook(self, request).await
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        MtaService::list_webhooks(self, request).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<pb::DeleteWebhookRequest>,
+    ) -> Result<Response<pb::AppWebhook>, Status> {
+        MtaService::delete_webhook(self, request).await
     }
 
     async fn list_suppressions(

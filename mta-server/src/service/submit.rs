@@ -52,6 +52,22 @@ impl TenantCache {
     }
 }
 
+/// How far ahead a message may be scheduled (`not_before_unix_ms`).
+pub(crate) const MAX_SCHEDULE_AHEAD_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// When a message may first be delivered (ms), if later than now; INVALID_ARGUMENT
+/// past [`MAX_SCHEDULE_AHEAD_MS`].
+fn not_before(at_ms: i64, now_ms: u64) -> Result<Option<u64>, Status> {
+    let Ok(at) = u64::try_from(at_ms) else { return Ok(None) };
+    if at <= now_ms {
+        return Ok(None);
+    }
+    if at - now_ms > MAX_SCHEDULE_AHEAD_MS {
+        return Err(Status::invalid_argument("not_before_unix_ms: at most 7 days ahead"));
+    }
+    Ok(Some(at))
+}
+
 impl MtaService {
     pub(super) async fn submit(
         &self,
@@ -81,6 +97,10 @@ impl MtaService {
         // reveals a message id. Tenant ids hold no `:`.
         let idempotency =
             (!request.idempotency_key.is_empty()).then(|| format!("{}:{}", tenant.id, request.idempotency_key));
+        let validate_only = request.validate_only;
+        let not_before_ms = not_before(request.not_before_unix_ms, now_ms()).inspect_err(|_| {
+            self.count_submission("invalid");
+        })?;
         let id = uuid::Uuid::now_v7().to_string();
         let mut message = validate(request, id.clone(), self.limits).map_err(|e| {
             self.count_submission("invalid");
@@ -100,6 +120,11 @@ impl MtaService {
             quota_status(&e)
         })?;
         self.check_suppressions(&message, &tenant.id).await.inspect_err(|_| self.count_submission("suppressed"))?;
+        if validate_only {
+            // Nothing admitted: an allowance already taken goes back when dropped.
+            self.count_submission("validated");
+            return Ok(pb::SubmitResponse { message_id: String::new(), duplicate: false });
+        }
         let admitted = match admitted {
             Some(admitted) => admitted,
             None => self.tenancy.quota.admit(tenant, now_ms()).await.map_err(|e| {
@@ -107,7 +132,7 @@ impl MtaService {
                 quota_status(&e)
             })?,
         };
-        let accepted = self.spool.accept(&message, &tenant.id, idempotency).await.inspect_err(|e| {
+        let accepted = self.spool.accept(&message, &tenant.id, idempotency, not_before_ms).await.inspect_err(|e| {
             self.count_submission(if matches!(e, SpoolError::Full { .. }) { "spool_full" } else { "error" })
         })?;
         match accepted {
@@ -140,5 +165,24 @@ impl MtaService {
             return Err(Status::permission_denied(format!("tenant {named:?} is suspended")));
         }
         Ok(tenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_is_a_time_to_come_at_most_seven_days_ahead() {
+        let now = 1_000_000;
+        assert_eq!(not_before(0, now).unwrap(), None);
+        assert_eq!(not_before(-5, now).unwrap(), None);
+        assert_eq!(not_before(999_999, now).unwrap(), None);
+        assert_eq!(not_before(1_000_001, now).unwrap(), Some(1_000_001));
+        let limit = (now + MAX_SCHEDULE_AHEAD_MS) as i64;
+        assert_eq!(not_before(limit, now).unwrap(), Some(limit as u64));
+        let e = not_before(limit + 1, now).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().starts_with("not_before_unix_ms:"), "{}", e.message());
     }
 }

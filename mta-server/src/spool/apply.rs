@@ -8,15 +8,15 @@ use redb::ReadableTable;
 use super::record::{MessageRecord, Status};
 use super::schema::{IDEMPOTENCY_WINDOW_MS, Tables};
 use super::writer::{Applied, Op, Reply};
-use super::{Accepted, prune, suppression, webhook};
+use super::{Accepted, event_log, prune, suppression, webhook};
 
 impl Applied {
     /// Applies one operation, keeping its answer and the statuses it changed. An error
     /// is a storage failure: the whole transaction is given up.
     pub(crate) fn apply(&mut self, t: &mut Tables<'_>, op: Op) -> Result<(), redb::Error> {
         match op {
-            Op::Accept { record, tenant, key, reply } => {
-                let (accepted, status) = accept(t, &record, tenant, key.as_deref())?;
+            Op::Accept { record, tenant, key, not_before_ms, reply } => {
+                let (accepted, status) = accept(t, &record, tenant, key.as_deref(), not_before_ms)?;
                 self.changed.extend(status);
                 self.replies.push(Reply::Accept(reply, Ok(accepted)));
             }
@@ -38,6 +38,13 @@ impl Applied {
                 suppression::suppress(t, &address, &record)?;
                 self.replies.push(Reply::Done(reply, Ok(())));
             }
+            Op::Outbox { webhook, state, reply } => {
+                match state {
+                    Some(state) => t.outbox.insert(webhook.as_str(), state.encode_to_vec().as_slice()).map(drop)?,
+                    None => t.outbox.remove(webhook.as_str()).map(drop)?,
+                }
+                self.replies.push(Reply::Done(reply, Ok(())));
+            }
             Op::Unsuppress { address, tenant, reply } => {
                 self.replies.push(Reply::Removed(reply, Ok(suppression::unsuppress(t, &address, &tenant)?)));
             }
@@ -46,14 +53,15 @@ impl Applied {
     }
 }
 
-/// Stores a new message, queued and due at once, unless `key` was used within its
-/// window: then nothing is stored and the first message's id is the answer. Also
-/// answers the new status, if any.
+/// Stores a new message, queued and due at once (or at `not_before_ms`), unless `key`
+/// was used within its window: then nothing is stored and the first message's id is
+/// the answer. Also answers the new status, if any.
 fn accept(
     t: &mut Tables<'_>,
     record: &MessageRecord,
     tenant: String,
     key: Option<&str>,
+    not_before_ms: Option<u64>,
 ) -> Result<(Accepted, Option<Status>), redb::Error> {
     let now = record.submitted_at_ms;
     let id = record.id.as_str();
@@ -70,12 +78,24 @@ fn accept(
         t.keys.insert(key, (id, now))?;
         t.keys_by_time.insert((now, key), ())?;
     }
-    let status = Status::new(record.id.clone(), tenant, now);
+    let mut status = Status::new(record.id.clone(), tenant, now);
+    status.metadata = record.metadata.clone();
+    if let Some(at) = not_before_ms.filter(|at| *at > now) {
+        status.due_ms = at;
+        status.not_before_ms = at;
+    }
+    event_log::queued(t, &status)?;
     t.messages.insert(id, record.encode_to_vec().as_slice())?;
     t.statuses.insert(id, status.encode_to_vec().as_slice())?;
-    t.due.insert((now, id), ())?;
-    t.unfinished.insert((now, id), ())?;
+    t.due.insert((status.due_ms, id), ())?;
+    t.unfinished.insert((unfinished_since(&status), id), ())?;
     Ok((Accepted::New, Some(status)))
+}
+
+/// A message's key in the unfinished index: when it was submitted, or when it was
+/// scheduled for if later (a message waiting for its time is not late).
+fn unfinished_since(status: &Status) -> u64 {
+    status.submitted_at_ms.max(status.not_before_ms)
 }
 
 /// Replaces a message's status, moving its place in the schedule and in the unfinished
@@ -86,6 +106,7 @@ fn update(t: &mut Tables<'_>, mut status: Status, drop_body: bool) -> Result<Sta
     let old = t.statuses.get(id)?.and_then(|v| Status::decode(v.value()).ok());
     let old_due = old.as_ref().map(|s| s.due_ms);
     let was_final = old.as_ref().is_some_and(Status::is_final);
+    event_log::state_change(t, old.as_ref(), &status)?;
     // Events are the writer's to append; a round's copy may be older.
     if let Some(old) = old {
         status.events = old.events;
@@ -97,10 +118,10 @@ fn update(t: &mut Tables<'_>, mut status: Status, drop_body: bool) -> Result<Sta
         t.due.insert((status.due_ms, id), ())?;
     }
     if status.is_final() {
-        t.unfinished.remove((status.submitted_at_ms, id))?;
+        t.unfinished.remove((unfinished_since(&status), id))?;
     } else if was_final {
         // A failed message retried by an operator is unfinished again.
-        t.unfinished.insert((status.submitted_at_ms, id), ())?;
+        t.unfinished.insert((unfinished_since(&status), id), ())?;
     }
     t.statuses.insert(id, status.encode_to_vec().as_slice())?;
     if drop_body {

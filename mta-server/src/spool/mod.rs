@@ -5,7 +5,7 @@
 //! leaves either the old or the new state, never a torn one; a corrupt file is reported
 //! when opened, not silently emptied. It compiles fast and needs no C toolchain.
 //!
-//! Tables (`schema.rs`), ten of them:
+//! Tables (`schema.rs`), fourteen of them:
 //! - `messages`: id → [`record::MessageRecord`] (removed once the message is sent or
 //!   failed: the body is no longer needed);
 //! - `statuses`: id → [`record::Status`];
@@ -19,8 +19,12 @@
 //!   stores its events once (`webhook.rs`);
 //! - `suppressions`: lowercased address → [`record::SuppressionRecord`]
 //!   (`suppression.rs`);
-//! - `unfinished`: (submitted at ms, id) → () for every message not yet sent or failed,
-//!   so the age of the oldest is one read.
+//! - `unfinished`: (submitted at ms, or the scheduled time when later, id) → () for
+//!   every message not yet sent or failed,
+//!   so the age of the oldest is one read;
+//! - `event_log`, `event_log_by_tenant`, `event_seq`: each tenant's changes and provider
+//!   events in order, paged with a cursor (`event_log.rs`);
+//! - `outbox`: webhook id → how far this node delivered the event log to it.
 //!
 //! The modules:
 //! - [`record`]: the stored records (prost), apart from the wire types;
@@ -58,6 +62,7 @@
 //! idempotency key (kept 24 hours) to be safe.
 
 mod apply;
+mod event_log;
 mod prune;
 mod read;
 pub mod record;
@@ -171,22 +176,25 @@ impl Spool {
         answer.await.map_err(|_| SpoolError::Closed)?
     }
 
-    /// Stores a new message, durably, and schedules it for delivery now. With an
-    /// idempotency key already used in the last 24 hours, stores nothing and answers the
-    /// first message's id. The message is `tenant`'s; idempotency keys are the caller's
-    /// to scope (service.rs prefixes them with the tenant).
+    /// Stores a new message, durably, and schedules it for delivery now, or for
+    /// `not_before_ms` when given (a time to come: it waits in the spool until then,
+    /// and its maximum age counts from then). With an idempotency key already used in
+    /// the last 24 hours, stores nothing and answers the first message's id. The message
+    /// is `tenant`'s; idempotency keys are the caller's to scope (service.rs prefixes
+    /// them with the tenant).
     pub(crate) async fn accept(
         &self,
         message: &Message,
         tenant: &str,
         key: Option<String>,
+        not_before_ms: Option<u64>,
     ) -> Result<Accepted, SpoolError> {
         let used = self.bytes_on_disk();
         if used >= self.quota {
             return Err(SpoolError::Full { used, quota: self.quota });
         }
         let record = MessageRecord::from(message);
-        self.write(|reply| Op::Accept { record, tenant: tenant.to_owned(), key, reply }).await
+        self.write(|reply| Op::Accept { record, tenant: tenant.to_owned(), key, not_before_ms, reply }).await
     }
 
     /// Replaces a message's status, durably, moving its place in the schedule to
@@ -225,6 +233,16 @@ impl Spool {
     /// false when there was none.
     pub(crate) async fn unsuppress(&self, address: String, tenant: String) -> Result<bool, SpoolError> {
         self.write(|reply| Op::Unsuppress { address, tenant, reply }).await
+    }
+
+    /// Stores how far a webhook got (`None`: forgets it, for a deleted webhook).
+    pub(crate) async fn save_outbox(
+        &self,
+        webhook: &str,
+        state: Option<record::OutboxState>,
+    ) -> Result<(), SpoolError> {
+        let webhook = webhook.to_owned();
+        self.write(|reply| Op::Outbox { webhook, state, reply }).await
     }
 
     /// Records a provider's health; written with the next commit.

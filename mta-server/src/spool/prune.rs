@@ -15,15 +15,17 @@ pub(crate) const PRUNE_BATCH: usize = 2048;
 pub struct Pruned {
     pub statuses: usize,
     pub keys: usize,
+    pub events: usize,
 }
 
-/// Expired idempotency keys, final statuses past `keep_status_ms` (with any body left),
-/// and webhook event ids and tokens past their memory.
+/// Expired idempotency keys, final statuses and event log entries past
+/// `keep_status_ms` (with any body left), and webhook event ids and tokens past their memory.
 pub(crate) fn prune(t: &mut Tables<'_>, now_ms: u64, keep_status_ms: u64) -> Result<Pruned, redb::Error> {
     let keys = expired_keys(t, now_ms.saturating_sub(IDEMPOTENCY_WINDOW_MS))?;
     let statuses = old_statuses(t, now_ms.saturating_sub(keep_status_ms))?;
+    let events = super::event_log::prune(t, now_ms.saturating_sub(keep_status_ms))?;
     forget_webhooks(t, now_ms.saturating_sub(WEBHOOK_MEMORY_MS))?;
-    Ok(Pruned { statuses, keys })
+    Ok(Pruned { statuses, keys, events })
 }
 
 /// The oldest entries of a by-time index before `before`, at most [`PRUNE_BATCH`].

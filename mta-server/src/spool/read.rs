@@ -51,6 +51,29 @@ impl Spool {
         .await
     }
 
+    /// Up to `limit` of `tenant`'s event log entries after sequence number `after`
+    /// (0: from the start), in order, with their sequence numbers.
+    pub(crate) async fn events(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, super::record::LoggedEvent)>, SpoolError> {
+        let tenant = tenant.to_owned();
+        self.read(move |txn| super::event_log::page(txn, &tenant, after, limit)).await
+    }
+
+    /// How far a webhook got on this node (the default: nothing delivered yet).
+    pub(crate) async fn outbox(&self, webhook: &str) -> Result<super::record::OutboxState, SpoolError> {
+        let webhook = webhook.to_owned();
+        self.read(move |txn| {
+            let table = txn.open_table(super::schema::OUTBOX).map_err(storage)?;
+            let Some(v) = table.get(webhook.as_str()).map_err(storage)? else { return Ok(Default::default()) };
+            super::record::OutboxState::decode(v.value()).map_err(storage)
+        })
+        .await
+    }
+
     /// Every saved provider health.
     pub(crate) async fn load_health(&self) -> Result<Vec<(String, Vec<u8>)>, SpoolError> {
         self.read(|txn| {

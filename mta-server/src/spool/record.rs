@@ -111,6 +111,69 @@ pub struct Status {
     /// existed, which belong to the default tenant ([`Status::tenant`]).
     #[prost(string, tag = "13")]
     pub tenant: String,
+    /// When the message was scheduled for (`SubmitRequest.not_before_unix_ms`); 0: at
+    /// once. Its maximum age counts from then.
+    #[prost(uint64, tag = "14")]
+    pub not_before_ms: u64,
+    /// The message's metadata (SendGrid `custom_args`, Mailgun `v:`), kept after its body
+    /// is dropped so that its logged events can name them.
+    #[prost(btree_map = "string, string", tag = "15")]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// How far one webhook got, on this node: every event log entry up to `after_seq` was
+/// delivered (or given up).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OutboxState {
+    #[prost(uint64, tag = "1")]
+    pub after_seq: u64,
+    /// Failed attempts in a row, and when the first of them was (0: none failing).
+    #[prost(uint32, tag = "2")]
+    pub failures: u32,
+    #[prost(uint64, tag = "3")]
+    pub failing_since_ms: u64,
+    /// When the next attempt may start.
+    #[prost(uint64, tag = "4")]
+    pub next_attempt_ms: u64,
+    #[prost(uint64, tag = "5")]
+    pub last_attempt_ms: u64,
+    /// The last answer: an HTTP status, or 0 for none (connection failed, timeout).
+    #[prost(uint32, tag = "6")]
+    pub last_status: u32,
+    #[prost(string, tag = "7")]
+    pub last_error: String,
+    #[prost(uint64, tag = "8")]
+    pub delivered: u64,
+    #[prost(uint64, tag = "9")]
+    pub dropped: u64,
+}
+
+/// One entry of a tenant's event log: a state BitMail reached (`queued`, `sent`,
+/// `deferred`, `failed`; source `bitmail`) or a provider's event (`delivered`,
+/// `bounced`, ...; source the provider).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedEvent {
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    #[prost(string, tag = "2")]
+    pub message_id: String,
+    #[prost(string, tag = "3")]
+    pub event: String,
+    #[prost(string, tag = "4")]
+    pub source: String,
+    #[prost(string, tag = "5")]
+    pub recipient: String,
+    #[prost(uint64, tag = "6")]
+    pub at_ms: u64,
+    #[prost(string, tag = "7")]
+    pub detail: String,
+    #[prost(bool, tag = "8")]
+    pub permanent: bool,
+    #[prost(btree_map = "string, string", tag = "9")]
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// When it was stored (`at_ms` is when it happened, by the provider's clock).
+    #[prost(uint64, tag = "10")]
+    pub logged_ms: u64,
 }
 
 /// A delivery event, as stored with its message's status.

@@ -14,6 +14,14 @@ pub(crate) const WEBHOOK_SEEN: TableDefinition<&str, (&str, u64)> = TableDefinit
 pub(crate) const WEBHOOK_SEEN_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("webhook_seen_by_time");
 pub(crate) const SUPPRESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("suppressions");
 pub(crate) const UNFINISHED: TableDefinition<(u64, &str), ()> = TableDefinition::new("unfinished");
+/// The tenants' event log (`event_log.rs`): sequence number → [`super::record::LoggedEvent`],
+/// (tenant, sequence number) → (), and `"next"` → the next sequence number.
+pub(crate) const EVENT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("event_log");
+pub(crate) const EVENT_LOG_BY_TENANT: TableDefinition<(&str, u64), ()> = TableDefinition::new("event_log_by_tenant");
+pub(crate) const EVENT_SEQ: TableDefinition<&str, u64> = TableDefinition::new("event_seq");
+/// Webhook id → [`super::record::OutboxState`]: how far this node delivered the
+/// tenant's event log to that webhook, and how it is going.
+pub(crate) const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 
 /// How long an event id or token is remembered: past the providers' retry periods
 /// (SendGrid retries for 24 hours), and past [`crate::events::MAX_SKEW`] for tokens.
@@ -34,10 +42,14 @@ pub(crate) struct Tables<'txn> {
     pub(crate) seen_by_time: Table<'txn, (u64, &'static str), ()>,
     pub(crate) suppressions: Table<'txn, &'static str, &'static [u8]>,
     pub(crate) unfinished: Table<'txn, (u64, &'static str), ()>,
+    pub(crate) event_log: Table<'txn, u64, &'static [u8]>,
+    pub(crate) event_log_by_tenant: Table<'txn, (&'static str, u64), ()>,
+    pub(crate) event_seq: Table<'txn, &'static str, u64>,
+    pub(crate) outbox: Table<'txn, &'static str, &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
-    /// Opens (creating them if missing) all ten tables.
+    /// Opens (creating them if missing) all fourteen tables.
     pub(crate) fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::TableError> {
         Ok(Tables {
             messages: txn.open_table(MESSAGES)?,
@@ -50,6 +62,10 @@ impl<'txn> Tables<'txn> {
             seen_by_time: txn.open_table(WEBHOOK_SEEN_BY_TIME)?,
             suppressions: txn.open_table(SUPPRESSIONS)?,
             unfinished: txn.open_table(UNFINISHED)?,
+            event_log: txn.open_table(EVENT_LOG)?,
+            event_log_by_tenant: txn.open_table(EVENT_LOG_BY_TENANT)?,
+            event_seq: txn.open_table(EVENT_SEQ)?,
+            outbox: txn.open_table(OUTBOX)?,
         })
     }
 }

@@ -85,7 +85,7 @@ async fn accepted_messages_survive_reopening_and_follow_the_schedule() {
     {
         let spool = Spool::open(&path, settings()).unwrap();
         for id in ["m1", "m2"] {
-            assert_eq!(spool.accept(&message(id), "default", None).await.unwrap(), Accepted::New);
+            assert_eq!(spool.accept(&message(id), "default", None, None).await.unwrap(), Accepted::New);
         }
         let mut s = spool.status("m1").await.unwrap().unwrap();
         s.state = State::Deferred as i32;
@@ -127,7 +127,7 @@ async fn prune_forgets_expired_keys_and_old_final_statuses_only() {
     let spool = Spool::open(&path, settings()).unwrap();
     let day = 24 * 3600 * 1000;
     for (id, key) in [("m1", "k1"), ("m2", "k2"), ("m3", "k3")] {
-        spool.accept(&message(id), "default", Some(key.into())).await.unwrap();
+        spool.accept(&message(id), "default", Some(key.into()), None).await.unwrap();
     }
     let submitted = spool.status("m1").await.unwrap().unwrap().submitted_at_ms;
     // m1 sent, m2 failed, m3 still deferred.
@@ -144,12 +144,12 @@ async fn prune_forgets_expired_keys_and_old_final_statuses_only() {
 
     // A day later the keys expire (and the key answers no more), statuses stay.
     let later = submitted + day + 60_000;
-    assert_eq!(spool.prune(later, 30 * day).await.unwrap(), Pruned { statuses: 0, keys: 3 });
+    assert_eq!(spool.prune(later, 30 * day).await.unwrap(), Pruned { statuses: 0, keys: 3, events: 0 });
     assert_eq!(counts(&spool), (3, 0));
 
     // Past retention, the final statuses go; the deferred one stays.
     let much_later = submitted + 31 * day;
-    assert_eq!(spool.prune(much_later, 30 * day).await.unwrap(), Pruned { statuses: 2, keys: 0 });
+    assert_eq!(spool.prune(much_later, 30 * day).await.unwrap(), Pruned { statuses: 2, keys: 0, events: 6 });
     assert!(spool.status("m1").await.unwrap().is_none());
     assert!(spool.status("m3").await.unwrap().is_some());
     assert_eq!(spool.backlog().unwrap(), 1);
@@ -163,8 +163,8 @@ async fn an_idempotency_key_answers_the_first_id() {
     let _ = std::fs::remove_file(&path);
     let spool = Spool::open(&path, settings()).unwrap();
     let key = Some("order-42".to_owned());
-    assert_eq!(spool.accept(&message("a"), "default", key.clone()).await.unwrap(), Accepted::New);
-    assert_eq!(spool.accept(&message("b"), "default", key).await.unwrap(), Accepted::Existing("a".into()));
+    assert_eq!(spool.accept(&message("a"), "default", key.clone(), None).await.unwrap(), Accepted::New);
+    assert_eq!(spool.accept(&message("b"), "default", key, None).await.unwrap(), Accepted::Existing("a".into()));
     assert!(spool.status("b").await.unwrap().is_none());
     assert_eq!(spool.backlog().unwrap(), 1);
     drop(spool);
@@ -176,7 +176,7 @@ async fn over_quota_refuses_new_mail_and_keeps_the_old() {
     let path = temp_path("quota");
     let _ = std::fs::remove_file(&path);
     let spool = Spool::open(&path, SpoolSettings { max_bytes: 1, cache_bytes: 4 << 20 }).unwrap();
-    assert!(matches!(spool.accept(&message("a"), "default", None).await, Err(SpoolError::Full { .. })));
+    assert!(matches!(spool.accept(&message("a"), "default", None, None).await, Err(SpoolError::Full { .. })));
     drop(spool);
     let _ = std::fs::remove_file(&path);
 }
@@ -198,8 +198,8 @@ async fn backlog_and_oldest_unfinished_follow_each_commit_and_reopening() {
     {
         let spool = Spool::open(&path, settings()).unwrap();
         assert_eq!((spool.backlog().unwrap(), spool.oldest_unfinished().unwrap()), (0, None));
-        spool.accept(&message("m1"), "default", None).await.unwrap();
-        spool.accept(&message("m2"), "default", None).await.unwrap();
+        spool.accept(&message("m1"), "default", None, None).await.unwrap();
+        spool.accept(&message("m2"), "default", None, None).await.unwrap();
         let first = spool.status("m1").await.unwrap().unwrap();
         assert_eq!(spool.backlog().unwrap(), 2);
         assert_eq!(spool.oldest_unfinished().unwrap(), Some(first.submitted_at_ms));
@@ -226,7 +226,7 @@ async fn backlog_and_oldest_unfinished_follow_each_commit_and_reopening() {
 #[tokio::test]
 async fn events_are_stored_once_and_a_hard_bounce_suppresses_its_recipient() {
     let (spool, path) = fresh("events");
-    spool.accept(&message("m1"), "default", None).await.unwrap();
+    spool.accept(&message("m1"), "default", None, None).await.unwrap();
     let rules = SuppressionRules { hard_bounce_ms: 1000, complaint_ms: 0 };
     let batch = Batch {
         events: vec![
@@ -344,7 +344,7 @@ async fn a_tenants_entry_suppresses_only_for_that_tenant() {
 #[tokio::test]
 async fn a_complaint_suppresses_for_the_tenant_whose_message_it_was() {
     let (spool, path) = fresh("complaint-tenant");
-    spool.accept(&message("m1"), "acme", None).await.unwrap();
+    spool.accept(&message("m1"), "acme", None, None).await.unwrap();
     let rules = SuppressionRules { hard_bounce_ms: 0, complaint_ms: 0 };
     let batch = Batch { events: vec![event("m1", EventKind::Complained, "c1", false)], nonce: None };
     spool.record_events(batch, rules, 5000).await.unwrap();
@@ -355,4 +355,63 @@ async fn a_complaint_suppresses_for_the_tenant_whose_message_it_was() {
     );
     drop(spool);
     let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_scheduled_message_waits_in_the_spool_until_its_time() {
+    let (spool, path) = fresh("not-before");
+    let now = record::now_ms();
+    let at = now + 3_600_000;
+    spool.accept(&message("later"), "default", None, Some(at)).await.unwrap();
+    spool.accept(&message("past"), "default", None, Some(now - 1000)).await.unwrap();
+    assert_eq!(due(&spool, now + 1000).await, (vec!["past".to_owned()], Some(at)));
+    assert_eq!(due(&spool, at).await.0, ["past", "later"]);
+    let status = spool.status("later").await.unwrap().unwrap();
+    assert_eq!((status.state(), status.due_ms, status.not_before_ms), (State::Queued, at, at));
+    assert_eq!(spool.status("past").await.unwrap().unwrap().not_before_ms, 0);
+    // The oldest unfinished message is the one due now: one waiting for its time is not late.
+    let past = spool.status("past").await.unwrap().unwrap();
+    assert_eq!(spool.oldest_unfinished().unwrap(), Some(past.submitted_at_ms));
+    let mut done = past;
+    done.sent("sendgrid", "sg-1".into());
+    spool.update(done, true).await.unwrap();
+    assert_eq!(spool.oldest_unfinished().unwrap(), Some(at));
+    drop(spool);
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn the_event_log_pages_a_tenants_changes_in_order_with_their_metadata() {
+    let (spool, path) = fresh("event-log");
+    spool.accept(&message("m1"), "acme", None, None).await.unwrap();
+    spool.accept(&message("m2"), "other", None, None).await.unwrap();
+    let mut st = spool.status("m1").await.unwrap().unwrap();
+    st.state = State::Deferred as i32;
+    st.error = "every provider failed".into();
+    st.due_ms = record::now_ms() + 60_000;
+    spool.update(st.clone(), false).await.unwrap();
+    // The same state again (a round's bookkeeping) logs nothing more.
+    spool.update(st.clone(), false).await.unwrap();
+    st.sent("sendgrid", "sg-1".into());
+    spool.update(st, true).await.unwrap();
+    let batch = Batch { events: vec![event("m1", EventKind::Delivered, "e1", false)], nonce: None };
+    spool
+        .record_events(batch, SuppressionRules { hard_bounce_ms: 0, complaint_ms: 0 }, record::now_ms())
+        .await
+        .unwrap();
+
+    let page = spool.events("acme", 0, 10).await.unwrap();
+    let seen: Vec<(&str, &str)> = page.iter().map(|(_, e)| (e.event.as_str(), e.source.as_str())).collect();
+    assert_eq!(seen, [("queued", "bitmail"), ("deferred", "bitmail"), ("sent", "sendgrid"), ("delivered", "sendgrid")]);
+    assert!(page.iter().all(|(_, e)| e.message_id == "m1" && e.metadata["k"] == "v"));
+    assert_eq!((page[1].1.detail.as_str(), page[2].1.detail.as_str()), ("every provider failed", "sg-1"));
+    assert_eq!(page[3].1.recipient, "bob@example.net");
+    // From a cursor: what follows it only; another tenant's never.
+    let rest = spool.events("acme", page[1].0, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [page[2].0, page[3].0]);
+    assert_eq!(spool.events("acme", page[3].0, 10).await.unwrap(), vec![]);
+    assert_eq!(spool.events("other", 0, 10).await.unwrap().len(), 1);
+    assert_eq!(spool.events("acme", 0, 2).await.unwrap().len(), 2);
+    drop(spool);
+    let _ = std::fs::remove_file(path);
 }

@@ -26,13 +26,48 @@ type Answer<T> = oneshot::Sender<Result<T, SpoolError>>;
 
 /// One write, with the caller waiting for its answer (except [`Op::Health`]).
 pub(crate) enum Op {
-    Accept { record: MessageRecord, tenant: String, key: Option<String>, reply: Answer<Accepted> },
-    Update { status: Status, drop_body: bool, reply: Answer<()> },
-    Health { provider: String, encoded: Vec<u8> },
-    Prune { now_ms: u64, keep_status_ms: u64, reply: Answer<Pruned> },
-    Events { batch: Batch, rules: SuppressionRules, now_ms: u64, reply: Answer<Stored> },
-    Suppress { address: String, record: SuppressionRecord, reply: Answer<()> },
-    Unsuppress { address: String, tenant: String, reply: Answer<bool> },
+    Accept {
+        record: MessageRecord,
+        tenant: String,
+        key: Option<String>,
+        not_before_ms: Option<u64>,
+        reply: Answer<Accepted>,
+    },
+    Update {
+        status: Status,
+        drop_body: bool,
+        reply: Answer<()>,
+    },
+    Health {
+        provider: String,
+        encoded: Vec<u8>,
+    },
+    Prune {
+        now_ms: u64,
+        keep_status_ms: u64,
+        reply: Answer<Pruned>,
+    },
+    Events {
+        batch: Batch,
+        rules: SuppressionRules,
+        now_ms: u64,
+        reply: Answer<Stored>,
+    },
+    Suppress {
+        address: String,
+        record: SuppressionRecord,
+        reply: Answer<()>,
+    },
+    Unsuppress {
+        address: String,
+        tenant: String,
+        reply: Answer<bool>,
+    },
+    Outbox {
+        webhook: String,
+        state: Option<super::record::OutboxState>,
+        reply: Answer<()>,
+    },
 }
 
 /// The answer owed to one operation of a batch, sent after the commit.
@@ -68,7 +103,9 @@ impl Op {
         let err = err.clone();
         match self {
             Op::Accept { reply, .. } => Some(Reply::Accept(reply, Err(err))),
-            Op::Update { reply, .. } | Op::Suppress { reply, .. } => Some(Reply::Done(reply, Err(err))),
+            Op::Update { reply, .. } | Op::Suppress { reply, .. } | Op::Outbox { reply, .. } => {
+                Some(Reply::Done(reply, Err(err)))
+            }
             Op::Prune { reply, .. } => Some(Reply::Prune(reply, Err(err))),
             Op::Events { reply, .. } => Some(Reply::Events(reply, Err(err))),
             Op::Unsuppress { reply, .. } => Some(Reply::Removed(reply, Err(err))),

@@ -3,8 +3,8 @@
 //!
 //! - `ui`: what the pages share (fields, stacking table cells, dates, errors);
 //! - `tenants`: the list, creating one, and one tenant's page (its settings and state),
-//!   which holds `keys` (list, create with the secret shown once, revoke) and `usage`
-//!   (31 days as SVG bars);
+//!   which holds `keys` (list, create with the secret shown once, revoke), `usage`
+//!   (31 days as SVG bars) and `webhooks` (the apps' webhooks and their delivery);
 //! - `providers`: health, pause and resume;
 //! - `suppressions`: search, add, remove;
 //! - `audit`: the audit log, filtered and paged, with its CSV export.
@@ -19,6 +19,7 @@ mod suppressions;
 mod tenants;
 mod ui;
 mod usage;
+mod webhooks;
 
 use leptos::prelude::*;
 

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::keys::Keys;
 use super::ui::{cell, field, head, joined, run, s, seg, split};
 use super::usage::Usage;
+use super::webhooks::Webhooks;
 use crate::state::{Admin, Ctx, Page};
 
 /// The quotas, as the API names them, with their text keys.
@@ -203,7 +204,7 @@ pub fn TenantPage(id: String) -> impl IntoView {
             }
         })
         .collect_view();
-    let (data_id, usage_id, keys_id) = (id.clone(), id.clone(), id.clone());
+    let (data_id, usage_id, keys_id, hooks_id) = (id.clone(), id.clone(), id.clone(), id.clone());
     view! {
         <div id="admin-tenant" data-id=data_id>
             <h3>{ctx.tr("tenant")} " " <code>{id.clone()}</code> " "
@@ -220,6 +221,7 @@ pub fn TenantPage(id: String) -> impl IntoView {
             </form>
             <Usage tenant=usage_id/>
             <Keys tenant=keys_id/>
+            <Webhooks tenant=hooks_id/>
         </div>
     }
 }

@@ -5,6 +5,7 @@
 //! makes one. The services are started in `deployment`.
 
 pub(crate) mod deployment;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ fn every_admin_endpoint() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("POST", "/api/admin/tenants/default/keys", Some(json!({ "name": "k", "scopes": ["send"] }))),
         ("POST", "/api/admin/keys/abcdefghijkl/revoke", None),
         ("GET", "/api/admin/tenants/default/usage", None),
+        ("GET", "/api/admin/tenants/default/webhooks", None),
         ("GET", "/api/admin/providers", None),
         ("POST", "/api/admin/providers/sendgrid/pause", None),
         ("POST", "/api/admin/providers/sendgrid/resume", None),
