@@ -96,3 +96,57 @@ pub(crate) fn bench_mta() -> Result<()> {
     bench("2 KiB, provider down: 1,000,000 queued", &["--count", "1000000", "--size", "2048", "--backlog"])?;
     Ok(())
 }
+
+/// `cargo xtask bench api`: the same 20,000 messages of 2 KiB from 64 callers, once over
+/// gRPC `Submit` and once as SendGrid's `POST /v3/mail/send` at the edge (HTTPS, the
+/// app's key forwarded to mta-server), in one run; the HTTP surface's share of gRPC's
+/// rate. The target: at least 70 %.
+pub(crate) fn bench_api() -> Result<()> {
+    step("cargo build --release (mta-server, client-api, bitmail-bench)");
+    check(
+        cargo()
+            .args(["build", "--release", "-p", "mta-server", "-p", "client-api", "-p", "bitmail-tests", "--bins"])
+            .status(),
+        "cargo build --release",
+    )?;
+    let release = crate::target_dir().join("release");
+    say!(
+        "\n| run | messages | callers | provider latency | accepted msg/s (durable) | delivered msg/s | p50 / p99 | mta-server peak RSS |"
+    );
+    say!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut rates = Vec::new();
+    for (label, edge) in [("gRPC Submit", false), ("HTTPS POST /v3/mail/send", true)] {
+        let mut bench = Command::new(release.join("bitmail-bench"));
+        bench.arg("--mta-bin").arg(release.join("mta-server"));
+        if edge {
+            bench.arg("--edge-bin").arg(release.join("client-api"));
+        }
+        bench.args([
+            "--count",
+            "20000",
+            "--size",
+            "2048",
+            "--concurrency",
+            "64",
+            "--latency-ms",
+            "0",
+            "--label",
+            label,
+        ]);
+        let out = bench.stdin(Stdio::null()).stderr(Stdio::inherit()).output();
+        let rows = out.as_ref().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        for row in rows.lines() {
+            say!("{row}");
+        }
+        check(out.map(|o| o.status), label)?;
+        // The sixth column of the row: accepted msg/s.
+        let rate = rows.lines().next().and_then(|r| r.split('|').nth(5)).and_then(|c| c.trim().parse::<f64>().ok());
+        rates.push(rate.unwrap_or(0.0));
+    }
+    if let [grpc, http] = rates[..]
+        && grpc > 0.0
+    {
+        say!("\nHTTPS reaches {:.0} % of gRPC's accepted rate (target: at least 70 %).", 100.0 * http / grpc);
+    }
+    Ok(())
+}

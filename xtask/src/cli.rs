@@ -67,6 +67,9 @@ pub(crate) enum Bench {
     /// Each store engine at 100,000 and 1,000,000 documents: puts/s, get and lookup
     /// latency, peak memory
     Store,
+    /// The SendGrid-shaped `POST /v3/mail/send` over HTTPS beside gRPC `Submit`, 2 KiB
+    /// messages from 64 callers: durable accepted msg/s, p50/p99, and the ratio
+    Api,
     /// SMTP submission against a real Postfix (installed from Debian), both loaded by
     /// Postfix's smtp-source: accepted msg/s, the ratio, BitMail's p99 per message
     Smtp,

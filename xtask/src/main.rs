@@ -14,6 +14,9 @@
 //!   `run` and `test` do this first.
 //! - `cargo xtask bench mta`: mta-server's throughput, latency and memory against a
 //!   fake provider (release build); prints a Markdown table.
+//! - `cargo xtask bench smtp`: SMTP submission beside a real Postfix, both loaded by
+//!   smtp-source; `cargo xtask bench api`: SendGrid's `/v3/mail/send` over HTTPS beside
+//!   gRPC `Submit` (release builds).
 //! - `cargo xtask bench store`: each store engine (memory, embedded at 100,000 and
 //!   1,000,000 documents; proxy to embedded and postgres at 100,000): put throughput,
 //!   get and lookup latency (answers of 1 and 100 documents), peak memory (release
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(cli::Bench::Mta) => bench::bench_mta(),
         cli::Command::Bench(cli::Bench::Store) => bench::bench_store(),
         cli::Command::Bench(cli::Bench::Smtp) => bench_smtp::bench_smtp(),
+        cli::Command::Bench(cli::Bench::Api) => bench::bench_api(),
         cli::Command::Deploy(options) => deploy::main(options, &root(), test::test, web::web),
         cli::Command::TestManual { args } => test::test_manual(&args),
     };

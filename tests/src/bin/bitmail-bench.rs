@@ -22,8 +22,14 @@
 //! three failures and every later message stays queued on disk. It then reports the
 //! acceptance rate and the server's peak RSS with the whole backlog queued.
 //!
-//! usage: bitmail-bench --mta-bin PATH [--count N] [--size BYTES] [--concurrency N]
-//!                      [--latency-ms MS] [--label TEXT] [--fail-over-at N] [--backlog]
+//! With `--edge-bin PATH`, client-api is started too, in front of mta-server, and the
+//! messages go as SendGrid-shaped `POST /v3/mail/send` over HTTPS (HTTP/2, one
+//! connection shared by the callers, as gRPC's channel is) with the same key as the
+//! bearer: what an app using SendGrid's SDK does. Every 202 also means "on disk".
+//!
+//! usage: bitmail-bench --mta-bin PATH [--edge-bin PATH] [--count N] [--size BYTES]
+//!                      [--concurrency N] [--latency-ms MS] [--label TEXT]
+//!                      [--fail-over-at N] [--backlog]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -65,6 +71,87 @@ struct Options {
     /// The provider answers 503 from the start: every message stays queued
     #[arg(long)]
     backlog: bool,
+    /// client-api's binary: send through its SendGrid-shaped API over HTTPS instead
+    #[arg(long, value_name = "PATH")]
+    edge_bin: Option<PathBuf>,
+}
+
+/// How the callers submit: gRPC `Submit`, or SendGrid's `POST /v3/mail/send` at the edge.
+#[derive(Clone)]
+enum Surface {
+    Grpc(tonic::transport::Channel),
+    Http { client: reqwest::Client, url: String },
+}
+
+impl Surface {
+    /// Submits message `i`; answers BitMail's id.
+    async fn submit(&self, key: &str, i: usize, body: &str) -> anyhow::Result<String> {
+        match self {
+            Surface::Grpc(channel) => {
+                let request = pb::SubmitRequest {
+                    from: "bench@bitmail.test".into(),
+                    to: vec![format!("r{i}@example.net")],
+                    subject: format!("bench {i}"),
+                    text: body.to_owned(),
+                    ..Default::default()
+                };
+                let mut client = bitmail_tests::api_key::client(channel.clone(), key);
+                Ok(client.submit(request).await?.into_inner().message_id)
+            }
+            Surface::Http { client, url } => {
+                let request = serde_json::json!({
+                    "personalizations": [{ "to": [{ "email": format!("r{i}@example.net") }] }],
+                    "from": { "email": "bench@bitmail.test" },
+                    "subject": format!("bench {i}"),
+                    "content": [{ "type": "text/plain", "value": body }],
+                });
+                let answer = client.post(url).bearer_auth(key).json(&request).send().await?;
+                if answer.status() != reqwest::StatusCode::ACCEPTED {
+                    bail!("the edge answered {}: {}", answer.status(), answer.text().await.unwrap_or_default());
+                }
+                Ok(answer.headers().get("x-message-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned())
+            }
+        }
+    }
+}
+
+/// Starts client-api in front of mta-server at `mta`, with its state in `dir`; answers
+/// the child and a surface that posts to its `/v3/mail/send`.
+async fn start_edge(
+    edge_bin: &std::path::Path,
+    dir: &std::path::Path,
+    mta: &str,
+) -> anyhow::Result<(std::process::Child, Surface)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config = dir.join("edge.toml");
+    let state = dir.join("edge");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nstate_dir = {:?}\nmta_url = \"http://{mta}\"\nbackend_url = \"http://127.0.0.1:9\"\nmail_domain = \"bitmail.test\"\n",
+            state.display().to_string()
+        ),
+    )?;
+    let child = Command::new(edge_bin)
+        .arg("--config")
+        .arg(&config)
+        .env("BITMAIL_CLIENT_API_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", edge_bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cert = state.join("tls/cert.pem");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || !cert.is_file() {
+        if Instant::now() > deadline {
+            bail!("client-api did not listen on port {port} within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(&cert)?)?])
+        .resolve("localhost", std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .build()?;
+    Ok((child, Surface::Http { client, url: format!("https://localhost:{port}/v3/mail/send") }))
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -150,6 +237,13 @@ async fn main() -> anyhow::Result<()> {
     });
     let addr = rx.recv_timeout(Duration::from_secs(30)).context("mta-server did not start")?;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+    let (mut edge, surface) = match &o.edge_bin {
+        Some(bin) => {
+            let (child, surface) = start_edge(bin, &dir, &addr).await?;
+            (Some(child), surface)
+        }
+        None => (None, Surface::Grpc(channel)),
+    };
 
     let body = "x".repeat(o.size.saturating_sub(100).max(1));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -159,7 +253,8 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut callers = Vec::new();
     for _ in 0..o.concurrency {
-        let mut client = bitmail_tests::api_key::client(channel.clone(), &api_key);
+        let surface = surface.clone();
+        let api_key = api_key.clone();
         let next = next.clone();
         let acked = acked.clone();
         let failed_at = failed_at.clone();
@@ -173,17 +268,10 @@ async fn main() -> anyhow::Result<()> {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= count {
-                    return Ok::<_, tonic::Status>((latencies, ids));
+                    return Ok::<_, anyhow::Error>((latencies, ids));
                 }
-                let request = pb::SubmitRequest {
-                    from: "bench@bitmail.test".into(),
-                    to: vec![format!("r{i}@example.net")],
-                    subject: format!("bench {i}"),
-                    text: body.clone(),
-                    ..Default::default()
-                };
                 let t = Instant::now();
-                ids.push(client.submit(request).await?.into_inner().message_id);
+                ids.push(surface.submit(&api_key, i, &body).await?);
                 latencies.push(t.elapsed());
                 let n = acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if Some(n) == fail_over_at {
@@ -206,6 +294,10 @@ async fn main() -> anyhow::Result<()> {
         let used = std::fs::metadata(dir.join("spool.redb")).map_or(0, |m| m.len());
         let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         let _ = child.wait();
+        if let Some(edge) = &mut edge {
+            let _ = edge.kill();
+            let _ = edge.wait();
+        }
         let _ = std::fs::remove_dir_all(&dir);
         latencies.sort();
         let _ = writeln!(
@@ -237,6 +329,10 @@ async fn main() -> anyhow::Result<()> {
     let rss = peak_rss_kib(pid);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
+    if let Some(edge) = &mut edge {
+        let _ = Command::new("kill").args(["-TERM", &edge.id().to_string()]).status();
+        let _ = edge.wait();
+    }
     let _ = std::fs::remove_dir_all(&dir);
 
     latencies.sort();
