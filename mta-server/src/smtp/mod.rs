@@ -17,7 +17,8 @@
 //! missing) and sent whole by the providers that take MIME (SMTP relays, SES `Raw`,
 //! Mailgun `messages.mime`); SendGrid gets the parts read from it.
 //!
-//! - [`session`]: one connection's state machine, and its limits;
+//! - [`session`]: one connection's state machine and its limits (`session/mod.rs` the
+//!   command loop, `session/auth.rs` AUTH, `session/mail.rs` MAIL, RCPT and DATA);
 //! - [`message`]: the DATA bytes checked (line lengths, NUL, bare LF, 8-bit headers) and
 //!   read into a submission;
 //! - [`sasl`]: the PLAIN and LOGIN exchanges;
