@@ -39,6 +39,8 @@
 //! - `csrf`: the same-origin and CSRF checks on every state change, and the CSRF token;
 //! - `limiter`: failed sign-ins limited per name and per client address;
 //! - `send_limit`: one user's sends per minute and recipients per message;
+//! - `sent_status`: the delivery status of sent mail, kept in its document once final;
+//! - `verdicts`: a received message's SPF/DKIM/spam verdicts and the warnings shown;
 //! - `deliveries`: the last hour's delivery outcomes, in memory, for the status page;
 //! - `accounts`: users (argon2id password hashes) and sessions, as store documents;
 //! - `mailbox`: folders, messages and attachments as store documents;
@@ -76,7 +78,9 @@ mod page;
 mod routes;
 mod sanitize;
 mod send_limit;
+mod sent_status;
 mod session;
 mod state;
 mod status;
+mod verdicts;
 mod webhooks;

@@ -24,8 +24,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::record::{MessageRecord, Status, SuppressionRecord};
 use super::schema::Tables;
 use super::{Accepted, Pruned, SpoolError, Stored, SuppressionRules, write_failure};
-use backend_server::redb_file::{Reopen, Reopenable};
 use crate::events::Batch;
+use backend_server::redb_file::{Reopen, Reopenable};
 
 /// The most operations one commit takes.
 pub(crate) const MAX_BATCH: usize = 4096;
@@ -269,7 +269,11 @@ impl Writer {
                     Reopen::Failed(e) => backend_server::redb_file::is_full(&e.into()),
                     Reopen::Busy => false,
                 };
-                Err(if full { SpoolError::DiskFull("cannot open the spool again".into()) } else { SpoolError::Recovering })
+                Err(if full {
+                    SpoolError::DiskFull("cannot open the spool again".into())
+                } else {
+                    SpoolError::Recovering
+                })
             }
         }
     }
@@ -293,7 +297,10 @@ impl Writer {
         let over_quota = file_size(&self.path) >= self.quota;
         while let Some(op) = ops.next() {
             let done = match op {
-                Op::Accept { reply, .. } if over_quota => Ok(applied.replies.push(Reply::Accept(reply, Err(self.full())))),
+                Op::Accept { reply, .. } if over_quota => {
+                    applied.replies.push(Reply::Accept(reply, Err(self.full())));
+                    Ok(())
+                }
                 op => applied.apply(&mut tables, op),
             };
             if let Err(e) = done {
