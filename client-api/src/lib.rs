@@ -75,6 +75,8 @@ mod mail;
 mod mailbox;
 mod metrics;
 mod page;
+#[cfg(test)]
+mod properties;
 mod routes;
 mod sanitize;
 mod send_limit;
