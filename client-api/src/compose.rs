@@ -30,13 +30,38 @@ use crate::state::AppState;
 
 /// One recipient list: a string of addresses separated by `;` or `,`, or a JSON list of
 /// such strings.
-#[derive(Deserialize, Default)]
-#[serde(untagged)]
+#[derive(Default)]
 pub(crate) enum Recipients {
     #[default]
     None,
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Recipients {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Recipients;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string of addresses or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Recipients, E> {
+                Ok(Recipients::One(v.to_owned()))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Recipients, E> {
+                Ok(Recipients::None)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Recipients, A::Error> {
+                let mut all = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    all.push(s);
+                }
+                Ok(Recipients::Many(all))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 impl Recipients {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bitmail_proto::v1 as pb;
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::compose::addresses_json;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, CurrentUser};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser};
 use crate::mailbox::{Folder, Summary};
 use crate::sanitize;
 use crate::sent_status::delivery;
@@ -69,7 +69,7 @@ pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     CurrentUser(user): CurrentUser,
     Path(folder): Path<String>,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let folder = Folder::parse(&folder)?;
     if !(1..=200).contains(&q.per_page) {
@@ -103,7 +103,7 @@ pub(crate) async fn read(
     State(state): State<Arc<AppState>>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-    Query(q): Query<ReadQuery>,
+    ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let mail = state.mailbox.owned(&user, &id).await?;
     let (text, html) = state.mailbox.body(&mail).await?;
@@ -170,7 +170,7 @@ pub(crate) async fn delete(
 pub(crate) async fn attachment(
     State(state): State<Arc<AppState>>,
     CurrentUser(user): CurrentUser,
-    Path((id, index)): Path<(String, usize)>,
+    ApiPath((id, index)): ApiPath<(String, usize)>,
 ) -> Result<Response, ApiError> {
     let mail = state.mailbox.owned(&user, &id).await?;
     let file = state.mailbox.attachment(&mail, index).await?;

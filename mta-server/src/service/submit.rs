@@ -55,10 +55,12 @@ impl TenantCache {
 /// How far ahead a message may be scheduled (`not_before_unix_ms`).
 pub(crate) const MAX_SCHEDULE_AHEAD_MS: u64 = 7 * 24 * 3600 * 1000;
 
-/// When a message may first be delivered (ms), if later than now; INVALID_ARGUMENT
-/// past [`MAX_SCHEDULE_AHEAD_MS`].
+/// When a message may first be delivered (ms), if later than now (a time already past
+/// means now); INVALID_ARGUMENT when negative or past [`MAX_SCHEDULE_AHEAD_MS`].
 fn not_before(at_ms: i64, now_ms: u64) -> Result<Option<u64>, Status> {
-    let Ok(at) = u64::try_from(at_ms) else { return Ok(None) };
+    let Ok(at) = u64::try_from(at_ms) else {
+        return Err(Status::invalid_argument("not_before_unix_ms: must not be negative (0 sends now)"));
+    };
     if at <= now_ms {
         return Ok(None);
     }
@@ -180,7 +182,7 @@ mod tests {
     fn a_schedule_is_a_time_to_come_at_most_seven_days_ahead() {
         let now = 1_000_000;
         assert_eq!(not_before(0, now).unwrap(), None);
-        assert_eq!(not_before(-5, now).unwrap(), None);
+        assert!(not_before(-5, now).unwrap_err().message().contains("must not be negative"));
         assert_eq!(not_before(999_999, now).unwrap(), None);
         assert_eq!(not_before(1_000_001, now).unwrap(), Some(1_000_001));
         let limit = (now + MAX_SCHEDULE_AHEAD_MS) as i64;

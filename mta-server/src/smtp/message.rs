@@ -143,7 +143,14 @@ pub(crate) fn to_submission(body: &[u8], mail_from: &str, recipients: &[String])
         }
     }
 
-    let from = addresses(parsed.from()).into_iter().next().unwrap_or_else(|| mail_from.to_owned());
+    // The raw message goes out as written: a second author in From would be shown to the
+    // recipients without being checked against the tenant.
+    let from_fields = parsed.headers_raw().filter(|(name, _)| name.eq_ignore_ascii_case("from")).count();
+    let authors = addresses(parsed.from());
+    if from_fields > 1 || authors.len() > 1 {
+        return Err(refused(550, "5.7.1", "From must name one address (put the others in Reply-To)"));
+    }
+    let from = authors.into_iter().next().unwrap_or_else(|| mail_from.to_owned());
     let text = parsed.text_body.first().and_then(|&i| parsed.part(i)).and_then(|p| match &p.body {
         PartType::Text(t) => Some(t.to_string()),
         _ => None,
@@ -239,6 +246,18 @@ mod tests {
         assert_eq!(check_bytes(utf8, false).unwrap_err().enhanced, "5.6.7");
         assert!(check_bytes(utf8, true).is_ok());
         assert!(check_bytes("Subject: a\r\n\r\ncaf\u{e9}\r\n".as_bytes(), false).is_ok(), "8-bit bodies pass");
+    }
+
+    #[test]
+    fn a_second_author_cannot_ride_along_in_from() {
+        let rcpts = vec!["bob@example.net".to_owned()];
+        for body in [
+            &b"From: ada@example.org, boss@evil.example\r\nTo: bob@example.net\r\n\r\nhi\r\n"[..],
+            &b"From: ada@example.org\r\nFrom: boss@evil.example\r\nTo: bob@example.net\r\n\r\nhi\r\n"[..],
+        ] {
+            let refused = to_submission(body, "ada@example.org", &rcpts).unwrap_err();
+            assert_eq!((refused.code, refused.enhanced), (550, "5.7.1"), "{}", refused.text);
+        }
     }
 
     #[test]

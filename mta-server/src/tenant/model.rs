@@ -96,6 +96,8 @@ pub enum Problem {
     TooMany { len: usize, max: usize },
     #[error("{value} is not a finite number")]
     NotFinite { value: String },
+    #[error("{value} must be more than 0 and at most {max}")]
+    NotPositiveUpTo { value: String, max: String },
     #[error("{value} is outside {min}..={max}")]
     OutOfRange { value: String, min: String, max: String },
     #[error("{0}")]
@@ -158,11 +160,7 @@ impl Quotas {
             if !(self.per_second > 0.0 && self.per_second <= 100_000.0) {
                 p.add(
                     "quotas.per_second",
-                    Problem::OutOfRange {
-                        value: self.per_second.to_string(),
-                        min: "more than 0".into(),
-                        max: "100000".into(),
-                    },
+                    Problem::NotPositiveUpTo { value: self.per_second.to_string(), max: "100000".into() },
                 );
             }
         } else {
@@ -347,8 +345,14 @@ mod tests {
                 Quotas { per_second: f64::INFINITY, ..Quotas::default() },
                 "quotas.per_second: inf is not a finite number",
             ),
-            (Quotas { per_second: -1.0, ..Quotas::default() }, "quotas.per_second: -1 is outside more than 0..=100000"),
-            (Quotas { per_second: 0.0, ..Quotas::default() }, "quotas.per_second: 0 is outside more than 0..=100000"),
+            (
+                Quotas { per_second: -1.0, ..Quotas::default() },
+                "quotas.per_second: -1 must be more than 0 and at most 100000",
+            ),
+            (
+                Quotas { per_second: 0.0, ..Quotas::default() },
+                "quotas.per_second: 0 must be more than 0 and at most 100000",
+            ),
             (Quotas { burst: 0, ..Quotas::default() }, "quotas.burst: 0 is outside 1..=1000000"),
             (Quotas { per_day: 0, ..Quotas::default() }, "quotas.per_day: 0 is outside 1..=1000000000"),
             (

@@ -9,6 +9,7 @@ mod webdriver;
 mod admin_api;
 mod admin_console_browser;
 mod app_api;
+mod bad_input;
 mod delivery_events;
 mod fail_over;
 mod https_edge;
