@@ -94,10 +94,9 @@ fn read_key(path: &Path) -> Result<Vec<u8>, LinkTlsError> {
 /// Checks the three files of a section, one problem per bad file, named by its key
 /// (`tls.cert_file: cannot read /etc/bitmail/mta.pem: No such file or directory`).
 fn check_files(section: &str, ca: &Path, cert: &Path, key: &Path, problems: &mut Vec<String>) {
-    let checks: [(&str, &Path, fn(&Path) -> Result<Vec<u8>, LinkTlsError>); 3] =
-        [("ca_file", ca, read_certs), ("cert_file", cert, read_certs), ("key_file", key, read_key)];
-    for (name, path, check) in checks {
-        if let Err(e) = check(path) {
+    let results = [("ca_file", read_certs(ca)), ("cert_file", read_certs(cert)), ("key_file", read_key(key))];
+    for (name, result) in results {
+        if let Err(e) = result {
             problems.push(format!("{section}.{name}: {e}"));
         }
     }
