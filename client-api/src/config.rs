@@ -197,4 +197,21 @@ mod tests {
             assert!(all.contains(needle), "missing {needle} in {all}");
         }
     }
+
+    #[test]
+    fn an_https_upstream_needs_its_tls_section_and_the_files_are_named() {
+        let err = parse::<Config>("mta_url = \"https://10.0.0.11:50051\"\n", "t").unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec!["mta_tls: required for the https:// mta_url (ca_file, cert_file, key_file: mutual TLS)"]
+        );
+        let text = "[backend_tls]\nca_file = \"/nonexistent/ca.pem\"\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n";
+        let all = parse::<Config>(text, "t").unwrap_err().problems.join("\n");
+        for needle in [
+            "backend_url: \"http://127.0.0.1:50052\" must be an https:// URL",
+            "backend_tls.cert_file: cannot read /nonexistent/c.pem",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in {all}");
+        }
+    }
 }

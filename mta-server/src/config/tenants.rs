@@ -123,4 +123,15 @@ mod tests {
         let err = parse::<Config>("[tenants.default_quotas]\nburst = 0\n", "t").unwrap_err();
         assert!(err.problems.join("\n").contains("tenants.default_quotas.burst"), "{err}");
     }
+
+    #[test]
+    fn the_store_link_and_the_listener_follow_the_tls_rules() {
+        let err = parse::<Config>("[tenants]\nstore = \"https://10.0.0.12:50052\"\n", "t").unwrap_err();
+        assert!(err.problems.join("\n").contains("tenants.tls: required for the https:// tenants.store"), "{err}");
+        let text = "[tenants.tls]\nca_file = \"a\"\ncert_file = \"b\"\nkey_file = \"c\"\n";
+        let err = parse::<Config>(text, "t").unwrap_err();
+        assert!(err.problems.join("\n").contains("tenants.tls: set only with tenants.store"), "{err}");
+        let err = parse::<Config>("listen = \"10.0.0.11:50051\"\n", "t").unwrap_err();
+        assert!(err.problems.join("\n").contains("tls: required because listen = \"10.0.0.11:50051\""), "{err}");
+    }
 }
