@@ -382,6 +382,18 @@ fn bad_input_stops_before_any_host_is_touched() {
     let (ok, out) = xtask(&["deploy", "--config", config, "--skip-tests"]);
     assert!(!ok && out.contains("keep: unknown key") && out.contains("port_number: unknown key"), "{out}");
     assert!(!f.a.root.exists());
+
+    // A certificate the config names but the host lacks: named in the pre-flight.
+    std::fs::write(f.base.join("deploy.toml"), &good).unwrap();
+    let tls =
+        "[tls]\nca_file = \"tls/ca.pem\"\ncert_file = \"tls/mta.pem\"\nkey_file = \"/etc/bitmail-none/mta.key\"\n";
+    std::fs::write(f.base.join("mta.toml"), format!("listen = \"127.0.0.1:1\"\n{tls}")).unwrap();
+    let (ok, out) = xtask(&["deploy", "--config", config, "--skip-tests", "--bin-dir", bins.to_str().unwrap()]);
+    assert!(!ok && out.contains("no host was touched"), "{out}");
+    for key in ["tls.ca_file: tls/ca.pem", "tls.cert_file: tls/mta.pem", "tls.key_file: /etc/bitmail-none/mta.key"] {
+        assert!(out.contains(&format!("mta-server {key} is not a readable file there")), "{key}: {out}");
+    }
+    assert!(!f.a.root.exists());
 }
 
 #[test]
