@@ -6,6 +6,11 @@
 //! max_document_bytes = 16777216        # keys + values of one document, in bytes
 //! shutdown_grace_secs = 10
 //!
+//! [tls]                                # mutual TLS on `listen`; required unless it is loopback
+//! ca_file = "/etc/bitmail/ca.pem"      # client certificates must chain to this CA
+//! cert_file = "/etc/bitmail/backend.pem"   # this server's certificate (and --probe's client one)
+//! key_file = "/etc/bitmail/backend.key"
+//!
 //! [embedded]                           # engine = "embedded": one redb file
 //! path = "data/backend/store.redb"
 //! cache_bytes = 134217728              # redb's page cache: bounds its memory
@@ -13,11 +18,18 @@
 //! [postgres]                           # engine = "postgres"
 //! url = "postgres://bitmail:PASSWORD@127.0.0.1:5432/bitmail"   # or { env = "VAR" } / { file = "PATH" }
 //! pool_size = 16
+//! ca_file = "/etc/bitmail/pg-ca.pem"   # TLS, the server's certificate verified against this
+//!                                      # CA and the URL's host name (as sslmode=verify-full)
 //!
 //! [proxy]                              # engine = "proxy": another backend-server
 //! url = "http://storage.internal:50052"
 //! connect_timeout_ms = 1000
 //! timeout_ms = 5000                    # per call; then UNAVAILABLE
+//! [proxy.tls]                          # mutual TLS to the node; needs an https:// url
+//! ca_file = "/etc/bitmail/ca.pem"      # the node's certificate must chain to this CA
+//! cert_file = "/etc/bitmail/edge.pem"  # this server's client certificate
+//! key_file = "/etc/bitmail/edge.key"
+//! server_name = "storage.internal"     # the name in the node's certificate; default: the url's host
 //! ```
 //!
 //! Adding an engine: a variant of [`Engine`], its own section struct here, a line in
@@ -28,6 +40,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bitmail_runtime::config::{Secret, Validate};
+use bitmail_runtime::grpc_tls::{ClientTls, ServerTls};
 use serde::Deserialize;
 
 use crate::store::{DEFAULT_MAX_DOCUMENT_BYTES, Limits};
@@ -44,6 +57,8 @@ pub struct Config {
     pub max_document_bytes: usize,
     /// How long shutdown waits for calls in flight.
     pub shutdown_grace_secs: u64,
+    /// Mutual TLS on `listen`: required unless it is a loopback address.
+    pub tls: Option<ServerTls>,
     pub embedded: EmbeddedConfig,
     /// The `postgres` engine's connection.
     pub postgres: PostgresConfig,
@@ -70,11 +85,14 @@ pub struct PostgresConfig {
     pub url: Secret,
     /// At most this many connections.
     pub pool_size: usize,
+    /// TLS to PostgreSQL: the CA (PEM) the server's certificate must chain to; its name
+    /// must match the URL's host. Without it, plaintext.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for PostgresConfig {
     fn default() -> Self {
-        Self { url: Secret::default(), pool_size: 16 }
+        Self { url: Secret::default(), pool_size: 16, ca_file: None }
     }
 }
 
@@ -95,6 +113,8 @@ pub struct ProxyConfig {
     pub connect_timeout_ms: u64,
     /// Each call's deadline; a call that takes longer answers `UNAVAILABLE`.
     pub timeout_ms: u64,
+    /// Mutual TLS to the node (with an `https://` url).
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for Config {
@@ -104,6 +124,7 @@ impl Default for Config {
             engine: Engine::Embedded,
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
             shutdown_grace_secs: 10,
+            tls: None,
             embedded: EmbeddedConfig::default(),
             postgres: PostgresConfig::default(),
             proxy: ProxyConfig::default(),
@@ -119,7 +140,7 @@ impl Default for EmbeddedConfig {
 
 impl Default for ProxyConfig {
     fn default() -> Self {
-        Self { url: String::new(), connect_timeout_ms: 1000, timeout_ms: 5000 }
+        Self { url: String::new(), connect_timeout_ms: 1000, timeout_ms: 5000, tls: None }
     }
 }
 
@@ -147,14 +168,20 @@ impl Validate for Config {
         if self.max_document_bytes > 1 << 30 {
             problems.push(format!("max_document_bytes: at most 1 GiB (1073741824), got {}", self.max_document_bytes));
         }
+        bitmail_runtime::grpc_tls::check_listen("listen", self.listen, "tls", self.tls.as_ref(), problems);
         match self.engine {
             Engine::Memory => {}
             Engine::Postgres => {
+                if let Some(ca) = &self.postgres.ca_file
+                    && let Err(e) = crate::postgres_tls::read_roots(ca)
+                {
+                    problems.push(format!("postgres.ca_file: {e}"));
+                }
                 if self.postgres.url.is_empty() {
                     problems.push("postgres.url: required when engine = \"postgres\"".into());
                 } else if let Err(
                     crate::store::StoreError::InvalidArgument(why) | crate::store::StoreError::Unavailable(why),
-                ) = crate::postgres::parse_url(self.postgres.url.expose())
+                ) = crate::postgres::parse_url(self.postgres.url.expose(), self.postgres.ca_file.is_some())
                 {
                     problems.push(format!("postgres.url: {why}"));
                 }
@@ -176,6 +203,7 @@ impl Validate for Config {
                 {
                     problems.push(format!("proxy.url: {url:?} is not an http:// or https:// URL"));
                 }
+                bitmail_runtime::grpc_tls::check_link("proxy.url", url, "proxy.tls", self.proxy.tls.as_ref(), problems);
                 if self.proxy.timeout_ms == 0 || self.proxy.connect_timeout_ms == 0 {
                     problems.push("proxy.timeout_ms, proxy.connect_timeout_ms: must be more than 0".into());
                 }
@@ -230,5 +258,19 @@ mod tests {
             bitmail_runtime::config::parse("engine = \"proxy\"\n[proxy]\nurl = \"http://10.0.0.2:50052\"\n", "t")
                 .unwrap();
         assert_eq!(ok.proxy.timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn tls_is_needed_beyond_loopback_and_for_https_and_verified_postgres() {
+        let err = problems("listen = \"0.0.0.0:50052\"\n");
+        assert!(err[0].starts_with("tls: required because listen = \"0.0.0.0:50052\""), "{err:?}");
+        let err = problems("engine = \"proxy\"\n[proxy]\nurl = \"https://10.0.0.2:50052\"\n");
+        assert!(err[0].starts_with("proxy.tls: required for the https:// proxy.url"), "{err:?}");
+
+        let pg = "engine = \"postgres\"\n[postgres]\nurl = \"postgres://u:pw@db/x?sslmode=require\"\n";
+        assert!(problems(pg)[0].contains("postgres.ca_file"), "{:?}", problems(pg));
+        let pg =
+            "engine = \"postgres\"\n[postgres]\nurl = \"postgres://u:pw@db/x\"\nca_file = \"/nonexistent/ca.pem\"\n";
+        assert!(problems(pg)[0].starts_with("postgres.ca_file: cannot read /nonexistent/ca.pem"), "{:?}", problems(pg));
     }
 }

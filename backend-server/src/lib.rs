@@ -18,6 +18,8 @@
 //!   reflection) and shuts down gracefully.
 //!
 //! Private to the crate:
+//! - `postgres_tls`: TLS to PostgreSQL with the server's certificate verified against
+//!   the configured CA (`[postgres] ca_file`);
 //! - `validate`: the one check of bad input every engine and the service run;
 //! - `metered`: a `Store` that times and counts every call of the engine it wraps, for
 //!   `/metrics`;
@@ -33,5 +35,6 @@ pub mod server;
 pub mod store;
 
 mod metered;
+mod postgres_tls;
 mod service;
 mod validate;

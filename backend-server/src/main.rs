@@ -17,7 +17,7 @@ async fn main() {
     if args.probe {
         bitmail_runtime::probe::exit_with(
             SERVICE.name,
-            bitmail_runtime::probe::grpc(config.listen, "bitmail.v1.Store").await,
+            bitmail_runtime::probe::grpc(config.listen, config.tls.as_ref(), "bitmail.v1.Store").await,
         );
     }
     bitmail_runtime::init_tracing(SERVICE.log_env);

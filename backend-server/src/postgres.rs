@@ -17,8 +17,11 @@
 //! the size of the table; see [`LOOKUP_SUBSET`] for why the query is fenced.
 //!
 //! On tokio-postgres with a deadpool pool (`[postgres] url`, a `Secret`, and `pool_size`),
-//! chosen over sqlx for a lighter compile: no macros, no query checking at build time. No
-//! TLS yet: a URL with `sslmode=require` is refused when the config is checked. The table
+//! chosen over sqlx for a lighter compile: no macros, no query checking at build time.
+//! TLS with `[postgres] ca_file` (`postgres_tls.rs`: the server's certificate verified
+//! against that CA and the URL's host, as `sslmode=verify-full`); without it a URL with
+//! `sslmode=require` is refused when the config is checked, since it would verify
+//! nothing. The table
 //! and index are created on start when missing, retried when two servers race on the
 //! catalog.
 //!
@@ -45,6 +48,7 @@
 //! fallback index); YugabyteDB maps `USING GIN` to `ybgin`. Only PostgreSQL is tested.
 
 use std::future::Future;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -55,6 +59,7 @@ use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
+use crate::postgres_tls::VerifiedTls;
 use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
 use crate::validate::{self, Request};
 
@@ -127,7 +132,14 @@ impl PostgresStore {
     /// servers start at once). Fails with [`StoreError::Unavailable`] when the database
     /// cannot be reached, and [`StoreError::InvalidArgument`] when `url` does not parse.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let mut config = parse_url(url)?;
+        Self::connect_with(url, pool_size, None).await
+    }
+
+    /// [`PostgresStore::connect`], over TLS when `ca_file` is given: the server must
+    /// offer TLS and a certificate that chains to that CA and names the URL's host;
+    /// otherwise every connection fails with [`StoreError::Unavailable`] saying why.
+    pub async fn connect_with(url: &str, pool_size: usize, ca_file: Option<&Path>) -> Result<Self, StoreError> {
+        let mut config = parse_url(url, ca_file.is_some())?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -135,7 +147,16 @@ impl PostgresStore {
             config.application_name("bitmail-backend");
         }
         let target = describe_target(&config);
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match ca_file {
+            Some(ca) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls =
+                    VerifiedTls::new(ca).map_err(|e| StoreError::InvalidArgument(format!("postgres.ca_file: {e}")))?;
+                Manager::from_config(config, tls, recycling)
+            }
+            None => Manager::from_config(config, NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -229,14 +250,19 @@ impl PostgresStore {
 
 /// Parses a connection URL; the error names what is wrong, never the URL itself (it may
 /// hold a password).
-pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+/// `tls`: whether `[postgres] ca_file` is set.
+pub(crate) fn parse_url(url: &str, tls: bool) -> Result<tokio_postgres::Config, StoreError> {
+    use tokio_postgres::config::SslMode;
     let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidArgument(error_text(&e)))?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(StoreError::InvalidArgument(
-            "sslmode=require is not supported yet (this build has no TLS for PostgreSQL)".into(),
-        ));
+    match (config.get_ssl_mode(), tls) {
+        (SslMode::Require, false) => Err(StoreError::InvalidArgument(
+            "sslmode=require needs postgres.ca_file, the CA that the server's certificate is verified against".into(),
+        )),
+        (SslMode::Disable, true) => {
+            Err(StoreError::InvalidArgument("sslmode=disable contradicts postgres.ca_file (TLS): remove one".into()))
+        }
+        _ => Ok(config),
     }
-    Ok(config)
 }
 
 fn describe_target(config: &tokio_postgres::Config) -> String {

@@ -11,13 +11,14 @@
 //! disk stays [`StoreError::Full`]. Input is also checked here first, so bad input never
 //! travels.
 //!
-//! Connections use TCP_NODELAY. A call cancelled by the caller is `Unavailable` as well.
+//! Connections use TCP_NODELAY, and mutual TLS with `[proxy.tls]` (`bitmail_runtime::grpc_tls`). A call cancelled by the caller is `Unavailable` as well.
 
 use std::time::Duration;
 
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::store_client::StoreClient;
-use tonic::transport::{Channel, Endpoint};
+use bitmail_runtime::grpc_tls::ClientTls;
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::service::{ACTUAL_VERSION_METADATA, wire_limit};
@@ -32,13 +33,19 @@ pub struct ProxyStore {
 }
 
 impl ProxyStore {
-    /// A proxy to the backend-server at `url` (`http://host:port`). Does not connect
-    /// yet; fails only when the URL is not one.
-    pub fn new(url: &str, connect_timeout: Duration, timeout: Duration, limits: Limits) -> Result<Self, StoreError> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
+    /// A proxy to the backend-server at `url` (`http://host:port`, or `https://` with
+    /// mutual `tls`). Does not connect yet; fails only when the URL is not one or the TLS
+    /// files do not load.
+    pub fn new(
+        url: &str,
+        tls: Option<&ClientTls>,
+        connect_timeout: Duration,
+        timeout: Duration,
+        limits: Limits,
+    ) -> Result<Self, StoreError> {
+        let endpoint = bitmail_runtime::grpc_tls::endpoint(url, tls)
             .map_err(|e| StoreError::InvalidArgument(format!("proxy url {url:?}: {e}")))?
             .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
         let max = wire_limit(&limits);

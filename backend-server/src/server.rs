@@ -22,6 +22,7 @@ pub struct Server {
     store: Arc<dyn Store>,
     metrics: Registry,
     limits: Limits,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     grace: std::time::Duration,
 }
 
@@ -32,6 +33,8 @@ pub enum StartError {
     Store(StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("tls: {0}")]
+    Tls(#[from] bitmail_runtime::grpc_tls::LinkTlsError),
 }
 
 /// The engine the config names, opened.
@@ -41,11 +44,17 @@ pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreE
         Engine::Memory => Arc::new(MemoryStore::with_limits(limits)),
         Engine::Embedded => Arc::new(EmbeddedStore::open(&config.embedded.path, config.embedded.cache_bytes, limits)?),
         Engine::Postgres => Arc::new(
-            PostgresStore::connect(config.postgres.url.expose(), config.postgres.pool_size).await?.with_limits(limits),
+            PostgresStore::connect_with(
+                config.postgres.url.expose(),
+                config.postgres.pool_size,
+                config.postgres.ca_file.as_deref(),
+            )
+            .await?
+            .with_limits(limits),
         ),
         Engine::Proxy => {
             let proxy = &config.proxy;
-            Arc::new(ProxyStore::new(&proxy.url, proxy.connect_timeout(), proxy.timeout(), limits)?)
+            Arc::new(ProxyStore::new(&proxy.url, proxy.tls.as_ref(), proxy.connect_timeout(), proxy.timeout(), limits)?)
         }
     })
 }
@@ -53,6 +62,13 @@ pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreE
 impl Server {
     /// Opens the engine and binds the listen address.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let tls = config.tls.as_ref().map(|t| t.server_config()).transpose()?;
+        if config.engine == Engine::Memory && !config.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %config.listen,
+                "engine = \"memory\" on an address other nodes reach: every document is lost when this server stops; use \"embedded\" or \"postgres\""
+            );
+        }
         let metrics = Registry::new();
         let store: Arc<dyn Store> =
             Arc::new(MeteredStore::new(open_store(config).await.map_err(StartError::Store)?, metrics.clone()));
@@ -64,6 +80,7 @@ impl Server {
             store,
             metrics,
             limits: config.limits(),
+            tls,
             grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
         })
     }
@@ -82,7 +99,7 @@ impl Server {
         routes.add_service(StoreService::new(self.store, self.limits).into_server());
         bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Store"]).await?;
         let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics);
-        bitmail_runtime::grpc::serve(routes, self.listener, shutdown, self.grace).await?;
+        bitmail_runtime::grpc::serve(routes, self.listener, self.tls, shutdown, self.grace).await?;
         Ok(())
     }
 }

@@ -20,12 +20,27 @@
 //! [tls]                                # omit to use a generated self-signed certificate
 //! cert_path = "/etc/bitmail/cert.pem"
 //! key_path = "/etc/bitmail/key.pem"
+//!
+//! [mta_tls]                            # mutual TLS to mta-server; needs an https:// mta_url
+//! ca_file = "/etc/bitmail/ca.pem"      # mta-server's certificate must chain to this CA
+//! cert_file = "/etc/bitmail/client-api.pem"   # client-api's client certificate
+//! key_file = "/etc/bitmail/client-api.key"
+//! server_name = "mta.internal"         # the name in mta-server's certificate; default: mta_url's host
+//!
+//! [backend_tls]                        # the same for backend_url (https://)
+//! ca_file = "/etc/bitmail/ca.pem"
+//! cert_file = "/etc/bitmail/client-api.pem"
+//! key_file = "/etc/bitmail/client-api.key"
 //! ```
+//!
+//! `[tls]` is the edge's own HTTPS certificate, for browsers and apps; `[mta_tls]` and
+//! `[backend_tls]` are the gRPC links behind it (`bitmail_runtime::grpc_tls`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bitmail_runtime::config::{Secret, Validate};
+use bitmail_runtime::grpc_tls::ClientTls;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +74,10 @@ pub struct Config {
     pub web_dir: Option<PathBuf>,
     pub shutdown_grace_secs: u64,
     pub tls: Option<TlsFiles>,
+    /// Mutual TLS to mta-server (with an `https://` `mta_url`).
+    pub mta_tls: Option<ClientTls>,
+    /// Mutual TLS to backend-server (with an `https://` `backend_url`).
+    pub backend_tls: Option<ClientTls>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +107,8 @@ impl Default for Config {
             web_dir: None,
             shutdown_grace_secs: 10,
             tls: None,
+            mta_tls: None,
+            backend_tls: None,
         }
     }
 }
@@ -103,6 +124,9 @@ impl Validate for Config {
     fn validate(&self, problems: &mut Vec<String>) {
         check_upstream("mta_url", &self.mta_url, problems);
         check_upstream("backend_url", &self.backend_url, problems);
+        bitmail_runtime::grpc_tls::check_link("mta_url", &self.mta_url, "mta_tls", self.mta_tls.as_ref(), problems);
+        let backend_tls = self.backend_tls.as_ref();
+        bitmail_runtime::grpc_tls::check_link("backend_url", &self.backend_url, "backend_tls", backend_tls, problems);
         let domain_ok = !self.mail_domain.is_empty()
             && self
                 .mail_domain
@@ -170,6 +194,23 @@ mod tests {
         for needle in
             ["mta_url", "user_sends_per_minute", "user_max_recipients", "mail_domain", "tls.cert_path", "tls.key_path"]
         {
+            assert!(all.contains(needle), "missing {needle} in {all}");
+        }
+    }
+
+    #[test]
+    fn an_https_upstream_needs_its_tls_section_and_the_files_are_named() {
+        let err = parse::<Config>("mta_url = \"https://10.0.0.11:50051\"\n", "t").unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec!["mta_tls: required for the https:// mta_url (ca_file, cert_file, key_file: mutual TLS)"]
+        );
+        let text = "[backend_tls]\nca_file = \"/nonexistent/ca.pem\"\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n";
+        let all = parse::<Config>(text, "t").unwrap_err().problems.join("\n");
+        for needle in [
+            "backend_url: \"http://127.0.0.1:50052\" must be an https:// URL",
+            "backend_tls.cert_file: cannot read /nonexistent/c.pem",
+        ] {
             assert!(all.contains(needle), "missing {needle} in {all}");
         }
     }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bitmail_proto::v1::store_client::StoreClient;
-use tonic::transport::Endpoint;
 
 use crate::accounts::{Accounts, CreateUserError, Role};
 use crate::config::Config;
@@ -44,11 +43,8 @@ pub fn password_line(input: &str) -> &str {
 
 /// Makes the user; the error is a sentence for stderr. The password is never printed.
 pub async fn create_user(args: &CreateUser, config: &Config, password: &str) -> Result<(), String> {
-    let channel = Endpoint::from_shared(config.backend_url.clone())
-        .map_err(|e| format!("backend_url: {e}"))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(30))
-        .connect_lazy();
+    let channel = crate::server::upstream(&config.backend_url, config.backend_tls.as_ref())
+        .map_err(|e| format!("backend_url: {e}"))?;
     let accounts = Accounts::new(StoreClient::new(channel), false, Duration::from_secs(3600));
     let role = if args.admin { Role::Admin } else { Role::User };
     match accounts.create_user(args.name.trim(), password, args.tenant.trim(), role).await {

@@ -10,7 +10,8 @@ use bitmail_proto::v1::admin_client::AdminClient;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_proto::v1::store_client::StoreClient;
 use bitmail_runtime::grpc::Bearer;
-use tonic::transport::{Channel, Endpoint};
+use bitmail_runtime::grpc_tls::ClientTls;
+use tonic::transport::Channel;
 
 use crate::accounts::Accounts;
 use crate::assets::WebAssets;
@@ -31,9 +32,10 @@ const STORE_WIRE_LIMIT: usize = (32 << 20) + (64 << 10);
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A gRPC channel that connects on first use and reconnects after failures, so the
-/// edge starts (and reports itself degraded) even while an upstream is down.
-fn upstream(url: &str) -> Result<Channel, BoxError> {
-    Ok(Endpoint::from_shared(url.to_owned())?
+/// edge starts (and reports itself degraded) even while an upstream is down. With `tls`,
+/// mutual TLS (`bitmail_runtime::grpc_tls`).
+pub(crate) fn upstream(url: &str, tls: Option<&ClientTls>) -> Result<Channel, BoxError> {
+    Ok(bitmail_runtime::grpc_tls::endpoint(url, tls)?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(30))
         .connect_lazy())
@@ -55,7 +57,7 @@ impl Server {
         let configured = config.tls.as_ref().map(|t| (t.cert_path.as_path(), t.key_path.as_path()));
         let cert = tls::ensure_certificate(configured, &config.state_dir.join("tls"))?;
         let tls = tls::server_config(&cert, &[b"h2", b"http/1.1"])?;
-        let mta_channel = upstream(&config.mta_url)?;
+        let mta_channel = upstream(&config.mta_url, config.mta_tls.as_ref())?;
         let bearer = Bearer::new(config.mta_key.as_ref().map(|k| k.expose()))?;
         if config.mta_key.is_none() {
             tracing::warn!("no mta_key configured: mta-server will refuse every call, and nothing can be sent");
@@ -73,7 +75,7 @@ impl Server {
                 None
             }
         };
-        let backend_channel = upstream(&config.backend_url)?;
+        let backend_channel = upstream(&config.backend_url, config.backend_tls.as_ref())?;
         let max_decode = config.max_body_bytes.max(config.max_inbound_bytes) + 256 * 1024;
         let web = match config.web_dir.clone() {
             Some(dir) => Some(tokio::task::spawn_blocking(move || WebAssets::load(&dir)).await??),

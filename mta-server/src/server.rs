@@ -33,6 +33,8 @@ pub const DELIVERY_HEALTH: &str = "bitmail.v1.Mta.delivery";
 /// A bound, not yet serving, mta-server.
 pub struct Server {
     listener: TcpListener,
+    /// Mutual TLS on the gRPC listener (`[tls]`).
+    tls: Option<tonic::transport::ServerTlsConfig>,
     service: Arc<MtaService>,
     smtp: Option<SmtpServer>,
     admin: AdminService,
@@ -49,6 +51,7 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(config: &Config) -> Result<Self, BoxError> {
+        let tls = config.tls.as_ref().map(|t| t.server_config()).transpose().map_err(|e| format!("tls: {e}"))?;
         let providers = config.providers.iter().map(crate::provider::from_config).collect::<Result<Vec<_>, _>>()?;
         if providers.is_empty() {
             tracing::warn!("no providers configured: messages are accepted and deferred, none is sent");
@@ -111,6 +114,7 @@ impl Server {
         .await?;
         Ok(Self {
             listener,
+            tls,
             smtp,
             admin: AdminService::new(
                 tenancy.tenancy.registry.clone(),
@@ -186,7 +190,7 @@ impl Server {
             let _ = stop_outbox.wait_for(|stop| *stop).await;
         }));
         let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics);
-        let served = bitmail_runtime::grpc::serve(routes, self.listener, shutdown, self.grace).await;
+        let served = bitmail_runtime::grpc::serve(routes, self.listener, self.tls, shutdown, self.grace).await;
 
         pruner.abort();
         watcher.abort();

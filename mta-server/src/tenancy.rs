@@ -30,7 +30,13 @@ pub async fn open_store(config: &TenantsConfig) -> Result<Arc<dyn Store>, StoreE
         let store = EmbeddedStore::open(&config.path, LOCAL_CACHE_BYTES, Limits::default())?;
         return Ok(Arc::new(store));
     }
-    let store = ProxyStore::new(&config.store, Duration::from_secs(1), Duration::from_secs(5), Limits::default())?;
+    let store = ProxyStore::new(
+        &config.store,
+        config.tls.as_ref(),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+        Limits::default(),
+    )?;
     Ok(Arc::new(store))
 }
 

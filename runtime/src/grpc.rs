@@ -39,9 +39,12 @@ pub async fn add_standard_services(
 /// Serves `routes` on `listener` until `shutdown` resolves, then stops accepting and
 /// lets calls in flight finish, for at most `grace`: a client that never completes the
 /// HTTP/2 goodbye (it does not answer the final PING) cannot hold the process open.
+/// With `tls` (see [`crate::grpc_tls`]) every connection is mutual TLS: a client
+/// without a certificate from the configured CA is refused in the handshake.
 pub async fn serve(
     routes: tonic::service::Routes,
     listener: tokio::net::TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: std::time::Duration,
 ) -> Result<(), tonic::transport::Error> {
@@ -53,10 +56,11 @@ pub async fn serve(
     // Without TCP_NODELAY, a small answer waits for the client's delayed ACK (~40 ms).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     // HTTP/1.1 too, for `GET /metrics` (see `metrics::with_metrics_route`).
-    let server = tonic::transport::Server::builder()
-        .accept_http1(true)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, signal);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder.accept_http1(true).add_routes(routes).serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(server);
     let deadline = async {
         if fired_rx.await.is_ok() {

@@ -6,6 +6,8 @@
 //!   at once, plus [`config::Secret`] for values that must never be logged;
 //! - [`shutdown`]: one future that resolves on SIGTERM or Ctrl-C;
 //! - [`grpc`]: the standard health service and server reflection for a tonic server;
+//! - [`grpc_tls`]: mutual TLS for gRPC servers and clients, and the loopback-only rule
+//!   for plaintext;
 //! - [`metrics`]: Prometheus metrics, served at `GET /metrics`;
 //! - [`probe`]: `--probe`, asking a running gRPC service for its health;
 //! - [`sync`]: poison-tolerant locking of `std::sync` locks;
@@ -16,6 +18,7 @@
 pub mod cli;
 pub mod config;
 pub mod grpc;
+pub mod grpc_tls;
 pub mod metrics;
 pub mod probe;
 pub mod shutdown;

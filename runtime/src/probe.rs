@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::grpc_tls::ServerTls;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// How long one probe may take, connection included.
@@ -21,11 +23,14 @@ pub fn local_target(listen: SocketAddr) -> SocketAddr {
 }
 
 /// Asks the standard gRPC health service at `listen` about `service`; Ok when it
-/// answers SERVING within [`PROBE_TIMEOUT`].
-pub async fn grpc(listen: SocketAddr, service: &str) -> Result<(), String> {
+/// answers SERVING within [`PROBE_TIMEOUT`]. With the server's `tls`, over mutual TLS
+/// as [`ServerTls::probe_link`] describes.
+pub async fn grpc(listen: SocketAddr, tls: Option<&ServerTls>, service: &str) -> Result<(), String> {
     let target = local_target(listen);
     let check = async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+        let link = tls.map(ServerTls::probe_link).transpose().map_err(|e| e.to_string())?;
+        let scheme = if link.is_some() { "https" } else { "http" };
+        let channel = crate::grpc_tls::endpoint(&format!("{scheme}://{target}"), link.as_ref())
             .map_err(|e| e.to_string())?
             .connect_timeout(PROBE_TIMEOUT)
             .connect()
@@ -74,7 +79,7 @@ mod tests {
     #[tokio::test]
     async fn nothing_listening_is_unhealthy_and_says_where() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let err = grpc(SocketAddr::from(([127, 0, 0, 1], port)), "x").await.unwrap_err();
+        let err = grpc(SocketAddr::from(([127, 0, 0, 1], port)), None, "x").await.unwrap_err();
         assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     }
 }

@@ -70,3 +70,21 @@ pub fn check_service(bin: &str, name: &str, version: &str) {
         assert!(out.stdout.is_empty(), "{name} {args:?} wrote to stdout: {out:?}");
     }
 }
+
+/// Starts `bin` (not `--check-config`: a real start) with a config whose `listen` is
+/// `0.0.0.0` and that has no `[tls]`: it must refuse to start with exit 64 and name the
+/// key to set. On loopback the same config is valid (`--check-config` exits 0).
+pub fn check_refuses_plaintext_beyond_loopback(bin: &str, name: &str) {
+    let path = std::env::temp_dir().join(format!("bitmail-{name}-plaintext-{}.toml", std::process::id()));
+    std::fs::write(&path, "listen = \"0.0.0.0:0\"\n").unwrap();
+    let out = run(bin, &["--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{name} on 0.0.0.0 without TLS: {out:?}");
+    let needle = "tls: required because listen = \"0.0.0.0:0\" is not a loopback address: set [tls] ca_file, cert_file and key_file";
+    assert!(stderr.contains(needle), "{name}: missing {needle:?} in:\n{stderr}");
+
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\n").unwrap();
+    let out = run(bin, &["--config", path.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{name} on loopback without TLS: {out:?}");
+    std::fs::remove_file(path).unwrap();
+}

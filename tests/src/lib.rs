@@ -22,7 +22,8 @@
 //! - [`store_conformance`](mod@store_conformance): the `Store` contract, written once, run against every
 //!   engine; [`store_engines`]: fresh stores of each engine for it.
 //!
-//! - [`ca`]: a throwaway CA and a server certificate for `localhost`, as PEM files.
+//! - [`ca`]: a throwaway CA and certificates it signs (servers, and a client per service
+//!   for mutual TLS), as PEM files; the `bitmail-certs` binary writes a set of them.
 //! - `shared`: what every fake uses (a poison-tolerant lock).
 //!
 //! The cross-service tests live in `tests/tests/suite/`, one test binary with a module

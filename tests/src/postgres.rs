@@ -35,6 +35,8 @@ pub struct PgServer {
     port: u16,
     password: String,
     durable: bool,
+    /// `ssl=on` with this certificate and key (in the cluster's folder).
+    ssl: Option<(PathBuf, PathBuf)>,
     child: Option<Child>,
 }
 
@@ -111,16 +113,22 @@ impl PgServer {
 
     /// Creates and starts a new cluster for tests (`fsync=off`). Blocks for about a second.
     pub fn start() -> Result<PgServer> {
-        Self::start_with(false)
+        Self::start_with(false, None)
+    }
+
+    /// A test cluster that also takes TLS (`ssl=on`), with a certificate for `localhost`
+    /// and `127.0.0.1` signed by `ca`. Plaintext connections are still accepted.
+    pub fn start_tls(ca: &crate::ca::Ca) -> Result<PgServer> {
+        Self::start_with(false, Some(ca))
     }
 
     /// A cluster that syncs its commits to disk like a production one (`fsync=on`,
     /// `synchronous_commit=on`), for benchmarks that compare engines.
     pub fn start_durable() -> Result<PgServer> {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
-    fn start_with(durable: bool) -> Result<PgServer> {
+    fn start_with(durable: bool, tls: Option<&crate::ca::Ca>) -> Result<PgServer> {
         let bin = find_bin_dir().context(
             "PostgreSQL's server binaries are not installed (looked in /usr/lib/postgresql/*/bin and \
              $BITMAIL_PG_BIN); `cargo xtask test` installs them (apt-get install postgresql)",
@@ -129,7 +137,7 @@ impl PgServer {
         let dir = std::env::temp_dir().join(unique("bitmail-pg"));
         fs::create_dir_all(&dir)?;
         let password = unique("pw").replace('_', "x");
-        let mut server = PgServer { dir: dir.clone(), bin, port: 0, password, durable, child: None };
+        let mut server = PgServer { dir: dir.clone(), bin, port: 0, password, durable, ssl: None, child: None };
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
         }
@@ -153,6 +161,20 @@ impl PgServer {
             .context("cannot run initdb")?;
         if !status.success() {
             bail!("initdb failed ({status}):\n{}", tail(&dir.join("initdb.err")));
+        }
+
+        if let Some(ca) = tls {
+            // postgres wants its key private to the user it runs as.
+            let issued = ca.issue("postgres-server", &["localhost", "127.0.0.1"])?;
+            let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+            fs::copy(&issued.cert, &cert)?;
+            fs::copy(&issued.key, &key)?;
+            fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&cert, Some(uid), Some(gid))?;
+                std::os::unix::fs::chown(&key, Some(uid), Some(gid))?;
+            }
+            server.ssl = Some((cert, key));
         }
 
         // A port can be taken between finding it free and the server binding it: try again.
@@ -192,6 +214,12 @@ impl PgServer {
             } else {
                 ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
             })
+            .args(self.ssl.iter().flat_map(|(cert, key)| {
+                ["-c".to_owned(), "ssl=on".to_owned(), "-c".to_owned()]
+                    .into_iter()
+                    .chain([format!("ssl_cert_file={}", cert.display()), "-c".to_owned()])
+                    .chain([format!("ssl_key_file={}", key.display())])
+            }))
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log)?)
             .spawn()

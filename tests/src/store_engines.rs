@@ -88,7 +88,7 @@ pub async fn proxy_to_embedded() -> Subject {
     config.embedded.path = dir.path().join("store.redb");
     config.embedded.cache_bytes = 16 << 20;
     let server = serve(config).await;
-    let proxy = ProxyStore::new(&server.url, Duration::from_secs(1), Duration::from_secs(20), Limits::default())
+    let proxy = ProxyStore::new(&server.url, None, Duration::from_secs(1), Duration::from_secs(20), Limits::default())
         .expect("a valid url");
     let mut subject = Subject::new(Arc::new(proxy));
     // Dropped in order: the server stops, then its folder goes.

@@ -2,7 +2,9 @@
 //! stand-ins for the providers whose credentials are not in the environment. Tenants and
 //! keys live in the backend-server it starts; it makes an admin key for the operator and a
 //! service key for client-api (files in `target/xtask-run/`, mode 0600) before client-api
-//! starts.
+//! starts. Every gRPC link is mutual TLS, with a throwaway CA and a certificate per
+//! service that `bitmail-certs` makes once under `data/tls/` (and an `operator` one for
+//! grpcurl).
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -151,13 +153,36 @@ pub(crate) fn run(release: bool) -> Result<()> {
     let console_key_file = dir.join("client-api-admin.key");
     let smtp_key_file = dir.join("smtp.key");
     let provider = format!("{sendgrid}\n{mailgun}\n{ses}");
+    // Mutual TLS on every gRPC link: a throwaway CA under data/tls/, made once.
+    let tls_dir = root().join("data/tls");
+    let certs = Command::new(bin("bitmail-certs"))
+        .arg("--dir")
+        .arg(&tls_dir)
+        .arg("--keep")
+        .args(["backend-server", "mta-server", "client-api"].map(|s| format!("{s}=localhost,127.0.0.1")))
+        .arg("operator=localhost")
+        .output()
+        .context("cannot run bitmail-certs")?;
+    if !certs.status.success() {
+        bail!("bitmail-certs failed ({}): {}", certs.status, String::from_utf8_lossy(&certs.stderr).trim());
+    }
+    let tls = |section: &str, name: &str| {
+        let file = |f: String| format!("{:?}", tls_dir.join(f).display().to_string());
+        format!(
+            "[{section}]\nca_file = {}\ncert_file = {}\nkey_file = {}\n",
+            file("ca.pem".into()),
+            file(format!("{name}.pem")),
+            file(format!("{name}.key"))
+        )
+    };
     let stand_ins = !(real_sendgrid && real_mailgun && real_ses);
     let configs = [
         (
             "backend-server",
             format!(
-                "listen = \"{BACKEND}\"\nengine = \"embedded\"\n[embedded]\npath = {:?}\n",
-                store_file.display().to_string()
+                "listen = \"{BACKEND}\"\nengine = \"embedded\"\n[embedded]\npath = {:?}\n{}",
+                store_file.display().to_string(),
+                tls("tls", "backend-server")
             ),
         ),
         (
@@ -165,18 +190,22 @@ pub(crate) fn run(release: bool) -> Result<()> {
             // Tenants and keys in the backend-server started here; tenant `default`
             // sends from the webmail's domain.
             format!(
-                "listen = \"{MTA}\"\n[spool]\npath = {:?}\n[retry]\ninitial_secs = 5\n[tenants]\nstore = \"http://{BACKEND}\"\ndefault_domains = [{mail_domain:?}]\n[smtp]\nsubmission = \"{SMTP}\"\nsubmissions = \"{SMTPS}\"\n[smtp.local]\nlisten = \"{SMTP_LOCAL}\"\ntenant = \"default\"\n\n{provider}",
-                root().join("data/mta/spool.redb").display().to_string()
+                "listen = \"{MTA}\"\n{}[spool]\npath = {:?}\n[retry]\ninitial_secs = 5\n[tenants]\nstore = \"https://{BACKEND}\"\ndefault_domains = [{mail_domain:?}]\n{}[smtp]\nsubmission = \"{SMTP}\"\nsubmissions = \"{SMTPS}\"\n[smtp.local]\nlisten = \"{SMTP_LOCAL}\"\ntenant = \"default\"\n\n{provider}",
+                tls("tls", "mta-server"),
+                root().join("data/mta/spool.redb").display().to_string(),
+                tls("tenants.tls", "mta-server")
             ),
         ),
         (
             "client-api",
             format!(
-                "listen = \"{EDGE}\"\nstate_dir = {:?}\nmta_url = \"http://{MTA}\"\nmta_key = {{ file = {:?} }}\nmta_admin_key = {{ file = {:?} }}\nbackend_url = \"http://{BACKEND}\"\nmail_domain = {mail_domain:?}\nsignup_on_first_login = true\nweb_dir = {:?}\n",
+                "listen = \"{EDGE}\"\nstate_dir = {:?}\nmta_url = \"https://{MTA}\"\nmta_key = {{ file = {:?} }}\nmta_admin_key = {{ file = {:?} }}\nbackend_url = \"https://{BACKEND}\"\nmail_domain = {mail_domain:?}\nsignup_on_first_login = true\nweb_dir = {:?}\n{}{}",
                 root().join("data/client-api").display().to_string(),
                 service_key_file.display().to_string(),
                 console_key_file.display().to_string(),
-                web_dir.display().to_string()
+                web_dir.display().to_string(),
+                tls("mta_tls", "client-api"),
+                tls("backend_tls", "client-api")
             ),
         ),
     ];
@@ -266,6 +295,7 @@ pub(crate) fn run(release: bool) -> Result<()> {
         describe(real_sendgrid, "SendGrid", FAKE_SENDGRID),
         describe(real_mailgun, "Mailgun", FAKE_MAILGUN)
     );
+    let grpcurl_tls = format!("-cacert {0}/ca.pem -cert {0}/operator.pem -key {0}/operator.key", tls_dir.display());
     say!(
         "
 BitMail is running.
@@ -273,7 +303,7 @@ BitMail is running.
   webmail and API   https://localhost:8443/   (self-signed certificate: accept it once)
                     sign in with any name (a-z, 0-9, . _ -) and a password of 8+ characters;
                     the first sign-in creates the account
-  mta-server gRPC   {MTA}   (reflection on: grpcurl -plaintext {MTA} list)
+  mta-server gRPC   {MTA}   (mutual TLS; reflection on: grpcurl {grpcurl_tls} {MTA} list)
                     every call needs an API key; tenant `default` sends from @{mail_domain}
   admin key         {}   ({admin_key_state}; scope admin)
   client-api's keys {}   ({service_key_state}; scope service, its mta_key)
@@ -282,12 +312,13 @@ BitMail is running.
                     {}   ({smtp_key_state}; scope send)
                     {SMTP_LOCAL}: no TLS, no AUTH, sends as tenant `default` (this host only)
                     certificate (self-signed): {}
-  backend gRPC      {BACKEND}
+  backend gRPC      {BACKEND}   (mutual TLS)
+  certificates      {}   (a throwaway CA, certificates per service; operator.pem for you)
   mail goes to      {sent_to}
   configs           {}
 
 Submit over gRPC with the admin key, for example:
-  grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" \\
+  grpcurl {grpcurl_tls} -H \"authorization: Bearer $(cat {})\" \\
     -d '{{\"from\":\"me@{mail_domain}\",\"to\":[\"you@example.org\"],\"subject\":\"Hi\",\"text\":\"Hello\"}}' \\
     {MTA} bitmail.v1.Mta/Submit
 or over SMTP:
@@ -300,6 +331,7 @@ Ctrl-C stops everything.",
         service_key_file.display(),
         smtp_key_file.display(),
         root().join("data/mta/smtp-tls/cert.pem").display(),
+        tls_dir.display(),
         dir.display(),
         admin_key_file.display(),
         smtp_key_file.display(),

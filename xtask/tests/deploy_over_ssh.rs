@@ -382,12 +382,40 @@ fn bad_input_stops_before_any_host_is_touched() {
     let (ok, out) = xtask(&["deploy", "--config", config, "--skip-tests"]);
     assert!(!ok && out.contains("keep: unknown key") && out.contains("port_number: unknown key"), "{out}");
     assert!(!f.a.root.exists());
+
+    // A certificate the config names but the host lacks: named in the pre-flight.
+    std::fs::write(f.base.join("deploy.toml"), &good).unwrap();
+    let tls =
+        "[tls]\nca_file = \"tls/ca.pem\"\ncert_file = \"tls/mta.pem\"\nkey_file = \"/etc/bitmail-none/mta.key\"\n";
+    std::fs::write(f.base.join("mta.toml"), format!("listen = \"127.0.0.1:1\"\n{tls}")).unwrap();
+    let (ok, out) = xtask(&["deploy", "--config", config, "--skip-tests", "--bin-dir", bins.to_str().unwrap()]);
+    assert!(!ok && out.contains("no host was touched"), "{out}");
+    for key in ["tls.ca_file: tls/ca.pem", "tls.cert_file: tls/mta.pem", "tls.key_file: /etc/bitmail-none/mta.key"] {
+        assert!(out.contains(&format!("mta-server {key} is not a readable file there")), "{key}: {out}");
+    }
+    assert!(!f.a.root.exists());
 }
 
 #[test]
 fn the_example_layout_s_configs_pass_check_config() {
     let bins = bin_dir();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/example");
+    // The certificates the configs name, where an operator puts them: tls/ under the
+    // host's root (the services' working folder). A throwaway CA stands in for theirs.
+    let host_root = std::env::temp_dir().join(format!("bitmail-example-root-{}", std::process::id()));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .args(["run", "--quiet", "-p", "bitmail-tests", "--bin", "bitmail-certs", "--", "--dir"])
+        .arg(host_root.join("tls"))
+        .args([
+            "backend-server=storage.bitmail.internal",
+            "mta-server=mta.bitmail.internal",
+            "client-api=edge.bitmail.internal",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "bitmail-certs failed");
     for (service, file) in [
         ("backend-server", "storage/backend-server.toml"),
         ("mta-server", "mta/mta-server.toml"),
@@ -400,8 +428,22 @@ fn the_example_layout_s_configs_pass_check_config() {
             .env("SENDGRID_API_KEY", "example")
             .env("MAILGUN_API_KEY", "example")
             .env("BITMAIL_MTA_KEY", "bmk_example")
+            .current_dir(&host_root)
             .output()
             .unwrap();
         assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
     }
+    // Without the certificates, each config is refused, naming the key and the file.
+    std::fs::remove_dir_all(host_root.join("tls")).unwrap();
+    let out = Command::new(bins.join("backend-server"))
+        .arg("--config")
+        .arg(example.join("storage/backend-server.toml"))
+        .arg("--check-config")
+        .current_dir(&host_root)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("tls.cert_file: cannot read tls/backend-server.pem"), "{stderr}");
+    std::fs::remove_dir_all(host_root).unwrap();
 }

@@ -7,6 +7,11 @@
 //! max_recipients = 1000
 //! scheduler = "round-robin"          # or "priority", "weighted", "adaptive"
 //!
+//! [tls]                          # mutual TLS on `listen`; required unless it is loopback
+//! ca_file = "/etc/bitmail/ca.pem"          # client certificates must chain to this CA
+//! cert_file = "/etc/bitmail/mta.pem"       # this server's certificate (and --probe's client one)
+//! key_file = "/etc/bitmail/mta.key"
+//!
 //! [spool]
 //! path = "data/mta/spool.redb"
 //! max_bytes = 10737418240        # past this, Submit answers RESOURCE_EXHAUSTED
@@ -32,6 +37,11 @@
 //! node_id = "mta-1"                   # this node in the shared daily counts; default: host:port
 //! key_cache_ms = 5000                 # a checked key is trusted this long: revocations reach every node within it
 //! default_domains = ["localhost"]     # the sending domains of tenant `default`, made on first start
+//! [tenants.tls]                       # mutual TLS to that backend-server; needs an https:// store
+//! ca_file = "/etc/bitmail/ca.pem"     # its certificate must chain to this CA
+//! cert_file = "/etc/bitmail/mta.pem"  # this node's client certificate
+//! key_file = "/etc/bitmail/mta.key"
+//! server_name = "backend.internal"    # the name in its certificate; default: the store URL's host
 //! [tenants.default_quotas]            # tenant `default`'s quotas when it is made; each optional
 //! per_day = 100000                    # messages per UTC day, across nodes
 //! per_second = 50.0                   # sustained rate per node, and its burst
@@ -113,6 +123,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bitmail_runtime::config::Validate;
+use bitmail_runtime::grpc_tls::ServerTls;
 use serde::Deserialize;
 
 pub use providers::{
@@ -133,6 +144,8 @@ pub struct Config {
     pub scheduler: SchedulerKind,
     /// How long shutdown waits for deliveries in flight.
     pub shutdown_grace_secs: u64,
+    /// Mutual TLS on `listen`: required unless it is a loopback address.
+    pub tls: Option<ServerTls>,
     pub spool: SpoolConfig,
     pub delivery: DeliveryConfig,
     pub health: HealthConfig,
@@ -264,6 +277,7 @@ impl Default for Config {
             max_recipients: 1000,
             scheduler: SchedulerKind::RoundRobin,
             shutdown_grace_secs: 10,
+            tls: None,
             spool: SpoolConfig::default(),
             delivery: DeliveryConfig::default(),
             health: HealthConfig::default(),
@@ -320,6 +334,7 @@ impl Validate for Config {
         if self.spool.path.as_os_str().is_empty() {
             problems.push("spool.path: must not be empty".into());
         }
+        bitmail_runtime::grpc_tls::check_listen("listen", self.listen, "tls", self.tls.as_ref(), problems);
         self.tenants.validate(problems);
         if self.outbox.retry_initial_ms == 0 || self.outbox.retry_max_ms < self.outbox.retry_initial_ms {
             problems.push("outbox.retry_initial_ms: more than 0 and at most outbox.retry_max_ms".into());

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use bitmail_runtime::grpc_tls::ClientTls;
 use serde::Deserialize;
 
 /// Where tenants, keys, usage counts and the audit log live.
@@ -23,6 +24,8 @@ pub struct TenantsConfig {
     /// left out keeps its default (`crate::tenant::Quotas::default`). Later edits go
     /// through the admin API: this never changes a stored tenant.
     pub default_quotas: DefaultQuotas,
+    /// Mutual TLS to the backend-server at `store` (an `https://` URL).
+    pub tls: Option<ClientTls>,
 }
 
 /// `[tenants.default_quotas]`: each quota of tenant `default` at its creation; `None`
@@ -60,6 +63,7 @@ impl Default for TenantsConfig {
             key_cache_ms: 5000,
             default_domains: vec!["localhost".into()],
             default_quotas: DefaultQuotas::default(),
+            tls: None,
         }
     }
 }
@@ -71,6 +75,15 @@ impl TenantsConfig {
         }
         if !self.store.is_empty() {
             super::providers::check_url("tenants.store", &self.store, problems);
+            bitmail_runtime::grpc_tls::check_link(
+                "tenants.store",
+                &self.store,
+                "tenants.tls",
+                self.tls.as_ref(),
+                problems,
+            );
+        } else if self.tls.is_some() {
+            problems.push("tenants.tls: set only with tenants.store (a backend-server)".into());
         }
         if !(100..=60_000).contains(&self.key_cache_ms) {
             problems.push(format!("tenants.key_cache_ms: {} is not between 100 and 60000", self.key_cache_ms));
@@ -109,5 +122,16 @@ mod tests {
         assert!(err.problems.join("\n").contains("bogus"), "{err}");
         let err = parse::<Config>("[tenants.default_quotas]\nburst = 0\n", "t").unwrap_err();
         assert!(err.problems.join("\n").contains("tenants.default_quotas.burst"), "{err}");
+    }
+
+    #[test]
+    fn the_store_link_and_the_listener_follow_the_tls_rules() {
+        let err = parse::<Config>("[tenants]\nstore = \"https://10.0.0.12:50052\"\n", "t").unwrap_err();
+        assert!(err.problems.join("\n").contains("tenants.tls: required for the https:// tenants.store"), "{err}");
+        let text = "[tenants.tls]\nca_file = \"a\"\ncert_file = \"b\"\nkey_file = \"c\"\n";
+        let err = parse::<Config>(text, "t").unwrap_err();
+        assert!(err.problems.join("\n").contains("tenants.tls: set only with tenants.store"), "{err}");
+        let err = parse::<Config>("listen = \"10.0.0.11:50051\"\n", "t").unwrap_err();
+        assert!(err.problems.join("\n").contains("tls: required because listen = \"10.0.0.11:50051\""), "{err}");
     }
 }

@@ -146,7 +146,8 @@ async fn open(o: &Options) -> anyhow::Result<(Arc<dyn Store>, Keep)> {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let url = format!("http://127.0.0.1:{port}");
-            let proxy = ProxyStore::new(&url, Duration::from_secs(1), Duration::from_secs(30), Limits::default())?;
+            let proxy =
+                ProxyStore::new(&url, None, Duration::from_secs(1), Duration::from_secs(30), Limits::default())?;
             (Arc::new(proxy), Keep::Backend(backend))
         }
         other => bail!("unknown engine `{other}`"),

@@ -151,7 +151,7 @@ async fn backend_server_serves_grpc_from_postgres_across_restarts() {
     let config = backend_server::config::Config {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         engine: backend_server::config::Engine::Postgres,
-        postgres: backend_server::config::PostgresConfig { url: Secret::new(url), pool_size: 4 },
+        postgres: backend_server::config::PostgresConfig { url: Secret::new(url), pool_size: 4, ca_file: None },
         ..Default::default()
     };
     let start = || async {

@@ -11,7 +11,7 @@ use bitmail_tests::store_conformance::fields;
 use bitmail_tests::store_engines::serve;
 
 fn proxy(url: &str, timeout: Duration) -> ProxyStore {
-    ProxyStore::new(url, Duration::from_millis(500), timeout, Limits::default()).unwrap()
+    ProxyStore::new(url, None, Duration::from_millis(500), timeout, Limits::default()).unwrap()
 }
 
 #[tokio::test]

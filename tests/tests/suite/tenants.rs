@@ -91,6 +91,7 @@ impl Gateway {
         }
         let store = backend_server::proxy::ProxyStore::new(
             &format!("http://{backend_addr}"),
+            None,
             Duration::from_secs(1),
             Duration::from_secs(5),
             Default::default(),

@@ -2,13 +2,14 @@
 //! time, and rolls a host back when its services do not come up healthy.
 //!
 //! - [`config`]: `deploy.toml`, typed and fully checked;
+//! - [`certs`]: the certificate files the services' configs name, for the pre-flight;
 //! - [`ssh`]: the system `ssh` with host keys verified, and its errors in words;
 //! - [`release`]: release names, the staged folder, pruning;
 //! - `bitmail-ctl.sh`: the script each release carries to stop, switch, start and probe
 //!   the services on its host (systemd units or pid files).
 //!
 //! Order: check the config, check every selected host (reachable, key accepted, host key
-//! verified, root writable, tools present), build and test, check the binaries; only
+//! verified, root writable, tools present, the configs' certificates there), build and test, check the binaries; only
 //! then touch the first host. On a host: upload into `releases/.incoming-NAME`, verify
 //! checksums, rename to `releases/NAME` (an interrupted upload never becomes a release),
 //! check each service's `--check-config` there (removing the release if one fails),
@@ -17,6 +18,7 @@
 //! switch back to the previous release, restart it and stop: later hosts are not
 //! touched.
 
+pub mod certs;
 pub mod config;
 pub mod release;
 pub mod ssh;
@@ -191,6 +193,21 @@ fn preflight(hosts: &[HostConfig], scratch: &Path, rollback: bool) -> Result<Vec
 
 fn check_host(host: &HostConfig, scratch: &Path, rollback: bool) -> Result<HostState> {
     let ssh = Ssh::new(host, scratch)?;
+    // Each certificate file the host's configs name must be readable there (relative
+    // paths from the root): the operator puts them on the host, no release carries them.
+    let mut cert_checks = String::new();
+    for (service, file) in &host.services {
+        for (service, key, path) in certs::files(service, file)? {
+            let problem = format!(
+                "problem={service} {key}: {path} is not a readable file there (see deploy/README.md, Certificates)"
+            );
+            cert_checks.push_str(&format!(
+                "( cd \"$ROOT\" 2>/dev/null && [ -r {} ] ) || echo {}\n",
+                quote(&path),
+                quote(&problem)
+            ));
+        }
+    }
     let script = format!(
         r#"ROOT={root}
 if [ -e "$ROOT" ]; then
@@ -206,7 +223,7 @@ if [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then echo admin=yes; else ech
 if [ -L "$ROOT/current" ]; then echo "current=$(readlink "$ROOT/current" | sed 's#^releases/##')"; fi
 for d in "$ROOT"/releases/*/; do [ -d "$d" ] && echo "release=$(basename "$d")"; done
 [ -f "$ROOT/current/SHA256SUMS" ] && sed 's/^/sum=/' "$ROOT/current/SHA256SUMS"
-exit 0
+{cert_checks}exit 0
 "#,
         root = quote(&host.root)
     );

@@ -79,6 +79,7 @@ impl Deployment {
         // The keys exist before mta-server starts, as after `mta-server create-key`.
         let store = backend_server::proxy::ProxyStore::new(
             &format!("http://{backend_addr}"),
+            None,
             Duration::from_secs(1),
             Duration::from_secs(5),
             Default::default(),

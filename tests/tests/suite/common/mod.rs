@@ -12,6 +12,8 @@ use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_proto::v1::store_client::StoreClient;
 use bitmail_runtime::config::Secret;
 use bitmail_runtime::grpc::{Bearer, WithKey};
+use bitmail_runtime::grpc_tls::{ClientTls, ServerTls};
+use bitmail_tests::ca::Issued;
 use bitmail_tests::mailgun::FakeMailgun;
 use bitmail_tests::sendgrid::FakeSendGrid;
 use mta_server::config::{MailgunConfig, ProviderConfig, SendGridConfig};
@@ -26,6 +28,37 @@ pub const DEFAULT_DOMAINS: [&str; 3] = ["bitmail.test", "example.net", "unverifi
 
 /// An mta-server client whose calls carry an API key.
 pub type Mta = MtaClient<WithKey>;
+
+/// The certificates of a cluster whose gRPC links are all mutual TLS: one CA, and one
+/// certificate per service, its server and its client identity at once.
+pub struct MutualTls {
+    pub ca: PathBuf,
+    pub backend: Issued,
+    pub mta: Issued,
+    pub edge: Issued,
+}
+
+impl MutualTls {
+    /// A throwaway CA in `dir` and the three services' certificates, for `127.0.0.1`.
+    pub fn write(dir: &std::path::Path) -> MutualTls {
+        let ca = bitmail_tests::ca::Ca::new(dir, "BitMail test links CA").expect("a CA");
+        let issue = |name: &str| ca.issue(name, &["localhost", "127.0.0.1"]).expect("a certificate");
+        MutualTls { ca: ca.ca_file(), backend: issue("backend"), mta: issue("mta"), edge: issue("edge") }
+    }
+
+    pub fn server(&self, cert: &Issued) -> ServerTls {
+        ServerTls { ca_file: self.ca.clone(), cert_file: cert.cert.clone(), key_file: cert.key.clone() }
+    }
+
+    pub fn client(&self, cert: &Issued) -> ClientTls {
+        ClientTls {
+            ca_file: self.ca.clone(),
+            cert_file: cert.cert.clone(),
+            key_file: cert.key.clone(),
+            server_name: None,
+        }
+    }
+}
 
 /// A running set of services; everything stops when it is dropped.
 pub struct Cluster {
@@ -119,6 +152,18 @@ impl Cluster {
         tune: impl FnOnce(&mut mta_server::config::Config),
         tune_edge: impl FnOnce(&mut client_api::config::Config),
     ) -> Cluster {
+        Self::start_links(providers, edge, tune, tune_edge, None).await
+    }
+
+    /// [`Cluster::start_full`], with every gRPC link mutual TLS when `tls` is given.
+    pub async fn start_links(
+        providers: Vec<ProviderConfig>,
+        edge: bool,
+        tune: impl FnOnce(&mut mta_server::config::Config),
+        tune_edge: impl FnOnce(&mut client_api::config::Config),
+        tls: Option<&MutualTls>,
+    ) -> Cluster {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         // Quiet unless asked: BITMAIL_TEST_LOG=info cargo test ...
         if std::env::var_os("BITMAIL_TEST_LOG").is_some() {
             bitmail_runtime::init_tracing("BITMAIL_TEST_LOG");
@@ -129,6 +174,7 @@ impl Cluster {
         let mut backend_config = backend_server::config::Config { listen: loopback(), ..Default::default() };
         backend_config.embedded.path = state_dir.join("store.redb");
         backend_config.embedded.cache_bytes = 4 << 20;
+        backend_config.tls = tls.map(|t| t.server(&t.backend));
         let backend = backend_server::server::Server::bind(&backend_config).await.expect("backend binds");
         let backend_addr = backend.local_addr().unwrap();
         tokio::spawn(backend.serve(stopped(&rx)));
@@ -137,7 +183,9 @@ impl Cluster {
         mta_config.retry.initial_secs = 1;
         mta_config.spool.path = state_dir.join("spool.redb");
         mta_config.spool.cache_bytes = 4 << 20;
-        mta_config.tenants.store = format!("http://{backend_addr}");
+        mta_config.tenants.store = format!("{scheme}://{backend_addr}");
+        mta_config.tenants.tls = tls.map(|t| t.client(&t.mta));
+        mta_config.tls = tls.map(|t| t.server(&t.mta));
         mta_config.tenants.default_domains = DEFAULT_DOMAINS.map(String::from).to_vec();
         tune(&mut mta_config);
         // The keys exist before anything calls mta-server, as after `mta-server create-key`.
@@ -152,9 +200,11 @@ impl Cluster {
             let mut config = client_api::config::Config {
                 listen: loopback(),
                 state_dir: state_dir.clone(),
-                mta_url: format!("http://{mta_addr}"),
+                mta_url: format!("{scheme}://{mta_addr}"),
                 mta_key: Some(Secret::new(service_key.clone())),
-                backend_url: format!("http://{backend_addr}"),
+                backend_url: format!("{scheme}://{backend_addr}"),
+                mta_tls: tls.map(|t| t.client(&t.edge)),
+                backend_tls: tls.map(|t| t.client(&t.edge)),
                 mail_domain: "bitmail.test".into(),
                 signup_on_first_login: true,
                 ..Default::default()
