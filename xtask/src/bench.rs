@@ -11,6 +11,12 @@ use crate::{cargo, check, root, step};
 
 /// The store engines at 100,000 and 1,000,000 documents (the proxy at 100,000): put
 /// throughput, get and lookup latency, peak memory. One process per run.
+/// `mta-server/benches/key_check.rs`, in release: what the key check adds to each call.
+pub(crate) fn bench_keys() -> Result<()> {
+    step("cargo bench -p mta-server --bench key_check");
+    check(cargo().args(["bench", "-p", "mta-server", "--bench", "key_check"]).status(), "cargo bench")
+}
+
 pub(crate) fn bench_store() -> Result<()> {
     step("cargo build --release (backend-server, bitmail-store-bench)");
     check(

@@ -73,6 +73,9 @@ pub(crate) enum Bench {
     /// SMTP submission against a real Postfix (installed from Debian), both loaded by
     /// Postfix's smtp-source: accepted msg/s, the ratio, BitMail's p99 per message
     Smtp,
+    /// The key check every authenticated call makes: time per check of a cached key and
+    /// of a malformed one
+    Keys,
 }
 
 /// Parses the process arguments. `--help` and `--version` print to stdout and exit 0
