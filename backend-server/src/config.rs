@@ -6,6 +6,11 @@
 //! max_document_bytes = 16777216        # keys + values of one document, in bytes
 //! shutdown_grace_secs = 10
 //!
+//! [limits]                             # every gRPC call (runtime/src/limits.rs)
+//! request_timeout_ms = 30000           # a unary call, or a Lookup until it streams; then DEADLINE_EXCEEDED
+//! max_concurrent_calls = 1024          # across connections; more: RESOURCE_EXHAUSTED at once
+//! retry_after_ms = 1000                # the hint given with RESOURCE_EXHAUSTED
+//!
 //! [embedded]                           # engine = "embedded": one redb file
 //! path = "data/backend/store.redb"
 //! cache_bytes = 134217728              # redb's page cache: bounds its memory
@@ -28,6 +33,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bitmail_runtime::config::{Secret, Validate};
+use bitmail_runtime::limits::GrpcLimits;
 use serde::Deserialize;
 
 use crate::store::{DEFAULT_MAX_DOCUMENT_BYTES, Limits};
@@ -48,6 +54,9 @@ pub struct Config {
     /// The `postgres` engine's connection.
     pub postgres: PostgresConfig,
     pub proxy: ProxyConfig,
+    /// `[limits]`: the timeout and concurrency limit of every gRPC call.
+    #[serde(rename = "limits")]
+    pub call_limits: GrpcLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -107,6 +116,7 @@ impl Default for Config {
             embedded: EmbeddedConfig::default(),
             postgres: PostgresConfig::default(),
             proxy: ProxyConfig::default(),
+            call_limits: GrpcLimits::default(),
         }
     }
 }
@@ -141,6 +151,7 @@ impl Config {
 
 impl Validate for Config {
     fn validate(&self, problems: &mut Vec<String>) {
+        self.call_limits.validate(problems);
         if self.max_document_bytes < 1024 {
             problems.push(format!("max_document_bytes: at least 1024, got {}", self.max_document_bytes));
         }

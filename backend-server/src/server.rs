@@ -22,6 +22,7 @@ pub struct Server {
     store: Arc<dyn Store>,
     metrics: Registry,
     limits: Limits,
+    call_limits: bitmail_runtime::limits::GrpcLimits,
     grace: std::time::Duration,
 }
 
@@ -64,6 +65,7 @@ impl Server {
             store,
             metrics,
             limits: config.limits(),
+            call_limits: config.call_limits.clone(),
             grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
         })
     }
@@ -81,8 +83,9 @@ impl Server {
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(StoreService::new(self.store, self.limits).into_server());
         bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Store"]).await?;
-        let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics);
-        bitmail_runtime::grpc::serve(routes, self.listener, shutdown, self.grace).await?;
+        let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics.clone());
+        bitmail_runtime::grpc::serve(routes, self.listener, shutdown, self.grace, &self.call_limits, self.metrics)
+            .await?;
         Ok(())
     }
 }

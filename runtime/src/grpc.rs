@@ -39,11 +39,15 @@ pub async fn add_standard_services(
 /// Serves `routes` on `listener` until `shutdown` resolves, then stops accepting and
 /// lets calls in flight finish, for at most `grace`: a client that never completes the
 /// HTTP/2 goodbye (it does not answer the final PING) cannot hold the process open.
+/// Every call goes through `limits` ([`crate::limits`]), its refusals counted in
+/// `metrics`.
 pub async fn serve(
     routes: tonic::service::Routes,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: std::time::Duration,
+    limits: &crate::limits::GrpcLimits,
+    metrics: crate::metrics::Registry,
 ) -> Result<(), tonic::transport::Error> {
     let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
@@ -54,6 +58,7 @@ pub async fn serve(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     // HTTP/1.1 too, for `GET /metrics` (see `metrics::with_metrics_route`).
     let server = tonic::transport::Server::builder()
+        .layer(crate::limits::LimitLayer::new(limits, metrics))
         .accept_http1(true)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, signal);

@@ -6,6 +6,7 @@
 //!   at once, plus [`config::Secret`] for values that must never be logged;
 //! - [`shutdown`]: one future that resolves on SIGTERM or Ctrl-C;
 //! - [`grpc`]: the standard health service and server reflection for a tonic server;
+//! - [`limits`]: the timeout and concurrency limit (load shedding) around every gRPC call;
 //! - [`metrics`]: Prometheus metrics, served at `GET /metrics`;
 //! - [`probe`]: `--probe`, asking a running gRPC service for its health;
 //! - [`sync`]: poison-tolerant locking of `std::sync` locks;
@@ -16,6 +17,7 @@
 pub mod cli;
 pub mod config;
 pub mod grpc;
+pub mod limits;
 pub mod metrics;
 pub mod probe;
 pub mod shutdown;
