@@ -13,6 +13,8 @@
 //!   freshness rule.
 //! - [`ses`]: the `Message` of an SNS notification with `notificationType: "Received"`,
 //!   the MIME message in `content`. The SNS signature is checked before, by the caller.
+//! - `signed`: Mailgun's signature fields read before the rest of the form, so that a
+//!   forged forward is refused before its attachments are parsed;
 //! - [`mime`]: the MIME parser all three share (mail-parser);
 //! - `fields`: the message assembled from separate form fields, the "parsed" mode of
 //!   SendGrid and Mailgun alike.
@@ -32,6 +34,7 @@ pub(crate) mod fields;
 pub mod mailgun;
 pub mod mime;
 pub mod sendgrid;
+mod signed;
 pub mod ses;
 
 use std::collections::HashSet;
