@@ -17,6 +17,16 @@
 //! max_inbound_bytes = 33554432         # one inbound-mail webhook request (received mail)
 //! web_dir = "target/web"               # the built webmail (`cargo xtask`); omit for a bare page
 //!
+//! [limits]                             # see limits.rs; every key optional
+//! request_timeout_ms = 30000           # headers in to headers out; then 504
+//! max_concurrent_requests = 512        # more: 503 with Retry-After, at once
+//! webhook_max_concurrent = 32          # /webhooks/* within those
+//! webhook_max_body_bytes = 2097152     # one event webhook request; more: 413
+//! max_connections = 1024               # open connections; more are closed at once
+//! tls_handshake_timeout_ms = 10000
+//! header_read_timeout_ms = 10000       # a request's headers (slow-loris); then the connection is closed
+//! retry_after_secs = 1                 # the Retry-After of a 503
+//!
 //! [tls]                                # omit to use a generated self-signed certificate
 //! cert_path = "/etc/bitmail/cert.pem"
 //! key_path = "/etc/bitmail/key.pem"
@@ -27,6 +37,8 @@ use std::path::PathBuf;
 
 use bitmail_runtime::config::{Secret, Validate};
 use serde::Deserialize;
+
+use crate::limits::EdgeLimits;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -59,6 +71,8 @@ pub struct Config {
     pub web_dir: Option<PathBuf>,
     pub shutdown_grace_secs: u64,
     pub tls: Option<TlsFiles>,
+    /// `[limits]`: concurrency, timeouts and budgets ([`crate::limits`]).
+    pub limits: EdgeLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +102,7 @@ impl Default for Config {
             web_dir: None,
             shutdown_grace_secs: 10,
             tls: None,
+            limits: EdgeLimits::default(),
         }
     }
 }
@@ -101,6 +116,7 @@ fn check_upstream(field: &str, url: &str, problems: &mut Vec<String>) {
 
 impl Validate for Config {
     fn validate(&self, problems: &mut Vec<String>) {
+        self.limits.validate(problems);
         check_upstream("mta_url", &self.mta_url, problems);
         check_upstream("backend_url", &self.backend_url, problems);
         let domain_ok = !self.mail_domain.is_empty()

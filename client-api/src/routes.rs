@@ -52,6 +52,7 @@ use axum::middleware;
 use axum::routing::{delete, get, post};
 
 use crate::error::ApiError;
+use crate::limits::{EdgeLimits, Gate};
 use crate::state::AppState;
 use crate::{
     admin, admin_audit, admin_csv, admin_ops, app_api, compose, csrf, health, mail, metrics, page, session, status,
@@ -76,7 +77,13 @@ fn admin_routes() -> Router<Arc<AppState>> {
         .route("/api/admin/audit.csv", get(admin_csv::audit_csv))
 }
 
-pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize, max_inbound_bytes: usize) -> Router {
+pub(crate) fn router(
+    state: Arc<AppState>,
+    max_body_bytes: usize,
+    max_inbound_bytes: usize,
+    limits: &EdgeLimits,
+) -> Router {
+    let all = Gate::all(limits, state.metrics.clone());
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/api/session", get(session::whoami).post(session::sign_in).delete(session::sign_out))
@@ -89,12 +96,14 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize, max_inbound_by
         .route("/metrics", get(metrics::metrics))
         .merge(admin_routes())
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("no such endpoint".into()) }))
-        .merge(webhooks::routes(max_inbound_bytes))
+        .merge(webhooks::routes(max_inbound_bytes, limits, state.metrics.clone()))
         .merge(app_api::routes())
         .fallback(page::page)
         .layer(middleware::from_fn(csrf::csrf_checked_writes))
         .layer(middleware::from_fn(csrf::same_origin_writes))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Inside the metrics, so that what is shed is counted as answered too.
+        .layer(middleware::from_fn_with_state(all, crate::limits::gate))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .layer(middleware::from_fn(page::https_only))
         .with_state(state)
