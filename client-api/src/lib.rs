@@ -52,8 +52,8 @@
 //! modules import each other without cycles.
 
 pub mod config;
-pub mod limits;
 pub mod create_user;
+pub mod limits;
 pub mod probe;
 pub mod server;
 

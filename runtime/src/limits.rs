@@ -61,10 +61,8 @@ impl GrpcLimits {
             ));
         }
         if !(1..=Semaphore::MAX_PERMITS.min(1 << 20)).contains(&self.max_concurrent_calls) {
-            problems.push(format!(
-                "limits.max_concurrent_calls: {} is not within 1 to 1048576",
-                self.max_concurrent_calls
-            ));
+            problems
+                .push(format!("limits.max_concurrent_calls: {} is not within 1 to 1048576", self.max_concurrent_calls));
         }
         if !(1..=3_600_000).contains(&self.retry_after_ms) {
             problems.push(format!("limits.retry_after_ms: {} is not within 1 to 3600000", self.retry_after_ms));

@@ -40,8 +40,8 @@ pub fn parse(
     // The signature first, from its three fields alone (`signed.rs`): a forged request is
     // refused before the rest of the form, attachments and all, is parsed.
     check_body_size(body.len())?;
-    let content_type =
-        header(headers, "content-type").ok_or_else(|| Refused::Malformed("the Content-Type header is missing".into()))?;
+    let content_type = header(headers, "content-type")
+        .ok_or_else(|| Refused::Malformed("the Content-Type header is missing".into()))?;
     let SignatureFields { timestamp, token, signature } = signature_fields(content_type, body)?;
     key.verify(&timestamp, &token, &signature, received_ms)?;
     let form = Form::read(headers, body)?;
@@ -295,15 +295,17 @@ mod tests {
             b"--mgBoundary\r\nContent-Disposition: form-data; name=\"attachment-1\"; filename=\"big.bin\"\r\n\r\n",
         );
         body.extend_from_slice(&[0x55; 64 * 1024]);
-        let e = parse(&MailgunSigningKey::new(KEY), &headers("multipart/form-data; boundary=mgBoundary"), &body, NOW_MS)
-            .unwrap_err();
+        let e =
+            parse(&MailgunSigningKey::new(KEY), &headers("multipart/form-data; boundary=mgBoundary"), &body, NOW_MS)
+                .unwrap_err();
         assert!(matches!(&e, Refused::Unauthorized(m) if m.contains("does not match")), "{e}");
     }
 
     #[test]
     fn signature_fields_after_the_attachments_are_found() {
         let mut fields = parsed_fields();
-        let signed: Vec<_> = fields.iter().filter(|(n, _)| ["timestamp", "token", "signature"].contains(&n.as_str())).cloned().collect();
+        let signed: Vec<_> =
+            fields.iter().filter(|(n, _)| ["timestamp", "token", "signature"].contains(&n.as_str())).cloned().collect();
         fields.retain(|(n, _)| !["timestamp", "token", "signature"].contains(&n.as_str()));
         let mut parts: Vec<Part<'_>> = fields.iter().map(|(n, v)| (n.as_str(), None, None, v.as_bytes())).collect();
         parts.push(("attachment-1", Some("notes.txt"), Some("text/plain"), b"line 1"));

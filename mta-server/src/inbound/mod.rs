@@ -34,8 +34,8 @@ pub(crate) mod fields;
 pub mod mailgun;
 pub mod mime;
 pub mod sendgrid;
-mod signed;
 pub mod ses;
+mod signed;
 
 use std::collections::HashSet;
 use std::future::Future;

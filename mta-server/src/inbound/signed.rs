@@ -114,12 +114,12 @@ fn from_multipart(content_type: &str, body: &[u8]) -> Result<SignatureFields, Re
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::multipart;
+    use super::super::testing::{Part, multipart};
     use super::*;
 
     const TYPE: &str = "multipart/form-data; boundary=B";
 
-    fn signed_parts() -> [(&'static str, Option<&'static str>, Option<&'static str>, &'static [u8]); 3] {
+    fn signed_parts() -> [Part<'static>; 3] {
         [("timestamp", None, None, b"1700000000"), ("token", None, None, b"tok"), ("signature", None, None, b"abc")]
     }
 
@@ -132,7 +132,9 @@ mod tests {
         let mut body = multipart("B", &signed_parts());
         // What follows the three is not even well-formed: it is never looked at.
         body.truncate(body.len() - "--B--\r\n".len());
-        body.extend_from_slice(b"--B\r\nContent-Disposition: form-data; name=\"attachment-1\"; filename=\"a.bin\"\r\n\r\n");
+        body.extend_from_slice(
+            b"--B\r\nContent-Disposition: form-data; name=\"attachment-1\"; filename=\"a.bin\"\r\n\r\n",
+        );
         body.extend_from_slice(&[0u8; 4096]);
         assert_eq!(signature_fields(TYPE, &body).unwrap(), expected());
     }

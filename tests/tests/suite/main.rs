@@ -13,6 +13,7 @@ mod delivery_events;
 mod fail_over;
 mod https_edge;
 mod inbound_mail;
+mod load_limits;
 mod mailgun;
 mod metrics;
 mod provider_health;
