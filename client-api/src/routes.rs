@@ -43,6 +43,10 @@
 //! `SameSite=Strict`, bodies are JSON (a cross-site form cannot send JSON without a CORS
 //! preflight, which is never granted), and a state change whose `Origin` is not this
 //! host is refused. Every mail endpoint answers 404 for another user's message.
+//!
+//! Limits ([`crate::limits`]): every request takes a slot of `max_concurrent_requests`
+//! (none left: 503 with `Retry-After`) and has `request_timeout_ms` (then 504); the
+//! webhooks take a slot of their own cap too and have their own body budgets.
 
 use std::sync::Arc;
 
