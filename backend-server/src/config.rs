@@ -10,6 +10,10 @@
 //! ca_file = "/etc/bitmail/ca.pem"      # client certificates must chain to this CA
 //! cert_file = "/etc/bitmail/backend.pem"   # this server's certificate (and --probe's client one)
 //! key_file = "/etc/bitmail/backend.key"
+//! [limits]                             # every gRPC call (runtime/src/limits.rs)
+//! request_timeout_ms = 30000           # a unary call, or a Lookup until it streams; then DEADLINE_EXCEEDED
+//! max_concurrent_calls = 1024          # across connections; more: RESOURCE_EXHAUSTED at once
+//! retry_after_ms = 1000                # the hint given with RESOURCE_EXHAUSTED
 //!
 //! [embedded]                           # engine = "embedded": one redb file
 //! path = "data/backend/store.redb"
@@ -41,6 +45,7 @@ use std::time::Duration;
 
 use bitmail_runtime::config::{Secret, Validate};
 use bitmail_runtime::grpc_tls::{ClientTls, ServerTls};
+use bitmail_runtime::limits::GrpcLimits;
 use serde::Deserialize;
 
 use crate::store::{DEFAULT_MAX_DOCUMENT_BYTES, Limits};
@@ -63,6 +68,9 @@ pub struct Config {
     /// The `postgres` engine's connection.
     pub postgres: PostgresConfig,
     pub proxy: ProxyConfig,
+    /// `[limits]`: the timeout and concurrency limit of every gRPC call.
+    #[serde(rename = "limits")]
+    pub call_limits: GrpcLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -128,6 +136,7 @@ impl Default for Config {
             embedded: EmbeddedConfig::default(),
             postgres: PostgresConfig::default(),
             proxy: ProxyConfig::default(),
+            call_limits: GrpcLimits::default(),
         }
     }
 }
@@ -162,6 +171,7 @@ impl Config {
 
 impl Validate for Config {
     fn validate(&self, problems: &mut Vec<String>) {
+        self.call_limits.validate(problems);
         if self.max_document_bytes < 1024 {
             problems.push(format!("max_document_bytes: at least 1024, got {}", self.max_document_bytes));
         }

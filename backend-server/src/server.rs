@@ -23,6 +23,7 @@ pub struct Server {
     metrics: Registry,
     limits: Limits,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    call_limits: bitmail_runtime::limits::GrpcLimits,
     grace: std::time::Duration,
 }
 
@@ -81,6 +82,7 @@ impl Server {
             metrics,
             limits: config.limits(),
             tls,
+            call_limits: config.call_limits.clone(),
             grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
         })
     }
@@ -98,8 +100,17 @@ impl Server {
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(StoreService::new(self.store, self.limits).into_server());
         bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Store"]).await?;
-        let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics);
-        bitmail_runtime::grpc::serve(routes, self.listener, self.tls, shutdown, self.grace).await?;
+        let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics.clone());
+        bitmail_runtime::grpc::serve(
+            routes,
+            self.listener,
+            self.tls,
+            shutdown,
+            self.grace,
+            &self.call_limits,
+            self.metrics,
+        )
+        .await?;
         Ok(())
     }
 }

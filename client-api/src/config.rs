@@ -17,6 +17,16 @@
 //! max_inbound_bytes = 33554432         # one inbound-mail webhook request (received mail)
 //! web_dir = "target/web"               # the built webmail (`cargo xtask`); omit for a bare page
 //!
+//! [limits]                             # see limits.rs; every key optional
+//! request_timeout_ms = 30000           # headers in to headers out; then 504
+//! max_concurrent_requests = 512        # more: 503 with Retry-After, at once
+//! webhook_max_concurrent = 32          # /webhooks/* within those
+//! webhook_max_body_bytes = 2097152     # one event webhook request; more: 413
+//! max_connections = 1024               # open connections; more are closed at once
+//! tls_handshake_timeout_ms = 10000
+//! header_read_timeout_ms = 10000       # a request's headers (slow-loris); then the connection is closed
+//! retry_after_secs = 1                 # the Retry-After of a 503
+//!
 //! [tls]                                # omit to use a generated self-signed certificate
 //! cert_path = "/etc/bitmail/cert.pem"
 //! key_path = "/etc/bitmail/key.pem"
@@ -42,6 +52,8 @@ use std::path::PathBuf;
 use bitmail_runtime::config::{Secret, Validate};
 use bitmail_runtime::grpc_tls::ClientTls;
 use serde::Deserialize;
+
+use crate::limits::EdgeLimits;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -78,6 +90,8 @@ pub struct Config {
     pub mta_tls: Option<ClientTls>,
     /// Mutual TLS to backend-server (with an `https://` `backend_url`).
     pub backend_tls: Option<ClientTls>,
+    /// `[limits]`: concurrency, timeouts and budgets ([`crate::limits`]).
+    pub limits: EdgeLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +123,7 @@ impl Default for Config {
             tls: None,
             mta_tls: None,
             backend_tls: None,
+            limits: EdgeLimits::default(),
         }
     }
 }
@@ -122,6 +137,7 @@ fn check_upstream(field: &str, url: &str, problems: &mut Vec<String>) {
 
 impl Validate for Config {
     fn validate(&self, problems: &mut Vec<String>) {
+        self.limits.validate(problems);
         check_upstream("mta_url", &self.mta_url, problems);
         check_upstream("backend_url", &self.backend_url, problems);
         bitmail_runtime::grpc_tls::check_link("mta_url", &self.mta_url, "mta_tls", self.mta_tls.as_ref(), problems);

@@ -9,6 +9,8 @@
 //! - [`tls`]: the rustls server configuration, from configured files or a self-signed
 //!   certificate generated on first start;
 //! - [`server`]: binding, serving and graceful shutdown;
+//! - [`limits`]: `[limits]`, and what enforces them: concurrency caps with 503, the
+//!   request timeout, the webhooks' budgets (`conn_cap`: the cap on connections);
 //! - [`probe`]: `--probe`, `GET /healthz` against the running edge;
 //! - [`create_user`]: `client-api create-user`, a user (the first admin) from the
 //!   command line.
@@ -53,6 +55,7 @@
 
 pub mod config;
 pub mod create_user;
+pub mod limits;
 pub mod probe;
 pub mod server;
 
@@ -64,6 +67,7 @@ mod admin_ops;
 mod app_api;
 mod assets;
 mod compose;
+mod conn_cap;
 mod csrf;
 mod deliveries;
 mod error;

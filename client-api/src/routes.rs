@@ -43,6 +43,10 @@
 //! `SameSite=Strict`, bodies are JSON (a cross-site form cannot send JSON without a CORS
 //! preflight, which is never granted), and a state change whose `Origin` is not this
 //! host is refused. Every mail endpoint answers 404 for another user's message.
+//!
+//! Limits ([`crate::limits`]): every request takes a slot of `max_concurrent_requests`
+//! (none left: 503 with `Retry-After`) and has `request_timeout_ms` (then 504); the
+//! webhooks take a slot of their own cap too and have their own body budgets.
 
 use std::sync::Arc;
 
@@ -52,6 +56,7 @@ use axum::middleware;
 use axum::routing::{delete, get, post};
 
 use crate::error::ApiError;
+use crate::limits::{EdgeLimits, Gate};
 use crate::state::AppState;
 use crate::{
     admin, admin_audit, admin_csv, admin_ops, app_api, compose, csrf, health, mail, metrics, page, session, status,
@@ -76,7 +81,13 @@ fn admin_routes() -> Router<Arc<AppState>> {
         .route("/api/admin/audit.csv", get(admin_csv::audit_csv))
 }
 
-pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize, max_inbound_bytes: usize) -> Router {
+pub(crate) fn router(
+    state: Arc<AppState>,
+    max_body_bytes: usize,
+    max_inbound_bytes: usize,
+    limits: &EdgeLimits,
+) -> Router {
+    let all = Gate::all(limits, state.metrics.clone());
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/api/session", get(session::whoami).post(session::sign_in).delete(session::sign_out))
@@ -89,12 +100,14 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize, max_inbound_by
         .route("/metrics", get(metrics::metrics))
         .merge(admin_routes())
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("no such endpoint".into()) }))
-        .merge(webhooks::routes(max_inbound_bytes))
+        .merge(webhooks::routes(max_inbound_bytes, limits, state.metrics.clone()))
         .merge(app_api::routes())
         .fallback(page::page)
         .layer(middleware::from_fn(csrf::csrf_checked_writes))
         .layer(middleware::from_fn(csrf::same_origin_writes))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Inside the metrics, so that what is shed is counted as answered too.
+        .layer(middleware::from_fn_with_state(all, crate::limits::gate))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .layer(middleware::from_fn(page::https_only))
         .with_state(state)

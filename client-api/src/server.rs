@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use bitmail_proto::v1::admin_client::AdminClient;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_proto::v1::store_client::StoreClient;
@@ -16,8 +16,10 @@ use tonic::transport::Channel;
 use crate::accounts::Accounts;
 use crate::assets::WebAssets;
 use crate::config::Config;
+use crate::conn_cap::ConnectionCap;
 use crate::deliveries::DeliveryLog;
 use crate::limiter::LoginLimiter;
+use crate::limits::EdgeLimits;
 use crate::mailbox::Mailbox;
 use crate::routes::router;
 use crate::send_limit::SendLimiter;
@@ -48,6 +50,7 @@ pub struct Server {
     state: Arc<AppState>,
     max_body_bytes: usize,
     max_inbound_bytes: usize,
+    limits: EdgeLimits,
     grace: Duration,
     pub cert: CertPaths,
 }
@@ -120,6 +123,7 @@ impl Server {
             state,
             max_body_bytes: config.max_body_bytes,
             max_inbound_bytes: config.max_inbound_bytes,
+            limits: config.limits.clone(),
             grace: Duration::from_secs(config.shutdown_grace_secs),
             cert,
         })
@@ -141,11 +145,26 @@ impl Server {
         });
         let follower =
             tokio::spawn(follow(self.state.mta.clone(), self.state.deliveries.clone(), self.state.mailbox.clone()));
-        let app = router(self.state, self.max_body_bytes, self.max_inbound_bytes);
-        let served = axum_server::from_tcp_rustls(self.listener, RustlsConfig::from_config(Arc::new(self.tls)))?
-            .handle(handle)
-            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-            .await;
+        let limits = self.limits;
+        let ms = Duration::from_millis;
+        // The cap runs first, so a connection over it is closed before its handshake.
+        let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(Arc::new(self.tls)))
+            .handshake_timeout(ms(limits.tls_handshake_timeout_ms))
+            .acceptor(ConnectionCap::new(limits.max_connections, self.state.metrics.clone()));
+        let app = router(self.state, self.max_body_bytes, self.max_inbound_bytes, &limits);
+        // A slow-loris client (a header sent a byte at a time, or never finished) is
+        // closed after `header_read_timeout_ms`: hyper times each HTTP/1.1 request's
+        // headers, idle keep-alive included, and axum-server the first request of every
+        // connection, which also covers the protocol detection hyper does not time.
+        let header_timeout = ms(limits.header_read_timeout_ms);
+        let mut server = axum_server::from_tcp(self.listener)?
+            .acceptor(acceptor)
+            .first_request_timeout(header_timeout)
+            .handle(handle);
+        server.http_builder().http1().header_read_timeout(header_timeout);
+        // A dead HTTP/2 peer is found by PING rather than kept until the cap fills.
+        server.http_builder().http2().keep_alive_interval(Duration::from_secs(30)).keep_alive_timeout(ms(20_000));
+        let served = server.serve(app.into_make_service_with_connect_info::<SocketAddr>()).await;
         follower.abort();
         served?;
         Ok(())

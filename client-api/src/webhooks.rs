@@ -12,8 +12,12 @@
 //! gets (200, 400, 401, 403, 404, 503). Received mail comes back parsed and is put into the
 //! inboxes of its local recipients ([`crate::inbound`]); mail for nobody here gets the
 //! refusal that provider understands (Mailgun 406; 200 for the others, which would
-//! retry anything else for days). Bodies over the limit are refused with 413 before
-//! anything is forwarded.
+//! retry anything else for days). Bodies over the budget (`limits.webhook_max_body_bytes`
+//! for events, `max_inbound_bytes` for received mail) are refused with 413 before
+//! anything is forwarded, and before any of the body is read when its `Content-Length`
+//! says so; at most `limits.webhook_max_concurrent` webhook requests are read at once
+//! (see [`crate::limits`]). Mailgun's signature fields are checked by mta-server before it
+//! parses the rest of the form (`mta-server/src/inbound/signed.rs`).
 //!
 //! No session or same-origin rule applies: the provider's signature is the only
 //! credential, and mta-server checks it.
@@ -24,17 +28,24 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{MethodRouter, post};
 use bitmail_proto::v1 as pb;
+use bitmail_runtime::metrics::Registry;
 
 use crate::error::ApiError;
+use crate::limits::{EdgeLimits, Gate, declared_length, gate};
 use crate::state::AppState;
 
-pub(crate) fn routes(max_inbound_bytes: usize) -> Router<Arc<AppState>> {
+pub(crate) fn routes(max_inbound_bytes: usize, limits: &EdgeLimits, metrics: Registry) -> Router<Arc<AppState>> {
+    let budget = |route: MethodRouter<Arc<AppState>>, bytes: usize| {
+        route.layer(DefaultBodyLimit::max(bytes)).layer(middleware::from_fn_with_state(bytes, declared_length))
+    };
     Router::new()
-        .route("/webhooks/{provider}/events", post(events))
-        .route("/webhooks/{provider}/inbound", post(inbound).layer(DefaultBodyLimit::max(max_inbound_bytes)))
+        .route("/webhooks/{provider}/events", budget(post(events), limits.webhook_max_body_bytes))
+        .route("/webhooks/{provider}/inbound", budget(post(inbound), max_inbound_bytes))
+        .route_layer(middleware::from_fn_with_state(Gate::webhooks(limits, metrics), gate))
 }
 
 async fn events(

@@ -45,6 +45,7 @@ pub struct Server {
     metrics: Registry,
     keep_statuses: Duration,
     grace: Duration,
+    call_limits: bitmail_runtime::limits::GrpcLimits,
     /// Delivers the tenants' webhooks from the spool's event log.
     outbox: crate::outbox::dispatch::Dispatcher,
 }
@@ -130,6 +131,7 @@ impl Server {
             health,
             delivery,
             grace: Duration::from_secs(config.shutdown_grace_secs),
+            call_limits: config.call_limits.clone(),
             outbox,
         })
     }
@@ -189,8 +191,17 @@ impl Server {
         let outbox = tokio::spawn(self.outbox.run(async move {
             let _ = stop_outbox.wait_for(|stop| *stop).await;
         }));
-        let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics);
-        let served = bitmail_runtime::grpc::serve(routes, self.listener, self.tls, shutdown, self.grace).await;
+        let routes = bitmail_runtime::metrics::with_metrics_route(routes.routes(), self.metrics.clone());
+        let served = bitmail_runtime::grpc::serve(
+            routes,
+            self.listener,
+            self.tls,
+            shutdown,
+            self.grace,
+            &self.call_limits,
+            self.metrics,
+        )
+        .await;
 
         pruner.abort();
         watcher.abort();

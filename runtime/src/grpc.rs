@@ -41,12 +41,16 @@ pub async fn add_standard_services(
 /// HTTP/2 goodbye (it does not answer the final PING) cannot hold the process open.
 /// With `tls` (see [`crate::grpc_tls`]) every connection is mutual TLS: a client
 /// without a certificate from the configured CA is refused in the handshake.
+/// Every call goes through `limits` ([`crate::limits`]), its refusals counted in
+/// `metrics`.
 pub async fn serve(
     routes: tonic::service::Routes,
     listener: tokio::net::TcpListener,
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: std::time::Duration,
+    limits: &crate::limits::GrpcLimits,
+    metrics: crate::metrics::Registry,
 ) -> Result<(), tonic::transport::Error> {
     let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
@@ -60,7 +64,11 @@ pub async fn serve(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
-    let server = builder.accept_http1(true).add_routes(routes).serve_with_incoming_shutdown(incoming, signal);
+    let server = builder
+        .layer(crate::limits::LimitLayer::new(limits, metrics))
+        .accept_http1(true)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(server);
     let deadline = async {
         if fired_rx.await.is_ok() {

@@ -8,6 +8,7 @@
 //! - [`grpc`]: the standard health service and server reflection for a tonic server;
 //! - [`grpc_tls`]: mutual TLS for gRPC servers and clients, and the loopback-only rule
 //!   for plaintext;
+//! - [`limits`]: the timeout and concurrency limit (load shedding) around every gRPC call;
 //! - [`metrics`]: Prometheus metrics, served at `GET /metrics`;
 //! - [`probe`]: `--probe`, asking a running gRPC service for its health;
 //! - [`sync`]: poison-tolerant locking of `std::sync` locks;
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod grpc_tls;
+pub mod limits;
 pub mod metrics;
 pub mod probe;
 pub mod shutdown;

@@ -55,6 +55,11 @@
 //! retry_max_ms = 3600000         # ...up to this
 //! give_up_hours = 72             # then the batch is dropped (at least 24)
 //!
+//! [limits]                     # every gRPC call (runtime/src/limits.rs)
+//! request_timeout_ms = 30000     # a unary call, or WatchMessages until it streams; then DEADLINE_EXCEEDED
+//! max_concurrent_calls = 1024    # across connections, open streams included; more: RESOURCE_EXHAUSTED
+//! retry_after_ms = 1000          # the hint given with RESOURCE_EXHAUSTED (`retry-after-ms`)
+//!
 //! [smtp]                       # SMTP submission: see config/smtp.rs; off by default
 //! submission = "0.0.0.0:587"
 //!
@@ -158,6 +163,9 @@ pub struct Config {
     pub smtp: SmtpListenConfig,
     /// Tried in the order the scheduler picks; names must be unique.
     pub providers: Vec<ProviderConfig>,
+    /// `[limits]`: the timeout and concurrency limit of every gRPC call.
+    #[serde(rename = "limits")]
+    pub call_limits: bitmail_runtime::limits::GrpcLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -287,6 +295,7 @@ impl Default for Config {
             outbox: OutboxConfig::default(),
             smtp: SmtpListenConfig::default(),
             providers: Vec::new(),
+            call_limits: Default::default(),
         }
     }
 }
@@ -316,6 +325,7 @@ impl Default for RetryConfig {
 
 impl Validate for Config {
     fn validate(&self, problems: &mut Vec<String>) {
+        self.call_limits.validate(problems);
         if self.max_message_bytes == 0 {
             problems.push("max_message_bytes: must be more than 0".into());
         }

@@ -16,8 +16,9 @@ use serde_json::Value;
 
 use super::fields::Fields;
 use super::mime::{parse_header_block, parse_mime};
-use super::{Form, Refused, attachment, envelope_address, envelope_list, verdict};
-use crate::webhook::MailgunSigningKey;
+use super::signed::{SignatureFields, signature_fields};
+use super::{Form, Refused, attachment, check_body_size, envelope_address, envelope_list, verdict};
+use crate::webhook::{MailgunSigningKey, header};
 
 /// Mailgun's headers carrying its verdicts, and the names BitMail records them under.
 const VERDICTS: [(&str, &str); 4] = [
@@ -36,10 +37,14 @@ pub fn parse(
     body: &[u8],
     received_ms: u64,
 ) -> Result<(InboundMail, String), Refused> {
-    let form = Form::read(headers, body)?;
-    let signed = |name: &str| form.text(name).ok_or_else(|| Refused::Unauthorized(format!("`{name}` is missing")));
-    let (timestamp, token, signature) = (signed("timestamp")?, signed("token")?, signed("signature")?);
+    // The signature first, from its three fields alone (`signed.rs`): a forged request is
+    // refused before the rest of the form, attachments and all, is parsed.
+    check_body_size(body.len())?;
+    let content_type = header(headers, "content-type")
+        .ok_or_else(|| Refused::Malformed("the Content-Type header is missing".into()))?;
+    let SignatureFields { timestamp, token, signature } = signature_fields(content_type, body)?;
     key.verify(&timestamp, &token, &signature, received_ms)?;
+    let form = Form::read(headers, body)?;
 
     let mut mail = match form.get("body-mime") {
         Some(mime) => parse_mime(&mime.data, received_ms)?,
@@ -276,6 +281,40 @@ mod tests {
             .collect();
         stale.extend(signature_fields(NOW_MS / 1000 - 3600));
         assert!(matches!(parse_urlencoded(&stale), Err(Refused::Unauthorized(m)) if m.contains("from now")));
+    }
+
+    #[test]
+    fn a_forged_forward_is_refused_before_its_attachments_are_parsed() {
+        let mut fields: Vec<(String, String)> = signature_fields(NOW_MS / 1000);
+        fields.iter_mut().find(|(n, _)| n == "signature").unwrap().1 = sign("1", "forged");
+        let parts: Vec<Part<'_>> = fields.iter().map(|(n, v)| (n.as_str(), None, None, v.as_bytes())).collect();
+        let mut body = multipart("mgBoundary", &parts);
+        // An attachment that is never finished: parsing the whole form would answer 400.
+        body.truncate(body.len() - "--mgBoundary--\r\n".len());
+        body.extend_from_slice(
+            b"--mgBoundary\r\nContent-Disposition: form-data; name=\"attachment-1\"; filename=\"big.bin\"\r\n\r\n",
+        );
+        body.extend_from_slice(&[0x55; 64 * 1024]);
+        let e =
+            parse(&MailgunSigningKey::new(KEY), &headers("multipart/form-data; boundary=mgBoundary"), &body, NOW_MS)
+                .unwrap_err();
+        assert!(matches!(&e, Refused::Unauthorized(m) if m.contains("does not match")), "{e}");
+    }
+
+    #[test]
+    fn signature_fields_after_the_attachments_are_found() {
+        let mut fields = parsed_fields();
+        let signed: Vec<_> =
+            fields.iter().filter(|(n, _)| ["timestamp", "token", "signature"].contains(&n.as_str())).cloned().collect();
+        fields.retain(|(n, _)| !["timestamp", "token", "signature"].contains(&n.as_str()));
+        let mut parts: Vec<Part<'_>> = fields.iter().map(|(n, v)| (n.as_str(), None, None, v.as_bytes())).collect();
+        parts.push(("attachment-1", Some("notes.txt"), Some("text/plain"), b"line 1"));
+        parts.extend(signed.iter().map(|(n, v)| (n.as_str(), None, None, v.as_bytes())));
+        let body = multipart("mgBoundary", &parts);
+        let (mail, token) =
+            parse(&MailgunSigningKey::new(KEY), &headers("multipart/form-data; boundary=mgBoundary"), &body, NOW_MS)
+                .unwrap();
+        assert_eq!((token.as_str(), mail.attachments.len()), (TOKEN, 1));
     }
 
     #[test]

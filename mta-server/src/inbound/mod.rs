@@ -13,6 +13,8 @@
 //!   freshness rule.
 //! - [`ses`]: the `Message` of an SNS notification with `notificationType: "Received"`,
 //!   the MIME message in `content`. The SNS signature is checked before, by the caller.
+//! - `signed`: Mailgun's signature fields read before the rest of the form, so that a
+//!   forged forward is refused before its attachments are parsed;
 //! - [`mime`]: the MIME parser all three share (mail-parser);
 //! - `fields`: the message assembled from separate form fields, the "parsed" mode of
 //!   SendGrid and Mailgun alike.
@@ -33,6 +35,7 @@ pub mod mailgun;
 pub mod mime;
 pub mod sendgrid;
 pub mod ses;
+mod signed;
 
 use std::collections::HashSet;
 use std::future::Future;

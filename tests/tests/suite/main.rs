@@ -14,6 +14,7 @@ mod delivery_events;
 mod fail_over;
 mod https_edge;
 mod inbound_mail;
+mod load_limits;
 mod mailgun;
 mod metrics;
 mod mutual_tls;
