@@ -42,6 +42,8 @@
 //! - `deliveries`: the last hour's delivery outcomes, in memory, for the status page;
 //! - `accounts`: users (argon2id password hashes) and sessions, as store documents;
 //! - `mailbox`: folders, messages and attachments as store documents;
+//! - `unique`: documents stored once per unique key (user names, received mail), and
+//!   those keys;
 //! - `sanitize`: HTML mail made safe to show (ammonia), Markdown to HTML;
 //! - `assets`: the built webmail, compressed once and served with cache headers;
 //! - `error`: the one JSON error type every handler returns.
@@ -79,4 +81,5 @@ mod send_limit;
 mod session;
 mod state;
 mod status;
+mod unique;
 mod webhooks;

@@ -3,10 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use backend_server::store::Store;
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_proto::v1::store_client::StoreClient;
@@ -119,6 +121,21 @@ impl Cluster {
         tune: impl FnOnce(&mut mta_server::config::Config),
         tune_edge: impl FnOnce(&mut client_api::config::Config),
     ) -> Cluster {
+        Self::start_inner(providers, edge, tune, tune_edge, None).await
+    }
+
+    /// With client-api, and backend-server serving `store` instead of its own engine.
+    pub async fn start_edge_over(store: Arc<dyn Store>, providers: Vec<ProviderConfig>) -> Cluster {
+        Self::start_inner(providers, true, |_| {}, |_| {}, Some(store)).await
+    }
+
+    async fn start_inner(
+        providers: Vec<ProviderConfig>,
+        edge: bool,
+        tune: impl FnOnce(&mut mta_server::config::Config),
+        tune_edge: impl FnOnce(&mut client_api::config::Config),
+        store: Option<Arc<dyn Store>>,
+    ) -> Cluster {
         // Quiet unless asked: BITMAIL_TEST_LOG=info cargo test ...
         if std::env::var_os("BITMAIL_TEST_LOG").is_some() {
             bitmail_runtime::init_tracing("BITMAIL_TEST_LOG");
@@ -129,7 +146,11 @@ impl Cluster {
         let mut backend_config = backend_server::config::Config { listen: loopback(), ..Default::default() };
         backend_config.embedded.path = state_dir.join("store.redb");
         backend_config.embedded.cache_bytes = 4 << 20;
-        let backend = backend_server::server::Server::bind(&backend_config).await.expect("backend binds");
+        let backend = match store {
+            None => backend_server::server::Server::bind(&backend_config).await,
+            Some(store) => backend_server::server::Server::bind_with_store(&backend_config, store).await,
+        };
+        let backend = backend.expect("backend binds");
         let backend_addr = backend.local_addr().unwrap();
         tokio::spawn(backend.serve(stopped(&rx)));
 
@@ -204,11 +225,18 @@ impl Cluster {
     /// An HTTPS client that trusts only the edge's generated certificate and reaches it
     /// as `https://localhost:PORT`.
     pub fn https_client(&self) -> (reqwest::Client, String) {
+        self.https_client_from(None)
+    }
+
+    /// As [`Cluster::https_client`], connecting from the loopback address `local` (the
+    /// edge limits sign-ins per client address).
+    pub fn https_client_from(&self, local: Option<IpAddr>) -> (reqwest::Client, String) {
         let edge = self.edge.expect("started with the edge");
         let pem = std::fs::read(self.cert.as_ref().unwrap()).unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
             .resolve("localhost", edge)
+            .local_address(local)
             .build()
             .unwrap();
         (client, format!("https://localhost:{}", edge.port()))
