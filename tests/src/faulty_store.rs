@@ -1,7 +1,8 @@
 //! A [`Store`] that misbehaves on purpose around a real engine: the next writes (`put`
 //! and `create`) of documents of one `kind` fail with `Unavailable`, as when the storage
 //! node goes away midway through a multi-document write; or they wait for each other,
-//! so that two requests racing reach the store together. Everything else is the engine's.
+//! so that requests racing reach the store together; or the next deletes of documents
+//! of one kind fail (a clean-up that does not happen). Everything else is the engine's.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,18 +13,25 @@ pub struct FaultyStore {
     inner: Arc<dyn Store>,
     /// Writes of this kind fail, this many more times.
     failing: Mutex<Option<(String, usize)>>,
+    /// Deletes of documents of this kind fail, this many more times.
+    failing_deletes: Mutex<Option<(String, usize)>>,
     /// Writes of this kind wait at the barrier, this many more of them.
     held: Mutex<Option<(String, usize, Arc<Barrier>)>>,
 }
 
 impl FaultyStore {
     pub fn new(inner: Arc<dyn Store>) -> Self {
-        Self { inner, failing: Mutex::new(None), held: Mutex::new(None) }
+        Self { inner, failing: Mutex::new(None), failing_deletes: Mutex::new(None), held: Mutex::new(None) }
     }
 
     /// The next `times` writes of documents with `kind` fail with `Unavailable`.
     pub fn fail_writes_of(&self, kind: &str, times: usize) {
         *self.failing.lock().unwrap() = Some((kind.to_owned(), times));
+    }
+
+    /// The next `times` deletes of documents with `kind` fail with `Unavailable`.
+    pub fn fail_deletes_of(&self, kind: &str, times: usize) {
+        *self.failing_deletes.lock().unwrap() = Some((kind.to_owned(), times));
     }
 
     /// The next `count` writes of documents with `kind` wait until all `count` arrived.
@@ -50,17 +58,25 @@ impl FaultyStore {
         if let Some(barrier) = barrier {
             barrier.wait().await;
         }
-        let mut failing = self.failing.lock().unwrap();
-        if let Some((k, left)) = failing.as_mut()
-            && k == kind
-        {
-            *left -= 1;
-            if *left == 0 {
-                *failing = None;
-            }
+        if take_one(&self.failing, kind) {
             return Err(StoreError::Unavailable(format!("a {kind} write failed on purpose")));
         }
         Ok(())
+    }
+}
+
+/// Whether `slot` is armed for `kind`; if so, one use of it is spent.
+fn take_one(slot: &Mutex<Option<(String, usize)>>, kind: &str) -> bool {
+    let mut slot = slot.lock().unwrap();
+    match slot.as_mut() {
+        Some((k, left)) if k == kind => {
+            *left -= 1;
+            if *left == 0 {
+                *slot = None;
+            }
+            true
+        }
+        _ => false,
     }
 }
 
@@ -91,6 +107,13 @@ impl Store for FaultyStore {
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let armed = self.failing_deletes.lock().unwrap().is_some();
+        if armed {
+            let kind = self.inner.get(id).await.ok().and_then(|d| d.fields.get("kind").cloned()).unwrap_or_default();
+            if take_one(&self.failing_deletes, &kind) {
+                return Err(StoreError::Unavailable(format!("a {kind} delete failed on purpose")));
+            }
+        }
         self.inner.delete(id).await
     }
 
