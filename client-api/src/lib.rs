@@ -37,6 +37,8 @@
 //! - `state`: `AppState`, what every handler is given;
 //! - `extract`: the extractors: a JSON body with JSON rejections, the signed-in user;
 //! - `csrf`: the same-origin and CSRF checks on every state change, and the CSRF token;
+//! - `session_sweep`: sessions past their expiry deleted in bounded batches, every
+//!   `session_sweep_secs`;
 //! - `limiter`: failed sign-ins limited per name and per client address;
 //! - `send_limit`: one user's sends per minute and recipients per message;
 //! - `deliveries`: the last hour's delivery outcomes, in memory, for the status page;
@@ -79,6 +81,7 @@ mod routes;
 mod sanitize;
 mod send_limit;
 mod session;
+mod session_sweep;
 mod state;
 mod status;
 mod unique;

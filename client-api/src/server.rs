@@ -20,6 +20,7 @@ use crate::limiter::LoginLimiter;
 use crate::mailbox::Mailbox;
 use crate::routes::router;
 use crate::send_limit::SendLimiter;
+use crate::session_sweep::{self, Sweeper};
 use crate::state::{AdminUpstream, AppState};
 use crate::status::follow;
 use bitmail_runtime::tls::{self, CertPaths};
@@ -47,6 +48,8 @@ pub struct Server {
     max_body_bytes: usize,
     max_inbound_bytes: usize,
     grace: Duration,
+    sweeper: Sweeper,
+    sweep_every: Duration,
     pub cert: CertPaths,
 }
 
@@ -86,6 +89,7 @@ impl Server {
                 .max_decoding_message_size(STORE_WIRE_LIMIT)
                 .max_encoding_message_size(STORE_WIRE_LIMIT)
         };
+        let sweeper = Sweeper::new(store());
         let state = Arc::new(AppState {
             accounts: Accounts::new(
                 store(),
@@ -119,6 +123,8 @@ impl Server {
             max_body_bytes: config.max_body_bytes,
             max_inbound_bytes: config.max_inbound_bytes,
             grace: Duration::from_secs(config.shutdown_grace_secs),
+            sweeper,
+            sweep_every: Duration::from_secs(config.session_sweep_secs),
             cert,
         })
     }
@@ -138,12 +144,14 @@ impl Server {
             stopper.graceful_shutdown(Some(grace));
         });
         let follower = tokio::spawn(follow(self.state.mta.clone(), self.state.deliveries.clone()));
+        let sweeper = tokio::spawn(session_sweep::run(self.sweeper, self.sweep_every));
         let app = router(self.state, self.max_body_bytes, self.max_inbound_bytes);
         let served = axum_server::from_tcp_rustls(self.listener, RustlsConfig::from_config(Arc::new(self.tls)))?
             .handle(handle)
             .serve(app.into_make_service_with_connect_info::<SocketAddr>())
             .await;
         follower.abort();
+        sweeper.abort();
         served?;
         Ok(())
     }
