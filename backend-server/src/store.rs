@@ -4,6 +4,11 @@
 //! checked by the one conformance suite in `tests/src/store_conformance.rs`. Bad input is
 //! refused by the one shared check in `validate` before an engine touches
 //! anything, so every engine answers it the same way.
+//!
+//! Documents are stored by `put` (always a new document) or by `create`, which stores
+//! one only while no live document holds its unique key: the store's one way to say
+//! "at most one of these", atomic in every engine, where a lookup followed by a put
+//! leaves a race. A delete frees the key.
 
 use std::collections::BTreeMap;
 
