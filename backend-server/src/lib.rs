@@ -11,6 +11,8 @@
 //! - [`postgres`]: the PostgreSQL engine, documents as `jsonb` in one table with a GIN
 //!   index;
 //! - [`proxy`]: an engine that forwards every call to another backend-server;
+//! - [`redb_file`]: a redb file reopened after a failed commit (this engine's and the
+//!   MTA's spool's);
 //! - [`config`]: the service's TOML configuration;
 //! - [`server`]: opens the engine the config names, binds, serves (with health and
 //!   reflection) and shuts down gracefully.
@@ -26,6 +28,7 @@ pub mod embedded;
 pub mod memory;
 pub mod postgres;
 pub mod proxy;
+pub mod redb_file;
 pub mod server;
 pub mod store;
 

@@ -54,6 +54,12 @@ impl DeliveryLog {
         order.push_back(mta_id.to_owned());
     }
 
+    /// Whether this edge submitted `mta_id` (among its last [`MAX_EVENTS`] submissions
+    /// since it started).
+    pub(crate) fn sent_here(&self, mta_id: &str) -> bool {
+        lock(&self.senders).0.contains_key(mta_id)
+    }
+
     /// The newest `n` outcomes, newest first: everyone's (`None`, for admins), or only
     /// those of the messages user `Some(id)` submitted.
     pub(crate) fn recent(&self, n: usize, of_user: Option<&str>) -> Vec<Delivery> {

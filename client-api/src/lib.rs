@@ -41,6 +41,8 @@
 //!   `session_sweep_secs`;
 //! - `limiter`: failed sign-ins limited per name and per client address;
 //! - `send_limit`: one user's sends per minute and recipients per message;
+//! - `sent_status`: the delivery status of sent mail, kept in its document once final;
+//! - `verdicts`: a received message's SPF/DKIM/spam verdicts and the warnings shown;
 //! - `deliveries`: the last hour's delivery outcomes, in memory, for the status page;
 //! - `accounts`: users (argon2id password hashes) and sessions, as store documents;
 //! - `mailbox`: folders, messages and attachments as store documents;
@@ -77,12 +79,16 @@ mod mail;
 mod mailbox;
 mod metrics;
 mod page;
+#[cfg(test)]
+mod properties;
 mod routes;
 mod sanitize;
 mod send_limit;
+mod sent_status;
 mod session;
 mod session_sweep;
 mod state;
 mod status;
 mod unique;
+mod verdicts;
 mod webhooks;

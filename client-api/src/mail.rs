@@ -2,7 +2,7 @@
 //! delivery status of sent messages (from mta-server).
 //!
 //! Folders list newest first, paged, with the unread count. The delivery status of a sent
-//! message comes from mta-server's `GetMessage` and is remembered once final. Attachments
+//! message is kept in its document once final (`sent_status.rs`). Attachments
 //! are served as downloads under `Content-Security-Policy: sandbox; default-src 'none'`.
 
 use std::collections::HashMap;
@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, CurrentUser};
 use crate::mailbox::{Folder, Summary};
 use crate::sanitize;
+use crate::sent_status::delivery;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -46,46 +47,6 @@ pub(crate) fn state_name(state: i32) -> &'static str {
         pb::DeliveryState::Failed => "failed",
         pb::DeliveryState::Unspecified => "unknown",
     }
-}
-
-/// Where a sent message is: from mta-server for external recipients (remembered once
-/// final), "delivered" for local ones only.
-async fn delivery(state: &AppState, mail: &Summary) -> Result<Value, ApiError> {
-    let local_to = mail.list("local_to");
-    let mta_id = mail.field("mta_id");
-    if mta_id.is_empty() {
-        return Ok(json!({ "state": "delivered", "provider": "local", "local_to": local_to }));
-    }
-    if matches!(mail.field("state"), "sent" | "failed") {
-        let non_empty = |k: &str| Some(mail.field(k)).filter(|v| !v.is_empty());
-        return Ok(json!({
-            "state": mail.field("state"), "provider": non_empty("provider"),
-            "provider_message_id": non_empty("provider_message_id"), "error": non_empty("error"),
-            "possible_duplicate": mail.field("possible_duplicate") == "true",
-            "mta_id": mta_id, "local_to": local_to,
-        }));
-    }
-    let s = state.mta.clone().get_message(pb::GetMessageRequest { message_id: mta_id.to_owned() }).await?.into_inner();
-    let name = state_name(s.state);
-    if matches!(name, "sent" | "failed") {
-        let fields = HashMap::from([
-            ("state".to_owned(), name.to_owned()),
-            ("provider".to_owned(), s.provider.clone()),
-            ("provider_message_id".to_owned(), s.provider_message_id.clone()),
-            ("error".to_owned(), s.error.clone()),
-            ("possible_duplicate".to_owned(), s.possible_duplicate.to_string()),
-        ]);
-        if let Err(e) = state.mailbox.update(mail, fields).await {
-            tracing::warn!(mail = %mail.id, error = %e, "could not remember the final delivery state");
-        }
-    }
-    let non_empty = |v: String| (!v.is_empty()).then_some(v);
-    Ok(json!({
-        "state": name, "provider": non_empty(s.provider), "provider_message_id": non_empty(s.provider_message_id),
-        "error": non_empty(s.error), "possible_duplicate": s.possible_duplicate, "attempts": s.attempts.len(),
-        "next_attempt_at_ms": (s.next_attempt_at_unix_ms > 0).then_some(s.next_attempt_at_unix_ms),
-        "mta_id": mta_id, "local_to": local_to,
-    }))
 }
 
 fn summary_json(mail: &Summary) -> Value {
@@ -120,8 +81,7 @@ pub(crate) async fn list(
         let mut item = summary_json(mail);
         if folder == Folder::Sent {
             // An unreachable mta-server still lets the list show; the badge says so.
-            item["status"] =
-                delivery(&state, mail).await.unwrap_or_else(|e| json!({ "state": "unknown", "error": e.to_string() }));
+            item["status"] = delivery(&state, mail).await;
         }
         items.push(item);
     }
@@ -168,7 +128,9 @@ pub(crate) async fn read(
     );
     if mail.field("folder") == "sent" {
         out["bcc"] = addresses_json(&mail.fields, "bcc");
-        out["status"] = delivery(&state, &mail).await?;
+        out["status"] = delivery(&state, &mail).await;
+    } else {
+        out["origin"] = crate::verdicts::of(&mail, &state.mail_domain);
     }
     Ok(Json(out))
 }

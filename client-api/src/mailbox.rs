@@ -371,6 +371,13 @@ impl Mailbox {
         Ok(Attachment { meta, content })
     }
 
+    /// The sent messages submitted to mta-server as `mta_id` (one per edge that stored
+    /// it; in practice one).
+    pub(crate) async fn sent_with_mta_id(&self, mta_id: &str) -> Result<Vec<Summary>, ApiError> {
+        let docs = self.lookup_all(&[("kind", "mail"), ("folder", "sent"), ("mta_id", mta_id)]).await?;
+        Ok(docs.into_iter().map(|d| Summary { id: d.id, fields: d.fields }).collect())
+    }
+
     /// Merges `fields` into an owned message's list entry.
     pub(crate) async fn update(&self, mail: &Summary, fields: HashMap<String, String>) -> Result<(), ApiError> {
         let request = pb::UpdateRequest { id: mail.id.clone(), fields, remove: vec![], expected_version: 0 };

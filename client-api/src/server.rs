@@ -143,7 +143,8 @@ impl Server {
             shutdown.await;
             stopper.graceful_shutdown(Some(grace));
         });
-        let follower = tokio::spawn(follow(self.state.mta.clone(), self.state.deliveries.clone()));
+        let follower =
+            tokio::spawn(follow(self.state.mta.clone(), self.state.deliveries.clone(), self.state.mailbox.clone()));
         let sweeper = tokio::spawn(session_sweep::run(self.sweeper, self.sweep_every));
         let app = router(self.state, self.max_body_bytes, self.max_inbound_bytes);
         let served = axum_server::from_tcp_rustls(self.listener, RustlsConfig::from_config(Arc::new(self.tls)))?

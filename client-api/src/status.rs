@@ -21,24 +21,40 @@ use crate::deliveries::{BUCKET_MS, Delivery, DeliveryLog};
 use crate::error::ApiError;
 use crate::extract::CurrentUser;
 use crate::mail::state_name;
+use crate::mailbox::Mailbox;
 use crate::state::AppState;
 
-/// Follows mta-server's status changes into `log` until the task is aborted,
-/// reconnecting after a pause whenever the stream ends.
-pub(crate) async fn follow(mta: MtaClient<WithKey>, log: Arc<DeliveryLog>) {
+/// Follows mta-server's status changes until the task is aborted, reconnecting after a
+/// pause whenever the stream ends: outcomes go into `log`, and the final statuses and
+/// later events of the messages this edge submitted into their mail documents
+/// ([`crate::sent_status::remember`]).
+pub(crate) async fn follow(mta: MtaClient<WithKey>, log: Arc<DeliveryLog>, mailbox: Mailbox) {
     loop {
         match mta.clone().watch_messages(pb::WatchMessagesRequest { message_id: String::new() }).await {
             Ok(stream) => {
                 let mut stream = stream.into_inner();
                 while let Ok(Some(status)) = stream.message().await {
                     let state = state_name(status.state);
-                    if matches!(state, "sent" | "failed") {
-                        let provider = if status.provider.is_empty() {
-                            status.attempts.last().map(|a| a.provider.clone()).unwrap_or_default()
-                        } else {
-                            status.provider.clone()
-                        };
-                        log.record(Delivery { at_ms: now_ms(), provider, state, message_id: status.message_id });
+                    if !matches!(state, "sent" | "failed") {
+                        continue;
+                    }
+                    let provider = if status.provider.is_empty() {
+                        status.attempts.last().map(|a| a.provider.clone()).unwrap_or_default()
+                    } else {
+                        status.provider.clone()
+                    };
+                    if status.events.is_empty() {
+                        log.record(Delivery {
+                            at_ms: now_ms(),
+                            provider,
+                            state,
+                            message_id: status.message_id.clone(),
+                        });
+                    }
+                    if log.sent_here(&status.message_id) {
+                        // Off the stream's task, so that a slow store never makes it lag.
+                        let mailbox = mailbox.clone();
+                        tokio::spawn(async move { crate::sent_status::remember(&mailbox, &status).await });
                     }
                 }
             }

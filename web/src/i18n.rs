@@ -102,6 +102,24 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("recent", "Recent deliveries", "Livraisons récentes"),
     ("delivery", "Delivery", "Livraison"),
     (
+        "status_last_known",
+        "The delivery service cannot say now: this is the last known state.",
+        "Le service de livraison ne peut pas répondre : voici le dernier état connu.",
+    ),
+    (
+        "warn_claims_local",
+        "Caution: this message came from outside but claims to be from your own domain. It may be forged.",
+        "Attention : ce message vient de l'extérieur mais prétend venir de votre propre domaine. Il est peut-être falsifié.",
+    ),
+    (
+        "warn_failed_checks",
+        "The sender's domain did not vouch for this message (SPF or DKIM failed).",
+        "Le domaine de l'expéditeur ne garantit pas ce message (échec SPF ou DKIM).",
+    ),
+    ("warn_spam", "This message was judged to be spam.", "Ce message a été jugé indésirable."),
+    ("warn_other", "This message raised a warning.", "Ce message a déclenché un avertissement."),
+    ("verdicts", "Checks:", "Vérifications :"),
+    (
         "shortcuts",
         "Keys: j/k move · Enter open · c compose · r reply · # delete · Ctrl+Enter send",
         "Touches : j/k déplacer · Entrée ouvrir · c écrire · r répondre · # supprimer · Ctrl+Entrée envoyer",

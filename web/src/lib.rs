@@ -38,6 +38,7 @@ mod i18n;
 mod message;
 mod state;
 mod status;
+mod trust;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

@@ -72,6 +72,7 @@ pub fn MessageView(id: String) -> impl IntoView {
         let to = list(&m["to"]);
         let date_ms = m["date_ms"].as_f64().unwrap_or(0.0);
         let status = m["status"].clone();
+        let origin = m["origin"].clone();
         let subject = m["subject"].as_str().unwrap_or_default().to_owned();
         let from = m["from"].as_str().unwrap_or_default().to_owned();
         view! {
@@ -81,7 +82,11 @@ pub fn MessageView(id: String) -> impl IntoView {
                 <div class="meta">{move || ctx.t("to")} ": " {to}</div>
                 {(!cc.is_empty()).then(|| view! { <div class="meta">{move || ctx.t("cc")} ": " {cc.clone()}</div> })}
                 <div class="meta">{move || date(date_ms, ctx.lang.get().locale())}</div>
-                {sent.then(|| view! { <div class="meta">{move || ctx.t("delivery")} ": " {badge(ctx, &status)}</div> })}
+                {sent.then(|| view! {
+                    <div class="meta">{move || ctx.t("delivery")} ": " {badge(ctx, &status)}</div>
+                    {crate::trust::delivery_details(ctx, &status)}
+                })}
+                {(!sent).then(|| crate::trust::origin(ctx, &origin))}
                 {blocked.then(|| view! {
                     <p class="hint">{move || ctx.t("images_blocked")} " "
                         <button class="plain" on:click=move |_| images.set(true)>{move || ctx.t("show_images")}</button></p>

@@ -32,13 +32,12 @@ mod writer;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use bitmail_runtime::sync;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::redb_file::{self, Reopenable};
 use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
 use crate::validate::{self, Request};
 use record::pair_hash;
@@ -56,57 +55,19 @@ const QUEUE_BUDGET_KIB: usize = 256 << 10;
 
 /// The embedded engine. Cheap to share behind an `Arc`.
 pub struct EmbeddedStore {
-    handle: Arc<Handle>,
+    handle: Arc<Reopenable>,
     tx: mpsc::Sender<Queued>,
     writer: std::thread::JoinHandle<()>,
     budget: Arc<Semaphore>,
     limits: Limits,
 }
 
-/// The database, or nothing while the writer reopens it after a storage failure.
-pub(crate) struct Handle {
-    db: RwLock<Option<Arc<Database>>>,
-    /// The handle given up after a failure, to know when every reader let go of it.
-    old: Mutex<Weak<Database>>,
-}
-
-impl Handle {
-    fn current(&self) -> Option<Arc<Database>> {
-        sync::read(&self.db).clone()
-    }
-
-    fn set_broken(&self) {
-        // Readers now answer Unavailable; the writer reopens before its next batch.
-        let old = sync::write(&self.db).take();
-        if let Some(old) = old {
-            *sync::lock(&self.old) = Arc::downgrade(&old);
-        }
-    }
-
-    fn reopen(&self, open: impl FnOnce() -> Result<Database, String>) -> Result<Arc<Database>, String> {
-        // redb allows one open handle per file: wait for reads in flight to drop theirs.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while sync::lock(&self.old).strong_count() > 0 {
-            if Instant::now() > deadline {
-                return Err("reads started before the failure are still running".into());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let db = Arc::new(open()?);
-        *sync::write(&self.db) = Some(db.clone());
-        Ok(db)
-    }
-}
-
 /// Maps a redb error: a full disk (or file size limit) is [`StoreError::Full`], anything
 /// else [`StoreError::Unavailable`].
 fn storage_error(e: impl Into<redb::Error>) -> StoreError {
     let e: redb::Error = e.into();
-    if let redb::Error::Io(io) = &e {
-        use std::io::ErrorKind::*;
-        if matches!(io.kind(), StorageFull | FileTooLarge | QuotaExceeded) {
-            return StoreError::Full(format!("cannot write the store: {io}"));
-        }
+    if redb_file::is_full(&e) {
+        return StoreError::Full(format!("cannot write the store: {e}"));
     }
     StoreError::Unavailable(format!("storage failed: {e}"))
 }
@@ -160,7 +121,7 @@ impl EmbeddedStore {
         };
         let db = open_database(path, cache_bytes).map_err(fail)?;
         let last_id = writer::last_id(&db)?;
-        let handle = Arc::new(Handle { db: RwLock::new(Some(Arc::new(db))), old: Mutex::new(Weak::new()) });
+        let handle = Arc::new(Reopenable::new(db));
         let (tx, rx) = mpsc::channel(writer::MAX_BATCH);
         let writer = Writer { handle: handle.clone(), path: PathBuf::from(path), cache_bytes, limits, last_id };
         let writer = std::thread::Builder::new()

@@ -22,7 +22,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::record::{self, pair_hash};
-use super::{DOCS, Handle, POSTINGS, UNIQUE, UNIQUE_OF, open_database, storage_error};
+use super::{DOCS, POSTINGS, UNIQUE, UNIQUE_OF, open_database, storage_error};
+use crate::redb_file::Reopenable;
 use crate::store::{Document, Fields, Limits, StoreError};
 use crate::validate::{self, Request};
 
@@ -50,7 +51,7 @@ pub(crate) struct Queued {
 }
 
 pub(crate) struct Writer {
-    pub(crate) handle: Arc<Handle>,
+    pub(crate) handle: Arc<Reopenable>,
     pub(crate) path: PathBuf,
     pub(crate) cache_bytes: usize,
     pub(crate) limits: Limits,
@@ -103,13 +104,12 @@ impl Writer {
 
     /// The open database, reopening it first if a storage failure closed it.
     fn database(&mut self) -> Result<Arc<Database>, StoreError> {
-        if let Some(db) = self.handle.current() {
-            return Ok(db);
-        }
-        let reopened = self.handle.reopen(|| open_database(&self.path, self.cache_bytes));
-        match reopened {
+        let was_open = self.handle.current().is_some();
+        match self.handle.current_or_reopen(|| open_database(&self.path, self.cache_bytes)) {
             Ok(db) => {
-                tracing::info!(path = %self.path.display(), "store reopened after a storage failure");
+                if !was_open {
+                    tracing::info!(path = %self.path.display(), "store reopened after a storage failure");
+                }
                 Ok(db)
             }
             Err(e) => Err(StoreError::Unavailable(format!("the store is closed after a storage failure: {e}"))),

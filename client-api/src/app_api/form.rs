@@ -143,6 +143,17 @@ pub(crate) fn tag(raw: &str) -> String {
     raw.trim().chars().take(128).map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
 }
 
+/// 400 for templates (stored at Mailgun) and for fields that are not Mailgun's.
+pub(crate) fn refuse_unsupported(name: &str, known: bool) -> Result<(), Refusal> {
+    if name == "template" || name.starts_with("t:") || name == "amp-html" {
+        return Err(Refusal::bad(name, format!("{name}: templates and AMP are not supported: send text or html")));
+    }
+    if !known {
+        return Err(Refusal::bad(name, format!("{name}: unknown parameter")));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ use bitmail_proto::v1 as pb;
 use bitmail_runtime::time::now_ms;
 use serde_json::{Value, json};
 
-use super::form::{Form, read_body, split_addresses, tag};
+use super::form::{Form, read_body, refuse_unsupported, split_addresses, tag};
 use super::submit::{Upstream, idempotency_key};
 use super::{MAILGUN_MAX_BYTES, Refusal};
 use crate::state::AppState;
@@ -162,17 +162,6 @@ fn fields(form: &Form) -> Result<pb::SubmitRequest, Refusal> {
         attachments: files(form)?,
         ..Default::default()
     })
-}
-
-/// 400 for templates (stored at Mailgun) and for fields that are not Mailgun's.
-pub(crate) fn refuse_unsupported(name: &str, known: bool) -> Result<(), Refusal> {
-    if name == "template" || name.starts_with("t:") || name == "amp-html" {
-        return Err(Refusal::bad(name, format!("{name}: templates and AMP are not supported: send text or html")));
-    }
-    if !known {
-        return Err(Refusal::bad(name, format!("{name}: unknown parameter")));
-    }
-    Ok(())
 }
 
 /// The `attachment` and `inline` files.

@@ -11,8 +11,7 @@ use bitmail_proto::v1 as pb;
 use mail_parser::{Address, MessageParser, MimeHeaders, PartType};
 
 use super::Refusal;
-use super::form::{Form, split_addresses};
-use super::mailgun::refuse_unsupported;
+use super::form::{Form, refuse_unsupported, split_addresses};
 
 /// Header fields the submission carries in its own fields, or that describe the MIME
 /// structure, or that mta-server and the providers set.

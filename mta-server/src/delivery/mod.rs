@@ -166,9 +166,19 @@ impl Delivery {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>, grace: Duration) {
         let semaphore = Arc::new(Semaphore::new(self.concurrency));
         let mut rounds = JoinSet::new();
+        let mut pause = Pause::default();
         tokio::pin!(shutdown);
         loop {
-            while rounds.try_join_next().is_some() {}
+            while let Some(ended) = rounds.try_join_next() {
+                pause.note(ended.unwrap_or(true));
+            }
+            if let Some(until) = pause.until {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep_until(until) => {}
+                }
+                pause.until = None;
+            }
             let (ids, wait) = self.due(semaphore.available_permits()).await;
             let idle = ids.is_empty();
             for id in ids {
@@ -177,10 +187,12 @@ impl Delivery {
                 let span = info_span!("deliver", message_id = %running.id);
                 rounds.spawn(
                     async move {
-                        if let Err(e) = round::deliver(&running.shared, &running.id).await {
+                        let recorded = round::deliver(&running.shared, &running.id).await;
+                        if let Err(e) = &recorded {
                             error!(error = %e, "delivery round failed to record its outcome; it will be retried");
                         }
                         drop(permit);
+                        recorded.is_ok()
                     }
                     .instrument(span),
                 );
@@ -193,7 +205,7 @@ impl Delivery {
             tokio::select! {
                 () = &mut shutdown => break,
                 () = self.wake.notified() => {}
-                Some(_) = rounds.join_next(), if !rounds.is_empty() => {}
+                Some(ended) = rounds.join_next(), if !rounds.is_empty() => pause.note(ended.unwrap_or(true)),
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -243,6 +255,36 @@ impl Delivery {
     }
 }
 
+/// After a round could not record its outcome (the spool failing: disk full, an I/O
+/// error), the message is still due: starting it again at once would spin on the same
+/// messages. The dispatcher waits 100 ms before starting more rounds, doubling with each
+/// such round in a row up to 10 s, and not at all after a round that recorded.
+#[derive(Debug, Default)]
+struct Pause {
+    failures: u32,
+    until: Option<tokio::time::Instant>,
+}
+
+impl Pause {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MOST: Duration = Duration::from_secs(10);
+
+    /// Takes note of a round that ended; `recorded` is false when it could not record.
+    fn note(&mut self, recorded: bool) {
+        if recorded {
+            self.failures = 0;
+            return;
+        }
+        if self.until.is_some() {
+            // The other rounds of the same moment: one pause for them all.
+            return;
+        }
+        let wait = Self::FIRST.saturating_mul(1 << self.failures.min(10)).min(Self::MOST);
+        self.failures = self.failures.saturating_add(1);
+        self.until = Some(tokio::time::Instant::now() + wait);
+    }
+}
+
 /// A message whose round is running: the dispatcher leaves it alone until this is
 /// dropped, however the round ends (a panic included).
 struct Running {
@@ -266,6 +308,26 @@ impl Drop for Running {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_that_could_not_record_pauses_the_dispatcher_doubling_up_to_ten_seconds() {
+        let mut pause = Pause::default();
+        let waits: Vec<Duration> = (0..10)
+            .map(|_| {
+                let before = tokio::time::Instant::now();
+                pause.note(false);
+                let wait = pause.until.unwrap() - before;
+                pause.until = None;
+                wait
+            })
+            .collect();
+        let ms: Vec<u128> = waits.iter().map(|w| (w.as_millis() / 100) * 100).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1600, 3200, 6400, 10000, 10000, 10000]);
+        pause.note(true);
+        assert_eq!(pause.failures, 0);
+        pause.note(false);
+        assert!(pause.until.unwrap() - tokio::time::Instant::now() <= Duration::from_millis(100));
+    }
 
     #[test]
     fn backoff_doubles_is_capped_and_jittered() {

@@ -16,11 +16,36 @@
 use aws_lc_rs::hmac;
 use serde_json::{Map, Value, json};
 
-use super::store::WebhookFormat;
 use crate::spool::record::LoggedEvent;
 
 /// One log entry with its sequence number.
 pub type Entry = (u64, LoggedEvent);
+
+/// The body's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// `{"webhook_id", "events": [...]}`, see [`body`].
+    Bitmail,
+    /// A JSON array shaped as SendGrid's Event Webhook, for code written for it.
+    Sendgrid,
+}
+
+impl WebhookFormat {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "" | "bitmail" => Some(WebhookFormat::Bitmail),
+            "sendgrid" => Some(WebhookFormat::Sendgrid),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Bitmail => "bitmail",
+            WebhookFormat::Sendgrid => "sendgrid",
+        }
+    }
+}
 
 /// The body for `format`, and `None` when no entry has a counterpart in that shape.
 pub fn body(format: WebhookFormat, webhook_id: &str, entries: &[Entry]) -> Option<Vec<u8>> {

@@ -8,37 +8,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use backend_server::store::{Document, Fields, Store, StoreError};
+
+pub use super::payload::WebhookFormat;
 use base64::Engine as _;
 
 const KIND: &str = "app_webhook";
 /// At most this many webhooks per tenant.
 pub const MAX_PER_TENANT: usize = 10;
-
-/// The body's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookFormat {
-    /// `{"webhook_id", "events": [...]}`, see [`super::payload`].
-    Bitmail,
-    /// A JSON array shaped as SendGrid's Event Webhook, for code written for it.
-    Sendgrid,
-}
-
-impl WebhookFormat {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "" | "bitmail" => Some(WebhookFormat::Bitmail),
-            "sendgrid" => Some(WebhookFormat::Sendgrid),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookFormat::Bitmail => "bitmail",
-            WebhookFormat::Sendgrid => "sendgrid",
-        }
-    }
-}
 
 /// A registered webhook.
 #[derive(Clone, PartialEq, Eq)]

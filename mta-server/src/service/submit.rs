@@ -133,7 +133,11 @@ impl MtaService {
             })?,
         };
         let accepted = self.spool.accept(&message, &tenant.id, idempotency, not_before_ms).await.inspect_err(|e| {
-            self.count_submission(if matches!(e, SpoolError::Full { .. }) { "spool_full" } else { "error" })
+            self.count_submission(if matches!(e, SpoolError::Full { .. } | SpoolError::DiskFull(_)) {
+                "spool_full"
+            } else {
+                "error"
+            })
         })?;
         match accepted {
             Accepted::New => {

@@ -8,48 +8,70 @@ use redb::ReadableTable;
 use super::record::{MessageRecord, Status};
 use super::schema::{IDEMPOTENCY_WINDOW_MS, Tables};
 use super::writer::{Applied, Op, Reply};
-use super::{Accepted, event_log, prune, suppression, webhook};
+use super::{Accepted, SpoolError, event_log, prune, suppression, webhook};
 
 impl Applied {
     /// Applies one operation, keeping its answer and the statuses it changed. An error
-    /// is a storage failure: the whole transaction is given up.
+    /// is a storage failure: the whole transaction is given up, and the operation's
+    /// answer is kept all the same, for the commit's error to reach its caller.
     pub(crate) fn apply(&mut self, t: &mut Tables<'_>, op: Op) -> Result<(), redb::Error> {
         match op {
             Op::Accept { record, tenant, key, not_before_ms, reply } => {
-                let (accepted, status) = accept(t, &record, tenant, key.as_deref(), not_before_ms)?;
-                self.changed.extend(status);
-                self.replies.push(Reply::Accept(reply, Ok(accepted)));
+                match accept(t, &record, tenant, key.as_deref(), not_before_ms) {
+                    Ok((accepted, status)) => {
+                        self.changed.extend(status);
+                        self.replies.push(Reply::Accept(reply, Ok(accepted)));
+                    }
+                    Err(e) => return self.failed(Reply::Accept(reply, Err(SpoolError::Closed)), e),
+                }
             }
-            Op::Update { status, drop_body, reply } => {
-                self.changed.push(update(t, status, drop_body)?);
-                self.replies.push(Reply::Done(reply, Ok(())));
-            }
+            Op::Update { status, drop_body, reply } => match update(t, status, drop_body) {
+                Ok(status) => {
+                    self.changed.push(status);
+                    self.replies.push(Reply::Done(reply, Ok(())));
+                }
+                Err(e) => return self.failed(Reply::Done(reply, Err(SpoolError::Closed)), e),
+            },
+            Op::Reopen => {}
             Op::Health { provider, encoded } => {
                 t.health.insert(provider.as_str(), encoded.as_slice())?;
             }
-            Op::Prune { now_ms, keep_status_ms, reply } => {
-                self.replies.push(Reply::Prune(reply, Ok(prune::prune(t, now_ms, keep_status_ms)?)));
-            }
+            Op::Prune { now_ms, keep_status_ms, reply } => match prune::prune(t, now_ms, keep_status_ms) {
+                Ok(pruned) => self.replies.push(Reply::Prune(reply, Ok(pruned))),
+                Err(e) => return self.failed(Reply::Prune(reply, Err(SpoolError::Closed)), e),
+            },
             Op::Events { batch, rules, now_ms, reply } => {
-                let stored = webhook::record_events(t, batch, rules, now_ms, &mut self.changed)?;
-                self.replies.push(Reply::Events(reply, Ok(stored)));
-            }
-            Op::Suppress { address, record, reply } => {
-                suppression::suppress(t, &address, &record)?;
-                self.replies.push(Reply::Done(reply, Ok(())));
-            }
-            Op::Outbox { webhook, state, reply } => {
-                match state {
-                    Some(state) => t.outbox.insert(webhook.as_str(), state.encode_to_vec().as_slice()).map(drop)?,
-                    None => t.outbox.remove(webhook.as_str()).map(drop)?,
+                match webhook::record_events(t, batch, rules, now_ms, &mut self.changed) {
+                    Ok(stored) => self.replies.push(Reply::Events(reply, Ok(stored))),
+                    Err(e) => return self.failed(Reply::Events(reply, Err(SpoolError::Closed)), e),
                 }
-                self.replies.push(Reply::Done(reply, Ok(())));
             }
-            Op::Unsuppress { address, tenant, reply } => {
-                self.replies.push(Reply::Removed(reply, Ok(suppression::unsuppress(t, &address, &tenant)?)));
+            Op::Suppress { address, record, reply } => match suppression::suppress(t, &address, &record) {
+                Ok(()) => self.replies.push(Reply::Done(reply, Ok(()))),
+                Err(e) => return self.failed(Reply::Done(reply, Err(SpoolError::Closed)), e),
+            },
+            Op::Outbox { webhook, state, reply } => {
+                let saved = match state {
+                    Some(state) => t.outbox.insert(webhook.as_str(), state.encode_to_vec().as_slice()).map(drop),
+                    None => t.outbox.remove(webhook.as_str()).map(drop),
+                };
+                match saved {
+                    Ok(()) => self.replies.push(Reply::Done(reply, Ok(()))),
+                    Err(e) => return self.failed(Reply::Done(reply, Err(SpoolError::Closed)), e.into()),
+                }
             }
+            Op::Unsuppress { address, tenant, reply } => match suppression::unsuppress(t, &address, &tenant) {
+                Ok(removed) => self.replies.push(Reply::Removed(reply, Ok(removed))),
+                Err(e) => return self.failed(Reply::Removed(reply, Err(SpoolError::Closed)), e),
+            },
         }
         Ok(())
+    }
+
+    /// Keeps `reply` (its placeholder error is replaced by the commit's) and gives up.
+    fn failed(&mut self, reply: Reply, e: redb::Error) -> Result<(), redb::Error> {
+        self.replies.push(reply);
+        Err(e)
     }
 }
 

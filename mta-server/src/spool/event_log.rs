@@ -16,8 +16,8 @@
 use prost::Message as _;
 use redb::{ReadTransaction, ReadableTable};
 
-use super::prune::PRUNE_BATCH;
 use super::record::{EventRecord, LoggedEvent, State, Status, now_ms};
+use super::schema::PRUNE_BATCH;
 use super::schema::{EVENT_LOG, EVENT_LOG_BY_TENANT, Tables};
 use super::{SpoolError, storage};
 

@@ -78,6 +78,8 @@ use std::sync::atomic::Ordering;
 use redb::{Database, WriteTransaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use backend_server::redb_file::Reopenable;
+
 use crate::config::SpoolConfig;
 use crate::events::Batch;
 use crate::message::Message;
@@ -85,7 +87,8 @@ use record::{MessageRecord, Status, SuppressionRecord};
 use schema::Tables;
 use writer::{Figures, Gauges, MAX_BATCH, Op, Writer};
 
-pub(crate) use prune::{PRUNE_BATCH, Pruned};
+pub(crate) use prune::Pruned;
+pub(crate) use schema::PRUNE_BATCH;
 pub use suppression::SuppressionRules;
 pub(crate) use webhook::Stored;
 
@@ -95,8 +98,13 @@ pub enum SpoolError {
     Full { used: u64, quota: u64 },
     #[error("cannot open the spool {path}: {reason}; the file was left untouched")]
     Open { path: PathBuf, reason: String },
+    #[error("the spool's disk is full: {0}")]
+    DiskFull(String),
     #[error("spool storage failed: {0}")]
     Storage(String),
+    /// The spool file is being reopened after a failed commit; try again shortly.
+    #[error("the spool is recovering from a storage failure; try again")]
+    Recovering,
     #[error("the spool is shutting down")]
     Closed,
 }
@@ -104,6 +112,16 @@ pub enum SpoolError {
 fn storage(e: impl std::fmt::Display) -> SpoolError {
     SpoolError::Storage(e.to_string())
 }
+
+/// A failed write: [`SpoolError::DiskFull`] when the disk (or the file size limit) is
+/// full, else [`SpoolError::Storage`].
+fn write_failure(e: impl Into<redb::Error>) -> SpoolError {
+    let e: redb::Error = e.into();
+    if backend_server::redb_file::is_full(&e) { SpoolError::DiskFull(e.to_string()) } else { storage(e) }
+}
+
+/// Opens the spool's file again; the writer calls it after a failed commit.
+pub(crate) type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send>;
 
 /// What `Spool::accept` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +150,7 @@ impl From<&SpoolConfig> for SpoolSettings {
 /// A handle on the spool; cheap to clone.
 #[derive(Clone)]
 pub struct Spool {
-    db: Arc<Database>,
+    file: Arc<Reopenable>,
     tx: mpsc::Sender<Op>,
     events: broadcast::Sender<Status>,
     gauges: Arc<Gauges>,
@@ -144,20 +162,26 @@ impl Spool {
     /// not a valid spool is reported and left as it is. Blocking (it may create the
     /// tables, one commit): called once, at start.
     pub fn open(path: &Path, settings: SpoolSettings) -> Result<Spool, SpoolError> {
+        let (file, cache) = (path.to_owned(), settings.cache_bytes);
+        Self::open_with(path, settings, Box::new(move || open_file(&file, cache)))
+    }
+
+    /// [`Spool::open`] with the file opened (and reopened after a failure) by `open`.
+    pub(crate) fn open_with(path: &Path, settings: SpoolSettings, open: Opener) -> Result<Spool, SpoolError> {
         let fail = |reason: String| SpoolError::Open { path: path.to_owned(), reason };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let db =
-            Database::builder().set_cache_size(settings.cache_bytes).create(path).map_err(|e| fail(e.to_string()))?;
+        let db = open().map_err(|e| fail(e.to_string()))?;
         let figures = create_tables(&db).map_err(|e| fail(e.to_string()))?;
-        let db = Arc::new(db);
+        let file = Arc::new(Reopenable::new(db));
         let gauges = Arc::new(Gauges::new(path, figures));
         let (tx, rx) = mpsc::channel(MAX_BATCH);
         let (events, _) = broadcast::channel(4096);
         let writer = Writer {
             events: events.clone(),
-            db: db.clone(),
+            file: file.clone(),
+            open,
             path: path.to_owned(),
             gauges: gauges.clone(),
             quota: settings.max_bytes,
@@ -166,7 +190,16 @@ impl Spool {
             .name("spool-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| fail(format!("cannot start the writer thread: {e}")))?;
-        Ok(Spool { db, tx, events, gauges, quota: settings.max_bytes })
+        Ok(Spool { file, tx, events, gauges, quota: settings.max_bytes })
+    }
+
+    /// The open file, for a read; [`SpoolError::Recovering`] while the writer reopens it.
+    fn db(&self) -> Result<Arc<Database>, SpoolError> {
+        self.file.current().ok_or_else(|| {
+            // Full channel: writes are queued, and the next batch reopens anyway.
+            let _ = self.tx.try_send(Op::Reopen);
+            SpoolError::Recovering
+        })
     }
 
     /// Sends `op` to the writer and waits until it is committed (or refused).
@@ -275,6 +308,11 @@ impl Spool {
     }
 }
 
+/// Opens (or creates) the spool's file.
+fn open_file(path: &Path, cache_bytes: usize) -> Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(cache_bytes).create(path)
+}
+
 /// Creates the tables up front, so readers never meet a missing one, and answers the
 /// figures of what the file holds.
 fn create_tables(db: &Database) -> Result<Figures, redb::Error> {
@@ -284,5 +322,7 @@ fn create_tables(db: &Database) -> Result<Figures, redb::Error> {
     Ok(figures)
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;

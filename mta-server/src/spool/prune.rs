@@ -1,14 +1,11 @@
 //! Retention: what [`super::Spool::prune`] removes, oldest first and at most
-//! [`PRUNE_BATCH`] of each kind per commit, so that pruning never holds up submissions.
+//! [`PRUNE_BATCH`](super::schema::PRUNE_BATCH) of each kind per commit, so that pruning never holds up submissions.
 
 use prost::Message as _;
 use redb::{ReadableTable, Table};
 
 use super::record::Status;
-use super::schema::{IDEMPOTENCY_WINDOW_MS, Tables, WEBHOOK_MEMORY_MS};
-
-/// The most entries of each kind one prune commit removes.
-pub(crate) const PRUNE_BATCH: usize = 2048;
+use super::schema::{IDEMPOTENCY_WINDOW_MS, PRUNE_BATCH, Tables, WEBHOOK_MEMORY_MS};
 
 /// What one [`super::Spool::prune`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -19,7 +19,7 @@ impl Spool {
         &self,
         read: impl FnOnce(&ReadTransaction) -> Result<T, SpoolError> + Send + 'static,
     ) -> Result<T, SpoolError> {
-        let db = self.db.clone();
+        let db = self.db()?;
         tokio::task::spawn_blocking(move || read(&db.begin_read().map_err(storage)?))
             .await
             .map_err(|e| SpoolError::Storage(format!("a spool read did not finish: {e}")))?
@@ -99,7 +99,7 @@ impl Spool {
         limit: usize,
         skip: impl Fn(&str) -> bool,
     ) -> Result<(Vec<String>, Option<u64>), SpoolError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(DUE).map_err(storage)?;
         let mut ids = Vec::new();
         for entry in table.iter().map_err(storage)? {

@@ -30,6 +30,9 @@ pub(crate) const WEBHOOK_MEMORY_MS: u64 = 3 * 24 * 3600 * 1000;
 /// How long an idempotency key keeps answering the first message's id.
 pub(crate) const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
+/// The most entries of each kind one prune commit removes.
+pub(crate) const PRUNE_BATCH: usize = 2048;
+
 /// Every table, open for writing in one transaction: what each apply function works on.
 pub(crate) struct Tables<'txn> {
     pub(crate) messages: Table<'txn, &'static str, &'static [u8]>,

@@ -102,7 +102,7 @@ impl Spool {
         tenant: &str,
         now_ms: u64,
     ) -> Result<Option<(&'a str, SuppressionRecord)>, SpoolError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.db()?.begin_read().map_err(storage)?;
         let table = txn.open_table(SUPPRESSIONS).map_err(storage)?;
         if table.is_empty().map_err(storage)? {
             return Ok(None);

@@ -8,15 +8,15 @@ use bitmail_proto::v1::EventKind;
 use record::State;
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
-fn temp_path(name: &str) -> PathBuf {
+pub(super) fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("bitmail-spool-{}-{name}.redb", std::process::id()))
 }
 
-fn settings() -> SpoolSettings {
+pub(super) fn settings() -> SpoolSettings {
     SpoolSettings { max_bytes: u64::MAX, cache_bytes: 4 << 20 }
 }
 
-fn message(id: &str) -> Message {
+pub(super) fn message(id: &str) -> Message {
     Message {
         id: id.into(),
         from: Mailbox { name: Some("Ada".into()), email: "ada@example.org".into() },
@@ -50,7 +50,7 @@ async fn due(spool: &Spool, now_ms: u64) -> (Vec<String>, Option<u64>) {
 
 /// The number of stored statuses and idempotency keys.
 fn counts(spool: &Spool) -> (u64, u64) {
-    let txn = spool.db.begin_read().unwrap();
+    let txn = spool.db().unwrap().begin_read().unwrap();
     let statuses = txn.open_table(schema::STATUSES).unwrap().len().unwrap();
     let keys = txn.open_table(schema::IDEMPOTENCY).unwrap().len().unwrap();
     (statuses, keys)

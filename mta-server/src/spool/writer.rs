@@ -5,7 +5,14 @@
 //! ([`super::apply`]), commits once (one fsync), and only then publishes the changed
 //! statuses and answers each caller. An operation refused on its own (an idempotency key
 //! already used, the quota reached) does not affect the others; a storage failure aborts
-//! the whole transaction, and every caller of the batch gets the error.
+//! the whole transaction, and every caller of the batch gets the error
+//! ([`SpoolError::DiskFull`] for a full disk or file size limit, else
+//! [`SpoolError::Storage`]).
+//!
+//! After a failed commit redb refuses every later write on that handle, so the writer
+//! marks the file broken (reads answer [`SpoolError::Recovering`]) and reopens it before
+//! its next batch (`backend_server::redb_file`): a disk that has room again needs no
+//! restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,16 +23,22 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::record::{MessageRecord, Status, SuppressionRecord};
 use super::schema::Tables;
-use super::{Accepted, Pruned, SpoolError, Stored, SuppressionRules, storage};
+use super::{Accepted, Pruned, SpoolError, Stored, SuppressionRules, write_failure};
 use crate::events::Batch;
+use backend_server::redb_file::{Reopen, Reopenable};
 
 /// The most operations one commit takes.
 pub(crate) const MAX_BATCH: usize = 4096;
 
 type Answer<T> = oneshot::Sender<Result<T, SpoolError>>;
 
-/// One write, with the caller waiting for its answer (except [`Op::Health`]).
+/// One write, with the caller waiting for its answer (except [`Op::Health`] and
+/// [`Op::Reopen`]).
 pub(crate) enum Op {
+    /// Nothing to write: a read found the file closed after a failure, and this makes
+    /// the writer open it again (and commit an empty transaction) without waiting for
+    /// the next write.
+    Reopen,
     Accept {
         record: MessageRecord,
         tenant: String,
@@ -109,7 +122,7 @@ impl Op {
             Op::Prune { reply, .. } => Some(Reply::Prune(reply, Err(err))),
             Op::Events { reply, .. } => Some(Reply::Events(reply, Err(err))),
             Op::Unsuppress { reply, .. } => Some(Reply::Removed(reply, Err(err))),
-            Op::Health { .. } => None,
+            Op::Health { .. } | Op::Reopen => None,
         }
     }
 }
@@ -171,7 +184,8 @@ pub(crate) fn file_size(path: &Path) -> u64 {
 }
 
 pub(crate) struct Writer {
-    pub(crate) db: Arc<Database>,
+    pub(crate) file: Arc<Reopenable>,
+    pub(crate) open: super::Opener,
     pub(crate) events: broadcast::Sender<Status>,
     pub(crate) path: PathBuf,
     pub(crate) gauges: Arc<Gauges>,
@@ -208,40 +222,90 @@ impl Writer {
     /// result; the commit's result applies to all.
     fn commit(&self, ops: impl Iterator<Item = Op>) -> (Applied, Result<(), SpoolError>) {
         let mut applied = Applied::default();
-        let txn = match self.db.begin_write() {
-            Ok(txn) => txn,
-            Err(e) => {
-                let err = storage(e);
+        let db = match self.reopened() {
+            Ok(db) => db,
+            Err(err) => {
                 applied.replies.extend(ops.filter_map(|op| op.refused(&err)));
                 return (applied, Err(err));
             }
         };
-        let committed = match self.apply_all(&txn, ops, &mut applied) {
-            Ok(figures) => txn.commit().map_err(storage).map(|()| self.gauges.store(figures)),
-            Err(e) => Err(storage(e)),
+        let committed = match db.begin_write() {
+            Ok(txn) => match self.apply_all(&txn, ops, &mut applied) {
+                Ok(figures) => txn.commit().map_err(write_failure).map(|()| self.gauges.store(figures)),
+                Err(e) => Err(write_failure(e)),
+            },
+            Err(e) => {
+                let err = write_failure(e);
+                applied.replies.extend(ops.filter_map(|op| op.refused(&err)));
+                Err(err)
+            }
         };
         if let Err(e) = &committed {
-            tracing::error!(error = %e, "spool commit failed; the batch was not stored");
+            tracing::error!(error = %e, "spool commit failed; the batch was not stored; reopening the file");
+            // redb refuses every later write on this handle: open the file again now,
+            // so that reads go on, or else before the next batch.
+            drop(db);
+            self.file.set_broken();
+            let _ = self.reopened();
         }
         (applied, committed)
     }
 
-    /// Applies every operation in order. On a storage error the rest of the batch is
-    /// dropped unanswered (its callers see [`SpoolError::Closed`]) and the transaction
-    /// is aborted.
+    /// The open file, reopening it first after a failed commit. A file that cannot be
+    /// opened yet answers [`SpoolError::DiskFull`] when the disk is full (opening after
+    /// a failure may need to write), else [`SpoolError::Recovering`].
+    fn reopened(&self) -> Result<Arc<Database>, SpoolError> {
+        let was_open = self.file.current().is_some();
+        match self.file.current_or_reopen(&self.open) {
+            Ok(db) => {
+                if !was_open {
+                    tracing::info!(path = %self.path.display(), "spool reopened after a storage failure");
+                }
+                Ok(db)
+            }
+            Err(e) => {
+                tracing::error!(reason = %e, "cannot reopen the spool after a storage failure");
+                let full = match e {
+                    Reopen::Failed(e) => backend_server::redb_file::is_full(&e.into()),
+                    Reopen::Busy => false,
+                };
+                Err(if full {
+                    SpoolError::DiskFull("cannot open the spool again".into())
+                } else {
+                    SpoolError::Recovering
+                })
+            }
+        }
+    }
+
+    /// Applies every operation in order. On a storage error the transaction is given
+    /// up: every operation of the batch is answered with the commit's error.
     fn apply_all(
         &self,
         txn: &WriteTransaction,
-        ops: impl Iterator<Item = Op>,
+        mut ops: impl Iterator<Item = Op>,
         applied: &mut Applied,
     ) -> Result<Figures, redb::Error> {
-        let mut tables = Tables::open(txn)?;
+        let mut tables = match Tables::open(txn) {
+            Ok(tables) => tables,
+            Err(e) => {
+                applied.replies.extend(ops.filter_map(|op| op.refused(&SpoolError::Closed)));
+                return Err(e.into());
+            }
+        };
         // Checked once a batch: the quota is a bound on growth, not an exact size.
         let over_quota = file_size(&self.path) >= self.quota;
-        for op in ops {
-            match op {
-                Op::Accept { reply, .. } if over_quota => applied.replies.push(Reply::Accept(reply, Err(self.full()))),
-                op => applied.apply(&mut tables, op)?,
+        while let Some(op) = ops.next() {
+            let done = match op {
+                Op::Accept { reply, .. } if over_quota => {
+                    applied.replies.push(Reply::Accept(reply, Err(self.full())));
+                    Ok(())
+                }
+                op => applied.apply(&mut tables, op),
+            };
+            if let Err(e) = done {
+                applied.replies.extend(ops.filter_map(|op| op.refused(&SpoolError::Closed)));
+                return Err(e);
             }
         }
         Ok(Figures::read(&tables)?)

@@ -271,3 +271,84 @@ async fn the_https_edge_forwards_webhooks_untouched_and_passes_the_answer_on() {
     assert_eq!(response.status(), 413);
     assert_eq!(events(&mut mta, &id).await.len(), 1);
 }
+
+/// The webmail keeps a sent message's final status and the providers' later events in
+/// its own document: they show from another edge whose mta-server is unreachable, and a
+/// message whose status mta-server cannot give shows its last known state, marked
+/// degraded, instead of an error.
+#[tokio::test]
+async fn the_webmail_keeps_final_statuses_and_events_and_shows_what_it_knows_when_mta_cannot_say() {
+    use common::{Session, sign_in};
+    use reqwest::StatusCode;
+
+    let s = setup_with(true).await;
+    let ada = Session::new(&s.cluster, "ada").await;
+    let (status, answer) = ada.send(json!({ "to": "bob@example.net", "subject": "kept", "text": "hi" })).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (_, sent) = ada.get("/api/folders/sent").await;
+    let mail_id = sent["messages"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/mail/{mail_id}");
+    let opened = bitmail_tests::eventually::eventually(
+        Duration::from_secs(10),
+        "sent",
+        || ada.get(&path),
+        |(_, m)| m["status"]["state"] == "sent",
+    )
+    .await
+    .1;
+    let mta_id = opened["status"]["mta_id"].as_str().unwrap().to_owned();
+
+    // SendGrid reports the delivery afterwards: the webmail's document gets it.
+    let ts = now_secs();
+    let body = json!([{"email": "bob@example.net", "timestamp": ts, "event": "delivered", "sg_event_id": "kept-1",
+                       "bitmail_id": mta_id, "response": "250 2.0.0 OK"}])
+    .to_string()
+    .into_bytes();
+    let mut mta = s.cluster.mta_client().await;
+    let answer = mta.receive_webhook(sendgrid_webhook(&s.sendgrid_key, ts, &body)).await.unwrap().into_inner();
+    assert_eq!(answer.stored, 1, "{answer:?}");
+    let mut store = s.cluster.store_client().await;
+    let doc = bitmail_tests::eventually::eventually(
+        Duration::from_secs(10),
+        "the event in the mail document",
+        || {
+            let mut store = store.clone();
+            let id = mail_id.clone();
+            async move { store.get(pb::GetRequest { id }).await.unwrap().into_inner().fields }
+        },
+        |fields| fields.get("events").is_some_and(|e| e.contains("delivered")),
+    )
+    .await;
+    assert_eq!(doc["state"], "sent");
+    assert_eq!(doc["provider"], "sendgrid");
+
+    // A message whose status mta-server no longer keeps (or never had).
+    let mut forgotten: std::collections::HashMap<String, String> = doc.clone();
+    forgotten.insert("mta_id".into(), "forgotten-id".into());
+    for key in ["state", "provider", "provider_message_id", "error", "events", "possible_duplicate"] {
+        forgotten.remove(key);
+    }
+    let forgotten_id = store.put(pb::PutRequest { fields: forgotten }).await.unwrap().into_inner().id;
+    let (status, shown) = ada.get(&format!("/api/mail/{forgotten_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["status"]["degraded"], true);
+    assert_eq!(shown["status"]["state"], "queued");
+    assert!(shown["status"]["note"].as_str().unwrap().contains("no longer keeps"), "{shown}");
+
+    // Another edge whose mta-server cannot be reached.
+    let (http, base) = s.cluster.another_edge(|c| c.mta_url = "http://127.0.0.1:9".into()).await;
+    let (cookie, csrf) = sign_in(&http, &base, "ada", "a long password").await;
+    let cut_off = Session { http, base, cookie, csrf };
+    let (status, shown) = cut_off.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["status"]["state"], "sent");
+    assert_eq!(shown["status"]["provider"], "sendgrid");
+    assert_eq!(shown["status"]["events"][0]["kind"], "delivered");
+    assert_eq!(shown["status"]["events"][0]["detail"], "250 2.0.0 OK");
+    let (status, shown) = cut_off.get(&format!("/api/mail/{forgotten_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert!(shown["status"]["note"].as_str().unwrap().contains("cannot be reached"), "{shown}");
+    let (status, list) = cut_off.get("/api/folders/sent").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["total"], 2);
+}

@@ -450,3 +450,45 @@ async fn ses_events_through_sns_are_stored_once_and_a_hard_bounce_suppresses() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(refused.message().contains("bob@example.net is suppressed (hard bounce"), "{}", refused.message());
 }
+
+#[tokio::test]
+async fn outside_mail_claiming_our_domain_or_failing_its_checks_is_shown_with_a_warning() {
+    let s = setup().await;
+    let forged = "From: The Boss <boss@bitmail.test>\r\nTo: ada@bitmail.test\r\nSubject: Wire the money\r\n\
+                  Message-ID: <forged-1@evil.example>\r\n\r\nToday please.\r\n";
+    let honest = "From: Carol <carol@example.net>\r\nTo: ada@bitmail.test\r\nSubject: Lunch\r\n\
+                  Message-ID: <lunch-1@example.net>\r\n\r\nNoon?\r\n";
+    for (raw, spf) in [(forged, "softfail"), (honest, "pass")] {
+        let fields = form(&[
+            ("email", raw),
+            ("envelope", r#"{"to":["ada@bitmail.test"],"from":"x@evil.example"}"#),
+            ("spam_score", "0.2"),
+            ("SPF", spf),
+        ]);
+        let (status, text) = s.sendgrid(fields, Some(INBOUND_PASSWORD)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    let inbox = inbox_of(&s.ada).await;
+    let id_of = |subject: &str| {
+        let m = inbox["messages"].as_array().unwrap().iter().find(|m| m["subject"] == subject).unwrap();
+        m["id"].as_str().unwrap().to_owned()
+    };
+
+    let (status, mail) = s.ada.get(&format!("/api/mail/{}", id_of("Wire the money"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mail["origin"]["warnings"], serde_json::json!(["claims_local_domain", "failed_checks"]), "{mail}");
+    assert_eq!(mail["origin"]["verdicts"]["spf"], "softfail");
+    assert_eq!(mail["origin"]["external"], true);
+
+    let (_, mail) = s.ada.get(&format!("/api/mail/{}", id_of("Lunch"))).await;
+    assert_eq!(mail["origin"]["warnings"], serde_json::json!([]), "{mail}");
+    assert_eq!(mail["origin"]["verdicts"]["spf"], "pass");
+
+    // Mail between users of the webmail claims our domain rightly: no warning.
+    s.bob.send(serde_json::json!({ "to": "ada@bitmail.test", "subject": "Internal", "text": "hi" })).await;
+    let inbox = inbox_of(&s.ada).await;
+    let internal = inbox["messages"].as_array().unwrap().iter().find(|m| m["subject"] == "Internal").unwrap();
+    let (_, mail) = s.ada.get(&format!("/api/mail/{}", internal["id"].as_str().unwrap())).await;
+    assert_eq!(mail["origin"]["warnings"], serde_json::json!([]), "{mail}");
+    assert_eq!(mail["origin"]["external"], false);
+}

@@ -50,11 +50,7 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
     let key = bearer(headers)?;
     let idempotency = idempotency_key(headers)?;
     let bytes = read_body(body, SENDGRID_MAX_BYTES).await?;
-    let mail: Mail = serde_json::from_slice(&bytes).map_err(|e| {
-        Refusal::new(StatusCode::BAD_REQUEST, None, format!("The request body is not valid Mail Send JSON: {e}"))
-    })?;
-    let sandbox = mail.sandbox();
-    let copies = copies(mail, now_ms() as i64 / 1000)?;
+    let (sandbox, copies) = parse(&bytes, now_ms() as i64 / 1000)?;
     let upstream = Upstream::new(state, &key)?;
     let ids = upstream
         .submit(copies, idempotency.as_deref(), sandbox)
@@ -62,6 +58,15 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
         .map_err(|(copy, r)| Refusal { field: r.field.as_deref().map(|f| sendgrid_field(f, copy)), ..r })?;
     tracing::info!(copies = ids.len(), sandbox, "accepted a SendGrid-shaped request");
     Ok(success(sandbox, &ids))
+}
+
+/// A Mail Send body: whether it is in sandbox mode, and its copies (one a
+/// personalization) as of `now_secs`.
+pub(crate) fn parse(body: &[u8], now_secs: i64) -> Result<(bool, Vec<bitmail_proto::v1::SubmitRequest>), Refusal> {
+    let mail: Mail = serde_json::from_slice(body).map_err(|e| {
+        Refusal::new(StatusCode::BAD_REQUEST, None, format!("The request body is not valid Mail Send JSON: {e}"))
+    })?;
+    Ok((mail.sandbox(), copies(mail, now_secs)?))
 }
 
 /// The key of `Authorization: Bearer KEY`.

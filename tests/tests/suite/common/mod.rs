@@ -222,16 +222,40 @@ impl Cluster {
         StoreClient::connect(format!("http://{}", self.backend)).await.expect("backend connects")
     }
 
+    /// Another client-api on the same store and state folder (so the same certificate,
+    /// and the same sessions through the store), configured like the first and then by
+    /// `tune`; answers a client for it and its base URL, as [`Cluster::https_client`].
+    pub async fn another_edge(&self, tune: impl FnOnce(&mut client_api::config::Config)) -> (reqwest::Client, String) {
+        let mut config = client_api::config::Config {
+            listen: loopback(),
+            state_dir: self.state_dir.clone(),
+            mta_url: format!("http://{}", self.mta),
+            mta_key: Some(Secret::new(self.service_key.clone())),
+            backend_url: format!("http://{}", self.backend),
+            mail_domain: "bitmail.test".into(),
+            signup_on_first_login: true,
+            ..Default::default()
+        };
+        tune(&mut config);
+        let server = client_api::server::Server::bind(&config).await.expect("client-api binds");
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(server.serve(stopped(&self.stop.subscribe())));
+        self.client_for(addr, None)
+    }
+
     /// An HTTPS client that trusts only the edge's generated certificate and reaches it
     /// as `https://localhost:PORT`.
     pub fn https_client(&self) -> (reqwest::Client, String) {
-        self.https_client_from(None)
+        self.client_for(self.edge.expect("started with the edge"), None)
     }
 
     /// As [`Cluster::https_client`], connecting from the loopback address `local` (the
     /// edge limits sign-ins per client address).
     pub fn https_client_from(&self, local: Option<IpAddr>) -> (reqwest::Client, String) {
-        let edge = self.edge.expect("started with the edge");
+        self.client_for(self.edge.expect("started with the edge"), local)
+    }
+
+    fn client_for(&self, edge: SocketAddr, local: Option<IpAddr>) -> (reqwest::Client, String) {
         let pem = std::fs::read(self.cert.as_ref().unwrap()).unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
