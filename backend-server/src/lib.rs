@@ -4,8 +4,8 @@
 //! The public surface is what `main.rs`, the conformance suite and the store tests use:
 //! the contract, the engines, the config and the server.
 //!
-//! - [`store`]: the [`store::Store`] trait, the contract every engine keeps, and its
-//!   typed errors;
+//! - [`store`]: the [`store::Store`] trait, the contract every engine keeps (`create`
+//!   stores a document once per unique key), and its typed errors;
 //! - [`memory`]: the in-memory engine, indexed so that a lookup costs what it answers;
 //! - [`embedded`]: the default engine, durable in one redb file, with group commit;
 //! - [`postgres`]: the PostgreSQL engine, documents as `jsonb` in one table with a GIN

@@ -35,6 +35,9 @@ pub struct MemoryStore {
 struct Inner {
     docs: BTreeMap<String, Document>,
     index: HashMap<(String, String), BTreeSet<String>>,
+    /// Unique key → the id of the document holding it, and back.
+    unique: HashMap<String, String>,
+    unique_of: HashMap<String, String>,
 }
 
 impl Inner {
@@ -94,6 +97,21 @@ impl Store for MemoryStore {
         Ok(doc)
     }
 
+    async fn create(&self, unique_key: &str, fields: Fields) -> Result<Document, StoreError> {
+        validate::check(Request::Create { unique_key, fields: &fields }, &self.limits)?;
+        let mut inner = self.write();
+        if let Some(id) = inner.unique.get(unique_key) {
+            return Err(StoreError::AlreadyExists { id: id.clone() });
+        }
+        // The id is made under the lock, so that ids keep sorting in creation order.
+        let doc = Document { id: new_id(), version: 1, fields };
+        inner.index_insert(&doc.id, &doc.fields);
+        inner.unique.insert(unique_key.to_owned(), doc.id.clone());
+        inner.unique_of.insert(doc.id.clone(), unique_key.to_owned());
+        inner.docs.insert(doc.id.clone(), doc.clone());
+        Ok(doc)
+    }
+
     async fn get(&self, id: &str) -> Result<Document, StoreError> {
         validate::check(Request::Get { id }, &self.limits)?;
         self.read().docs.get(id).cloned().ok_or_else(|| StoreError::NotFound(id.to_owned()))
@@ -135,6 +153,9 @@ impl Store for MemoryStore {
         let mut inner = self.write();
         let doc = inner.docs.remove(id).ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
         inner.index_remove(id, &doc.fields);
+        if let Some(key) = inner.unique_of.remove(id) {
+            inner.unique.remove(&key);
+        }
         Ok(())
     }
 

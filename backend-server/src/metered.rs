@@ -23,6 +23,7 @@ impl MeteredStore {
             Ok(_) => "ok",
             Err(StoreError::NotFound(_)) => "not_found",
             Err(StoreError::VersionMismatch { .. }) => "version_mismatch",
+            Err(StoreError::AlreadyExists { .. }) => "already_exists",
             Err(StoreError::InvalidArgument(_)) => "invalid_argument",
             Err(StoreError::Full(_)) => "full",
             Err(StoreError::Unavailable(_)) => "unavailable",
@@ -48,6 +49,13 @@ impl Store for MeteredStore {
         let started = Instant::now();
         let result = self.inner.put(fields).await;
         self.record("put", started, &result);
+        result
+    }
+
+    async fn create(&self, unique_key: &str, fields: Fields) -> Result<Document, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.create(unique_key, fields).await;
+        self.record("create", started, &result);
         result
     }
 

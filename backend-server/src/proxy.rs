@@ -7,11 +7,16 @@
 //! not answer in time is [`StoreError::Unavailable`]. The remote's answers map back to
 //! the variant that produced them (see `service.rs`): a version conflict stays a
 //! [`StoreError::VersionMismatch`] with the stored version, a missing document stays
-//! [`StoreError::NotFound`], bad input stays [`StoreError::InvalidArgument`], a full
+//! [`StoreError::NotFound`], a taken unique key stays [`StoreError::AlreadyExists`] with
+//! the holder's id, bad input stays [`StoreError::InvalidArgument`], a full
 //! disk stays [`StoreError::Full`]. Input is also checked here first, so bad input never
 //! travels.
 //!
-//! Connections use TCP_NODELAY, and mutual TLS with `[proxy.tls]` (`bitmail_runtime::grpc_tls`). A call cancelled by the caller is `Unavailable` as well.
+//! A remote too old to know `Create` answers `UNIMPLEMENTED`, which is `Unavailable`
+//! here: never a create without its check.
+//!
+//! Connections use TCP_NODELAY, and mutual TLS with `[proxy.tls]`
+//! (`bitmail_runtime::grpc_tls`). A call cancelled by the caller is `Unavailable` as well.
 
 use std::time::Duration;
 
@@ -21,7 +26,7 @@ use bitmail_runtime::grpc_tls::ClientTls;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::service::{ACTUAL_VERSION_METADATA, wire_limit};
+use crate::service::{ACTUAL_VERSION_METADATA, EXISTING_ID_METADATA, wire_limit};
 use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
 use crate::validate::{self, Request};
 
@@ -92,6 +97,12 @@ impl ProxyStore {
                     .unwrap_or(0);
                 StoreError::VersionMismatch { id: id.to_owned(), expected: expected.unwrap_or(0), actual }
             }
+            Code::AlreadyExists => match status.metadata().get(EXISTING_ID_METADATA).and_then(|v| v.to_str().ok()) {
+                Some(holder) => StoreError::AlreadyExists { id: holder.to_owned() },
+                None => {
+                    StoreError::Unavailable(format!("{}: ALREADY_EXISTS without the holder's id: {message}", self.url))
+                }
+            },
             Code::ResourceExhausted => StoreError::Full(strip("storage full: ")),
             // The deadline passed (tonic enforces the request's timeout as `Cancelled`).
             Code::Cancelled | Code::DeadlineExceeded => StoreError::Unavailable(format!(
@@ -121,6 +132,17 @@ impl Store for ProxyStore {
             self.request(pb::PutRequest { fields: fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect() });
         let mut client = self.client.clone();
         let answer = self.call(client.put(request), |s| self.error(s, "", None)).await?.into_inner();
+        Ok(Document { id: answer.id, version: answer.version, fields })
+    }
+
+    async fn create(&self, unique_key: &str, fields: Fields) -> Result<Document, StoreError> {
+        validate::check(Request::Create { unique_key, fields: &fields }, &self.limits)?;
+        let request = self.request(pb::CreateRequest {
+            unique_key: unique_key.to_owned(),
+            fields: fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        });
+        let mut client = self.client.clone();
+        let answer = self.call(client.create(request), |s| self.error(s, "", None)).await?.into_inner();
         Ok(Document { id: answer.id, version: answer.version, fields })
     }
 

@@ -63,6 +63,13 @@ pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreE
 impl Server {
     /// Opens the engine and binds the listen address.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let store = open_store(config).await.map_err(StartError::Store)?;
+        Self::bind_with_store(config, store).await
+    }
+
+    /// Binds the listen address to serve `store` instead of the engine the config names
+    /// (its other settings apply): for tests that need a store failing on purpose.
+    pub async fn bind_with_store(config: &Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let tls = config.tls.as_ref().map(|t| t.server_config()).transpose()?;
         if config.engine == Engine::Memory && !config.listen.ip().is_loopback() {
             tracing::warn!(
@@ -71,8 +78,7 @@ impl Server {
             );
         }
         let metrics = Registry::new();
-        let store: Arc<dyn Store> =
-            Arc::new(MeteredStore::new(open_store(config).await.map_err(StartError::Store)?, metrics.clone()));
+        let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store, metrics.clone()));
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;

@@ -7,6 +7,7 @@
 //! | `InvalidArgument` (and a request that is not valid protobuf or UTF-8) | `INVALID_ARGUMENT` |
 //! | `NotFound` | `NOT_FOUND` |
 //! | `VersionMismatch` | `ABORTED`, stored version in `bitmail-actual-version` metadata |
+//! | `AlreadyExists` | `ALREADY_EXISTS`, the holder's id in `bitmail-existing-id` metadata |
 //! | `Full` | `RESOURCE_EXHAUSTED` |
 //! | `Unavailable` | `UNAVAILABLE` |
 //!
@@ -26,6 +27,8 @@ use crate::validate;
 
 /// The metadata key of the stored version in an `ABORTED` (version conflict) answer.
 pub(crate) const ACTUAL_VERSION_METADATA: &str = "bitmail-actual-version";
+/// The metadata key of the holder's id in an `ALREADY_EXISTS` (unique key taken) answer.
+pub(crate) const EXISTING_ID_METADATA: &str = "bitmail-existing-id";
 
 /// Serves the `Store` contract over any engine.
 pub(crate) struct StoreService {
@@ -62,6 +65,13 @@ impl From<StoreError> for Status {
                 }
                 status
             }
+            StoreError::AlreadyExists { id } => {
+                let mut status = Status::already_exists(e.to_string());
+                if let Ok(v) = id.parse() {
+                    status.metadata_mut().insert(EXISTING_ID_METADATA, v);
+                }
+                status
+            }
             StoreError::InvalidArgument(_) => Status::invalid_argument(e.to_string()),
             StoreError::Full(_) => Status::resource_exhausted(e.to_string()),
             StoreError::Unavailable(_) => Status::unavailable(e.to_string()),
@@ -81,6 +91,12 @@ impl pb::store_server::Store for StoreService {
         let req = request.into_inner();
         let doc = self.store.put(req.fields.into_iter().collect()).await?;
         Ok(Response::new(pb::PutResponse { id: doc.id, version: doc.version }))
+    }
+
+    async fn create(&self, request: Request<pb::CreateRequest>) -> Result<Response<pb::CreateResponse>, Status> {
+        let req = request.into_inner();
+        let doc = self.store.create(&req.unique_key, req.fields.into_iter().collect()).await?;
+        Ok(Response::new(pb::CreateResponse { id: doc.id, version: doc.version }))
     }
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Document>, Status> {

@@ -4,6 +4,11 @@
 //! checked by the one conformance suite in `tests/src/store_conformance.rs`. Bad input is
 //! refused by the one shared check in `validate` before an engine touches
 //! anything, so every engine answers it the same way.
+//!
+//! Documents are stored by `put` (always a new document) or by `create`, which stores
+//! one only while no live document holds its unique key: the store's one way to say
+//! "at most one of these", atomic in every engine, where a lookup followed by a put
+//! leaves a race. A delete frees the key.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +46,11 @@ pub enum StoreError {
     /// `bitmail-actual-version` metadata.
     #[error("document {id:?} is at version {actual}, not the expected {expected}")]
     VersionMismatch { id: String, expected: u64, actual: u64 },
+    /// A [`Store::create`] found a live document holding its unique key: the one named
+    /// here, left as it was; nothing was stored. gRPC `ALREADY_EXISTS`, with that
+    /// document's id in the `bitmail-existing-id` metadata.
+    #[error("document {id:?} already holds this unique key")]
+    AlreadyExists { id: String },
     /// The request itself is wrong (see [`crate::validate`]); nothing was changed and
     /// retrying it cannot help. gRPC `INVALID_ARGUMENT`.
     #[error("invalid argument: {0}")]
@@ -103,6 +113,20 @@ pub trait Store: Send + Sync + 'static {
     /// O(fields · log n + d), plus one durable commit shared with concurrent writes.
     async fn put(&self, fields: Fields) -> Result<Document, StoreError>;
 
+    /// Stores a new document at version 1, as [`Store::put`], only if no live document
+    /// holds `unique_key`; the new document then holds it until it is deleted (an
+    /// update keeps it; a delete frees it). Otherwise answers
+    /// [`StoreError::AlreadyExists`] naming the document that holds it, and stores
+    /// nothing. The key (1..=[`MAX_KEY_BYTES`] bytes, no U+0000) is not a field: it is
+    /// not answered with the document and lookups do not see it; a caller that needs it
+    /// later stores it in a field as well. Documents stored by `put` hold no key.
+    ///
+    /// Atomic with the document: of many concurrent creates with one key exactly one
+    /// succeeds and the others name it. Idempotent in effect: a retry whose first answer
+    /// was lost answers `AlreadyExists` with the first one's id. Cost: that of `put`,
+    /// plus O(log n) for the key.
+    async fn create(&self, unique_key: &str, fields: Fields) -> Result<Document, StoreError>;
+
     /// The document with this id, with its current version. Reads the last committed
     /// state. [`StoreError::NotFound`] when there is none. Cost: O(log n + d).
     async fn get(&self, id: &str) -> Result<Document, StoreError>;
@@ -126,8 +150,9 @@ pub trait Store: Send + Sync + 'static {
         expected_version: Option<u64>,
     ) -> Result<Document, StoreError>;
 
-    /// Removes the document. [`StoreError::NotFound`] when there is none, so a retried
-    /// delete whose first answer was lost answers `NotFound`. Cost: O(fields · log n).
+    /// Removes the document, and frees its unique key if it holds one. [`StoreError::NotFound`]
+    /// when there is none, so a retried delete whose first answer was lost answers
+    /// `NotFound`. Cost: O(fields · log n).
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
 
     /// Every document containing all pairs of `subset` (an empty subset matches every

@@ -2,7 +2,7 @@
 //! the gRPC service for what only the wire can express), so that all engines refuse the
 //! same requests with the same [`StoreError::InvalidArgument`] and change nothing.
 //!
-//! Refused: an empty id or key; an id or key over [`MAX_KEY_BYTES`]; a document over
+//! Refused: an empty id, key or unique key; an id, key or unique key over [`MAX_KEY_BYTES`]; a document over
 //! [`Limits::max_document_bytes`] (keys plus values, counted in bytes), whether sent
 //! whole by a put or produced by an update's merge; a lookup limit outside
 //! 1..=[`MAX_LOOKUP_LIMIT`]; over gRPC, a lookup with an empty subset and no limit.
@@ -20,6 +20,10 @@ use crate::store::{DEFAULT_LOOKUP_LIMIT, Fields, Limits, MAX_KEY_BYTES, MAX_LOOK
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Request<'a> {
     Put {
+        fields: &'a Fields,
+    },
+    Create {
+        unique_key: &'a str,
         fields: &'a Fields,
     },
     Get {
@@ -49,6 +53,11 @@ pub(crate) enum Request<'a> {
 pub(crate) fn check(request: Request<'_>, limits: &Limits) -> Result<(), StoreError> {
     match request {
         Request::Put { fields } | Request::Merged { fields } => {
+            keys(fields.keys(), "fields")?;
+            size(fields, limits)
+        }
+        Request::Create { unique_key, fields } => {
+            self::unique_key(unique_key)?;
             keys(fields.keys(), "fields")?;
             size(fields, limits)
         }
@@ -104,6 +113,19 @@ fn id(id: &str) -> Result<(), StoreError> {
     }
     if id.len() > MAX_KEY_BYTES {
         return invalid(format!("id: {} bytes, at most {MAX_KEY_BYTES}", id.len()));
+    }
+    Ok(())
+}
+
+fn unique_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() {
+        return invalid("unique_key: required".into());
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return invalid(format!("unique_key: {} bytes, at most {MAX_KEY_BYTES}", key.len()));
+    }
+    if key.contains('\0') {
+        return invalid("unique_key: holds the character U+0000, which no engine stores".into());
     }
     Ok(())
 }
@@ -166,6 +188,11 @@ mod tests {
         assert!(reason(check(Request::Put { fields: &fields(&[(&long, "")]) }, &big)).contains("257 bytes"));
         assert!(reason(check(Request::Put { fields: &fields(&[("k", "0123456789")]) }, &limits)).contains("11 bytes"));
         assert!(reason(check(Request::Get { id: "" }, &limits)).contains("id: required"));
+        let create = |unique_key| check(Request::Create { unique_key, fields: &ok }, &limits);
+        assert_eq!(create("user/ada"), Ok(()));
+        assert!(reason(create("")).contains("unique_key: required"));
+        assert!(reason(create(&long)).contains("unique_key: 257 bytes"));
+        assert!(reason(create("a\0b")).contains("unique_key: holds"));
         let remove = vec![String::new()];
         assert!(reason(check(Request::Update { id: "x", fields: &ok, remove: &remove }, &limits)).contains("remove"));
         let lookup = |limit| check(Request::Lookup { subset: &ok, limit, page_token: None }, &limits);

@@ -10,6 +10,12 @@
 //!   opens no session. The session's role is what it was at sign-in; the admin API reads
 //!   the user again ([`Accounts::current_role`]), so a demotion takes effect at once.
 //!
+//! A user is stored once per name: with the unique key `user/NAME` ([`crate::unique`]),
+//! so two first sign-ins (or a sign-in and `create-user`) with one name make one
+//! account. The one that loses the race signs in against the winner's account: it
+//! succeeds, as the same user, when its password is the winner's (a double click, two
+//! tabs), and gets the wrong-password answer otherwise, as for any taken name.
+//!
 //! Password hashing and checking run on the blocking pool: argon2id is deliberately
 //! slow and must not stall the async workers.
 
@@ -23,6 +29,7 @@ use bitmail_proto::v1::store_client::StoreClient;
 use tonic::transport::Channel;
 
 use crate::error::ApiError;
+use crate::unique::{self, Created};
 
 /// The tenant of users made without naming one.
 pub(crate) const DEFAULT_TENANT: &str = "default";
@@ -258,14 +265,10 @@ impl Accounts {
             return Err(CreateUserError::Exists(name.to_owned()));
         }
         let fields = user_fields(name, hash_password(password.to_owned()).await?, tenant, role);
-        let id = self.put(fields.clone()).await?;
-        // As for two first logins (see `sign_up`), the oldest of two racing users wins.
-        let users = self.lookup(&[("kind", "user"), ("name", name)], 10).await?;
-        if users.first().is_some_and(|first| first.id != id) {
-            let _ = self.store.clone().delete(pb::DeleteRequest { id }).await;
-            return Err(CreateUserError::Exists(name.to_owned()));
+        match unique::create(&self.store, unique::user_key(name), fields.clone()).await? {
+            Created::New(id) => Ok(User::from_fields(id, name, &fields)),
+            Created::Taken(_) => Err(CreateUserError::Exists(name.to_owned())),
         }
-        Ok(User::from_fields(id, name, &fields))
     }
 
     /// The user's role as stored now (not as when the session was opened).
@@ -276,24 +279,26 @@ impl Accounts {
 
     async fn sign_up(&self, name: &str, password: &str) -> Result<User, ApiError> {
         let hash = hash_password(password.to_owned()).await?;
-        let id = self.put(user_fields(name, hash, DEFAULT_TENANT, Role::User)).await?;
-        // Two first logins of one name may race. Ids sort in creation order, so the
-        // oldest account wins; a later duplicate removes itself and the caller signs in
-        // against the winner like anyone else.
-        let users = self.lookup(&[("kind", "user"), ("name", name)], 10).await?;
-        match users.first() {
-            Some(first) if first.id != id => {
-                let _ = self.store.clone().delete(pb::DeleteRequest { id }).await;
-                let hash = first.fields.get("password_hash").cloned().unwrap_or_default();
+        let fields = user_fields(name, hash, DEFAULT_TENANT, Role::User);
+        match unique::create(&self.store, unique::user_key(name), fields.clone()).await? {
+            Created::New(id) => {
+                tracing::info!(user = name, "account created at first login");
+                Ok(User::from_fields(id, name, &fields))
+            }
+            // Another first login of this name got there first: sign in against its
+            // account like anyone else.
+            Created::Taken(id) => {
+                let winner = match self.store.clone().get(pb::GetRequest { id }).await {
+                    Ok(doc) => doc.into_inner(),
+                    Err(s) if s.code() == tonic::Code::NotFound => return Err(ApiError::Unauthorized),
+                    Err(s) => return Err(s.into()),
+                };
+                let hash = winner.fields.get("password_hash").cloned().unwrap_or_default();
                 if verify_password(password.to_owned(), hash).await? {
-                    Ok(User::from_fields(first.id.clone(), name, &first.fields))
+                    Ok(User::from_fields(winner.id, name, &winner.fields))
                 } else {
                     Err(ApiError::Unauthorized)
                 }
-            }
-            _ => {
-                tracing::info!(user = name, "account created at first login");
-                Ok(User { id, name: name.to_owned(), tenant: DEFAULT_TENANT.to_owned(), role: Role::User })
             }
         }
     }

@@ -10,6 +10,7 @@
 //! mail_domain = "localhost"            # a user `ada` sends as ada@localhost
 //! signup_on_first_login = false        # true: an unknown name + password creates the account
 //! session_hours = 168
+//! session_sweep_secs = 600             # how often sessions past expiry are deleted
 //! user_sends_per_minute = 30           # messages one webmail user may send per minute
 //! user_max_recipients = 50             # recipients (to, cc, bcc) of one message
 //! max_body_bytes = 11534336
@@ -71,6 +72,9 @@ pub struct Config {
     pub mail_domain: String,
     pub signup_on_first_login: bool,
     pub session_hours: u64,
+    /// How often the sessions past their expiry are deleted (a bounded batch each time,
+    /// `session_sweep`), in seconds.
+    pub session_sweep_secs: u64,
     /// Messages one webmail user may send per minute; more: 429.
     pub user_sends_per_minute: u32,
     /// Recipients (To, Cc and Bcc together) of one webmail message; more: 400.
@@ -113,6 +117,7 @@ impl Default for Config {
             mail_domain: "localhost".into(),
             signup_on_first_login: false,
             session_hours: 24 * 7,
+            session_sweep_secs: 600,
             user_sends_per_minute: 30,
             user_max_recipients: 50,
             max_body_bytes: 11 * 1024 * 1024,
@@ -153,6 +158,9 @@ impl Validate for Config {
         }
         if self.session_hours == 0 {
             problems.push("session_hours: must be more than 0".into());
+        }
+        if self.session_sweep_secs == 0 {
+            problems.push("session_sweep_secs: must be more than 0".into());
         }
         if self.user_sends_per_minute == 0 {
             problems.push("user_sends_per_minute: must be more than 0".into());

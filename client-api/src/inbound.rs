@@ -8,8 +8,12 @@
 //!   domain is this server's mail domain and a user has its local part; the rest are not
 //!   ours and are named in the log.
 //! - A message is stored once per mailbox: its list entry carries the provider's
-//!   `dedupe_key` (`inbound_key`), and a delivery whose key is already in that inbox is
-//!   counted as a duplicate (a provider retrying after a lost answer).
+//!   `dedupe_key` (`inbound_key`) and is created with the unique key
+//!   [`crate::unique::inbound_key`] after the body and attachments are stored, so a
+//!   provider's retry (after a lost answer, or after a failure midway) finds either the
+//!   whole message or none of it, and two deliveries racing store it once. A delivery
+//!   already in that inbox is counted as a duplicate. (Entries stored before unique keys
+//!   hold none; they are found by `inbound_key` first.)
 //! - The HTML is stored as sent; [`crate::sanitize`] cleans it whenever it is read.
 //!
 //! A tagged address is its user's: `ada+tag@` is delivered to ada. Inline parts keep their
@@ -22,7 +26,7 @@ use bitmail_proto::v1 as pb;
 use crate::accounts::User;
 use crate::compose::address_of;
 use crate::error::ApiError;
-use crate::mailbox::{Attachment, AttachmentMeta, Folder, NewMail};
+use crate::mailbox::{Attachment, AttachmentMeta, Folder, NewMail, Stored};
 use crate::state::AppState;
 
 /// What became of one inbound message.
@@ -123,8 +127,11 @@ pub(crate) async fn deliver(state: &AppState, mail: pb::InboundMail) -> Result<D
             delivered.duplicates += 1;
             continue;
         }
-        state.mailbox.store(user, Folder::Inbox, &new, &attachments).await?;
-        delivered.stored += 1;
+        let key = crate::unique::inbound_key(&user.id, &mail.dedupe_key);
+        match state.mailbox.store_once(user, Folder::Inbox, &new, &attachments, key).await? {
+            Stored::New(_) => delivered.stored += 1,
+            Stored::Duplicate(_) => delivered.duplicates += 1,
+        }
     }
     Ok(delivered)
 }

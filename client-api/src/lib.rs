@@ -39,6 +39,8 @@
 //! - `state`: `AppState`, what every handler is given;
 //! - `extract`: the extractors: a JSON body with JSON rejections, the signed-in user;
 //! - `csrf`: the same-origin and CSRF checks on every state change, and the CSRF token;
+//! - `session_sweep`: sessions past their expiry deleted in bounded batches, every
+//!   `session_sweep_secs`;
 //! - `limiter`: failed sign-ins limited per name and per client address;
 //! - `send_limit`: one user's sends per minute and recipients per message;
 //! - `sent_status`: the delivery status of sent mail, kept in its document once final;
@@ -46,6 +48,8 @@
 //! - `deliveries`: the last hour's delivery outcomes, in memory, for the status page;
 //! - `accounts`: users (argon2id password hashes) and sessions, as store documents;
 //! - `mailbox`: folders, messages and attachments as store documents;
+//! - `unique`: documents stored once per unique key (user names, received mail), and
+//!   those keys;
 //! - `sanitize`: HTML mail made safe to show (ammonia), Markdown to HTML;
 //! - `assets`: the built webmail, compressed once and served with cache headers;
 //! - `error`: the one JSON error type every handler returns.
@@ -86,7 +90,9 @@ mod sanitize;
 mod send_limit;
 mod sent_status;
 mod session;
+mod session_sweep;
 mod state;
 mod status;
+mod unique;
 mod verdicts;
 mod webhooks;

@@ -23,6 +23,7 @@ use crate::limits::EdgeLimits;
 use crate::mailbox::Mailbox;
 use crate::routes::router;
 use crate::send_limit::SendLimiter;
+use crate::session_sweep::{self, Sweeper};
 use crate::state::{AdminUpstream, AppState};
 use crate::status::follow;
 use bitmail_runtime::tls::{self, CertPaths};
@@ -52,6 +53,8 @@ pub struct Server {
     max_inbound_bytes: usize,
     limits: EdgeLimits,
     grace: Duration,
+    sweeper: Sweeper,
+    sweep_every: Duration,
     pub cert: CertPaths,
 }
 
@@ -91,6 +94,7 @@ impl Server {
                 .max_decoding_message_size(STORE_WIRE_LIMIT)
                 .max_encoding_message_size(STORE_WIRE_LIMIT)
         };
+        let sweeper = Sweeper::new(store());
         let state = Arc::new(AppState {
             accounts: Accounts::new(
                 store(),
@@ -125,6 +129,8 @@ impl Server {
             max_inbound_bytes: config.max_inbound_bytes,
             limits: config.limits.clone(),
             grace: Duration::from_secs(config.shutdown_grace_secs),
+            sweeper,
+            sweep_every: Duration::from_secs(config.session_sweep_secs),
             cert,
         })
     }
@@ -145,6 +151,7 @@ impl Server {
         });
         let follower =
             tokio::spawn(follow(self.state.mta.clone(), self.state.deliveries.clone(), self.state.mailbox.clone()));
+        let sweeper = tokio::spawn(session_sweep::run(self.sweeper, self.sweep_every));
         let limits = self.limits;
         let ms = Duration::from_millis;
         // The cap runs first, so a connection over it is closed before its handshake.
@@ -166,6 +173,7 @@ impl Server {
         server.http_builder().http2().keep_alive_interval(Duration::from_secs(30)).keep_alive_timeout(ms(20_000));
         let served = server.serve(app.into_make_service_with_connect_info::<SocketAddr>()).await;
         follower.abort();
+        sweeper.abort();
         served?;
         Ok(())
     }

@@ -22,6 +22,8 @@
 //! - [`store_conformance`](mod@store_conformance): the `Store` contract, written once, run against every
 //!   engine; [`store_engines`]: fresh stores of each engine for it.
 //!
+//! - [`faulty_store`]: a `Store` around a real engine that fails, or holds, the next
+//!   writes of one kind of document on purpose.
 //! - [`ca`]: a throwaway CA and certificates it signs (servers, and a client per service
 //!   for mutual TLS), as PEM files; the `bitmail-certs` binary writes a set of them.
 //! - `shared`: what every fake uses (a poison-tolerant lock).
@@ -33,6 +35,7 @@ pub mod api_key;
 pub mod ca;
 pub mod command_line;
 pub mod eventually;
+pub mod faulty_store;
 pub mod mailgun;
 pub mod moto;
 pub mod postgres;

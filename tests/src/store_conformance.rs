@@ -41,6 +41,9 @@ macro_rules! store_conformance {
             lookup_pages_in_id_order,
             concurrent_updates_with_one_expected_version_one_wins,
             concurrent_updates_without_a_version_lose_nothing,
+            create_refuses_a_taken_unique_key_and_changes_nothing,
+            concurrent_creates_with_one_unique_key_one_wins,
+            deleting_frees_the_unique_key,
             paging_while_writing_has_no_gaps_or_repeats,
             unicode_keys_and_values,
             documents_near_the_size_limit,
@@ -62,6 +65,9 @@ macro_rules! store_conformance {
         }
     };
 }
+
+mod unique;
+pub use unique::*;
 
 pub fn fields(pairs: &[(&str, &str)]) -> Fields {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -395,6 +401,11 @@ pub async fn bad_input_is_refused_and_changes_nothing(store: Arc<dyn Store>) {
     invalid(store.put(fields(&[("", "v")])).await, "put, empty key");
     invalid(store.put(fields(&[("ok", "v"), (&long_key, "v")])).await, "put, key over 256 bytes");
     invalid(store.put(fields(&[("body", &huge)])).await, "put, document over the limit");
+    invalid(store.create("", fields(&[("k", "v")])).await, "create, empty unique key");
+    invalid(store.create(&long_key, fields(&[("k", "v")])).await, "create, unique key over 256 bytes");
+    invalid(store.create("nul\0key", fields(&[("k", "v")])).await, "create, unique key with U+0000");
+    invalid(store.create("ok", fields(&[("", "v")])).await, "create, empty field key");
+    invalid(store.create("ok", fields(&[("body", &huge)])).await, "create, document over the limit");
     invalid(store.get("").await, "get, empty id");
     invalid(store.get(&long_key).await, "get, id over 256 bytes");
     invalid(store.update("", fields(&[("a", "b")]), vec![], None).await, "update, empty id");
@@ -417,4 +428,8 @@ pub async fn bad_input_is_refused_and_changes_nothing(store: Arc<dyn Store>) {
         Err(StoreError::VersionMismatch { expected: 7, actual: 1, .. })
     ));
     assert_eq!(everything(&*store).await, before, "refused calls changed nothing");
+    // A refused create took no key: the key is free.
+    let longest = "k".repeat(MAX_KEY_BYTES);
+    store.create(&longest, Fields::new()).await.unwrap();
+    store.create("ok", Fields::new()).await.unwrap();
 }

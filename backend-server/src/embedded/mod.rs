@@ -6,6 +6,10 @@
 //!   reads the ids of its pairs in id order from the page token on, intersecting the
 //!   pairs by leapfrogging (each step a B-tree seek), so its cost follows the answer,
 //!   not the store;
+//! - `unique`: unique key → id, and `unique_of`: id → unique key, for
+//!   [`Store::create`]: written in the transaction that stores the document, removed in
+//!   the one that deletes it, so a crash never leaves a key without its document or the
+//!   reverse. Files made before these tables gain them, empty, when opened;
 //! - `meta`: the format marker, so that another redb file (the MTA's spool) is refused.
 //!
 //! Writes go through the group-commit thread in `writer.rs`: acknowledged only once
@@ -41,6 +45,8 @@ use writer::{Op, Queued, Writer};
 
 const DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("documents");
 const POSTINGS: TableDefinition<([u8; 16], &str), ()> = TableDefinition::new("postings");
+const UNIQUE: TableDefinition<&str, &str> = TableDefinition::new("unique");
+const UNIQUE_OF: TableDefinition<&str, &str> = TableDefinition::new("unique_of");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FORMAT: &[u8] = b"bitmail-store/1";
 
@@ -95,6 +101,8 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, String> {
         }
         txn.open_table(DOCS).map_err(|e| e.to_string())?;
         txn.open_table(POSTINGS).map_err(|e| e.to_string())?;
+        txn.open_table(UNIQUE).map_err(|e| e.to_string())?;
+        txn.open_table(UNIQUE_OF).map_err(|e| e.to_string())?;
     }
     txn.commit().map_err(|e| e.to_string())?;
     Ok(db)
@@ -162,6 +170,12 @@ impl Store for EmbeddedStore {
         validate::check(Request::Put { fields: &fields }, &self.limits)?;
         let bytes = validate::document_bytes(&fields);
         self.write(Op::Put { fields }, bytes).await
+    }
+
+    async fn create(&self, unique_key: &str, fields: Fields) -> Result<Document, StoreError> {
+        validate::check(Request::Create { unique_key, fields: &fields }, &self.limits)?;
+        let bytes = validate::document_bytes(&fields) + unique_key.len();
+        self.write(Op::Create { unique_key: unique_key.to_owned(), fields }, bytes).await
     }
 
     async fn get(&self, id: &str) -> Result<Document, StoreError> {

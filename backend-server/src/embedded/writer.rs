@@ -22,7 +22,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::record::{self, pair_hash};
-use super::{DOCS, POSTINGS, open_database, storage_error};
+use super::{DOCS, POSTINGS, UNIQUE, UNIQUE_OF, open_database, storage_error};
 use crate::redb_file::Reopenable;
 use crate::store::{Document, Fields, Limits, StoreError};
 use crate::validate::{self, Request};
@@ -36,6 +36,7 @@ pub(crate) type Reply = oneshot::Sender<Result<Document, StoreError>>;
 
 pub(crate) enum Op {
     Put { fields: Fields },
+    Create { unique_key: String, fields: Fields },
     Update { id: String, fields: Fields, remove: Vec<String>, expected_version: Option<u64> },
     Delete { id: String },
 }
@@ -132,15 +133,23 @@ impl Writer {
         {
             let mut docs = txn.open_table(DOCS).map_err(storage_error)?;
             let mut postings = txn.open_table(POSTINGS).map_err(storage_error)?;
+            let mut unique = txn.open_table(UNIQUE).map_err(storage_error)?;
+            let mut unique_of = txn.open_table(UNIQUE_OF).map_err(storage_error)?;
             for op in ops {
                 let result = match op {
-                    Op::Put { fields } => {
-                        let id = self.next_id();
-                        for (k, v) in fields {
-                            postings.insert((pair_hash(k, v), id.as_str()), ()).map_err(storage_error)?;
+                    Op::Put { fields } => Ok(insert(&mut docs, &mut postings, self.next_id(), fields)?),
+                    Op::Create { unique_key, fields } => {
+                        let holder =
+                            unique.get(unique_key.as_str()).map_err(storage_error)?.map(|v| v.value().to_owned());
+                        match holder {
+                            Some(id) => Err(StoreError::AlreadyExists { id }),
+                            None => {
+                                let doc = insert(&mut docs, &mut postings, self.next_id(), fields)?;
+                                unique.insert(unique_key.as_str(), doc.id.as_str()).map_err(storage_error)?;
+                                unique_of.insert(doc.id.as_str(), unique_key.as_str()).map_err(storage_error)?;
+                                Ok(doc)
+                            }
                         }
-                        docs.insert(id.as_str(), record::encode(1, fields).as_slice()).map_err(storage_error)?;
-                        Ok(Document { id, version: 1, fields: fields.clone() })
                     }
                     Op::Update { id, fields, remove, expected_version } => {
                         let old = docs.get(id.as_str()).map_err(storage_error)?.map(|v| record::decode(v.value()));
@@ -195,6 +204,11 @@ impl Writer {
                                 for (k, v) in &fields {
                                     postings.remove((pair_hash(k, v), id.as_str())).map_err(storage_error)?;
                                 }
+                                let key =
+                                    unique_of.remove(id.as_str()).map_err(storage_error)?.map(|v| v.value().to_owned());
+                                if let Some(key) = key {
+                                    unique.remove(key.as_str()).map_err(storage_error)?;
+                                }
                                 Ok(Document { id: id.clone(), version, fields })
                             }
                         }
@@ -206,6 +220,20 @@ impl Writer {
         txn.commit().map_err(storage_error)?;
         Ok(results)
     }
+}
+
+/// Stores a new document at version 1 with its index entries.
+fn insert(
+    docs: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    postings: &mut redb::Table<'_, ([u8; 16], &'static str), ()>,
+    id: String,
+    fields: &Fields,
+) -> Result<Document, StoreError> {
+    for (k, v) in fields {
+        postings.insert((pair_hash(k, v), id.as_str()), ()).map_err(storage_error)?;
+    }
+    docs.insert(id.as_str(), record::encode(1, fields).as_slice()).map_err(storage_error)?;
+    Ok(Document { id, version: 1, fields: fields.clone() })
 }
 
 fn corrupt(id: &str, reason: String) -> StoreError {

@@ -4,7 +4,8 @@
 //! usage: bitmail-store-writer PATH crash|fill
 //!
 //! It prints `ready` once the store is open, then one line per acknowledged write:
-//! `put ID`, `upd ID VERSION`, `del ID`, always after the store answered `Ok`; and
+//! `put ID`, `made ID KEY` (a `create` with unique key KEY), `upd ID VERSION`, `del ID`,
+//! always after the store answered `Ok`; and
 //! `deleting ID` before it asks for a delete (which may be committed and then killed
 //! before it is reported). Every
 //! document it writes carries a payload and its checksum (`sum`), so a reader can tell a
@@ -51,7 +52,7 @@ async fn crash(store: Arc<dyn Store>) {
                 loop {
                     seq += 1;
                     let len = fastrand::usize(10..8_000);
-                    match fastrand::u8(..5) {
+                    match fastrand::u8(..6) {
                         // Rewrite one of ours whole, with a new payload and checksum.
                         3 if !mine.is_empty() => {
                             let i = fastrand::usize(..mine.len());
@@ -68,6 +69,15 @@ async fn crash(store: Arc<dyn Store>) {
                             say(format!("deleting {id}"));
                             if store.delete(&id).await.is_ok() {
                                 say(format!("del {id}"));
+                            }
+                        }
+                        // Half the new documents hold a unique key, unique over the
+                        // writer's lives (the process id).
+                        2 => {
+                            let key = format!("crash/{}/{task}/{seq}", std::process::id());
+                            if let Ok(d) = store.create(&key, document(task, seq, len)).await {
+                                say(format!("made {} {key}", d.id));
+                                mine.push((d.id, 1));
                             }
                         }
                         _ => {

@@ -34,6 +34,7 @@ mod store_postgres_tls;
 mod store_proxy;
 mod submit_over_grpc;
 mod tenants;
+mod unique_keys;
 mod web_assets;
 mod webmail_api;
 mod webmail_browser;

@@ -4,8 +4,9 @@
 //! - 50 times in a row: the writer is killed with SIGKILL at a random moment; the store
 //!   is opened again and must hold every write the writer reported acknowledged
 //!   (puts present, updates at least at the reported version, deletes gone), every
-//!   document whole (its payload matches its checksum), and an index that agrees with
-//!   the documents.
+//!   document whole (its payload matches its checksum), an index that agrees with the
+//!   documents, and unique keys that went with their documents (held by a live one,
+//!   free after an acknowledged delete).
 //! - A file size limit (`prlimit --fsize`, SIGXFSZ ignored) stands in for a full disk:
 //!   writes are refused with `StoreError::Full`, and once the limit is gone the store
 //!   opens with every acknowledged document whole and takes writes again.
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backend_server::embedded::EmbeddedStore;
-use backend_server::store::{Limits, Store, StoreError};
+use backend_server::store::{Fields, Limits, Store, StoreError};
 use bitmail_tests::store_conformance::{all_pages, everything, fields};
 use bitmail_tests::store_engines::{TempDir, checksum};
 
@@ -39,6 +40,8 @@ impl Drop for Killed {
 struct Acked {
     versions: BTreeMap<String, u64>,
     deleted: BTreeSet<String>,
+    /// The unique key of each document made by `create`.
+    keys: BTreeMap<String, String>,
 }
 
 impl Acked {
@@ -47,6 +50,10 @@ impl Acked {
         match parts.as_slice() {
             ["put", id] => {
                 self.versions.insert((*id).to_owned(), 1);
+            }
+            ["made", id, key] => {
+                self.versions.insert((*id).to_owned(), 1);
+                self.keys.insert((*id).to_owned(), (*key).to_owned());
             }
             ["upd", id, v] => {
                 let v: u64 = v.parse().unwrap();
@@ -85,6 +92,23 @@ async fn verify(store: Arc<dyn Store>, acked: &Acked, round: usize) -> usize {
     }
     for id in &acked.deleted {
         assert_eq!(store.get(id).await, Err(StoreError::NotFound(id.clone())), "round {round}: deleted {id} is back");
+    }
+    // Unique keys went with their documents: a live one's key is taken by it, a deleted
+    // one's is free. (A sample each round: each check is a durable write.)
+    let step = (acked.keys.len() / 40).max(1);
+    for (id, key) in acked.keys.iter().skip(round % step).step_by(step) {
+        if acked.versions.contains_key(id) {
+            let again = store.create(key, Fields::new()).await;
+            assert_eq!(
+                again,
+                Err(StoreError::AlreadyExists { id: id.clone() }),
+                "round {round}: the key of {id} was lost"
+            );
+        } else if acked.deleted.contains(id) {
+            let again = store.create(key, fields(&[("kind", "key-check")])).await;
+            let again = again.unwrap_or_else(|e| panic!("round {round}: deleted {id} still holds its key: {e:?}"));
+            store.delete(&again.id).await.unwrap();
+        }
     }
     let indexed = all_pages(&*store, &fields(&[("kind", "crash")]), 1000).await;
     assert_eq!(indexed, all, "round {round}: the index disagrees with the documents");
@@ -131,6 +155,7 @@ async fn fifty_kills_lose_no_acknowledged_write_and_tear_no_document() {
         Arc::into_inner(store).expect("no other handle").close();
     }
     assert!(acked.versions.len() > 50, "the writer got writes acknowledged: {}", acked.versions.len());
+    assert!(acked.keys.len() > 10, "the writer got creates acknowledged: {}", acked.keys.len());
     eprintln!(
         "50 kills in {:?}: {} documents, {} acknowledged alive, {} acknowledged deletes",
         started.elapsed(),

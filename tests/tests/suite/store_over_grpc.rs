@@ -57,6 +57,17 @@ async fn documents_round_trip_with_versions_and_lookups() {
     }
     assert_eq!(seen, ["0", "1", "2", "3", "4"]);
 
+    // A taken unique key: ALREADY_EXISTS naming the holder; deleting it frees the key.
+    let create = |key: &str| pb::CreateRequest { unique_key: key.into(), fields: fields(&[("kind", "user")]) };
+    let held = store.create(create("user/ada")).await.unwrap().into_inner();
+    assert_eq!(held.version, 1);
+    let taken = store.create(create("user/ada")).await.unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
+    assert_eq!(taken.metadata().get("bitmail-existing-id").unwrap().to_str().unwrap(), held.id);
+    assert_eq!(store.create(create("")).await.unwrap_err().code(), Code::InvalidArgument);
+    store.delete(pb::DeleteRequest { id: held.id }).await.unwrap();
+    store.create(create("user/ada")).await.unwrap();
+
     store.delete(pb::DeleteRequest { id: put.id.clone() }).await.unwrap();
     assert_eq!(store.get(pb::GetRequest { id: put.id }).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(store.get(pb::GetRequest { id: String::new() }).await.unwrap_err().code(), Code::InvalidArgument);

@@ -49,6 +49,30 @@ async fn schema_creation_is_idempotent_and_keeps_data() {
     assert_eq!(b.get(&doc.id).await.unwrap(), doc);
 }
 
+/// A table made before unique keys (no `unique_key` column) gains the column and its
+/// unique index when a server starts on it; its documents stay, holding no key.
+#[tokio::test]
+async fn a_table_from_before_unique_keys_gains_them_on_start() {
+    let pg = PgServer::shared().expect("a PostgreSQL cluster starts");
+    let url = pg.create_database().expect("createdb");
+    pg.psql(
+        &url,
+        "CREATE TABLE bitmail_documents (id UUID PRIMARY KEY, version BIGINT NOT NULL, doc JSONB NOT NULL);
+         INSERT INTO bitmail_documents VALUES ('01900000-0000-7000-8000-000000000001', 3, '{\"kind\": \"old\"}')",
+    )
+    .unwrap();
+    // Two servers starting at once on it.
+    let (a, b) = tokio::join!(PostgresStore::connect(&url, 2), PostgresStore::connect(&url, 2));
+    let (a, b) = (a.expect("first start"), b.expect("second start"));
+    let old = a.get("01900000-0000-7000-8000-000000000001").await.unwrap();
+    assert_eq!((old.version, old.fields), (3, fields(&[("kind", "old")])));
+    let made = a.create("user/ada", fields(&[("kind", "user")])).await.unwrap();
+    assert_eq!(b.create("user/ada", Fields::new()).await, Err(StoreError::AlreadyExists { id: made.id.clone() }));
+    let columns =
+        pg.psql(&url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'bitmail_documents_unique_key'").unwrap();
+    assert!(columns.contains("UNIQUE INDEX"), "{columns}");
+}
+
 /// The lookup statement reads the GIN index for a selective pair with a small limit,
 /// where the plain form, prepared once, walks the primary key (the trap).
 #[tokio::test]

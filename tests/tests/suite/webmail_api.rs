@@ -381,3 +381,53 @@ async fn one_address_makes_at_most_ten_accounts_in_fifteen_minutes() {
     // Existing accounts still sign in from there.
     sign_in(&http, &base, "user3", "a password of mine").await;
 }
+
+/// The sessions in the store: (name, expires_at) of each.
+async fn stored_sessions(cluster: &Cluster) -> Vec<(String, String)> {
+    let request = pb::LookupRequest {
+        subset: HashMap::from([("kind".to_owned(), "session".to_owned())]),
+        limit: 1000,
+        page_token: String::new(),
+    };
+    let mut stream = cluster.store_client().await.lookup(request).await.unwrap().into_inner();
+    let mut sessions = Vec::new();
+    while let Some(item) = stream.message().await.unwrap() {
+        if let Some(pb::lookup_response::Item::Document(d)) = item.item {
+            let field = |k: &str| d.fields.get(k).cloned().unwrap_or_default();
+            sessions.push((field("name"), field("expires_at")));
+        }
+    }
+    sessions
+}
+
+#[tokio::test]
+async fn sessions_past_expiry_are_deleted_without_being_presented() {
+    let cluster = Cluster::start_full(vec![], true, |_| {}, |c| c.session_sweep_secs = 1).await;
+    let ada = Session::new(&cluster, "ada").await;
+    // Sessions that expired while nobody presented them again (one without an expiry
+    // at all, as a damaged document would be).
+    let mut store = cluster.store_client().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for (name, expires_at) in [("old1", Some(now - 10)), ("old2", Some(now - 100_000)), ("old3", None)] {
+        let mut fields = HashMap::from([
+            ("kind".to_owned(), "session".to_owned()),
+            ("token_sha256".to_owned(), format!("{name:0>64}")),
+            ("name".to_owned(), name.to_owned()),
+        ]);
+        if let Some(at) = expires_at {
+            fields.insert("expires_at".into(), at.to_string());
+        }
+        store.put(pb::PutRequest { fields }).await.unwrap();
+    }
+
+    let left = bitmail_tests::eventually::eventually(
+        Duration::from_secs(10),
+        "the expired sessions deleted",
+        || stored_sessions(&cluster),
+        |sessions| sessions.len() == 1,
+    )
+    .await;
+    assert_eq!(left[0].0, "ada", "the live session stays: {left:?}");
+    let (status, me) = ada.get("/api/session").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+}

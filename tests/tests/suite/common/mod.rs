@@ -3,10 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use backend_server::store::Store;
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_proto::v1::store_client::StoreClient;
@@ -152,7 +154,12 @@ impl Cluster {
         tune: impl FnOnce(&mut mta_server::config::Config),
         tune_edge: impl FnOnce(&mut client_api::config::Config),
     ) -> Cluster {
-        Self::start_links(providers, edge, tune, tune_edge, None).await
+        Self::start_inner(providers, edge, tune, tune_edge, None, None).await
+    }
+
+    /// With client-api, and backend-server serving `store` instead of its own engine.
+    pub async fn start_edge_over(store: Arc<dyn Store>, providers: Vec<ProviderConfig>) -> Cluster {
+        Self::start_inner(providers, true, |_| {}, |_| {}, None, Some(store)).await
     }
 
     /// [`Cluster::start_full`], with every gRPC link mutual TLS when `tls` is given.
@@ -162,6 +169,17 @@ impl Cluster {
         tune: impl FnOnce(&mut mta_server::config::Config),
         tune_edge: impl FnOnce(&mut client_api::config::Config),
         tls: Option<&MutualTls>,
+    ) -> Cluster {
+        Self::start_inner(providers, edge, tune, tune_edge, tls, None).await
+    }
+
+    async fn start_inner(
+        providers: Vec<ProviderConfig>,
+        edge: bool,
+        tune: impl FnOnce(&mut mta_server::config::Config),
+        tune_edge: impl FnOnce(&mut client_api::config::Config),
+        tls: Option<&MutualTls>,
+        store: Option<Arc<dyn Store>>,
     ) -> Cluster {
         let scheme = if tls.is_some() { "https" } else { "http" };
         // Quiet unless asked: BITMAIL_TEST_LOG=info cargo test ...
@@ -175,7 +193,11 @@ impl Cluster {
         backend_config.embedded.path = state_dir.join("store.redb");
         backend_config.embedded.cache_bytes = 4 << 20;
         backend_config.tls = tls.map(|t| t.server(&t.backend));
-        let backend = backend_server::server::Server::bind(&backend_config).await.expect("backend binds");
+        let backend = match store {
+            None => backend_server::server::Server::bind(&backend_config).await,
+            Some(store) => backend_server::server::Server::bind_with_store(&backend_config, store).await,
+        };
+        let backend = backend.expect("backend binds");
         let backend_addr = backend.local_addr().unwrap();
         tokio::spawn(backend.serve(stopped(&rx)));
 
@@ -269,20 +291,27 @@ impl Cluster {
         let server = client_api::server::Server::bind(&config).await.expect("client-api binds");
         let addr = server.local_addr().unwrap();
         tokio::spawn(server.serve(stopped(&self.stop.subscribe())));
-        self.client_for(addr)
+        self.client_for(addr, None)
     }
 
     /// An HTTPS client that trusts only the edge's generated certificate and reaches it
     /// as `https://localhost:PORT`.
     pub fn https_client(&self) -> (reqwest::Client, String) {
-        self.client_for(self.edge.expect("started with the edge"))
+        self.client_for(self.edge.expect("started with the edge"), None)
     }
 
-    fn client_for(&self, edge: SocketAddr) -> (reqwest::Client, String) {
+    /// As [`Cluster::https_client`], connecting from the loopback address `local` (the
+    /// edge limits sign-ins per client address).
+    pub fn https_client_from(&self, local: Option<IpAddr>) -> (reqwest::Client, String) {
+        self.client_for(self.edge.expect("started with the edge"), local)
+    }
+
+    fn client_for(&self, edge: SocketAddr, local: Option<IpAddr>) -> (reqwest::Client, String) {
         let pem = std::fs::read(self.cert.as_ref().unwrap()).unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
             .resolve("localhost", edge)
+            .local_address(local)
             .build()
             .unwrap();
         (client, format!("https://localhost:{}", edge.port()))

@@ -2,12 +2,21 @@
 //!
 //! - `{kind: "mail", owner, folder: "inbox"|"sent", from, to, cc, bcc (JSON lists),
 //!   subject, date_ms, read, preview, attachments (JSON list of name, type, size),
-//!   mta_id, local_to (JSON list), state, provider}`: what a folder list shows, small;
+//!   mta_id, local_to (JSON list), state, provider, content_ref}`: what a folder list
+//!   shows, small;
 //! - `{kind: "body", mail_id, owner, text, html}`: the content, read when a message is
-//!   opened;
+//!   opened; `mail_id` is the entry's `content_ref` (the entry's own id in messages
+//!   stored before `content_ref` existed, which have none);
 //! - `{kind: "chunk", mail_id, owner, attachment, content_b64}`: attachment bytes in
 //!   pieces of at most [`CHUNK_BYTES`], so no document outgrows a gRPC message; stored in
 //!   order, read back in id (creation) order.
+//!
+//! A message is written content first, list entry last: the body and the chunks, then
+//! the entry that makes it visible (and, for received mail, holds its unique key,
+//! [`crate::unique`]). A failure midway leaves no entry, so a retry stores the whole
+//! message again; what the failed try wrote is unreachable and removed when it can be.
+//! When the entry's key is taken (a retry racing the first delivery), the content just
+//! written is removed and the message answered as a duplicate. That is `write.rs`.
 //!
 //! Every read goes through [`Mailbox::owned`], which answers 404 for a message of another
 //! user exactly as for one that does not exist.
@@ -21,6 +30,16 @@ use tonic::transport::Channel;
 
 use crate::accounts::User;
 use crate::error::ApiError;
+
+mod write;
+
+/// What [`Mailbox::store_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stored {
+    New(String),
+    /// The message was already there, with this id; nothing was added.
+    Duplicate(String),
+}
 
 /// Attachment bytes per chunk document (1 MiB, 1.4 MB in base64).
 pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
@@ -92,6 +111,14 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
+    /// What the body and chunks of this message name in their `mail_id`.
+    pub(crate) fn content_ref(&self) -> &str {
+        match self.field("content_ref") {
+            "" => &self.id,
+            content => content,
+        }
+    }
+
     pub(crate) fn field(&self, key: &str) -> &str {
         self.fields.get(key).map_or("", String::as_str)
     }
@@ -169,64 +196,6 @@ impl Mailbox {
         Ok(self.store.clone().put(pb::PutRequest { fields }).await?.into_inner().id)
     }
 
-    /// Stores `mail` in `folder` of `owner` with its attachments; answers its id. The
-    /// list entry, which every listing of the folder reads, is capped ([`capped`]): a
-    /// message with a huge subject or thousands of recipients still lists.
-    pub(crate) async fn store(
-        &self,
-        owner: &User,
-        folder: Folder,
-        mail: &NewMail,
-        attachments: &[Attachment],
-    ) -> Result<String, ApiError> {
-        let metas: Vec<&AttachmentMeta> = attachments.iter().map(|a| &a.meta).collect();
-        let mut fields = HashMap::from([
-            ("kind".to_owned(), "mail".to_owned()),
-            ("owner".to_owned(), owner.id.clone()),
-            ("folder".to_owned(), folder.name().to_owned()),
-            ("from".to_owned(), capped(&mail.from, MAX_ADDRESS_CHARS)),
-            ("to".to_owned(), json_list(&capped_list(&mail.to))),
-            ("cc".to_owned(), json_list(&capped_list(&mail.cc))),
-            ("bcc".to_owned(), json_list(&capped_list(&mail.bcc))),
-            ("subject".to_owned(), capped(&mail.subject, MAX_SUBJECT_CHARS)),
-            ("date_ms".to_owned(), mail.date_ms.to_string()),
-            // A user's own sent mail is read; received mail is not.
-            ("read".to_owned(), (folder == Folder::Sent).to_string()),
-            ("preview".to_owned(), preview_of(&mail.text)),
-            ("attachments".to_owned(), serde_json::to_string(&metas).unwrap_or_else(|_| "[]".into())),
-            ("local_to".to_owned(), json_list(&mail.local_to)),
-        ]);
-        for (key, value) in &mail.extra {
-            fields.entry(key.clone()).or_insert_with(|| value.clone());
-        }
-        if let Some(mta_id) = &mail.mta_id {
-            fields.insert("mta_id".into(), mta_id.clone());
-        }
-        let id = self.put(fields).await?;
-        let body = HashMap::from([
-            ("kind".to_owned(), "body".to_owned()),
-            ("mail_id".to_owned(), id.clone()),
-            ("owner".to_owned(), owner.id.clone()),
-            ("text".to_owned(), mail.text.clone()),
-            ("html".to_owned(), mail.html.clone()),
-        ]);
-        self.put(body).await?;
-        use base64::Engine as _;
-        for (index, attachment) in attachments.iter().enumerate() {
-            for chunk in attachment.content.chunks(CHUNK_BYTES) {
-                let doc = HashMap::from([
-                    ("kind".to_owned(), "chunk".to_owned()),
-                    ("mail_id".to_owned(), id.clone()),
-                    ("owner".to_owned(), owner.id.clone()),
-                    ("attachment".to_owned(), index.to_string()),
-                    ("content_b64".to_owned(), base64::engine::general_purpose::STANDARD.encode(chunk)),
-                ]);
-                self.put(doc).await?;
-            }
-        }
-        Ok(id)
-    }
-
     /// The message `id` if it is `user`'s; 404 otherwise, whether it exists or not.
     pub(crate) async fn owned(&self, user: &User, id: &str) -> Result<Summary, ApiError> {
         let not_found = || ApiError::NotFound(format!("no message with id {id:?}"));
@@ -268,7 +237,7 @@ impl Mailbox {
 
     /// The body (text, html) of an owned message.
     pub(crate) async fn body(&self, mail: &Summary) -> Result<(String, String), ApiError> {
-        let docs = self.lookup_all(&[("kind", "body"), ("mail_id", &mail.id)]).await?;
+        let docs = self.lookup_all(&[("kind", "body"), ("mail_id", mail.content_ref())]).await?;
         let doc = docs.into_iter().next();
         let field = |k: &str| doc.as_ref().and_then(|d| d.fields.get(k).cloned()).unwrap_or_default();
         Ok((field("text"), field("html")))
@@ -282,7 +251,8 @@ impl Mailbox {
             .nth(index)
             .ok_or_else(|| ApiError::NotFound(format!("message {:?} has no attachment {index}", mail.id)))?;
         let index = index.to_string();
-        let chunks = self.lookup_all(&[("kind", "chunk"), ("mail_id", &mail.id), ("attachment", &index)]).await?;
+        let chunks =
+            self.lookup_all(&[("kind", "chunk"), ("mail_id", mail.content_ref()), ("attachment", &index)]).await?;
         use base64::Engine as _;
         let mut content = Vec::with_capacity(meta.size);
         for chunk in chunks {
@@ -315,7 +285,7 @@ impl Mailbox {
         // and what remains of a half-finished delete is unreachable.
         self.store.clone().delete(pb::DeleteRequest { id: mail.id.clone() }).await?;
         for kind in ["body", "chunk"] {
-            for doc in self.lookup_all(&[("kind", kind), ("mail_id", &mail.id)]).await? {
+            for doc in self.lookup_all(&[("kind", kind), ("mail_id", mail.content_ref())]).await? {
                 let _ = self.store.clone().delete(pb::DeleteRequest { id: doc.id }).await;
             }
         }

@@ -2,8 +2,10 @@
 //! on a GIN index, optimistic versions in the row.
 //!
 //! ```sql
-//! bitmail_documents (id UUID PRIMARY KEY, version BIGINT NOT NULL, doc JSONB NOT NULL)
+//! bitmail_documents (id UUID PRIMARY KEY, version BIGINT NOT NULL, doc JSONB NOT NULL,
+//!                    unique_key TEXT)
 //! bitmail_documents_doc: GIN (doc jsonb_path_ops), or GIN (doc) where that is refused
+//! bitmail_documents_unique_key: UNIQUE (unique_key)
 //! ```
 //!
 //! The SQL keeps to what PostgreSQL, CockroachDB and YugabyteDB share (no advisory locks,
@@ -31,6 +33,11 @@
 //!   version and merged size tell not-found, a version mismatch and a too-large result
 //!   apart; versions only grow, so if the version now equals the expectation and the
 //!   merge fits, a concurrent update got there first and the update is tried again.
+//! - Create: `INSERT ... ON CONFLICT (unique_key) DO NOTHING`; when no row went in,
+//!   the holder is read by its key (and, if it was deleted in between, the insert is
+//!   tried again). `put`'s documents hold NULL, which the unique index lets repeat, and a
+//!   deleted row takes its key with it. A table made before the column gains it on start
+//!   (`ADD COLUMN IF NOT EXISTS`, only when missing).
 //! - Lookup: a subset held by very many documents (say `kind = message` alone) costs
 //!   that many on every page: keep subsets selective. An empty subset walks the primary
 //!   key: O(page). `a_selective_lookup_reads_the_containment_index` checks the plans.
@@ -43,8 +50,9 @@
 //!   not found.
 //!
 //! Distributed SQL: the SQL keeps to `UUID`, `BIGINT`, `JSONB`, `@>`, `-` with a text
-//! array and `||`, `CREATE ... IF NOT EXISTS`, `RETURNING`, `OFFSET 0` subqueries; no
-//! sequences or session settings either. CockroachDB has no `jsonb_path_ops` (hence the
+//! array and `||`, `CREATE ... IF NOT EXISTS`, `RETURNING`, `OFFSET 0` subqueries, a
+//! unique index with `ON CONFLICT (column) DO NOTHING`, `ADD COLUMN IF NOT EXISTS` and
+//! `information_schema.columns`; no sequences or session settings either. CockroachDB has no `jsonb_path_ops` (hence the
 //! fallback index); YugabyteDB maps `USING GIN` to `ybgin`. Only PostgreSQL is tested.
 
 use std::future::Future;
@@ -63,54 +71,13 @@ use crate::postgres_tls::VerifiedTls;
 use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
 use crate::validate::{self, Request};
 
-const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS bitmail_documents (
-    id UUID PRIMARY KEY,
-    version BIGINT NOT NULL,
-    doc JSONB NOT NULL
-)";
-/// `jsonb_path_ops` indexes each key/value pair as one hash: smaller than the default
-/// operator class and exact for `@>`. CockroachDB only has the default class.
-const CREATE_INDEX: &str =
-    "CREATE INDEX IF NOT EXISTS bitmail_documents_doc ON bitmail_documents USING GIN (doc jsonb_path_ops)";
-const CREATE_INDEX_PORTABLE: &str =
-    "CREATE INDEX IF NOT EXISTS bitmail_documents_doc ON bitmail_documents USING GIN (doc)";
+mod sql;
 
-const INSERT: &str = "INSERT INTO bitmail_documents (id, version, doc) VALUES ($1, 1, $2)";
-const GET: &str = "SELECT version, doc FROM bitmail_documents WHERE id = $1";
-/// The stored version, and the size the document would have after merging $2/$3.
-const GET_VERSION: &str = "SELECT version, (SELECT COALESCE(SUM(octet_length(k) + octet_length(v)), 0)
-    FROM jsonb_each_text((doc - $2::TEXT[]) || $3::JSONB) AS e(k, v))::BIGINT
-    FROM bitmail_documents WHERE id = $1";
-/// Updates only when the merged document (keys plus values, in bytes) fits in $4.
-const UPDATE: &str = "UPDATE bitmail_documents SET doc = (doc - $2::TEXT[]) || $3::JSONB, version = version + 1
-    WHERE id = $1 AND (SELECT COALESCE(SUM(octet_length(k) + octet_length(v)), 0)
-        FROM jsonb_each_text((doc - $2::TEXT[]) || $3::JSONB) AS e(k, v)) <= $4
-    RETURNING version, doc";
-const UPDATE_IF_VERSION: &str =
-    "UPDATE bitmail_documents SET doc = (doc - $2::TEXT[]) || $3::JSONB, version = version + 1
-    WHERE id = $1 AND version = $5 AND (SELECT COALESCE(SUM(octet_length(k) + octet_length(v)), 0)
-        FROM jsonb_each_text((doc - $2::TEXT[]) || $3::JSONB) AS e(k, v)) <= $4
-    RETURNING version, doc";
-const DELETE: &str = "DELETE FROM bitmail_documents WHERE id = $1";
-const LOOKUP_ALL: &str = "SELECT id, version, doc FROM bitmail_documents WHERE id > $1 ORDER BY id LIMIT $2";
-/// The subquery with `OFFSET 0` is an optimization fence, and it holds only the
-/// containment test. Without the fence, a prepared statement's generic plan (the planner
-/// cannot see the subset, so it guesses that 1 % of rows match) walks the primary key in
-/// id order, filtering on `@>`, to stop early at `LIMIT`: fine for a common pair, a full
-/// table scan for a rare one (measured: 700 ms at 1,000,000 documents for a pair held by
-/// one). With `id > $2` inside the fence it still picks a primary-key range scan on
-/// mid-sized tables. Fenced, the subset is answered from the GIN index and only the
-/// matches are filtered by the page token and sorted: the cost follows the number of
-/// documents holding the whole subset, whatever the size of the table. (PostgreSQL never
-/// pushes the outer conditions into a subquery with OFFSET.)
-///
-/// It is also sent as an unnamed statement, planned with its values, never as a cached
-/// prepared statement: only then does the planner see the subset and estimate from the
-/// column's statistics, instead of guessing 1 % and, on a table of small documents,
-/// preferring a sequential scan.
-pub const LOOKUP_SUBSET: &str = "SELECT id, version, doc FROM (
-    SELECT id, version, doc FROM bitmail_documents WHERE doc @> $1 OFFSET 0
-) AS matches WHERE id > $2 ORDER BY id LIMIT $3";
+pub use sql::LOOKUP_SUBSET;
+use sql::{
+    ADD_UNIQUE_COLUMN, CREATE, CREATE_INDEX, CREATE_INDEX_PORTABLE, CREATE_TABLE, CREATE_UNIQUE_INDEX, DELETE, GET,
+    GET_VERSION, HAS_UNIQUE_COLUMN, HOLDER, INSERT, LOOKUP_ALL, UPDATE, UPDATE_IF_VERSION,
+};
 
 /// How many times a statement that failed on a serialization conflict or a deadlock (it
 /// took no effect) is tried again. Distributed SQL engines answer conflicts this way.
@@ -183,6 +150,11 @@ impl PostgresStore {
             // second try sees the table.
             let result = async {
                 client.batch_execute(CREATE_TABLE).await?;
+                let has_column: i64 = client.query_one(HAS_UNIQUE_COLUMN, &[]).await?.get(0);
+                if has_column == 0 {
+                    client.batch_execute(ADD_UNIQUE_COLUMN).await?;
+                }
+                client.batch_execute(CREATE_UNIQUE_INDEX).await?;
                 match client.batch_execute(CREATE_INDEX).await {
                     Err(e) if e.as_db_error().is_some() && !retryable(&e) && !is_catalog_race(&e) => {
                         tracing::info!(error = %error_text(&e), "jsonb_path_ops refused; using the default GIN operator class");
@@ -358,6 +330,39 @@ impl Store for PostgresStore {
             .await;
         result?;
         Ok(Document { id: id.hyphenated().to_string(), version: 1, fields })
+    }
+
+    async fn create(&self, unique_key: &str, fields: Fields) -> Result<Document, StoreError> {
+        validate::check(Request::Create { unique_key, fields: &fields }, &self.limits)?;
+        let id = Uuid::now_v7();
+        let fields_ref = &fields;
+        loop {
+            // Safe to repeat after a lost answer: a first try that went in holds the key,
+            // and the holder read below is then this very id.
+            let inserted = self
+                .run(true, move |client| async move {
+                    let statement = client.prepare_cached(CREATE).await?;
+                    client.execute(&statement, &[&id, &Json(fields_ref), &unique_key]).await
+                })
+                .await?;
+            if inserted == 0 {
+                let holder = self
+                    .run(true, move |client| async move {
+                        let statement = client.prepare_cached(HOLDER).await?;
+                        client.query_opt(&statement, &[&unique_key]).await
+                    })
+                    .await?;
+                match holder.map(|row| row.get::<_, Uuid>(0)) {
+                    Some(holder) if holder != id => {
+                        return Err(StoreError::AlreadyExists { id: holder.hyphenated().to_string() });
+                    }
+                    Some(_) => {}
+                    // The holder was deleted in between: the key is free again.
+                    None => continue,
+                }
+            }
+            return Ok(Document { id: id.hyphenated().to_string(), version: 1, fields });
+        }
     }
 
     async fn get(&self, id: &str) -> Result<Document, StoreError> {
