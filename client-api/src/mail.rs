@@ -13,7 +13,6 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bitmail_proto::v1 as pb;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -36,17 +35,6 @@ pub(crate) struct PageQuery {
 
 fn default_per_page() -> usize {
     50
-}
-
-pub(crate) fn state_name(state: i32) -> &'static str {
-    match pb::DeliveryState::try_from(state).unwrap_or(pb::DeliveryState::Unspecified) {
-        pb::DeliveryState::Queued => "queued",
-        pb::DeliveryState::Sending => "sending",
-        pb::DeliveryState::Sent => "sent",
-        pb::DeliveryState::Deferred => "deferred",
-        pb::DeliveryState::Failed => "failed",
-        pb::DeliveryState::Unspecified => "unknown",
-    }
 }
 
 fn summary_json(mail: &Summary) -> Value {

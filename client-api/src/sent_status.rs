@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use bitmail_proto::v1 as pb;
 use serde_json::{Value, json};
 
-use crate::mail::state_name;
 use crate::mailbox::{Mailbox, Summary};
 use crate::state::AppState;
 
@@ -26,6 +25,18 @@ use crate::state::AppState;
 pub(crate) const MAX_EVENTS: usize = 50;
 /// Bytes of a provider's words kept per event.
 const MAX_DETAIL: usize = 300;
+
+/// The name of a delivery state, as the webmail shows it.
+pub(crate) fn state_name(state: i32) -> &'static str {
+    match pb::DeliveryState::try_from(state).unwrap_or(pb::DeliveryState::Unspecified) {
+        pb::DeliveryState::Queued => "queued",
+        pb::DeliveryState::Sending => "sending",
+        pb::DeliveryState::Sent => "sent",
+        pb::DeliveryState::Deferred => "deferred",
+        pb::DeliveryState::Failed => "failed",
+        pb::DeliveryState::Unspecified => "unknown",
+    }
+}
 
 fn event_name(kind: i32) -> &'static str {
     match pb::EventKind::try_from(kind).unwrap_or(pb::EventKind::Unspecified) {

@@ -20,8 +20,8 @@ use crate::accounts::Role;
 use crate::deliveries::{BUCKET_MS, Delivery, DeliveryLog};
 use crate::error::ApiError;
 use crate::extract::CurrentUser;
-use crate::mail::state_name;
 use crate::mailbox::Mailbox;
+use crate::sent_status::state_name;
 use crate::state::AppState;
 
 /// Follows mta-server's status changes until the task is aborted, reconnecting after a

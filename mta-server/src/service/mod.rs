@@ -13,6 +13,7 @@
 
 mod events;
 mod receive;
+mod spool_status;
 mod submit;
 mod webhooks;
 mod wire;
@@ -267,29 +268,6 @@ fn json_suppression(address: &str, r: &SuppressionRecord) -> String {
         "address": address, "reason": r.reason, "source": r.source, "expires_ms": r.expires_ms
     })
     .to_string()
-}
-
-impl From<SpoolError> for Status {
-    fn from(e: SpoolError) -> Self {
-        match e {
-            SpoolError::Full { .. } => Status::resource_exhausted(e.to_string()),
-            SpoolError::DiskFull(_) => {
-                tracing::error!(error = %e, "spool failure");
-                Status::resource_exhausted("the spool's disk is full: nothing was stored; try again later")
-            }
-            SpoolError::Closed | SpoolError::Recovering => Status::unavailable(e.to_string()),
-            // A failed commit stored nothing, and the writer reopens the file before the
-            // next one: a retry may well succeed.
-            SpoolError::Storage(_) => {
-                tracing::error!(error = %e, "spool failure");
-                Status::unavailable("the spool could not store or read this right now: nothing was stored; try again")
-            }
-            SpoolError::Open { .. } => {
-                tracing::error!(error = %e, "spool failure");
-                Status::internal("the spool cannot store or read messages")
-            }
-        }
-    }
 }
 
 /// `ListProviders` is for operators and for the edge's status page.
