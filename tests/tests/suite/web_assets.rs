@@ -13,8 +13,9 @@ use common::{Cluster, sendgrid};
 const BUDGET_BYTES: usize = 150 * 1024;
 
 /// The admin console's first visit (`/admin/`, only admins), compressed: what it
-/// measured (190 244 bytes, 185.8 KiB), rounded up to the next 10 KiB.
-const CONSOLE_BUDGET_BYTES: usize = 190 * 1024;
+/// measured (201 474 bytes, 196.8 KiB, once received mail showed its warnings and sent
+/// mail its providers' events; 190 244 before), rounded up to the next 10 KiB.
+const CONSOLE_BUDGET_BYTES: usize = 200 * 1024;
 
 /// `{base}assets/...` names in a text (the page, or the boot script's `./name` imports).
 fn asset_names(text: &str, base: &str) -> Vec<String> {

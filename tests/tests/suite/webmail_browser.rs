@@ -2,7 +2,8 @@
 //! creates the account, a wrong password is refused, a Markdown message with an
 //! attachment goes to two recipients separated by `;`, Sent shows the provider, a second
 //! user receives a local message, opens it, marks it unread and deletes it, the French
-//! interface, a phone-sized screen, the status page. A screenshot of each main page is
+//! interface, a phone-sized screen, the status page, the warning on forged mail from our own
+//! domain. A screenshot of each main page is
 //! saved in target/screenshots/.
 
 use crate::common;
@@ -160,4 +161,45 @@ async fn the_bare_page_runs_under_its_content_security_policy() {
     b.type_into("#password", "ada's long password").await;
     b.click("#login button").await;
     b.wait_text("#me", "ada@bitmail.test").await;
+}
+
+/// In Chromium, mail from outside that claims our own domain and fails SPF opens with a
+/// warning above it and the checks below it; mail from a user of the webmail has none.
+#[tokio::test]
+async fn a_forged_message_from_our_own_domain_opens_with_a_warning() {
+    let fake = FakeSendGrid::start(common::KEY).await.unwrap();
+    let mut provider = sendgrid("sendgrid", &fake, Duration::from_secs(5));
+    if let mta_server::config::ProviderConfig::Sendgrid(c) = &mut provider {
+        c.inbound_password = Some(bitmail_runtime::config::Secret::new("browser-inbound-password"));
+    }
+    let dir = common::web_dir();
+    let cluster = Cluster::start_full(vec![provider], true, |_| {}, move |c| c.web_dir = Some(dir)).await;
+    let base = format!("https://127.0.0.1:{}", cluster.edge.unwrap().port());
+    let (http, api) = cluster.https_client();
+    common::sign_in(&http, &api, "ada", "ada's long password").await;
+    let forged = "From: The Boss <boss@bitmail.test>\r\nTo: ada@bitmail.test\r\nSubject: Wire the money\r\n\
+                  Message-ID: <forged-2@evil.example>\r\n\r\nToday please.\r\n";
+    let form = reqwest::multipart::Form::new()
+        .text("email", forged)
+        .text("envelope", r#"{"to":["ada@bitmail.test"],"from":"x@evil.example"}"#)
+        .text("SPF", "fail");
+    let answer = http
+        .post(format!("{api}/webhooks/sendgrid/inbound"))
+        .basic_auth("bitmail", Some("browser-inbound-password"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{:?}", answer.text().await);
+
+    let b = Browser::start().await;
+    b.goto(&format!("{base}/")).await;
+    sign_in(&b, "ada", "ada's long password").await;
+    b.wait_text("#folder-inbox", "Wire the money").await;
+    b.keys(&[ENTER]).await;
+    b.wait_text("#subject", "Wire the money").await;
+    b.wait_text("#origin-warnings", "It may be forged").await;
+    b.wait_text("#origin-warnings", "SPF or DKIM failed").await;
+    b.wait_text("#verdicts", "SPF: fail").await;
+    b.screenshot("forged-warning").await;
 }
