@@ -4,8 +4,9 @@
 //!   subject, date_ms, read, preview, attachments (JSON list of name, type, size),
 //!   mta_id, local_to (JSON list), state, provider, content_ref}`: what a folder list
 //!   shows, small;
-//! - `{kind: "body", mail_id, owner, text, html}`: the content, read when a message is
-//!   opened; `mail_id` is the entry's `content_ref` (the entry's own id in messages
+//! - `{kind: "body", mail_id, owner, part, text, html}`: the content, read when a
+//!   message is opened, in pieces of at most [`CHUNK_BYTES`] each (`part` 0, 1, ...), so
+//!   a body of any size the edge accepts is stored and read back whole; `mail_id` is the entry's `content_ref` (the entry's own id in messages
 //!   stored before `content_ref` existed, which have none);
 //! - `{kind: "chunk", mail_id, owner, attachment, content_b64}`: attachment bytes in
 //!   pieces of at most [`CHUNK_BYTES`], so no document outgrows a gRPC message; stored in
@@ -237,10 +238,15 @@ impl Mailbox {
 
     /// The body (text, html) of an owned message.
     pub(crate) async fn body(&self, mail: &Summary) -> Result<(String, String), ApiError> {
-        let docs = self.lookup_all(&[("kind", "body"), ("mail_id", mail.content_ref())]).await?;
-        let doc = docs.into_iter().next();
-        let field = |k: &str| doc.as_ref().and_then(|d| d.fields.get(k).cloned()).unwrap_or_default();
-        Ok((field("text"), field("html")))
+        let mut docs = self.lookup_all(&[("kind", "body"), ("mail_id", mail.content_ref())]).await?;
+        // Pieces of one body, in order (one piece, without `part`, before bodies split).
+        docs.sort_by_key(|d| d.fields.get("part").and_then(|p| p.parse::<usize>().ok()).unwrap_or(0));
+        let (mut text, mut html) = (String::new(), String::new());
+        for doc in &docs {
+            text.push_str(doc.fields.get("text").map_or("", String::as_str));
+            html.push_str(doc.fields.get("html").map_or("", String::as_str));
+        }
+        Ok((text, html))
     }
 
     /// The bytes of attachment `index` of an owned message.

@@ -88,14 +88,19 @@ impl Mailbox {
         attachments: &[Attachment],
         written: &mut Vec<String>,
     ) -> Result<(), ApiError> {
-        let body = HashMap::from([
-            ("kind".to_owned(), "body".to_owned()),
-            ("mail_id".to_owned(), content_ref.to_owned()),
-            ("owner".to_owned(), owner.id.clone()),
-            ("text".to_owned(), mail.text.clone()),
-            ("html".to_owned(), mail.html.clone()),
-        ]);
-        written.push(self.put(body).await?);
+        // A body larger than a document may be is split in pieces, read back in order.
+        let (text, html) = (pieces(&mail.text), pieces(&mail.html));
+        for part in 0..text.len().max(html.len()).max(1) {
+            let body = HashMap::from([
+                ("kind".to_owned(), "body".to_owned()),
+                ("mail_id".to_owned(), content_ref.to_owned()),
+                ("owner".to_owned(), owner.id.clone()),
+                ("part".to_owned(), part.to_string()),
+                ("text".to_owned(), text.get(part).copied().unwrap_or_default().to_owned()),
+                ("html".to_owned(), html.get(part).copied().unwrap_or_default().to_owned()),
+            ]);
+            written.push(self.put(body).await?);
+        }
         use base64::Engine as _;
         for (index, attachment) in attachments.iter().enumerate() {
             for chunk in attachment.content.chunks(CHUNK_BYTES) {
@@ -120,6 +125,22 @@ impl Mailbox {
             }
         }
     }
+}
+
+/// `s` in pieces of at most [`CHUNK_BYTES`], cut at character boundaries.
+fn pieces(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(CHUNK_BYTES);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        out.push(piece);
+        rest = tail;
+    }
+    out
 }
 
 /// A message's list entry, capped ([`capped`]).

@@ -492,3 +492,58 @@ async fn outside_mail_claiming_our_domain_or_failing_its_checks_is_shown_with_a_
     assert_eq!(mail["origin"]["warnings"], serde_json::json!([]), "{mail}");
     assert_eq!(mail["origin"]["external"], false);
 }
+
+/// A received message whose body is larger than one store document may be (16 MiB) is
+/// stored in pieces and opens whole; deleting it removes every piece.
+#[tokio::test]
+async fn a_body_larger_than_a_document_is_stored_and_read_whole() {
+    let sg = FakeSendGrid::start(common::KEY).await.unwrap();
+    let mut sg_config = sendgrid("sendgrid", &sg, Duration::from_secs(5));
+    if let ProviderConfig::Sendgrid(c) = &mut sg_config {
+        c.inbound_password = Some(Secret::new(INBOUND_PASSWORD));
+    }
+    let cluster = Cluster::start_full(vec![sg_config], true, |_| {}, |c| c.max_inbound_bytes = 30 << 20).await;
+    let ada = Session::new(&cluster, "ada").await;
+    // 17 MB of text, with two-byte characters so that pieces end inside one.
+    let text = format!("x{}", "é".repeat(8_500_000));
+    let raw = format!(
+        "From: carol@example.net\r\nTo: ada@bitmail.test\r\nSubject: The archive\r\nMessage-ID: <big-1@example.net>\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{text}\r\n"
+    );
+    let form = reqwest::multipart::Form::new()
+        .text("email", raw)
+        .text("envelope", r#"{"to":["ada@bitmail.test"],"from":"carol@example.net"}"#);
+    let (http, base) = cluster.https_client();
+    let response = http
+        .post(format!("{base}/webhooks/sendgrid/inbound"))
+        .basic_auth("bitmail", Some(INBOUND_PASSWORD))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_eq!(status, StatusCode::OK, "{}", response.text().await.unwrap());
+
+    let inbox = inbox_of(&ada).await;
+    let id = inbox["messages"][0]["id"].as_str().unwrap().to_owned();
+    let (status, mail) = ada.get(&format!("/api/mail/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let opened = mail["text"].as_str().unwrap().trim_end();
+    assert_eq!(opened.len(), text.len(), "the whole body");
+    assert!(opened == text, "the same body, in order");
+
+    let (status, _) = ada.call(reqwest::Method::DELETE, &format!("/api/mail/{id}"), None).await;
+    assert!(status.is_success(), "{status}");
+    let mut store = cluster.store_client().await;
+    let request = bitmail_proto::v1::LookupRequest {
+        subset: [("kind".to_owned(), "body".to_owned())].into(),
+        limit: 100,
+        page_token: String::new(),
+    };
+    let mut stream = store.lookup(request).await.unwrap().into_inner();
+    let mut left = 0;
+    while let Some(item) = stream.message().await.unwrap() {
+        left += usize::from(matches!(item.item, Some(bitmail_proto::v1::lookup_response::Item::Document(_))));
+    }
+    assert_eq!(left, 0, "every piece of the body is deleted with the message");
+}
