@@ -11,6 +11,8 @@
 //! signup_on_first_login = false        # true: an unknown name + password creates the account
 //! session_hours = 168
 //! session_sweep_secs = 600             # how often sessions past expiry are deleted
+//! signin_failures_per_address = 50     # failed sign-ins from one address in 15 min, all edges together
+//! signin_failures_per_name = 200       # failed sign-ins for one name in 15 min, all edges together
 //! user_sends_per_minute = 30           # messages one webmail user may send per minute
 //! user_max_recipients = 50             # recipients (to, cc, bcc) of one message
 //! max_body_bytes = 11534336
@@ -75,6 +77,12 @@ pub struct Config {
     /// How often the sessions past their expiry are deleted (a bounded batch each time,
     /// `session_sweep`), in seconds.
     pub session_sweep_secs: u64,
+    /// Failed sign-ins from one client address in a quarter of an hour, on every edge
+    /// together ([`crate::shared_counts`]); more: 429.
+    pub signin_failures_per_address: u32,
+    /// Failed sign-ins for one name in a quarter of an hour, from every address and
+    /// edge together; more: 429.
+    pub signin_failures_per_name: u32,
     /// Messages one webmail user may send per minute; more: 429.
     pub user_sends_per_minute: u32,
     /// Recipients (To, Cc and Bcc together) of one webmail message; more: 400.
@@ -118,6 +126,8 @@ impl Default for Config {
             signup_on_first_login: false,
             session_hours: 24 * 7,
             session_sweep_secs: 600,
+            signin_failures_per_address: crate::limiter::MAX_FAILURES_PER_ADDRESS,
+            signin_failures_per_name: crate::limiter::MAX_FAILURES_PER_NAME,
             user_sends_per_minute: 30,
             user_max_recipients: 50,
             max_body_bytes: 11 * 1024 * 1024,
@@ -161,6 +171,14 @@ impl Validate for Config {
         }
         if self.session_sweep_secs == 0 {
             problems.push("session_sweep_secs: must be more than 0".into());
+        }
+        for (key, cap) in [
+            ("signin_failures_per_address", self.signin_failures_per_address),
+            ("signin_failures_per_name", self.signin_failures_per_name),
+        ] {
+            if !(1..=100_000).contains(&cap) {
+                problems.push(format!("{key}: {cap} is not within 1 to 100000"));
+            }
         }
         if self.user_sends_per_minute == 0 {
             problems.push("user_sends_per_minute: must be more than 0".into());

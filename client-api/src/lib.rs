@@ -42,6 +42,7 @@
 //! - `session_sweep`: sessions past their expiry deleted in bounded batches, every
 //!   `session_sweep_secs`;
 //! - `limiter`: failed sign-ins limited per name and per client address;
+//! - `shared_counts`: failed sign-in counts in the store, seen by every edge;
 //! - `send_limit`: one user's sends per minute and recipients per message;
 //! - `sent_status`: the delivery status of sent mail, kept in its document once final;
 //! - `verdicts`: a received message's SPF/DKIM/spam verdicts and the warnings shown;
@@ -91,6 +92,7 @@ mod send_limit;
 mod sent_status;
 mod session;
 mod session_sweep;
+mod shared_counts;
 mod state;
 mod status;
 mod unique;

@@ -12,6 +12,10 @@
 //! - per name: [`MAX_FAILURES_PER_NAME`] failures in the window from all addresses
 //!   together, then refused: the bound on guessing one account from many addresses.
 //!   It is far above what one stranger can reach, whose own pair backs off first.
+//!
+//! The per-address and per-name caps also hold across every edge together
+//! ([`LoginLimiter::check_shared`], counts in the store: [`crate::shared_counts`]); the
+//! pair's back-off and the sign-up count stay per edge.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -20,7 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::ApiError;
+use crate::shared_counts::SharedCounts;
 use bitmail_runtime::sync::lock;
+use bitmail_runtime::time::now_ms;
 
 /// Failures of one (name, address) pair before each attempt must wait.
 pub(crate) const FREE_FAILURES: u32 = 5;
@@ -43,11 +49,20 @@ struct Counts {
     names: HashMap<String, Count>,
 }
 
-#[derive(Default)]
 pub(crate) struct LoginLimiter {
     counts: Mutex<Counts>,
     /// Accounts made by first logins, per client address.
     sign_ups: Mutex<HashMap<IpAddr, Count>>,
+    per_address: u32,
+    per_name: u32,
+    /// The counts every edge sees; `None` in unit tests of this file.
+    shared: Option<SharedCounts>,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        Self::new(MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_NAME, None)
+    }
 }
 
 /// Accounts one client address may make by first login within [`WINDOW`].
@@ -94,6 +109,41 @@ fn too_many(why: &str, wait: Duration) -> ApiError {
 }
 
 impl LoginLimiter {
+    /// Failures allowed per address and per name in a window, here and (with `shared`)
+    /// on every edge together.
+    pub(crate) fn new(per_address: u32, per_name: u32, shared: Option<SharedCounts>) -> Self {
+        Self { counts: Mutex::default(), sign_ups: Mutex::default(), per_address, per_name, shared }
+    }
+
+    /// Refuses `name` from `address` when every edge together has seen the cap of
+    /// failures for either in the current window. Called after [`Self::reserve`].
+    pub(crate) async fn check_shared(&self, name: &str, address: IpAddr) -> Result<(), ApiError> {
+        let Some(shared) = &self.shared else { return Ok(()) };
+        let now = now_ms();
+        let (by_address, ends) = shared.failures("address", &address.to_string(), now).await?;
+        let wait = |ends: u64| Duration::from_millis(ends.saturating_sub(now));
+        if by_address >= self.per_address {
+            return Err(too_many("too many failed sign-ins from this address", wait(ends)));
+        }
+        let (by_name, ends) = shared.failures("name", name, now).await?;
+        if by_name >= self.per_name {
+            return Err(too_many("too many failed sign-ins for this name", wait(ends)));
+        }
+        Ok(())
+    }
+
+    /// Counts a failed sign-in where every edge sees it. A count that cannot be written
+    /// is logged: the local counts still hold.
+    pub(crate) async fn count_shared(&self, name: &str, address: IpAddr) {
+        let Some(shared) = &self.shared else { return };
+        let now = now_ms();
+        for (what, subject) in [("address", address.to_string()), ("name", name.to_owned())] {
+            if let Err(e) = shared.add(what, &subject, now).await {
+                tracing::warn!(what, error = %e, "could not count a failed sign-in for every edge");
+            }
+        }
+    }
+
     /// Reserves one attempt for `name` from `address`, or says how long to wait.
     pub(crate) fn reserve(self: &Arc<Self>, name: &str, address: IpAddr) -> Result<Attempt, ApiError> {
         self.reserve_at(name, address, Instant::now())
@@ -112,12 +162,12 @@ impl LoginLimiter {
             }
         }
         if let Some(c) = current(&mut counts.addresses, &address, now)
-            && c.failures >= MAX_FAILURES_PER_ADDRESS
+            && c.failures >= self.per_address
         {
             return Err(too_many("too many failed sign-ins from this address", c.since + WINDOW - now));
         }
         if let Some(c) = current(&mut counts.names, &pair.0, now)
-            && c.failures >= MAX_FAILURES_PER_NAME
+            && c.failures >= self.per_name
         {
             return Err(too_many("too many failed sign-ins for this name", c.since + WINDOW - now));
         }

@@ -24,6 +24,7 @@ use crate::mailbox::Mailbox;
 use crate::routes::router;
 use crate::send_limit::SendLimiter;
 use crate::session_sweep::{self, Sweeper};
+use crate::shared_counts::SharedCounts;
 use crate::state::{AdminUpstream, AppState};
 use crate::status::follow;
 use bitmail_runtime::tls::{self, CertPaths};
@@ -95,6 +96,11 @@ impl Server {
                 .max_encoding_message_size(STORE_WIRE_LIMIT)
         };
         let sweeper = Sweeper::new(store());
+        let limiter = Arc::new(LoginLimiter::new(
+            config.signin_failures_per_address,
+            config.signin_failures_per_name,
+            Some(SharedCounts::new(store())),
+        ));
         let state = Arc::new(AppState {
             accounts: Accounts::new(
                 store(),
@@ -111,7 +117,7 @@ impl Server {
             backend_channel,
             mail_domain: config.mail_domain.clone(),
             session_secs: config.session_hours * 3600,
-            limiter: Arc::new(LoginLimiter::default()),
+            limiter,
             send_limit: SendLimiter::new(config.user_sends_per_minute, config.user_max_recipients),
             admin,
             max_attachment_bytes: config.max_attachment_bytes,

@@ -38,10 +38,12 @@ pub(crate) async fn sign_in(
 ) -> Result<Response, ApiError> {
     let name = body.name.trim().to_ascii_lowercase();
     let attempt = state.limiter.reserve(&name, peer.ip())?;
+    state.limiter.check_shared(&name, peer.ip()).await?;
     let user = match state.accounts.sign_in(&name, &body.password, || state.limiter.sign_up(peer.ip())).await {
         Ok(user) => user,
         Err(ApiError::Unauthorized) => {
             attempt.failed();
+            state.limiter.count_shared(&name, peer.ip()).await;
             return Err(ApiError::WrongPassword);
         }
         // Neither right nor wrong (the store is down): the reservation is given back.

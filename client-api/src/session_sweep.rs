@@ -41,8 +41,38 @@ impl Sweeper {
         Self { store, cursor: None }
     }
 
-    /// One tick: up to [`PAGES_PER_TICK`] pages; answers how many sessions it deleted.
+    /// Failed sign-in counts of windows that ended ([`crate::shared_counts`]): at most
+    /// one page a tick, the oldest first.
+    async fn past_counts(&self, now_secs: u64) -> Result<usize, tonic::Status> {
+        let request = pb::LookupRequest {
+            subset: HashMap::from([("kind".to_owned(), crate::shared_counts::KIND.to_owned())]),
+            limit: PAGE,
+            page_token: String::new(),
+        };
+        let mut stream = self.store.clone().lookup(request).await?.into_inner();
+        let mut past = Vec::new();
+        while let Some(item) = stream.message().await? {
+            if let Some(pb::lookup_response::Item::Document(d)) = item.item
+                && crate::shared_counts::is_past(&d.fields, now_secs * 1000)
+            {
+                past.push(d.id);
+            }
+        }
+        let mut deleted = 0;
+        for id in past {
+            match self.store.clone().delete(pb::DeleteRequest { id }).await {
+                Ok(_) => deleted += 1,
+                Err(s) if s.code() == tonic::Code::NotFound => {}
+                Err(s) => return Err(s),
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// One tick: up to [`PAGES_PER_TICK`] pages of sessions, and a page of past sign-in
+    /// counts; answers how many sessions it deleted.
     pub(crate) async fn tick(&mut self, now_secs: u64) -> Result<usize, tonic::Status> {
+        self.past_counts(now_secs).await?;
         let mut deleted = 0;
         for _ in 0..PAGES_PER_TICK {
             let request = pb::LookupRequest {

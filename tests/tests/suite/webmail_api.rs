@@ -431,3 +431,29 @@ async fn sessions_past_expiry_are_deleted_without_being_presented() {
     let (status, me) = ada.get("/api/session").await;
     assert_eq!(status, StatusCode::OK, "{me}");
 }
+
+/// The per-address cap on failed sign-ins holds on every edge together: two failures on
+/// one edge and two on another use up a cap of four, and then both refuse the address,
+/// even with the right password, until the window ends.
+#[tokio::test]
+async fn failed_sign_ins_count_on_every_edge_together() {
+    let cap = |c: &mut client_api::config::Config| c.signin_failures_per_address = 4;
+    let cluster = Cluster::start_full(vec![], true, |_| {}, cap).await;
+    let (a, base_a) = cluster.https_client();
+    let (b, base_b) = cluster.another_edge(cap).await;
+    for name in ["ada", "bob", "carol", "dave"] {
+        sign_in(&a, &base_a, name, "the right password").await;
+    }
+    let attempt = |http: &reqwest::Client, base: &str, name: &str, password: &str| {
+        let request = http.post(format!("{base}/api/session")).json(&json!({ "name": name, "password": password }));
+        async move { request.send().await.unwrap().status() }
+    };
+    // Different names, so that no (name, address) pair backs off.
+    assert_eq!(attempt(&a, &base_a, "ada", "a wrong password").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(attempt(&a, &base_a, "bob", "a wrong password").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(attempt(&b, &base_b, "carol", "a wrong password").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(attempt(&b, &base_b, "dave", "a wrong password").await, StatusCode::UNAUTHORIZED);
+    // Edge a saw two failures only; the address has four on the edges together.
+    assert_eq!(attempt(&a, &base_a, "ada", "the right password").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(attempt(&b, &base_b, "bob", "the right password").await, StatusCode::TOO_MANY_REQUESTS);
+}
