@@ -24,10 +24,10 @@
 //!    soft file size limit to the spool file's current size while it runs; big
 //!    submissions then answer RESOURCE_EXHAUSTED "the spool's disk is full", and once
 //!    the limit is lifted (`--fsize=unlimited:`) submissions succeed again, without a
-//!    restart (same pid). mta-server itself does not ignore SIGXFSZ (which would kill
-//!    it at the limit): it is started from `sh -c "trap '' XFSZ; exec mta-server ..."`,
-//!    an ignored signal staying ignored across exec, so writes past the limit fail
-//!    with EFBIG, which the spool treats as a full disk, as it treats ENOSPC.
+//!    restart (same pid). The default action of SIGXFSZ would kill it at the limit;
+//!    every service catches it (`bitmail_runtime::shutdown::signal`), so writes past
+//!    the limit fail with EFBIG, which the spool treats as a full disk, as it treats
+//!    ENOSPC. The binary is started as is, so this test fails if it stops catching it.
 //!    (`prlimit` is util-linux's, part of every Debian system.)
 //!
 //! Then, allowed and asserted:
@@ -100,8 +100,6 @@ struct Service {
     config: PathBuf,
     log: PathBuf,
     log_env: &'static str,
-    /// Started with SIGXFSZ ignored (mta-server, for the file size limit).
-    ignore_xfsz: bool,
     child: Option<Child>,
 }
 
@@ -109,30 +107,15 @@ impl Service {
     fn new(name: &'static str, dir: &Path, log_env: &'static str, config: String) -> Service {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
-        Service {
-            name,
-            bin: binary(name),
-            config: path,
-            log: dir.join(format!("{name}.log")),
-            log_env,
-            ignore_xfsz: false,
-            child: None,
-        }
+        Service { name, bin: binary(name), config: path, log: dir.join(format!("{name}.log")), log_env, child: None }
     }
 
     fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let mut command = if self.ignore_xfsz {
-            let mut c = Command::new("sh");
-            c.args(["-c", "trap '' XFSZ; exec \"$0\" --config \"$1\""]).arg(&self.bin).arg(&self.config);
-            c
-        } else {
-            let mut c = Command::new(&self.bin);
-            c.arg("--config").arg(&self.config);
-            c
-        };
-        let child = command
+        let child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
             .env(self.log_env, "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -362,7 +345,7 @@ async fn the_whole_stack_survives_kills_a_stopped_store_and_a_full_spool_disk() 
         &["bitmail.test"],
         "[tenants.default_quotas]\nper_second = 100000.0\nburst = 100000\n",
     );
-    let mut mta = Service::new(
+    let mta = Service::new(
         "mta-server",
         &dir,
         "BITMAIL_MTA_LOG",
@@ -374,7 +357,6 @@ async fn the_whole_stack_survives_kills_a_stopped_store_and_a_full_spool_disk() 
             fake.base_url()
         ),
     );
-    mta.ignore_xfsz = true;
     // The keys, made before mta-server first runs (it locks its tenants file).
     let mta_bin = mta.bin.clone();
     let grpc_key = bitmail_tests::api_key::create_key(&mta_bin, &mta.config, "send,read", "fault-load");
