@@ -327,6 +327,8 @@ async fn the_whole_stack_survives_kills_a_stopped_store_and_a_full_spool_disk() 
     let started = Instant::now();
     let dir = std::env::temp_dir().join(format!("bitmail-faults-{}", crate::common::uuid_like()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Kept when the test fails: the services' logs, configs, spool and store.
+    eprintln!("whole stack faults: logs in {}", dir.display());
     let fake = FakeSendGrid::start(PROVIDER_KEY).await.unwrap();
     let (backend_port, mta_port, edge_port) = (free_port(), free_port(), free_port());
 
