@@ -48,7 +48,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
+            // Unreachable for now (stopped, restarting): 503, which says "try again later".
+            ApiError::Upstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "upstream"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -126,7 +127,8 @@ mod tests {
             (Status::aborted("x"), StatusCode::CONFLICT),
             (Status::permission_denied("x"), StatusCode::FORBIDDEN),
             (Status::unauthenticated("x"), StatusCode::SERVICE_UNAVAILABLE),
-            (Status::unavailable("x"), StatusCode::BAD_GATEWAY),
+            (Status::unavailable("x"), StatusCode::SERVICE_UNAVAILABLE),
+            (Status::deadline_exceeded("x"), StatusCode::SERVICE_UNAVAILABLE),
         ];
         for (status, http) in cases {
             assert_eq!(ApiError::from(status.clone()).status().0, http, "{status:?}");

@@ -84,7 +84,7 @@ async fn receive(
         })
         .collect();
     let request = pb::WebhookRequest { provider: provider.clone(), headers, body: body.to_vec(), kind: kind as i32 };
-    // An unreachable mta-server answers 502/503, which providers retry later.
+    // An unreachable mta-server answers 503, which providers retry later.
     let answer_of_mta = state.mta.clone().receive_webhook(request).await?.into_inner();
     let status_of = |code: u32| {
         u16::try_from(code).ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -100,7 +100,7 @@ async fn receive(
         ));
     };
     let key = mail.dedupe_key.clone();
-    // A store failure answers 502/503 through ApiError: the provider delivers again.
+    // A store failure answers 503 (or 500) through ApiError: the provider delivers again.
     let delivered = crate::inbound::deliver(state, mail).await?;
     for (result, n) in
         [("stored", delivered.stored), ("duplicate", delivered.duplicates), ("unknown", delivered.unknown.len())]

@@ -38,3 +38,4 @@ mod unique_keys;
 mod web_assets;
 mod webmail_api;
 mod webmail_browser;
+mod whole_stack_faults;
