@@ -52,6 +52,7 @@
 //! - `unique`: documents stored once per unique key (user names, received mail), and
 //!   those keys;
 //! - `sanitize`: HTML mail made safe to show (ammonia), Markdown to HTML;
+//! - `properties` (tests only): property tests of the edge's parsers;
 //! - `assets`: the built webmail, compressed once and served with cache headers;
 //! - `error`: the one JSON error type every handler returns.
 //!

@@ -26,6 +26,8 @@
 //! - [`tenancy`]: a node's tenant store and what is built on it, from `[tenants]`; the
 //!   `create-key` command;
 //! - [`service`]: the gRPC `bitmail.v1.Mta` service;
+//! - [`smtp`]: SMTP submission (587 with STARTTLS, 465, a local listener), each message
+//!   through the same submit path as gRPC;
 //! - [`outbox`]: webhooks to the tenants' apps, delivered from the spool's event log;
 //! - [`config`], [`server`]: configuration, binding, serving, graceful shutdown (only
 //!   `main.rs` uses [`server`]; providers and the scheduler are built by
