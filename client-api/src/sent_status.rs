@@ -64,8 +64,8 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// The events as the mail document keeps them (a JSON list), newest [`MAX_EVENTS`].
-fn events_json(events: &[pb::DeliveryEvent]) -> String {
+/// The events as shown and kept: a JSON list of the newest [`MAX_EVENTS`].
+fn events_value(events: &[pb::DeliveryEvent]) -> Value {
     let start = events.len().saturating_sub(MAX_EVENTS);
     let list: Vec<Value> = events[start..]
         .iter()
@@ -76,7 +76,7 @@ fn events_json(events: &[pb::DeliveryEvent]) -> String {
             })
         })
         .collect();
-    Value::Array(list).to_string()
+    Value::Array(list)
 }
 
 /// The fields a final status leaves in the mail document; `None` while it is not final.
@@ -91,7 +91,7 @@ pub(crate) fn final_fields(s: &pb::MessageStatus) -> Option<HashMap<String, Stri
         ("provider_message_id".to_owned(), s.provider_message_id.clone()),
         ("error".to_owned(), s.error.clone()),
         ("possible_duplicate".to_owned(), s.possible_duplicate.to_string()),
-        ("events".to_owned(), events_json(&s.events)),
+        ("events".to_owned(), events_value(&s.events).to_string()),
     ]))
 }
 
@@ -151,7 +151,7 @@ pub(crate) async fn delivery(state: &AppState, mail: &Summary) -> Value {
         tracing::warn!(mail = %mail.id, error = %e, "could not keep the final delivery status");
     }
     let non_empty = |v: String| (!v.is_empty()).then_some(v);
-    let events: Value = serde_json::from_str(&events_json(&s.events)).unwrap_or_else(|_| json!([]));
+    let events = events_value(&s.events);
     json!({
         "state": state_name(s.state), "provider": non_empty(s.provider),
         "provider_message_id": non_empty(s.provider_message_id), "error": non_empty(s.error),
