@@ -48,6 +48,7 @@ pub mod inbound;
 pub mod keys;
 pub mod limits;
 pub mod message;
+pub mod node_report;
 pub mod outbox;
 pub mod provider;
 pub mod provider_check;

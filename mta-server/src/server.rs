@@ -48,6 +48,9 @@ pub struct Server {
     call_limits: bitmail_runtime::limits::GrpcLimits,
     /// Delivers the tenants' webhooks from the spool's event log.
     outbox: crate::outbox::dispatch::Dispatcher,
+    /// The shared store and this node's name, for its report (none with a local tenants
+    /// file): see `node_report`.
+    report: Option<(Arc<dyn backend_server::store::Store>, String)>,
 }
 
 impl Server {
@@ -88,6 +91,7 @@ impl Server {
             crate::outbox::Webhooks::new(tenancy.tenancy.registry.store().clone()),
             (&config.outbox).into(),
         )?;
+        let report = tenancy.shared.then(|| (tenancy.tenancy.registry.store().clone(), tenancy.node_id.clone()));
         let listener = TcpListener::bind(config.listen).await?;
         let service = Arc::new(
             MtaService::new(
@@ -133,6 +137,7 @@ impl Server {
             grace: Duration::from_secs(config.shutdown_grace_secs),
             call_limits: config.call_limits.clone(),
             outbox,
+            report,
         })
     }
 
@@ -186,6 +191,9 @@ impl Server {
             }
         });
         let pruner = tokio::spawn(prune_forever(self.spool.clone(), self.keep_statuses));
+        let report = self
+            .report
+            .map(|(store, node)| tokio::spawn(crate::node_report::report_forever(store, node, self.spool.clone())));
         let smtp = self.smtp.map(|smtp| tokio::spawn(smtp.serve(stop_rx.clone())));
         let mut stop_outbox = stop_rx.clone();
         let outbox = tokio::spawn(self.outbox.run(async move {
@@ -204,6 +212,9 @@ impl Server {
         .await;
 
         pruner.abort();
+        if let Some(report) = report {
+            report.abort();
+        }
         watcher.abort();
         outbox.abort();
         let _ = stop_tx.send(true);

@@ -57,6 +57,10 @@ fn node_id(config: &Config) -> String {
 pub struct Opened {
     pub tenancy: Tenancy,
     pub keys: Arc<KeyCheck>,
+    /// This node's name (`[tenants] node_id`, or host:port).
+    pub node_id: String,
+    /// Whether the store is shared with other nodes (a backend-server), not a local file.
+    pub shared: bool,
 }
 
 /// Opens the store and builds the registry, key check, quotas and audit log on it; the
@@ -80,10 +84,11 @@ pub async fn open(config: &Config) -> Result<Opened, StoreError> {
         }
     });
     let keys = Arc::new(KeyCheck::new(registry.clone(), Duration::from_millis(config.tenants.key_cache_ms)));
-    let quota = Arc::new(Quota::new(store.clone(), &node_id(config), DEFAULT_BLOCK));
+    let node_id = node_id(config);
+    let quota = Arc::new(Quota::new(store.clone(), &node_id, DEFAULT_BLOCK));
     quota.spawn_flusher();
     let tenancy = Tenancy { registry, quota, audit: Audit::new(store) };
-    Ok(Opened { tenancy, keys })
+    Ok(Opened { tenancy, keys, node_id, shared: !config.tenants.store.is_empty() })
 }
 
 /// `mta-server create-key`: a key for a tenant, printed once on stdout.
