@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod stack;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
