@@ -26,6 +26,8 @@
 //!   writes of one kind of document on purpose.
 //! - [`ca`]: a throwaway CA and certificates it signs (servers, and a client per service
 //!   for mutual TLS), as PEM files; the `bitmail-certs` binary writes a set of them.
+//! - [`processes`]: the service binaries as child processes (kill -9 for real), and
+//!   loopback ports to restart them on.
 //! - `shared`: what every fake uses (a poison-tolerant lock).
 //!
 //! The cross-service tests live in `tests/tests/suite/`, one test binary with a module
@@ -39,6 +41,7 @@ pub mod faulty_store;
 pub mod mailgun;
 pub mod moto;
 pub mod postgres;
+pub mod processes;
 pub mod sendgrid;
 pub mod ses;
 mod shared;

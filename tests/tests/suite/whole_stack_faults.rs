@@ -52,8 +52,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bitmail_proto::v1 as pb;
 use crate::common::stack::{Service, User, Webmail, free_port, until};
+use bitmail_proto::v1 as pb;
 use bitmail_runtime::grpc::WithKey;
 use bitmail_tests::sendgrid::FakeSendGrid;
 use reqwest::StatusCode;

@@ -1,116 +1,14 @@
-//! Real service binaries as child processes, for tests where kill -9 must be real
-//! (`whole_stack_faults`, `cluster`): each is found beside the test binary
-//! (`target/debug`), started with its TOML config, its log appended to a file, and
-//! killed when dropped. Also a signed-in webmail user over HTTPS, and polling to a
-//! deadline.
+//! For tests that run the real service binaries as child processes (`whole_stack_faults`,
+//! `cluster`; the processes themselves: `bitmail_tests::processes`): a signed-in webmail
+//! user over HTTPS, and polling to a deadline.
+
+pub use bitmail_tests::processes::{Service, free_port};
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-/// A binary of the workspace, built beside this test (`target/debug`).
-pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).expect("target/debug/deps/suite-*");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built: `cargo test --workspace` builds it, or `cargo build --bins`",
-        path.display()
-    );
-    path
-}
-
-/// A loopback port free now, for a service that must come back on the same one: below
-/// the ephemeral range, so that no other test's `127.0.0.1:0` takes it while the
-/// service is down.
-pub fn free_port() -> u16 {
-    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
-    let low = ephemeral.and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok()).unwrap_or(32768);
-    let top = low.clamp(12000, 32768);
-    loop {
-        let port = fastrand::u16(10000..top);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// One service binary run as a child process, killed when dropped.
-pub struct Service {
-    pub name: &'static str,
-    pub bin: PathBuf,
-    pub config: PathBuf,
-    pub log: PathBuf,
-    log_env: &'static str,
-    child: Option<Child>,
-}
-
-impl Service {
-    pub fn new(name: &'static str, dir: &Path, log_env: &'static str, config: String) -> Service {
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, config).unwrap();
-        Service { name, bin: binary(name), config: path, log: dir.join(format!("{name}.log")), log_env, child: None }
-    }
-
-    pub fn start(&mut self) {
-        assert!(self.child.is_none(), "{} is already running", self.name);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(&self.bin)
-            .arg("--config")
-            .arg(&self.config)
-            .env(self.log_env, "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name));
-        self.child = Some(child);
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    /// Still running (not exited on its own).
-    pub fn alive(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
-    }
-
-    pub fn kill_9(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-    }
-
-    /// SIGTERM, and waits for it to exit.
-    pub fn stop(&mut self) {
-        let mut child = self.child.take().expect("running");
-        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-        child.wait().unwrap();
-    }
-
-    /// `BIN --config CONFIG --probe`: its own health check.
-    pub async fn probe(&self) -> bool {
-        let mut command = tokio::process::Command::new(&self.bin);
-        command.arg("--config").arg(&self.config).arg("--probe").stdout(Stdio::null()).stderr(Stdio::null());
-        command.status().await.is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 pub struct Webmail {
     pub http: reqwest::Client,
@@ -188,4 +86,3 @@ pub async fn until<F: std::future::Future<Output = bool>>(within: Duration, what
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
