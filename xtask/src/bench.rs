@@ -17,6 +17,29 @@ pub(crate) fn bench_keys() -> Result<()> {
     check(cargo().args(["bench", "-p", "mta-server", "--bench", "key_check"]).status(), "cargo bench")
 }
 
+/// `bitmail-capacity` on release builds of the three services: the per-message costs
+/// the capacity model in ARCHITECTURE.md is built from.
+pub(crate) fn bench_capacity() -> Result<()> {
+    let postgres = std::fs::read_dir("/usr/lib/postgresql")
+        .is_ok_and(|dirs| dirs.flatten().any(|d| d.path().join("bin/initdb").is_file()));
+    if !postgres && std::env::var_os("BITMAIL_PG_BIN").is_none() {
+        crate::test::apt_install("bench capacity", &["postgresql"])?;
+    }
+    step("cargo build --release (the services, bitmail-capacity)");
+    check(
+        cargo()
+            .args(["build", "--release", "-p", "backend-server", "-p", "mta-server", "-p", "client-api"])
+            .args(["-p", "bitmail-tests", "--bins"])
+            .status(),
+        "cargo build --release",
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    say!(
+        "\nOne node of each role, PostgreSQL with fsync on, a fake SendGrid; counted from the first message to the last delivery settled.\n"
+    );
+    table_rows(&mut Command::new(target.join("release/bitmail-capacity")), "bench capacity")
+}
+
 pub(crate) fn bench_store() -> Result<()> {
     step("cargo build --release (backend-server, bitmail-store-bench)");
     check(

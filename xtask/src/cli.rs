@@ -76,6 +76,11 @@ pub(crate) enum Bench {
     /// The key check every authenticated call makes: time per check of a cached key and
     /// of a malformed one
     Keys,
+    /// One node of each role on a durable PostgreSQL: store operations, PostgreSQL bytes
+    /// and spool bytes per message for app-API sends, webmail sends and inbound mail, and
+    /// the time a restarted mta-server takes to deliver its backlog (the capacity model's
+    /// inputs, ARCHITECTURE.md)
+    Capacity,
 }
 
 /// Parses the process arguments. `--help` and `--version` print to stdout and exit 0

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(cli::Bench::Smtp) => bench_smtp::bench_smtp(),
         cli::Command::Bench(cli::Bench::Api) => bench::bench_api(),
         cli::Command::Bench(cli::Bench::Keys) => bench::bench_keys(),
+        cli::Command::Bench(cli::Bench::Capacity) => bench::bench_capacity(),
         cli::Command::Deploy(options) => deploy::main(options, &root(), test::test, web::web),
         cli::Command::TestManual { args } => test::test_manual(&args),
     };
