@@ -93,6 +93,7 @@ impl MtaService {
             http_status: 200,
             stored: stored.stored,
             duplicates: stored.duplicates,
+            unknown: stored.unknown,
             ..Default::default()
         }))
     }
