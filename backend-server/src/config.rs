@@ -21,6 +21,8 @@
 //!
 //! [postgres]                           # engine = "postgres"
 //! url = "postgres://bitmail:PASSWORD@127.0.0.1:5432/bitmail"   # or { env = "VAR" } / { file = "PATH" }
+//! # A primary and its standbys: the hosts in order, the primary found by its sessions:
+//! # url = "postgres://bitmail:PASSWORD@db1:5432,db2:5432/bitmail?target_session_attrs=read-write"
 //! pool_size = 16
 //! ca_file = "/etc/bitmail/pg-ca.pem"   # TLS, the server's certificate verified against this
 //!                                      # CA and the URL's host name (as sslmode=verify-full)
@@ -90,11 +92,20 @@ pub enum Engine {
 #[serde(default)]
 pub struct PostgresConfig {
     /// A libpq-style URL or key/value string. A secret: it can hold the password.
+    ///
+    /// Several hosts (a primary and its hot standbys) go in the URL the libpq way,
+    /// `postgres://u:pw@db1:5432,db2:5432/bitmail?target_session_attrs=read-write`
+    /// (`target_session_attrs=read-write` is then required; one port for all hosts or one
+    /// per host). Each new connection tries the hosts in order and keeps the first
+    /// read-write one, so after a standby is promoted the store reconnects to it without
+    /// a restart. `connect_timeout` (default 5 s per host) and `tcp_user_timeout`
+    /// (default 20 s) bound how long a vanished host can hold a call.
     pub url: Secret,
     /// At most this many connections.
     pub pool_size: usize,
     /// TLS to PostgreSQL: the CA (PEM) the server's certificate must chain to; its name
-    /// must match the URL's host. Without it, plaintext.
+    /// must match the URL's host (with several hosts, the host connected to). Without it,
+    /// plaintext.
     pub ca_file: Option<PathBuf>,
 }
 
@@ -249,6 +260,13 @@ mod tests {
         assert_eq!(err.problems.len(), 2, "{:?}", err.problems);
         assert!(err.problems[0].contains("unknown option `bogus`"), "{:?}", err.problems);
         assert!(!err.to_string().contains("hunter2"));
+
+        let text = "engine = \"postgres\"\n[postgres]\nurl = \"postgres://u:hunter2@db1,db2/x\"\n";
+        let err = problems(text);
+        assert!(err[0].starts_with("postgres.url: 2 hosts need target_session_attrs=read-write"), "{err:?}");
+        assert!(!err[0].contains("hunter2"), "{err:?}");
+        let text = "engine = \"postgres\"\n[postgres]\nurl = \"postgres://u:pw@db1:1,db2:2/x?target_session_attrs=read-write\"\n";
+        bitmail_runtime::config::parse::<Config>(text, "t").unwrap();
 
         let text = "engine = \"postgres\"\n[postgres]\nurl = \"postgres://u:hunter2@db:6543/x\"\n";
         let config: Config = bitmail_runtime::config::parse(text, "t").unwrap();

@@ -9,7 +9,7 @@
 //! - [`memory`]: the in-memory engine, indexed so that a lookup costs what it answers;
 //! - [`embedded`]: the default engine, durable in one redb file, with group commit;
 //! - [`postgres`]: the PostgreSQL engine, documents as `jsonb` in one table with a GIN
-//!   index;
+//!   index; a primary and its standbys in one URL, reconnecting after a promotion;
 //! - [`proxy`]: an engine that forwards every call to another backend-server;
 //! - [`redb_file`]: a redb file reopened after a failed commit (this engine's and the
 //!   MTA's spool's);

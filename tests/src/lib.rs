@@ -16,7 +16,8 @@
 //!   sleep a fixed time and then assert.
 //! - [`moto`]: starts moto, an Amazon SES emulator from PyPI, as a child process.
 //! - [`postgres`]: a throwaway PostgreSQL cluster (initdb in a temporary folder, a free
-//!   loopback port), stopped and removed on drop.
+//!   loopback port), stopped and removed on drop; or a primary with a synchronous hot
+//!   standby, to kill and promote.
 //! - [`command_line`]: the checks of the command line every service shares, run
 //!   against each real binary.
 //! - [`store_conformance`](mod@store_conformance): the `Store` contract, written once, run against every

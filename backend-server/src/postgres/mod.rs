@@ -41,23 +41,32 @@
 //! - Lookup: a subset held by very many documents (say `kind = message` alone) costs
 //!   that many on every page: keep subsets selective. An empty subset walks the primary
 //!   key: O(page). `a_selective_lookup_reads_the_containment_index` checks the plans.
-//! - Retries: a serialization conflict or deadlock (no effect) up to 5 tries in all;
-//!   reads and `put` also after a broken connection (a second `put` that meets its own id
-//!   answers the first one's success).
+//! - Retries: a serialization conflict, deadlock or read-only host (no effect) up to 5
+//!   tries in all; reads and `put` also after a broken connection (a second `put` that
+//!   meets its own id answers the first one's success).
+//! - Several hosts and fail-over (`connect.rs`): the URL names the primary and its
+//!   standbys with `target_session_attrs=read-write`. A connection that broke is not
+//!   handed out again; a host that answers SQLSTATE 25006 (read-only) or 57P0x (going
+//!   away) has all idle connections dropped. New connections go to whichever host is
+//!   read-write; while none is, calls fail at once with `Unavailable`, never hang, and
+//!   writes in flight when the primary died are `Unavailable` (unless they were
+//!   committed and their retry found them). No restart is needed when a standby is
+//!   promoted: the first call after it connects to the new primary.
 //! - Errors: connection problems are `Unavailable` with host:port/database and the
 //!   cause, never the URL or the password; a server error by message and SQLSTATE only
 //!   (its detail can quote document text). Ids that are not canonical UUIDs are simply
 //!   not found.
 //!
 //! Distributed SQL: the SQL keeps to `UUID`, `BIGINT`, `JSONB`, `@>`, `-` with a text
-//! array and `||`, `CREATE ... IF NOT EXISTS`, `RETURNING`, `OFFSET 0` subqueries, a
-//! unique index with `ON CONFLICT (column) DO NOTHING`, `ADD COLUMN IF NOT EXISTS` and
-//! `information_schema.columns`; no sequences or session settings either. CockroachDB has no `jsonb_path_ops` (hence the
-//! fallback index); YugabyteDB maps `USING GIN` to `ybgin`. Only PostgreSQL is tested.
+//! array and `||`, `jsonb_each_text`, `CREATE ... IF NOT EXISTS`, `RETURNING`, `OFFSET
+//! 0` subqueries, a unique index with `ON CONFLICT (column) DO NOTHING`, `ADD COLUMN IF
+//! NOT EXISTS` and `information_schema.columns`; no sequences or session settings
+//! either. CockroachDB has no `jsonb_path_ops` (hence the fallback index); YugabyteDB
+//! maps `USING GIN` to `ybgin`. Only PostgreSQL is tested; ARCHITECTURE.md ("PostgreSQL
+//! and compatible databases") has the table.
 
 use std::future::Future;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -71,8 +80,13 @@ use crate::postgres_tls::VerifiedTls;
 use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
 use crate::validate::{self, Request};
 
+mod connect;
+mod errors;
 mod sql;
 
+pub(crate) use connect::parse_url;
+use connect::{apply_defaults, describe_target};
+use errors::{error_text, host_going_away, is_catalog_race, read_only_host, retryable};
 pub use sql::LOOKUP_SUBSET;
 use sql::{
     ADD_UNIQUE_COLUMN, CREATE, CREATE_INDEX, CREATE_INDEX_PORTABLE, CREATE_TABLE, CREATE_UNIQUE_INDEX, DELETE, GET,
@@ -107,12 +121,7 @@ impl PostgresStore {
     /// otherwise every connection fails with [`StoreError::Unavailable`] saying why.
     pub async fn connect_with(url: &str, pool_size: usize, ca_file: Option<&Path>) -> Result<Self, StoreError> {
         let mut config = parse_url(url, ca_file.is_some())?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("bitmail-backend");
-        }
+        let open_timeout = apply_defaults(&mut config);
         let target = describe_target(&config);
         let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let manager = match ca_file {
@@ -128,7 +137,7 @@ impl PostgresStore {
             .max_size(pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(open_timeout))
             .build()
             .map_err(|e| StoreError::Unavailable(format!("PostgreSQL connection pool: {e}")))?;
         let store = Self { pool, target, limits: Limits::default() };
@@ -185,8 +194,13 @@ impl PostgresStore {
     }
 
     /// Runs `op` on a pooled connection, again when it failed in a way that guarantees it
-    /// took no effect (serialization conflict, deadlock) or, with `retry_lost`, when the
-    /// connection broke (for calls that are safe to repeat).
+    /// took no effect (serialization conflict, deadlock, a read-only host) or, with
+    /// `retry_lost`, when the connection broke (for calls that are safe to repeat).
+    ///
+    /// When the host turned read-only or is going away, the pool's idle connections are
+    /// dropped (they lead to the same host), so the next try opens a new connection,
+    /// which `target_session_attrs=read-write` sends to whichever host is the primary
+    /// now; while there is none, opening fails at once and the call is `Unavailable`.
     async fn run<T, F, Fut>(&self, retry_lost: bool, op: F) -> Result<T, StoreError>
     where
         F: Fn(deadpool_postgres::Object) -> Fut,
@@ -194,14 +208,24 @@ impl PostgresStore {
     {
         for attempt in 1..=ATTEMPTS {
             let client = self.client().await?;
-            match op(client).await {
+            // `op` owns the connection: it is back in the pool when the result is here.
+            let e = match op(client).await {
                 Ok(v) => return Ok(v),
-                Err(e) if attempt < ATTEMPTS && (retryable(&e) || (retry_lost && e.is_closed())) => {
-                    tracing::debug!(error = %error_text(&e), attempt, "PostgreSQL statement retried");
-                    backoff(attempt).await;
-                }
-                Err(e) => return Err(self.error(e)),
+                Err(e) => e,
+            };
+            let (read_only, going_away) = (read_only_host(&e), host_going_away(&e));
+            if read_only || going_away {
+                let dropped = self.pool.retain(|_, _| false).removed.len();
+                tracing::warn!(target = %self.target, error = %error_text(&e), dropped,
+                    "PostgreSQL host cannot take writes; its pooled connections are dropped");
             }
+            let no_effect = retryable(&e) || read_only;
+            if attempt < ATTEMPTS && (no_effect || (retry_lost && (e.is_closed() || going_away))) {
+                tracing::debug!(error = %error_text(&e), attempt, "PostgreSQL statement retried");
+                backoff(attempt).await;
+                continue;
+            }
+            return Err(self.error(e));
         }
         unreachable!("the last attempt returns")
     }
@@ -218,66 +242,6 @@ impl PostgresStore {
             _ => StoreError::Unavailable(format!("PostgreSQL at {}: {}", self.target, error_text(&e))),
         }
     }
-}
-
-/// Parses a connection URL; the error names what is wrong, never the URL itself (it may
-/// hold a password).
-/// `tls`: whether `[postgres] ca_file` is set.
-pub(crate) fn parse_url(url: &str, tls: bool) -> Result<tokio_postgres::Config, StoreError> {
-    use tokio_postgres::config::SslMode;
-    let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidArgument(error_text(&e)))?;
-    match (config.get_ssl_mode(), tls) {
-        (SslMode::Require, false) => Err(StoreError::InvalidArgument(
-            "sslmode=require needs postgres.ca_file, the CA that the server's certificate is verified against".into(),
-        )),
-        (SslMode::Disable, true) => {
-            Err(StoreError::InvalidArgument("sslmode=disable contradicts postgres.ca_file (TLS): remove one".into()))
-        }
-        _ => Ok(config),
-    }
-}
-
-fn describe_target(config: &tokio_postgres::Config) -> String {
-    use tokio_postgres::config::Host;
-    let ports = config.get_ports();
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            match host {
-                Host::Tcp(name) => format!("{name}:{port}"),
-                Host::Unix(path) => format!("{}:{port}", path.display()),
-            }
-        })
-        .collect();
-    let hosts = if hosts.is_empty() { "localhost".to_owned() } else { hosts.join(",") };
-    format!("{hosts}/{}", config.get_dbname().or(config.get_user()).unwrap_or("postgres"))
-}
-
-/// The error and its causes, one line. A server error gives its message and SQLSTATE
-/// only: its detail can quote the values that were refused.
-fn error_text(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
-    }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn retryable(e: &tokio_postgres::Error) -> bool {
-    matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
-}
-
-fn is_catalog_race(e: &tokio_postgres::Error) -> bool {
-    matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE || *c == SqlState::DUPLICATE_OBJECT)
 }
 
 async fn backoff(attempt: usize) {

@@ -30,6 +30,7 @@ mod store_conformance;
 mod store_crash;
 mod store_over_grpc;
 mod store_postgres;
+mod store_postgres_standby;
 mod store_postgres_tls;
 mod store_proxy;
 mod submit_over_grpc;

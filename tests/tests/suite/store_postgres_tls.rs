@@ -1,7 +1,9 @@
 //! The PostgreSQL engine over TLS (`[postgres] ca_file`, as `sslmode=verify-full`)
 //! against a throwaway cluster with `ssl=on` and a certificate from a throwaway CA: with
 //! that CA the store works and its connections are TLS (PostgreSQL's own `pg_stat_ssl`
-//! says so); with another CA it does not connect, and says it is the certificate.
+//! says so), also through a two-host URL whose first host is down (each host is
+//! verified by its own name); with another CA it does not connect, and says it is the
+//! certificate.
 
 use backend_server::postgres::PostgresStore;
 use backend_server::store::{Fields, Store, StoreError};
@@ -33,6 +35,18 @@ async fn the_right_ca_connects_over_tls_and_another_is_refused_clearly() {
         .unwrap();
     let (tls, all) = sessions.trim().split_once('|').expect("two counts");
     assert!(all.parse::<u32>().unwrap() >= 1 && tls == all, "TLS sessions | all: {sessions}");
+
+    // Several hosts: each is verified by its own name. The first is down; the second is
+    // reached as `localhost`, the name its certificate carries.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let two_hosts = format!(
+        "postgres://bitmail:{}@127.0.0.1:{closed},localhost:{}/{database}?target_session_attrs=read-write",
+        pg.password(),
+        pg.port()
+    );
+    let pair =
+        PostgresStore::connect_with(&two_hosts, 1, Some(&ca.ca_file())).await.expect("the second host, over TLS");
+    assert_eq!(pair.get(&put.id).await.unwrap().fields, fields);
 
     let err = PostgresStore::connect_with(&url, 2, Some(&stranger.ca_file())).await.err().expect("another CA");
     let StoreError::Unavailable(message) = &err else { panic!("{err:?}") };
