@@ -418,8 +418,10 @@ fn the_example_layout_s_configs_pass_check_config() {
     assert!(status.success(), "bitmail-certs failed");
     for (service, file) in [
         ("backend-server", "storage/backend-server.toml"),
-        ("mta-server", "mta/mta-server.toml"),
-        ("client-api", "edge/client-api.toml"),
+        ("mta-server", "mta-1/mta-server.toml"),
+        ("mta-server", "mta-2/mta-server.toml"),
+        ("client-api", "edge-1/client-api.toml"),
+        ("client-api", "edge-2/client-api.toml"),
     ] {
         let out = Command::new(bins.join(service))
             .arg("--config")

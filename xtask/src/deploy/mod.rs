@@ -1,5 +1,7 @@
 //! `cargo xtask deploy`: puts a release on the configured hosts over SSH, one host at a
-//! time, and rolls a host back when its services do not come up healthy.
+//! time, and rolls a host back when its services do not come up healthy. Hosts go in
+//! rolling order (storage, then MTAs, then edges: [`config::HostConfig::role_rank`]), so
+//! with several hosts per role the others of a role serve while one restarts.
 //!
 //! - [`config`]: `deploy.toml`, typed and fully checked;
 //! - [`certs`]: the certificate files the services' configs name, for the pre-flight;
