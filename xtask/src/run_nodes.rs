@@ -200,15 +200,15 @@ pub(crate) fn run(p: &Prepared, n: u8) -> Result<()> {
     for node in &all {
         let port = node.edge.rsplit(':').next().unwrap_or_default();
         lines.push_str(&format!(
-            "  {}            https://localhost:{port}/   (webmail and API; {})\n",
+            "  {:<18}https://localhost:{port}/   (webmail and API; {})\n",
             node.edge_name(),
             edge_mta_lines(node, &all).trim()
         ));
     }
     for node in &all {
         lines.push_str(&format!(
-            "  {} gRPC      {}   node_id {}; SMTP {} (STARTTLS) {} (TLS) {} (local, no AUTH)\n",
-            node.mta_name(),
+            "  {:<18}{}   (mutual TLS), node_id {}\n                    SMTP {} (STARTTLS), {} (TLS), {} (local, no AUTH)\n",
+            format!("{} gRPC", node.mta_name()),
             node.mta,
             node.mta_name(),
             node.smtp,
@@ -222,8 +222,9 @@ BitMail is running as {n} nodes.
 
 {lines}  backend gRPC      {BACKEND}   (mutual TLS), engine postgres
   PostgreSQL        127.0.0.1:{POSTGRES_PORT}, data in {} (kept; remove it to start afresh)
-  keys              admin {} ({admin_state}); SMTP (user `apikey`) {} ({smtp_state});
-                    the edges' {} ({service_state})
+  admin key         {}   ({admin_state}; scope admin)
+  SMTP key          {}   ({smtp_state}; scope send; SMTP user `apikey`)
+  client-api's key  {}   ({service_state}; scope service, every edge's mta_key)
   mail goes to      {}
   configs           {}
   certificates      {} (self-signed edges: accept each once)
