@@ -320,6 +320,62 @@ mod tests {
         }
     }
 
+    /// The configs as the services themselves read them: each binary's `--check-config`,
+    /// with real certificates, key files and a webmail folder (the binaries are built as
+    /// xtask/tests/deploy_over_ssh.rs builds them, so the two share the build).
+    #[test]
+    fn each_service_accepts_its_config() {
+        let cargo = || {
+            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cmd.current_dir(root());
+            cmd
+        };
+        let built = cargo()
+            .args(["build", "--quiet", "-p", "backend-server", "-p", "mta-server", "-p", "client-api", "--bins"])
+            .status()
+            .unwrap();
+        assert!(built.success(), "building the services failed");
+        let base = std::env::temp_dir().join(format!("xtask-run-nodes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let certs = cargo()
+            .args(["run", "--quiet", "-p", "bitmail-tests", "--bin", "bitmail-certs", "--", "--dir"])
+            .arg(base.join("tls"))
+            .args(["backend-server", "mta-server", "client-api"].map(|s| format!("{s}=localhost,127.0.0.1")))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(certs.success(), "bitmail-certs failed");
+        std::fs::create_dir_all(base.join("web/assets")).unwrap();
+        std::fs::write(base.join("web/index.html"), "<!doctype html><title>BitMail</title>").unwrap();
+        let inputs = Inputs {
+            data: base.join("data"),
+            tls_dir: base.join("tls"),
+            postgres_url_file: base.join("postgres.url"),
+            service_key_file: base.join("client-api.key"),
+            console_key_file: base.join("client-api-admin.key"),
+            web_dir: base.join("web"),
+            mail_domain: "localhost".into(),
+            providers: crate::run::providers().toml,
+        };
+        std::fs::write(&inputs.postgres_url_file, "postgres://bitmail:pw@127.0.0.1:55432/bitmail\n").unwrap();
+        std::fs::write(&inputs.service_key_file, "bmk_example\n").unwrap();
+        std::fs::write(&inputs.console_key_file, "bmk_example\n").unwrap();
+        let bin = crate::target_dir().join("debug");
+        for (name, text) in configs(&nodes(2), &inputs) {
+            let file = base.join(format!("{name}.toml"));
+            std::fs::write(&file, text).unwrap();
+            let service = match name.split('-').next().unwrap() {
+                "mta" => "mta-server",
+                "edge" => "client-api",
+                _ => "backend-server",
+            };
+            let out =
+                Command::new(bin.join(service)).arg("--config").arg(&file).arg("--check-config").output().unwrap();
+            assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
     #[test]
     fn no_two_listeners_share_a_port_nor_one_of_the_single_node_layout() {
         let configs = parsed(&nodes(4));
