@@ -47,6 +47,7 @@ pub(crate) enum Command {
     Bench(Bench),
     /// Build, test, and deploy to the configured hosts over SSH, one host at a time
     ///
+    /// Storage hosts first, then the MTAs, then the edges, each healthy before the next.
     /// A host whose services do not come up healthy is rolled back, and later hosts are
     /// left alone. See deploy/README.md.
     #[command(override_usage = "cargo xtask deploy [--config FILE] [--hosts a,b] [--skip-tests] [--rollback] \

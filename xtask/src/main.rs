@@ -27,8 +27,9 @@
 //!   PostgreSQL's server binaries, from Debian's `postgresql` package when missing), and
 //!   every test of the workspace.
 //! - `cargo xtask deploy`: builds, tests, and puts a release on the hosts of a deploy
-//!   config over SSH, one at a time, rolling a host back when it does not come up
-//!   healthy ([`deploy`]); `--rollback` goes back one release.
+//!   config over SSH, one at a time (storage, then MTAs, then edges), rolling a host
+//!   back when it does not come up healthy ([`deploy`]); `--rollback` goes back one
+//!   release.
 //! - `cargo xtask test-manual --to ADDRESS`: one labelled message through each
 //!   configured provider, asking the operator whether it arrived
 //!   (`bitmail-provider-check`, in mta-server).
