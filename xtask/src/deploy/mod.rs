@@ -40,7 +40,7 @@ pub struct Options {
     /// The deploy configuration
     #[arg(long, value_name = "FILE", default_value = "deploy.toml")]
     pub config: PathBuf,
-    /// Only these hosts (comma-separated names), in the configuration's order
+    /// Only these hosts (comma-separated names), in rolling order (storage, MTAs, edges)
     #[arg(long, value_name = "a,b")]
     pub hosts: Option<String>,
     /// Do not run `cargo xtask test` before deploying
