@@ -309,12 +309,14 @@ pub(crate) fn wait_for_any(children: &mut Children) -> Result<()> {
     }
 }
 
-/// `cargo xtask run --nodes N`: one node is the layout below; more are `run_nodes`.
+/// `cargo xtask run --nodes N`: one node is [`run_one`]; more are `run_nodes`.
 pub(crate) fn run(release: bool, nodes: u8) -> Result<()> {
     let p = prepare(release)?;
-    if nodes > 1 {
-        return crate::run_nodes::run(&p, nodes);
-    }
+    if nodes > 1 { crate::run_nodes::run(&p, nodes) } else { run_one(&p) }
+}
+
+/// One of each service, the store in a redb file (`data/backend/store.redb`).
+fn run_one(p: &Prepared) -> Result<()> {
     let dir = &p.dir;
     let mail_domain = &p.providers.mail_domain;
     let provider = &p.providers.toml;
