@@ -22,11 +22,17 @@ pub(crate) enum Command {
     /// environment (SENDGRID_API_KEY; MAILGUN_API_KEY with MAILGUN_DOMAIN;
     /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and BITMAIL_SES_DOMAIN), local
     /// stand-ins otherwise. Prints where each listens and how to sign in.
-    #[command(override_usage = "cargo xtask run [--release]")]
+    ///
+    /// With --nodes N (2 to 4): N client-api edges and N mta-servers sharing one
+    /// backend-server, which keeps its store in a local PostgreSQL (data/nodes/pg).
+    #[command(override_usage = "cargo xtask run [--release] [--nodes N]")]
     Run {
         /// Build and run the release profile
         #[arg(long)]
         release: bool,
+        /// How many edges and mta-servers to start (1: one of each, the store in a file)
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
+        nodes: u8,
     },
     /// Formatting, clippy, and every test of the workspace: what CI runs
     ///
@@ -41,6 +47,7 @@ pub(crate) enum Command {
     Bench(Bench),
     /// Build, test, and deploy to the configured hosts over SSH, one host at a time
     ///
+    /// Storage hosts first, then the MTAs, then the edges, each healthy before the next.
     /// A host whose services do not come up healthy is rolled back, and later hosts are
     /// left alone. See deploy/README.md.
     #[command(override_usage = "cargo xtask deploy [--config FILE] [--hosts a,b] [--skip-tests] [--rollback] \
@@ -143,8 +150,12 @@ mod tests {
 
     #[test]
     fn reads_each_subcommand() {
-        assert!(matches!(parse_strs(&["run"]).unwrap().command, Command::Run { release: false }));
-        assert!(matches!(parse_strs(&["run", "--release"]).unwrap().command, Command::Run { release: true }));
+        assert!(matches!(parse_strs(&["run"]).unwrap().command, Command::Run { release: false, nodes: 1 }));
+        assert!(matches!(parse_strs(&["run", "--release"]).unwrap().command, Command::Run { release: true, nodes: 1 }));
+        assert!(matches!(
+            parse_strs(&["run", "--nodes", "2"]).unwrap().command,
+            Command::Run { release: false, nodes: 2 }
+        ));
         assert!(matches!(parse_strs(&["test"]).unwrap().command, Command::Test));
         assert!(matches!(parse_strs(&["bench", "store"]).unwrap().command, Command::Bench(Bench::Store)));
         let Command::Deploy(o) = parse_strs(&["deploy", "--hosts", "a,b", "--skip-tests"]).unwrap().command else {
@@ -172,6 +183,8 @@ mod tests {
             (&["deploy", "--config"][..], ErrorKind::InvalidValue),
             (&["bench", "disk"][..], ErrorKind::InvalidSubcommand),
             (&["run", "--relase"][..], ErrorKind::UnknownArgument),
+            (&["run", "--nodes", "5"][..], ErrorKind::ValueValidation),
+            (&["run", "--nodes", "0"][..], ErrorKind::ValueValidation),
             (&["frobnicate"][..], ErrorKind::InvalidSubcommand),
         ] {
             let e = parse_strs(args).unwrap_err();

@@ -6,7 +6,8 @@
 //!   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` and `BITMAIL_SES_DOMAIN`, a
 //!   domain verified in SES that becomes the webmail's mail domain) are set, local
 //!   stand-ins otherwise. Prints where each listens and how to sign in. Ctrl-C stops
-//!   everything.
+//!   everything. `--nodes N` starts N edges and N mta-servers on one backend-server,
+//!   its store in a local PostgreSQL ([`run_nodes`], [`pg`]).
 //! - `cargo xtask web`: builds the webmail (`web/`, Leptos) to WebAssembly in release
 //!   mode into `target/web/` (`index.html` and content-hashed `assets/`), installing what
 //!   that needs when missing: the wasm32 target, the wasm-bindgen CLI of the exact
@@ -26,13 +27,14 @@
 //!   PostgreSQL's server binaries, from Debian's `postgresql` package when missing), and
 //!   every test of the workspace.
 //! - `cargo xtask deploy`: builds, tests, and puts a release on the hosts of a deploy
-//!   config over SSH, one at a time, rolling a host back when it does not come up
-//!   healthy ([`deploy`]); `--rollback` goes back one release.
+//!   config over SSH, one at a time (storage, then MTAs, then edges), rolling a host
+//!   back when it does not come up healthy ([`deploy`]); `--rollback` goes back one
+//!   release.
 //! - `cargo xtask test-manual --to ADDRESS`: one labelled message through each
 //!   configured provider, asking the operator whether it arrived
 //!   (`bitmail-provider-check`, in mta-server).
 //!
-//! One module per subcommand: [`run`], [`test`] (with `test-manual` and what the tests
+//! One module per subcommand: [`run`] (with [`run_nodes`] and [`pg`]), [`test`] (with `test-manual` and what the tests
 //! need installed), [`bench`], [`web`]; [`deploy`] is its own folder. What they share
 //! (the workspace root, running cargo, checking a step) is here.
 //!
@@ -46,7 +48,9 @@ mod bench_smtp;
 mod cli;
 mod deploy;
 mod out;
+mod pg;
 mod run;
+mod run_nodes;
 mod test;
 mod web;
 
@@ -60,7 +64,7 @@ use out::tell;
 fn main() -> ExitCode {
     let cli = cli::parse();
     let done = match cli.command {
-        cli::Command::Run { release } => run::run(release),
+        cli::Command::Run { release, nodes } => run::run(release, nodes),
         cli::Command::Test => test::test(),
         cli::Command::Web => web::web().map(drop),
         cli::Command::Bench(cli::Bench::Mta) => bench::bench_mta(),

@@ -7,7 +7,7 @@
 //! grpcurl).
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,7 @@ impl Children {
 }
 
 /// Writes `text` to a file only its owner can read (an API key).
-fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::remove_file(path);
@@ -87,22 +87,48 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
     writeln!(file, "{text}").with_context(|| format!("cannot write {}", path.display()))
 }
 
-pub(crate) fn run(release: bool) -> Result<()> {
-    let profile = if release { "release" } else { "debug" };
-    let web_dir = web()?;
-    step("building the services");
-    let mut build = cargo();
-    build.args(["build", "--workspace", "--bins"]);
-    if release {
-        build.arg("--release");
+/// The providers' `[[providers]]` TOML: the real ones whose credentials are in the
+/// environment, the local stand-ins for the others.
+pub(crate) struct Providers {
+    pub(crate) toml: String,
+    pub(crate) real_sendgrid: bool,
+    pub(crate) real_mailgun: bool,
+    pub(crate) real_ses: bool,
+    /// The webmail's (and tenant `default`'s) domain: SES's verified one when SES is real.
+    pub(crate) mail_domain: String,
+}
+
+impl Providers {
+    pub(crate) fn stand_ins(&self) -> bool {
+        !(self.real_sendgrid && self.real_mailgun && self.real_ses)
     }
-    check(build.status(), "cargo build")?;
 
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    let bin = |name: &str| target.join(profile).join(name);
-    let dir = target.join("xtask-run");
-    std::fs::create_dir_all(&dir)?;
+    /// Where mail goes, for the banner.
+    pub(crate) fn sent_to(&self) -> String {
+        let describe = |real: bool, name: &str, addr: &str| {
+            if real {
+                format!("{name} (its key is set: mail is sent for real)")
+            } else {
+                format!("the {name} stand-in; what it received: http://{addr}/_fake/messages")
+            }
+        };
+        let ses_line = if self.real_ses {
+            format!(
+                "\n                    Amazon SES (its keys are set: mail is sent for real, from @{})",
+                self.mail_domain
+            )
+        } else {
+            format!("\n                    {}", describe(false, "Amazon SES", FAKE_SES))
+        };
+        format!(
+            "{}\n                    {}{ses_line}   (round-robin, failing over)",
+            describe(self.real_sendgrid, "SendGrid", FAKE_SENDGRID),
+            describe(self.real_mailgun, "Mailgun", FAKE_MAILGUN)
+        )
+    }
+}
 
+pub(crate) fn providers() -> Providers {
     // Each provider is the real one when its credentials are in the environment, and
     // the local stand-in otherwise.
     let real_sendgrid = std::env::var_os("SENDGRID_API_KEY").is_some();
@@ -145,17 +171,117 @@ pub(crate) fn run(release: bool) -> Result<()> {
         ),
     };
     let mail_domain = ses_domain.filter(|_| real_ses).unwrap_or_else(|| "localhost".to_owned());
-    let store_file = root().join("data/backend/store.redb");
-    // Keys made on an earlier run are kept with the store they are in.
-    let store_existed = store_file.is_file();
-    let service_key_file = dir.join("client-api.key");
-    let admin_key_file = dir.join("admin.key");
-    let console_key_file = dir.join("client-api-admin.key");
-    let smtp_key_file = dir.join("smtp.key");
-    let provider = format!("{sendgrid}\n{mailgun}\n{ses}");
+    Providers { toml: format!("{sendgrid}\n{mailgun}\n{ses}"), real_sendgrid, real_mailgun, real_ses, mail_domain }
+}
+
+/// What every layout of `cargo xtask run` needs: the services built, the webmail, the
+/// providers, and the throwaway CA with a certificate per service.
+pub(crate) struct Prepared {
+    bin_dir: PathBuf,
+    /// `target/xtask-run`: the configs and key files.
+    pub(crate) dir: PathBuf,
+    pub(crate) web_dir: PathBuf,
+    pub(crate) tls_dir: PathBuf,
+    pub(crate) providers: Providers,
+}
+
+impl Prepared {
+    pub(crate) fn bin(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
+    /// A `[section]` of mutual-TLS files: the CA, and `name`'s certificate and key.
+    pub(crate) fn tls(&self, section: &str, name: &str) -> String {
+        tls_section(&self.tls_dir, section, name)
+    }
+
+    /// The provider stand-ins, for the providers that are not real.
+    pub(crate) fn spawn_stand_ins(&self, children: &mut Children) -> Result<()> {
+        if self.providers.stand_ins() {
+            children.spawn(
+                "bitmail-fakes",
+                Command::new(self.bin("bitmail-fakes")).args([
+                    "--sendgrid",
+                    FAKE_SENDGRID,
+                    "--mailgun",
+                    FAKE_MAILGUN,
+                    "--ses",
+                    FAKE_SES,
+                    "--key",
+                    FAKE_KEY,
+                ]),
+            )?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn wait_for_stand_ins(&self, children: &mut Children) -> Result<()> {
+        if self.providers.stand_ins() {
+            wait_for_port(FAKE_SENDGRID, "the SendGrid stand-in", children)?;
+            wait_for_port(FAKE_MAILGUN, "the Mailgun stand-in", children)?;
+            wait_for_port(FAKE_SES, "the SES stand-in", children)?;
+        }
+        Ok(())
+    }
+
+    /// Makes an API key with `mta-server create-key` (the backend-server must be up) into
+    /// `file`, unless `keep` and the file is there already.
+    pub(crate) fn key(
+        &self,
+        mta_config: &Path,
+        file: &Path,
+        scopes: &str,
+        name: &str,
+        keep: bool,
+    ) -> Result<&'static str> {
+        if keep && file.is_file() {
+            return Ok("kept from an earlier run");
+        }
+        let out = Command::new(self.bin("mta-server"))
+            .arg("create-key")
+            .arg("--config")
+            .arg(mta_config)
+            .args(["--scopes", scopes, "--name", name])
+            .output()
+            .context("cannot run mta-server create-key")?;
+        if !out.status.success() {
+            bail!(
+                "mta-server create-key --scopes {scopes} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        write_private(file, String::from_utf8_lossy(&out.stdout).trim())?;
+        Ok("new")
+    }
+}
+
+pub(crate) fn tls_section(tls_dir: &Path, section: &str, name: &str) -> String {
+    let file = |f: String| format!("{:?}", tls_dir.join(f).display().to_string());
+    format!(
+        "[{section}]\nca_file = {}\ncert_file = {}\nkey_file = {}\n",
+        file("ca.pem".into()),
+        file(format!("{name}.pem")),
+        file(format!("{name}.key"))
+    )
+}
+
+fn prepare(release: bool) -> Result<Prepared> {
+    let profile = if release { "release" } else { "debug" };
+    let web_dir = web()?;
+    step("building the services");
+    let mut build = cargo();
+    build.args(["build", "--workspace", "--bins"]);
+    if release {
+        build.arg("--release");
+    }
+    check(build.status(), "cargo build")?;
+    let bin_dir = crate::target_dir().join(profile);
+    let dir = crate::target_dir().join("xtask-run");
+    std::fs::create_dir_all(&dir)?;
     // Mutual TLS on every gRPC link: a throwaway CA under data/tls/, made once.
     let tls_dir = root().join("data/tls");
-    let certs = Command::new(bin("bitmail-certs"))
+    let certs = Command::new(bin_dir.join("bitmail-certs"))
         .arg("--dir")
         .arg(&tls_dir)
         .arg("--keep")
@@ -166,16 +292,42 @@ pub(crate) fn run(release: bool) -> Result<()> {
     if !certs.status.success() {
         bail!("bitmail-certs failed ({}): {}", certs.status, String::from_utf8_lossy(&certs.stderr).trim());
     }
-    let tls = |section: &str, name: &str| {
-        let file = |f: String| format!("{:?}", tls_dir.join(f).display().to_string());
-        format!(
-            "[{section}]\nca_file = {}\ncert_file = {}\nkey_file = {}\n",
-            file("ca.pem".into()),
-            file(format!("{name}.pem")),
-            file(format!("{name}.key"))
-        )
-    };
-    let stand_ins = !(real_sendgrid && real_mailgun && real_ses);
+    Ok(Prepared { bin_dir, dir, web_dir, tls_dir, providers: providers() })
+}
+
+/// Runs until a service exits (Ctrl-C reaches the whole process group: the services
+/// shut down on their own). Here, stop everything as soon as any one of them exits.
+pub(crate) fn wait_for_any(children: &mut Children) -> Result<()> {
+    loop {
+        for (name, child) in &mut children.0 {
+            if let Some(status) = child.try_wait()? {
+                tell!("{name} exited ({status}); stopping the others");
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `cargo xtask run --nodes N`: one node is [`run_one`]; more are `run_nodes`.
+pub(crate) fn run(release: bool, nodes: u8) -> Result<()> {
+    let p = prepare(release)?;
+    if nodes > 1 { crate::run_nodes::run(&p, nodes) } else { run_one(&p) }
+}
+
+/// One of each service, the store in a redb file (`data/backend/store.redb`).
+fn run_one(p: &Prepared) -> Result<()> {
+    let dir = &p.dir;
+    let mail_domain = &p.providers.mail_domain;
+    let provider = &p.providers.toml;
+    let tls = |section: &str, name: &str| p.tls(section, name);
+    let store_file = root().join("data/backend/store.redb");
+    // Keys made on an earlier run are kept with the store they are in.
+    let store_existed = store_file.is_file();
+    let service_key_file = dir.join("client-api.key");
+    let admin_key_file = dir.join("admin.key");
+    let console_key_file = dir.join("client-api-admin.key");
+    let smtp_key_file = dir.join("smtp.key");
     let configs = [
         (
             "backend-server",
@@ -203,7 +355,7 @@ pub(crate) fn run(release: bool) -> Result<()> {
                 root().join("data/client-api").display().to_string(),
                 service_key_file.display().to_string(),
                 console_key_file.display().to_string(),
-                web_dir.display().to_string(),
+                p.web_dir.display().to_string(),
                 tls("mta_tls", "client-api"),
                 tls("backend_tls", "client-api")
             ),
@@ -214,87 +366,33 @@ pub(crate) fn run(release: bool) -> Result<()> {
     }
 
     let mut children = Children(Vec::new());
-    if stand_ins {
-        children.spawn(
-            "bitmail-fakes",
-            Command::new(bin("bitmail-fakes")).args([
-                "--sendgrid",
-                FAKE_SENDGRID,
-                "--mailgun",
-                FAKE_MAILGUN,
-                "--ses",
-                FAKE_SES,
-                "--key",
-                FAKE_KEY,
-            ]),
-        )?;
-    }
+    p.spawn_stand_ins(&mut children)?;
     let config_of = |name: &str| dir.join(format!("{name}.toml"));
     children.spawn(
         "backend-server",
-        Command::new(bin("backend-server")).arg("--config").arg(config_of("backend-server")),
+        Command::new(p.bin("backend-server")).arg("--config").arg(config_of("backend-server")),
     )?;
     wait_for_port(BACKEND, "backend-server", &mut children)?;
     // The keys live in the backend's store: made once it is up, before client-api reads
     // its own. Kept from an earlier run when the store is too.
-    let mta_server_bin = bin("mta-server");
     let mta_config = config_of("mta-server");
-    let key = |file: &PathBuf, scopes: &str, name: &str| -> Result<&'static str> {
-        if store_existed && file.is_file() {
-            return Ok("kept from an earlier run");
-        }
-        let out = Command::new(&mta_server_bin)
-            .arg("create-key")
-            .arg("--config")
-            .arg(&mta_config)
-            .args(["--scopes", scopes, "--name", name])
-            .output()
-            .context("cannot run mta-server create-key")?;
-        if !out.status.success() {
-            bail!(
-                "mta-server create-key --scopes {scopes} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        write_private(file, String::from_utf8_lossy(&out.stdout).trim())?;
-        Ok("new")
-    };
+    let key = |file: &PathBuf, scopes: &str, name: &str| p.key(&mta_config, file, scopes, name, store_existed);
     let service_key_state = key(&service_key_file, "service", "client-api (cargo xtask run)")?;
     let admin_key_state = key(&admin_key_file, "admin", "operator (cargo xtask run)")?;
     // The admin console's own key (client-api's mta_admin_key).
     key(&console_key_file, "admin", "client-api console (cargo xtask run)")?;
     let smtp_key_state = key(&smtp_key_file, "send", "SMTP clients (cargo xtask run)")?;
     for name in ["mta-server", "client-api"] {
-        children.spawn(name, Command::new(bin(name)).arg("--config").arg(config_of(name)))?;
+        children.spawn(name, Command::new(p.bin(name)).arg("--config").arg(config_of(name)))?;
     }
 
-    if stand_ins {
-        wait_for_port(FAKE_SENDGRID, "the SendGrid stand-in", &mut children)?;
-        wait_for_port(FAKE_MAILGUN, "the Mailgun stand-in", &mut children)?;
-        wait_for_port(FAKE_SES, "the SES stand-in", &mut children)?;
-    }
+    p.wait_for_stand_ins(&mut children)?;
     wait_for_port(MTA, "mta-server", &mut children)?;
     wait_for_port(SMTP, "mta-server's SMTP submission", &mut children)?;
     wait_for_port(EDGE, "client-api", &mut children)?;
 
-    let describe = |real: bool, name: &str, addr: &str| {
-        if real {
-            format!("{name} (its key is set: mail is sent for real)")
-        } else {
-            format!("the {name} stand-in; what it received: http://{addr}/_fake/messages")
-        }
-    };
-    let ses_line = if real_ses {
-        format!("\n                    Amazon SES (its keys are set: mail is sent for real, from @{mail_domain})")
-    } else {
-        format!("\n                    {}", describe(false, "Amazon SES", FAKE_SES))
-    };
-    let sent_to = format!(
-        "{}\n                    {}{ses_line}   (round-robin, failing over)",
-        describe(real_sendgrid, "SendGrid", FAKE_SENDGRID),
-        describe(real_mailgun, "Mailgun", FAKE_MAILGUN)
-    );
+    let sent_to = p.providers.sent_to();
+    let tls_dir = &p.tls_dir;
     let grpcurl_tls = format!("-cacert {0}/ca.pem -cert {0}/operator.pem -key {0}/operator.key", tls_dir.display());
     say!(
         "
@@ -335,19 +433,9 @@ Ctrl-C stops everything.",
         dir.display(),
         admin_key_file.display(),
         smtp_key_file.display(),
-        bin("mta-server").display(),
+        p.bin("mta-server").display(),
         config_of("mta-server").display(),
     );
 
-    // Ctrl-C reaches the whole process group: the services shut down on their own.
-    // Here, stop everything as soon as any one of them exits.
-    loop {
-        for (name, child) in &mut children.0 {
-            if let Some(status) = child.try_wait()? {
-                tell!("{name} exited ({status}); stopping the others");
-                return Ok(());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_any(&mut children)
 }

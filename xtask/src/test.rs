@@ -1,7 +1,7 @@
 //! `cargo xtask test`: what CI runs (formatting, clippy, every test), installing the
 //! test servers and tools the tests need when missing: aiosmtpd, moto, Django,
 //! django-anymail and the official SendGrid and Mailgun SDKs (pip; their Node SDKs with
-//! npm); PostgreSQL's server binaries, OpenSSH's server, Chromium and its WebDriver,
+//! npm); PostgreSQL's server binaries, OpenSSH's server (and curl), Chromium and its WebDriver,
 //! swaks and msmtp (apt, in one run); and `cargo xtask test-manual`, the operator's
 //! check of the real providers.
 
@@ -129,7 +129,8 @@ fn pip_install_missing(module: &str, package: &str) -> Result<()> {
 /// - `postgresql`: the PostgreSQL engine is tested against a real server
 ///   (tests/src/postgres.rs starts a throwaway cluster; `BITMAIL_PG_BIN` names another
 ///   folder of server binaries);
-/// - `openssh-server`, `openssh-client`: `cargo xtask deploy` against real sshd;
+/// - `openssh-server`, `openssh-client`: `cargo xtask deploy` against real sshd, and
+///   `curl`, the client that sends through the edges during its rolling deploy;
 /// - `chromium`, `chromium-driver`: the browser tests;
 /// - `swaks` (with `libnet-ssleay-perl` for its `--tls`) and `msmtp`: SMTP submission.
 fn debian_packages() -> Result<()> {
@@ -137,7 +138,9 @@ fn debian_packages() -> Result<()> {
         || std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|dirs| {
             dirs.flatten().any(|d| d.path().join("bin/initdb").is_file() && d.path().join("bin/postgres").is_file())
         });
-    let sshd = Path::new("/usr/sbin/sshd").exists() && Command::new("ssh").arg("-V").output().is_ok();
+    let sshd = Path::new("/usr/sbin/sshd").exists()
+        && Command::new("ssh").arg("-V").output().is_ok()
+        && Command::new("curl").arg("--version").output().is_ok();
     let browser = Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
     let swaks = Path::new("/usr/bin/swaks").exists()
         && Command::new("perl").args(["-MNet::SSLeay", "-e", "1"]).output().is_ok_and(|o| o.status.success());
@@ -145,7 +148,7 @@ fn debian_packages() -> Result<()> {
     let mut missing = Vec::new();
     for (present, packages) in [
         (postgres, &["postgresql"][..]),
-        (sshd, &["openssh-server", "openssh-client"]),
+        (sshd, &["openssh-server", "openssh-client", "curl"]),
         (browser, &["chromium", "chromium-driver"]),
         (swaks, &["swaks", "libnet-ssleay-perl"]),
         (msmtp, &["msmtp"]),

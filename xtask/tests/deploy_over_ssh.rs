@@ -1,7 +1,9 @@
 //! `cargo xtask deploy` against two real OpenSSH servers on loopback, each with its own
 //! throwaway host key and root folder standing in for a host: deploy, a release whose
-//! health check fails (rolled back, the next host untouched), `--rollback`, pruning, and
-//! bad input that stops before any host is touched.
+//! health check fails (rolled back, the next host untouched), `--rollback`, pruning,
+//! bad input that stops before any host is touched, and a rolling deploy over five
+//! "hosts" (root folders behind one sshd: storage, two MTAs, two edges) while a client
+//! sends through the edges.
 
 use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
@@ -179,6 +181,11 @@ fn host_entry(f: &Fixture, name: &str, (port, root): (u16, &Path), verify: &str,
 }
 
 fn xtask(args: &[&str]) -> (bool, String) {
+    // One deploy at a time, as deploy/README.md asks: two at once stage the same binaries
+    // as hard links, and each link made or removed changes the inode's ctime under the
+    // other's tar ("file changed as we read it").
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     // Shown when the test fails (or with --nocapture).
@@ -418,8 +425,10 @@ fn the_example_layout_s_configs_pass_check_config() {
     assert!(status.success(), "bitmail-certs failed");
     for (service, file) in [
         ("backend-server", "storage/backend-server.toml"),
-        ("mta-server", "mta/mta-server.toml"),
-        ("client-api", "edge/client-api.toml"),
+        ("mta-server", "mta-1/mta-server.toml"),
+        ("mta-server", "mta-2/mta-server.toml"),
+        ("client-api", "edge-1/client-api.toml"),
+        ("client-api", "edge-2/client-api.toml"),
     ] {
         let out = Command::new(bins.join(service))
             .arg("--config")
@@ -446,4 +455,141 @@ fn the_example_layout_s_configs_pass_check_config() {
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("tls.cert_file: cannot read tls/backend-server.pem"), "{stderr}");
     std::fs::remove_dir_all(host_root).unwrap();
+}
+
+/// One `POST /v3/mail/send` through the edge on `port` (curl, the edge's self-signed
+/// certificate accepted): whether it was accepted (202).
+fn send_through(port: u16, key: &str) -> bool {
+    let body = r#"{"personalizations":[{"to":[{"email":"you@example.org"}]}],"from":{"email":"me@localhost"},"subject":"Rolling","content":[{"type":"text/plain","value":"Hello"}]}"#;
+    let out = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "-H"])
+        .arg(format!("Authorization: Bearer {key}"))
+        .args(["-H", "Content-Type: application/json", "-d", body])
+        .arg(format!("https://127.0.0.1:{port}/v3/mail/send"))
+        .output()
+        .expect("curl runs");
+    out.stdout == b"202"
+}
+
+#[test]
+fn a_rolling_deploy_over_two_edges_and_two_mtas_loses_no_request() {
+    let f = fixture("rolling");
+    let names = ["storage", "mta-1", "mta-2", "edge-1", "edge-2"];
+    // Five hosts on one sshd: each its own root folder.
+    let roots: Vec<PathBuf> = names.iter().map(|n| f.base.join(format!("host-a/root-{n}"))).collect();
+    let root_of = |name: &str| &roots[names.iter().position(|n| *n == name).unwrap()];
+    let _services = Services(roots.clone());
+    let bins = bin_dir();
+    let bins = bins.to_str().unwrap();
+    let (backend, mtas, edges) = (free_port(), [free_port(), free_port()], [free_port(), free_port()]);
+    let write = |file: &str, text: String| std::fs::write(f.base.join(file), text).unwrap();
+    write("storage.toml", format!("listen = \"127.0.0.1:{backend}\"\n"));
+    for i in 0..2 {
+        write(
+            &format!("mta-{}.toml", i + 1),
+            format!(
+                "listen = \"127.0.0.1:{}\"\n[spool]\npath = \"data/mta/spool.redb\"\n[tenants]\n\
+                 store = \"http://127.0.0.1:{backend}\"\nnode_id = \"mta-{}\"\ndefault_domains = [\"localhost\"]\n",
+                mtas[i],
+                i + 1
+            ),
+        );
+        // Until client-api takes several mta_urls, edge i uses mta-server i.
+        write(
+            &format!("edge-{}.toml", i + 1),
+            format!(
+                "listen = \"127.0.0.1:{}\"\nstate_dir = \"data/client-api\"\nmta_url = \"http://127.0.0.1:{}\"\n\
+                 backend_url = \"http://127.0.0.1:{backend}\"\n",
+                edges[i], mtas[i]
+            ),
+        );
+    }
+    let known = format!("known_hosts = {:?}", f.base.join("known_hosts_a").display().to_string());
+    let host = |name: &str, service: &str| {
+        host_entry(&f, name, (f.a.port, root_of(name)), &known, &[(service, &format!("{name}.toml"))])
+    };
+    // Written edges first: the deploy goes by role whatever the order here.
+    let deploy_toml = [
+        "keep_releases = 2\nhealth_timeout_secs = 20\n".to_owned(),
+        host("edge-1", "client-api"),
+        host("edge-2", "client-api"),
+        host("mta-1", "mta-server"),
+        host("mta-2", "mta-server"),
+        host("storage", "backend-server"),
+    ]
+    .join("\n");
+    write("deploy.toml", deploy_toml);
+    let config = f.base.join("deploy.toml");
+    let config = config.to_str().unwrap();
+    let deploy = || xtask(&["deploy", "--config", config, "--skip-tests", "--bin-dir", bins]);
+
+    // 1. The first release, host by host in rolling order.
+    let (ok, out) = deploy();
+    assert!(ok, "{out}");
+    let at: Vec<usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            out.find(&format!("[{}/5] {n}: ", i + 1)).unwrap_or_else(|| panic!("{n} is not {}th: {out}", i + 1))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{out}");
+    let r1 = current(root_of("storage"));
+
+    // A sending key, in the shared store (made with mta-1's deployed binary and config).
+    let made = run(Command::new(root_of("mta-1").join("current/bin/mta-server"))
+        .args(["create-key", "--config", "current/config/mta-server.toml", "--scopes", "send", "--name", "rolling"])
+        .current_dir(root_of("mta-1")));
+    let key = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    assert!(edges.iter().all(|&port| send_through(port, &key)), "both edges send before the rolling deploy");
+
+    // 2. A client sends without pause through the edges, alternating, and retries a
+    // failed request once on the other edge, while the next release rolls over every host.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let (stop, key) = (stop.clone(), key.clone());
+        std::thread::spawn(move || {
+            let (mut sent, mut retried, mut failed) = (0u32, 0u32, 0u32);
+            let mut next = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if send_through(edges[next], &key) {
+                    sent += 1;
+                } else if send_through(edges[1 - next], &key) {
+                    sent += 1;
+                    retried += 1;
+                } else {
+                    failed += 1;
+                }
+                next = 1 - next;
+            }
+            (sent, retried, failed)
+        })
+    };
+    let started = Instant::now();
+    let (ok, out) = deploy();
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, retried, failed) = client.join().unwrap();
+    println!(
+        "rolling deploy of 5 hosts in {:.1} s: {sent} requests accepted ({retried} of them after a retry on the other \
+         edge), {failed} failed on both edges",
+        took.as_secs_f64()
+    );
+    assert!(ok, "{out}");
+    let r2 = current(root_of("storage"));
+    assert_ne!(r1, r2);
+    for (name, service) in [
+        ("storage", "backend-server"),
+        ("mta-1", "mta-server"),
+        ("mta-2", "mta-server"),
+        ("edge-1", "client-api"),
+        ("edge-2", "client-api"),
+    ] {
+        assert_eq!(running(root_of(name), service).1, r2, "{name}");
+    }
+    assert_eq!(failed, 0, "requests failed on both edges during the rolling deploy: {out}");
+    assert!(sent > 10, "the client sent too little to tell ({sent})");
+    // Some request did meet a host that was down: the retries are what kept it whole.
+    assert!(retried > 0, "no request met a restarting edge or MTA; the test proved nothing");
+    assert!(edges.iter().all(|&port| send_through(port, &key)), "both edges send after the rolling deploy");
 }

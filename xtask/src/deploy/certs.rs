@@ -44,14 +44,14 @@ mod tests {
     #[test]
     fn the_example_layout_names_each_host_s_certificates() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/example");
-        let edge = files("client-api", &example.join("edge/client-api.toml")).unwrap();
+        let edge = files("client-api", &example.join("edge-1/client-api.toml")).unwrap();
         let keys: Vec<&str> = edge.iter().map(|(_, k, _)| k.as_str()).collect();
         let want = ["mta_tls.ca_file", "mta_tls.cert_file", "mta_tls.key_file"];
         assert_eq!(
             keys,
             [&want[..], &["backend_tls.ca_file", "backend_tls.cert_file", "backend_tls.key_file"]].concat()
         );
-        let mta = files("mta-server", &example.join("mta/mta-server.toml")).unwrap();
+        let mta = files("mta-server", &example.join("mta-1/mta-server.toml")).unwrap();
         assert_eq!(mta.len(), 6, "{mta:?}");
         assert!(mta.contains(&("mta-server".into(), "tenants.tls.cert_file".into(), "tls/mta-server.pem".into())));
         let storage = files("backend-server", &example.join("storage/backend-server.toml")).unwrap();

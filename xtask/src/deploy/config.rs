@@ -2,6 +2,12 @@
 //! which services each runs with which configuration. Unknown keys are errors and every
 //! problem is reported at once, as for the services' own configurations.
 //!
+//! A role may have several hosts (two edges, two MTAs): each is its own `[[hosts]]` with
+//! its own config files. They are deployed one at a time, storage first, then the MTAs,
+//! then the edges ([`HostConfig::role_rank`]), so that each host's upstreams run the
+//! new release before it does and the other hosts of its role serve meanwhile. mta-server
+//! hosts that share a tenants store must each set their own `[tenants] node_id`.
+//!
 //! ```toml
 //! keep_releases = 5            # per host; the current and the previous are always kept
 //! health_timeout_secs = 60     # how long each service may take to answer its health check
@@ -87,6 +93,21 @@ impl HostConfig {
     pub fn services_in_order(&self) -> Vec<&'static str> {
         SERVICES.into_iter().filter(|s| self.services.contains_key(*s)).collect()
     }
+
+    /// Where the host goes in a rolling deploy: storage (backend-server) first, then
+    /// the MTAs, then the edges, by the first service of [`SERVICES`] it runs.
+    pub fn role_rank(&self) -> usize {
+        SERVICES.iter().position(|s| self.services.contains_key(*s)).unwrap_or(SERVICES.len())
+    }
+}
+
+/// The `[tenants]` `store` and `node_id` an mta-server config sets (empty when it does
+/// not); `None` when the file cannot be read as TOML (the service's own check says why).
+fn tenants_of(file: &Path) -> Option<(String, String)> {
+    let table: toml::Table = std::fs::read_to_string(file).ok()?.parse().ok()?;
+    let tenants = table.get("tenants").and_then(toml::Value::as_table);
+    let key = |k: &str| tenants.and_then(|t| t.get(k)).and_then(toml::Value::as_str).unwrap_or_default().to_owned();
+    Some((key("store"), key("node_id")))
 }
 
 /// Reads and checks `path`; relative paths inside are resolved against its folder.
@@ -154,6 +175,8 @@ impl DeployConfig {
             problems.push("hosts: no [[hosts]] configured".into());
         }
         let mut names = HashSet::new();
+        // mta-servers on a shared tenants store: (where, host, node_id).
+        let mut sharing: Vec<(String, &str, String)> = Vec::new();
         for (i, host) in self.hosts.iter().enumerate() {
             let at = if plain_name(&host.name) { format!("hosts[{i}] ({})", host.name) } else { format!("hosts[{i}]") };
             if !plain_name(&host.name) {
@@ -193,6 +216,12 @@ impl DeployConfig {
                 problems.push(format!("{at}.services: name at least one of {}", SERVICES.join(", ")));
             }
             for (service, file) in &host.services {
+                if service == "mta-server"
+                    && let Some((store, node_id)) = tenants_of(file)
+                    && !store.is_empty()
+                {
+                    sharing.push((at.clone(), host.name.as_str(), node_id));
+                }
                 if !SERVICES.contains(&service.as_str()) {
                     problems
                         .push(format!("{at}.services.{service}: unknown service (expected {})", SERVICES.join(", ")));
@@ -201,10 +230,35 @@ impl DeployConfig {
                 }
             }
         }
+        // Nodes sharing a store count their daily quotas under their node_id: each needs
+        // its own, or two would overwrite each other's counts.
+        if sharing.len() > 1 {
+            for (i, (at, _, node_id)) in sharing.iter().enumerate() {
+                if node_id.is_empty() {
+                    problems.push(format!(
+                        "{at}.services.mta-server: sets no [tenants] node_id; with {} mta-server hosts on a shared store \
+                         each needs its own",
+                        sharing.len()
+                    ));
+                } else if let Some((_, other, _)) = sharing[..i].iter().find(|(_, _, id)| id == node_id) {
+                    problems.push(format!(
+                        "{at}.services.mta-server: [tenants] node_id `{node_id}` is host {other}'s too; each mta-server \
+                         needs its own"
+                    ));
+                }
+            }
+        }
     }
 
-    /// The hosts `--hosts a,b` names (all without it), in configuration order.
+    /// The hosts `--hosts a,b` names (all without it), in rolling order: by
+    /// [`HostConfig::role_rank`], and within a role in configuration order.
     pub fn select(&self, names: Option<&str>) -> Result<Vec<HostConfig>> {
+        let mut hosts = self.select_unordered(names)?;
+        hosts.sort_by_key(HostConfig::role_rank);
+        Ok(hosts)
+    }
+
+    fn select_unordered(&self, names: Option<&str>) -> Result<Vec<HostConfig>> {
         let Some(names) = names else { return Ok(self.hosts.clone()) };
         let wanted: Vec<&str> = names.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         let known: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
@@ -312,8 +366,68 @@ mod tests {
     fn the_example_layout_is_complete_but_for_the_operator_s_key() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/example");
         let problems = parse(include_str!("../../../deploy/example/deploy.toml"), &dir).unwrap_err();
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
         assert!(problems.iter().all(|p| p.contains(".key_file: ") && p.contains("bitmail_deploy")), "{problems:?}");
+    }
+
+    /// `[[hosts]]` entries named `name`, each running `service` with config `file`.
+    fn hosts_toml(hosts: &[(&str, &str, &str)]) -> String {
+        hosts
+            .iter()
+            .map(|(name, service, file)| {
+                GOOD.split("[[hosts]]")
+                    .nth(1)
+                    .unwrap()
+                    .replace("name = \"mta\"", &format!("name = \"{name}\""))
+                    .replace("mta-server = \"mta.toml\"", &format!("{service} = \"{file}\""))
+            })
+            .map(|entry| format!("[[hosts]]{entry}"))
+            .collect()
+    }
+
+    #[test]
+    fn hosts_roll_storage_first_then_mtas_then_edges() {
+        let dir = dir_with(&["id", "mta.toml", "edge.toml", "storage.toml"]);
+        let text = hosts_toml(&[
+            ("edge-1", "client-api", "edge.toml"),
+            ("mta-1", "mta-server", "mta.toml"),
+            ("edge-2", "client-api", "edge.toml"),
+            ("storage", "backend-server", "storage.toml"),
+            ("mta-2", "mta-server", "mta.toml"),
+        ]);
+        let c = parse(&text, &dir).unwrap();
+        let order =
+            |names: Option<&str>| -> Vec<String> { c.select(names).unwrap().into_iter().map(|h| h.name).collect() };
+        assert_eq!(order(None), ["storage", "mta-1", "mta-2", "edge-1", "edge-2"]);
+        assert_eq!(order(Some("edge-2,mta-2,edge-1")), ["mta-2", "edge-1", "edge-2"]);
+    }
+
+    #[test]
+    fn mtas_on_a_shared_store_need_node_ids_of_their_own() {
+        let dir = dir_with(&["id", "a.toml", "b.toml", "c.toml", "local.toml"]);
+        let shared = |node_id: &str| format!("[tenants]\nstore = \"https://10.0.0.12:50052\"\n{node_id}");
+        std::fs::write(dir.join("a.toml"), shared("node_id = \"mta-1\"")).unwrap();
+        std::fs::write(dir.join("b.toml"), shared("node_id = \"mta-1\"")).unwrap();
+        std::fs::write(dir.join("c.toml"), shared("")).unwrap();
+        // Its own tenants file: its counts are its own whatever its node_id.
+        std::fs::write(dir.join("local.toml"), "[tenants]\nnode_id = \"mta-1\"\n").unwrap();
+        let hosts = [
+            ("mta-a", "mta-server", "a.toml"),
+            ("mta-b", "mta-server", "b.toml"),
+            ("mta-c", "mta-server", "c.toml"),
+            ("mta-local", "mta-server", "local.toml"),
+        ];
+        let problems = parse(&hosts_toml(&hosts), &dir).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("hosts[1] (mta-b).services.mta-server: [tenants] node_id `mta-1` is host mta-a's")
+        );
+        assert!(problems[1].starts_with("hosts[2] (mta-c).services.mta-server: sets no [tenants] node_id; with 3"));
+        std::fs::write(dir.join("b.toml"), shared("node_id = \"mta-2\"")).unwrap();
+        std::fs::write(dir.join("c.toml"), shared("node_id = \"mta-3\"")).unwrap();
+        parse(&hosts_toml(&hosts), &dir).unwrap();
+        // One mta-server on a shared store may leave it to its default (host:port).
+        parse(&hosts_toml(&hosts[2..]), &dir).unwrap();
     }
 
     #[test]

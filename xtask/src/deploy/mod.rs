@@ -1,5 +1,7 @@
 //! `cargo xtask deploy`: puts a release on the configured hosts over SSH, one host at a
-//! time, and rolls a host back when its services do not come up healthy.
+//! time, and rolls a host back when its services do not come up healthy. Hosts go in
+//! rolling order (storage, then MTAs, then edges: [`config::HostConfig::role_rank`]), so
+//! with several hosts per role the others of a role serve while one restarts.
 //!
 //! - [`config`]: `deploy.toml`, typed and fully checked;
 //! - [`certs`]: the certificate files the services' configs name, for the pre-flight;
@@ -38,7 +40,7 @@ pub struct Options {
     /// The deploy configuration
     #[arg(long, value_name = "FILE", default_value = "deploy.toml")]
     pub config: PathBuf,
-    /// Only these hosts (comma-separated names), in the configuration's order
+    /// Only these hosts (comma-separated names), in rolling order (storage, MTAs, edges)
     #[arg(long, value_name = "a,b")]
     pub hosts: Option<String>,
     /// Do not run `cargo xtask test` before deploying
