@@ -85,7 +85,7 @@ async fn receive(
         .collect();
     let request = pb::WebhookRequest { provider: provider.clone(), headers, body: body.to_vec(), kind: kind as i32 };
     // An unreachable mta-server answers 503, which providers retry later.
-    let answer_of_mta = state.mta.clone().receive_webhook(request).await?.into_inner();
+    let answer_of_mta = state.mta().receive_webhook(request).await?.into_inner();
     let status_of = |code: u32| {
         u16::try_from(code).ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     };
