@@ -13,7 +13,7 @@ use crate::assets::WebAssets;
 use crate::deliveries::DeliveryLog;
 use crate::limiter::LoginLimiter;
 use crate::mailbox::Mailbox;
-use crate::mta_pool::MtaPool;
+use crate::mta_pool::{MtaPool, Node};
 use crate::send_limit::SendLimiter;
 
 /// mta-server as the admin console reaches it: both services with `mta_admin_key`, on
@@ -62,12 +62,10 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    /// mta-server's `Mta` service with the edge's key, on the node the pool picks, for
-    /// calls that any node answers.
-    pub(crate) fn mta(&self) -> MtaClient<WithKey> {
-        self.pool
-            .pick()
-            .mta(&self.mta_bearer)
+    /// mta-server's `Mta` service on `node` with the edge's key, sized for received
+    /// mail.
+    pub(crate) fn mta_on(&self, node: &Node) -> MtaClient<WithKey> {
+        node.mta(&self.mta_bearer)
             .max_encoding_message_size(self.mta_max_message)
             .max_decoding_message_size(2 * self.mta_max_message)
     }

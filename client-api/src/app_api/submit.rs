@@ -18,7 +18,7 @@ use tonic::Code;
 use tonic::metadata::MetadataMap;
 
 use super::Refusal;
-use crate::mta_pool::MtaPool;
+use crate::mta_pool::{MtaPool, Node};
 use crate::state::AppState;
 use axum::http::{HeaderMap, StatusCode};
 
@@ -47,8 +47,11 @@ impl Upstream {
 
     /// The calling key's tenant, with its sending domains.
     pub(crate) async fn who_am_i(&self) -> Result<pb::WhoAmIResponse, Refusal> {
-        let mut admin = self.pool.pick().admin(&self.bearer);
-        admin.who_am_i(pb::WhoAmIRequest {}).await.map(tonic::Response::into_inner).map_err(|s| refusal(&s))
+        let ask = |node: &Node| {
+            let mut admin = node.admin(&self.bearer);
+            async move { admin.who_am_i(pb::WhoAmIRequest {}).await.map(tonic::Response::into_inner) }
+        };
+        self.pool.any(ask).await.map_err(|s| refusal(&s))
     }
 
     /// One message's status (`read` scope; the tenant's own messages only), from the
@@ -60,7 +63,11 @@ impl Upstream {
     /// A page of the tenant's event log (of the node the pool picks).
     pub(crate) async fn list_events(&self, after: String, limit: u32) -> Result<pb::ListEventsResponse, Refusal> {
         let request = pb::ListEventsRequest { after, limit, tenant: String::new() };
-        self.mta().list_events(request).await.map(tonic::Response::into_inner).map_err(|s| refusal(&s))
+        let ask = |node: &Node| {
+            let (mut mta, request) = (node.mta(&self.bearer), request.clone());
+            async move { mta.list_events(request).await.map(tonic::Response::into_inner) }
+        };
+        self.pool.any(ask).await.map_err(|s| refusal(&s))
     }
 
     /// Submits `copies` (checking them all first when there are several, or when

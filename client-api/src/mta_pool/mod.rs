@@ -153,10 +153,39 @@ impl MtaPool {
         ready
     }
 
-    /// The node to make a call to that goes to any one node (the admin console, the
-    /// app's webhooks, an event webhook).
+    /// The node for a call that any one node answers (the admin console, the app's
+    /// webhooks): the next reachable one in turn; a node in back-off only when every
+    /// node is. Never a probe, which is for calls that try the next node ([`Self::any`]).
     pub(crate) fn pick(&self) -> &Node {
-        &self.nodes[self.order(None)[0]]
+        let n = self.nodes.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let reachable = (0..n).map(|k| (first + k) % n).find(|i| self.nodes[*i].health().reachable);
+        &self.nodes[reachable.unwrap_or(first)]
+    }
+
+    /// `call` on one node after another (as [`Self::order`]) while the request never
+    /// reached one (a refused connection): safe for any call, reads and writes alike,
+    /// since no node saw the ones tried before. Any other ending is the answer.
+    pub(crate) async fn any<T, F, Fut>(&self, call: F) -> Result<T, tonic::Status>
+    where
+        F: Fn(&Node) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut last = None;
+        for i in self.order(None) {
+            let answer = match tokio::time::timeout(self.timeout, call(&self.nodes[i])).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    Err(tonic::Status::deadline_exceeded(format!("no answer within {} ms", self.timeout.as_millis())))
+                }
+            };
+            self.note(i, &answer);
+            match answer {
+                Err(s) if classify(&s) == Failure::NotSent => last = Some(s),
+                answer => return answer,
+            }
+        }
+        Err(last.unwrap_or_else(|| tonic::Status::unavailable("no mta-server configured")))
     }
 
     /// The node answered (whatever it said).
