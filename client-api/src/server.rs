@@ -70,7 +70,8 @@ impl Server {
             let channel = upstream(&node.url, tls.as_ref())?;
             nodes.push((node, channel));
         }
-        let pool = Arc::new(MtaPool::new(nodes, Duration::from_millis(config.mta_timeout_ms)));
+        let metrics = bitmail_runtime::metrics::Registry::new();
+        let pool = Arc::new(MtaPool::new(nodes, Duration::from_millis(config.mta_timeout_ms), metrics.clone()));
         let bearer = Bearer::new(config.mta_key.as_ref().map(|k| k.expose()))?;
         if config.mta_key.is_none() {
             tracing::warn!("no mta_key configured: mta-server will refuse every call, and nothing can be sent");
@@ -122,7 +123,7 @@ impl Server {
             max_attachment_bytes: config.max_attachment_bytes,
             web,
             deliveries: Arc::new(DeliveryLog::default()),
-            metrics: bitmail_runtime::metrics::Registry::new(),
+            metrics,
         });
         let listener = std::net::TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;

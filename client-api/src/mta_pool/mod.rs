@@ -31,6 +31,7 @@ use std::time::Duration;
 use bitmail_proto::v1::admin_client::AdminClient;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_runtime::grpc::{Bearer, WithKey};
+use bitmail_runtime::metrics::Registry;
 use bitmail_runtime::time::now_ms;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -98,6 +99,7 @@ pub(crate) struct MtaPool {
     /// How long one call to one node may take.
     pub(crate) timeout: Duration,
     placed: Mutex<Placed>,
+    metrics: Registry,
 }
 
 #[derive(Default)]
@@ -107,8 +109,9 @@ struct Placed {
 }
 
 impl MtaPool {
-    /// A pool over `nodes`, each with its channel (connected on first use).
-    pub(crate) fn new(nodes: Vec<(MtaNode, Channel)>, timeout: Duration) -> MtaPool {
+    /// A pool over `nodes`, each with its channel (connected on first use); submissions
+    /// tried again on another node are counted in `metrics`.
+    pub(crate) fn new(nodes: Vec<(MtaNode, Channel)>, timeout: Duration, metrics: Registry) -> MtaPool {
         let now = now_ms();
         let nodes = nodes
             .into_iter()
@@ -118,7 +121,7 @@ impl MtaPool {
                 health: Mutex::new(Health { failures: 0, skip_until: None, since_ms: now }),
             })
             .collect();
-        MtaPool { nodes, next: AtomicUsize::new(0), timeout, placed: Mutex::default() }
+        MtaPool { nodes, next: AtomicUsize::new(0), timeout, placed: Mutex::default(), metrics }
     }
 
     pub(crate) fn nodes(&self) -> &[Node] {

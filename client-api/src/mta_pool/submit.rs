@@ -116,7 +116,8 @@ impl MtaPool {
                 }
                 Err(status) => status,
             };
-            match classify(&status) {
+            let class = classify(&status);
+            match class {
                 Failure::Answer => {
                     self.succeeded(i);
                     return Err(status);
@@ -132,6 +133,13 @@ impl MtaPool {
                 }
             }
             self.failed(i, status.message());
+            let reason = if class == Failure::NotSent { "not_sent" } else { "ambiguous" };
+            self.metrics.count(
+                "bitmail_edge_submit_failovers_total",
+                "submissions that failed on one mta-server in transport, then tried on the next",
+                &[("node", node.name()), ("reason", reason)],
+                1,
+            );
         }
         Err(Status::unavailable(format!("no mta-server took the message: {}", tried.join("; "))))
     }

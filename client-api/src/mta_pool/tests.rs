@@ -15,7 +15,7 @@ fn node(url: &str, id: &str) -> (MtaNode, Channel) {
 
 fn pool(urls: &[&str], timeout: Duration) -> MtaPool {
     let nodes = urls.iter().enumerate().map(|(i, u)| node(u, &format!("mta-{}", i + 1))).collect();
-    MtaPool::new(nodes, timeout)
+    MtaPool::new(nodes, timeout, Registry::new())
 }
 
 /// A loopback port nothing listens on.
@@ -81,7 +81,9 @@ async fn a_submit_tries_each_node_once_and_says_which_may_have_stored_it() {
         }
     });
     let refused_url = format!("http://127.0.0.1:{}", closed_port());
-    let p = pool(&[&silent_url, &refused_url], Duration::from_millis(300));
+    let metrics = Registry::new();
+    let nodes = vec![node(&silent_url, "mta-1"), node(&refused_url, "mta-2")];
+    let p = MtaPool::new(nodes, Duration::from_millis(300), metrics.clone());
     let bearer = Bearer::new(Some("k")).unwrap();
     let err = p.submit(&bearer, &MetadataMap::new(), pb::SubmitRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
@@ -91,6 +93,13 @@ async fn a_submit_tries_each_node_once_and_says_which_may_have_stored_it() {
     let tries = message.matches("may have stored it").count() + message.matches("not reached").count();
     assert_eq!(tries, 2, "one try per node: {message}");
     assert!(!p.nodes()[0].health().reachable && !p.nodes()[1].health().reachable);
+    let text = metrics.render();
+    for series in [
+        "bitmail_edge_submit_failovers_total{node=\"mta-1\",reason=\"ambiguous\"} 1",
+        "bitmail_edge_submit_failovers_total{node=\"mta-2\",reason=\"not_sent\"} 1",
+    ] {
+        assert!(text.contains(series), "{series} in {text}");
+    }
     held.abort();
 }
 
