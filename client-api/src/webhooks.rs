@@ -143,8 +143,11 @@ async fn receive(
     ))
 }
 
-/// An event webhook given to every node at once: the first refusal (a bad signature is
-/// refused by all) if any, else what they stored together; a node not reached, 503.
+/// An event webhook given to every node at once. A node not reached: 503 (the
+/// provider's retry is safe: each node stores an event once). Else 200 with what they
+/// stored together when any node took it: another's refusal is then its replay check
+/// (Mailgun's token is single-use per node, so a retry after a 503 is a replay where it
+/// was taken); when every node refused it (a bad signature), the first refusal.
 async fn to_every_node(state: &AppState, request: pb::WebhookRequest) -> Result<pb::WebhookResponse, ApiError> {
     let mut asked = tokio::task::JoinSet::new();
     for (i, node) in state.pool.nodes().iter().enumerate() {
@@ -159,15 +162,17 @@ async fn to_every_node(state: &AppState, request: pb::WebhookRequest) -> Result<
     }
     let mut answers = asked.join_all().await;
     answers.sort_by_key(|(i, _)| *i);
-    let mut together = pb::WebhookResponse { http_status: 200, ..Default::default() };
-    let mut unreached = Vec::new();
+    let (mut taken, mut refused, mut unreached) = (None::<pb::WebhookResponse>, None, Vec::new());
     for (i, answer) in answers {
         state.pool.note(i, &answer);
         match answer {
-            Ok(a) if a.http_status != 200 => return Ok(a),
-            Ok(a) => {
+            Ok(a) if a.http_status == 200 => {
+                let together = taken.get_or_insert_with(|| pb::WebhookResponse { http_status: 200, ..Default::default() });
                 together.stored += a.stored;
                 together.duplicates += a.duplicates;
+            }
+            Ok(a) => {
+                refused.get_or_insert(a);
             }
             Err(e) => unreached.push(format!("{}: {}", state.pool.nodes()[i].name(), e.message())),
         }
@@ -175,5 +180,5 @@ async fn to_every_node(state: &AppState, request: pb::WebhookRequest) -> Result<
     if !unreached.is_empty() {
         return Err(ApiError::Upstream(format!("not every mta-server took the events: {}", unreached.join("; "))));
     }
-    Ok(together)
+    Ok(taken.or(refused).unwrap_or_default())
 }

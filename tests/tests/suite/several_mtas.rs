@@ -3,7 +3,8 @@
 //! node that takes the connection and never answers costs one timeout, and the message
 //! goes to the other flagged `possible_duplicate`; GetMessage through the edge finds a
 //! message on either node, and says which node is unreachable when it cannot; the
-//! status page shows each node with what its store report says.
+//! status page shows each node with what its store report says; a provider's delivery
+//! event posted to the edge reaches the node holding its message.
 
 use crate::common;
 
@@ -14,10 +15,13 @@ use std::time::Duration;
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::admin_client::AdminClient;
 use bitmail_proto::v1::mta_client::MtaClient;
+use bitmail_runtime::config::Secret;
 use bitmail_runtime::grpc::Bearer;
+use bitmail_tests::mailgun::FakeMailgun;
 use bitmail_tests::sendgrid::FakeSendGrid;
 use client_api::config::{MtaNodeEntry, MtaNodeTable};
-use common::{Cluster, Mta, Session, sendgrid, sign_in};
+use common::{Cluster, Mta, Session, mailgun, sendgrid, sign_in};
+use mta_server::config::ProviderConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -262,4 +266,50 @@ async fn a_submit_whose_answer_never_comes_is_retried_on_the_other_node_flagged(
     assert_eq!(page["nodes"][0]["reachable"], false, "{page}");
     assert!(page["nodes"][0]["note"].as_str().unwrap().starts_with("node mta-9 unreachable since"), "{page}");
     held.abort();
+}
+
+#[tokio::test]
+async fn a_delivery_event_through_the_edge_reaches_the_node_that_holds_the_message() {
+    const SIGNING: &str = "mailgun-webhook-signing-key";
+    let fake = FakeMailgun::start(common::KEY).await.unwrap();
+    let mut provider = mailgun("mailgun", &fake, Duration::from_secs(5));
+    if let ProviderConfig::Mailgun(c) = &mut provider {
+        c.webhook_signing_key = Some(Secret::new(SIGNING));
+    }
+    let cluster = Cluster::start_with(vec![provider], true, |c| c.tenants.node_id = "mta-1".into()).await;
+    let second = cluster.another_mta(|c| c.tenants.node_id = "mta-2".into()).await;
+    let (ada, base) = edge_over(&cluster, vec![node(cluster.mta, "mta-1"), node(second.addr, "mta-2")], "ada").await;
+    let direct = [mta_at(&cluster, cluster.mta), mta_at(&cluster, second.addr)];
+    let mut sent = Vec::new();
+    for to in ["x@example.net", "y@example.net"] {
+        let (status, id) = webmail_send(&ada, to).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let n = holder(&direct, &id).await.expect("on a node");
+        common::status_until(&direct[n], &id, "sent", |s| s.state() == pb::DeliveryState::Sent).await;
+        sent.push((n, id, to));
+    }
+    assert_ne!(sent[0].0, sent[1].0, "one message on each node");
+
+    for (i, (n, id, to)) in sent.iter().enumerate() {
+        let ts = bitmail_runtime::time::now_ms() / 1000;
+        let token = format!("tok-{i}");
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SIGNING.as_bytes());
+        let tag = aws_lc_rs::hmac::sign(&key, format!("{ts}{token}").as_bytes());
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let body = json!({
+            "signature": { "timestamp": ts.to_string(), "token": token, "signature": hex },
+            "event-data": {
+                "event": "delivered", "id": format!("mg-ev-{i}"), "timestamp": ts as f64,
+                "recipient": to, "user-variables": { "bitmail_id": id },
+            },
+        });
+        let url = format!("{base}/webhooks/mailgun/events");
+        let response = ada.http.post(url).header("content-type", "application/json").body(body.to_string()).send();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), "stored 1, seen before 0\n", "stored by the node with {id}");
+        let status = direct[*n].clone().get_message(pb::GetMessageRequest { message_id: id.clone() }).await;
+        let events = status.unwrap().into_inner().events;
+        assert_eq!(events.iter().map(|e| e.kind()).collect::<Vec<_>>(), [pb::EventKind::Delivered], "node {n}");
+    }
 }
