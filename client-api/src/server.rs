@@ -168,6 +168,7 @@ impl Server {
             })
             .collect();
         let sweeper = tokio::spawn(session_sweep::run(self.sweeper, self.sweep_every));
+        let prober = tokio::spawn(crate::mta_pool::probe_forever(self.state.pool.clone()));
         let limits = self.limits;
         let ms = Duration::from_millis;
         // The cap runs first, so a connection over it is closed before its handshake.
@@ -190,6 +191,7 @@ impl Server {
         let served = server.serve(app.into_make_service_with_connect_info::<SocketAddr>()).await;
         followers.iter().for_each(tokio::task::JoinHandle::abort);
         sweeper.abort();
+        prober.abort();
         served?;
         Ok(())
     }

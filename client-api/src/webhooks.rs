@@ -167,7 +167,8 @@ async fn to_every_node(state: &AppState, request: pb::WebhookRequest) -> Result<
         state.pool.note(i, &answer);
         match answer {
             Ok(a) if a.http_status == 200 => {
-                let together = taken.get_or_insert_with(|| pb::WebhookResponse { http_status: 200, ..Default::default() });
+                let together =
+                    taken.get_or_insert_with(|| pb::WebhookResponse { http_status: 200, ..Default::default() });
                 together.stored += a.stored;
                 together.duplicates += a.duplicates;
             }

@@ -4,10 +4,11 @@
 //! - Rotation: calls go round robin over the nodes that are healthy. A node whose call
 //!   failed in transport (refused, reset, UNAVAILABLE, no answer in `mta_timeout_ms`) is
 //!   skipped for a back-off that doubles with each failure in a row ([`BACKOFF_MIN`] to
-//!   [`BACKOFF_MAX`]); once it is over, one call probes it (and the back-off starts again
-//!   at once, so that a node that hangs costs one call per period, not every call). Nodes
-//!   in back-off still come last in every order, so a call is tried everywhere before it
-//!   fails.
+//!   [`BACKOFF_MAX`]); once it is over, `probe.rs` asks it for its gRPC health (one probe
+//!   at a time: the back-off starts again as it is sent), so that no user's request
+//!   waits on a node that hangs. Failing nodes still come after the healthy ones in
+//!   every order, so a call is tried everywhere before it fails, and a node that answers
+//!   a real call is healthy again at once.
 //! - `submit.rs`: a Submit tried on one node after another under one idempotency key,
 //!   flagged `possible_duplicate` after an ambiguous failure; at most once per node.
 //! - `lookup.rs`: GetMessage from the node that took the message (when this edge
@@ -19,6 +20,7 @@
 
 mod lookup;
 pub(crate) mod nodes;
+mod probe;
 mod submit;
 #[cfg(test)]
 mod tests;
@@ -37,6 +39,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 pub(crate) use nodes::MtaNode;
+pub(crate) use probe::probe_forever;
 pub(crate) use submit::{Failure, classify};
 
 /// The first back-off of a failing node.
@@ -128,32 +131,43 @@ impl MtaPool {
         &self.nodes
     }
 
-    /// Every node once, in the order to try them: the healthy ones (and those whose
-    /// back-off is over, each then claimed by this call as its probe) round robin from
-    /// the next in turn, or from `start` (a caller's idempotency key, so that the same
-    /// request sent again goes where it went before); then those in back-off, the one
-    /// free soonest first.
+    /// Every node once, in the order to try them: the healthy ones round robin from the
+    /// next in turn, or from `start` (a caller's idempotency key, so that the same
+    /// request sent again goes where it went before); then the failing ones, those whose
+    /// back-off is over first, then the one free soonest.
     pub(crate) fn order(&self, start: Option<usize>) -> Vec<usize> {
         let n = self.nodes.len();
         let first = start.unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed)) % n;
         let now = Instant::now();
-        let mut ready = Vec::with_capacity(n);
-        let mut waiting = Vec::new();
+        let mut healthy = Vec::with_capacity(n);
+        let mut failing = Vec::new();
         for i in (0..n).map(|k| (first + k) % n) {
-            let mut h = self.nodes[i].health.lock().expect("health lock");
+            let h = *self.nodes[i].health.lock().expect("health lock");
             match h.skip_until {
-                Some(until) if until > now => waiting.push((until, i)),
-                Some(_) => {
-                    // A probe: the next calls skip the node until this one has told.
-                    h.skip_until = Some(now + backoff(h.failures));
-                    ready.push(i);
-                }
-                None => ready.push(i),
+                None => healthy.push(i),
+                Some(until) => failing.push((until.max(now), i)),
             }
         }
-        waiting.sort();
-        ready.extend(waiting.into_iter().map(|(_, i)| i));
-        ready
+        failing.sort();
+        healthy.extend(failing.into_iter().map(|(_, i)| i));
+        healthy
+    }
+
+    /// The failing nodes whose back-off is over, each claimed for one probe: its next
+    /// back-off starts now, so it is not probed again before this probe has told.
+    pub(crate) fn probe_due(&self) -> Vec<usize> {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let mut h = node.health.lock().expect("health lock");
+            if let Some(until) = h.skip_until
+                && until <= now
+            {
+                h.skip_until = Some(now + backoff(h.failures));
+                due.push(i);
+            }
+        }
+        due
     }
 
     /// The node for a call that any one node answers (the admin console, the app's

@@ -38,22 +38,41 @@ async fn a_failing_node_is_skipped_for_a_growing_back_off_then_probed_once() {
     let p = pool(&["http://127.0.0.1:1", "http://127.0.0.1:2"], Duration::from_secs(1));
     p.failed(0, "refused");
     assert!(!p.nodes()[0].health().reachable);
-    assert_eq!(p.order(Some(0)), [1, 0], "in back-off: last, still tried before giving up");
+    assert_eq!(p.order(Some(0)), [1, 0], "failing: last, still tried before giving up");
+    assert_eq!(p.probe_due(), Vec::<usize>::new());
     tokio::time::advance(Duration::from_millis(499)).await;
-    assert_eq!(p.order(Some(0)), [1, 0]);
+    assert_eq!(p.probe_due(), Vec::<usize>::new());
     tokio::time::advance(Duration::from_millis(1)).await;
-    assert_eq!(p.order(Some(0)), [0, 1], "back-off over: this call probes it");
-    assert_eq!(p.order(Some(0)), [1, 0], "one probe at a time");
+    assert_eq!(p.probe_due(), [0], "back-off over: probed");
+    assert_eq!(p.probe_due(), Vec::<usize>::new(), "one probe at a time");
+    assert_eq!(p.order(Some(0)), [1, 0], "no user's call is the probe");
     p.failed(0, "refused again");
     tokio::time::advance(Duration::from_millis(999)).await;
-    assert_eq!(p.order(Some(0)), [1, 0], "the second back-off is twice as long");
+    assert_eq!(p.probe_due(), Vec::<usize>::new(), "the second back-off is twice as long");
     tokio::time::advance(Duration::from_millis(1)).await;
-    assert_eq!(p.order(Some(0)), [0, 1]);
+    assert_eq!(p.probe_due(), [0]);
     p.succeeded(0);
     assert!(p.nodes()[0].health().reachable);
     assert_eq!(p.order(Some(0)), [0, 1]);
     assert_eq!((backoff(1), backoff(2), backoff(3)), (BACKOFF_MIN, BACKOFF_MIN * 2, BACKOFF_MIN * 4));
     assert_eq!((backoff(7), backoff(u32::MAX)), (BACKOFF_MAX, BACKOFF_MAX));
+}
+
+#[tokio::test]
+async fn a_probe_makes_a_serving_node_healthy_and_keeps_a_dead_one_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live = format!("http://{}", listener.local_addr().unwrap());
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let server = tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
+    let p = pool(&[&live, &format!("http://127.0.0.1:{}", closed_port())], Duration::from_secs(1));
+    p.failed(0, "was down");
+    p.failed(1, "is down");
+    p.probe(0).await;
+    p.probe(1).await;
+    assert!(p.nodes()[0].health().reachable, "serving again");
+    assert_eq!(p.nodes()[1].health().failures, 2, "a longer back-off");
+    server.abort();
 }
 
 #[tokio::test]
