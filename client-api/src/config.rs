@@ -293,6 +293,9 @@ mod tests {
         assert_eq!(ids, [("mta_urls[0]", Some("mta-1")), ("mta_urls[1]", Some("mta-2")), ("mta_urls[2]", None)]);
         assert_eq!(nodes[2].name(), "http://10.0.0.3:1", "no node id: named by its URL");
 
+        let typo = parse::<Config>("mta_urls = [{ url = \"http://a:1\", nodeid = \"x\" }]\n", "t").unwrap_err();
+        assert!(typo.problems.join("\n").contains("mta_urls"), "an unknown key in an entry: {:?}", typo.problems);
+
         let text = "mta_url = \"http://a:1\"\nmta_urls = [\"http://b:1\", \"nope\", \"http://b:1\", { url = \"http://c:1\", server_name = \"c\" }]\nmta_timeout_ms = 5\n";
         let all = parse::<Config>(text, "t").unwrap_err().problems.join("\n");
         for needle in [

@@ -1,5 +1,6 @@
 //! The status page's data: mta-server's providers (health, circuit, success rate), the
-//! queue depth, and the deliveries of the last hour.
+//! queue depth, the deliveries of the last hour, and every mta-server node
+//! ([`crate::node_status`]).
 //!
 //! mta-server keeps no history, so client-api follows `WatchMessages` from its start and
 //! keeps the last hour of outcomes (sent or failed) in memory, in [`crate::deliveries`].
@@ -88,7 +89,9 @@ pub(crate) async fn status(
     let Some(list) = lists.first().cloned() else {
         return Err(ApiError::Upstream(format!("no mta-server answers: {}", unreachable.join(", "))));
     };
-    let degraded = lists.iter().any(|l| l.degraded) || lists.len() < state.pool.nodes().len();
+    // Degraded: no provider can be tried now on some node that answered; the nodes that
+    // did not answer are named apart.
+    let degraded = lists.iter().any(|l| l.degraded);
     let backlog: u64 = lists.iter().map(|l| l.backlog).sum();
     let providers: Vec<Value> = list
         .providers
@@ -113,7 +116,8 @@ pub(crate) async fn status(
     let chart: BTreeMap<String, Vec<u32>> =
         state.deliveries.per_provider(now).into_iter().map(|(k, v)| (k, v.to_vec())).collect();
     Ok(Json(json!({
-        "degraded": degraded, "queue_depth": backlog, "providers": providers, "recent": recent, "nodes": nodes,
+        "degraded": degraded, "queue_depth": backlog, "providers": providers, "recent": recent,
+        "nodes": nodes, "unreachable_nodes": unreachable,
         "chart": { "now_ms": now, "bucket_minutes": BUCKET_MS / 60_000, "sent": chart },
     })))
 }

@@ -205,7 +205,8 @@ async fn sends_spread_over_two_nodes_and_go_on_through_one_when_the_other_stops(
         note.starts_with("node mta-2 unreachable since ") && note.ends_with(" UTC, 37 messages waiting there"),
         "{note}"
     );
-    assert_eq!(page["degraded"], true, "{page}");
+    assert_eq!(page["unreachable_nodes"], json!(["mta-2"]), "{page}");
+    assert_eq!(page["degraded"], false, "mta-1's providers can be tried: {page}");
 
     // A report older than 15 s: the node is not reporting.
     put_report(&cluster, "mta-2", 37, now - 60_000).await;
