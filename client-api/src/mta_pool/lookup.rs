@@ -28,11 +28,13 @@ impl MtaPool {
         let by_url = || self.nodes.iter().position(|n| Some(n.config.url.as_str()) == took_it);
         let home = self.placed(id).or_else(by_url);
         let mut unreachable = Vec::new();
+        // mta-server's own NOT_FOUND, answered when every node says so.
+        let mut not_found = None;
         if let Some(i) = home {
             match self.get_from(i, bearer, id).await {
                 Ok(s) => return Ok(s),
                 Err(s) if classify(&s) != Failure::Answer => unreachable.push(i),
-                Err(s) if s.code() == Code::NotFound => {}
+                Err(s) if s.code() == Code::NotFound => not_found = Some(s),
                 Err(s) => return Err(s),
             }
         }
@@ -59,7 +61,9 @@ impl MtaPool {
                     return Ok(s);
                 }
                 Err(s) if classify(&s) != Failure::Answer => unreachable.push(i),
-                Err(s) if s.code() == Code::NotFound => {}
+                Err(s) if s.code() == Code::NotFound => {
+                    not_found.get_or_insert(s);
+                }
                 Err(s) => refusal = Some(s),
             }
         }
@@ -67,7 +71,7 @@ impl MtaPool {
             return Err(s);
         }
         if unreachable.is_empty() {
-            return Err(Status::not_found(format!("no mta-server knows message {id}")));
+            return Err(not_found.unwrap_or_else(|| Status::not_found(format!("no message with id {id:?}"))));
         }
         unreachable.sort_unstable();
         let names: Vec<&str> = unreachable.iter().map(|i| self.nodes[*i].name()).collect();
