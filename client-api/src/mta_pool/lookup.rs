@@ -5,8 +5,11 @@
 //! restarted) every node is asked at once and the first status found is the answer.
 //! NOT_FOUND from every node is NOT_FOUND; NOT_FOUND from those that answered while
 //! others could not be reached is UNAVAILABLE naming them: the message may be waiting
-//! there. Statuses are not mirrored into the store instead: that would cost a store write
-//! per state change of every message (ARCHITECTURE.md, "Several nodes").
+//! there. A node already known to be failing (in back-off) is not asked but counted
+//! unreachable at once, so that a page listing many messages of a hung node does not
+//! wait `mta_timeout_ms` for each; the pool's probe finds out when it is back. Statuses
+//! are not mirrored into the store instead: that would cost a store write per state
+//! change of every message (ARCHITECTURE.md, "Several nodes").
 
 use bitmail_proto::v1 as pb;
 use bitmail_runtime::grpc::Bearer;
@@ -30,7 +33,10 @@ impl MtaPool {
         let mut unreachable = Vec::new();
         // mta-server's own NOT_FOUND, answered when every node says so.
         let mut not_found = None;
-        if let Some(i) = home {
+        let failing = |i: usize| !self.nodes[i].health().reachable;
+        if let Some(i) = home.filter(|i| failing(*i)) {
+            unreachable.push(i);
+        } else if let Some(i) = home {
             match self.get_from(i, bearer, id).await {
                 Ok(s) => return Ok(s),
                 Err(s) if classify(&s) != Failure::Answer => unreachable.push(i),
@@ -40,6 +46,10 @@ impl MtaPool {
         }
         let mut asked = JoinSet::new();
         for i in (0..self.nodes.len()).filter(|i| Some(*i) != home) {
+            if failing(i) {
+                unreachable.push(i);
+                continue;
+            }
             let (client, id, timeout) = (self.nodes[i].mta(bearer), id.to_owned(), self.timeout);
             asked.spawn(async move {
                 let mut client = client;

@@ -128,4 +128,7 @@ async fn get_message_names_the_nodes_it_could_not_ask() {
     let err = p.get_message(&Bearer::new(Some("k")).unwrap(), "m1", None).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(err.message().contains("it may be waiting on mta-1, which cannot be reached"), "{}", err.message());
+    // Known to be failing now: not asked again (a hung node would cost a timeout each).
+    let again = p.get_message(&Bearer::new(Some("k")).unwrap(), "m1", None).await.unwrap_err();
+    assert_eq!((again.code(), p.nodes()[0].health().failures), (tonic::Code::Unavailable, 1));
 }
