@@ -158,7 +158,7 @@ pub(crate) async fn list_tenants(admin: Admin) -> Result<Json<Value>, ApiError> 
     let mut page_token = String::new();
     loop {
         let request = admin.request(pb::ListTenantsRequest { limit: 1000, page_token });
-        let page = admin.upstream.admin.clone().list_tenants(request).await?.into_inner();
+        let page = admin.upstream.admin().list_tenants(request).await?.into_inner();
         tenants.extend(page.tenants.iter().map(tenant_json));
         if page.next_page_token.is_empty() {
             break;
@@ -178,7 +178,7 @@ pub(crate) async fn create_tenant(admin: Admin, ApiJson(body): ApiJson<NewTenant
         quotas: body.quotas.map(Into::into),
         ..Default::default()
     };
-    let created = admin.upstream.admin.clone().create_tenant(admin.request(tenant)).await?.into_inner();
+    let created = admin.upstream.admin().create_tenant(admin.request(tenant)).await?.into_inner();
     Ok(Json(tenant_json(&created)))
 }
 
@@ -188,7 +188,7 @@ pub(crate) async fn update_tenant(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<TenantPatch>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut client = admin.upstream.admin.clone();
+    let mut client = admin.upstream.admin();
     let quotas = match body.quotas {
         Some(patch) => {
             let current = client.get_tenant(admin.request(pb::GetTenantRequest { id: id.clone() })).await?;
@@ -211,14 +211,14 @@ pub(crate) async fn update_tenant(
 
 /// `GET /api/admin/tenants/{id}/keys`.
 pub(crate) async fn list_keys(admin: Admin, Path(tenant): Path<String>) -> Result<Json<Value>, ApiError> {
-    let list = admin.upstream.admin.clone().list_keys(admin.request(pb::ListKeysRequest { tenant })).await?;
+    let list = admin.upstream.admin().list_keys(admin.request(pb::ListKeysRequest { tenant })).await?;
     Ok(Json(json!({ "keys": list.into_inner().keys.iter().map(key_json).collect::<Vec<_>>() })))
 }
 
 /// `GET /api/admin/tenants/{id}/webhooks`: the tenant's app webhooks and how their
 /// delivery is going (last attempt, status, error, failures in a row, dropped events).
 pub(crate) async fn list_webhooks(admin: Admin, Path(tenant): Path<String>) -> Result<Json<Value>, ApiError> {
-    let list = admin.upstream.mta.clone().list_webhooks(admin.request(pb::ListWebhooksRequest { tenant })).await?;
+    let list = admin.upstream.mta().list_webhooks(admin.request(pb::ListWebhooksRequest { tenant })).await?;
     let webhooks: Vec<Value> = list.into_inner().webhooks.iter().map(crate::app_api::hooks::webhook_json).collect();
     Ok(Json(json!({ "webhooks": webhooks })))
 }
@@ -231,20 +231,20 @@ pub(crate) async fn create_key(
 ) -> Result<Json<Value>, ApiError> {
     let request =
         pb::CreateKeyRequest { tenant, name: body.name, scopes: body.scopes, expires_at_unix_ms: body.expires_ms };
-    let created = admin.upstream.admin.clone().create_key(admin.request(request)).await?.into_inner();
+    let created = admin.upstream.admin().create_key(admin.request(request)).await?.into_inner();
     let key = created.key.as_ref().map_or(Value::Null, key_json);
     Ok(Json(json!({ "key": key, "secret": created.secret })))
 }
 
 /// `POST /api/admin/keys/{id}/revoke`.
 pub(crate) async fn revoke_key(admin: Admin, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let revoked = admin.upstream.admin.clone().revoke_key(admin.request(pb::RevokeKeyRequest { id })).await?;
+    let revoked = admin.upstream.admin().revoke_key(admin.request(pb::RevokeKeyRequest { id })).await?;
     Ok(Json(key_json(&revoked.into_inner())))
 }
 
 /// `GET /api/admin/tenants/{id}/usage`: today and the 30 days before, oldest first.
 pub(crate) async fn usage(admin: Admin, Path(tenant): Path<String>) -> Result<Json<Value>, ApiError> {
-    let usage = admin.upstream.admin.clone().get_usage(admin.request(pb::GetUsageRequest { tenant, days: 31 })).await?;
+    let usage = admin.upstream.admin().get_usage(admin.request(pb::GetUsageRequest { tenant, days: 31 })).await?;
     let usage = usage.into_inner();
     let days: Vec<Value> = usage.days.iter().map(|d| json!({ "day": d.day, "messages": d.messages })).collect();
     Ok(Json(json!({ "tenant": usage.tenant, "per_day": usage.per_day, "days": days })))

@@ -36,7 +36,7 @@ fn entry_json(e: &pb::AuditEntry) -> Value {
 /// first; `before` and `after` are the JSON text mta-server recorded (empty: none).
 pub(crate) async fn audit(admin: Admin, Query(query): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
     let request = audit_request(&query)?;
-    let page = admin.upstream.admin.clone().list_audit(admin.request(request)).await?.into_inner();
+    let page = admin.upstream.admin().list_audit(admin.request(request)).await?.into_inner();
     Ok(Json(json!({
         "entries": page.entries.iter().map(entry_json).collect::<Vec<_>>(),
         "next_page_token": page.next_page_token,

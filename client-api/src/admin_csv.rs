@@ -56,7 +56,7 @@ pub(crate) async fn audit_csv(
     let mut out = String::from(HEADER);
     let mut rows = 0;
     'pages: loop {
-        let page = admin.upstream.admin.clone().list_audit(admin.request(request.clone())).await?.into_inner();
+        let page = admin.upstream.admin().list_audit(admin.request(request.clone())).await?.into_inner();
         for entry in &page.entries {
             if rows == MAX_ROWS {
                 break 'pages;

@@ -51,7 +51,7 @@ fn suppression_json(s: &pb::Suppression) -> Value {
 
 /// `GET /api/admin/providers`.
 pub(crate) async fn providers(admin: Admin) -> Result<Json<Value>, ApiError> {
-    let list = admin.upstream.mta.clone().list_providers(admin.request(pb::ListProvidersRequest {})).await?;
+    let list = admin.upstream.mta().list_providers(admin.request(pb::ListProvidersRequest {})).await?;
     let list = list.into_inner();
     Ok(Json(json!({
         "providers": list.providers.iter().map(provider_json).collect::<Vec<_>>(),
@@ -61,13 +61,13 @@ pub(crate) async fn providers(admin: Admin) -> Result<Json<Value>, ApiError> {
 
 /// `POST /api/admin/providers/{name}/pause`.
 pub(crate) async fn pause(admin: Admin, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let status = admin.upstream.mta.clone().pause_provider(admin.request(pb::ProviderRequest { name })).await?;
+    let status = admin.upstream.mta().pause_provider(admin.request(pb::ProviderRequest { name })).await?;
     Ok(Json(provider_json(&status.into_inner())))
 }
 
 /// `POST /api/admin/providers/{name}/resume`.
 pub(crate) async fn resume(admin: Admin, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let status = admin.upstream.mta.clone().resume_provider(admin.request(pb::ProviderRequest { name })).await?;
+    let status = admin.upstream.mta().resume_provider(admin.request(pb::ProviderRequest { name })).await?;
     Ok(Json(provider_json(&status.into_inner())))
 }
 
@@ -80,7 +80,7 @@ pub(crate) async fn suppressions(
         after: query.get("q").map(|q| q.trim().to_owned()).unwrap_or_default(),
         limit: query_number(&query, "limit")?.unwrap_or(0),
     };
-    let list = admin.upstream.mta.clone().list_suppressions(admin.request(request)).await?.into_inner();
+    let list = admin.upstream.mta().list_suppressions(admin.request(request)).await?.into_inner();
     Ok(Json(json!({ "suppressions": list.suppressions.iter().map(suppression_json).collect::<Vec<_>>() })))
 }
 
@@ -102,7 +102,7 @@ pub(crate) async fn add_suppression(
 ) -> Result<Json<Value>, ApiError> {
     let entry =
         pb::Suppression { address: body.address, reason: body.reason, tenant: body.tenant, ..Default::default() };
-    let added = admin.upstream.mta.clone().add_suppression(admin.request(entry)).await?;
+    let added = admin.upstream.mta().add_suppression(admin.request(entry)).await?;
     Ok(Json(suppression_json(&added.into_inner())))
 }
 
@@ -115,6 +115,6 @@ pub(crate) async fn remove_suppression(
 ) -> Result<StatusCode, ApiError> {
     let tenant = query.get("tenant").cloned().unwrap_or_default();
     let request = pb::RemoveSuppressionRequest { address, tenant };
-    admin.upstream.mta.clone().remove_suppression(admin.request(request)).await?;
+    admin.upstream.mta().remove_suppression(admin.request(request)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -318,10 +318,15 @@ pub(crate) async fn send(
             tenant: user.tenant.clone(),
             ..Default::default()
         };
-        let id = state.mta.clone().submit(acting_for(&user, request)).await?.into_inner().message_id;
+        let (metadata, _, request) = acting_for(&user, request).into_parts();
+        let submitted = state.pool.submit(&state.mta_bearer, &metadata, request).await?;
+        let id = submitted.response.message_id;
         state.deliveries.note_sender(&id, &user.id);
-        Some(id)
+        let node = &state.pool.nodes()[submitted.node];
+        tracing::debug!(mta_id = %id, node = %node.name(), possible_duplicate = submitted.possible_duplicate, "submitted");
+        Some((id, node.config.url.clone()))
     };
+    let (mta_id, mta_node) = mta_id.unzip();
 
     let mailboxes = |list: &[Recipient]| -> Vec<String> { list.iter().map(|r| r.mailbox.clone()).collect() };
     let mut locals: Vec<&User> = Vec::new();
@@ -344,13 +349,15 @@ pub(crate) async fn send(
         date_ms: now_ms(),
         mta_id: mta_id.clone(),
         local_to: locals.iter().map(|u| format!("{}@{}", u.name, state.mail_domain)).collect(),
-        extra: Default::default(),
+        // Which mta-server took it, asked first for its status (`sent_status`).
+        extra: mta_node.into_iter().map(|url| ("mta_node".to_owned(), url)).collect(),
     };
     let sent_id = state.mailbox.store(&user, Folder::Sent, &mail, &files).await?;
     // Recipients see neither the Bcc list nor the delivery bookkeeping.
     mail.bcc.clear();
     mail.mta_id = None;
     mail.local_to.clear();
+    mail.extra.clear();
     for local in &locals {
         state.mailbox.store(local, Folder::Inbox, &mail, &files).await?;
     }

@@ -3,7 +3,11 @@
 //! ```toml
 //! listen = "127.0.0.1:8443"
 //! state_dir = "data/client-api"        # the generated certificate lives here
-//! mta_url = "http://127.0.0.1:50051"
+//! mta_url = "http://127.0.0.1:50051"   # one mta-server; the default when neither is set
+//! # or several, which the edge spreads submissions over (mta_pool.rs); not both keys:
+//! # mta_urls = ["https://mta-1:50051", "https://mta-2:50051",
+//! #             { url = "https://10.0.0.13:50051", server_name = "mta-3.internal", node_id = "mta-3" }]
+//! mta_timeout_ms = 10000               # one call's wait for one mta-server; then Submit tries the next
 //! mta_key = { env = "BITMAIL_MTA_KEY" }  # a key with the `service` scope: mta-server create-key --scopes service --name client-api
 //! mta_admin_key = { env = "BITMAIL_MTA_ADMIN_KEY" }  # scope `admin`, for the admin console; omit: the console API answers 503
 //! backend_url = "http://127.0.0.1:50052"
@@ -39,6 +43,7 @@
 //! cert_file = "/etc/bitmail/client-api.pem"   # client-api's client certificate
 //! key_file = "/etc/bitmail/client-api.key"
 //! server_name = "mta.internal"         # the name in mta-server's certificate; default: mta_url's host
+//!                                      # (with several mta_urls: per entry, `server_name`, default its host)
 //!
 //! [backend_tls]                        # the same for backend_url (https://)
 //! ca_file = "/etc/bitmail/ca.pem"
@@ -47,7 +52,12 @@
 //! ```
 //!
 //! `[tls]` is the edge's own HTTPS certificate, for browsers and apps; `[mta_tls]` and
-//! `[backend_tls]` are the gRPC links behind it (`bitmail_runtime::grpc_tls`).
+//! `[backend_tls]` are the gRPC links behind it (`bitmail_runtime::grpc_tls`). One
+//! `[mta_tls]` serves every entry of `mta_urls`; each entry's certificate name is its
+//! own `server_name`, else its host. An entry's `node_id` is the `[tenants] node_id` of
+//! that mta-server, which names its reports in the store (`mta-node/<node_id>`) on the
+//! status page; default: the host's first label (`mta-2` for `mta-2.internal`), none for
+//! an IP address.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,13 +67,22 @@ use bitmail_runtime::grpc_tls::ClientTls;
 use serde::Deserialize;
 
 use crate::limits::EdgeLimits;
+use crate::mta_pool::nodes;
+pub use crate::mta_pool::nodes::{DEFAULT_MTA_URL, MtaNode, MtaNodeEntry, MtaNodeTable};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
+    /// One mta-server. Empty (the default) when `mta_urls` is used; neither set means
+    /// [`DEFAULT_MTA_URL`]. Read both through [`Config::mta_nodes`].
     pub mta_url: String,
+    /// Several mta-servers, for the pool ([`crate::mta_pool`]).
+    pub mta_urls: Vec<MtaNodeEntry>,
+    /// How long one call waits for one mta-server's answer before the node counts as
+    /// failing: a Submit then goes to the next node (flagged `possible_duplicate`).
+    pub mta_timeout_ms: u64,
     /// The edge's API key at mta-server (scope `service`). Without it, mta-server refuses
     /// every call: nothing can be sent.
     pub mta_key: Option<Secret>,
@@ -106,6 +125,14 @@ pub struct Config {
     pub limits: EdgeLimits,
 }
 
+impl Config {
+    /// Every configured mta-server, in order: `mta_urls`, else `mta_url`, else
+    /// [`DEFAULT_MTA_URL`].
+    pub fn mta_nodes(&self) -> Vec<MtaNode> {
+        nodes::resolve(&self.mta_url, &self.mta_urls, self.mta_tls.as_ref())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
@@ -118,7 +145,9 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             state_dir: PathBuf::from("data/client-api"),
-            mta_url: "http://127.0.0.1:50051".into(),
+            mta_url: String::new(),
+            mta_urls: Vec::new(),
+            mta_timeout_ms: 10_000,
             mta_key: None,
             mta_admin_key: None,
             backend_url: "http://127.0.0.1:50052".into(),
@@ -143,19 +172,14 @@ impl Default for Config {
     }
 }
 
-fn check_upstream(field: &str, url: &str, problems: &mut Vec<String>) {
-    match url.parse::<tonic::transport::Uri>() {
-        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
-        _ => problems.push(format!("{field}: `{url}` must be an http:// or https:// URL")),
-    }
-}
-
 impl Validate for Config {
     fn validate(&self, problems: &mut Vec<String>) {
         self.limits.validate(problems);
-        check_upstream("mta_url", &self.mta_url, problems);
-        check_upstream("backend_url", &self.backend_url, problems);
-        bitmail_runtime::grpc_tls::check_link("mta_url", &self.mta_url, "mta_tls", self.mta_tls.as_ref(), problems);
+        nodes::check(&self.mta_url, &self.mta_urls, self.mta_tls.as_ref(), problems);
+        if !(100..=300_000).contains(&self.mta_timeout_ms) {
+            problems.push(format!("mta_timeout_ms: {} is not within 100 to 300000", self.mta_timeout_ms));
+        }
+        nodes::check_upstream("backend_url", &self.backend_url, problems);
         let backend_tls = self.backend_tls.as_ref();
         bitmail_runtime::grpc_tls::check_link("backend_url", &self.backend_url, "backend_tls", backend_tls, problems);
         let domain_ok = !self.mail_domain.is_empty()
@@ -255,5 +279,63 @@ mod tests {
         ] {
             assert!(all.contains(needle), "missing {needle} in {all}");
         }
+    }
+    #[test]
+    fn several_mta_servers_are_listed_and_checked() {
+        let c: Config = parse("", "t").unwrap();
+        assert_eq!(c.mta_nodes().iter().map(|n| n.url.as_str()).collect::<Vec<_>>(), [DEFAULT_MTA_URL]);
+        let c: Config = parse("mta_url = \"http://mta-1.internal:1\"\n", "t").unwrap();
+        assert_eq!(c.mta_nodes()[0].node_id.as_deref(), Some("mta-1"));
+
+        let text = "mta_urls = [\"http://mta-1:1\", { url = \"http://10.0.0.2:1\", node_id = \"mta-2\" }, \"http://10.0.0.3:1\"]\n";
+        let nodes = parse::<Config>(text, "t").unwrap().mta_nodes();
+        let ids: Vec<_> = nodes.iter().map(|n| (n.key.as_str(), n.node_id.as_deref())).collect();
+        assert_eq!(ids, [("mta_urls[0]", Some("mta-1")), ("mta_urls[1]", Some("mta-2")), ("mta_urls[2]", None)]);
+        assert_eq!(nodes[2].name(), "http://10.0.0.3:1", "no node id: named by its URL");
+
+        let typo = parse::<Config>("mta_urls = [{ url = \"http://a:1\", nodeid = \"x\" }]\n", "t").unwrap_err();
+        assert!(typo.problems.join("\n").contains("mta_urls"), "an unknown key in an entry: {:?}", typo.problems);
+
+        let text = "mta_url = \"http://a:1\"\nmta_urls = [\"http://b:1\", \"nope\", \"http://b:1\", { url = \"http://c:1\", server_name = \"c\" }]\nmta_timeout_ms = 5\n";
+        let all = parse::<Config>(text, "t").unwrap_err().problems.join("\n");
+        for needle in [
+            "mta_url and mta_urls: set one of them",
+            "mta_urls[1]: `nope` must be an http:// or https:// URL",
+            "mta_urls[2]: `http://b:1` is listed twice",
+            "mta_urls[2].node_id: `b` names another entry too",
+            "mta_urls[3].server_name: only with [mta_tls]",
+            "mta_timeout_ms: 5 is not within 100 to 300000",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in {all}");
+        }
+    }
+
+    #[test]
+    fn one_mta_tls_serves_every_node_with_its_own_server_name() {
+        let tls = "[mta_tls]\nca_file = \"/nonexistent/ca.pem\"\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\nserver_name = \"mta.internal\"\n";
+        let text = format!("mta_urls = [\"https://mta-1:1\", \"https://mta-2:1\"]\n{tls}");
+        let problems = parse::<Config>(&text, "t").unwrap_err().problems;
+        let all = problems.join("\n");
+        assert!(all.contains("mta_tls.server_name: `mta.internal` cannot name several mta-servers"), "{all}");
+        assert_eq!(problems.iter().filter(|p| p.contains("/nonexistent/c.pem")).count(), 1, "files named once: {all}");
+        let c = Config {
+            mta_urls: vec![
+                MtaNodeEntry::Url("https://mta-1:1".into()),
+                MtaNodeEntry::Table(MtaNodeTable {
+                    url: "https://mta-2:1".into(),
+                    server_name: Some("two".into()),
+                    node_id: None,
+                }),
+            ],
+            mta_tls: Some(ClientTls {
+                ca_file: "ca.pem".into(),
+                cert_file: "c.pem".into(),
+                key_file: "k.pem".into(),
+                server_name: None,
+            }),
+            ..Default::default()
+        };
+        let names: Vec<_> = c.mta_nodes().into_iter().map(|n| n.server_name).collect();
+        assert_eq!(names, [None, Some("two".to_owned())]);
     }
 }

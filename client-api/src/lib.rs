@@ -25,6 +25,8 @@
 //! - `compose`: recipients, Markdown, attachments, local delivery, submission;
 //! - `status`: providers, queue depth and the last hour's deliveries; following
 //!   mta-server's status changes;
+//! - `node_status`: each mta-server on the status page: reachable since when, and what
+//!   its reports in the store say (node id, messages waiting);
 //! - `webhooks`: the providers' event and inbound webhooks, forwarded untouched to
 //!   mta-server;
 //! - `app_api`: the SendGrid- and Mailgun-shaped sending APIs for applications, with
@@ -37,6 +39,8 @@
 //!
 //! What the handlers share, below them:
 //! - `state`: `AppState`, what every handler is given;
+//! - `mta_pool`: every mta-server, rotation over the healthy ones, Submit retried on
+//!   another node under the same idempotency key, GetMessage from whichever has it;
 //! - `extract`: the extractors: a JSON body with JSON rejections, the signed-in user;
 //! - `csrf`: the same-origin and CSRF checks on every state change, and the CSRF token;
 //! - `session_sweep`: sessions past their expiry deleted in bounded batches, every
@@ -84,6 +88,8 @@ mod limiter;
 mod mail;
 mod mailbox;
 mod metrics;
+mod mta_pool;
+mod node_status;
 mod page;
 #[cfg(test)]
 mod properties;

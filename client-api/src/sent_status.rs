@@ -140,9 +140,9 @@ pub(crate) async fn delivery(state: &AppState, mail: &Summary) -> Value {
     if matches!(mail.field("state"), "sent" | "failed") {
         return stored(mail);
     }
-    let asked = state.mta.clone().get_message(pb::GetMessageRequest { message_id: mta_id.to_owned() }).await;
-    let s = match asked {
-        Ok(s) => s.into_inner(),
+    let took_it = Some(mail.field("mta_node")).filter(|u| !u.is_empty());
+    let s = match state.pool.get_message(&state.mta_bearer, mta_id, took_it).await {
+        Ok(s) => s,
         Err(e) => return degraded(mail, &e),
     };
     if let Some(fields) = final_fields(&s)
@@ -164,8 +164,9 @@ pub(crate) async fn delivery(state: &AppState, mail: &Summary) -> Value {
 /// The last known state when mta-server cannot say: "queued" as the edge left it.
 fn degraded(mail: &Summary, e: &tonic::Status) -> Value {
     let (note, log) = match e.code() {
-        tonic::Code::NotFound => ("mta-server no longer keeps this message's status", false),
-        _ => ("the delivery service cannot be reached: this is the last known state", true),
+        tonic::Code::NotFound => ("mta-server no longer keeps this message's status".to_owned(), false),
+        // The pool names the nodes that could not be asked.
+        _ => (format!("the delivery service cannot say now ({}): this is the last known state", e.message()), true),
     };
     if log {
         tracing::warn!(mail = %mail.id, code = ?e.code(), error = %e.message(), "delivery status unavailable");
@@ -217,7 +218,7 @@ mod tests {
         let v = degraded(&mail, &tonic::Status::unavailable("down"));
         assert_eq!(v["state"], "queued");
         assert_eq!(v["degraded"], true);
-        assert!(v["note"].as_str().unwrap().contains("cannot be reached"));
+        assert!(v["note"].as_str().unwrap().contains("cannot say now (down)"));
         let v = degraded(&mail, &tonic::Status::not_found("gone"));
         assert!(v["note"].as_str().unwrap().contains("no longer keeps"));
     }

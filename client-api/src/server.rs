@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
-use bitmail_proto::v1::admin_client::AdminClient;
-use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_proto::v1::store_client::StoreClient;
 use bitmail_runtime::grpc::Bearer;
 use bitmail_runtime::grpc_tls::ClientTls;
@@ -21,6 +19,7 @@ use crate::deliveries::DeliveryLog;
 use crate::limiter::LoginLimiter;
 use crate::limits::EdgeLimits;
 use crate::mailbox::Mailbox;
+use crate::mta_pool::MtaPool;
 use crate::routes::router;
 use crate::send_limit::SendLimiter;
 use crate::session_sweep::{self, Sweeper};
@@ -64,19 +63,21 @@ impl Server {
         let configured = config.tls.as_ref().map(|t| (t.cert_path.as_path(), t.key_path.as_path()));
         let cert = tls::ensure_certificate(configured, &config.state_dir.join("tls"))?;
         let tls = tls::server_config(&cert, &[b"h2", b"http/1.1"])?;
-        let mta_channel = upstream(&config.mta_url, config.mta_tls.as_ref())?;
+        let mut nodes = Vec::new();
+        for node in config.mta_nodes() {
+            // One [mta_tls] for every node, each with its own certificate name.
+            let tls = config.mta_tls.clone().map(|tls| ClientTls { server_name: node.server_name.clone(), ..tls });
+            let channel = upstream(&node.url, tls.as_ref())?;
+            nodes.push((node, channel));
+        }
+        let metrics = bitmail_runtime::metrics::Registry::new();
+        let pool = Arc::new(MtaPool::new(nodes, Duration::from_millis(config.mta_timeout_ms), metrics.clone()));
         let bearer = Bearer::new(config.mta_key.as_ref().map(|k| k.expose()))?;
         if config.mta_key.is_none() {
             tracing::warn!("no mta_key configured: mta-server will refuse every call, and nothing can be sent");
         }
         let admin = match &config.mta_admin_key {
-            Some(key) => {
-                let bearer = Bearer::new(Some(key.expose()))?;
-                Some(AdminUpstream {
-                    admin: AdminClient::with_interceptor(mta_channel.clone(), bearer.clone()),
-                    mta: MtaClient::with_interceptor(mta_channel.clone(), bearer),
-                })
-            }
+            Some(key) => Some(AdminUpstream { pool: pool.clone(), bearer: Bearer::new(Some(key.expose()))? }),
             None => {
                 tracing::info!("no mta_admin_key configured: the admin console API answers 503");
                 None
@@ -109,11 +110,10 @@ impl Server {
             ),
             // Received mail comes back parsed: its text, HTML and attachments together are
             // about the size of the raw message, twice at most (a text part made from HTML).
-            mta: MtaClient::with_interceptor(mta_channel.clone(), bearer)
-                .max_encoding_message_size(max_decode)
-                .max_decoding_message_size(2 * max_decode),
+            pool,
+            mta_bearer: bearer,
+            mta_max_message: max_decode,
             mailbox: Mailbox::new(store()),
-            mta_channel,
             backend_channel,
             mail_domain: config.mail_domain.clone(),
             session_secs: config.session_hours * 3600,
@@ -123,7 +123,7 @@ impl Server {
             max_attachment_bytes: config.max_attachment_bytes,
             web,
             deliveries: Arc::new(DeliveryLog::default()),
-            metrics: bitmail_runtime::metrics::Registry::new(),
+            metrics,
         });
         let listener = std::net::TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;
@@ -155,9 +155,20 @@ impl Server {
             shutdown.await;
             stopper.graceful_shutdown(Some(grace));
         });
-        let follower =
-            tokio::spawn(follow(self.state.mta.clone(), self.state.deliveries.clone(), self.state.mailbox.clone()));
+        // One follower per node, each reconnecting on its own.
+        let followers: Vec<_> = self
+            .state
+            .pool
+            .nodes()
+            .iter()
+            .map(|node| {
+                let mta = node.mta(&self.state.mta_bearer);
+                let name = node.name().to_owned();
+                tokio::spawn(follow(mta, name, self.state.deliveries.clone(), self.state.mailbox.clone()))
+            })
+            .collect();
         let sweeper = tokio::spawn(session_sweep::run(self.sweeper, self.sweep_every));
+        let prober = tokio::spawn(crate::mta_pool::probe_forever(self.state.pool.clone()));
         let limits = self.limits;
         let ms = Duration::from_millis;
         // The cap runs first, so a connection over it is closed before its handshake.
@@ -178,8 +189,9 @@ impl Server {
         // A dead HTTP/2 peer is found by PING rather than kept until the cap fills.
         server.http_builder().http2().keep_alive_interval(Duration::from_secs(30)).keep_alive_timeout(ms(20_000));
         let served = server.serve(app.into_make_service_with_connect_info::<SocketAddr>()).await;
-        follower.abort();
+        followers.iter().for_each(tokio::task::JoinHandle::abort);
         sweeper.abort();
+        prober.abort();
         served?;
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The status page's data: mta-server's providers (health, circuit, success rate), the
-//! queue depth, and the deliveries of the last hour.
+//! queue depth, the deliveries of the last hour, and every mta-server node
+//! ([`crate::node_status`]).
 //!
 //! mta-server keeps no history, so client-api follows `WatchMessages` from its start and
 //! keeps the last hour of outcomes (sent or failed) in memory, in [`crate::deliveries`].
@@ -28,7 +29,7 @@ use crate::state::AppState;
 /// pause whenever the stream ends: outcomes go into `log`, and the final statuses and
 /// later events of the messages this edge submitted into their mail documents
 /// ([`crate::sent_status::remember`]).
-pub(crate) async fn follow(mta: MtaClient<WithKey>, log: Arc<DeliveryLog>, mailbox: Mailbox) {
+pub(crate) async fn follow(mta: MtaClient<WithKey>, node: String, log: Arc<DeliveryLog>, mailbox: Mailbox) {
     loop {
         match mta.clone().watch_messages(pb::WatchMessagesRequest { message_id: String::new() }).await {
             Ok(stream) => {
@@ -58,7 +59,7 @@ pub(crate) async fn follow(mta: MtaClient<WithKey>, log: Arc<DeliveryLog>, mailb
                     }
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "cannot follow mta-server's deliveries yet"),
+            Err(e) => tracing::debug!(node, error = %e, "cannot follow mta-server's deliveries yet"),
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -82,7 +83,16 @@ pub(crate) async fn status(
     CurrentUser(user): CurrentUser,
 ) -> Result<Json<Value>, ApiError> {
     let admin = state.accounts.current_role(&user).await? == Role::Admin;
-    let list = state.mta.clone().list_providers(pb::ListProvidersRequest {}).await?.into_inner();
+    let crate::node_status::Nodes { lists, json: nodes, unreachable } = crate::node_status::nodes(&state).await;
+    // Providers are configured alike on every node; their health is the first
+    // answering node's (the admin console shows each node's own).
+    let Some(list) = lists.first().cloned() else {
+        return Err(ApiError::Upstream(format!("no mta-server answers: {}", unreachable.join(", "))));
+    };
+    // Degraded: no provider can be tried now on some node that answered; the nodes that
+    // did not answer are named apart.
+    let degraded = lists.iter().any(|l| l.degraded);
+    let backlog: u64 = lists.iter().map(|l| l.backlog).sum();
     let providers: Vec<Value> = list
         .providers
         .iter()
@@ -106,7 +116,8 @@ pub(crate) async fn status(
     let chart: BTreeMap<String, Vec<u32>> =
         state.deliveries.per_provider(now).into_iter().map(|(k, v)| (k, v.to_vec())).collect();
     Ok(Json(json!({
-        "degraded": list.degraded, "queue_depth": list.backlog, "providers": providers, "recent": recent,
+        "degraded": degraded, "queue_depth": backlog, "providers": providers, "recent": recent,
+        "nodes": nodes, "unreachable_nodes": unreachable,
         "chart": { "now_ms": now, "bucket_minutes": BUCKET_MS / 60_000, "sent": chart },
     })))
 }

@@ -21,6 +21,13 @@
 //!
 //! No session or same-origin rule applies: the provider's signature is the only
 //! credential, and mta-server checks it.
+//!
+//! With several mta-servers, an event webhook goes to every node at once: a message's
+//! status is in the spool of the node that took it, which alone stores its events (the
+//! others count them unknown), and each node keeps its own suppression list. Each node
+//! stores an event once, so when one cannot be reached the answer is 503 and the
+//! provider's retry is safe for the nodes that took it already. Received mail goes to
+//! one node (the next if the first is not reached).
 
 use std::sync::Arc;
 
@@ -36,6 +43,7 @@ use bitmail_runtime::metrics::Registry;
 
 use crate::error::ApiError;
 use crate::limits::{EdgeLimits, Gate, declared_length, gate};
+use crate::mta_pool::Node;
 use crate::state::AppState;
 
 pub(crate) fn routes(max_inbound_bytes: usize, limits: &EdgeLimits, metrics: Registry) -> Router<Arc<AppState>> {
@@ -85,7 +93,16 @@ async fn receive(
         .collect();
     let request = pb::WebhookRequest { provider: provider.clone(), headers, body: body.to_vec(), kind: kind as i32 };
     // An unreachable mta-server answers 503, which providers retry later.
-    let answer_of_mta = state.mta.clone().receive_webhook(request).await?.into_inner();
+    let answer_of_mta = if kind == pb::WebhookKind::Events && state.pool.nodes().len() > 1 {
+        to_every_node(state, request).await?
+    } else {
+        let forward = |node: &Node| {
+            let mut mta = state.mta_on(node);
+            let request = request.clone();
+            async move { mta.receive_webhook(request).await.map(tonic::Response::into_inner) }
+        };
+        state.pool.any(forward).await?
+    };
     let status_of = |code: u32| {
         u16::try_from(code).ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     };
@@ -124,4 +141,45 @@ async fn receive(
         StatusCode::OK,
         format!("delivered to {} inbox(es), already there in {}\n", delivered.stored, delivered.duplicates),
     ))
+}
+
+/// An event webhook given to every node at once. A node not reached: 503 (the
+/// provider's retry is safe: each node stores an event once). Else 200 with what they
+/// stored together when any node took it: another's refusal is then its replay check
+/// (Mailgun's token is single-use per node, so a retry after a 503 is a replay where it
+/// was taken); when every node refused it (a bad signature), the first refusal.
+async fn to_every_node(state: &AppState, request: pb::WebhookRequest) -> Result<pb::WebhookResponse, ApiError> {
+    let mut asked = tokio::task::JoinSet::new();
+    for (i, node) in state.pool.nodes().iter().enumerate() {
+        let (mut mta, request, timeout) = (state.mta_on(node), request.clone(), state.pool.timeout);
+        asked.spawn(async move {
+            let answer = match tokio::time::timeout(timeout, mta.receive_webhook(request)).await {
+                Ok(answer) => answer.map(tonic::Response::into_inner),
+                Err(_) => Err(tonic::Status::deadline_exceeded("no answer in time")),
+            };
+            (i, answer)
+        });
+    }
+    let mut answers = asked.join_all().await;
+    answers.sort_by_key(|(i, _)| *i);
+    let (mut taken, mut refused, mut unreached) = (None::<pb::WebhookResponse>, None, Vec::new());
+    for (i, answer) in answers {
+        state.pool.note(i, &answer);
+        match answer {
+            Ok(a) if a.http_status == 200 => {
+                let together =
+                    taken.get_or_insert_with(|| pb::WebhookResponse { http_status: 200, ..Default::default() });
+                together.stored += a.stored;
+                together.duplicates += a.duplicates;
+            }
+            Ok(a) => {
+                refused.get_or_insert(a);
+            }
+            Err(e) => unreached.push(format!("{}: {}", state.pool.nodes()[i].name(), e.message())),
+        }
+    }
+    if !unreached.is_empty() {
+        return Err(ApiError::Upstream(format!("not every mta-server took the events: {}", unreached.join("; "))));
+    }
+    Ok(taken.or(refused).unwrap_or_default())
 }

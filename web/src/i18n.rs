@@ -93,6 +93,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("success", "Success", "Réussite"),
     ("latency", "Latency p50/p99", "Latence p50/p99"),
     ("queue", "Queue depth", "File d'attente"),
+    ("nodes", "Delivery nodes", "Nœuds d'envoi"),
+    ("node_up", "reachable since", "joignable depuis"),
+    ("node_down", "unreachable since", "injoignable depuis"),
+    ("node_waiting", "messages waiting", "messages en attente"),
+    ("node_silent", "not reporting", "ne se signale plus"),
     (
         "degraded",
         "No provider can be tried now: mail waits in the queue.",

@@ -1,5 +1,6 @@
 //! The status page: providers with their circuit and success rate, the queue depth, a
-//! chart of mail sent per provider over the last hour (plain SVG), recent deliveries.
+//! chart of mail sent per provider over the last hour (plain SVG), recent deliveries,
+//! and each mta-server node: reachable or not since when, and what waits there.
 
 use std::time::Duration;
 
@@ -83,6 +84,20 @@ pub fn StatusView() -> impl IntoView {
                 <td>{format!("{} / {} ms", p["latency_p50_ms"], p["latency_p99_ms"])}</td>
             </tr> }
         }).collect_view();
+        let node_rows = v["nodes"].as_array().cloned().unwrap_or_default().into_iter().map(|n| {
+            let up = n["reachable"].as_bool();
+            let name = n["node_id"].as_str().or(n["url"].as_str()).unwrap_or_default().to_owned();
+            let since = n["since_ms"].as_f64();
+            let waiting = n["queued"].as_u64();
+            let reporting = n["reporting"].as_bool().unwrap_or(false);
+            let badge = if up == Some(false) { "failed" } else { "sent" };
+            view! { <li class="node">
+                <span class=format!("badge b-{badge}")>{name}</span>
+                {since.filter(|_| up.is_some()).map(|at| view! { " " {move || ctx.t(if up == Some(true) { "node_up" } else { "node_down" })} " " {move || date(at, ctx.lang.get().locale())} })}
+                {waiting.map(|q| view! { " · " {q} " " {move || ctx.t("node_waiting")} })}
+                {(!reporting).then(|| view! { " · " {move || ctx.t("node_silent")} })}
+            </li> }
+        }).collect_view();
         let recent_rows = recent.into_iter().map(|d| {
             let state = d["state"].as_str().unwrap_or_default().to_owned();
             let at = d["at_ms"].as_f64().unwrap_or(0.0);
@@ -95,6 +110,8 @@ pub fn StatusView() -> impl IntoView {
             <table id="providers"><thead><tr><th></th><th>{move || ctx.t("circuit")}</th><th>{move || ctx.t("success")}</th><th>{move || ctx.t("latency")}</th></tr></thead>
                 <tbody>{rows}</tbody></table>
             <p>{move || ctx.t("queue")} ": " <strong id="queue-depth">{v["queue_depth"].as_u64().unwrap_or(0)}</strong></p>
+            <h3>{move || ctx.t("nodes")}</h3>
+            <ul id="nodes">{node_rows}</ul>
             <h3>{move || ctx.t("chart")}</h3>
             {chart(&sent)}
             <h3>{move || ctx.t("recent")}</h3>

@@ -8,14 +8,17 @@
 //! same request sent again (after a 429, say) answers the copies already accepted with
 //! their first ids, and submits only the rest.
 
+use std::sync::Arc;
+
 use bitmail_proto::v1 as pb;
-use bitmail_proto::v1::admin_client::AdminClient;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_runtime::grpc::{Bearer, WithKey};
 use tokio::task::JoinSet;
 use tonic::Code;
+use tonic::metadata::MetadataMap;
 
 use super::Refusal;
+use crate::mta_pool::{MtaPool, Node};
 use crate::state::AppState;
 use axum::http::{HeaderMap, StatusCode};
 
@@ -24,10 +27,9 @@ const IN_FLIGHT: usize = 32;
 /// An `Idempotency-Key` leaves room for `#<copy>` in mta-server's 200 characters.
 const MAX_IDEMPOTENCY_KEY: usize = 190;
 
-/// mta-server's services, called with the app's own key.
+/// mta-server's services, called with the app's own key, through the pool.
 pub(crate) struct Upstream {
-    mta: MtaClient<WithKey>,
-    channel: tonic::transport::Channel,
+    pool: Arc<MtaPool>,
     bearer: Bearer,
 }
 
@@ -35,32 +37,37 @@ impl Upstream {
     /// A key that is not printable ASCII is no key of ours: 401.
     pub(crate) fn new(state: &AppState, key: &str) -> Result<Self, Refusal> {
         let bearer = Bearer::new(Some(key)).map_err(|_| unauthorized())?;
-        let mta = MtaClient::with_interceptor(state.mta_channel.clone(), bearer.clone())
-            .max_encoding_message_size(usize::MAX);
-        Ok(Upstream { mta, channel: state.mta_channel.clone(), bearer })
+        Ok(Upstream { pool: state.pool.clone(), bearer })
     }
 
-    /// mta-server's `Mta` service, with the app's key.
+    /// mta-server's `Mta` service, with the app's key, on the node the pool picks.
     pub(crate) fn mta(&self) -> MtaClient<WithKey> {
-        self.mta.clone()
+        self.pool.pick().mta(&self.bearer).max_encoding_message_size(usize::MAX)
     }
 
     /// The calling key's tenant, with its sending domains.
     pub(crate) async fn who_am_i(&self) -> Result<pb::WhoAmIResponse, Refusal> {
-        let mut admin = AdminClient::with_interceptor(self.channel.clone(), self.bearer.clone());
-        admin.who_am_i(pb::WhoAmIRequest {}).await.map(tonic::Response::into_inner).map_err(|s| refusal(&s))
+        let ask = |node: &Node| {
+            let mut admin = node.admin(&self.bearer);
+            async move { admin.who_am_i(pb::WhoAmIRequest {}).await.map(tonic::Response::into_inner) }
+        };
+        self.pool.any(ask).await.map_err(|s| refusal(&s))
     }
 
-    /// One message's status (`read` scope; the tenant's own messages only).
+    /// One message's status (`read` scope; the tenant's own messages only), from the
+    /// node that has it.
     pub(crate) async fn get_message(&self, id: &str) -> Result<pb::MessageStatus, Refusal> {
-        let request = pb::GetMessageRequest { message_id: id.to_owned() };
-        self.mta.clone().get_message(request).await.map(tonic::Response::into_inner).map_err(|s| refusal(&s))
+        self.pool.get_message(&self.bearer, id, None).await.map_err(|s| refusal(&s))
     }
 
-    /// A page of the tenant's event log.
+    /// A page of the tenant's event log (of the node the pool picks).
     pub(crate) async fn list_events(&self, after: String, limit: u32) -> Result<pb::ListEventsResponse, Refusal> {
         let request = pb::ListEventsRequest { after, limit, tenant: String::new() };
-        self.mta.clone().list_events(request).await.map(tonic::Response::into_inner).map_err(|s| refusal(&s))
+        let ask = |node: &Node| {
+            let (mut mta, request) = (node.mta(&self.bearer), request.clone());
+            async move { mta.list_events(request).await.map(tonic::Response::into_inner) }
+        };
+        self.pool.any(ask).await.map_err(|s| refusal(&s))
     }
 
     /// Submits `copies` (checking them all first when there are several, or when
@@ -99,14 +106,14 @@ impl Upstream {
             while running.len() < IN_FLIGHT
                 && let Some((i, copy)) = pending.next()
             {
-                let mut mta = self.mta.clone();
-                running.spawn(async move { (i, mta.submit(copy).await) });
+                let (pool, bearer) = (self.pool.clone(), self.bearer.clone());
+                running.spawn(async move { (i, pool.submit(&bearer, &MetadataMap::new(), copy).await) });
             }
             let Some(done) = running.join_next().await else { break };
             let (i, answer) =
                 done.map_err(|e| (0, Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string())))?;
             match answer {
-                Ok(response) => ids[i] = response.into_inner().message_id,
+                Ok(submitted) => ids[i] = submitted.response.message_id,
                 Err(status) => return Err((i, refusal(&status))),
             }
         }

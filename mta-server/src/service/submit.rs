@@ -100,6 +100,7 @@ impl MtaService {
         let idempotency =
             (!request.idempotency_key.is_empty()).then(|| format!("{}:{}", tenant.id, request.idempotency_key));
         let validate_only = request.validate_only;
+        let possible_duplicate = request.possible_duplicate;
         let not_before_ms = not_before(request.not_before_unix_ms, now_ms()).inspect_err(|_| {
             self.count_submission("invalid");
         })?;
@@ -134,7 +135,8 @@ impl MtaService {
                 quota_status(&e)
             })?,
         };
-        let accepted = self.spool.accept(&message, &tenant.id, idempotency, not_before_ms).await.inspect_err(|e| {
+        let accepted = self.spool.accept_flagged(&message, &tenant.id, idempotency, not_before_ms, possible_duplicate);
+        let accepted = accepted.await.inspect_err(|e| {
             self.count_submission(if matches!(e, SpoolError::Full { .. } | SpoolError::DiskFull(_)) {
                 "spool_full"
             } else {

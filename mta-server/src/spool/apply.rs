@@ -102,6 +102,7 @@ fn accept(
     }
     let mut status = Status::new(record.id.clone(), tenant, now);
     status.metadata = record.metadata.clone();
+    status.possible_duplicate = record.possible_duplicate;
     if let Some(at) = not_before_ms.filter(|at| *at > now) {
         status.due_ms = at;
         status.not_before_ms = at;

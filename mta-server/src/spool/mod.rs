@@ -214,7 +214,8 @@ impl Spool {
     /// and its maximum age counts from then). With an idempotency key already used in
     /// the last 24 hours, stores nothing and answers the first message's id. The message
     /// is `tenant`'s; idempotency keys are the caller's to scope (service.rs prefixes
-    /// them with the tenant).
+    /// them with the tenant). The tests' shorthand for [`Spool::accept_flagged`].
+    #[cfg(test)]
     pub(crate) async fn accept(
         &self,
         message: &Message,
@@ -222,11 +223,25 @@ impl Spool {
         key: Option<String>,
         not_before_ms: Option<u64>,
     ) -> Result<Accepted, SpoolError> {
+        self.accept_flagged(message, tenant, key, not_before_ms, false).await
+    }
+
+    /// [`Spool::accept`], with the status flagged `possible_duplicate` from the start
+    /// when `possible_duplicate` (a submission retried here after an ambiguous failure
+    /// on another node).
+    pub(crate) async fn accept_flagged(
+        &self,
+        message: &Message,
+        tenant: &str,
+        key: Option<String>,
+        not_before_ms: Option<u64>,
+        possible_duplicate: bool,
+    ) -> Result<Accepted, SpoolError> {
         let used = self.bytes_on_disk();
         if used >= self.quota {
             return Err(SpoolError::Full { used, quota: self.quota });
         }
-        let record = MessageRecord::from(message);
+        let record = MessageRecord { possible_duplicate, ..MessageRecord::from(message) };
         self.write(|reply| Op::Accept { record, tenant: tenant.to_owned(), key, not_before_ms, reply }).await
     }
 

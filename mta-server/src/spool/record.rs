@@ -378,6 +378,10 @@ pub struct MessageRecord {
     /// The client's own MIME (SMTP submission), sent whole where a provider takes MIME.
     #[prost(bytes = "vec", optional, tag = "15")]
     pub raw: Option<Vec<u8>>,
+    /// Submitted again on this node after an ambiguous failure on another
+    /// (`SubmitRequest.possible_duplicate`): its status starts flagged.
+    #[prost(bool, tag = "16")]
+    pub possible_duplicate: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -428,6 +432,7 @@ impl From<&Message> for MessageRecord {
             tags: m.tags.clone(),
             metadata: m.metadata.clone(),
             raw: m.raw.as_deref().map(<[u8]>::to_vec),
+            possible_duplicate: false,
         }
     }
 }

@@ -172,6 +172,20 @@ async fn an_idempotency_key_answers_the_first_id() {
 }
 
 #[tokio::test]
+async fn a_submission_retried_from_another_node_is_stored_flagged() {
+    let path = temp_path("flagged");
+    let _ = std::fs::remove_file(&path);
+    let spool = Spool::open(&path, settings()).unwrap();
+    let key = Some("edge-1".to_owned());
+    assert_eq!(spool.accept_flagged(&message("a"), "default", key, None, true).await.unwrap(), Accepted::New);
+    spool.accept(&message("b"), "default", None, None).await.unwrap();
+    assert!(spool.status("a").await.unwrap().unwrap().possible_duplicate);
+    assert!(!spool.status("b").await.unwrap().unwrap().possible_duplicate);
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
 async fn over_quota_refuses_new_mail_and_keeps_the_old() {
     let path = temp_path("quota");
     let _ = std::fs::remove_file(&path);

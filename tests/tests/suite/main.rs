@@ -23,6 +23,7 @@ mod provider_limits;
 mod rich_content;
 mod scheduling;
 mod ses;
+mod several_mtas;
 mod smtp_relay;
 mod smtp_submission;
 mod standard_grpc_services;

@@ -296,6 +296,21 @@ impl Cluster {
         self.client_for(addr, None)
     }
 
+    /// Another mta-server on the same backend and `[tenants] store` (so the same keys
+    /// and tenants), with its own spool, configured like the first and then by `tune`;
+    /// it stops when the answer is stopped or dropped (several nodes, `several_mtas.rs`).
+    pub async fn another_mta(&self, tune: impl FnOnce(&mut mta_server::config::Config)) -> OtherMta {
+        let mut config = self.mta_config.clone();
+        config.listen = loopback();
+        config.spool.path = self.state_dir.join(format!("spool-{}.redb", uuid_like()));
+        tune(&mut config);
+        let mta = mta_server::server::Server::bind(&config).await.expect("the other mta binds");
+        let addr = mta.local_addr().unwrap();
+        let (stop, rx) = watch::channel(false);
+        let served = tokio::spawn(mta.serve(stopped(&rx)));
+        OtherMta { addr, stop, served: Some(served) }
+    }
+
     /// An HTTPS client that trusts only the edge's generated certificate and reaches it
     /// as `https://localhost:PORT`.
     pub fn https_client(&self) -> (reqwest::Client, String) {
@@ -317,6 +332,30 @@ impl Cluster {
             .build()
             .unwrap();
         (client, format!("https://localhost:{}", edge.port()))
+    }
+}
+
+/// An mta-server started by [`Cluster::another_mta`].
+pub struct OtherMta {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    served: Option<tokio::task::JoinHandle<Result<(), mta_server::server::BoxError>>>,
+}
+
+impl OtherMta {
+    /// Stops it (its grace period, `shutdown_grace_secs`, bounds the wait) and waits
+    /// until it has stopped: its port refuses connections from then on.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
+    }
+}
+
+impl Drop for OtherMta {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
     }
 }
 
