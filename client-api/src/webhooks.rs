@@ -26,8 +26,10 @@
 //! status is in the spool of the node that took it, which alone stores its events (the
 //! others count them unknown), and each node keeps its own suppression list. Each node
 //! stores an event once, so when one cannot be reached the answer is 503 and the
-//! provider's retry is safe for the nodes that took it already. Received mail goes to
-//! one node (the next if the first is not reached).
+//! provider's retry is safe for the nodes that took it already; unless the nodes reached
+//! placed every event between them (each answers how many it did not hold), so that one
+//! node down for long does not hold back the others' events. Received mail goes to one
+//! node (the next if the first is not reached).
 
 use std::sync::Arc;
 
@@ -163,10 +165,13 @@ async fn to_every_node(state: &AppState, request: pb::WebhookRequest) -> Result<
     let mut answers = asked.join_all().await;
     answers.sort_by_key(|(i, _)| *i);
     let (mut taken, mut refused, mut unreached) = (None::<pb::WebhookResponse>, None, Vec::new());
+    // How many events the request carried, as a node that took it counted them.
+    let mut events = 0;
     for (i, answer) in answers {
         state.pool.note(i, &answer);
         match answer {
             Ok(a) if a.http_status == 200 => {
+                events = events.max(a.stored + a.duplicates + a.unknown);
                 let together =
                     taken.get_or_insert_with(|| pb::WebhookResponse { http_status: 200, ..Default::default() });
                 together.stored += a.stored;
@@ -178,7 +183,11 @@ async fn to_every_node(state: &AppState, request: pb::WebhookRequest) -> Result<
             Err(e) => unreached.push(format!("{}: {}", state.pool.nodes()[i].name(), e.message())),
         }
     }
-    if !unreached.is_empty() {
+    // A node not reached may hold some event's message, unless the nodes reached placed
+    // every event between them: then nothing waits for it, and a node down for long does
+    // not hold back every other node's events.
+    let placed = taken.as_ref().map_or(0, |t| t.stored + t.duplicates);
+    if !unreached.is_empty() && (events == 0 || placed < events) {
         return Err(ApiError::Upstream(format!("not every mta-server took the events: {}", unreached.join("; "))));
     }
     Ok(taken.or(refused).unwrap_or_default())

@@ -10,6 +10,7 @@ mod admin_api;
 mod admin_console_browser;
 mod app_api;
 mod bad_input;
+mod cluster;
 mod delivery_events;
 mod fail_over;
 mod https_edge;

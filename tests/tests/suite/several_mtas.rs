@@ -291,7 +291,7 @@ async fn a_delivery_event_through_the_edge_reaches_the_node_that_holds_the_messa
     }
     assert_ne!(sent[0].0, sent[1].0, "one message on each node");
 
-    for (i, (n, id, to)) in sent.iter().enumerate() {
+    let event = |i: usize, kind: &str, id: &str, to: &str| {
         let ts = bitmail_runtime::time::now_ms() / 1000;
         let token = format!("tok-{i}");
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SIGNING.as_bytes());
@@ -300,17 +300,32 @@ async fn a_delivery_event_through_the_edge_reaches_the_node_that_holds_the_messa
         let body = json!({
             "signature": { "timestamp": ts.to_string(), "token": token, "signature": hex },
             "event-data": {
-                "event": "delivered", "id": format!("mg-ev-{i}"), "timestamp": ts as f64,
+                "event": kind, "id": format!("mg-ev-{i}"), "timestamp": ts as f64,
                 "recipient": to, "user-variables": { "bitmail_id": id },
             },
         });
         let url = format!("{base}/webhooks/mailgun/events");
-        let response = ada.http.post(url).header("content-type", "application/json").body(body.to_string()).send();
-        let response = response.await.unwrap();
+        ada.http.post(url).header("content-type", "application/json").body(body.to_string()).send()
+    };
+    for (i, (n, id, to)) in sent.iter().enumerate() {
+        let response = event(i, "delivered", id, to).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.text().await.unwrap(), "stored 1, seen before 0\n", "stored by the node with {id}");
         let status = direct[*n].clone().get_message(pb::GetMessageRequest { message_id: id.clone() }).await;
         let events = status.unwrap().into_inner().events;
         assert_eq!(events.iter().map(|e| e.kind()).collect::<Vec<_>>(), [pb::EventKind::Delivered], "node {n}");
     }
+
+    // mta-2 goes down. An event for mta-1's message is placed by mta-1 alone: 200, so a
+    // node down for long does not hold back the others' events. One for mta-2's message
+    // belongs to no node reached: 503, and the provider posts it again later.
+    second.stop().await;
+    let on = |node: usize| sent.iter().find(|(n, _, _)| *n == node).expect("a message on each node");
+    let (_, id, to) = on(0);
+    let response = event(10, "opened", id, to).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "mta-1's own event with mta-2 down");
+    assert_eq!(response.text().await.unwrap(), "stored 1, seen before 0\n");
+    let (_, id, to) = on(1);
+    let response = event(11, "opened", id, to).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "mta-2's event with mta-2 down");
 }
