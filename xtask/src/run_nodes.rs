@@ -72,13 +72,14 @@ pub(crate) struct Inputs {
     pub(crate) providers: String,
 }
 
-/// THE ONE PLACE where an edge is told which mta-servers to use. Today client-api takes
-/// one (`mta_url`): edge i uses mta-server i. Once client-api's config has
-/// `mta_urls = [..]`, return `mta_urls = [<every node's https://mta>]` here instead, so
-/// that each edge fails over between all of them (and update the test below).
+/// The mta-servers an edge sends to: every node's, each with its `node_id` (so the
+/// status page matches a node to its report); the pool takes turns among them.
 fn edge_mta_lines(edge: &Node, all: &[Node]) -> String {
-    let _ = all;
-    format!("mta_url = \"https://{}\"\n", edge.mta)
+    let mut nodes: Vec<&Node> = all.iter().filter(|n| n.mta == edge.mta).collect();
+    nodes.extend(all.iter().filter(|n| n.mta != edge.mta));
+    let entries: Vec<String> =
+        nodes.iter().map(|n| format!("{{ url = \"https://{}\", node_id = \"{}\" }}", n.mta, n.mta_name())).collect();
+    format!("mta_urls = [{}]\n", entries.join(", "))
 }
 
 /// `(file name without .toml, text)` for every service of an `all.len()`-node cluster.
@@ -308,10 +309,14 @@ mod tests {
             assert_eq!(str_at(mta, "tenants.tls.cert_file"), "/d/tls/mta-server.pem");
             assert_eq!(str_at(mta, "providers.0.name"), "sendgrid-stand-in");
         }
-        // Until client-api has mta_urls: edge i is edge-to-mta i, each with its own state.
+        // Every edge sends to both MTAs (its own first), each with its own state.
         for (i, edge) in [(1, of("edge-1")), (2, of("edge-2"))] {
-            assert_eq!(str_at(edge, "mta_url"), format!("https://{}", Node::new(i).mta));
-            assert!(edge.get("mta_urls").is_none());
+            let other = 3 - i;
+            assert_eq!(str_at(edge, "mta_urls.0.url"), format!("https://{}", Node::new(i).mta));
+            assert_eq!(str_at(edge, "mta_urls.0.node_id"), format!("mta-{i}"));
+            assert_eq!(str_at(edge, "mta_urls.1.url"), format!("https://{}", Node::new(other).mta));
+            assert_eq!(str_at(edge, "mta_urls.1.node_id"), format!("mta-{other}"));
+            assert!(edge.get("mta_url").is_none());
             assert_eq!(str_at(edge, "backend_url"), format!("https://{BACKEND}"));
             assert_eq!(str_at(edge, "state_dir"), format!("/d/nodes/edge-{i}"));
             assert_eq!(str_at(edge, "mta_key.file"), "/t/client-api.key");

@@ -494,13 +494,18 @@ fn a_rolling_deploy_over_two_edges_and_two_mtas_loses_no_request() {
                 i + 1
             ),
         );
-        // Until client-api takes several mta_urls, edge i uses mta-server i.
+        // Every edge sends to both mta-servers.
         write(
             &format!("edge-{}.toml", i + 1),
             format!(
-                "listen = \"127.0.0.1:{}\"\nstate_dir = \"data/client-api\"\nmta_url = \"http://127.0.0.1:{}\"\n\
+                "listen = \"127.0.0.1:{}\"\nstate_dir = \"data/client-api\"\n\
+                 mta_urls = [{{ url = \"http://127.0.0.1:{}\", node_id = \"mta-{}\" }}, {{ url = \"http://127.0.0.1:{}\", node_id = \"mta-{}\" }}]\n\
                  backend_url = \"http://127.0.0.1:{backend}\"\n",
-                edges[i], mtas[i]
+                edges[i],
+                mtas[i],
+                i + 1,
+                mtas[1 - i],
+                2 - i
             ),
         );
     }
