@@ -64,7 +64,10 @@ use out::tell;
 fn main() -> ExitCode {
     let cli = cli::parse();
     let done = match cli.command {
-        cli::Command::Run { release, nodes } => run::run(release, nodes),
+        cli::Command::Run { release, nodes } => run::prepare(release).and_then(|p| match nodes {
+            1 => run::run_one(&p),
+            n => run_nodes::run(&p, n),
+        }),
         cli::Command::Test => test::test(),
         cli::Command::Web => web::web().map(drop),
         cli::Command::Bench(cli::Bench::Mta) => bench::bench_mta(),

@@ -266,7 +266,7 @@ pub(crate) fn tls_section(tls_dir: &Path, section: &str, name: &str) -> String {
     )
 }
 
-fn prepare(release: bool) -> Result<Prepared> {
+pub(crate) fn prepare(release: bool) -> Result<Prepared> {
     let profile = if release { "release" } else { "debug" };
     let web_dir = web()?;
     step("building the services");
@@ -309,14 +309,10 @@ pub(crate) fn wait_for_any(children: &mut Children) -> Result<()> {
     }
 }
 
-/// `cargo xtask run --nodes N`: one node is [`run_one`]; more are `run_nodes`.
-pub(crate) fn run(release: bool, nodes: u8) -> Result<()> {
-    let p = prepare(release)?;
-    if nodes > 1 { crate::run_nodes::run(&p, nodes) } else { run_one(&p) }
-}
-
-/// One of each service, the store in a redb file (`data/backend/store.redb`).
-fn run_one(p: &Prepared) -> Result<()> {
+/// `cargo xtask run`: one of each service, the store in a redb file
+/// (`data/backend/store.redb`). With `--nodes N`, `main` hands the prepared run to
+/// `run_nodes` instead (which uses this module's pieces, so this one does not call it).
+pub(crate) fn run_one(p: &Prepared) -> Result<()> {
     let dir = &p.dir;
     let mail_domain = &p.providers.mail_domain;
     let provider = &p.providers.toml;
