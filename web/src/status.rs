@@ -84,20 +84,36 @@ pub fn StatusView() -> impl IntoView {
                 <td>{format!("{} / {} ms", p["latency_p50_ms"], p["latency_p99_ms"])}</td>
             </tr> }
         }).collect_view();
-        let node_rows = v["nodes"].as_array().cloned().unwrap_or_default().into_iter().map(|n| {
-            let up = n["reachable"].as_bool();
-            let name = n["node_id"].as_str().or(n["url"].as_str()).unwrap_or_default().to_owned();
-            let since = n["since_ms"].as_f64();
-            let waiting = n["queued"].as_u64();
-            let reporting = n["reporting"].as_bool().unwrap_or(false);
-            let badge = if up == Some(false) { "failed" } else { "sent" };
-            view! { <li class="node">
-                <span class=format!("badge b-{badge}")>{name}</span>
-                {since.filter(|_| up.is_some()).map(|at| view! { " " {move || ctx.t(if up == Some(true) { "node_up" } else { "node_down" })} " " {move || date(at, ctx.lang.get().locale())} })}
-                {waiting.map(|q| view! { " · " {q} " " {move || ctx.t("node_waiting")} })}
-                {(!reporting).then(|| view! { " · " {move || ctx.t("node_silent")} })}
-            </li> }
-        }).collect_view();
+        let node_rows = v["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| {
+                let up = n["reachable"].as_bool();
+                let name = n["node_id"].as_str().or(n["url"].as_str()).unwrap_or_default().to_owned();
+                let since = n["since_ms"].as_f64();
+                let waiting = n["queued"].as_u64();
+                let reporting = n["reporting"].as_bool().unwrap_or(false);
+                let badge = if up == Some(false) { "failed" } else { "sent" };
+                // One text, not a fragment per part: each optional view is code in the bundle.
+                let text = move || {
+                    let mut text = String::new();
+                    if let (Some(at), Some(up)) = (since, up) {
+                        let state = ctx.t(if up { "node_up" } else { "node_down" });
+                        text = format!(" {state} {}", date(at, ctx.lang.get().locale()));
+                    }
+                    if let Some(q) = waiting {
+                        text.push_str(&format!(" · {q} {}", ctx.t("node_waiting")));
+                    }
+                    if !reporting {
+                        text.push_str(&format!(" · {}", ctx.t("node_silent")));
+                    }
+                    text
+                };
+                view! { <li class="node"><span class=format!("badge b-{badge}")>{name}</span>{text}</li> }
+            })
+            .collect_view();
         let recent_rows = recent.into_iter().map(|d| {
             let state = d["state"].as_str().unwrap_or_default().to_owned();
             let at = d["at_ms"].as_f64().unwrap_or(0.0);
