@@ -387,3 +387,17 @@ fn check(body: &Value) -> Result<(), Problem> {
     }
     Ok(())
 }
+
+/// A SendGrid Inbound Parse post in its raw-MIME mode, as SendGrid would make it: a plain
+/// text mail from carol@example.net to bob@bitmail.test with this subject, `Message-ID`
+/// (without the angle brackets) and text.
+pub fn inbound_parse_form(subject: &str, message_id: &str, text: &str) -> reqwest::multipart::Form {
+    let raw = format!(
+        "From: Carol <carol@example.net>\r\nTo: bob@bitmail.test\r\nSubject: {subject}\r\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{message_id}>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
+    );
+    reqwest::multipart::Form::new()
+        .text("email", raw)
+        .text("envelope", r#"{"to":["bob@bitmail.test"],"from":"carol@example.net"}"#)
+}

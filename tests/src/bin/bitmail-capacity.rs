@@ -160,18 +160,6 @@ fn row(path: &str, n: usize, took: Duration, before: &Reading, after: &Reading) 
     );
 }
 
-fn inbound_form(i: usize) -> reqwest::multipart::Form {
-    let raw = format!(
-        "From: Carol <carol@example.net>\r\nTo: bob@bitmail.test\r\nSubject: inbound {i}\r\n\
-         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <capacity-{i}@example.net>\r\n\
-         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
-        "A line of an ordinary reply, about as long as people write them. ".repeat(12)
-    );
-    reqwest::multipart::Form::new()
-        .text("email", raw)
-        .text("envelope", r#"{"to":["bob@bitmail.test"],"from":"carol@example.net"}"#)
-}
-
 fn mta_config(dir: &Path, port: u16, backend: u16, fake: &FakeSendGrid) -> String {
     format!(
         "listen = \"127.0.0.1:{port}\"\nshutdown_grace_secs = 1\n[spool]\npath = {:?}\n[delivery]\nconcurrency = 256\n\
@@ -317,7 +305,11 @@ async fn main() -> anyhow::Result<()> {
                 .http
                 .post(format!("{}/webhooks/sendgrid/inbound", node.base))
                 .basic_auth("bitmail", Some(INBOUND_PASSWORD))
-                .multipart(inbound_form(i))
+                .multipart(bitmail_tests::sendgrid::inbound_parse_form(
+                    &format!("inbound {i}"),
+                    &format!("capacity-{i}@example.net"),
+                    &"A line of an ordinary reply, about as long as people write them. ".repeat(12),
+                ))
                 .send()
                 .await?;
             if response.status() != reqwest::StatusCode::OK {

@@ -82,17 +82,6 @@ impl Acked {
     }
 }
 
-fn inbound_form(n: usize) -> reqwest::multipart::Form {
-    let raw = format!(
-        "From: Carol <carol@example.net>\r\nTo: bob@bitmail.test\r\nSubject: inbound {n}\r\n\
-         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <fault-inbound-{n}@example.net>\r\n\
-         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello {n}\r\n"
-    );
-    reqwest::multipart::Form::new()
-        .text("email", raw)
-        .text("envelope", r#"{"to":["bob@bitmail.test"],"from":"carol@example.net"}"#)
-}
-
 fn submission(key: &str, text_bytes: usize) -> pb::SubmitRequest {
     pb::SubmitRequest {
         from: "ada@bitmail.test".into(),
@@ -250,11 +239,7 @@ async fn the_whole_stack_survives_kills_a_stopped_store_and_a_full_spool_disk() 
                     break;
                 }
                 let subject = format!("webmail {n}");
-                let body = json!({ "to": "carol@example.net", "subject": subject, "text": "from the webmail" });
-                if let Some((StatusCode::ACCEPTED, sent)) =
-                    ada.call(reqwest::Method::POST, "/api/messages", Some(body)).await
-                {
-                    let id = sent["mta_id"].as_str().expect("an outside recipient: an mta id").to_owned();
+                if let Some(id) = ada.send_out(&subject).await {
                     acked.lock().await.webmail.insert(subject, id);
                     tokio::time::sleep(Duration::from_millis(40)).await;
                 } else {
@@ -275,7 +260,11 @@ async fn the_whole_stack_survives_kills_a_stopped_store_and_a_full_spool_disk() 
                     let response = http
                         .post(format!("{base}/webhooks/sendgrid/inbound"))
                         .basic_auth("bitmail", Some(INBOUND_PASSWORD))
-                        .multipart(inbound_form(n))
+                        .multipart(bitmail_tests::sendgrid::inbound_parse_form(
+                            &format!("inbound {n}"),
+                            &format!("fault-inbound-{n}@example.net"),
+                            &format!("hello {n}"),
+                        ))
                         .send()
                         .await;
                     if response.is_ok_and(|r| r.status() == StatusCode::OK) {

@@ -42,6 +42,18 @@ pub struct User {
 }
 
 impl User {
+    /// A webmail send of `subject` to an outside address: the mta id when answered 202,
+    /// None for any other answer or none.
+    pub async fn send_out(&self, subject: &str) -> Option<String> {
+        let body = json!({ "to": "carol@example.net", "subject": subject, "text": "from the webmail" });
+        match self.call(reqwest::Method::POST, "/api/messages", Some(body)).await {
+            Some((StatusCode::ACCEPTED, sent)) => {
+                Some(sent["mta_id"].as_str().expect("an outside recipient: an mta id").to_owned())
+            }
+            _ => None,
+        }
+    }
+
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Option<(StatusCode, Value)> {
         let mut request = self
             .http
