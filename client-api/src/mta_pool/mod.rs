@@ -34,6 +34,7 @@ use bitmail_proto::v1::admin_client::AdminClient;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_runtime::grpc::{Bearer, WithKey};
 use bitmail_runtime::metrics::Registry;
+use bitmail_runtime::sync::lock;
 use bitmail_runtime::time::now_ms;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -81,7 +82,7 @@ impl Node {
     }
 
     pub(crate) fn health(&self) -> NodeHealth {
-        let h = *self.health.lock().expect("health lock");
+        let h = *lock(&self.health);
         NodeHealth { reachable: h.failures == 0, since_ms: h.since_ms, failures: h.failures }
     }
 
@@ -142,7 +143,7 @@ impl MtaPool {
         let mut healthy = Vec::with_capacity(n);
         let mut failing = Vec::new();
         for i in (0..n).map(|k| (first + k) % n) {
-            let h = *self.nodes[i].health.lock().expect("health lock");
+            let h = *lock(&self.nodes[i].health);
             match h.skip_until {
                 None => healthy.push(i),
                 Some(until) => failing.push((until.max(now), i)),
@@ -159,7 +160,7 @@ impl MtaPool {
         let now = Instant::now();
         let mut due = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
-            let mut h = node.health.lock().expect("health lock");
+            let mut h = lock(&node.health);
             if let Some(until) = h.skip_until
                 && until <= now
             {
@@ -207,7 +208,7 @@ impl MtaPool {
 
     /// The node answered (whatever it said).
     pub(crate) fn succeeded(&self, i: usize) {
-        let mut h = self.nodes[i].health.lock().expect("health lock");
+        let mut h = lock(&self.nodes[i].health);
         if h.failures > 0 {
             tracing::info!(node = %self.nodes[i].name(), "mta-server reachable again");
             h.since_ms = now_ms();
@@ -218,7 +219,7 @@ impl MtaPool {
 
     /// The node failed in transport: skipped for a back-off that grows.
     pub(crate) fn failed(&self, i: usize, error: &str) {
-        let mut h = self.nodes[i].health.lock().expect("health lock");
+        let mut h = lock(&self.nodes[i].health);
         if h.failures == 0 {
             tracing::warn!(node = %self.nodes[i].name(), error, "mta-server unreachable");
             h.since_ms = now_ms();
@@ -238,7 +239,7 @@ impl MtaPool {
 
     /// Remembers that node `i` took message `id`.
     fn place(&self, id: &str, i: usize) {
-        let mut placed = self.placed.lock().expect("placed lock");
+        let mut placed = lock(&self.placed);
         if placed.node_of.insert(id.to_owned(), i).is_none() {
             placed.order.push_back(id.to_owned());
         }
@@ -251,7 +252,7 @@ impl MtaPool {
 
     /// The node that took message `id`, when this edge submitted it (and remembers).
     pub(crate) fn placed(&self, id: &str) -> Option<usize> {
-        self.placed.lock().expect("placed lock").node_of.get(id).copied()
+        lock(&self.placed).node_of.get(id).copied()
     }
 }
 
