@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["bitmail/v1/mta.proto", "bitmail/v1/admin.proto", "bitmail/v1/store.proto"];
+    let protos = ["bitmail/v1/mta.proto", "bitmail/v1/admin.proto", "bitmail/v1/lists.proto", "bitmail/v1/store.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

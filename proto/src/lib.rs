@@ -2,6 +2,8 @@
 //!
 //! - `bitmail/v1/mta.proto`: service `Mta`, mail submission and delivery status
 //!   (served by `mta-server`);
+//! - `bitmail/v1/lists.proto`: service `Lists`, mailing lists, campaigns and their
+//!   background tasks (served by `mta-server`);
 //! - `bitmail/v1/store.proto`: service `Store`, the JSON-map document store (served by
 //!   `backend-server`).
 //!
