@@ -21,6 +21,11 @@ fn network(e: JsValue) -> ApiErr {
 
 /// One call. `csrf` is sent as `X-CSRF-Token`; a JSON body when `body` is Some.
 pub async fn call(method: &str, path: &str, body: Option<&Value>, csrf: &str) -> Result<Value, ApiErr> {
+    send(method, path, body.map(|b| ("application/json", JsValue::from_str(&b.to_string()))), csrf).await
+}
+
+/// One call with a body of any type (content type, then a string, a `Blob` or bytes).
+pub async fn send(method: &str, path: &str, body: Option<(&str, JsValue)>, csrf: &str) -> Result<Value, ApiErr> {
     let init = RequestInit::new();
     init.set_method(method);
     init.set_credentials(RequestCredentials::SameOrigin);
@@ -29,9 +34,9 @@ pub async fn call(method: &str, path: &str, body: Option<&Value>, csrf: &str) ->
     if !csrf.is_empty() {
         headers.set("x-csrf-token", csrf).map_err(network)?;
     }
-    if let Some(body) = body {
-        headers.set("content-type", "application/json").map_err(network)?;
-        init.set_body(&JsValue::from_str(&body.to_string()));
+    if let Some((content_type, body)) = body {
+        headers.set("content-type", content_type).map_err(network)?;
+        init.set_body(&body);
     }
     init.set_headers(&headers);
     let request = Request::new_with_str_and_init(path, &init).map_err(network)?;

@@ -5,7 +5,9 @@
 use leptos::prelude::*;
 use serde_json::Value;
 
-use crate::api::{ApiErr, call};
+use wasm_bindgen::JsValue;
+
+use crate::api::{ApiErr, send};
 use crate::i18n::{Lang, error_text, t};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +33,10 @@ pub enum Admin {
     Providers,
     Suppressions,
     Audit,
+    /// A tenant's mailing lists (empty: the admin's own tenant).
+    Lists(String),
+    /// One list: (tenant, list id).
+    List(String, String),
 }
 
 /// The signed-in user.
@@ -87,7 +93,12 @@ impl Ctx {
     }
 
     pub async fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ApiErr> {
-        let result = call(method, path, body, &self.csrf()).await;
+        self.send(method, path, body.map(|b| ("application/json", JsValue::from_str(&b.to_string())))).await
+    }
+
+    /// A call with a body of any type (`api::send`); a lapsed session goes to the log-in.
+    pub async fn send(&self, method: &str, path: &str, body: Option<(&str, JsValue)>) -> Result<Value, ApiErr> {
+        let result = send(method, path, body, &self.csrf()).await;
         if let Err(e) = &result
             && e.code == "unauthorized"
         {

@@ -4,20 +4,15 @@
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use serde_json::Value;
-use wasm_bindgen::JsValue;
 
-use super::ui::{field, query, run, s, when};
+use super::ui::{field, local_ms, query, run, s, when};
 use crate::state::Ctx;
 
 const PAGE: &str = "50";
 
 /// A `datetime-local` value (the reader's time zone) as ms since the epoch; empty if none.
 fn ms(local: &str) -> String {
-    if local.is_empty() {
-        return String::new();
-    }
-    let t = js_sys::Date::new(&JsValue::from_str(local)).get_time();
-    if t.is_nan() { String::new() } else { format!("{t:.0}") }
+    local_ms(local).map(|t| format!("{t:.0}")).unwrap_or_default()
 }
 
 /// A before/after value: compact JSON, or "–" when there is none.

@@ -4,26 +4,12 @@
 
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 use serde_json::{Value, json};
-use wasm_bindgen_futures::JsFuture;
 
-use super::ui::{cell, field, head, joined, run, s, seg, when};
+use super::ui::{cell, copy, field, head, joined, run, s, seg, when};
 use crate::state::Ctx;
 
 const SCOPES: [&str; 4] = ["send", "read", "admin", "service"];
-
-/// Copies the secret with `navigator.clipboard`, and says whether it worked.
-fn copy(ctx: Ctx, text: String) {
-    spawn_local(async move {
-        let Some(window) = web_sys::window() else { return };
-        let copied = JsFuture::from(window.navigator().clipboard().write_text(&text)).await;
-        match copied {
-            Ok(_) => ctx.notice("copied"),
-            Err(_) => ctx.flash.set(Some((true, ctx.tr("copy_failed").to_owned()))),
-        }
-    });
-}
 
 #[component]
 pub fn Keys(tenant: String) -> impl IntoView {

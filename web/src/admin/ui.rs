@@ -7,14 +7,16 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde_json::Value;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
 
 use crate::api::{ApiErr, date};
 use crate::i18n::{error_text, t};
 use crate::state::Ctx;
 
-/// Shows an API error: our sentence for its code, then the server's message (it names
+/// An API error: our sentence for its code, then the server's message (it names
 /// the bad field, the missing tenant, the conflicting version).
-pub fn fail(ctx: Ctx, e: &ApiErr) {
+pub fn fail_text(ctx: Ctx, e: &ApiErr) -> String {
     let lang = ctx.lang.get_untracked();
     let lead = match e.code.as_str() {
         "bad_request" => t(lang, "e_bad_request").to_owned(),
@@ -22,24 +24,77 @@ pub fn fail(ctx: Ctx, e: &ApiErr) {
         "conflict" => t(lang, "e_conflict").to_owned(),
         _ => error_text(lang, e),
     };
-    let text = if e.message.is_empty() || lead.ends_with(&e.message) { lead } else { format!("{lead} {}", e.message) };
-    ctx.flash.set(Some((true, text)));
+    if e.message.is_empty() || lead.ends_with(&e.message) { lead } else { format!("{lead} {}", e.message) }
 }
+
+/// Where a call's error is shown: the page's notice (None), or a line next to the form
+/// that made the call (see [`error_line`]).
+pub type Shown = Option<RwSignal<Option<String>>>;
 
 /// Calls the API; on success runs `done` with the answer, else shows the error.
 pub fn run(ctx: Ctx, method: &'static str, path: String, body: Option<Value>, done: impl FnOnce(Value) + 'static) {
-    run_boxed(ctx, method, path, body, Box::new(done));
+    let body = body.map(|b| ("application/json", JsValue::from_str(&b.to_string())));
+    call(ctx, None, method, path, body, Box::new(done));
+}
+
+/// [`run`] with the error shown next to the form whose line is `shown`.
+pub fn run_at(
+    ctx: Ctx,
+    shown: RwSignal<Option<String>>,
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    done: impl FnOnce(Value) + 'static,
+) {
+    let body = body.map(|b| ("application/json", JsValue::from_str(&b.to_string())));
+    call(ctx, Some(shown), method, path, body, Box::new(done));
 }
 
 /// One future type for every call of the console (a generic one per call site would
-/// each carry a copy of the request code: kilobytes of WebAssembly apiece).
-fn run_boxed(ctx: Ctx, method: &'static str, path: String, body: Option<Value>, done: Box<dyn FnOnce(Value)>) {
+/// each carry a copy of the request code: kilobytes of WebAssembly apiece). `body` is
+/// its content type and content.
+pub fn call(
+    ctx: Ctx,
+    shown: Shown,
+    method: &'static str,
+    path: String,
+    body: Option<(&'static str, JsValue)>,
+    done: Box<dyn FnOnce(Value)>,
+) {
     spawn_local(async move {
-        match ctx.api(method, &path, body.as_ref()).await {
+        let answer = ctx.send(method, &path, body).await;
+        if let Some(line) = shown {
+            line.set(answer.as_ref().err().map(|e| fail_text(ctx, e)));
+        }
+        match answer {
             Ok(v) => done(v),
-            Err(e) => fail(ctx, &e),
+            Err(e) if shown.is_none() => ctx.flash.set(Some((true, fail_text(ctx, &e)))),
+            Err(_) => {}
         }
     });
+}
+
+/// The error line of a form (`id`), empty until a call of the form fails.
+pub fn error_line(id: &'static str, shown: RwSignal<Option<String>>) -> impl IntoView {
+    move || shown.get().map(|text| view! { <p class="flash err" id=id role="alert">{text}</p> })
+}
+
+/// Copies `text` with `navigator.clipboard`, and says whether it worked.
+pub fn copy(ctx: Ctx, text: String) {
+    spawn_local(async move {
+        let Some(window) = web_sys::window() else { return };
+        let copied = JsFuture::from(window.navigator().clipboard().write_text(&text)).await;
+        match copied {
+            Ok(_) => ctx.notice("copied"),
+            Err(_) => ctx.flash.set(Some((true, ctx.tr("copy_failed").to_owned()))),
+        }
+    });
+}
+
+/// A `datetime-local` value (the reader's time zone) as ms since the epoch.
+pub fn local_ms(local: &str) -> Option<f64> {
+    let t = js_sys::Date::new(&JsValue::from_str(local)).get_time();
+    (!local.is_empty() && !t.is_nan()).then_some(t)
 }
 
 /// A time in ms since the epoch as the reader's language writes it; 0 is "never".
@@ -103,4 +158,15 @@ fn td(label: &'static str, content: AnyView) -> AnyView {
 pub fn head(ctx: Ctx, labels: &'static [&'static str]) -> impl IntoView {
     let cells = labels.iter().map(|l| view! { <th>{if l.is_empty() { "" } else { ctx.tr(l) }}</th> }).collect_view();
     view! { <thead><tr>{cells}</tr></thead> }
+}
+
+/// The ids of `items`, changing only when an item comes or goes: rows drawn from it are
+/// drawn once, and follow their item through [`item`].
+pub fn ids(items: RwSignal<Option<Vec<Value>>>) -> Memo<Option<Vec<String>>> {
+    Memo::new(move |_| items.with(|l| l.as_ref().map(|l| l.iter().map(|v| s(v, "id")).collect())))
+}
+
+/// The item of `items` whose id is `id` (null once it is gone), changing only with it.
+pub fn item(items: RwSignal<Option<Vec<Value>>>, id: String) -> Memo<Value> {
+    Memo::new(move |_| items.with(|l| l.iter().flatten().find(|v| v["id"] == id.as_str()).cloned().unwrap_or_default()))
 }
