@@ -12,10 +12,11 @@ use common::{Cluster, sendgrid};
 /// The first visit's budget, compressed (the issue's goal): what every user downloads.
 const BUDGET_BYTES: usize = 150 * 1024;
 
-/// The admin console's first visit (`/admin/`, only admins), compressed: what it
-/// measured (201 474 bytes, 196.8 KiB, once received mail showed its warnings and sent
-/// mail its providers' events; 190 244 before), rounded up to the next 10 KiB.
-const CONSOLE_BUDGET_BYTES: usize = 200 * 1024;
+/// The admin console's first visit (`/admin/`, only admins, so it may weigh more than
+/// the webmail), compressed. 200 KiB until the mailing lists' pages (issue 17: lists,
+/// subscribers, imports and exports, campaigns, the tasks with their progress) took it
+/// from 203 276 bytes to 240 958; 240 KiB, the most the console may take.
+const CONSOLE_BUDGET_BYTES: usize = 240 * 1024;
 
 /// `{base}assets/...` names in a text (the page, or the boot script's `./name` imports).
 fn asset_names(text: &str, base: &str) -> Vec<String> {

@@ -5,7 +5,7 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use serde_json::Value;
 
-use super::ui::{field, local_ms, query, run, s, when};
+use super::ui::{field, input, local_ms, query, run, s, when};
 use crate::state::Ctx;
 
 const PAGE: &str = "50";
@@ -86,14 +86,8 @@ pub fn AuditLog() -> impl IntoView {
             <form id="audit-filter" class="filters" on:submit=submit>
                 <div>{field(ctx, "audit-actor", "actor", actor)}</div>
                 <div>{field(ctx, "audit-tenant", "tenant", tenant)}</div>
-                <div>
-                    <label for="audit-since">{ctx.tr("since")}</label>
-                    <input id="audit-since" type="datetime-local" on:input=move |ev| since.set(event_target_value(&ev)) prop:value=move || since.get()/>
-                </div>
-                <div>
-                    <label for="audit-until">{ctx.tr("until")}</label>
-                    <input id="audit-until" type="datetime-local" on:input=move |ev| until.set(event_target_value(&ev)) prop:value=move || until.get()/>
-                </div>
+                <div>{input(ctx, "audit-since", "since", "datetime-local", since)}</div>
+                <div>{input(ctx, "audit-until", "until", "datetime-local", until)}</div>
                 <div class="row-actions">
                     <button id="audit-apply">{ctx.tr("apply")}</button>
                     <a id="audit-csv" class="button" download="audit.csv" href=move || format!("/api/admin/audit.csv{}", filter.get())>{ctx.tr("export_csv")}</a>

@@ -8,7 +8,11 @@ use leptos::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::lists::{base, state_badge};
-use super::ui::{cell, error_line, field, head, ids, item, local_ms, query, run, run_at, s, seg, when};
+use super::tasks::Poll;
+use super::ui::{
+    area, cell, error_line, field, head, ids, input, item, local_ms, newest_first, num, query, run, run_at, s, seg,
+    when,
+};
 use crate::state::Ctx;
 
 /// The figures of a campaign's `stats`, with their text keys.
@@ -35,6 +39,27 @@ fn filter(text: &str) -> Result<Map<String, Value>, String> {
         };
     }
     Ok(map)
+}
+
+/// A campaign's cells but its buttons: drawn again as it changes.
+fn campaign(ctx: Ctx, c: &Value) -> AnyView {
+    let state = s(c, "state");
+    let error = s(c, "error");
+    let stats = STATS
+        .map(|(key, label)| {
+            view! { <span class="stat">{ctx.tr(label)} ": " <strong data-stat=key>{num(&c["stats"][key])}</strong></span> }
+        })
+        .collect_view();
+    view! {
+        {cell(ctx, "campaign_name", view! { <strong>{s(c, "name")}</strong> <div class="meta">{s(c, "subject")}</div> })}
+        {cell(ctx, "state", view! {
+            {state_badge(ctx, &state)}
+            {(!error.is_empty()).then(|| view! { <div class="meta err">{error}</div> })}
+        })}
+        {cell(ctx, "stats", view! { <div class="stats">{stats}</div> })}
+        {cell(ctx, "created", when(ctx, &c["created_ms"]))}
+    }
+    .into_any()
 }
 
 #[derive(Clone, Copy)]
@@ -78,16 +103,23 @@ impl Form {
 }
 
 #[component]
-pub fn Campaigns(tenant: String, list: String, tick: RwSignal<u32>) -> impl IntoView {
+pub fn Campaigns(tenant: String, list: String, poll: Poll) -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let prefix = StoredValue::new(format!("{}/campaigns", base(&tenant)));
     let campaigns = RwSignal::new(None::<Vec<Value>>);
     let of_list = query(&[("list_id", list.clone())]);
     Effect::new(move |_| {
-        tick.track();
+        poll.tick.track();
         run(ctx, "GET", format!("{}{of_list}", prefix.get_value()), None, move |v| {
             let mut l = v["campaigns"].as_array().cloned().unwrap_or_default();
-            l.sort_by_key(|c| std::cmp::Reverse(c["created_ms"].as_u64().unwrap_or(0)));
+            newest_first(&mut l);
+            // Sending, or due: its figures move (a later start is not polled for).
+            let now = js_sys::Date::now() as u64;
+            poll.campaigns.set(l.iter().any(|c| match c["state"].as_str() {
+                Some("running") => true,
+                Some("scheduled") => num(&c["start_at_ms"]).max(num(&c["start_at_unix_ms"])) <= now,
+                _ => false,
+            }));
             campaigns.set(Some(l));
         });
     });
@@ -99,7 +131,7 @@ pub fn Campaigns(tenant: String, list: String, tick: RwSignal<u32>) -> impl Into
         match form.body(&list) {
             Ok(body) => run_at(ctx, shown, "POST", prefix.get_value(), Some(body), move |_| {
                 ctx.notice("campaign_created");
-                tick.update(|n| *n += 1);
+                poll.again();
             }),
             Err((key, bad)) => shown.set(Some(format!("{} {}: {bad}", ctx.tr("e_bad_request"), ctx.tr(key)))),
         }
@@ -111,7 +143,7 @@ pub fn Campaigns(tenant: String, list: String, tick: RwSignal<u32>) -> impl Into
                 "resume" => "campaign_resumed",
                 _ => "campaign_cancelled",
             });
-            tick.update(|n| *n += 1);
+            poll.again();
         });
     };
     let row = move |id: String| {
@@ -131,24 +163,9 @@ pub fn Campaigns(tenant: String, list: String, tick: RwSignal<u32>) -> impl Into
                 {matches!(st.as_str(), "scheduled" | "running" | "paused").then(|| button("cancel"))}
             }
         };
-        let stats = STATS
-            .map(|(key, label)| {
-                view! {
-                    <span class="stat">{ctx.tr(label)} ": "
-                        <strong data-stat=key>{move || c.with(|c| c["stats"][key].as_u64().unwrap_or(0))}</strong></span>
-                }
-            })
-            .collect_view();
-        let (name, created) = c.with_untracked(|c| (s(c, "name"), when(ctx, &c["created_ms"])));
         view! {
-            <tr id=format!("campaign-{id}") data-state=move || state.get()>
-                {cell(ctx, "campaign_name", view! { <strong>{name}</strong> <div class="meta">{move || c.with(|c| s(c, "subject"))}</div> })}
-                {cell(ctx, "state", view! {
-                    {move || state_badge(ctx, &state.get())}
-                    {move || c.with(|c| (!s(c, "error").is_empty()).then(|| view! { <div class="meta err">{s(c, "error")}</div> }))}
-                })}
-                {cell(ctx, "stats", view! { <div class="stats">{stats}</div> })}
-                {cell(ctx, "created", created)}
+            <tr id=format!("campaign-{id}")>
+                {move || c.with(|c| campaign(ctx, c))}
                 {cell(ctx, "actions", actions)}
             </tr>
         }
@@ -157,7 +174,7 @@ pub fn Campaigns(tenant: String, list: String, tick: RwSignal<u32>) -> impl Into
     view! {
         <div id="campaigns">
             <h3>{ctx.tr("campaigns")}
-                " " <button type="button" class="plain small" id="campaigns-refresh" on:click=move |_| tick.update(|n| *n += 1)>{ctx.tr("refresh")}</button>
+                " " <button type="button" class="plain small" id="campaigns-refresh" on:click=move |_| poll.again()>{ctx.tr("refresh")}</button>
             </h3>
             {move || match ids.get() {
                 None => view! { <p class="hint">{ctx.tr("loading")}</p> }.into_any(),
@@ -173,23 +190,11 @@ pub fn Campaigns(tenant: String, list: String, tick: RwSignal<u32>) -> impl Into
                 <h3>{ctx.tr("campaign_new")}</h3>
                 {field(ctx, "campaign-name", "campaign_name", form.name)}
                 {field(ctx, "campaign-subject", "subject", form.subject)}
-                <label for="campaign-markdown">{ctx.tr("campaign_body")}</label>
-                <textarea id="campaign-markdown" on:input=move |ev| form.markdown.set(event_target_value(&ev))
-                    prop:value=move || form.markdown.get()></textarea>
-                <label for="campaign-filter">{ctx.tr("campaign_filter")}</label>
-                <textarea id="campaign-filter" class="short" placeholder="area=Colombo 7"
-                    on:input=move |ev| form.filter.set(event_target_value(&ev)) prop:value=move || form.filter.get()></textarea>
+                {area(ctx, "campaign-markdown", "campaign_body", form.markdown)}
+                {area(ctx, "campaign-filter", "campaign_filter", form.filter)}
                 <div class="quotas">
-                    <div>
-                        <label for="campaign-rate">{ctx.tr("campaign_rate")}</label>
-                        <input id="campaign-rate" type="number" min="0" step="any" inputmode="decimal"
-                            on:input=move |ev| form.rate.set(event_target_value(&ev)) prop:value=move || form.rate.get()/>
-                    </div>
-                    <div>
-                        <label for="campaign-start">{ctx.tr("campaign_start")}</label>
-                        <input id="campaign-start" type="datetime-local"
-                            on:input=move |ev| form.start.set(event_target_value(&ev)) prop:value=move || form.start.get()/>
-                    </div>
+                    <div>{input(ctx, "campaign-rate", "campaign_rate", "number", form.rate)}</div>
+                    <div>{input(ctx, "campaign-start", "campaign_start", "datetime-local", form.start)}</div>
                 </div>
                 {error_line("campaign-error", shown)}
                 <div class="row-actions"><button id="campaign-send">{ctx.tr("campaign_send")}</button></div>

@@ -6,7 +6,7 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use serde_json::{Value, json};
 
-use super::ui::{cell, copy, field, head, joined, run, s, seg, when};
+use super::ui::{cell, copy, field, head, input, joined, run, s, seg, when};
 use crate::state::Ctx;
 
 const SCOPES: [&str; 4] = ["send", "read", "admin", "service"];
@@ -135,9 +135,7 @@ pub fn Keys(tenant: String) -> impl IntoView {
                 <h3>{ctx.tr("key_new")}</h3>
                 {field(ctx, "key-new-name", "key_name", name)}
                 <fieldset><legend>{ctx.tr("scopes")}</legend>{scope_boxes}</fieldset>
-                <label for="key-new-days">{ctx.tr("expires_days")}</label>
-                <input id="key-new-days" type="number" min="1" inputmode="numeric"
-                    on:input=move |ev| days.set(event_target_value(&ev)) prop:value=move || days.get()/>
+                {input(ctx, "key-new-days", "expires_days", "number", days)}
                 <div class="row-actions"><button id="key-create">{ctx.tr("create")}</button></div>
             </form>
         </div>

@@ -31,8 +31,8 @@ use serde_json::{Value, json};
 
 use super::campaigns::Campaigns;
 use super::subscribers::Subscribers;
-use super::tasks::Tasks;
-use super::ui::{cell, copy, error_line, field, head, joined, run, run_at, s, seg, split, when};
+use super::tasks::{Poll, Tasks};
+use super::ui::{cell, check, copy, error_line, field, head, joined, run, run_at, s, seg, split, when};
 use crate::state::{Admin, Ctx, Page};
 
 /// `/api/admin/tenants/{tenant}`, the prefix of every call here.
@@ -142,15 +142,11 @@ pub fn ListsPage(tenant: String) -> impl IntoView {
                 {field(ctx, "list-create-from-email", "from_email", from_email)}
                 {field(ctx, "list-create-from-name", "from_name", from_name)}
                 {field(ctx, "list-create-attributes", "attributes_hint", attributes)}
-                <label class="check" for="list-create-double">
-                    <input type="checkbox" id="list-create-double" prop:checked=move || double.get()
-                        on:change=move |ev| double.set(event_target_checked(&ev))/>
-                    " " {ctx.tr("double_opt_in_hint")}
-                </label>
+                {check(ctx, "list-create-double", "double_opt_in_hint", double)}
                 {error_line("list-create-error", shown)}
                 <div class="row-actions"><button id="list-create">{ctx.tr("create")}</button></div>
             </form>
-            <Tasks tenant=tenant list=String::new() tick=RwSignal::new(0)/>
+            <Tasks tenant=tenant list=String::new() poll=Poll::new()/>
         </div>
     }
 }
@@ -160,31 +156,34 @@ pub fn ListPage(tenant: String, id: String) -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let list = RwSignal::new(None::<Value>);
     run(ctx, "GET", format!("{}/lists/{}", base(&tenant), seg(&id)), None, move |v| list.set(Some(v)));
-    // Bumped by what starts a task (an import, an export, a campaign), to poll again.
-    let (tick, settled) = (RwSignal::new(0u32), RwSignal::new(0u32));
+    let poll = Poll::new();
     let back = tenant.clone();
-    let snippet = move || list.with(|l| l.as_ref().map(|l| s(l, "form_html")).unwrap_or_default());
-    let url = move || list.with(|l| l.as_ref().map(|l| s(l, "subscribe_url")).unwrap_or_default());
     let data_id = id.clone();
+    let header = move |l: Value| {
+        let (url, snippet) = (s(&l, "subscribe_url"), s(&l, "form_html"));
+        let (copied, href) = (snippet.clone(), url.clone());
+        view! {
+            <h3>{ctx.tr("list")} " " <span id="list-name">{s(&l, "name")}</span></h3>
+            <p class="meta">{format!("{} <{}> · {}: {}", s(&l, "from_name"), s(&l, "from_email"), ctx.tr("attributes"), joined(&l["attributes"], ", "))}</p>
+            <label for="list-subscribe-url">{ctx.tr("subscribe_url")}</label>
+            <p><a id="list-subscribe-url" class="meta" href=href target="_blank" rel="noopener">{url}</a></p>
+            <label for="list-form-html">{ctx.tr("form_html")}</label>
+            <textarea id="list-form-html" class="snippet" readonly prop:value=snippet></textarea>
+            <div class="row-actions">
+                <button type="button" class="plain" id="list-form-copy" on:click=move |_| copy(ctx, copied.clone())>{ctx.tr("copy")}</button>
+            </div>
+        }
+    };
     view! {
         <div id="admin-list" data-id=data_id>
             <p><a href="#" id="list-back" on:click=move |ev| {
                 ev.prevent_default();
                 ctx.go(Page::Admin(Admin::Lists(back.clone())));
             }>{"← "}{ctx.tr("lists")}</a></p>
-            <h3>{ctx.tr("list")} " " <span id="list-name">{move || list.with(|l| l.as_ref().map(|l| s(l, "name")))}</span></h3>
-            <p class="meta">{move || list.with(|l| l.as_ref().map(|l| format!("{} <{}> · {}: {}",
-                s(l, "from_name"), s(l, "from_email"), ctx.tr("attributes"), joined(&l["attributes"], ", "))))}</p>
-            <label for="list-subscribe-url">{ctx.tr("subscribe_url")}</label>
-            <p><a id="list-subscribe-url" class="meta" href=url target="_blank" rel="noopener">{url}</a></p>
-            <label for="list-form-html">{ctx.tr("form_html")}</label>
-            <textarea id="list-form-html" class="snippet" readonly prop:value=snippet></textarea>
-            <div class="row-actions">
-                <button type="button" class="plain" id="list-form-copy" on:click=move |_| copy(ctx, snippet())>{ctx.tr("copy")}</button>
-            </div>
-            <Subscribers tenant=tenant.clone() list=id.clone() tick=tick settled=settled/>
-            <Tasks tenant=tenant.clone() list=id.clone() tick=tick settled=settled/>
-            <Campaigns tenant=tenant list=id tick=tick/>
+            {move || list.get().map(header)}
+            <Subscribers tenant=tenant.clone() list=id.clone() poll=poll/>
+            <Tasks tenant=tenant.clone() list=id.clone() poll=poll/>
+            <Campaigns tenant=tenant list=id poll=poll/>
         </div>
     }
 }

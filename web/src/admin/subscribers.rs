@@ -1,16 +1,15 @@
 //! A list's subscribers: a page of them filtered by state, paged with the API's page
 //! token; a CSV import (the file's bytes sent as they are, `text/csv`) and an export,
-//! both background tasks that the tasks panel follows (`tick` is bumped to poll it).
+//! both background tasks that the tasks panel follows.
 
 use leptos::prelude::*;
 use serde_json::Value;
 use wasm_bindgen::JsCast;
 
-use super::lists::{base, state_badge};
-use super::ui::{call, cell, error_line, head, query, run, s, seg, when};
+use super::lists::{base, state_badge, state_word};
+use super::tasks::Poll;
+use super::ui::{call, cell, check, error_line, head, query, run, s, seg, when};
 use crate::state::Ctx;
-
-const STATES: [&str; 3] = ["unconfirmed", "confirmed", "unsubscribed"];
 
 /// The file chosen in `#import-file`.
 fn chosen_file() -> Option<web_sys::File> {
@@ -28,14 +27,7 @@ fn pairs(v: &Value) -> String {
 }
 
 #[component]
-pub fn Subscribers(
-    tenant: String,
-    list: String,
-    /// Bumped here when a task starts (the tasks panel polls then).
-    tick: RwSignal<u32>,
-    /// Bumped by the tasks panel when the tasks have ended.
-    settled: RwSignal<u32>,
-) -> impl IntoView {
+pub fn Subscribers(tenant: String, list: String, poll: Poll) -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let prefix = format!("{}/lists/{}", base(&tenant), seg(&list));
     let state = RwSignal::new(String::new());
@@ -45,7 +37,7 @@ pub fn Subscribers(
     let path = prefix.clone();
     Effect::new(move |_| {
         // Again when the tasks end: an import adds subscribers.
-        settled.track();
+        poll.settled.track();
         let q = query(&[("state", state.get()), ("limit", "50".into()), ("page_token", token.get())]);
         run(ctx, "GET", format!("{path}/subscribers{q}"), None, move |v| page.set(Some(v)));
     });
@@ -77,14 +69,14 @@ pub fn Subscribers(
             Some(("text/csv", file.into())),
             Box::new(move |_| {
                 ctx.notice("import_started");
-                tick.update(|n| *n += 1);
+                poll.again();
             }),
         );
     };
     let export = move |_| {
         run(ctx, "POST", format!("{prefix}/export"), None, move |_| {
             ctx.notice("export_started");
-            tick.update(|n| *n += 1);
+            poll.again();
         });
     };
     let row = move |v: Value| {
@@ -99,8 +91,6 @@ pub fn Subscribers(
             </tr>
         }
     };
-    let options =
-        STATES.map(|st| view! { <option value=st>{super::lists::state_word(ctx, st)}</option> }).collect_view();
     let more = move || page.with(|p| p.as_ref().is_some_and(|p| !s(p, "next_page_token").is_empty()));
     view! {
         <div id="subscribers">
@@ -112,7 +102,9 @@ pub fn Subscribers(
                 token.set(String::new());
             }>
                 <option value="">{ctx.tr("all_states")}</option>
-                {options}
+                <option value="unconfirmed">{state_word(ctx, "unconfirmed")}</option>
+                <option value="confirmed">{state_word(ctx, "confirmed")}</option>
+                <option value="unsubscribed">{state_word(ctx, "unsubscribed")}</option>
             </select>
             {move || page.get().map(|p| {
                 let l = p["subscribers"].as_array().cloned().unwrap_or_default();
@@ -135,11 +127,7 @@ pub fn Subscribers(
                 <legend>{ctx.tr("import")}</legend>
                 <label for="import-file">{ctx.tr("import_file")}</label>
                 <input type="file" id="import-file" accept=".csv,text/csv"/>
-                <label class="check" for="import-confirmed">
-                    <input type="checkbox" id="import-confirmed" prop:checked=move || confirmed.get()
-                        on:change=move |ev| confirmed.set(event_target_checked(&ev))/>
-                    " " {ctx.tr("import_confirmed")}
-                </label>
+                {check(ctx, "import-confirmed", "import_confirmed", confirmed)}
                 {error_line("import-error", shown)}
                 <div class="row-actions">
                     <button type="button" id="import-start" on:click=import>{ctx.tr("import")}</button>

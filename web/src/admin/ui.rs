@@ -33,8 +33,7 @@ pub type Shown = Option<RwSignal<Option<String>>>;
 
 /// Calls the API; on success runs `done` with the answer, else shows the error.
 pub fn run(ctx: Ctx, method: &'static str, path: String, body: Option<Value>, done: impl FnOnce(Value) + 'static) {
-    let body = body.map(|b| ("application/json", JsValue::from_str(&b.to_string())));
-    call(ctx, None, method, path, body, Box::new(done));
+    call_json(ctx, None, method, path, body, Box::new(done));
 }
 
 /// [`run`] with the error shown next to the form whose line is `shown`.
@@ -46,8 +45,20 @@ pub fn run_at(
     body: Option<Value>,
     done: impl FnOnce(Value) + 'static,
 ) {
+    call_json(ctx, Some(shown), method, path, body, Box::new(done));
+}
+
+/// [`call`] with a JSON body; not generic, so written once.
+fn call_json(
+    ctx: Ctx,
+    shown: Shown,
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    done: Box<dyn FnOnce(Value)>,
+) {
     let body = body.map(|b| ("application/json", JsValue::from_str(&b.to_string())));
-    call(ctx, Some(shown), method, path, body, Box::new(done));
+    call(ctx, shown, method, path, body, done);
 }
 
 /// One future type for every call of the console (a generic one per call site would
@@ -97,9 +108,15 @@ pub fn local_ms(local: &str) -> Option<f64> {
     (!local.is_empty() && !t.is_nan()).then_some(t)
 }
 
+/// A count or time of the API: a JSON number, or a string of digits (how protobuf's
+/// JSON writes 64-bit numbers).
+pub fn num(v: &Value) -> u64 {
+    v.as_u64().or_else(|| v.as_str().and_then(|t| t.parse().ok())).unwrap_or(0)
+}
+
 /// A time in ms since the epoch as the reader's language writes it; 0 is "never".
 pub fn when(ctx: Ctx, ms: &Value) -> String {
-    let ms = ms.as_f64().unwrap_or(0.0);
+    let ms = num(ms) as f64;
     if ms <= 0.0 { "–".to_owned() } else { date(ms, ctx.lang.get_untracked().locale()) }
 }
 
@@ -139,9 +156,38 @@ pub fn seg(text: &str) -> String {
 
 /// A labelled text input bound to `value`.
 pub fn field(ctx: Ctx, id: &'static str, label: &'static str, value: RwSignal<String>) -> impl IntoView + use<> {
+    input(ctx, id, label, "text", value)
+}
+
+/// A labelled input of a type (`number`, `datetime-local`) bound to `value`.
+pub fn input(
+    ctx: Ctx,
+    id: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    value: RwSignal<String>,
+) -> impl IntoView + use<> {
     view! {
         <label for=id>{ctx.tr(label)}</label>
-        <input id=id on:input=move |ev| value.set(event_target_value(&ev)) prop:value=move || value.get()/>
+        <input id=id type=kind step="any" on:input=move |ev| value.set(event_target_value(&ev)) prop:value=move || value.get()/>
+    }
+}
+
+/// A labelled text area bound to `value`.
+pub fn area(ctx: Ctx, id: &'static str, label: &'static str, value: RwSignal<String>) -> impl IntoView + use<> {
+    view! {
+        <label for=id>{ctx.tr(label)}</label>
+        <textarea id=id on:input=move |ev| value.set(event_target_value(&ev)) prop:value=move || value.get()></textarea>
+    }
+}
+
+/// A labelled checkbox bound to `on`.
+pub fn check(ctx: Ctx, id: &'static str, label: &'static str, on: RwSignal<bool>) -> impl IntoView + use<> {
+    view! {
+        <label class="check" for=id>
+            <input type="checkbox" id=id prop:checked=move || on.get() on:change=move |ev| on.set(event_target_checked(&ev))/>
+            " " {ctx.tr(label)}
+        </label>
     }
 }
 
@@ -169,4 +215,9 @@ pub fn ids(items: RwSignal<Option<Vec<Value>>>) -> Memo<Option<Vec<String>>> {
 /// The item of `items` whose id is `id` (null once it is gone), changing only with it.
 pub fn item(items: RwSignal<Option<Vec<Value>>>, id: String) -> Memo<Value> {
     Memo::new(move |_| items.with(|l| l.iter().flatten().find(|v| v["id"] == id.as_str()).cloned().unwrap_or_default()))
+}
+
+/// Newest first, by `created_ms` (one sort for every list of the console).
+pub fn newest_first(items: &mut [Value]) {
+    items.sort_unstable_by_key(|v| std::cmp::Reverse(num(&v["created_ms"])));
 }
