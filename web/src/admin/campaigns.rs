@@ -193,7 +193,7 @@ pub fn Campaigns(tenant: String, list: String, poll: Poll) -> impl IntoView {
                 {area(ctx, "campaign-markdown", "campaign_body", form.markdown)}
                 {area(ctx, "campaign-filter", "campaign_filter", form.filter)}
                 <div class="quotas">
-                    <div>{input(ctx, "campaign-rate", "campaign_rate", "number", form.rate)}</div>
+                    <div>{input(ctx, "campaign-rate", "campaign_rate", "text", form.rate)}</div>
                     <div>{input(ctx, "campaign-start", "campaign_start", "datetime-local", form.start)}</div>
                 </div>
                 {error_line("campaign-error", shown)}

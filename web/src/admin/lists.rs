@@ -181,9 +181,10 @@ pub fn ListPage(tenant: String, id: String) -> impl IntoView {
                 ctx.go(Page::Admin(Admin::Lists(back.clone())));
             }>{"← "}{ctx.tr("lists")}</a></p>
             {move || list.get().map(header)}
-            <Subscribers tenant=tenant.clone() list=id.clone() poll=poll/>
+            // What runs first, the long table of subscribers (with the import) last.
             <Tasks tenant=tenant.clone() list=id.clone() poll=poll/>
-            <Campaigns tenant=tenant list=id poll=poll/>
+            <Campaigns tenant=tenant.clone() list=id.clone() poll=poll/>
+            <Subscribers tenant=tenant list=id poll=poll/>
         </div>
     }
 }

@@ -95,6 +95,17 @@ pub fn Subscribers(tenant: String, list: String, poll: Poll) -> impl IntoView {
     view! {
         <div id="subscribers">
             <h3>{ctx.tr("subscribers")}</h3>
+            <fieldset id="import-form">
+                <legend>{ctx.tr("import")}</legend>
+                <label for="import-file">{ctx.tr("import_file")}</label>
+                <input type="file" id="import-file" accept=".csv,text/csv"/>
+                {check(ctx, "import-confirmed", "import_confirmed", confirmed)}
+                {error_line("import-error", shown)}
+                <div class="row-actions">
+                    <button type="button" id="import-start" on:click=import>{ctx.tr("import")}</button>
+                    <button type="button" class="plain" id="export-start" on:click=export>{ctx.tr("export_csv")}</button>
+                </div>
+            </fieldset>
             <label for="subscribers-state">{ctx.tr("state")}</label>
             <select id="subscribers-state" on:change=move |ev| {
                 state.set(event_target_value(&ev));
@@ -123,17 +134,6 @@ pub fn Subscribers(tenant: String, list: String, poll: Poll) -> impl IntoView {
                 <button type="button" class="plain" id="subscribers-prev" disabled=move || back.with(Vec::is_empty) on:click=prev>{ctx.tr("previous")}</button>
                 <button type="button" class="plain" id="subscribers-next" disabled=move || !more() on:click=next>{ctx.tr("next")}</button>
             </div>
-            <fieldset id="import-form">
-                <legend>{ctx.tr("import")}</legend>
-                <label for="import-file">{ctx.tr("import_file")}</label>
-                <input type="file" id="import-file" accept=".csv,text/csv"/>
-                {check(ctx, "import-confirmed", "import_confirmed", confirmed)}
-                {error_line("import-error", shown)}
-                <div class="row-actions">
-                    <button type="button" id="import-start" on:click=import>{ctx.tr("import")}</button>
-                    <button type="button" class="plain" id="export-start" on:click=export>{ctx.tr("export_csv")}</button>
-                </div>
-            </fieldset>
         </div>
     }
 }
