@@ -96,7 +96,8 @@ impl Form {
         }
         let start = self.start.get_untracked();
         if !start.is_empty() {
-            body["start_at_ms"] = local_ms(&start).ok_or(("campaign_start", start))?.into();
+            // An integer: a float (`1.7e12`) is no `int64` to the API.
+            body["start_at_ms"] = (local_ms(&start).ok_or(("campaign_start", start))? as i64).into();
         }
         Ok(body)
     }

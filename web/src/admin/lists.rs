@@ -122,9 +122,10 @@ pub fn ListsPage(tenant: String) -> impl IntoView {
         <div id="admin-lists">
             <h3>{ctx.tr("lists")}</h3>
             <label for="lists-tenant">{ctx.tr("tenant")}</label>
-            <select id="lists-tenant" prop:value=move || { tenants.track(); selected.clone() }
-                on:change=move |ev| ctx.go(Page::Admin(Admin::Lists(event_target_value(&ev))))>
-                {move || tenants.get().into_iter().map(|t| view! { <option value=t.clone()>{t.clone()}</option> }).collect_view()}
+            <select id="lists-tenant" on:change=move |ev| ctx.go(Page::Admin(Admin::Lists(event_target_value(&ev))))>
+                {move || tenants.get().into_iter().map(|t| view! {
+                    <option value=t.clone() selected=t == selected>{t.clone()}</option>
+                }).collect_view()}
             </select>
             {move || match lists.get() {
                 None => view! { <p class="hint">{ctx.tr("loading")}</p> }.into_any(),
