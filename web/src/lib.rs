@@ -8,7 +8,8 @@
 //! - `folder`, `message`, `compose`, `status`: the pages (`message` uses
 //!   `folder`'s delivery badge; otherwise they import only `state`, `api` and `i18n`);
 //! - `admin`: the admin console (tenants with their keys and usage, providers,
-//!   suppressions, the audit log), its own pages under `admin/`, compiled only with the
+//!   suppressions, the audit log, mailing lists with their subscribers, campaigns and
+//!   background tasks), its own pages under `admin/`, compiled only with the
 //!   feature `console`; the shell shows it only to users whose role is `admin`;
 //! - `app`: the shell that assembles the pages: the navigation bar, the log-in page,
 //!   the keyboard shortcuts; nothing imports it.
