@@ -16,6 +16,7 @@ mod fail_over;
 mod https_edge;
 mod inbound_mail;
 mod lists;
+mod lists_crash;
 mod load_limits;
 mod mailgun;
 mod metrics;
