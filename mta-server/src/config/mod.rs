@@ -380,7 +380,7 @@ impl Validate for Config {
         }
         self.smtp.validate(problems);
         let url = &self.lists.public_url;
-        if !url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://"))
+        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://"))
             || url.contains(char::is_whitespace)
         {
             problems.push(format!("lists.public_url: {url:?} is not an http(s) URL"));

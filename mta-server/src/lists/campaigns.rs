@@ -19,9 +19,6 @@ const MAX_ATTACHMENTS: usize = 10;
 const MAX_ATTACHMENT_BYTES: usize = 2 << 20;
 /// The furthest a campaign may be scheduled ahead.
 const MAX_AHEAD_MS: u64 = 366 * 24 * 3600 * 1000;
-/// Imports: the whole file, and one line.
-pub const MAX_IMPORT_BYTES: usize = 16 << 20;
-pub const MAX_LINE_BYTES: usize = 64 << 10;
 
 impl Lists {
     pub(super) async fn create_campaign(&self, tenant: &str, given: pb::Campaign) -> Result<Campaign, Status> {
@@ -184,8 +181,12 @@ impl Lists {
 
     pub(super) async fn start_import(&self, tenant: &str, r: &pb::ImportRequest) -> Result<Task, Status> {
         let list = self.list(tenant, &r.list_id).await?;
-        if r.csv.len() > MAX_IMPORT_BYTES {
-            return Err(Status::invalid_argument(format!("csv: {} bytes, at most {MAX_IMPORT_BYTES}", r.csv.len())));
+        if r.csv.len() > super::csv::MAX_IMPORT_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "csv: {} bytes, at most {}",
+                r.csv.len(),
+                super::csv::MAX_IMPORT_BYTES
+            )));
         }
         let text = std::str::from_utf8(&r.csv).map_err(|e| {
             let line = r.csv[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;

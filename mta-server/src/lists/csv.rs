@@ -2,7 +2,9 @@
 //! may hold commas and doubled quotes, not line breaks). An import is checked whole
 //! before anything is stored: the header, every line's length and field count.
 
-use super::campaigns::MAX_LINE_BYTES;
+/// Imports: the whole file, and one line.
+pub const MAX_IMPORT_BYTES: usize = 16 << 20;
+pub const MAX_LINE_BYTES: usize = 64 << 10;
 
 /// The fields of one line; an error says what is wrong with it.
 pub fn parse_line(line: &str) -> Result<Vec<String>, String> {

@@ -18,8 +18,9 @@
 //! - `model`: the documents and the checks of what callers give;
 //! - `token`: the signed links (confirm, unsubscribe, preferences);
 //! - `template`: Markdown with variables, checked whole, rendered per subscriber;
-//! - `service` (lists, subscribers, links) and `campaigns` (campaigns, triggers,
-//!   tasks): the gRPC calls; `wire`: their types on the wire;
+//! - `service` (the calls; lists), `subscribers` (subscribing, the links' subscriber,
+//!   unsubscribing) and `campaigns` (campaigns, triggers, tasks); `wire`: their types
+//!   on the wire;
 //! - `mail`: the mails themselves (a confirmation, a campaign copy with its
 //!   `List-Unsubscribe` headers);
 //! - `runner`: the campaign runner, the figures flushed to the campaigns, and
@@ -32,6 +33,7 @@ mod mail;
 pub mod model;
 mod runner;
 mod service;
+mod subscribers;
 mod tasks;
 pub mod template;
 pub mod token;
@@ -52,7 +54,7 @@ use model::{Campaign, List, Task};
 use token::Signer;
 
 /// The largest request the service takes: an import of 16 MiB, with room for the rest.
-pub const MAX_REQUEST_BYTES: usize = campaigns::MAX_IMPORT_BYTES + (1 << 20);
+pub const MAX_REQUEST_BYTES: usize = csv::MAX_IMPORT_BYTES + (1 << 20);
 
 /// `[lists]` as the service uses it.
 #[derive(Debug, Clone)]

@@ -24,7 +24,6 @@ use redb::ReadableTable;
 
 use super::record::{EventRecord, Status};
 use super::schema::{CAMPAIGNS, LEDGER, Tables};
-use super::writer::Op;
 use super::{Spool, SpoolError, storage};
 
 /// The metadata key naming a copy's campaign.
@@ -189,17 +188,6 @@ pub(super) fn event(t: &mut Tables<'_>, status: &Status, event: &EventRecord) ->
 }
 
 impl Spool {
-    /// Records that the subscriber of `key` gets no copy of the campaign, for `why`
-    /// (unsubscribed, suppressed, refused): durable when answered.
-    pub(crate) async fn skip_subscriber(&self, key: LedgerKey, why: String) -> Result<(), SpoolError> {
-        self.write(|reply| Op::Skip { key, why, reply }).await
-    }
-
-    /// Moves `campaign`'s cursor past `cursor`, durably.
-    pub(crate) async fn move_cursor(&self, campaign: String, cursor: String) -> Result<(), SpoolError> {
-        self.write(|reply| Op::Cursor { campaign, cursor, reply }).await
-    }
-
     /// Which of `subscribers` already have an entry in `campaign`'s ledger.
     pub(crate) async fn in_ledger(
         &self,

@@ -251,6 +251,17 @@ impl Spool {
         self.write(|reply| Op::Accept { record, tenant: tenant.to_owned(), key, not_before_ms, ledger, reply }).await
     }
 
+    /// Records that the subscriber of `key` gets no copy of the campaign, for `why`
+    /// (unsubscribed, suppressed, refused): durable when answered.
+    pub(crate) async fn skip_subscriber(&self, key: ledger::LedgerKey, why: String) -> Result<(), SpoolError> {
+        self.write(|reply| Op::Skip { key, why, reply }).await
+    }
+
+    /// Moves `campaign`'s cursor past `cursor`, durably.
+    pub(crate) async fn move_cursor(&self, campaign: String, cursor: String) -> Result<(), SpoolError> {
+        self.write(|reply| Op::Cursor { campaign, cursor, reply }).await
+    }
+
     /// Replaces a message's status, durably, moving its place in the schedule to
     /// `status.due_ms` (0: off the schedule). With `drop_body`, the message body is
     /// removed too.
