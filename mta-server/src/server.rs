@@ -187,7 +187,9 @@ impl Server {
             self.lists.service().max_decoding_message_size(crate::lists::MAX_REQUEST_BYTES),
             self.keys.clone(),
         ));
-        self.lists.spawn();
+        // Stopped with the server: they hold the spool, which a restart in the same
+        // process must open again.
+        let lists = self.lists.spawn();
         let reporter = bitmail_runtime::grpc::add_standard_services(
             &mut routes,
             &["bitmail.v1.Mta", "bitmail.v1.Admin", "bitmail.v1.Lists"],
@@ -235,6 +237,7 @@ impl Server {
         .await;
 
         pruner.abort();
+        drop(lists);
         if let Some(report) = report {
             report.abort();
         }

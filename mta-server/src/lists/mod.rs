@@ -111,11 +111,13 @@ impl Lists {
         ListsServer::new(ListsService(self.clone()))
     }
 
-    /// Runs the campaigns and tasks of this node until the process ends.
-    pub fn spawn(self: &Arc<Self>) {
-        tokio::spawn(runner::run_forever(self.clone()));
-        tokio::spawn(runner::follow_outcomes(self.clone()));
-        tokio::spawn(tasks::run_forever(self.clone()));
+    /// Runs the campaigns and tasks of this node until the answer is dropped.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinSet<()> {
+        let mut set = tokio::task::JoinSet::new();
+        set.spawn(runner::run_forever(self.clone()));
+        set.spawn(runner::follow_outcomes(self.clone()));
+        set.spawn(tasks::run_forever(self.clone()));
+        set
     }
 
     async fn signer(&self) -> Result<&Signer, Status> {
@@ -202,6 +204,12 @@ fn tenant_for<T>(request: &Request<T>, named: &str, need: Scope) -> Result<(Call
     }
     caller.require(Scope::Admin)?;
     Ok((caller, named.to_owned()))
+}
+
+/// Whether the caller is the edge: a `service` key without `admin`.
+fn is_edge<T>(request: &Request<T>) -> Result<bool, Status> {
+    let caller = caller(request)?;
+    Ok(caller.scopes.contains(&Scope::Service) && !caller.scopes.contains(&Scope::Admin))
 }
 
 /// The calls of the hosted pages: the edge's `service` key, or an `admin` key.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use backend_server::store::{Fields, StoreError};
 use bitmail_proto::v1::EventKind;
 use tokio::sync::Semaphore;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinSet};
 use tonic::Code;
 use tracing::{info, warn};
 
@@ -37,11 +37,15 @@ use bitmail_runtime::time::now_ms;
 
 const PAGE: usize = 200;
 
+/// Runs this node's campaigns until aborted; aborting it aborts them (a copy being
+/// submitted then is either committed with its entry or not at all).
 pub async fn run_forever(lists: Arc<Lists>) {
-    let mut active: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut active: HashMap<String, AbortHandle> = HashMap::new();
+    let mut running = JoinSet::new();
     loop {
+        while running.try_join_next().is_some() {}
         active.retain(|_, h| !h.is_finished());
-        if let Err(e) = start_due(&lists, &mut active).await {
+        if let Err(e) = start_due(&lists, &mut active, &mut running).await {
             warn!(error = %e, "cannot read this node's campaigns; trying again");
         }
         tokio::select! {
@@ -59,7 +63,11 @@ fn mine(lists: &Lists, state: &str) -> Fields {
     ])
 }
 
-async fn start_due(lists: &Arc<Lists>, active: &mut HashMap<String, JoinHandle<()>>) -> Result<(), StoreError> {
+async fn start_due(
+    lists: &Arc<Lists>,
+    active: &mut HashMap<String, AbortHandle>,
+    running: &mut JoinSet<()>,
+) -> Result<(), StoreError> {
     let now = now_ms();
     for doc in lists.store.lookup(&mine(lists, model::SCHEDULED), 1000, None).await?.documents {
         let Some(c) = Campaign::from_doc(&doc) else { continue };
@@ -72,7 +80,7 @@ async fn start_due(lists: &Arc<Lists>, active: &mut HashMap<String, JoinHandle<(
     for doc in lists.store.lookup(&mine(lists, model::RUNNING), 1000, None).await?.documents {
         if !active.contains_key(&doc.id) {
             let (l, id) = (lists.clone(), doc.id.clone());
-            active.insert(doc.id.clone(), tokio::spawn(async move { run(l, id).await }));
+            active.insert(doc.id.clone(), running.spawn(async move { run(l, id).await }));
         }
     }
     Ok(())
@@ -146,10 +154,10 @@ async fn send(lists: &Arc<Lists>, id: &str) -> Result<bool, String> {
         info!(campaign = id, total, "campaign started");
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = tokio::spawn(watch(lists.clone(), id.to_owned(), stop.clone()));
-    let result = walk(lists, &c, &list, &prepared, &tenant, &base, &signer, &subset, &stop).await;
-    watcher.abort();
-    result
+    // Dropped (aborted) with this future, whichever way it ends.
+    let mut watcher = JoinSet::new();
+    watcher.spawn(watch(lists.clone(), id.to_owned(), stop.clone()));
+    walk(lists, &c, &list, &prepared, &tenant, &base, &signer, &subset, &stop).await
 }
 
 pub(super) async fn count(lists: &Lists, subset: &Fields) -> Result<u64, StoreError> {

@@ -14,7 +14,7 @@ use super::mail::check_content;
 use super::model::{self, Given, LIST, List, Problems, SUBSCRIBER, Subscriber};
 use super::template::campaign_variables;
 use super::token::Kind;
-use super::{Lists, ListsService, edge, tenant_for, wire};
+use super::{Lists, ListsService, edge, is_edge, tenant_for, wire};
 use crate::tenant::Scope;
 use bitmail_runtime::time::now_ms;
 
@@ -186,13 +186,12 @@ impl ListsApi for ListsService {
 
     async fn get_list(&self, request: Request<pb::GetListRequest>) -> Answer<pb::MailingList> {
         let r = request.get_ref();
-        let list = match tenant_for(&request, &r.tenant, Scope::Read) {
-            Ok((_, tenant)) => self.0.list(&tenant, &r.list_id).await?,
-            // The hosted subscribe page reads the list it shows.
-            Err(e) => match edge(&request) {
-                Ok(_) if r.tenant.is_empty() => self.0.list_any(&r.list_id).await?,
-                _ => return Err(e),
-            },
+        // The hosted subscribe page reads the list it shows, whoever's it is.
+        let list = if is_edge(&request)? && r.tenant.is_empty() {
+            self.0.list_any(&r.list_id).await?
+        } else {
+            let (_, tenant) = tenant_for(&request, &r.tenant, Scope::Read)?;
+            self.0.list(&tenant, &r.list_id).await?
         };
         Ok(Response::new(wire::list(&list, self.0.url())))
     }
@@ -212,19 +211,14 @@ impl ListsApi for ListsService {
 
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Answer<pb::SubscribeResponse> {
         let r = request.get_ref();
-        let (list, own) = match tenant_for(&request, &r.tenant, Scope::Send) {
-            Ok((caller, tenant)) => {
-                let own = tenant == caller.tenant.id && !caller.scopes.contains(&Scope::Service);
-                (self.0.list(&tenant, &r.list_id).await?, own || caller.scopes.contains(&Scope::Admin))
-            }
-            Err(e) => match edge(&request) {
-                Ok(_) if r.tenant.is_empty() => (self.0.list_any(&r.list_id).await?, false),
-                _ => return Err(e),
-            },
+        // The edge's service key subscribes anyone to any list, as the visitor of its
+        // hosted page; a tenant's own key (or an admin's) may also vouch for consent.
+        let (list, own) = if is_edge(&request)? && r.tenant.is_empty() {
+            (self.0.list_any(&r.list_id).await?, false)
+        } else {
+            let (_, tenant) = tenant_for(&request, &r.tenant, Scope::Send)?;
+            (self.0.list(&tenant, &r.list_id).await?, true)
         };
-        // The edge's service key subscribes anyone to any list: only as a visitor would.
-        let own = own
-            && !edge(&request).is_ok_and(|c| c.scopes.contains(&Scope::Service) && !c.scopes.contains(&Scope::Admin));
         Ok(Response::new(self.0.subscribe(own, &list, r).await?))
     }
 

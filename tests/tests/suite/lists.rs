@@ -385,3 +385,84 @@ async fn a_hard_bounce_of_a_campaign_copy_unsubscribes_the_subscriber_and_is_cou
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_subscribes_to_any_tenants_list_but_tenants_see_only_their_own_and_suppressed_addresses_get_no_mail() {
+    let (cluster, fake, mut app, mut edge) = start().await;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.mta)).unwrap().connect().await.unwrap();
+    let mut admin =
+        pb::admin_client::AdminClient::with_interceptor(channel, Bearer::new(Some(&cluster.admin_key)).unwrap());
+    let acme = pb::Tenant {
+        id: "acme".into(),
+        display_name: "Acme".into(),
+        domains: vec!["acme.test".into()],
+        ..Default::default()
+    };
+    admin.create_tenant(acme).await.unwrap();
+    let mut root = client(&cluster, &cluster.admin_key).await;
+    let mut given = list(true);
+    given.tenant = "acme".into();
+    // Its sender must be one of acme's addresses.
+    let e = root.create_list(given.clone()).await.unwrap_err();
+    assert!(e.message().contains("from_email: notices@bitmail.test is not a sending domain"), "{}", e.message());
+    given.list.as_mut().unwrap().from_email = "news@acme.test".into();
+    let l = root.create_list(given).await.unwrap().into_inner();
+    assert_eq!(l.tenant, "acme");
+
+    // Tenant default's key sees nothing of it.
+    let get = pb::GetListRequest { tenant: String::new(), list_id: l.id.clone() };
+    assert_eq!(app.get_list(get.clone()).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(app.subscribe(subscribe(&l.id, "a@example.net", "x", "en")).await.unwrap_err().code(), Code::NotFound);
+    // The edge reads and subscribes to it, but may not vouch for consent.
+    assert_eq!(edge.get_list(get).await.unwrap().into_inner().name, "Power cuts");
+    let mut vouched = subscribe(&l.id, "b@example.net", "x", "en");
+    vouched.confirmed = true;
+    let e = edge.subscribe(vouched).await.unwrap_err();
+    assert!(e.message().contains("confirmed: only the tenant's own key"), "{}", e.message());
+
+    let mut mta = cluster.mta_client().await;
+    let suppression = pb::Suppression {
+        address: "gone@example.net".into(),
+        reason: "asked".into(),
+        tenant: "acme".into(),
+        ..Default::default()
+    };
+    mta.add_suppression(suppression).await.unwrap();
+    let s = edge.subscribe(subscribe(&l.id, "gone@example.net", "x", "en")).await.unwrap().into_inner();
+    assert!(!s.confirmation_sent);
+    let s = edge.subscribe(subscribe(&l.id, "here@example.net", "x", "en")).await.unwrap().into_inner();
+    assert!(s.confirmation_sent);
+    let mail = fake.wait_for(1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.received().len(), 1);
+    assert_eq!(
+        (to(&mail[0]).as_str(), mail[0].body["from"]["email"].as_str()),
+        ("here@example.net", Some("news@acme.test"))
+    );
+
+    // Bad input, each naming its field; nothing stored.
+    let mut bad = subscribe(&l.id, "not an address", "x", "en");
+    bad.name = "Eve\r\nBcc: all@example.net".into();
+    bad.attributes.insert("area".into(), "x".repeat(10 << 20));
+    bad.attributes.insert("zone".into(), "y".into());
+    let e = edge.subscribe(bad).await.unwrap_err();
+    for field in [
+        "email: ",
+        "name: holds the control character U+000D",
+        "attributes.area: 10485760 characters",
+        "attributes.zone: not an attribute",
+    ] {
+        assert!(e.message().contains(field), "{field} in {}", e.message());
+    }
+    let page = root
+        .list_subscribers(pb::ListSubscribersRequest {
+            tenant: "acme".into(),
+            list_id: l.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.subscribers.len(), 2);
+}
