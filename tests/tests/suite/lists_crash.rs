@@ -157,7 +157,7 @@ async fn a_campaign_killed_twice_and_paused_sends_every_subscriber_exactly_one_c
     let deadline = Instant::now() + Duration::from_secs(300);
     let done = loop {
         let c = campaign(&mut client, &id).await;
-        let s = c.stats.clone().unwrap_or_default();
+        let s = c.stats.unwrap_or_default();
         if c.state == "done" && s.sent + s.failed >= total {
             break c;
         }
