@@ -23,6 +23,9 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
+/// What an mta-server older than the lists answers (an edge upgraded first).
+pub(crate) const NOT_SERVED: &str = "mta-server does not serve mailing lists (bitmail.v1.Lists) yet: upgrade it";
+
 /// The largest CSV an import takes (mta-server's limit too).
 pub(crate) const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
 
@@ -65,6 +68,7 @@ impl Caller {
             }
             // tonic's refusal of a message over mta-server's decoding limit.
             Code::OutOfRange => ApiError::PayloadTooLarge(s.message().to_owned()),
+            Code::Unimplemented => ApiError::Unavailable(NOT_SERVED.into()),
             _ => ApiError::from(s),
         }
     }
@@ -285,5 +289,6 @@ mod tests {
         assert!(matches!(app(true).error(Status::failed_precondition("done")), ApiError::Conflict(_)));
         assert!(matches!(app(true).error(Status::not_found("no list")), ApiError::NotFound(_)));
         assert!(matches!(app(true).error(Status::invalid_argument("name: empty")), ApiError::BadRequest(_)));
+        assert!(matches!(app(false).error(Status::unimplemented("")), ApiError::Unavailable(m) if m == NOT_SERVED));
     }
 }

@@ -66,7 +66,7 @@
 //! forms; [`limit`] subscriptions per address; [`pages`] the page handlers ([`prefs`] the
 //! preferences page); [`json`]
 //! the shapes; [`api`] lists, subscribers, import and export; [`campaigns`] campaigns,
-//! triggers and tasks.
+//! triggers and tasks; [`mail`] the `mailto:` unsubscribe of received mail.
 
 pub(crate) mod api;
 pub(crate) mod campaigns;
@@ -74,6 +74,7 @@ pub(crate) mod form;
 pub(crate) mod html;
 pub(crate) mod json;
 pub(crate) mod limit;
+pub(crate) mod mail;
 pub(crate) mod pages;
 pub(crate) mod prefs;
 

@@ -61,6 +61,10 @@ pub(super) fn refused(s: &Status, lang: Lang, by_token: bool) -> Response {
             tracing::warn!(code = ?s.code(), error = %s.message(), "lists page: mta-server unreachable");
             error(StatusCode::SERVICE_UNAVAILABLE, lang, w.unavailable, Some(5))
         }
+        Code::Unimplemented => {
+            tracing::error!(error = super::api::NOT_SERVED, "lists page");
+            error(StatusCode::SERVICE_UNAVAILABLE, lang, w.unavailable, None)
+        }
         Code::Unauthenticated => {
             tracing::error!(error = %s.message(), "lists page: mta-server refused the edge's mta_key");
             error(StatusCode::SERVICE_UNAVAILABLE, lang, w.unavailable, None)
@@ -380,6 +384,7 @@ mod tests {
             (Status::resource_exhausted("slow down"), false, StatusCode::TOO_MANY_REQUESTS, "Trop de tentatives"),
             (Status::unavailable("node down"), true, StatusCode::SERVICE_UNAVAILABLE, "pas disponible"),
             (Status::unauthenticated("key revoked"), false, StatusCode::SERVICE_UNAVAILABLE, "pas disponible"),
+            (Status::unimplemented(""), false, StatusCode::SERVICE_UNAVAILABLE, "pas disponible"),
             (Status::internal("disk"), false, StatusCode::INTERNAL_SERVER_ERROR, "de notre côté"),
         ];
         for (status, by_token, http, words) in cases {
