@@ -77,6 +77,11 @@ async fn api(app: &App, method: &str, path: &str, body: Option<Value>) -> (Statu
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// The gateway; list mail links to `https://edge.test` (the tests read only the paths).
+async fn start() -> App {
+    App::start_with(|c| c.lists.public_url = "https://edge.test".into()).await
+}
+
 /// A double opt-in list of tenant `default` with the attribute `area`.
 async fn new_list(app: &App, name: &str) -> String {
     let body = json!({
@@ -161,7 +166,7 @@ const FR: Words = Words {
 /// with both List-Unsubscribe headers → GET the unsubscribe link (nothing changes) →
 /// one-click POST (unsubscribed) → the next campaign skips them.
 async fn whole_flow(w: &Words, email: &str) {
-    let app = App::start().await;
+    let app = start().await;
     let list = new_list(&app, "Power cuts").await;
     let visitor = Visitor::new(&app, "127.0.0.1", w.accept_language);
 
@@ -266,7 +271,7 @@ async fn subscribing_confirming_and_one_click_unsubscribing_in_french() {
 
 #[tokio::test]
 async fn bad_forms_are_refused_with_the_form_again_and_nothing_stored() {
-    let app = App::start().await;
+    let app = start().await;
     let list = new_list(&app, "Power cuts").await;
     let visitor = Visitor::new(&app, "127.0.0.2", "fr");
     let path = format!("/lists/{list}/subscribe");
@@ -297,7 +302,7 @@ async fn bad_forms_are_refused_with_the_form_again_and_nothing_stored() {
 
 #[tokio::test]
 async fn the_public_forms_are_cross_origin_and_limited_per_address() {
-    let app = App::start().await;
+    let app = start().await;
     let list = new_list(&app, "Power cuts").await;
     let visitor = Visitor::new(&app, "127.0.0.3", "en");
     let path = format!("/lists/{list}/subscribe");
