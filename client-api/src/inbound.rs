@@ -68,14 +68,18 @@ fn listed(mail: &pb::InboundMail) -> Vec<&String> {
     }
 }
 
-/// The tokens of the recipients that are a list's `unsubscribe+TOKEN@` address, in
-/// their case as received, without repeats.
+/// The tokens of the recipients that are a list's `unsubscribe+TOKEN@` address, without
+/// repeats. A token is case-sensitive and mta-server lowercases envelope addresses, so
+/// each is taken from the `To`/`Cc` header, as the sender's mail program wrote it, when
+/// the header names the same address; from the envelope as it is otherwise.
 fn unsubscribe_tokens(mail: &pb::InboundMail) -> Vec<String> {
+    let headers: Vec<&str> = mail.to.iter().chain(&mail.cc).filter_map(|m| unsubscribe_token(m)).collect();
     let mut seen = BTreeSet::new();
     listed(mail)
         .into_iter()
         .filter_map(|m| unsubscribe_token(m))
-        .filter(|t| seen.insert(*t))
+        .map(|t| headers.iter().copied().find(|h| h.eq_ignore_ascii_case(t)).unwrap_or(t))
+        .filter(|t| seen.insert(t.to_ascii_lowercase()))
         .map(String::from)
         .collect()
 }
@@ -195,5 +199,12 @@ mod tests {
         };
         assert_eq!(recipients(&mail), ["ada@bitmail.test"]);
         assert_eq!(unsubscribe_tokens(&mail), ["AbC-1"]);
+        // The envelope lowercased by mta-server; the header as written.
+        let mail = pb::InboundMail {
+            envelope_to: vec!["unsubscribe+abc-1@bitmail.test".into(), "unsubscribe+xyz@bitmail.test".into()],
+            to: vec!["List <unsubscribe+AbC-1@bitmail.test>".into(), "unsubscribe+Other@bitmail.test".into()],
+            ..Default::default()
+        };
+        assert_eq!(unsubscribe_tokens(&mail), ["AbC-1", "xyz"], "only the envelope's recipients count");
     }
 }

@@ -13,6 +13,9 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
+use bitmail_runtime::config::Secret;
+use mta_server::config::ProviderConfig;
+
 use crate::app_api::App;
 
 /// A page as a browser (or a mail provider) got it.
@@ -65,7 +68,7 @@ impl Visitor {
 }
 
 /// `method path` on the lists API with the app's key.
-async fn api(app: &App, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+pub(crate) async fn api(app: &App, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
     let (http, base) = app.cluster.https_client();
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut request = http.request(method, format!("{base}/app/v1{path}")).bearer_auth(&app.key);
@@ -78,12 +81,12 @@ async fn api(app: &App, method: &str, path: &str, body: Option<Value>) -> (Statu
 }
 
 /// The gateway; list mail links to `https://edge.test` (the tests read only the paths).
-async fn start() -> App {
+pub(crate) async fn start() -> App {
     App::start_with(|c| c.lists.public_url = "https://edge.test".into()).await
 }
 
 /// A double opt-in list of tenant `default` with the attribute `area`.
-async fn new_list(app: &App, name: &str) -> String {
+pub(crate) async fn new_list(app: &App, name: &str) -> String {
     let body = json!({
         "name": name, "description": "Planned power cuts", "double_opt_in": true,
         "from_email": "news@bitmail.test", "from_name": "Power board", "attributes": ["area"],
@@ -100,7 +103,7 @@ async fn new_list(app: &App, name: &str) -> String {
 }
 
 /// The one subscriber of `list` with `email`.
-async fn subscriber(app: &App, list: &str, email: &str) -> Value {
+pub(crate) async fn subscriber(app: &App, list: &str, email: &str) -> Value {
     let (status, page) = api(app, "GET", &format!("/lists/{list}/subscribers"), None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let found: Vec<&Value> = page["subscribers"].as_array().unwrap().iter().filter(|s| s["email"] == email).collect();
@@ -109,7 +112,7 @@ async fn subscriber(app: &App, list: &str, email: &str) -> Value {
 }
 
 /// The first `/lists/{kind}/TOKEN` path in `text` (a mail's body or header, as JSON).
-fn link(text: &str, kind: &str) -> String {
+pub(crate) fn link(text: &str, kind: &str) -> String {
     let start = text.find(&format!("/lists/{kind}/")).unwrap_or_else(|| panic!("no /lists/{kind}/ link in {text}"));
     let token_at = start + "/lists/".len() + kind.len() + 1;
     let token: String =
@@ -119,11 +122,11 @@ fn link(text: &str, kind: &str) -> String {
 }
 
 /// The mails to `to` the fake provider got, as their JSON bodies.
-fn mails_to(app: &App, to: &str) -> Vec<Value> {
+pub(crate) fn mails_to(app: &App, to: &str) -> Vec<Value> {
     app.fake.received().into_iter().map(|r| r.body).filter(|b| b.to_string().contains(to)).collect()
 }
 
-async fn wait_for_mails(app: &App, to: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn wait_for_mails(app: &App, to: &str, n: usize) -> Vec<Value> {
     let what = format!("{n} mail(s) to {to} at the provider");
     eventually(Duration::from_secs(20), &what, || async { mails_to(app, to) }, |m| m.len() >= n).await
 }
@@ -333,4 +336,106 @@ async fn the_public_forms_are_cross_origin_and_limited_per_address() {
     // And a wrong key is 401.
     let response = http.get(format!("{base}/app/v1/lists")).bearer_auth("bmk_nope_nope").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A subscriber confirmed by the app (its own tenant vouches), and a campaign to them:
+/// its copy's preferences and unsubscribe links.
+async fn confirmed_with_a_campaign(app: &App, list: &str, email: &str) -> (String, String) {
+    let body = json!({ "email": email, "name": "Ada", "attributes": { "area": "North" }, "confirmed": true });
+    let (status, added) = api(app, "POST", &format!("/lists/{list}/subscribers"), Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    assert_eq!(
+        (added["subscriber"]["state"].as_str(), added["confirmation_sent"].as_bool()),
+        (Some("confirmed"), Some(false))
+    );
+    let campaign = json!({ "list_id": list, "name": "June", "subject": "News for {{ area }}", "markdown": "Hi" });
+    let (status, created) = api(app, "POST", "/campaigns", Some(campaign)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let mail = wait_for_mails(app, email, 1).await.remove(0).to_string();
+    (link(&mail, "prefs"), link(&mail, "u"))
+}
+
+#[tokio::test]
+async fn the_preferences_page_changes_name_language_and_attributes_and_leaves() {
+    let app = start().await;
+    let list = new_list(&app, "Power cuts").await;
+    let (prefs, _) = confirmed_with_a_campaign(&app, &list, "ada@example.net").await;
+    let visitor = Visitor::new(&app, "127.0.0.5", "en");
+    let page = visitor.get(&prefs).await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert!(page.text.contains("value=\"North\"") && page.text.contains("value=\"Ada\""), "{page:?}");
+    assert_eq!(
+        subscriber(&app, &list, "ada@example.net").await["attributes"]["area"],
+        "North",
+        "a GET changes nothing"
+    );
+
+    // A bad value: the form again, nothing changed.
+    let page = visitor.post(&prefs, "action=save&name=Ada&language=en&area=South%0ABcc").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{page:?}");
+    assert_eq!(subscriber(&app, &list, "ada@example.net").await["attributes"]["area"], "North");
+    // Saved: the page answers in the language just chosen.
+    let page = visitor.post(&prefs, "action=save&name=Ada+L&language=fr&area=South").await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert!(
+        page.text.contains("Vos préférences sont enregistrées") && page.text.contains("value=\"South\""),
+        "{page:?}"
+    );
+    let saved = subscriber(&app, &list, "ada@example.net").await;
+    assert_eq!(
+        (saved["name"].as_str(), saved["language"].as_str(), saved["attributes"]["area"].as_str()),
+        (Some("Ada L"), Some("fr"), Some("South"))
+    );
+    let page = visitor.post(&prefs, "action=unsubscribe").await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert!(page.text.contains("désabonné"), "{page:?}");
+    let gone = subscriber(&app, &list, "ada@example.net").await;
+    assert_eq!(
+        (gone["state"].as_str(), gone["unsubscribe_reason"].as_str()),
+        (Some("unsubscribed"), Some("preferences"))
+    );
+    let page = visitor.get(&prefs).await;
+    assert!(page.status == StatusCode::OK && !page.text.contains("action"), "no form once unsubscribed: {page:?}");
+}
+
+const INBOUND_PASSWORD: &str = "inbound lists password";
+
+#[tokio::test]
+async fn mail_to_the_unsubscribe_address_unsubscribes_and_reaches_no_mailbox() {
+    let app = App::start_with(|c| {
+        c.lists.public_url = "https://edge.test".into();
+        if let Some(ProviderConfig::Sendgrid(p)) = c.providers.first_mut() {
+            p.inbound_password = Some(Secret::new(INBOUND_PASSWORD));
+        }
+    })
+    .await;
+    let list = new_list(&app, "Power cuts").await;
+    let (_, unsubscribe) = confirmed_with_a_campaign(&app, &list, "ada@example.net").await;
+    let token = unsubscribe.rsplit('/').next().unwrap();
+    let inbound = |to: String| {
+        let raw = format!(
+            "From: Ada <ada@example.net>\r\nTo: {to}\r\nSubject: unsubscribe\r\nMessage-ID: <{}@example.net>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nplease\r\n",
+            crate::common::uuid_like()
+        );
+        let envelope = json!({ "to": [to], "from": "ada@example.net" }).to_string();
+        reqwest::multipart::Form::new().text("email", raw).text("envelope", envelope)
+    };
+    let (http, base) = app.cluster.https_client();
+    let post = |form| {
+        http.post(format!("{base}/webhooks/sendgrid/inbound"))
+            .basic_auth("bitmail", Some(INBOUND_PASSWORD))
+            .multipart(form)
+            .send()
+    };
+    // A tampered token unsubscribes nobody, and the mail is for nobody here.
+    let response = post(inbound(format!("unsubscribe+{}@bitmail.test", &token[..token.len() - 2]))).await.unwrap();
+    let text = response.text().await.unwrap();
+    assert!(text.contains("no such recipient here: unsubscribe+"), "{text}");
+    assert!(!text.contains(&token[..12]), "the token is not echoed whole: {text}");
+    assert_eq!(subscriber(&app, &list, "ada@example.net").await["state"], "confirmed");
+    let response = post(inbound(format!("unsubscribe+{token}@bitmail.test"))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+    let gone = subscriber(&app, &list, "ada@example.net").await;
+    assert_eq!((gone["state"].as_str(), gone["unsubscribe_reason"].as_str()), (Some("unsubscribed"), Some("mail")));
 }
