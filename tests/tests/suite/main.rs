@@ -15,6 +15,7 @@ mod delivery_events;
 mod fail_over;
 mod https_edge;
 mod inbound_mail;
+mod lists_api;
 mod lists_pages;
 mod load_limits;
 mod mailgun;
