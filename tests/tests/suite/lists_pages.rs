@@ -201,6 +201,15 @@ async fn whole_flow(w: &Words, email: &str) {
         assert!(page.text.contains(w.invalid), "{page:?}");
     }
     assert_eq!(subscriber(&app, &list, email).await["state"], "unconfirmed");
+    // A confirmation token is no unsubscribe token.
+    let elsewhere = visitor.get(&confirm.replace("/confirm/", "/u/")).await;
+    assert_eq!(elsewhere.status, StatusCode::FORBIDDEN, "{elsewhere:?}");
+    // The subscriber's language before the browser's; `?lang=` before both.
+    let other = if w.language == "fr" { &EN } else { &FR };
+    let browser = Visitor::new(&app, "127.0.0.9", other.accept_language);
+    assert!(browser.get(&confirm).await.text.contains(w.confirm_button));
+    let asked = browser.get(&format!("{confirm}?lang={}", other.language)).await;
+    assert!(asked.text.contains(other.confirm_button), "{asked:?}");
     let page = visitor.post(&confirm, "").await;
     assert_eq!(page.status, StatusCode::OK, "{page:?}");
     assert!(page.text.contains(w.confirmed), "{page:?}");
@@ -293,6 +302,17 @@ async fn bad_forms_are_refused_with_the_form_again_and_nothing_stored() {
     let (_, page) = api(&app, "GET", &format!("/lists/{list}/subscribers"), None).await;
     assert_eq!(page["subscribers"], json!([]), "nothing stored: {page}");
     assert!(app.fake.received().is_empty());
+    // Whatever a list is named, its page shows it as text.
+    let (status, scripted) = api(&app, "POST", "/lists", Some(json!({
+        "name": "<script>alert(1)</script>", "from_email": "news@bitmail.test", "description": "\"><img src=x onerror=alert(1)>",
+    })))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{scripted}");
+    let page = visitor.get(&format!("/lists/{}/subscribe", scripted["id"].as_str().unwrap())).await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert!(page.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !page.text.contains("<script"), "{page:?}");
+    assert!(!page.text.contains("<img"), "{page:?}");
+    assert!(page.headers["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
     // An unknown list: 404, in the visitor's language.
     let page = visitor.get("/lists/0193a000-0000-7000-8000-000000000000/subscribe").await;
     assert_eq!(page.status, StatusCode::NOT_FOUND, "{page:?}");
