@@ -229,7 +229,8 @@ pub struct Given<'a> {
 impl Given<'_> {
     /// The normalized address, language and attributes; problems into `p`.
     pub fn check(&self, list: &List, p: &mut Problems) -> (String, String, BTreeMap<String, String>) {
-        let email = p.address("email", self.email).unwrap_or_default();
+        // Lowercased whole: one subscriber per mailbox, as the suppression list counts them.
+        let email = p.address("email", self.email).unwrap_or_default().to_lowercase();
         p.name("name", self.name, false, MAX_NAME_CHARS);
         let language = if self.language.is_empty() { "en".to_owned() } else { self.language.to_ascii_lowercase() };
         if !LANGUAGES.contains(&language.as_str()) {

@@ -58,7 +58,7 @@ async fn save(lists: &Lists, task: &mut Task) -> Result<bool, StoreError> {
     }
 }
 
-async fn run(lists: &Lists, mut task: Task) {
+async fn run(lists: &Arc<Lists>, mut task: Task) {
     task.state = model::RUNNING.into();
     match save(lists, &mut task).await {
         Ok(true) => {}
@@ -99,12 +99,14 @@ async fn chunk(lists: &Lists, task: &str, role: &str, n: u64) -> Result<String, 
     Ok(doc.fields.get("data").cloned().unwrap_or_default())
 }
 
-/// `Ok(false)`: cancelled.
-async fn import(lists: &Lists, task: &mut Task) -> Result<bool, String> {
+/// `Ok(false)`: cancelled. Lines are applied [`AT_ONCE`] at a time, in batches of
+/// [`SAVE_EVERY`] whose end is the saved cursor.
+async fn import(lists: &Arc<Lists>, task: &mut Task) -> Result<bool, String> {
     let list = lists.list(&task.tenant, &task.list).await.map_err(|e| e.message().to_owned())?;
     let mut columns = Vec::new();
     let mut line_no = 0u64;
     let mut data_line = 0u64;
+    let mut batch: Vec<(u64, String)> = Vec::new();
     for n in 0..task.chunks {
         let text = chunk(lists, &task.id, "input", n).await?;
         for line in text.split_inclusive('\n') {
@@ -121,24 +123,60 @@ async fn import(lists: &Lists, task: &mut Task) -> Result<bool, String> {
             if data_line <= task.cursor {
                 continue;
             }
-            match row(lists, &list, &columns, line, task.confirmed).await {
-                Ok(true) => task.result.added += 1,
-                Ok(false) => task.result.updated += 1,
-                Err(reason) => {
-                    task.result.rejected += 1;
-                    if task.result.rejected_rows.len() < MAX_REJECTED_ROWS {
-                        task.result.rejected_rows.push((line_no, reason));
-                    }
-                }
-            }
-            task.cursor = data_line;
-            task.done = data_line;
-            if data_line % SAVE_EVERY == 0 && !save(lists, task).await.map_err(|e| e.to_string())? {
+            batch.push((line_no, line.to_owned()));
+            if batch.len() as u64 == SAVE_EVERY && !apply(lists, &list, &columns, task, &mut batch, data_line).await? {
                 return Ok(false);
             }
         }
     }
+    if !batch.is_empty() && !apply(lists, &list, &columns, task, &mut batch, data_line).await? {
+        return Ok(false);
+    }
+    task.result.rejected_rows.sort();
     Ok(true)
+}
+
+/// Lines applied at once.
+const AT_ONCE: usize = 16;
+
+/// Applies `batch` (line numbers and lines), then saves the cursor `through`.
+async fn apply(
+    lists: &Arc<Lists>,
+    list: &List,
+    columns: &[String],
+    task: &mut Task,
+    batch: &mut Vec<(u64, String)>,
+    through: u64,
+) -> Result<bool, String> {
+    let confirmed = task.confirmed;
+    let (list, columns) = (Arc::new(list.clone()), Arc::new(columns.to_vec()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
+    let mut running = tokio::task::JoinSet::new();
+    for (n, line) in batch.drain(..) {
+        let (lists, list, columns) = (lists.clone(), list.clone(), columns.clone());
+        let slot = slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        running.spawn(async move {
+            let outcome = row(&lists, &list, &columns, &line, confirmed).await;
+            drop(slot);
+            (n, outcome)
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        let (n, outcome) = done.map_err(|e| e.to_string())?;
+        match outcome {
+            Ok(true) => task.result.added += 1,
+            Ok(false) => task.result.updated += 1,
+            Err(reason) => {
+                task.result.rejected += 1;
+                if task.result.rejected_rows.len() < MAX_REJECTED_ROWS {
+                    task.result.rejected_rows.push((n, reason));
+                }
+            }
+        }
+    }
+    task.cursor = through;
+    task.done = through;
+    save(lists, task).await.map_err(|e| e.to_string())
 }
 
 /// Applies one line: `Ok(true)` added, `Ok(false)` updated, `Err` why it was refused.

@@ -231,7 +231,8 @@ impl Spool {
         .await
     }
 
-    /// One ledger entry, for the tests and operators.
+    /// One ledger entry.
+    #[cfg(test)]
     pub(crate) async fn ledger_entry(&self, key: LedgerKey) -> Result<Option<LedgerEntry>, SpoolError> {
         self.read(move |txn| {
             let table = txn.open_table(LEDGER).map_err(storage)?;
