@@ -94,7 +94,7 @@ async fn the_console_manages_any_tenants_lists_as_an_admin_with_csrf() {
     let (status, answer) = ops.call("PATCH", &format!("{p}/lists/{id}"), Some(json!({ "name": "" })), true).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "mta-server's check, passed on: {answer}");
 
-    let add = json!({ "email": "kofi@Example.NET", "attributes": { "region": "Ashanti" }, "confirmed": true });
+    let add = json!({ "email": "Kofi@Example.NET", "attributes": { "region": "Ashanti" }, "confirmed": true });
     let (status, added) = ops.call("POST", &format!("{p}/lists/{id}/subscribers"), Some(add), true).await;
     assert_eq!(status, StatusCode::OK, "{added}");
     assert_eq!(
