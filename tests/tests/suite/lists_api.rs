@@ -155,6 +155,18 @@ async fn an_app_imports_exports_and_triggers_a_notification_once() {
     let (status, answer) = import(&app, &list, "text/csv", b"email\n\xff\xfe@example.net\n".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "not UTF-8: {answer}");
 
+    // Over gRPC's usual 4 MiB and under the 16 MiB limit: taken whole (its rows are all
+    // bad, so it stores nothing).
+    let mut big = String::from("email,name\n");
+    while big.len() < 5 << 20 {
+        big.push_str("this-is-not-an-address-at-all,Someone with a long name\n");
+    }
+    let rows = big.lines().count() as u64 - 1;
+    let (status, task) = import(&app, &list, "text/csv", big.into_bytes()).await;
+    assert_eq!((status, task["total"].as_u64()), (StatusCode::OK, Some(rows)), "{task}");
+    let (status, cancelled) = api(&app, "POST", &format!("/tasks/{}/cancel", task["id"].as_str().unwrap()), None).await;
+    assert!(status == StatusCode::OK || status == StatusCode::CONFLICT, "{cancelled}");
+
     let (status, task) = import(&app, &list, "text/csv; charset=utf-8", csv.into()).await;
     assert_eq!((status, task["kind"].as_str()), (StatusCode::OK, Some("import")), "{task}");
     let task = finished(&app, &task).await;
