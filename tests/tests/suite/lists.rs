@@ -326,3 +326,62 @@ async fn an_import_of_ten_thousand_rows_reports_its_bad_rows_and_an_export_reads
     assert!(text.contains("\nuser10@example.net,\"User, 10\",en,confirmed,Kandy,"), "{}", &text[..300]);
     assert_eq!(text.lines().count(), 9_999);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_bounce_of_a_campaign_copy_unsubscribes_the_subscriber_and_is_counted() {
+    use crate::delivery_events::{MAILGUN_WEBHOOK_KEY, mailgun_webhook, now_secs};
+    use bitmail_runtime::config::Secret;
+    use mta_server::config::ProviderConfig;
+    let mg = bitmail_tests::mailgun::FakeMailgun::start(crate::common::KEY).await.unwrap();
+    let mut provider = crate::common::mailgun("mailgun", &mg, Duration::from_secs(5));
+    if let ProviderConfig::Mailgun(c) = &mut provider {
+        c.webhook_signing_key = Some(Secret::new(MAILGUN_WEBHOOK_KEY));
+    }
+    let cluster = Cluster::start_with(vec![provider], false, |c| c.lists.public_url = URL.into()).await;
+    let mut app = client(&cluster, &cluster.admin_key).await;
+    let l = app.create_list(list(false)).await.unwrap().into_inner();
+    for email in ["gone@example.net", "here@example.net"] {
+        app.subscribe(subscribe(&l.id, email, "Kandy", "en")).await.unwrap();
+    }
+    let c = app.create_campaign(campaign(&l.id, "News", &[])).await.unwrap().into_inner();
+    finished(&mut app, &c.id).await;
+    let copies = mg.wait_for(2, Duration::from_secs(20)).await;
+    let gone = copies.iter().find(|m| m.field("to").is_some_and(|t| t.contains("gone@"))).unwrap();
+    let id = gone.field("v:bitmail_id").expect("the copy's id").to_owned();
+    let ts = now_secs();
+    let bounce = serde_json::json!({
+        "event": "failed", "severity": "permanent", "id": "mg-ev-list", "timestamp": ts,
+        "recipient": "gone@example.net", "user-variables": {"bitmail_id": id},
+        "delivery-status": {"code": 550, "message": "5.1.1 mailbox unavailable", "description": ""},
+    });
+    let mut mta = cluster.mta_client().await;
+    let answer = mta.receive_webhook(mailgun_webhook(MAILGUN_WEBHOOK_KEY, ts, "tok-list", bounce)).await.unwrap();
+    assert_eq!(answer.into_inner().stored, 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = app
+            .list_subscribers(pb::ListSubscribersRequest {
+                list_id: l.id.clone(),
+                state: "unsubscribed".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let stats = app
+            .get_campaign(pb::CampaignRequest { tenant: String::new(), campaign_id: c.id.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        if let [s] = &page.subscribers[..]
+            && stats.bounced == 1
+        {
+            assert_eq!((s.email.as_str(), s.unsubscribe_reason.as_str()), ("gone@example.net", "bounce"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not unsubscribed: {page:?} {stats:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
