@@ -69,7 +69,8 @@ impl Entry {
     ) -> (Entry, FieldErrors) {
         let get = |name: &str| fields.get(name).map(|v| v.trim().to_owned()).unwrap_or_default();
         let mut errors = FieldErrors::new();
-        let email = get("email");
+        // The preferences form has no address: a field sent anyway is not taken.
+        let email = if with_email { get("email") } else { String::new() };
         if with_email && !valid_email(&email) {
             errors.push(("email".into(), words.bad_email));
         }
