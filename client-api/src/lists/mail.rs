@@ -24,7 +24,10 @@ pub(crate) fn unsubscribe_token(mailbox: &str) -> Option<&str> {
         _ => return None,
     };
     let (local, domain) = address.trim().rsplit_once('@')?;
-    if domain.is_empty() || local.len() <= PREFIX.len() || !local[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+    // `get`, not slicing: the local part may hold any character, and byte 12 may fall
+    // inside one.
+    let head = local.get(..PREFIX.len())?;
+    if domain.is_empty() || local.len() <= PREFIX.len() || !head.eq_ignore_ascii_case(PREFIX) {
         return None;
     }
     let token = &local[PREFIX.len()..];
@@ -80,6 +83,8 @@ mod tests {
             "unsubscribe+to<k@example.org",
             "ada+unsubscribe+tok@example.org",
             "<unsubscribe+tok@example.org",
+            ">𑱐𐭘𑦠@_",
+            "unsubscribé+tok@example.org",
         ] {
             assert_eq!(unsubscribe_token(not), None, "{not}");
         }
