@@ -26,9 +26,19 @@ pub(crate) fn csrf_token(session_token: &str) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The public list pages (`/lists/...`): their POSTs come from other origins by design
+/// (the embeddable subscribe form on a tenant's site, a mail provider's RFC 8058
+/// one-click unsubscribe), carry no session and change nothing a session owns; a
+/// signed token (or, for a subscription, the double opt-in) is their authority. The
+/// only writes exempt from both checks below.
+pub(crate) fn is_public_list_page(path: &str) -> bool {
+    path.starts_with("/lists/")
+}
+
 /// Refuses a state change sent from another origin.
 pub(crate) async fn same_origin_writes(req: Request, next: Next) -> Response {
     if is_write(req.method())
+        && !is_public_list_page(req.uri().path())
         && let Some(origin) = req.headers().get(header::ORIGIN)
     {
         // HTTP/1.1 names the host in `Host`; HTTP/2 (what browsers speak here) in the
@@ -57,6 +67,7 @@ pub(crate) async fn csrf_checked_writes(req: Request, next: Next) -> Response {
     let signing_in = req.method() == Method::POST && req.uri().path() == "/api/session";
     if is_write(req.method())
         && !signing_in
+        && !is_public_list_page(req.uri().path())
         && let Some(token) = session_token(req.headers())
     {
         let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -74,6 +85,16 @@ pub(crate) async fn csrf_checked_writes(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_public_list_pages_are_exempt() {
+        for path in ["/lists/0193/subscribe", "/lists/u/tok", "/lists/confirm/tok", "/lists/prefs/tok"] {
+            assert!(is_public_list_page(path), "{path}");
+        }
+        for path in ["/api/admin/tenants/t/lists", "/app/v1/lists", "/lists", "/api/messages", "/listsx/u/t"] {
+            assert!(!is_public_list_page(path), "{path}");
+        }
+    }
 
     #[test]
     fn csrf_tokens_differ_per_session() {

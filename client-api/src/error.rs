@@ -15,6 +15,9 @@ pub(crate) enum ApiError {
     Unauthorized,
     #[error("wrong name or password")]
     WrongPassword,
+    /// An app's key, missing or refused by mta-server.
+    #[error("the API key is missing, invalid, expired or revoked (Authorization: Bearer KEY)")]
+    BadKey,
     #[error("missing or wrong CSRF token (the X-CSRF-Token header); reload the page")]
     Csrf,
     #[error("{0}")]
@@ -41,6 +44,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::WrongPassword => (StatusCode::UNAUTHORIZED, "wrong_password"),
+            ApiError::BadKey => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

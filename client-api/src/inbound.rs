@@ -16,6 +16,9 @@
 //!   hold none; they are found by `inbound_key` first.)
 //! - The HTML is stored as sent; [`crate::sanitize`] cleans it whenever it is read.
 //!
+//! Mail for a list's `unsubscribe+TOKEN@` address (the `mailto:` of `List-Unsubscribe`)
+//! unsubscribes instead of reaching a mailbox ([`crate::lists::mail`]).
+//!
 //! A tagged address is its user's: `ada+tag@` is delivered to ada. Inline parts keep their
 //! content id, and the message view points `cid:` images at the attachment URL.
 
@@ -26,6 +29,7 @@ use bitmail_proto::v1 as pb;
 use crate::accounts::User;
 use crate::compose::address_of;
 use crate::error::ApiError;
+use crate::lists::mail::unsubscribe_token;
 use crate::mailbox::{Attachment, AttachmentMeta, Folder, NewMail, Stored};
 use crate::state::AppState;
 
@@ -36,23 +40,47 @@ pub(crate) struct Delivered {
     pub(crate) stored: usize,
     /// Inboxes that already had it.
     pub(crate) duplicates: usize,
-    /// Recipients that are not users of this server.
+    /// Recipients that are not users of this server (or an unsubscribe address whose
+    /// token was refused).
     pub(crate) unknown: Vec<String>,
+    /// Subscribers unsubscribed by mail to their `unsubscribe+TOKEN@` address.
+    pub(crate) unsubscribed: usize,
 }
 
 /// The recipients to deliver to, lowercased and without repeats: the envelope's, else
 /// the header's.
 fn recipients(mail: &pb::InboundMail) -> Vec<String> {
-    let listed: Vec<&String> = if mail.envelope_to.is_empty() {
+    let mut seen = BTreeSet::new();
+    listed(mail)
+        .into_iter()
+        .filter(|m| unsubscribe_token(m).is_none())
+        .filter_map(|m| address_of(m).map(|a| a.to_ascii_lowercase()))
+        .filter(|a| seen.insert(a.clone()))
+        .collect()
+}
+
+/// The envelope's recipients, else the header's, as given.
+fn listed(mail: &pb::InboundMail) -> Vec<&String> {
+    if mail.envelope_to.is_empty() {
         mail.to.iter().chain(&mail.cc).collect()
     } else {
         mail.envelope_to.iter().collect()
-    };
+    }
+}
+
+/// The tokens of the recipients that are a list's `unsubscribe+TOKEN@` address, without
+/// repeats. A token is case-sensitive and mta-server lowercases envelope addresses, so
+/// each is taken from the `To`/`Cc` header, as the sender's mail program wrote it, when
+/// the header names the same address; from the envelope as it is otherwise.
+fn unsubscribe_tokens(mail: &pb::InboundMail) -> Vec<String> {
+    let headers: Vec<&str> = mail.to.iter().chain(&mail.cc).filter_map(|m| unsubscribe_token(m)).collect();
     let mut seen = BTreeSet::new();
-    listed
+    listed(mail)
         .into_iter()
-        .filter_map(|m| address_of(m).map(|a| a.to_ascii_lowercase()))
-        .filter(|a| seen.insert(a.clone()))
+        .filter_map(|m| unsubscribe_token(m))
+        .map(|t| headers.iter().copied().find(|h| h.eq_ignore_ascii_case(t)).unwrap_or(t))
+        .filter(|t| seen.insert(t.to_ascii_lowercase()))
+        .map(String::from)
         .collect()
 }
 
@@ -70,6 +98,12 @@ async fn local_user(state: &AppState, address: &str) -> Result<Option<User>, Api
 /// Stores `mail` in the inbox of each of its local recipients.
 pub(crate) async fn deliver(state: &AppState, mail: pb::InboundMail) -> Result<Delivered, ApiError> {
     let mut delivered = Delivered::default();
+    let tokens = unsubscribe_tokens(&mail);
+    if !tokens.is_empty() {
+        let by_mail = crate::lists::mail::unsubscribe(state, &tokens).await?;
+        delivered.unsubscribed = by_mail.unsubscribed;
+        delivered.unknown.extend(by_mail.refused);
+    }
     let mut users: Vec<User> = Vec::new();
     for address in recipients(&mail) {
         match local_user(state, &address).await? {
@@ -151,5 +185,26 @@ mod tests {
         mail.envelope_to.clear();
         mail.cc = vec!["bob@example.org".into(), "not an address".into()];
         assert_eq!(recipients(&mail), ["list@example.org", "bob@example.org"]);
+    }
+
+    #[test]
+    fn unsubscribe_addresses_are_no_mailbox_and_keep_their_case() {
+        let mail = pb::InboundMail {
+            envelope_to: vec![
+                "unsubscribe+AbC-1@bitmail.test".into(),
+                "Unsubscribe+AbC-1@bitmail.test".into(),
+                "ada@bitmail.test".into(),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(recipients(&mail), ["ada@bitmail.test"]);
+        assert_eq!(unsubscribe_tokens(&mail), ["AbC-1"]);
+        // The envelope lowercased by mta-server; the header as written.
+        let mail = pb::InboundMail {
+            envelope_to: vec!["unsubscribe+abc-1@bitmail.test".into(), "unsubscribe+xyz@bitmail.test".into()],
+            to: vec!["List <unsubscribe+AbC-1@bitmail.test>".into(), "unsubscribe+Other@bitmail.test".into()],
+            ..Default::default()
+        };
+        assert_eq!(unsubscribe_tokens(&mail), ["AbC-1", "xyz"], "only the envelope's recipients count");
     }
 }

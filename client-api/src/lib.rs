@@ -32,6 +32,9 @@
 //! - `app_api`: the SendGrid- and Mailgun-shaped sending APIs for applications, with
 //!   the app's own key forwarded to mta-server (`sendgrid`, `mailgun`, `mime`; `form`
 //!   and `submit` below them);
+//! - `lists`: mailing lists: the public subscribe, confirm, unsubscribe (RFC 8058
+//!   one-click) and preferences pages, and the lists, campaigns and tasks JSON API of
+//!   the admin console and of apps, through mta-server's `Lists` service;
 //! - `inbound`: received mail (parsed by mta-server) put into local users' inboxes;
 //! - `admin`, `admin_ops`, `admin_audit`, `admin_csv`: the admin console's API (tenants,
 //!   keys, usage; providers, suppressions; the audit log and its CSV export), for users
@@ -85,6 +88,7 @@ mod extract;
 mod health;
 mod inbound;
 mod limiter;
+mod lists;
 mod mail;
 mod mailbox;
 mod metrics;

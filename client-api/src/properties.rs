@@ -1,5 +1,6 @@
 //! Property tests of the edge's parsers: the webmail's address lists, the app APIs'
-//! forms and MIME bodies, the SendGrid Mail Send JSON, and the HTML sanitizer. Each
+//! forms and MIME bodies, the SendGrid Mail Send JSON, the HTML sanitizer, and the
+//! public list pages' forms, languages, escaping and unsubscribe addresses. Each
 //! answers a value or a clear refusal for any input, never panics, and what it accepts
 //! holds what it promises (addresses are addresses, sanitized HTML runs no script).
 
@@ -133,6 +134,62 @@ proptest! {
                 prop_assert!(!refusal.message.is_empty());
             }
         }
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_list_form_is_an_entry_or_named_errors_and_an_entry_holds_no_line_break(
+        body in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..400),
+            (tricky(), tricky(), tricky(), tricky()).prop_map(|(e, n, l, a)| {
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs([("email", e), ("name", n), ("language", l), ("area", a)])
+                    .finish()
+                    .into_bytes()
+            }),
+        ],
+        with_email in any::<bool>(),
+    ) {
+        use crate::lists::form::{Entry, fields, valid_email};
+        let attributes = vec!["area".to_owned()];
+        let (entry, errors) = Entry::read(&fields(&body), &attributes, with_email, crate::lists::html::Lang::En.words());
+        for (field, message) in &errors {
+            prop_assert!(["email", "name", "language", "area"].contains(&field.as_str()) && !message.is_empty());
+        }
+        if errors.is_empty() {
+            prop_assert!(!with_email || valid_email(&entry.email), "{}", entry.email);
+            prop_assert!(!entry.email.contains(['\r', '\n', '<', '>', ',', '"']), "{}", entry.email);
+            for value in [&entry.name, &entry.attributes[0].1] {
+                prop_assert!(!value.chars().any(char::is_control), "{value:?}");
+            }
+            prop_assert!(["", "en", "fr"].contains(&entry.language.as_str()));
+        }
+    }
+
+    #[test]
+    fn escaped_text_opens_no_tag_and_ends_no_attribute(text in tricky()) {
+        let escaped = crate::lists::html::escape(&text);
+        prop_assert!(!escaped.contains(['<', '>', '"', '\'']), "{escaped}");
+        let filled = crate::lists::html::fill("{email} {list}", &[("email", &text), ("list", &text)]);
+        prop_assert!(!filled.contains(['<', '>', '"', '\'']), "{filled}");
+    }
+
+    #[test]
+    fn any_accept_language_or_one_click_body_is_read(header in "[ -~]{0,60}", body in prop::collection::vec(any::<u8>(), 0..300)) {
+        let lang = crate::lists::html::choose(None, None, Some(&header));
+        prop_assert!(matches!(lang, crate::lists::html::Lang::En | crate::lists::html::Lang::Fr));
+        let _ = crate::lists::form::is_one_click(&headers("multipart/form-data; boundary=b"), &body);
+        let _ = crate::lists::form::is_one_click(&HeaderMap::new(), &body);
+    }
+
+    #[test]
+    fn an_unsubscribe_address_gives_a_url_safe_token_or_none(address in tricky(), token in "[A-Za-z0-9._-]{1,120}") {
+        if let Some(t) = crate::lists::mail::unsubscribe_token(&address) {
+            prop_assert!(crate::lists::pages::plausible_token(t), "{t}");
+        }
+        let written = format!("List <unsubscribe+{token}@bitmail.test>");
+        prop_assert_eq!(crate::lists::mail::unsubscribe_token(&written), Some(token.as_str()));
     }
 }
 

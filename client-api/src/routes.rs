@@ -22,6 +22,11 @@
 //! | `POST /webhooks/{provider}/inbound` | a provider's inbound mail webhook, see [`crate::webhooks`] |
 //! | `POST /v3/mail/send` | SendGrid-shaped sending with a tenant key, see [`crate::app_api`] |
 //! | `POST /v3/{domain}/messages`, `/v3/{domain}/messages.mime` | Mailgun-shaped sending with a tenant key |
+//! | `GET`, `POST /lists/{list_id}/subscribe` | a list's hosted subscribe form (HTML, en/fr), and subscribing through it, see [`crate::lists`] |
+//! | `GET`, `POST /lists/confirm/{token}` | the double opt-in link: a page with a button; the button confirms |
+//! | `GET`, `POST /lists/u/{token}` | unsubscribing: a page that asks; a POST (RFC 8058 `List-Unsubscribe=One-Click`, or the button) unsubscribes |
+//! | `GET`, `POST /lists/prefs/{token}` | a subscriber's preferences (name, language, attributes), and leaving |
+//! | `/app/v1/lists/...`, `/app/v1/campaigns/...`, `/app/v1/tasks/...` | the lists API for apps, with their tenant key (below) |
 //!
 //! The admin console's API (see [`crate::admin`]; times in ms since the epoch):
 //!
@@ -38,11 +43,26 @@
 //! | `GET /api/admin/audit?actor&tenant&since_ms&until_ms&page_token&limit` | the audit log, a page |
 //! | `GET /api/admin/audit.csv?...` | the audit log as CSV, every page (at most 100 000 rows) |
 //!
+//! The lists API (see [`crate::lists`], which has the bodies and answers), the same
+//! under `P = /api/admin/tenants/{id}` (an admin, for tenant `{id}`) and `P = /app/v1`
+//! (an app's key, for its tenant):
+//!
+//! | method and path | what |
+//! | --- | --- |
+//! | `GET`, `POST P/lists`; `GET`, `PATCH P/lists/{list_id}` | lists; an edit replaces the fields present |
+//! | `GET`, `POST P/lists/{list_id}/subscribers` | a page of subscribers (`?state&limit&page_token`); adding one |
+//! | `POST P/lists/{list_id}/import?confirmed=`, `POST P/lists/{list_id}/export` | a CSV import (the body, `text/csv`, 16 MiB at most) or an export, as a task |
+//! | `POST P/lists/{list_id}/trigger` | a template of the list to the subscribers matching a filter, once per idempotency key |
+//! | `GET`, `POST P/campaigns`; `GET P/campaigns/{campaign_id}`; `POST .../pause`, `.../resume`, `.../cancel` | campaigns |
+//! | `GET P/tasks`, `GET P/tasks/{task_id}`, `POST .../cancel`, `.../retry`, `GET .../export.csv` | background tasks; a finished export's CSV |
+//!
 //! CSRF: every state change except signing in needs the session's CSRF token in
 //! `X-CSRF-Token` (see [`crate::csrf`]); besides, the session cookie is
 //! `SameSite=Strict`, bodies are JSON (a cross-site form cannot send JSON without a CORS
 //! preflight, which is never granted), and a state change whose `Origin` is not this
-//! host is refused. Every mail endpoint answers 404 for another user's message.
+//! host is refused. Every mail endpoint answers 404 for another user's message. The
+//! POSTs of the public list pages (`/lists/...`) are the one exception to both checks:
+//! they come from other sites by design and carry no session ([`crate::lists`]).
 //!
 //! Limits ([`crate::limits`]): every request takes a slot of `max_concurrent_requests`
 //! (none left: 503 with `Retry-After`) and has `request_timeout_ms` (then 504); the
@@ -59,8 +79,8 @@ use crate::error::ApiError;
 use crate::limits::{EdgeLimits, Gate};
 use crate::state::AppState;
 use crate::{
-    admin, admin_audit, admin_csv, admin_ops, app_api, compose, csrf, health, mail, metrics, page, session, status,
-    webhooks,
+    admin, admin_audit, admin_csv, admin_ops, app_api, compose, csrf, health, lists, mail, metrics, page, session,
+    status, webhooks,
 };
 
 /// The admin console's API.
@@ -99,6 +119,7 @@ pub(crate) fn router(
         .route("/api/status", get(status::status))
         .route("/metrics", get(metrics::metrics))
         .merge(admin_routes())
+        .merge(lists::routes())
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound("no such endpoint".into()) }))
         .merge(webhooks::routes(max_inbound_bytes, limits, state.metrics.clone()))
         .merge(app_api::routes())

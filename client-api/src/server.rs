@@ -118,6 +118,7 @@ impl Server {
             mail_domain: config.mail_domain.clone(),
             session_secs: config.session_hours * 3600,
             limiter,
+            subscribe_limit: Default::default(),
             send_limit: SendLimiter::new(config.user_sends_per_minute, config.user_max_recipients),
             admin,
             max_attachment_bytes: config.max_attachment_bytes,

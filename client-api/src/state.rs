@@ -12,6 +12,7 @@ use crate::accounts::Accounts;
 use crate::assets::WebAssets;
 use crate::deliveries::DeliveryLog;
 use crate::limiter::LoginLimiter;
+use crate::lists::limit::SubscribeLimiter;
 use crate::mailbox::Mailbox;
 use crate::mta_pool::{MtaPool, Node};
 use crate::send_limit::SendLimiter;
@@ -50,6 +51,8 @@ pub(crate) struct AppState {
     pub(crate) mail_domain: String,
     pub(crate) session_secs: u64,
     pub(crate) limiter: Arc<LoginLimiter>,
+    /// Subscriptions through the hosted list forms, per client address.
+    pub(crate) subscribe_limit: SubscribeLimiter,
     /// One user's sends per minute and recipients per message.
     pub(crate) send_limit: SendLimiter,
     /// None without `mta_admin_key`: the admin API answers 503.

@@ -121,17 +121,24 @@ async fn receive(
     let key = mail.dedupe_key.clone();
     // A store failure answers 503 (or 500) through ApiError: the provider delivers again.
     let delivered = crate::inbound::deliver(state, mail).await?;
-    for (result, n) in
-        [("stored", delivered.stored), ("duplicate", delivered.duplicates), ("unknown", delivered.unknown.len())]
-    {
+    for (result, n) in [
+        ("stored", delivered.stored),
+        ("duplicate", delivered.duplicates),
+        ("unknown", delivered.unknown.len()),
+        ("unsubscribed", delivered.unsubscribed),
+    ] {
         if n > 0 {
             state.metrics.count(
                 "bitmail_inbound_deliveries_total",
-                "Received mail put into inboxes, by result (stored, duplicate, unknown recipient).",
+                "Received mail put into inboxes, by result (stored, duplicate, unknown recipient, unsubscribed: a list's unsubscribe address).",
                 &[("provider", &provider), ("result", result)],
                 n as u64,
             );
         }
+    }
+    if delivered.unsubscribed > 0 && delivered.stored + delivered.duplicates == 0 {
+        tracing::info!(%provider, key, unsubscribed = delivered.unsubscribed, "received mail unsubscribed from a list");
+        return Ok(answer(StatusCode::OK, format!("unsubscribed {}\n", delivered.unsubscribed)));
     }
     if delivered.stored + delivered.duplicates == 0 {
         tracing::warn!(%provider, key, unknown = ?delivered.unknown, "received mail for nobody here; refused");

@@ -47,6 +47,7 @@ pub mod health;
 pub mod inbound;
 pub mod keys;
 pub mod limits;
+pub mod lists;
 pub mod message;
 pub mod node_report;
 pub mod outbox;

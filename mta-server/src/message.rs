@@ -327,8 +327,8 @@ pub fn validate(req: SubmitRequest, id: String, limits: Limits) -> Result<Messag
                 "keys are 1 to 64 of ASCII letters, digits, `_` and `-`",
             ));
         }
-        if key.eq_ignore_ascii_case("bitmail_id") {
-            return Err(invalid(format!("metadata[{key:?}]"), "`bitmail_id` is set by BitMail"));
+        if ["bitmail_id", "bitmail_campaign", "bitmail_subscriber"].iter().any(|k| key.eq_ignore_ascii_case(k)) {
+            return Err(invalid(format!("metadata[{key:?}]"), format!("`{key}` is set by BitMail")));
         }
         if value.len() > 256 || value.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
             return Err(invalid(format!("metadata[{key:?}]"), "values are at most 256 printable ASCII characters"));

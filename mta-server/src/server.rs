@@ -38,6 +38,8 @@ pub struct Server {
     service: Arc<MtaService>,
     smtp: Option<SmtpServer>,
     admin: AdminService,
+    /// Mailing lists: the gRPC service, and this node's campaigns and tasks.
+    lists: Arc<crate::lists::Lists>,
     keys: Arc<KeyCheck>,
     delivery: Delivery,
     health: Arc<Health>,
@@ -117,10 +119,23 @@ impl Server {
             metrics.clone(),
         )
         .await?;
+        let lists = crate::lists::Lists::new(
+            tenancy.tenancy.registry.store().clone(),
+            tenancy.tenancy.registry.clone(),
+            service.clone(),
+            spool.clone(),
+            crate::lists::ListsSettings {
+                public_url: config.lists.public_url.clone(),
+                node: tenancy.node_id.clone(),
+                concurrency: config.lists.concurrency,
+                max_backlog: config.lists.max_backlog,
+            },
+        );
         Ok(Self {
             listener,
             tls,
             smtp,
+            lists,
             admin: AdminService::new(
                 tenancy.tenancy.registry.clone(),
                 tenancy.keys.clone(),
@@ -168,8 +183,18 @@ impl Server {
         // reveal nothing).
         routes.add_service(Authenticated::new(self.service.shared_server(), self.keys.clone()));
         routes.add_service(Authenticated::new(self.admin.into_server(), self.keys.clone()));
-        let reporter =
-            bitmail_runtime::grpc::add_standard_services(&mut routes, &["bitmail.v1.Mta", "bitmail.v1.Admin"]).await?;
+        routes.add_service(Authenticated::new(
+            self.lists.service().max_decoding_message_size(crate::lists::MAX_REQUEST_BYTES),
+            self.keys.clone(),
+        ));
+        // Stopped with the server: they hold the spool, which a restart in the same
+        // process must open again.
+        let lists = self.lists.spawn();
+        let reporter = bitmail_runtime::grpc::add_standard_services(
+            &mut routes,
+            &["bitmail.v1.Mta", "bitmail.v1.Admin", "bitmail.v1.Lists"],
+        )
+        .await?;
         // "bitmail.v1.Mta" stays SERVING while mail is accepted; DELIVERY_HEALTH says
         // whether any provider can be tried now.
         let health = self.health.clone();
@@ -212,6 +237,7 @@ impl Server {
         .await;
 
         pruner.abort();
+        drop(lists);
         if let Some(report) = report {
             report.abort();
         }

@@ -338,7 +338,7 @@ pub(crate) fn run_one(p: &Prepared) -> Result<()> {
             // Tenants and keys in the backend-server started here; tenant `default`
             // sends from the webmail's domain.
             format!(
-                "listen = \"{MTA}\"\n{}[spool]\npath = {:?}\n[retry]\ninitial_secs = 5\n[tenants]\nstore = \"https://{BACKEND}\"\ndefault_domains = [{mail_domain:?}]\n{}[smtp]\nsubmission = \"{SMTP}\"\nsubmissions = \"{SMTPS}\"\n[smtp.local]\nlisten = \"{SMTP_LOCAL}\"\ntenant = \"default\"\n\n{provider}",
+                "listen = \"{MTA}\"\n{}[spool]\npath = {:?}\n[retry]\ninitial_secs = 5\n[tenants]\nstore = \"https://{BACKEND}\"\ndefault_domains = [{mail_domain:?}]\n{}[lists]\npublic_url = \"https://localhost:8443\"\n[smtp]\nsubmission = \"{SMTP}\"\nsubmissions = \"{SMTPS}\"\n[smtp.local]\nlisten = \"{SMTP_LOCAL}\"\ntenant = \"default\"\n\n{provider}",
                 tls("tls", "mta-server"),
                 root().join("data/mta/spool.redb").display().to_string(),
                 tls("tenants.tls", "mta-server")

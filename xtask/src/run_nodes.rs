@@ -101,7 +101,7 @@ pub(crate) fn configs(all: &[Node], inputs: &Inputs) -> Vec<(String, String)> {
             node.mta_name(),
             format!(
                 "listen = \"{}\"\n{}[spool]\npath = {}\n[retry]\ninitial_secs = 5\n[tenants]\nstore = \"https://{BACKEND}\"\n\
-                 node_id = \"{}\"\ndefault_domains = [{mail_domain:?}]\n{}[smtp]\nsubmission = \"{}\"\nsubmissions = \"{}\"\n\
+                 node_id = \"{}\"\ndefault_domains = [{mail_domain:?}]\n{}[lists]\npublic_url = \"https://localhost:8443\"\n[smtp]\nsubmission = \"{}\"\nsubmissions = \"{}\"\n\
                  [smtp.local]\nlisten = \"{}\"\ntenant = \"default\"\n\n{}",
                 node.mta,
                 tls("tls", "mta-server"),

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bitmail_proto::v1::admin_client::AdminClient;
+use bitmail_proto::v1::lists_client::ListsClient;
 use bitmail_proto::v1::mta_client::MtaClient;
 use bitmail_runtime::grpc::{Bearer, WithKey};
 use bitmail_runtime::metrics::Registry;
@@ -93,6 +94,11 @@ impl Node {
 
     pub(crate) fn admin(&self, bearer: &Bearer) -> AdminClient<WithKey> {
         AdminClient::with_interceptor(self.channel.clone(), bearer.clone())
+    }
+
+    /// mta-server's `Lists` service on this node, with `bearer`.
+    pub(crate) fn lists(&self, bearer: &Bearer) -> ListsClient<WithKey> {
+        ListsClient::with_interceptor(self.channel.clone(), bearer.clone())
     }
 }
 

@@ -55,6 +55,11 @@
 //! retry_max_ms = 3600000         # ...up to this
 //! give_up_hours = 72             # then the batch is dropped (at least 24)
 //!
+//! [lists]                      # mailing lists and campaigns (src/lists/)
+//! public_url = "https://mail.example.org"   # the HTTPS edge, for the links in list mail; empty: lists send nothing
+//! concurrency = 32               # copies of one campaign submitted at once
+//! max_backlog = 5000             # a campaign waits while the spool holds more messages than this
+//!
 //! [limits]                     # every gRPC call (runtime/src/limits.rs)
 //! request_timeout_ms = 30000     # a unary call, or WatchMessages until it streams; then DEADLINE_EXCEEDED
 //! max_concurrent_calls = 1024    # across connections, open streams included; more: RESOURCE_EXHAUSTED
@@ -159,6 +164,8 @@ pub struct Config {
     pub tenants: TenantsConfig,
     /// Webhooks to the tenants' apps.
     pub outbox: OutboxConfig,
+    /// Mailing lists and campaigns.
+    pub lists: ListsConfig,
     /// SMTP submission listeners (`config/smtp.rs`); none by default.
     pub smtp: SmtpListenConfig,
     /// Tried in the order the scheduler picks; names must be unique.
@@ -270,6 +277,24 @@ impl Default for OutboxConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
+pub struct ListsConfig {
+    /// The HTTPS edge's base URL (`https://mail.example.org`), for the confirmation,
+    /// unsubscribe and preferences links; empty: lists can be kept but send no mail.
+    pub public_url: String,
+    /// Copies of one campaign submitted at once.
+    pub concurrency: usize,
+    /// A campaign waits while the spool holds more messages than this.
+    pub max_backlog: u64,
+}
+
+impl Default for ListsConfig {
+    fn default() -> Self {
+        Self { public_url: String::new(), concurrency: 32, max_backlog: 5000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct RetryConfig {
     pub initial_secs: u64,
     pub max_delay_secs: u64,
@@ -293,6 +318,7 @@ impl Default for Config {
             suppression: SuppressionConfig::default(),
             tenants: TenantsConfig::default(),
             outbox: OutboxConfig::default(),
+            lists: ListsConfig::default(),
             smtp: SmtpListenConfig::default(),
             providers: Vec::new(),
             call_limits: Default::default(),
@@ -353,6 +379,15 @@ impl Validate for Config {
             problems.push("outbox.give_up_hours: at least 24".into());
         }
         self.smtp.validate(problems);
+        let url = &self.lists.public_url;
+        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://"))
+            || url.contains(char::is_whitespace)
+        {
+            problems.push(format!("lists.public_url: {url:?} is not an http(s) URL"));
+        }
+        if self.lists.concurrency == 0 || self.lists.concurrency > 1024 {
+            problems.push("lists.concurrency: 1 to 1024".into());
+        }
         if self.spool.keep_statuses_days == 0 {
             problems.push("spool.keep_statuses_days: at least 1".into());
         }

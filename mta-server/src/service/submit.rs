@@ -13,6 +13,7 @@ use tracing::info;
 use super::MtaService;
 use crate::auth::{caller, quota_status};
 use crate::message::validate;
+use crate::spool::ledger::{CAMPAIGN_KEY, LedgerKey, SUBSCRIBER_KEY};
 use crate::spool::{Accepted, SpoolError};
 use crate::tenant::{Admitted, Caller, Registry, RegistryError, Scope, Tenant, quota};
 use bitmail_runtime::sync::lock;
@@ -95,6 +96,31 @@ impl MtaService {
         admitted: Option<Admitted>,
         raw: Option<Vec<u8>>,
     ) -> Result<pb::SubmitResponse, Status> {
+        self.submit_with(tenant, key, request, admitted, raw, None).await
+    }
+
+    /// A campaign's copy for one subscriber (`ledger`): [`MtaService::submit_as`], with
+    /// the copy's ledger entry written in the same commit as the copy, and the answer
+    /// the first copy's id (`duplicate`) when the subscriber already has one.
+    pub(crate) async fn submit_copy(
+        &self,
+        tenant: &Arc<Tenant>,
+        request: pb::SubmitRequest,
+        ledger: LedgerKey,
+    ) -> Result<pb::SubmitResponse, Status> {
+        let key = format!("campaign:{}", ledger.campaign);
+        self.submit_with(tenant, &key, request, None, None, Some(ledger)).await
+    }
+
+    async fn submit_with(
+        &self,
+        tenant: &Arc<Tenant>,
+        key: &str,
+        request: pb::SubmitRequest,
+        admitted: Option<Admitted>,
+        raw: Option<Vec<u8>>,
+        ledger: Option<LedgerKey>,
+    ) -> Result<pb::SubmitResponse, Status> {
         // Idempotency keys are per tenant: another tenant's key neither collides nor
         // reveals a message id. Tenant ids hold no `:`.
         let idempotency =
@@ -110,6 +136,10 @@ impl MtaService {
             Status::invalid_argument(e.to_string())
         })?;
         message.raw = raw.map(Arc::from);
+        if let Some(l) = &ledger {
+            message.metadata.insert(CAMPAIGN_KEY.into(), l.campaign.clone());
+            message.metadata.insert(SUBSCRIBER_KEY.into(), l.subscriber.clone());
+        }
         if !tenant.may_send_from(&message.from.email) {
             self.count_submission("forbidden");
             return Err(Status::permission_denied(format!(
@@ -135,7 +165,8 @@ impl MtaService {
                 quota_status(&e)
             })?,
         };
-        let accepted = self.spool.accept_flagged(&message, &tenant.id, idempotency, not_before_ms, possible_duplicate);
+        let accepted =
+            self.spool.accept_for(&message, &tenant.id, idempotency, not_before_ms, possible_duplicate, ledger);
         let accepted = accepted.await.inspect_err(|e| {
             self.count_submission(if matches!(e, SpoolError::Full { .. } | SpoolError::DiskFull(_)) {
                 "spool_full"

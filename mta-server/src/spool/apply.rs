@@ -8,7 +8,7 @@ use redb::ReadableTable;
 use super::record::{MessageRecord, Status};
 use super::schema::{IDEMPOTENCY_WINDOW_MS, Tables};
 use super::writer::{Applied, Op, Reply};
-use super::{Accepted, SpoolError, event_log, prune, suppression, webhook};
+use super::{Accepted, SpoolError, event_log, ledger, prune, suppression, webhook};
 
 impl Applied {
     /// Applies one operation, keeping its answer and the statuses it changed. An error
@@ -16,8 +16,8 @@ impl Applied {
     /// answer is kept all the same, for the commit's error to reach its caller.
     pub(crate) fn apply(&mut self, t: &mut Tables<'_>, op: Op) -> Result<(), redb::Error> {
         match op {
-            Op::Accept { record, tenant, key, not_before_ms, reply } => {
-                match accept(t, &record, tenant, key.as_deref(), not_before_ms) {
+            Op::Accept { record, tenant, key, not_before_ms, ledger, reply } => {
+                match accept(t, &record, tenant, key.as_deref(), not_before_ms, ledger.as_ref()) {
                     Ok((accepted, status)) => {
                         self.changed.extend(status);
                         self.replies.push(Reply::Accept(reply, Ok(accepted)));
@@ -60,6 +60,14 @@ impl Applied {
                     Err(e) => return self.failed(Reply::Done(reply, Err(SpoolError::Closed)), e.into()),
                 }
             }
+            Op::Skip { key, why, reply } => match ledger::skipped(t, &key, &why, super::record::now_ms()) {
+                Ok(()) => self.replies.push(Reply::Done(reply, Ok(()))),
+                Err(e) => return self.failed(Reply::Done(reply, Err(SpoolError::Closed)), e),
+            },
+            Op::Cursor { campaign, cursor, reply } => match ledger::cursor(t, &campaign, cursor) {
+                Ok(()) => self.replies.push(Reply::Done(reply, Ok(()))),
+                Err(e) => return self.failed(Reply::Done(reply, Err(SpoolError::Closed)), e),
+            },
             Op::Unsuppress { address, tenant, reply } => match suppression::unsuppress(t, &address, &tenant) {
                 Ok(removed) => self.replies.push(Reply::Removed(reply, Ok(removed))),
                 Err(e) => return self.failed(Reply::Removed(reply, Err(SpoolError::Closed)), e),
@@ -84,9 +92,16 @@ fn accept(
     tenant: String,
     key: Option<&str>,
     not_before_ms: Option<u64>,
+    campaign: Option<&ledger::LedgerKey>,
 ) -> Result<(Accepted, Option<Status>), redb::Error> {
     let now = record.submitted_at_ms;
     let id = record.id.as_str();
+    if let Some(key) = campaign {
+        if let Some(first) = ledger::existing(t, key)? {
+            return Ok((Accepted::Existing(first), None));
+        }
+        ledger::submitted(t, key, id, now)?;
+    }
     if let Some(key) = key {
         let existing = t.keys.get(key)?.map(|v| {
             let (id, at) = v.value();
@@ -130,6 +145,7 @@ fn update(t: &mut Tables<'_>, mut status: Status, drop_body: bool) -> Result<Sta
     let old_due = old.as_ref().map(|s| s.due_ms);
     let was_final = old.as_ref().is_some_and(Status::is_final);
     event_log::state_change(t, old.as_ref(), &status)?;
+    ledger::status_changed(t, old.as_ref(), &status)?;
     // Events are the writer's to append; a round's copy may be older.
     if let Some(old) = old {
         status.events = old.events;

@@ -5,7 +5,7 @@
 //! leaves either the old or the new state, never a torn one; a corrupt file is reported
 //! when opened, not silently emptied. It compiles fast and needs no C toolchain.
 //!
-//! Tables (`schema.rs`), fourteen of them:
+//! Tables (`schema.rs`), sixteen of them:
 //! - `messages`: id → [`record::MessageRecord`] (removed once the message is sent or
 //!   failed: the body is no longer needed);
 //! - `statuses`: id → [`record::Status`];
@@ -24,7 +24,9 @@
 //!   so the age of the oldest is one read;
 //! - `event_log`, `event_log_by_tenant`, `event_seq`: each tenant's changes and provider
 //!   events in order, paged with a cursor (`event_log.rs`);
-//! - `outbox`: webhook id → how far this node delivered the event log to it.
+//! - `outbox`: webhook id → how far this node delivered the event log to it;
+//! - `ledger` and `campaigns`: the campaigns' per-subscriber ledger, written in the
+//!   transaction of each copy, and each campaign's figures and cursor (`ledger.rs`).
 //!
 //! The modules:
 //! - [`record`]: the stored records (prost), apart from the wire types;
@@ -63,6 +65,7 @@
 
 mod apply;
 mod event_log;
+pub(crate) mod ledger;
 mod prune;
 mod read;
 pub mod record;
@@ -214,7 +217,7 @@ impl Spool {
     /// and its maximum age counts from then). With an idempotency key already used in
     /// the last 24 hours, stores nothing and answers the first message's id. The message
     /// is `tenant`'s; idempotency keys are the caller's to scope (service.rs prefixes
-    /// them with the tenant). The tests' shorthand for [`Spool::accept_flagged`].
+    /// them with the tenant). The tests' shorthand for [`Spool::accept_for`].
     #[cfg(test)]
     pub(crate) async fn accept(
         &self,
@@ -223,26 +226,40 @@ impl Spool {
         key: Option<String>,
         not_before_ms: Option<u64>,
     ) -> Result<Accepted, SpoolError> {
-        self.accept_flagged(message, tenant, key, not_before_ms, false).await
+        self.accept_for(message, tenant, key, not_before_ms, false, None).await
     }
 
     /// [`Spool::accept`], with the status flagged `possible_duplicate` from the start
     /// when `possible_duplicate` (a submission retried here after an ambiguous failure
-    /// on another node).
-    pub(crate) async fn accept_flagged(
+    /// on another node), and for a campaign's copy when `ledger` names one: then
+    /// its ledger entry is written in the same transaction, and a (campaign,
+    /// subscriber) that has an entry already answers that copy's id and stores nothing.
+    pub(crate) async fn accept_for(
         &self,
         message: &Message,
         tenant: &str,
         key: Option<String>,
         not_before_ms: Option<u64>,
         possible_duplicate: bool,
+        ledger: Option<ledger::LedgerKey>,
     ) -> Result<Accepted, SpoolError> {
         let used = self.bytes_on_disk();
         if used >= self.quota {
             return Err(SpoolError::Full { used, quota: self.quota });
         }
         let record = MessageRecord { possible_duplicate, ..MessageRecord::from(message) };
-        self.write(|reply| Op::Accept { record, tenant: tenant.to_owned(), key, not_before_ms, reply }).await
+        self.write(|reply| Op::Accept { record, tenant: tenant.to_owned(), key, not_before_ms, ledger, reply }).await
+    }
+
+    /// Records that the subscriber of `key` gets no copy of the campaign, for `why`
+    /// (unsubscribed, suppressed, refused): durable when answered.
+    pub(crate) async fn skip_subscriber(&self, key: ledger::LedgerKey, why: String) -> Result<(), SpoolError> {
+        self.write(|reply| Op::Skip { key, why, reply }).await
+    }
+
+    /// Moves `campaign`'s cursor past `cursor`, durably.
+    pub(crate) async fn move_cursor(&self, campaign: String, cursor: String) -> Result<(), SpoolError> {
+        self.write(|reply| Op::Cursor { campaign, cursor, reply }).await
     }
 
     /// Replaces a message's status, durably, moving its place in the schedule to

@@ -22,6 +22,10 @@ pub(crate) const EVENT_SEQ: TableDefinition<&str, u64> = TableDefinition::new("e
 /// Webhook id → [`super::record::OutboxState`]: how far this node delivered the
 /// tenant's event log to that webhook, and how it is going.
 pub(crate) const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+/// (campaign id, subscriber id) → [`super::ledger::LedgerEntry`] (`ledger.rs`).
+pub(crate) const LEDGER: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("ledger");
+/// Campaign id → [`super::ledger::CampaignRecord`]: figures and cursor.
+pub(crate) const CAMPAIGNS: TableDefinition<&str, &[u8]> = TableDefinition::new("campaigns");
 
 /// How long an event id or token is remembered: past the providers' retry periods
 /// (SendGrid retries for 24 hours), and past [`crate::events::MAX_SKEW`] for tokens.
@@ -49,10 +53,12 @@ pub(crate) struct Tables<'txn> {
     pub(crate) event_log_by_tenant: Table<'txn, (&'static str, u64), ()>,
     pub(crate) event_seq: Table<'txn, &'static str, u64>,
     pub(crate) outbox: Table<'txn, &'static str, &'static [u8]>,
+    pub(crate) ledger: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    pub(crate) campaigns: Table<'txn, &'static str, &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
-    /// Opens (creating them if missing) all fourteen tables.
+    /// Opens (creating them if missing) all sixteen tables.
     pub(crate) fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::TableError> {
         Ok(Tables {
             messages: txn.open_table(MESSAGES)?,
@@ -69,6 +75,8 @@ impl<'txn> Tables<'txn> {
             event_log_by_tenant: txn.open_table(EVENT_LOG_BY_TENANT)?,
             event_seq: txn.open_table(EVENT_SEQ)?,
             outbox: txn.open_table(OUTBOX)?,
+            ledger: txn.open_table(LEDGER)?,
+            campaigns: txn.open_table(CAMPAIGNS)?,
         })
     }
 }

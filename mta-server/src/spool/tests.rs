@@ -177,7 +177,7 @@ async fn a_submission_retried_from_another_node_is_stored_flagged() {
     let _ = std::fs::remove_file(&path);
     let spool = Spool::open(&path, settings()).unwrap();
     let key = Some("edge-1".to_owned());
-    assert_eq!(spool.accept_flagged(&message("a"), "default", key, None, true).await.unwrap(), Accepted::New);
+    assert_eq!(spool.accept_for(&message("a"), "default", key, None, true, None).await.unwrap(), Accepted::New);
     spool.accept(&message("b"), "default", None, None).await.unwrap();
     assert!(spool.status("a").await.unwrap().unwrap().possible_duplicate);
     assert!(!spool.status("b").await.unwrap().unwrap().possible_duplicate);
@@ -428,4 +428,31 @@ async fn the_event_log_pages_a_tenants_changes_in_order_with_their_metadata() {
     assert_eq!(spool.events("acme", 0, 2).await.unwrap().len(), 2);
     drop(spool);
     let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn a_campaign_copy_and_its_ledger_entry_are_one_commit_and_a_second_copy_is_the_first() {
+    use super::ledger::LedgerKey;
+    let path = temp_path("ledger");
+    let _ = std::fs::remove_file(&path);
+    let spool = Spool::open(&path, settings()).unwrap();
+    let key = LedgerKey { campaign: "c1".into(), subscriber: "s1".into() };
+    let first = message("a");
+    let answer = spool.accept_for(&first, "default", None, None, false, Some(key.clone())).await.unwrap();
+    assert_eq!(answer, Accepted::New);
+    let entry = spool.ledger_entry(key.clone()).await.unwrap().unwrap();
+    assert_eq!((entry.message_id.as_str(), entry.state.as_str()), (first.id.as_str(), "submitted"));
+    // Another copy for the same subscriber, however long after: nothing stored.
+    let again = spool.accept_for(&message("b"), "default", None, None, false, Some(key.clone())).await.unwrap();
+    assert_eq!(again, Accepted::Existing(first.id.clone()));
+    assert!(spool.status(&message("b").id).await.unwrap().is_none());
+    let other = LedgerKey { campaign: "c1".into(), subscriber: "s2".into() };
+    spool.skip_subscriber(other.clone(), "suppressed".into()).await.unwrap();
+    spool.move_cursor("c1".into(), "s2".into()).await.unwrap();
+    let held = spool.in_ledger("c1", vec!["s1".into(), "s2".into(), "s3".into()]).await.unwrap();
+    assert_eq!(held, ["s1".to_owned(), "s2".to_owned()].into());
+    let r = spool.campaign_record("c1").await.unwrap();
+    assert_eq!((r.submitted, r.skipped, r.cursor.as_str()), (1, 1, "s2"));
+    drop(spool);
+    let _ = std::fs::remove_file(&path);
 }

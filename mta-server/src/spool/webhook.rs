@@ -106,6 +106,7 @@ fn status_of(t: &mut Tables<'_>, event: &Event) -> Result<Option<Status>, redb::
 fn append(t: &mut Tables<'_>, mut status: Status, event: Event) -> Result<Option<Status>, redb::Error> {
     let record = event.record.into();
     super::event_log::provider_event(t, &status, &record)?;
+    super::ledger::event(t, &status, &record)?;
     status.events.push(record);
     t.statuses.insert(status.id.as_str(), status.encode_to_vec().as_slice())?;
     Ok(Some(status))

@@ -44,7 +44,19 @@ pub(crate) enum Op {
         tenant: String,
         key: Option<String>,
         not_before_ms: Option<u64>,
+        /// A campaign's copy: its ledger entry is written with it.
+        ledger: Option<super::ledger::LedgerKey>,
         reply: Answer<Accepted>,
+    },
+    Skip {
+        key: super::ledger::LedgerKey,
+        why: String,
+        reply: Answer<()>,
+    },
+    Cursor {
+        campaign: String,
+        cursor: String,
+        reply: Answer<()>,
     },
     Update {
         status: Status,
@@ -116,9 +128,11 @@ impl Op {
         let err = err.clone();
         match self {
             Op::Accept { reply, .. } => Some(Reply::Accept(reply, Err(err))),
-            Op::Update { reply, .. } | Op::Suppress { reply, .. } | Op::Outbox { reply, .. } => {
-                Some(Reply::Done(reply, Err(err)))
-            }
+            Op::Update { reply, .. }
+            | Op::Suppress { reply, .. }
+            | Op::Outbox { reply, .. }
+            | Op::Skip { reply, .. }
+            | Op::Cursor { reply, .. } => Some(Reply::Done(reply, Err(err))),
             Op::Prune { reply, .. } => Some(Reply::Prune(reply, Err(err))),
             Op::Events { reply, .. } => Some(Reply::Events(reply, Err(err))),
             Op::Unsuppress { reply, .. } => Some(Reply::Removed(reply, Err(err))),

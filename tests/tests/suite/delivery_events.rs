@@ -21,9 +21,9 @@ use common::{Cluster, Mta, mailgun, sendgrid, settled, submission};
 use mta_server::config::ProviderConfig;
 use serde_json::json;
 
-const MAILGUN_WEBHOOK_KEY: &str = "mailgun-webhook-signing-key";
+pub(crate) const MAILGUN_WEBHOOK_KEY: &str = "mailgun-webhook-signing-key";
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
@@ -76,7 +76,12 @@ fn sendgrid_webhook(key: &EcdsaKeyPair, timestamp: u64, body: &[u8]) -> pb::Webh
     }
 }
 
-fn mailgun_webhook(signing_key: &str, timestamp: u64, token: &str, event: serde_json::Value) -> pb::WebhookRequest {
+pub(crate) fn mailgun_webhook(
+    signing_key: &str,
+    timestamp: u64,
+    token: &str,
+    event: serde_json::Value,
+) -> pb::WebhookRequest {
     let key = hmac::Key::new(hmac::HMAC_SHA256, signing_key.as_bytes());
     let tag = hmac::sign(&key, format!("{timestamp}{token}").as_bytes());
     let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();

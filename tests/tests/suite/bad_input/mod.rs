@@ -1,6 +1,7 @@
 //! The bad-input corpus: over 200 requests that are wrong in one way each, sent to every
 //! surface a caller can reach (gRPC `Mta` and `Admin`, the webmail's JSON API, the
-//! SendGrid- and Mailgun-shaped APIs, the inbound webhooks, SMTP submission), each
+//! SendGrid- and Mailgun-shaped APIs, the inbound webhooks, SMTP submission, the
+//! mailing lists' pages and API), each
 //! answered with the exact clear error listed here, and nothing changed: no mail reaches
 //! the provider, no mail document, tenant or key is stored, and a good message still goes
 //! through afterwards.
@@ -10,6 +11,7 @@
 
 mod app_apis;
 mod grpc;
+mod list_pages;
 mod smtp;
 mod webmail;
 
@@ -47,6 +49,7 @@ impl Corpus {
             c.inbound_password = Some(Secret::new(INBOUND_PASSWORD));
         }
         let cluster = Cluster::start_with(vec![provider], true, |c| {
+            c.lists.public_url = "https://edge.test".into();
             c.smtp.local = Some(mta_server::config::LocalSubmission {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
                 tenant: "default".into(),
@@ -132,6 +135,7 @@ async fn every_surface_refuses_bad_input_clearly_and_changes_nothing() {
     total += app_apis::mailgun(&corpus).await;
     total += app_apis::webhooks(&corpus).await;
     total += smtp::local(&corpus).await;
+    total += list_pages::lists(&corpus).await;
     assert!(total >= 200, "the corpus has {total} cases");
 
     assert_eq!(corpus.footprint().await, before, "a bad request stored something");
