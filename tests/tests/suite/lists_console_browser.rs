@@ -1,24 +1,28 @@
 //! The admin console's mailing lists in headless Chromium, against backend-server,
-//! mta-server (a fake SendGrid behind it) and client-api serving the built console: an
+//! mta-server (a fake SendGrid behind it, `[lists] public_url` set) and an edge holding
+//! the console's admin key and serving the built console (`lists_pages::start`): an
 //! admin creates a list, imports a CSV of 300 good rows and 2 bad ones as confirmed
-//! (the report names the bad lines) and 5 more unconfirmed, sees the subscribers, exports
+//! (the report names the bad lines; a file that is not UTF-8 is refused next to the
+//! import's form) and 5 more unconfirmed, sees the subscribers, exports
 //! them and downloads the CSV, sees a campaign with an unknown variable refused next to
 //! its form, sends a campaign and watches its task's progress bar move to the end;
 //! the fake provider got exactly one copy per confirmed subscriber, rendered for each;
 //! a campaign scheduled for tomorrow is paused, resumed and cancelled. Then the same
 //! page in French and 360 px wide. Screenshots in target/screenshots/ (lists-*.png).
 
-use crate::admin_api::deployment;
+use crate::lists_pages::start;
 use crate::webdriver;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use deployment::{Deployment, PASSWORD};
+use bitmail_runtime::config::Secret;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use webdriver::Browser;
+
+const PASSWORD: &str = "a long console password";
 
 /// Confirmed subscribers imported: each must get exactly one copy of the campaign.
 const CONFIRMED: usize = 300;
@@ -106,10 +110,25 @@ fn recipient(body: &Value) -> String {
 #[tokio::test]
 async fn an_admin_imports_a_list_sends_a_campaign_and_watches_it_reach_every_subscriber() {
     let dir = web_dir();
-    let d = Deployment::start(move |c| c.web_dir = Some(dir)).await;
-    d.create_user("ada", "default", true).await.unwrap();
+    let app = start().await;
+    let key = app.cluster.admin_key.clone();
+    let (http, base) = app
+        .cluster
+        .another_edge(|c| {
+            c.mta_admin_key = Some(Secret::new(key));
+            c.web_dir = Some(dir);
+        })
+        .await;
+    let config = client_api::config::Config {
+        backend_url: format!("http://{}", app.cluster.backend),
+        mail_domain: "bitmail.test".into(),
+        ..Default::default()
+    };
+    let ada =
+        client_api::create_user::CreateUser { config: None, name: "ada".into(), tenant: "default".into(), admin: true };
+    client_api::create_user::create_user(&ada, &config, PASSWORD).await.unwrap();
     let b = Browser::start().await;
-    b.goto(&format!("{}/admin/", d.base.replace("localhost", "127.0.0.1"))).await;
+    b.goto(&format!("{}/admin/", base.replace("localhost", "127.0.0.1"))).await;
     b.find("#login").await;
     b.type_into("#name", "ada").await;
     b.type_into("#password", PASSWORD).await;
@@ -132,7 +151,7 @@ async fn an_admin_imports_a_list_sends_a_campaign_and_watches_it_reach_every_sub
     let list = list.as_str().unwrap().to_owned();
     b.wait_text("#list-name", "Power cuts").await;
     let url = b.script("return document.querySelector('#list-subscribe-url').href", json!([])).await;
-    assert!(url.as_str().unwrap().starts_with("http"), "the subscribe page: {url}");
+    assert_eq!(url.as_str().unwrap(), format!("https://edge.test/lists/{list}/subscribe"), "the subscribe page");
     let form = b.script("return document.querySelector('#list-form-html').value", json!([])).await;
     assert!(form.as_str().unwrap().contains("<form"), "the form to paste: {form}");
     b.find("#subscribers-empty").await;
@@ -145,6 +164,12 @@ async fn an_admin_imports_a_list_sends_a_campaign_and_watches_it_reach_every_sub
     std::fs::write(&csv, confirmed_csv()).unwrap();
     b.click("#import-start").await;
     b.wait_text("#import-error", "Choose a CSV file first.").await;
+    let latin1 = files.join("latin1.csv");
+    std::fs::write(&latin1, b"email,name\ncaf\xe9@example.net,Caf\xe9\n").unwrap();
+    b.type_into_file("#import-file", &latin1).await;
+    b.click("#import-start").await;
+    let refused = b.wait_text("#import-error", "UTF-8").await;
+    assert!(refused.starts_with("Please check: csv: line 2"), "the file refused whole, next to its form: {refused}");
     b.type_into_file("#import-file", &csv).await;
     b.click("#import-confirmed").await;
     b.click("#import-start").await;
@@ -202,8 +227,10 @@ async fn an_admin_imports_a_list_sends_a_campaign_and_watches_it_reach_every_sub
     let href = b
         .script(&format!("return document.querySelector('#task-download-{export}').getAttribute('href')"), json!([]))
         .await;
-    let (status, text) = d.sign_in("ada").await.call_text("GET", href.as_str().unwrap(), None).await;
-    assert_eq!(status, 200, "{text}");
+    let (cookie, _) = crate::common::sign_in(&http, &base, "ada", PASSWORD).await;
+    let download = http.get(format!("{base}{}", href.as_str().unwrap())).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(download.status(), 200);
+    let text = download.text().await.unwrap();
     let exported: Vec<&str> = text.lines().skip(1).filter(|l| !l.is_empty()).collect();
     for address in ["person0@example.net", "person299@example.net"] {
         assert_eq!(exported.iter().filter(|l| l.starts_with(address)).count(), 1, "{address} exported once");
@@ -263,9 +290,9 @@ async fn an_admin_imports_a_list_sends_a_campaign_and_watches_it_reach_every_sub
     }
     assert_eq!(stat(&b, &campaign, "possible_duplicates").await, "0");
 
-    d.fake.wait_for(CONFIRMED, Duration::from_secs(30)).await;
+    app.fake.wait_for(CONFIRMED, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let copies = d.fake.received();
+    let copies = app.fake.received();
     let mut per_address: HashMap<String, Vec<Value>> = HashMap::new();
     for copy in &copies {
         per_address.entry(recipient(&copy.body)).or_default().push(copy.body.clone());
@@ -309,7 +336,7 @@ async fn an_admin_imports_a_list_sends_a_campaign_and_watches_it_reach_every_sub
     b.find(&format!("#{later} .badge[data-state=cancelled]")).await;
     let buttons = b.script(&format!("return document.querySelectorAll('#{later} button').length"), json!([])).await;
     assert_eq!(buttons, 0, "a cancelled campaign has no buttons");
-    assert_eq!(d.fake.received().len(), CONFIRMED, "nothing sent for the cancelled campaign");
+    assert_eq!(app.fake.received().len(), CONFIRMED, "nothing sent for the cancelled campaign");
 
     // The list among the tenant's lists, and back.
     b.click("#list-back").await;
