@@ -360,6 +360,7 @@ const CONSOLE_TEXTS: &[(&str, &str, &str)] = &[
         "Copies par seconde (vide : aussi vite que le quota le permet)",
     ),
     ("campaign_start", "Start at (empty: now)", "Début (vide : maintenant)"),
+    ("starts", "Starts", "Débute le"),
     ("campaign_send", "Send the campaign", "Envoyer la campagne"),
     ("campaign_created", "Campaign created.", "Campagne créée."),
     ("campaign_paused", "Campaign paused.", "Campagne mise en pause."),

@@ -325,6 +325,7 @@ async fn an_admin_imports_a_list_sends_a_campaign_and_watches_it_reach_every_sub
     let later = later.as_str().unwrap().to_owned();
     assert_ne!(later, format!("campaign-{campaign}"), "the newest first");
     b.find(&format!("#{later} .badge[data-state=scheduled]")).await;
+    b.wait_text(&format!("#{later}"), "Starts ").await;
     b.click(&format!("#{later} .campaign-pause")).await;
     b.wait_text(".flash.ok", "Campaign paused.").await;
     b.find(&format!("#{later} .badge[data-state=paused]")).await;

@@ -54,6 +54,7 @@ fn campaign(ctx: Ctx, c: &Value) -> AnyView {
         {cell(ctx, "campaign_name", view! { <strong>{s(c, "name")}</strong> <div class="meta">{s(c, "subject")}</div> })}
         {cell(ctx, "state", view! {
             {state_badge(ctx, &state)}
+            {(state == "scheduled").then(|| view! { <div class="meta">{ctx.tr("starts")} " " {when(ctx, &c["start_at_ms"])}</div> })}
             {(!error.is_empty()).then(|| view! { <div class="meta err">{error}</div> })}
         })}
         {cell(ctx, "stats", view! { <div class="stats">{stats}</div> })}
@@ -118,7 +119,7 @@ pub fn Campaigns(tenant: String, list: String, poll: Poll) -> impl IntoView {
             let now = js_sys::Date::now() as u64;
             poll.campaigns.set(l.iter().any(|c| match c["state"].as_str() {
                 Some("running") => true,
-                Some("scheduled") => num(&c["start_at_ms"]).max(num(&c["start_at_unix_ms"])) <= now,
+                Some("scheduled") => num(&c["start_at_ms"]) <= now,
                 _ => false,
             }));
             campaigns.set(Some(l));
