@@ -22,6 +22,7 @@ async fn start() -> (Cluster, FakeSendGrid, Lists, Lists) {
     let fake = FakeSendGrid::start(crate::common::KEY).await.unwrap();
     let cluster = Cluster::start_with(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], false, |c| {
         c.lists.public_url = URL.into();
+        c.lists.unsubscribe_domain = "bitmail.test".into();
         c.tenants.default_quotas.per_second = Some(100_000.0);
         c.tenants.default_quotas.burst = Some(100_000);
     })
@@ -162,8 +163,11 @@ async fn double_opt_in_then_a_campaign_with_one_click_unsubscribe_and_the_next_c
     let copies: Vec<Received> = fake.wait_for(4, Duration::from_secs(20)).await.into_iter().skip(2).collect();
     assert_eq!(copies.len(), 2);
     let ann = copies.iter().find(|m| to(m) == "ann@example.net").unwrap();
-    let unsubscribe = header(ann, "List-Unsubscribe");
+    let both = header(ann, "List-Unsubscribe");
+    let (unsubscribe, mailto) = both.split_once(", ").unwrap_or_else(|| panic!("{both}"));
     assert!(unsubscribe.starts_with(&format!("<{URL}/lists/u/")) && unsubscribe.ends_with('>'), "{unsubscribe}");
+    let token = unsubscribe.trim_start_matches(&format!("<{URL}/lists/u/")).trim_end_matches('>').to_owned();
+    assert_eq!(mailto, format!("<mailto:unsubscribe@bitmail.test?subject=unsubscribe%20{token}>"));
     assert_eq!(header(ann, "List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
     assert!(
         ann.body["content"][1]["value"]
@@ -175,7 +179,6 @@ async fn double_opt_in_then_a_campaign_with_one_click_unsubscribe_and_the_next_c
     assert!(zoe.body["content"][0]["value"].as_str().unwrap().contains("Se désabonner: "));
 
     // RFC 8058's POST, as a mail provider makes it (through the edge, reason one-click).
-    let token = unsubscribe.trim_start_matches(&format!("<{URL}/lists/u/")).trim_end_matches('>').to_owned();
     let s = edge
         .unsubscribe(pb::UnsubscribeRequest { token: token.clone(), reason: "one-click".into(), ..Default::default() })
         .await
