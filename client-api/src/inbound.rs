@@ -29,7 +29,7 @@ use bitmail_proto::v1 as pb;
 use crate::accounts::User;
 use crate::compose::address_of;
 use crate::error::ApiError;
-use crate::lists::mail::unsubscribe_token;
+use crate::lists::mail::{subject_token, unsubscribe_token};
 use crate::mailbox::{Attachment, AttachmentMeta, Folder, NewMail, Stored};
 use crate::state::AppState;
 
@@ -53,7 +53,7 @@ fn recipients(mail: &pb::InboundMail) -> Vec<String> {
     let mut seen = BTreeSet::new();
     listed(mail)
         .into_iter()
-        .filter(|m| unsubscribe_token(m).is_none())
+        .filter(|m| unsubscribe_token(m).is_none() && subject_token(m, &mail.subject).is_none())
         .filter_map(|m| address_of(m).map(|a| a.to_ascii_lowercase()))
         .filter(|a| seen.insert(a.clone()))
         .collect()
@@ -77,8 +77,10 @@ fn unsubscribe_tokens(mail: &pb::InboundMail) -> Vec<String> {
     let mut seen = BTreeSet::new();
     listed(mail)
         .into_iter()
-        .filter_map(|m| unsubscribe_token(m))
-        .map(|t| headers.iter().copied().find(|h| h.eq_ignore_ascii_case(t)).unwrap_or(t))
+        .filter_map(|m| match unsubscribe_token(m) {
+            Some(t) => Some(headers.iter().copied().find(|h| h.eq_ignore_ascii_case(t)).unwrap_or(t)),
+            None => subject_token(m, &mail.subject),
+        })
         .filter(|t| seen.insert(t.to_ascii_lowercase()))
         .map(String::from)
         .collect()
@@ -206,5 +208,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(unsubscribe_tokens(&mail), ["AbC-1", "xyz"], "only the envelope's recipients count");
+        // mta-server's own form: the bare address, the token in the subject.
+        let mail = pb::InboundMail {
+            envelope_to: vec!["unsubscribe@bitmail.test".into(), "ada@bitmail.test".into()],
+            subject: "unsubscribe s.0199.-.0.MaC_x".into(),
+            ..Default::default()
+        };
+        assert_eq!(recipients(&mail), ["ada@bitmail.test"]);
+        assert_eq!(unsubscribe_tokens(&mail), ["s.0199.-.0.MaC_x"]);
     }
 }

@@ -48,6 +48,7 @@
 //! - `csrf`: the same-origin and CSRF checks on every state change, and the CSRF token;
 //! - `session_sweep`: sessions past their expiry deleted in bounded batches, every
 //!   `session_sweep_secs`;
+//! - `subscribe_limit`: the hosted subscribe form's posts per client address;
 //! - `limiter`: failed sign-ins limited per name and per client address;
 //! - `shared_counts`: failed sign-in counts in the store, seen by every edge;
 //! - `send_limit`: one user's sends per minute and recipients per message;
@@ -106,6 +107,7 @@ mod session_sweep;
 mod shared_counts;
 mod state;
 mod status;
+mod subscribe_limit;
 mod unique;
 mod verdicts;
 mod webhooks;

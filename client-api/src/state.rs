@@ -12,10 +12,10 @@ use crate::accounts::Accounts;
 use crate::assets::WebAssets;
 use crate::deliveries::DeliveryLog;
 use crate::limiter::LoginLimiter;
-use crate::lists::limit::SubscribeLimiter;
 use crate::mailbox::Mailbox;
 use crate::mta_pool::{MtaPool, Node};
 use crate::send_limit::SendLimiter;
+use crate::subscribe_limit::SubscribeLimiter;
 
 /// mta-server as the admin console reaches it: both services with `mta_admin_key`, on
 /// the node the pool picks. Tenants, keys, usage and the audit log are in the shared

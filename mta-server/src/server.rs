@@ -126,6 +126,7 @@ impl Server {
             spool.clone(),
             crate::lists::ListsSettings {
                 public_url: config.lists.public_url.clone(),
+                unsubscribe_domain: config.lists.unsubscribe_domain.clone(),
                 node: tenancy.node_id.clone(),
                 concurrency: config.lists.concurrency,
                 max_backlog: config.lists.max_backlog,

@@ -1,6 +1,9 @@
 //! The `mailto:` of `List-Unsubscribe`: mail received (through a provider's inbound
-//! webhook, verified by mta-server) for `unsubscribe+TOKEN@...` unsubscribes the
-//! subscriber of TOKEN, reason `mail`, instead of going to a mailbox. The token is the
+//! webhook, verified by mta-server) for `unsubscribe+TOKEN@...`, or for `unsubscribe@...`
+//! with the subject `unsubscribe TOKEN` (the form mta-server writes,
+//! `<mailto:unsubscribe@DOMAIN?subject=unsubscribe%20TOKEN>`: a token is longer than
+//! the 64 bytes RFC 5321 allows a local part, and a subject keeps its case), unsubscribes
+//! the subscriber of TOKEN, reason `mail`, instead of going to a mailbox. The token is the
 //! authority, as on the pages; the domain is whatever the mail was received for (the
 //! provider routes only ours here). The token keeps its case: it is read from the
 //! address as received, not lowercased like mailbox names.
@@ -31,6 +34,21 @@ pub(crate) fn unsubscribe_token(mailbox: &str) -> Option<&str> {
         return None;
     }
     let token = &local[PREFIX.len()..];
+    plausible_token(token).then_some(token)
+}
+
+/// The token of a mail to the bare `unsubscribe@` address whose subject is
+/// `unsubscribe TOKEN` (a reply may prefix `Re: `).
+pub(crate) fn subject_token<'a>(mailbox: &str, subject: &'a str) -> Option<&'a str> {
+    let mailbox = mailbox.trim();
+    let address = mailbox.rsplit_once('<').map_or(mailbox, |(_, r)| r.trim_end_matches('>')).trim();
+    let (local, domain) = address.rsplit_once('@')?;
+    if domain.is_empty() || !local.eq_ignore_ascii_case("unsubscribe") {
+        return None;
+    }
+    let words: Vec<&str> = subject.split_whitespace().collect();
+    let at = words.iter().position(|w| w.eq_ignore_ascii_case("unsubscribe"))?;
+    let token = *words.get(at + 1)?;
     plausible_token(token).then_some(token)
 }
 
@@ -68,6 +86,16 @@ pub(crate) async fn unsubscribe(state: &AppState, tokens: &[String]) -> Result<B
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bare_unsubscribe_address_takes_its_token_from_the_subject() {
+        assert_eq!(subject_token("unsubscribe@lists.example.org", "unsubscribe s.AbC.-.0.x_Y"), Some("s.AbC.-.0.x_Y"));
+        assert_eq!(subject_token("List <Unsubscribe@example.org>", "Re: Unsubscribe Tok3n"), Some("Tok3n"));
+        assert_eq!(subject_token("unsubscribe@example.org", "please take me off"), None);
+        assert_eq!(subject_token("unsubscribe@example.org", "unsubscribe"), None);
+        assert_eq!(subject_token("ada@example.org", "unsubscribe Tok3n"), None);
+        assert_eq!(subject_token("unsubscribe@example.org", "unsubscribe to<k"), None);
+    }
 
     #[test]
     fn unsubscribe_addresses_and_their_tokens() {

@@ -21,7 +21,7 @@
 //! session and are exempt from the same-origin and CSRF checks ([`crate::csrf`]); the
 //! signed token, or for a subscription the double opt-in, is their only authority.
 //! Bodies are at most 16 KiB (413 page), subscriptions at most 10 per client address in
-//! 10 minutes (429 page with `Retry-After`, [`limit`]). No answer is a redirect.
+//! 10 minutes (429 page with `Retry-After`, [`crate::subscribe_limit`]). No answer is a redirect.
 //! The language is `?lang=en|fr`, else the subscriber's (token pages), else
 //! `Accept-Language`. gRPC answers become pages: INVALID_ARGUMENT 400 with mta-server's
 //! words, a bad token (UNAUTHENTICATED) 403 "this link is not valid or has expired",
@@ -63,7 +63,7 @@
 //! campaign or task), 413, 429, 503.
 //!
 //! The module's files: [`html`] the page shell, words and escaping; [`form`] the pages'
-//! forms; [`limit`] subscriptions per address; [`pages`] the page handlers ([`prefs`] the
+//! forms; [`pages`] the page handlers ([`prefs`] the
 //! preferences page); [`json`]
 //! the shapes; [`api`] lists, subscribers, import and export; [`campaigns`] campaigns,
 //! triggers and tasks; [`mail`] the `mailto:` unsubscribe of received mail.
@@ -73,7 +73,6 @@ pub(crate) mod campaigns;
 pub(crate) mod form;
 pub(crate) mod html;
 pub(crate) mod json;
-pub(crate) mod limit;
 pub(crate) mod mail;
 pub(crate) mod pages;
 pub(crate) mod prefs;

@@ -57,6 +57,7 @@
 //!
 //! [lists]                      # mailing lists and campaigns (src/lists/)
 //! public_url = "https://mail.example.org"   # the HTTPS edge, for the links in list mail; empty: lists send nothing
+//! unsubscribe_domain = "mail.example.org"   # inbound mail for it reaches the edge: List-Unsubscribe gains a mailto:
 //! concurrency = 32               # copies of one campaign submitted at once
 //! max_backlog = 5000             # a campaign waits while the spool holds more messages than this
 //!
@@ -281,6 +282,9 @@ pub struct ListsConfig {
     /// The HTTPS edge's base URL (`https://mail.example.org`), for the confirmation,
     /// unsubscribe and preferences links; empty: lists can be kept but send no mail.
     pub public_url: String,
+    /// A domain whose received mail reaches the edge (an inbound webhook): when set,
+    /// `List-Unsubscribe` also offers `mailto:unsubscribe@DOMAIN?subject=unsubscribe%20TOKEN`.
+    pub unsubscribe_domain: String,
     /// Copies of one campaign submitted at once.
     pub concurrency: usize,
     /// A campaign waits while the spool holds more messages than this.
@@ -289,7 +293,7 @@ pub struct ListsConfig {
 
 impl Default for ListsConfig {
     fn default() -> Self {
-        Self { public_url: String::new(), concurrency: 32, max_backlog: 5000 }
+        Self { public_url: String::new(), unsubscribe_domain: String::new(), concurrency: 32, max_backlog: 5000 }
     }
 }
 
@@ -384,6 +388,10 @@ impl Validate for Config {
             || url.contains(char::is_whitespace)
         {
             problems.push(format!("lists.public_url: {url:?} is not an http(s) URL"));
+        }
+        let d = &self.lists.unsubscribe_domain;
+        if !d.is_empty() && crate::tenant::domain::normalize(d).is_err() {
+            problems.push(format!("lists.unsubscribe_domain: {d:?} is not a domain name"));
         }
         if self.lists.concurrency == 0 || self.lists.concurrency > 1024 {
             problems.push("lists.concurrency: 1 to 1024".into());

@@ -70,7 +70,7 @@ impl Lists {
         // And one copy checked as a submission would be (addresses, sizes, headers).
         let probe =
             model::Subscriber { email: "probe@example.org".into(), language: "en".into(), ..Default::default() };
-        let mut copy = prepared.copy(&list, &probe, "https://x.invalid/u", "https://x.invalid/p");
+        let mut copy = prepared.copy(&list, &probe, "https://x.invalid/u", "https://x.invalid/p", None);
         copy.validate_only = true;
         let t = self.tenant(tenant).await?;
         self.mta

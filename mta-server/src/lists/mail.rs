@@ -122,13 +122,14 @@ impl Prepared {
         Ok(Prepared { subject, body, attachments })
     }
 
-    /// The copy for `sub`, with its links.
+    /// The copy for `sub`, with its links (`mailto`: the unsubscribe address by mail).
     pub fn copy(
         &self,
         list: &List,
         sub: &Subscriber,
         unsubscribe_url: &str,
         preferences_url: &str,
+        mailto: Option<&str>,
     ) -> pb::SubmitRequest {
         let mut values = sub.variables();
         values.insert("unsubscribe_url".into(), unsubscribe_url.to_owned());
@@ -151,7 +152,13 @@ impl Prepared {
             text,
             html,
             headers: vec![
-                pb::Header { name: "List-Unsubscribe".into(), value: format!("<{unsubscribe_url}>") },
+                pb::Header {
+                    name: "List-Unsubscribe".into(),
+                    value: match mailto {
+                        Some(m) => format!("<{unsubscribe_url}>, <{m}>"),
+                        None => format!("<{unsubscribe_url}>"),
+                    },
+                },
                 pb::Header { name: "List-Unsubscribe-Post".into(), value: "List-Unsubscribe=One-Click".into() },
                 pb::Header {
                     name: "List-Id".into(),

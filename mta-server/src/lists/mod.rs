@@ -61,6 +61,8 @@ pub const MAX_REQUEST_BYTES: usize = csv::MAX_IMPORT_BYTES + (1 << 20);
 pub struct ListsSettings {
     /// The edge's base URL, for the links in mails; empty: lists cannot send mail.
     pub public_url: String,
+    /// Where unsubscribing by mail goes (`[lists] unsubscribe_domain`); empty: no `mailto:`.
+    pub unsubscribe_domain: String,
     /// This node's name: campaigns and tasks it takes are its own.
     pub node: String,
     /// Copies of one campaign submitted at once.

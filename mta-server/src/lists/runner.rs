@@ -231,7 +231,10 @@ async fn walk(
                 now,
             );
             let (unsubscribe, prefs) = (format!("{base}/lists/u/{token}"), format!("{base}/lists/prefs/{token}"));
-            let request = prepared.copy(list, &sub, &unsubscribe, &prefs);
+            let mailto = (!lists.settings.unsubscribe_domain.is_empty()).then(|| {
+                format!("mailto:unsubscribe@{}?subject=unsubscribe%20{token}", lists.settings.unsubscribe_domain)
+            });
+            let request = prepared.copy(list, &sub, &unsubscribe, &prefs, mailto.as_deref());
             let key = LedgerKey { campaign: c.id.clone(), subscriber: sub.id.clone() };
             let (lists, tenant, stop) = (lists.clone(), tenant.clone(), stop.clone());
             copies.spawn(async move {

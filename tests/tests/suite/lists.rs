@@ -22,6 +22,7 @@ async fn start() -> (Cluster, FakeSendGrid, Lists, Lists) {
     let fake = FakeSendGrid::start(crate::common::KEY).await.unwrap();
     let cluster = Cluster::start_with(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))], false, |c| {
         c.lists.public_url = URL.into();
+        c.lists.unsubscribe_domain = "bitmail.test".into();
         c.tenants.default_quotas.per_second = Some(100_000.0);
         c.tenants.default_quotas.burst = Some(100_000);
     })
@@ -162,8 +163,11 @@ async fn double_opt_in_then_a_campaign_with_one_click_unsubscribe_and_the_next_c
     let copies: Vec<Received> = fake.wait_for(4, Duration::from_secs(20)).await.into_iter().skip(2).collect();
     assert_eq!(copies.len(), 2);
     let ann = copies.iter().find(|m| to(m) == "ann@example.net").unwrap();
-    let unsubscribe = header(ann, "List-Unsubscribe");
+    let both = header(ann, "List-Unsubscribe");
+    let (unsubscribe, mailto) = both.split_once(", ").unwrap_or_else(|| panic!("{both}"));
     assert!(unsubscribe.starts_with(&format!("<{URL}/lists/u/")) && unsubscribe.ends_with('>'), "{unsubscribe}");
+    let token = unsubscribe.trim_start_matches(&format!("<{URL}/lists/u/")).trim_end_matches('>').to_owned();
+    assert_eq!(mailto, format!("<mailto:unsubscribe@bitmail.test?subject=unsubscribe%20{token}>"));
     assert_eq!(header(ann, "List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
     assert!(
         ann.body["content"][1]["value"]
@@ -175,7 +179,6 @@ async fn double_opt_in_then_a_campaign_with_one_click_unsubscribe_and_the_next_c
     assert!(zoe.body["content"][0]["value"].as_str().unwrap().contains("Se désabonner: "));
 
     // RFC 8058's POST, as a mail provider makes it (through the edge, reason one-click).
-    let token = unsubscribe.trim_start_matches(&format!("<{URL}/lists/u/")).trim_end_matches('>').to_owned();
     let s = edge
         .unsubscribe(pb::UnsubscribeRequest { token: token.clone(), reason: "one-click".into(), ..Default::default() })
         .await
@@ -465,4 +468,50 @@ async fn the_edge_subscribes_to_any_tenants_list_but_tenants_see_only_their_own_
         .unwrap()
         .into_inner();
     assert_eq!(page.subscribers.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_carries_its_attachment_and_a_cancelled_one_sends_no_more() {
+    let (_cluster, fake, mut app, _edge) = start().await;
+    let l = app.create_list(list(false)).await.unwrap().into_inner();
+    for i in 0..30 {
+        app.subscribe(subscribe(&l.id, &format!("s{i}@example.net"), "Kandy", "en")).await.unwrap();
+    }
+    let mut with_file = campaign(&l.id, "Timetable", &[]);
+    let pdf = b"%PDF-1.4 timetable".to_vec();
+    with_file.campaign.as_mut().unwrap().attachments = vec![pb::Attachment {
+        filename: "timetable.pdf".into(),
+        content_type: "application/pdf".into(),
+        content: pdf.clone(),
+        ..Default::default()
+    }];
+    let c = app.create_campaign(with_file).await.unwrap().into_inner();
+    assert_eq!(c.attachments[0].filename, "timetable.pdf");
+    assert!(c.attachments[0].content.is_empty(), "a campaign's answer does not carry the bytes");
+    finished(&mut app, &c.id).await;
+    let got = fake.wait_for(30, Duration::from_secs(30)).await;
+    use base64::Engine as _;
+    let attached = got[0].body["attachments"][0]["content"].as_str().unwrap();
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(attached).unwrap(), pdf);
+
+    // Too big for every copy to carry: refused, nothing stored.
+    let mut big = campaign(&l.id, "Big", &[]);
+    big.campaign.as_mut().unwrap().attachments =
+        vec![pb::Attachment { filename: "big.bin".into(), content: vec![0; 3 << 20], ..Default::default() }];
+    let e = app.create_campaign(big).await.unwrap_err();
+    assert!(e.message().contains("attachments: 3145728 bytes together, at most 2097152"), "{}", e.message());
+
+    // One copy a second, cancelled after the first: no more go out, and it cannot resume.
+    let mut slow = campaign(&l.id, "Slow", &[]);
+    slow.campaign.as_mut().unwrap().rate_per_second = 1.0;
+    let c = app.create_campaign(slow).await.unwrap().into_inner();
+    fake.wait_for(31, Duration::from_secs(20)).await;
+    let request = pb::CampaignRequest { tenant: String::new(), campaign_id: c.id.clone() };
+    assert_eq!(app.cancel_campaign(request.clone()).await.unwrap().into_inner().state, "cancelled");
+    let sent = fake.received().len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(fake.received().len() <= sent + 1, "at most the copy in flight: {} then {}", sent, fake.received().len());
+    assert!(fake.received().len() < 40);
+    let e = app.resume_campaign(request).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
 }
