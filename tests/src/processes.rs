@@ -62,13 +62,19 @@ impl Service {
         Service { name: name.to_owned(), bin: binary(bin), config: path, log, log_env, child: None }
     }
 
+    /// Starts it with its log filter at `info`.
     pub fn start(&mut self) {
+        self.start_logging("info");
+    }
+
+    /// Starts it with `filter` as its log filter (a benchmark quiets per-message lines).
+    pub fn start_logging(&mut self, filter: &str) {
         assert!(self.child.is_none(), "{} is already running", self.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(&self.bin)
             .arg("--config")
             .arg(&self.config)
-            .env(self.log_env, "info")
+            .env(self.log_env, filter)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

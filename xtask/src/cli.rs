@@ -88,6 +88,10 @@ pub(crate) enum Bench {
     /// the time a restarted mta-server takes to deliver its backlog (the capacity model's
     /// inputs, ARCHITECTURE.md)
     Capacity,
+    /// A campaign to 100,000 imported subscribers beside 100,000 messages submitted
+    /// straight, against a fast fake SendGrid: time to the provider, msg/s and its share
+    /// of the baseline's, import rows/s, peak memory of every service
+    Lists,
 }
 
 /// Parses the process arguments. `--help` and `--version` print to stdout and exit 0
@@ -158,6 +162,7 @@ mod tests {
         ));
         assert!(matches!(parse_strs(&["test"]).unwrap().command, Command::Test));
         assert!(matches!(parse_strs(&["bench", "store"]).unwrap().command, Command::Bench(Bench::Store)));
+        assert!(matches!(parse_strs(&["bench", "lists"]).unwrap().command, Command::Bench(Bench::Lists)));
         let Command::Deploy(o) = parse_strs(&["deploy", "--hosts", "a,b", "--skip-tests"]).unwrap().command else {
             panic!("not deploy")
         };

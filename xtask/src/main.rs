@@ -22,6 +22,10 @@
 //!   1,000,000 documents; proxy to embedded and postgres at 100,000): put throughput,
 //!   get and lookup latency (answers of 1 and 100 documents), peak memory (release
 //!   build); prints a Markdown table.
+//! - `cargo xtask bench lists`: a campaign to 100,000 imported subscribers beside
+//!   100,000 messages submitted straight over gRPC, in one run against a fast fake
+//!   SendGrid: time to the provider, msg/s and the campaign's share of the baseline's,
+//!   import rows/s, peak RSS of backend-server and mta-server (release builds).
 //! - `cargo xtask test`: what CI runs: `cargo fmt --check`, clippy with warnings as
 //!   errors, the test servers the tests need (aiosmtpd and moto, from PyPI, when missing;
 //!   PostgreSQL's server binaries, from Debian's `postgresql` package when missing), and
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(cli::Bench::Api) => bench::bench_api(),
         cli::Command::Bench(cli::Bench::Keys) => bench::bench_keys(),
         cli::Command::Bench(cli::Bench::Capacity) => bench::bench_capacity(),
+        cli::Command::Bench(cli::Bench::Lists) => bench::bench_lists(),
         cli::Command::Deploy(options) => deploy::main(options, &root(), test::test, web::web),
         cli::Command::TestManual { args } => test::test_manual(&args),
     };
