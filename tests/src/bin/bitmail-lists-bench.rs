@@ -279,7 +279,8 @@ async fn import(o: &Options, stack: &Stack) -> anyhow::Result<String> {
         attributes: vec!["area".into()],
         ..Default::default()
     };
-    let list = client.create_list(pb::CreateListRequest { tenant: String::new(), list: Some(list) }).await?.into_inner();
+    let list =
+        client.create_list(pb::CreateListRequest { tenant: String::new(), list: Some(list) }).await?.into_inner();
     let mut chunks = vec![String::new()];
     for i in 0..o.count {
         let line = format!("sub{i}@example.net,Subscriber {i},Area {}\n", i % 50);
@@ -340,12 +341,8 @@ async fn campaign(o: &Options, stack: &Stack, fake: &FakeSendGrid, list: &str, b
         subject: "Power cut in {{ area }}".into(),
         markdown: format!("Dear {{{{ name }}}},\n\n{}", sentence.repeat(o.size / sentence.len() + 1)),
     };
-    let given = pb::Campaign {
-        list_id: list.to_owned(),
-        name: "Tuesday".into(),
-        content: Some(content),
-        ..Default::default()
-    };
+    let given =
+        pb::Campaign { list_id: list.to_owned(), name: "Tuesday".into(), content: Some(content), ..Default::default() };
     eprintln!("campaign: to {} subscribers", o.count);
     let created = Instant::now();
     let request = pb::CreateCampaignRequest { tenant: String::new(), campaign: Some(given) };
