@@ -189,6 +189,7 @@ impl Store for ProxyStore {
             subset: subset.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             limit: limit as u32,
             page_token: page_token.unwrap_or_default().to_owned(),
+            newest_first: false,
         });
         let mut client = self.client.clone();
         let read_all = async move {

@@ -134,4 +134,15 @@ impl pb::store_server::Store for StoreService {
             .map(|item| Ok(pb::LookupResponse { item: Some(item) }));
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
+
+    // Placeholders until the engines implement them (issue 18, branch `store`).
+    async fn count(&self, _request: Request<pb::CountRequest>) -> Result<Response<pb::CountResponse>, Status> {
+        Err(Status::unimplemented("Count is not implemented yet"))
+    }
+
+    type SearchStream = LookupStream;
+
+    async fn search(&self, _request: Request<pb::SearchRequest>) -> Result<Response<LookupStream>, Status> {
+        Err(Status::unimplemented("Search is not implemented yet"))
+    }
 }

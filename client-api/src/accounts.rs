@@ -200,6 +200,7 @@ impl Accounts {
             subset: subset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             limit,
             page_token: String::new(),
+            newest_first: false,
         };
         let mut stream = self.store.clone().lookup(request).await?.into_inner();
         let mut docs = Vec::new();

@@ -49,7 +49,10 @@ impl NodeReport {
 /// Every node's report in the store (a malformed one is left out).
 pub(crate) async fn reports(store: StoreClient<tonic::transport::Channel>) -> Result<Vec<NodeReport>, tonic::Status> {
     let subset = HashMap::from([("kind".to_owned(), "mta-node".to_owned())]);
-    let mut stream = store.clone().lookup(pb::LookupRequest { subset, limit: 1000, page_token: String::new() }).await?;
+    let mut stream = store
+        .clone()
+        .lookup(pb::LookupRequest { subset, limit: 1000, page_token: String::new(), newest_first: false })
+        .await?;
     let mut found = Vec::new();
     while let Some(item) = stream.get_mut().message().await? {
         if let Some(pb::lookup_response::Item::Document(doc)) = item.item

@@ -48,6 +48,7 @@ impl Sweeper {
             subset: HashMap::from([("kind".to_owned(), crate::shared_counts::KIND.to_owned())]),
             limit: PAGE,
             page_token: String::new(),
+            newest_first: false,
         };
         let mut stream = self.store.clone().lookup(request).await?.into_inner();
         let mut past = Vec::new();
@@ -79,6 +80,7 @@ impl Sweeper {
                 subset: HashMap::from([("kind".to_owned(), "session".to_owned())]),
                 limit: PAGE,
                 page_token: self.cursor.clone().unwrap_or_default(),
+                newest_first: false,
             };
             let mut stream = self.store.clone().lookup(request).await?.into_inner();
             let mut next = None;

@@ -53,7 +53,12 @@ impl SharedCounts {
     /// window ends (ms).
     pub(crate) async fn failures(&self, what: &str, subject: &str, now_ms: u64) -> Result<(u32, u64), ApiError> {
         let window = now_ms / WINDOW_MS;
-        let request = pb::LookupRequest { subset: subset(what, subject, window), limit: 1, page_token: String::new() };
+        let request = pb::LookupRequest {
+            subset: subset(what, subject, window),
+            limit: 1,
+            page_token: String::new(),
+            newest_first: false,
+        };
         let mut stream = self.store.clone().lookup(request).await?.into_inner();
         let mut count = 0;
         while let Some(item) = stream.message().await? {

@@ -178,6 +178,7 @@ impl Mailbox {
                 subset: subset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
                 limit: 1000,
                 page_token: std::mem::take(&mut page_token),
+                newest_first: false,
             };
             let mut stream = self.store.clone().lookup(request).await?.into_inner();
             while let Some(item) = stream.message().await? {
@@ -308,6 +309,7 @@ impl Mailbox {
             ]),
             limit: 1,
             page_token: String::new(),
+            newest_first: false,
         };
         let mut stream = self.store.clone().lookup(request).await?.into_inner();
         while let Some(item) = stream.message().await? {

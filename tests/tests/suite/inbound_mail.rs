@@ -539,6 +539,7 @@ async fn a_body_larger_than_a_document_is_stored_and_read_whole() {
         subset: [("kind".to_owned(), "body".to_owned())].into(),
         limit: 100,
         page_token: String::new(),
+        newest_first: false,
     };
     let mut stream = store.lookup(request).await.unwrap().into_inner();
     let mut left = 0;

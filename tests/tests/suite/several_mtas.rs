@@ -116,7 +116,10 @@ async fn put_report(cluster: &Cluster, node_id: &str, queued: u64, updated_ms: u
         ("updated_ms".to_owned(), updated_ms.to_string()),
     ]);
     let subset = HashMap::from([("kind".to_owned(), "mta-node".to_owned()), ("node_id".to_owned(), node_id.into())]);
-    let mut found = store.lookup(pb::LookupRequest { subset, limit: 1, page_token: String::new() }).await.unwrap();
+    let mut found = store
+        .lookup(pb::LookupRequest { subset, limit: 1, page_token: String::new(), newest_first: false })
+        .await
+        .unwrap();
     if let Some(pb::LookupResponse { item: Some(pb::lookup_response::Item::Document(doc)) }) =
         found.get_mut().message().await.unwrap()
     {

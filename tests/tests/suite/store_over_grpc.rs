@@ -42,7 +42,12 @@ async fn documents_round_trip_with_versions_and_lookups() {
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
-        let request = pb::LookupRequest { subset: fields(&[("kind", "note")]), limit: 2, page_token: token.clone() };
+        let request = pb::LookupRequest {
+            subset: fields(&[("kind", "note")]),
+            limit: 2,
+            page_token: token.clone(),
+            newest_first: false,
+        };
         let mut stream = store.lookup(request).await.unwrap().into_inner();
         token.clear();
         while let Some(item) = stream.message().await.unwrap() {
@@ -93,7 +98,8 @@ struct RawEntry {
 
 /// Every document but mta-server's node report, which it writes on its own schedule.
 async fn everything(store: &mut bitmail_proto::v1::store_client::StoreClient<tonic::transport::Channel>) -> usize {
-    let request = pb::LookupRequest { subset: HashMap::new(), limit: 1000, page_token: String::new() };
+    let request =
+        pb::LookupRequest { subset: HashMap::new(), limit: 1000, page_token: String::new(), newest_first: false };
     let mut stream = store.lookup(request).await.unwrap().into_inner();
     let mut n = 0;
     while let Some(item) = stream.message().await.unwrap() {
@@ -142,7 +148,12 @@ async fn each_bad_input_answers_its_own_status_and_changes_nothing() {
         (
             "empty subset without a limit",
             store
-                .lookup(pb::LookupRequest { subset: HashMap::new(), limit: 0, page_token: String::new() })
+                .lookup(pb::LookupRequest {
+                    subset: HashMap::new(),
+                    limit: 0,
+                    page_token: String::new(),
+                    newest_first: false,
+                })
                 .await
                 .unwrap_err(),
         ),

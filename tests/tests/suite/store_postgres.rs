@@ -204,7 +204,12 @@ async fn backend_server_serves_grpc_from_postgres_across_restarts() {
     let (stop, task, mut store) = start().await;
     let doc = store.get(pb::GetRequest { id: id.clone() }).await.unwrap().into_inner();
     assert_eq!((doc.version, doc.fields), (2, wire(&[("kind", "user"), ("name", "ada"), ("lang", "fr")])));
-    let request = pb::LookupRequest { subset: wire(&[("name", "ada")]), limit: 10, page_token: String::new() };
+    let request = pb::LookupRequest {
+        subset: wire(&[("name", "ada")]),
+        limit: 10,
+        page_token: String::new(),
+        newest_first: false,
+    };
     let mut stream = store.lookup(request).await.unwrap().into_inner();
     let mut found = Vec::new();
     while let Some(item) = stream.message().await.unwrap() {

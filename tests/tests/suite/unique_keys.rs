@@ -31,6 +31,7 @@ async fn documents(cluster: &Cluster, subset: &[(&str, &str)]) -> Vec<pb::Docume
         subset: subset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         limit: 1000,
         page_token: String::new(),
+        newest_first: false,
     };
     let mut stream = cluster.store_client().await.lookup(request).await.unwrap().into_inner();
     let mut docs = Vec::new();

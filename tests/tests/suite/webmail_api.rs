@@ -143,6 +143,7 @@ async fn hostile_html_is_inert_and_remote_images_wait_for_the_reader() {
             subset: HashMap::from([("kind".into(), "user".into()), ("name".into(), "bob".into())]),
             limit: 1,
             page_token: String::new(),
+            newest_first: false,
         })
         .await
         .unwrap()
@@ -295,6 +296,7 @@ async fn first_login_cannot_take_the_domains_role_names() {
         subset: [("kind".to_owned(), "user".to_owned()), ("name".to_owned(), "postmaster".to_owned())].into(),
         limit: 10,
         page_token: String::new(),
+        newest_first: false,
     };
     let mut found = store.lookup(lookup).await.unwrap().into_inner();
     let mut users = 0;
@@ -388,6 +390,7 @@ async fn stored_sessions(cluster: &Cluster) -> Vec<(String, String)> {
         subset: HashMap::from([("kind".to_owned(), "session".to_owned())]),
         limit: 1000,
         page_token: String::new(),
+        newest_first: false,
     };
     let mut stream = cluster.store_client().await.lookup(request).await.unwrap().into_inner();
     let mut sessions = Vec::new();

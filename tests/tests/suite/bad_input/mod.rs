@@ -81,6 +81,7 @@ impl Corpus {
             subset: [("kind".to_owned(), "mail".to_owned())].into(),
             limit: 1000,
             page_token: String::new(),
+            newest_first: false,
         };
         let mut stream = store.lookup(request).await.unwrap().into_inner();
         let mut mails = 0;
