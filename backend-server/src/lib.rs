@@ -13,6 +13,8 @@
 //! - [`proxy`]: an engine that forwards every call to another backend-server;
 //! - [`redb_file`]: a redb file reopened after a failed commit (this engine's and the
 //!   MTA's spool's);
+//! - [`text`]: full-text search's analysis (words, accents folded, English and French
+//!   stems), the same for every engine;
 //! - [`config`]: the service's TOML configuration;
 //! - [`server`]: opens the engine the config names, binds, serves (with health and
 //!   reflection) and shuts down gracefully.
@@ -20,6 +22,8 @@
 //! Private to the crate:
 //! - `postgres_tls`: TLS to PostgreSQL with the server's certificate verified against
 //!   the configured CA (`[postgres] ca_file`);
+//! - `walk`: the leapfrog walk over sorted posting lists, in either order, shared by
+//!   the memory and embedded engines;
 //! - `validate`: the one check of bad input every engine and the service run;
 //! - `metered`: a `Store` that times and counts every call of the engine it wraps, for
 //!   `/metrics`;
@@ -33,8 +37,10 @@ pub mod proxy;
 pub mod redb_file;
 pub mod server;
 pub mod store;
+pub mod text;
 
 mod metered;
 mod postgres_tls;
 mod service;
 mod validate;
+mod walk;

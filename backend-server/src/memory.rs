@@ -22,8 +22,34 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bitmail_runtime::sync;
 
-use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
+use crate::store::{Count, Document, Fields, Limits, Page, Query, Store, StoreError};
+use crate::text;
 use crate::validate::{self, Request};
+use crate::walk::{self, Postings};
+
+/// An empty list, for a pair nobody holds.
+static NONE: BTreeSet<String> = BTreeSet::new();
+
+impl Postings for Inner {
+    type List = (String, String);
+
+    fn seek(&self, list: &(String, String), from: Bound<&str>, newest: bool) -> Result<Option<String>, StoreError> {
+        let ids = self.index.get(list).unwrap_or(&NONE);
+        Ok(if newest {
+            ids.range::<str, _>((Bound::Unbounded, from)).next_back().cloned()
+        } else {
+            ids.range::<str, _>((from, Bound::Unbounded)).next().cloned()
+        })
+    }
+}
+
+/// The index groups a query walks: one per subset pair, one per search word.
+pub(crate) fn query_groups(query: &Query) -> Vec<Vec<(String, String)>> {
+    let mut groups: Vec<Vec<(String, String)>> =
+        query.subset.iter().map(|(k, v)| vec![(k.clone(), v.clone())]).collect();
+    groups.extend(text::term_groups(&query.terms));
+    groups
+}
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -42,14 +68,13 @@ struct Inner {
 
 impl Inner {
     fn index_insert(&mut self, id: &str, fields: &Fields) {
-        for (k, v) in fields {
-            self.index.entry((k.clone(), v.clone())).or_default().insert(id.to_owned());
+        for pair in text::all_pairs(fields) {
+            self.index.entry(pair).or_default().insert(id.to_owned());
         }
     }
 
     fn index_remove(&mut self, id: &str, fields: &Fields) {
-        for (k, v) in fields {
-            let key = (k.clone(), v.clone());
+        for key in text::all_pairs(fields) {
             if let Some(ids) = self.index.get_mut(&key) {
                 ids.remove(id);
                 if ids.is_empty() {
@@ -205,6 +230,65 @@ impl Store for MemoryStore {
         }
         let next_page_token = if more { documents.last().map(|d| d.id.clone()) } else { None };
         Ok(Page { documents, next_page_token })
+    }
+
+    async fn find(&self, query: &Query, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
+        validate::check(Request::Find { query, limit, page_token }, &self.limits)?;
+        let inner = self.read();
+        let start = page_token.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut documents: Vec<Document> = Vec::new();
+        let mut more = false;
+        let groups = query_groups(query);
+        if groups.is_empty() {
+            let range = inner.docs.range::<str, _>(if query.newest_first {
+                (Bound::Unbounded, start)
+            } else {
+                (start, Bound::Unbounded)
+            });
+            let docs: Box<dyn Iterator<Item = (&String, &Document)>> =
+                if query.newest_first { Box::new(range.rev()) } else { Box::new(range) };
+            for (_, doc) in docs {
+                if documents.len() == limit {
+                    more = true;
+                    break;
+                }
+                documents.push(doc.clone());
+            }
+        } else {
+            walk::walk(&*inner, &groups, query.newest_first, start, |id| {
+                let Some(doc) = inner.docs.get(id) else {
+                    return Ok(true);
+                };
+                if documents.len() == limit {
+                    more = true;
+                    return Ok(false);
+                }
+                documents.push(doc.clone());
+                Ok(true)
+            })?;
+        }
+        let next_page_token = if more { documents.last().map(|d| d.id.clone()) } else { None };
+        Ok(Page { documents, next_page_token })
+    }
+
+    async fn count(&self, subset: &Fields, at_most: usize) -> Result<Count, StoreError> {
+        validate::check(Request::Count { subset, at_most }, &self.limits)?;
+        let inner = self.read();
+        if subset.is_empty() {
+            let n = inner.docs.len();
+            return Ok(Count { count: n.min(at_most), capped: n > at_most });
+        }
+        let groups = query_groups(&Query { subset: subset.clone(), ..Query::default() });
+        let mut count = Count { count: 0, capped: false };
+        walk::walk(&*inner, &groups, false, Bound::Unbounded, |_| {
+            if count.count == at_most {
+                count.capped = true;
+                return Ok(false);
+            }
+            count.count += 1;
+            Ok(true)
+        })?;
+        Ok(count)
     }
 }
 

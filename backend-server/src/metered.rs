@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bitmail_runtime::metrics::Registry;
 
-use crate::store::{Document, Fields, Page, Store, StoreError};
+use crate::store::{Count, Document, Fields, Page, Query, Store, StoreError};
 
 pub(crate) struct MeteredStore {
     inner: Arc<dyn Store>,
@@ -90,6 +90,20 @@ impl Store for MeteredStore {
         let started = Instant::now();
         let result = self.inner.lookup(subset, limit, page_token).await;
         self.record("lookup", started, &result);
+        result
+    }
+
+    async fn find(&self, query: &Query, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.find(query, limit, page_token).await;
+        self.record(if query.terms.is_empty() { "lookup" } else { "search" }, started, &result);
+        result
+    }
+
+    async fn count(&self, subset: &Fields, at_most: usize) -> Result<Count, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.count(subset, at_most).await;
+        self.record("count", started, &result);
         result
     }
 }

@@ -18,6 +18,7 @@
 //! Connections use TCP_NODELAY, and mutual TLS with `[proxy.tls]`
 //! (`bitmail_runtime::grpc_tls`). A call cancelled by the caller is `Unavailable` as well.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bitmail_proto::v1 as pb;
@@ -27,7 +28,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::service::{ACTUAL_VERSION_METADATA, EXISTING_ID_METADATA, wire_limit};
-use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
+use crate::store::{Count, Document, Fields, Limits, Page, Query, Store, StoreError};
 use crate::validate::{self, Request};
 
 pub struct ProxyStore {
@@ -205,5 +206,54 @@ impl Store for ProxyStore {
             Ok(page)
         };
         self.call(read_all, |s| self.error(s, "", None)).await
+    }
+
+    async fn find(&self, query: &Query, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
+        validate::check(Request::Find { query, limit, page_token }, &self.limits)?;
+        let subset: HashMap<String, String> = query.subset.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let page_token = page_token.unwrap_or_default().to_owned();
+        let mut client = self.client.clone();
+        let read_all = async move {
+            let mut stream = if query.terms.is_empty() {
+                let request =
+                    pb::LookupRequest { subset, limit: limit as u32, page_token, newest_first: query.newest_first };
+                client.lookup(self.request(request)).await?.into_inner()
+            } else {
+                let terms = query
+                    .terms
+                    .iter()
+                    .map(|t| pb::SearchTerm { words: t.words.clone(), fields: t.fields.clone() })
+                    .collect();
+                let request = pb::SearchRequest {
+                    subset,
+                    terms,
+                    limit: limit as u32,
+                    page_token,
+                    oldest_first: !query.newest_first,
+                };
+                client.search(self.request(request)).await?.into_inner()
+            };
+            let mut page = Page { documents: Vec::new(), next_page_token: None };
+            while let Some(item) = stream.message().await? {
+                match item.item {
+                    Some(pb::lookup_response::Item::Document(d)) => page.documents.push(from_wire(d)),
+                    Some(pb::lookup_response::Item::NextPageToken(t)) => page.next_page_token = Some(t),
+                    None => {}
+                }
+            }
+            Ok(page)
+        };
+        self.call(read_all, |s| self.error(s, "", None)).await
+    }
+
+    async fn count(&self, subset: &Fields, at_most: usize) -> Result<Count, StoreError> {
+        validate::check(Request::Count { subset, at_most }, &self.limits)?;
+        let request = self.request(pb::CountRequest {
+            subset: subset.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            at_most: at_most as u64,
+        });
+        let mut client = self.client.clone();
+        let answer = self.call(client.count(request), |s| self.error(s, "", None)).await?.into_inner();
+        Ok(Count { count: usize::try_from(answer.count).unwrap_or(usize::MAX), capped: answer.capped })
     }
 }

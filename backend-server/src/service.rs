@@ -22,7 +22,7 @@ use bitmail_proto::v1::store_server::StoreServer;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::store::{Document, Fields, Limits, Store, StoreError};
+use crate::store::{DEFAULT_COUNT_BOUND, Document, Fields, Limits, Page, Query, Store, StoreError, Term};
 use crate::validate;
 
 /// The metadata key of the stored version in an `ABORTED` (version conflict) answer.
@@ -124,25 +124,50 @@ impl pb::store_server::Store for StoreService {
         let subset: Fields = req.subset.into_iter().collect();
         let limit = validate::wire_lookup_limit(&subset, req.limit)?;
         let token = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
-        let page = self.store.lookup(&subset, limit, token).await?;
-
-        let items = page
-            .documents
-            .into_iter()
-            .map(|d| pb::lookup_response::Item::Document(to_wire(d)))
-            .chain(page.next_page_token.map(pb::lookup_response::Item::NextPageToken))
-            .map(|item| Ok(pb::LookupResponse { item: Some(item) }));
-        Ok(Response::new(Box::pin(tokio_stream::iter(items))))
+        let page = if req.newest_first {
+            self.store.find(&Query { subset, terms: Vec::new(), newest_first: true }, limit, token).await?
+        } else {
+            self.store.lookup(&subset, limit, token).await?
+        };
+        Ok(Response::new(page_stream(page)))
     }
 
-    // Placeholders until the engines implement them (issue 18, branch `store`).
-    async fn count(&self, _request: Request<pb::CountRequest>) -> Result<Response<pb::CountResponse>, Status> {
-        Err(Status::unimplemented("Count is not implemented yet"))
+    async fn count(&self, request: Request<pb::CountRequest>) -> Result<Response<pb::CountResponse>, Status> {
+        let req = request.into_inner();
+        let subset: Fields = req.subset.into_iter().collect();
+        let at_most = match req.at_most {
+            0 => DEFAULT_COUNT_BOUND,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let count = self.store.count(&subset, at_most).await?;
+        Ok(Response::new(pb::CountResponse { count: count.count as u64, capped: count.capped }))
     }
 
     type SearchStream = LookupStream;
 
-    async fn search(&self, _request: Request<pb::SearchRequest>) -> Result<Response<LookupStream>, Status> {
-        Err(Status::unimplemented("Search is not implemented yet"))
+    async fn search(&self, request: Request<pb::SearchRequest>) -> Result<Response<LookupStream>, Status> {
+        let req = request.into_inner();
+        let subset: Fields = req.subset.into_iter().collect();
+        let limit = validate::wire_lookup_limit(&subset, req.limit)?;
+        if req.terms.is_empty() {
+            return Err(Status::invalid_argument("terms: a search needs at least one term"));
+        }
+        let query = Query {
+            subset,
+            terms: req.terms.into_iter().map(|t| Term { words: t.words, fields: t.fields }).collect(),
+            newest_first: !req.oldest_first,
+        };
+        let token = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
+        Ok(Response::new(page_stream(self.store.find(&query, limit, token).await?)))
     }
+}
+
+fn page_stream(page: Page) -> LookupStream {
+    let items = page
+        .documents
+        .into_iter()
+        .map(|d| pb::lookup_response::Item::Document(to_wire(d)))
+        .chain(page.next_page_token.map(pb::lookup_response::Item::NextPageToken))
+        .map(|item| Ok(pb::LookupResponse { item: Some(item) }));
+    Box::pin(tokio_stream::iter(items))
 }

@@ -33,6 +33,38 @@ pub struct Page {
     pub next_page_token: Option<String>,
 }
 
+/// One term of a full-text search: every word must match, in one of `fields` (the
+/// NAMEs of `_text.NAME` fields) or, when empty, in any (see [`crate::text`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Term {
+    pub words: String,
+    pub fields: Vec<String>,
+}
+
+/// What [`Store::find`] answers: documents holding every pair of `subset` and matching
+/// every term (none: every document holding the subset).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Query {
+    pub subset: Fields,
+    pub terms: Vec<Term>,
+    /// Highest id first instead of id order.
+    pub newest_first: bool,
+}
+
+/// What [`Store::count`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    pub count: usize,
+    /// Counting stopped at the caller's bound: there may be more.
+    pub capped: bool,
+}
+
+/// The most terms a search takes, and the longest term, in bytes.
+pub const MAX_SEARCH_TERMS: usize = 64;
+pub const MAX_TERM_BYTES: usize = 1024;
+/// Count's bound over gRPC when the caller gives none.
+pub const DEFAULT_COUNT_BOUND: usize = 1_000_000;
+
 /// What a caller must tell apart when a store operation fails. Each variant has its own
 /// gRPC status (see `service.rs`), and the proxy engine maps each status back to the
 /// same variant.
@@ -168,4 +200,22 @@ pub trait Store: Send + Sync + 'static {
     /// find its index entry, then the walk of the ids holding the rarest pairs from the
     /// page token on, until `limit` documents matched.
     async fn lookup(&self, subset: &Fields, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError>;
+
+    /// A lookup in either order, with full-text terms: the documents holding every pair
+    /// of `query.subset` and matching every term ([`crate::text`]: words of the
+    /// document's `_text.NAME` fields, by their forms), in id order or, with
+    /// `newest_first`, highest id first, after `page_token` in that order, at most
+    /// `limit`. Paging keeps the guarantees of [`Store::lookup`]; newest first, documents
+    /// created during the walk are not answered by later pages (they sort before the
+    /// token). Terms need a non-empty subset; a term with no word, more than
+    /// [`MAX_SEARCH_TERMS`] terms or one over [`MAX_TERM_BYTES`] is refused.
+    ///
+    /// Cost follows the answer as for lookup: each subset pair and each query word's
+    /// forms are index entries walked together (a word's forms as one merged walk).
+    async fn find(&self, query: &Query, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError>;
+
+    /// How many documents hold every pair of `subset` (an empty subset: every
+    /// document), counting at most `at_most` (at least 1). Reads the index only, so it
+    /// costs O(count) index steps and loads no document.
+    async fn count(&self, subset: &Fields, at_most: usize) -> Result<Count, StoreError>;
 }

@@ -42,6 +42,15 @@ pub(crate) enum Request<'a> {
         limit: usize,
         page_token: Option<&'a str>,
     },
+    Find {
+        query: &'a crate::store::Query,
+        limit: usize,
+        page_token: Option<&'a str>,
+    },
+    Count {
+        subset: &'a Fields,
+        at_most: usize,
+    },
     /// The document an update is about to store, after merging: only its size can be
     /// wrong, and only the engine, which holds the old document, can know it.
     Merged {
@@ -83,7 +92,44 @@ pub(crate) fn check(request: Request<'_>, limits: &Limits) -> Result<(), StoreEr
             }
             size(subset, limits)
         }
+        Request::Find { query, limit, page_token } => {
+            check(Request::Lookup { subset: &query.subset, limit, page_token }, limits)?;
+            search_terms(query)
+        }
+        Request::Count { subset, at_most } => {
+            keys(subset.keys(), "subset")?;
+            if at_most == 0 {
+                return invalid("at_most: must be at least 1".into());
+            }
+            size(subset, limits)
+        }
     }
+}
+
+fn search_terms(query: &crate::store::Query) -> Result<(), StoreError> {
+    use crate::store::{MAX_SEARCH_TERMS, MAX_TERM_BYTES};
+    if query.terms.is_empty() {
+        return Ok(());
+    }
+    if query.subset.is_empty() {
+        return invalid("subset: a search needs at least one pair (whose documents to search)".into());
+    }
+    if query.terms.len() > MAX_SEARCH_TERMS {
+        return invalid(format!("terms: at most {MAX_SEARCH_TERMS}, got {}", query.terms.len()));
+    }
+    for (i, term) in query.terms.iter().enumerate() {
+        if term.words.len() > MAX_TERM_BYTES {
+            return invalid(format!("terms[{i}]: {} bytes, over the limit of {MAX_TERM_BYTES}", term.words.len()));
+        }
+        if term.words.contains('\0') {
+            return invalid(format!("terms[{i}]: holds the character U+0000"));
+        }
+        if crate::text::words(&term.words).next().is_none() {
+            return invalid(format!("terms[{i}]: no word to search for in {:?}", term.words));
+        }
+        keys(term.fields.iter(), &format!("terms[{i}].fields"))?;
+    }
+    Ok(())
 }
 
 /// The lookup limit a gRPC request asks for: 0 means [`DEFAULT_LOOKUP_LIMIT`], except

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use backend_server::store::{Document, Fields, Page, Store, StoreError};
+use backend_server::store::{Count, Document, Fields, Page, Query, Store, StoreError};
 use tokio::sync::Barrier;
 
 pub struct FaultyStore {
@@ -119,5 +119,13 @@ impl Store for FaultyStore {
 
     async fn lookup(&self, subset: &Fields, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
         self.inner.lookup(subset, limit, page_token).await
+    }
+
+    async fn find(&self, query: &Query, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
+        self.inner.find(query, limit, page_token).await
+    }
+
+    async fn count(&self, subset: &Fields, at_most: usize) -> Result<Count, StoreError> {
+        self.inner.count(subset, at_most).await
     }
 }

@@ -47,7 +47,10 @@ macro_rules! store_conformance {
             paging_while_writing_has_no_gaps_or_repeats,
             unicode_keys_and_values,
             documents_near_the_size_limit,
-            bad_input_is_refused_and_changes_nothing
+            bad_input_is_refused_and_changes_nothing,
+            find_walks_newest_first_and_counts,
+            search_finds_words_by_their_forms_and_fields,
+            bad_searches_are_refused
         ]);
     };
     (@each $engine:ident, $make:expr, [$($property:ident),*]) => {
@@ -66,7 +69,9 @@ macro_rules! store_conformance {
     };
 }
 
+mod search;
 mod unique;
+pub use search::*;
 pub use unique::*;
 
 pub fn fields(pairs: &[(&str, &str)]) -> Fields {

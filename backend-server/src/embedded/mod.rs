@@ -34,12 +34,14 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::memory::query_groups;
 use crate::redb_file::{self, Reopenable};
-use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
+use crate::store::{Count, Document, Fields, Limits, Page, Query, Store, StoreError};
 use crate::validate::{self, Request};
+use crate::walk::{self, Postings};
 use record::pair_hash;
 use writer::{Op, Queued, Writer};
 
@@ -212,6 +214,120 @@ impl Store for EmbeddedStore {
         let token = page_token.map(str::to_owned);
         self.read(move |db| lookup(db, &subset, limit, token.as_deref())).await
     }
+
+    async fn find(&self, query: &Query, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
+        validate::check(Request::Find { query, limit, page_token }, &self.limits)?;
+        let query = query.clone();
+        let token = page_token.map(str::to_owned);
+        self.read(move |db| find(db, &query, limit, token.as_deref())).await
+    }
+
+    async fn count(&self, subset: &Fields, at_most: usize) -> Result<Count, StoreError> {
+        validate::check(Request::Count { subset, at_most }, &self.limits)?;
+        let subset = subset.clone();
+        self.read(move |db| count(db, &subset, at_most)).await
+    }
+}
+
+/// The postings table, as the leapfrog walk seeks in it.
+struct Index<T>(T);
+
+impl<T: ReadableTable<([u8; 16], &'static str), ()>> Postings for Index<T> {
+    type List = [u8; 16];
+
+    fn seek(&self, hash: &[u8; 16], from: Bound<&str>, newest: bool) -> Result<Option<String>, StoreError> {
+        if !newest {
+            return seek(&self.0, *hash, from);
+        }
+        // Every id sorts before U+10FFFF, so this bound is "the end of this pair's ids".
+        let end = match from {
+            Bound::Included(id) => Bound::Included((*hash, id)),
+            Bound::Excluded(id) => Bound::Excluded((*hash, id)),
+            Bound::Unbounded => Bound::Included((*hash, "\u{10FFFF}")),
+        };
+        let start = Bound::Included((*hash, ""));
+        let mut range = self.0.range::<([u8; 16], &str)>((start, end)).map_err(storage_error)?;
+        match range.next_back() {
+            Some(entry) => {
+                let (key, _) = entry.map_err(storage_error)?;
+                Ok(Some(key.value().1.to_owned()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+fn find(db: &Database, query: &Query, limit: usize, token: Option<&str>) -> Result<Page, StoreError> {
+    let txn = db.begin_read().map_err(storage_error)?;
+    let docs = txn.open_table(DOCS).map_err(storage_error)?;
+    let start = token.map_or(Bound::Unbounded, Bound::Excluded);
+    let mut documents: Vec<Document> = Vec::new();
+    let mut more = false;
+    let groups: Vec<Vec<[u8; 16]>> =
+        query_groups(query).iter().map(|g| g.iter().map(|(k, v)| pair_hash(k, v)).collect()).collect();
+    if groups.is_empty() {
+        let range = if query.newest_first {
+            docs.range::<&str>((Bound::Unbounded, start))
+        } else {
+            docs.range::<&str>((start, Bound::Unbounded))
+        }
+        .map_err(storage_error)?;
+        let entries: Box<dyn Iterator<Item = _>> =
+            if query.newest_first { Box::new(range.rev()) } else { Box::new(range) };
+        for entry in entries {
+            if documents.len() == limit {
+                more = true;
+                break;
+            }
+            let (k, _) = entry.map_err(storage_error)?;
+            if let Some(doc) = load(&docs, k.value())? {
+                documents.push(doc);
+            }
+        }
+    } else {
+        let index = Index(txn.open_table(POSTINGS).map_err(storage_error)?);
+        walk::walk(&index, &groups, query.newest_first, start, |id| {
+            // Two pairs may share a hash: the subset is checked on the document itself
+            // (a search word's forms are trusted to their 128-bit hash).
+            let Some(doc) = load(&docs, id)? else {
+                return Ok(true);
+            };
+            if !query.subset.iter().all(|(k, v)| doc.fields.get(k) == Some(v)) {
+                return Ok(true);
+            }
+            if documents.len() == limit {
+                more = true;
+                return Ok(false);
+            }
+            documents.push(doc);
+            Ok(true)
+        })?;
+    }
+    let next_page_token = if more { documents.last().map(|d| d.id.clone()) } else { None };
+    Ok(Page { documents, next_page_token })
+}
+
+fn count(db: &Database, subset: &Fields, at_most: usize) -> Result<Count, StoreError> {
+    let txn = db.begin_read().map_err(storage_error)?;
+    if subset.is_empty() {
+        let docs = txn.open_table(DOCS).map_err(storage_error)?;
+        let n = usize::try_from(docs.len().map_err(storage_error)?).unwrap_or(usize::MAX);
+        return Ok(Count { count: n.min(at_most), capped: n > at_most });
+    }
+    let index = Index(txn.open_table(POSTINGS).map_err(storage_error)?);
+    let groups: Vec<Vec<[u8; 16]>> = subset.iter().map(|(k, v)| vec![pair_hash(k, v)]).collect();
+    let mut count = Count { count: 0, capped: false };
+    // The index alone: a 128-bit hash collision could count a document twice as
+    // likely as never; a count is a figure to show, not a decision.
+    walk::walk(&index, &groups, false, Bound::Unbounded, |_| {
+        if count.count == at_most {
+            count.capped = true;
+            return Ok(false);
+        }
+        count.count += 1;
+        Ok(true)
+    })?;
+    Ok(count)
 }
 
 fn load(docs: &impl ReadableTable<&'static str, &'static [u8]>, id: &str) -> Result<Option<Document>, StoreError> {

@@ -25,6 +25,7 @@ use super::record::{self, pair_hash};
 use super::{DOCS, POSTINGS, UNIQUE, UNIQUE_OF, open_database, storage_error};
 use crate::redb_file::Reopenable;
 use crate::store::{Document, Fields, Limits, StoreError};
+use crate::text;
 use crate::validate::{self, Request};
 
 /// The most operations one commit takes.
@@ -171,19 +172,17 @@ impl Writer {
                                     match validate::check(Request::Merged { fields: &new_fields }, &self.limits) {
                                         Err(e) => Err(e),
                                         Ok(()) => {
-                                            for (k, v) in &old_fields {
-                                                if new_fields.get(k) != Some(v) {
-                                                    postings
-                                                        .remove((pair_hash(k, v), id.as_str()))
-                                                        .map_err(storage_error)?;
-                                                }
+                                            let (old_pairs, new_pairs) =
+                                                (text::all_pairs(&old_fields), text::all_pairs(&new_fields));
+                                            for (k, v) in old_pairs.difference(&new_pairs) {
+                                                postings
+                                                    .remove((pair_hash(k, v), id.as_str()))
+                                                    .map_err(storage_error)?;
                                             }
-                                            for (k, v) in &new_fields {
-                                                if old_fields.get(k) != Some(v) {
-                                                    postings
-                                                        .insert((pair_hash(k, v), id.as_str()), ())
-                                                        .map_err(storage_error)?;
-                                                }
+                                            for (k, v) in new_pairs.difference(&old_pairs) {
+                                                postings
+                                                    .insert((pair_hash(k, v), id.as_str()), ())
+                                                    .map_err(storage_error)?;
                                             }
                                             let new_version = version + 1;
                                             let bytes = record::encode(new_version, &new_fields);
@@ -201,7 +200,7 @@ impl Writer {
                             None => Err(StoreError::NotFound(id.clone())),
                             Some(Err(e)) => Err(corrupt(id, e)),
                             Some(Ok((version, fields))) => {
-                                for (k, v) in &fields {
+                                for (k, v) in &text::all_pairs(&fields) {
                                     postings.remove((pair_hash(k, v), id.as_str())).map_err(storage_error)?;
                                 }
                                 let key =
@@ -229,7 +228,7 @@ fn insert(
     id: String,
     fields: &Fields,
 ) -> Result<Document, StoreError> {
-    for (k, v) in fields {
+    for (k, v) in &text::all_pairs(fields) {
         postings.insert((pair_hash(k, v), id.as_str()), ()).map_err(storage_error)?;
     }
     docs.insert(id.as_str(), record::encode(1, fields).as_slice()).map_err(storage_error)?;

@@ -77,11 +77,12 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use crate::postgres_tls::VerifiedTls;
-use crate::store::{Document, Fields, Limits, Page, Store, StoreError};
+use crate::store::{Count, Document, Fields, Limits, Page, Query, Store, StoreError};
 use crate::validate::{self, Request};
 
 mod connect;
 mod errors;
+mod search;
 mod sql;
 
 pub(crate) use connect::parse_url;
@@ -89,8 +90,9 @@ use connect::{apply_defaults, describe_target};
 use errors::{error_text, host_going_away, is_catalog_race, read_only_host, retryable};
 pub use sql::LOOKUP_SUBSET;
 use sql::{
-    ADD_UNIQUE_COLUMN, CREATE, CREATE_INDEX, CREATE_INDEX_PORTABLE, CREATE_TABLE, CREATE_UNIQUE_INDEX, DELETE, GET,
-    GET_VERSION, HAS_UNIQUE_COLUMN, HOLDER, INSERT, LOOKUP_ALL, UPDATE, UPDATE_IF_VERSION,
+    ADD_TERMS_COLUMN, ADD_UNIQUE_COLUMN, CREATE, CREATE_INDEX, CREATE_INDEX_PORTABLE, CREATE_TABLE, CREATE_TERMS_INDEX,
+    CREATE_UNIQUE_INDEX, DELETE, GET, GET_VERSION, HAS_UNIQUE_COLUMN, HOLDER, INSERT, LOOKUP_ALL, UPDATE,
+    UPDATE_IF_VERSION,
 };
 
 /// How many times a statement that failed on a serialization conflict or a deadlock (it
@@ -164,6 +166,8 @@ impl PostgresStore {
                     client.batch_execute(ADD_UNIQUE_COLUMN).await?;
                 }
                 client.batch_execute(CREATE_UNIQUE_INDEX).await?;
+                client.batch_execute(ADD_TERMS_COLUMN).await?;
+                client.batch_execute(CREATE_TERMS_INDEX).await?;
                 match client.batch_execute(CREATE_INDEX).await {
                     Err(e) if e.as_db_error().is_some() && !retryable(&e) && !is_catalog_race(&e) => {
                         tracing::info!(error = %error_text(&e), "jsonb_path_ops refused; using the default GIN operator class");
@@ -277,11 +281,12 @@ impl Store for PostgresStore {
         validate::check(Request::Put { fields: &fields }, &self.limits)?;
         let id = Uuid::now_v7();
         let retried = AtomicBool::new(false);
-        let (fields_ref, retried) = (&fields, &retried);
+        let terms = search::lexemes(&fields);
+        let (fields_ref, retried, terms) = (&fields, &retried, &terms);
         let result = self
             .run(true, move |client| async move {
                 let statement = client.prepare_cached(INSERT).await?;
-                let result = client.execute(&statement, &[&id, &Json(fields_ref)]).await;
+                let result = client.execute(&statement, &[&id, &Json(fields_ref), terms]).await;
                 match result {
                     // The first try was committed but its answer lost: the row is ours.
                     Err(e) if retried.load(Ordering::Relaxed) && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(1),
@@ -299,14 +304,15 @@ impl Store for PostgresStore {
     async fn create(&self, unique_key: &str, fields: Fields) -> Result<Document, StoreError> {
         validate::check(Request::Create { unique_key, fields: &fields }, &self.limits)?;
         let id = Uuid::now_v7();
-        let fields_ref = &fields;
+        let terms = search::lexemes(&fields);
+        let (fields_ref, terms) = (&fields, &terms);
         loop {
             // Safe to repeat after a lost answer: a first try that went in holds the key,
             // and the holder read below is then this very id.
             let inserted = self
                 .run(true, move |client| async move {
                     let statement = client.prepare_cached(CREATE).await?;
-                    client.execute(&statement, &[&id, &Json(fields_ref), &unique_key]).await
+                    client.execute(&statement, &[&id, &Json(fields_ref), &unique_key, terms]).await
                 })
                 .await?;
             if inserted == 0 {
@@ -375,7 +381,11 @@ impl Store for PostgresStore {
                 })
                 .await?;
             if let Some(row) = row {
-                return self.document(id.to_owned(), row.get(0), &row, 1);
+                let doc = self.document(id.to_owned(), row.get(0), &row, 1)?;
+                if search::touches_text(fields, remove) {
+                    self.set_terms(uuid, &doc).await?;
+                }
+                return Ok(doc);
             }
             // Nothing changed. Tell "no such document", "another version" and "too
             // large once merged" apart by reading the version and the merged size now.
@@ -450,5 +460,15 @@ impl Store for PostgresStore {
         }
         let next_page_token = if more { documents.last().map(|d| d.id.clone()) } else { None };
         Ok(Page { documents, next_page_token })
+    }
+
+    async fn find(&self, query: &Query, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
+        validate::check(Request::Find { query, limit, page_token }, &self.limits)?;
+        self.find_rows(query, limit, page_token).await
+    }
+
+    async fn count(&self, subset: &Fields, at_most: usize) -> Result<Count, StoreError> {
+        validate::check(Request::Count { subset, at_most }, &self.limits)?;
+        self.count_rows(subset, at_most).await
     }
 }

@@ -11,6 +11,15 @@ pub(super) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS bitmail_docume
 pub(super) const HAS_UNIQUE_COLUMN: &str = "SELECT count(*) FROM information_schema.columns
     WHERE table_name = 'bitmail_documents' AND column_name = 'unique_key' AND table_schema = current_schema()";
 pub(super) const ADD_UNIQUE_COLUMN: &str = "ALTER TABLE bitmail_documents ADD COLUMN IF NOT EXISTS unique_key TEXT";
+/// The search lexemes of a document (full-text search, `search.rs`), for tables made
+/// before search; and their GIN index.
+pub(super) const ADD_TERMS_COLUMN: &str = "ALTER TABLE bitmail_documents ADD COLUMN IF NOT EXISTS terms TSVECTOR";
+pub(super) const CREATE_TERMS_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS bitmail_documents_terms ON bitmail_documents USING GIN (terms)";
+/// After an update that touched searchable fields: the lexemes of that version (a
+/// later version's own update sets its own).
+pub(super) const SET_TERMS: &str =
+    "UPDATE bitmail_documents SET terms = array_to_tsvector($2::TEXT[]) WHERE id = $1 AND version = $3";
 pub(super) const CREATE_UNIQUE_INDEX: &str =
     "CREATE UNIQUE INDEX IF NOT EXISTS bitmail_documents_unique_key ON bitmail_documents (unique_key)";
 /// `jsonb_path_ops` indexes each key/value pair as one hash: smaller than the default
@@ -20,8 +29,12 @@ pub(super) const CREATE_INDEX: &str =
 pub(super) const CREATE_INDEX_PORTABLE: &str =
     "CREATE INDEX IF NOT EXISTS bitmail_documents_doc ON bitmail_documents USING GIN (doc)";
 
-pub(super) const INSERT: &str = "INSERT INTO bitmail_documents (id, version, doc) VALUES ($1, 1, $2)";
-pub(super) const CREATE: &str = "INSERT INTO bitmail_documents (id, version, doc, unique_key) VALUES ($1, 1, $2, $3)
+/// `$3`/`$4` is the document's search lexemes (`search.rs`), NULL when it has no
+/// searchable field (`array_to_tsvector` is strict).
+pub(super) const INSERT: &str =
+    "INSERT INTO bitmail_documents (id, version, doc, terms) VALUES ($1, 1, $2, array_to_tsvector($3::TEXT[]))";
+pub(super) const CREATE: &str = "INSERT INTO bitmail_documents (id, version, doc, unique_key, terms)
+    VALUES ($1, 1, $2, $3, array_to_tsvector($4::TEXT[]))
     ON CONFLICT (unique_key) DO NOTHING";
 pub(super) const HOLDER: &str = "SELECT id FROM bitmail_documents WHERE unique_key = $1";
 pub(super) const GET: &str = "SELECT version, doc FROM bitmail_documents WHERE id = $1";
@@ -60,3 +73,19 @@ pub(super) const LOOKUP_ALL: &str = "SELECT id, version, doc FROM bitmail_docume
 pub const LOOKUP_SUBSET: &str = "SELECT id, version, doc FROM (
     SELECT id, version, doc FROM bitmail_documents WHERE doc @> $1 OFFSET 0
 ) AS matches WHERE id > $2 ORDER BY id LIMIT $3";
+
+/// Newest first, and the search forms of LOOKUP_SUBSET, fenced the same way (see there).
+pub const FIND_ALL_DESC: &str =
+    "SELECT id, version, doc FROM bitmail_documents WHERE id < $1 ORDER BY id DESC LIMIT $2";
+pub const FIND_SUBSET_DESC: &str = "SELECT id, version, doc FROM (
+    SELECT id, version, doc FROM bitmail_documents WHERE doc @> $1 OFFSET 0
+) AS matches WHERE id < $2 ORDER BY id DESC LIMIT $3";
+pub const SEARCH_ASC: &str = "SELECT id, version, doc FROM (
+    SELECT id, version, doc FROM bitmail_documents WHERE doc @> $1 AND terms @@ $4::TSQUERY OFFSET 0
+) AS matches WHERE id > $2 ORDER BY id LIMIT $3";
+pub const SEARCH_DESC: &str = "SELECT id, version, doc FROM (
+    SELECT id, version, doc FROM bitmail_documents WHERE doc @> $1 AND terms @@ $4::TSQUERY OFFSET 0
+) AS matches WHERE id < $2 ORDER BY id DESC LIMIT $3";
+/// Counting stops after $2 rows (the caller's bound plus one).
+pub const COUNT_ALL: &str = "SELECT count(*) FROM (SELECT 1 FROM bitmail_documents LIMIT $1) AS m";
+pub const COUNT_SUBSET: &str = "SELECT count(*) FROM (SELECT 1 FROM bitmail_documents WHERE doc @> $1 LIMIT $2) AS m";
