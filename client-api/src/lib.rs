@@ -22,6 +22,7 @@
 //! - `page`: the webmail's files, or the bare page without a build;
 //! - `session`: signing in and out, who is signed in;
 //! - `mail`: reading, marking and deleting mail; delivery status of sent mail;
+//! - `search`: searching the user's own mail (the query language, its bounds);
 //! - `compose`: recipients, Markdown, attachments, local delivery, submission;
 //! - `status`: providers, queue depth and the last hour's deliveries; following
 //!   mta-server's status changes;
@@ -56,7 +57,8 @@
 //! - `verdicts`: a received message's SPF/DKIM/spam verdicts and the warnings shown;
 //! - `deliveries`: the last hour's delivery outcomes, in memory, for the status page;
 //! - `accounts`: users (argon2id password hashes) and sessions, as store documents;
-//! - `mailbox`: folders, messages and attachments as store documents;
+//! - `mailbox`: folders, messages and attachments as store documents (`mailbox/index.rs`:
+//!   what keeps a folder page and a search fast at any mailbox size);
 //! - `unique`: documents stored once per unique key (user names, received mail), and
 //!   those keys;
 //! - `sanitize`: HTML mail made safe to show (ammonia), Markdown to HTML;
@@ -100,6 +102,7 @@ mod page;
 mod properties;
 mod routes;
 mod sanitize;
+mod search;
 mod send_limit;
 mod sent_status;
 mod session;

@@ -37,7 +37,7 @@ fn default_per_page() -> usize {
     50
 }
 
-fn summary_json(mail: &Summary) -> Value {
+pub(crate) fn summary_json(mail: &Summary) -> Value {
     json!({
         "id": mail.id,
         "folder": mail.field("folder"),
@@ -137,9 +137,8 @@ pub(crate) async fn mark(
     ApiJson(body): ApiJson<Mark>,
 ) -> Result<Json<Value>, ApiError> {
     let mut mail = state.mailbox.owned(&user, &id).await?;
-    let fields = HashMap::from([("read".to_owned(), body.read.to_string())]);
-    state.mailbox.update(&mail, fields.clone()).await?;
-    mail.fields.extend(fields);
+    state.mailbox.set_read(&mail, body.read).await?;
+    mail.fields.insert("read".to_owned(), body.read.to_string());
     Ok(Json(summary_json(&mail)))
 }
 

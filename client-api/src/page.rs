@@ -1,6 +1,7 @@
 //! `GET /` and every path no route claims: the webmail's files (and, under `/admin/`,
 //! the admin console's bundle, see [`crate::assets`]), or the bare page when no build is
-//! configured.
+//! configured. The webmail's own URLs (`/inbox`, `/sent`, `/compose`, `/status`,
+//! `/mail/ID`: it routes in the browser) answer its page, so a reload keeps the place.
 
 use std::sync::Arc;
 
@@ -41,11 +42,17 @@ pub(crate) async fn https_only(req: Request, next: Next) -> Response {
     response
 }
 
+/// Whether `path` is one of the webmail's pages (see `web/src/route.rs`).
+fn webmail_page(path: &str) -> bool {
+    matches!(path, "/inbox" | "/sent" | "/compose" | "/status")
+        || path.strip_prefix("/mail/").is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 /// The webmail's files; the bare page when no build is configured.
 pub(crate) async fn page(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap) -> Response {
     match &state.web {
         Some(web) => web
-            .respond(uri.path(), &headers)
+            .respond(if webmail_page(uri.path()) { "/" } else { uri.path() }, &headers)
             .unwrap_or_else(|| ApiError::NotFound(format!("no file {}", uri.path())).into_response()),
         None if uri.path() == "/" => {
             let mut page = Html(BARE_PAGE).into_response();
@@ -56,5 +63,20 @@ pub(crate) async fn page(State(state): State<Arc<AppState>>, uri: Uri, headers: 
             page
         }
         None => ApiError::NotFound(format!("no file {}", uri.path())).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::webmail_page;
+
+    #[test]
+    fn the_webmails_pages_are_its_urls_only() {
+        for path in ["/inbox", "/sent", "/compose", "/status", "/mail/abc123"] {
+            assert!(webmail_page(path), "{path}");
+        }
+        for path in ["/", "/mail/", "/mail/a/b", "/inboxes", "/assets/app.js", "/admin/", "/api/session"] {
+            assert!(!webmail_page(path), "{path}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! | `DELETE /api/session` | signs out |
 //! | `GET /api/folders/{inbox,sent}?page&per_page` | a page of a folder, newest first; total and unread counts; delivery status in `sent` |
 //! | `GET /api/mail/{id}?images=true` | one message, HTML sanitized, remote images removed unless asked |
+//! | `GET /api/search?q&limit&cursor` | the user's own mail matching `q` (words, `"phrases"`, `from:`, `to:`, `subject:`, `body:`), newest first, see [`crate::search`] |
 //! | `PATCH /api/mail/{id}` | `{read}`: marks it read or unread |
 //! | `DELETE /api/mail/{id}` | deletes it |
 //! | `GET /api/mail/{id}/attachments/{n}` | an attachment, as a download |
@@ -79,8 +80,8 @@ use crate::error::ApiError;
 use crate::limits::{EdgeLimits, Gate};
 use crate::state::AppState;
 use crate::{
-    admin, admin_audit, admin_csv, admin_ops, app_api, compose, csrf, health, lists, mail, metrics, page, session,
-    status, webhooks,
+    admin, admin_audit, admin_csv, admin_ops, app_api, compose, csrf, health, lists, mail, metrics, page, search,
+    session, status, webhooks,
 };
 
 /// The admin console's API.
@@ -114,6 +115,7 @@ pub(crate) fn router(
         .route("/api/folders/{folder}", get(mail::list))
         .route("/api/mail/{id}", get(mail::read).patch(mail::mark).delete(mail::delete))
         .route("/api/mail/{id}/attachments/{index}", get(mail::attachment))
+        .route("/api/search", get(search::search))
         .route("/api/messages", post(compose::send))
         .route("/api/preview", post(compose::preview))
         .route("/api/status", get(status::status))

@@ -32,7 +32,10 @@ use tonic::transport::Channel;
 use crate::accounts::User;
 use crate::error::ApiError;
 
+mod index;
 mod write;
+
+pub(crate) use index::SEARCH_FIELDS;
 
 /// What [`Mailbox::store_once`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +155,7 @@ pub(crate) struct Page {
 #[derive(Clone)]
 pub(crate) struct Mailbox {
     store: StoreClient<Channel>,
+    indexed: index::Indexed,
 }
 
 fn json_list(v: &[String]) -> String {
@@ -166,7 +170,7 @@ fn preview_of(text: &str) -> String {
 
 impl Mailbox {
     pub(crate) fn new(store: StoreClient<Channel>) -> Self {
-        Self { store }
+        Self { store, indexed: index::Indexed::default() }
     }
 
     /// Every document containing `subset`, in creation order, following page tokens.
@@ -218,7 +222,9 @@ impl Mailbox {
         Ok(Summary { id: doc.id, fields: doc.fields })
     }
 
-    /// A page of `folder`, newest first, with the folder's total and unread counts.
+    /// A page of `folder`, newest first, with the folder's total and unread counts: the
+    /// newest-first walk of the folder's index entry, skipping earlier pages
+    /// ([`index`]), so the first pages cost the same in a mailbox of any size.
     pub(crate) async fn page(
         &self,
         user: &User,
@@ -226,14 +232,24 @@ impl Mailbox {
         page: usize,
         per_page: usize,
     ) -> Result<Page, ApiError> {
-        let docs = self.lookup_all(&[("kind", "mail"), ("owner", &user.id), ("folder", folder.name())]).await?;
-        let mut all: Vec<Summary> = docs.into_iter().map(|d| Summary { id: d.id, fields: d.fields }).collect();
-        // Ids sort in creation order; the date breaks nothing and keeps imports in place.
-        all.reverse();
-        all.sort_by_key(|s| std::cmp::Reverse(s.date_ms()));
-        let unread = all.iter().filter(|s| !s.read()).count();
-        let total = all.len();
-        let items = all.into_iter().skip(page.saturating_mul(per_page)).take(per_page).collect();
+        self.ensure_indexed(user).await?;
+        let key = index::box_of(&user.id, folder.name());
+        let (total, unread) = tokio::try_join!(self.count("box", &key), self.count("unread", &key))?;
+        let mut skip = page.saturating_mul(per_page);
+        let mut items = Vec::with_capacity(per_page);
+        let mut token = String::new();
+        while items.len() < per_page && skip < total {
+            let want = (skip + per_page - items.len()).min(1000);
+            let (docs, next) = self.lookup_page(&[("box", &key)], want as u32, &token, true).await?;
+            let passed = docs.len().min(skip);
+            skip -= passed;
+            items.extend(docs.into_iter().skip(passed).map(|d| Summary { id: d.id, fields: d.fields }));
+            match next {
+                Some(t) => token = t,
+                None => break,
+            }
+        }
+        items.truncate(per_page);
         Ok(Page { total, unread, items })
     }
 
@@ -244,7 +260,9 @@ impl Mailbox {
         docs.sort_by_key(|d| d.fields.get("part").and_then(|p| p.parse::<usize>().ok()).unwrap_or(0));
         let (mut text, mut html) = (String::new(), String::new());
         for doc in &docs {
-            text.push_str(doc.fields.get("text").map_or("", String::as_str));
+            // The first piece keeps its text as the searchable `_text.body` ([`index`]).
+            let piece = doc.fields.get("text").or_else(|| doc.fields.get("_text.body"));
+            text.push_str(piece.map_or("", String::as_str));
             html.push_str(doc.fields.get("html").map_or("", String::as_str));
         }
         Ok((text, html))
@@ -281,7 +299,17 @@ impl Mailbox {
 
     /// Merges `fields` into an owned message's list entry.
     pub(crate) async fn update(&self, mail: &Summary, fields: HashMap<String, String>) -> Result<(), ApiError> {
-        let request = pb::UpdateRequest { id: mail.id.clone(), fields, remove: vec![], expected_version: 0 };
+        self.update_with(mail, fields, vec![]).await
+    }
+
+    /// Merges `fields` into an owned message's list entry and removes `remove`.
+    async fn update_with(
+        &self,
+        mail: &Summary,
+        fields: HashMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<(), ApiError> {
+        let request = pb::UpdateRequest { id: mail.id.clone(), fields, remove, expected_version: 0 };
         self.store.clone().update(request).await?;
         Ok(())
     }

@@ -7,7 +7,7 @@ use bitmail_proto::v1 as pb;
 
 use super::{
     Attachment, AttachmentMeta, CHUNK_BYTES, Folder, MAX_ADDRESS_CHARS, MAX_SUBJECT_CHARS, Mailbox, NewMail, Stored,
-    capped, capped_list, json_list, preview_of,
+    capped, capped_list, index, json_list, preview_of,
 };
 use crate::accounts::User;
 use crate::error::ApiError;
@@ -91,14 +91,21 @@ impl Mailbox {
         // A body larger than a document may be is split in pieces, read back in order.
         let (text, html) = (pieces(&mail.text), pieces(&mail.html));
         for part in 0..text.len().max(html.len()).max(1) {
-            let body = HashMap::from([
+            let mut body = HashMap::from([
                 ("kind".to_owned(), "body".to_owned()),
                 ("mail_id".to_owned(), content_ref.to_owned()),
                 ("owner".to_owned(), owner.id.clone()),
                 ("part".to_owned(), part.to_string()),
-                ("text".to_owned(), text.get(part).copied().unwrap_or_default().to_owned()),
                 ("html".to_owned(), html.get(part).copied().unwrap_or_default().to_owned()),
             ]);
+            let piece = text.get(part).copied().unwrap_or_default().to_owned();
+            if part == 0 {
+                // The first piece is what a search reads ([`super::index`]).
+                body.insert("_text.body".to_owned(), piece);
+                body.extend(index::search_fields(mail));
+            } else {
+                body.insert("text".to_owned(), piece);
+            }
             written.push(self.put(body).await?);
         }
         use base64::Engine as _;
@@ -169,6 +176,7 @@ fn entry_fields(
         ("local_to".to_owned(), json_list(&mail.local_to)),
         ("content_ref".to_owned(), content_ref.to_owned()),
     ]);
+    fields.extend(index::entry_index(owner, folder));
     for (key, value) in &mail.extra {
         fields.entry(key.clone()).or_insert_with(|| value.clone());
     }

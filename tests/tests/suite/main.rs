@@ -46,4 +46,5 @@ mod unique_keys;
 mod web_assets;
 mod webmail_api;
 mod webmail_browser;
+mod webmail_search;
 mod whole_stack_faults;
