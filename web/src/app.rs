@@ -24,20 +24,9 @@ fn me_from(v: &Value) -> Me {
     Me { name: s("name"), address: s("address"), csrf: s("csrf_token"), tenant: s("tenant"), role: s("role") }
 }
 
-/// The first page once signed in: in the console's bundle, served at `/admin/`, the
-/// console for an admin; else the inbox.
+/// The page to show once signed in: the one the address bar names (`route::page_here`).
 fn home(ctx: Ctx) -> Page {
-    #[cfg(feature = "console")]
-    {
-        let at_admin = web_sys::window()
-            .and_then(|w| w.location().pathname().ok())
-            .is_some_and(|p| p == "/admin" || p.starts_with("/admin/"));
-        if at_admin && ctx.me.with_untracked(|m| m.as_ref().is_some_and(Me::is_admin)) {
-            return Page::Admin(Admin::Tenants);
-        }
-    }
-    let _ = ctx; // read only in the console's bundle
-    Page::Folder("inbox")
+    crate::route::page_here(ctx.me.with_untracked(|m| m.as_ref().is_some_and(Me::is_admin)))
 }
 
 /// The admin's entry to the console: a page of this bundle when it has the console
@@ -45,14 +34,14 @@ fn home(ctx: Ctx) -> Page {
 #[cfg(feature = "console")]
 fn admin_nav(ctx: Ctx) -> impl IntoView {
     view! {
-        <button id="admin-nav" class:on=move || matches!(ctx.page.get(), Page::Admin(_))
-            on:click=move |_| ctx.go(Page::Admin(Admin::Tenants))>{move || ctx.t("admin")}</button>
+        <button id="admin-nav" class="more" class:on=move || matches!(ctx.page.get(), Page::Admin(_))
+            on:click=ctx.to(Page::Admin(Admin::Tenants))>{ctx.text("admin")}</button>
     }
 }
 
 #[cfg(not(feature = "console"))]
 fn admin_nav(ctx: Ctx) -> impl IntoView {
-    view! { <a id="admin-nav" href="/admin/">{move || ctx.t("admin")}</a> }
+    view! { <a id="admin-nav" class="more" href="/admin/">{ctx.text("admin")}</a> }
 }
 
 #[component]
@@ -71,21 +60,32 @@ pub fn App() -> impl IntoView {
         draft: RwSignal::new(Draft::default()),
         busy: RwSignal::new(false),
         refresh: RwSignal::new(0),
+        menu: RwSignal::new(false),
     };
     provide_context(ctx);
     spawn_local(async move {
         match call("GET", "/api/session", None, "").await {
             Ok(v) => {
                 ctx.me.set(Some(me_from(&v)));
-                ctx.page.set(home(ctx));
+                ctx.redirect(home(ctx));
             }
             Err(_) => ctx.page.set(Page::Login),
         }
     });
     let keys = window_event_listener(ev::keydown, move |e| shortcut(ctx, &e));
-    on_cleanup(move || keys.remove());
+    // Back and forward: the page of the URL now shown (signed out, the sign-in stays).
+    let moves = window_event_listener_untyped("popstate", move |_| {
+        if ctx.me.with_untracked(Option::is_some) {
+            ctx.show(home(ctx), false);
+        }
+    });
+    on_cleanup(move || {
+        keys.remove();
+        moves.remove();
+    });
 
     view! {
+        <style>{include_str!("nav.css")}</style>
         <Show when=move || ctx.me.with(Option::is_some)>
             <Nav/>
         </Show>
@@ -96,7 +96,7 @@ pub fn App() -> impl IntoView {
             {move || match ctx.page.get() {
                 Page::Loading => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),
                 Page::Login => view! { <Login/> }.into_any(),
-                Page::Folder(f) => view! { <FolderView folder=f/> }.into_any(),
+                Page::Folder(f, n) => view! { <FolderView folder=f page=n/> }.into_any(),
                 Page::Message(id) => view! { <MessageView id=id/> }.into_any(),
                 Page::Compose => view! { <Compose/> }.into_any(),
                 Page::Status => view! { <StatusView/> }.into_any(),
@@ -114,20 +114,21 @@ pub fn App() -> impl IntoView {
     }
 }
 
+/// The navigation: on a wide screen every entry in one bar; on a phone (`nav.css`) the
+/// inbox, compose and `#menu-btn`, which opens the rest (the entries of class `more`).
 #[component]
 fn Nav() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
-    let tab = move |page: Page, key: &'static str| {
-        let on = {
-            let page = page.clone();
-            move || ctx.page.get() == page
-        };
-        view! { <button class:on=on on:click=move |_| ctx.go(page.clone())>{move || ctx.t(key)}</button> }
+    let menu = ctx.menu;
+    let on = move |f: fn(&Page) -> bool| move || ctx.page.with(f);
+    let tab = move |page: Page, key: &'static str, f: fn(&Page) -> bool| {
+        view! { <button class="more" class:on=on(f) on:click=ctx.to(page)>{ctx.text(key)}</button> }
     };
     let sign_out = move |_| {
         spawn_local(async move {
             let _ = ctx.api("DELETE", "/api/session", None).await;
             ctx.me.set(None);
+            crate::route::set("/", false);
             ctx.go(Page::Login);
         })
     };
@@ -137,29 +138,32 @@ fn Nav() -> impl IntoView {
         ctx.lang.set(l);
     };
     view! {
-        <header>
+        <header class:open=move || menu.get()>
             <h1>"BitMail"</h1>
             <nav>
-                <button class:on=move || ctx.page.get() == Page::Folder("inbox") on:click=move |_| ctx.go(Page::Folder("inbox"))>
-                    {move || ctx.t("inbox")}
+                <button class:on=on(|p| matches!(p, Page::Folder("inbox", _))) on:click=ctx.to(Page::Folder("inbox", 0))>
+                    {ctx.text("inbox")}
                     {move || (ctx.unread.get() > 0).then(|| format!(" ({})", ctx.unread.get()))}
                 </button>
-                {tab(Page::Folder("sent"), "sent")}
-                <button class:on=move || ctx.page.get() == Page::Compose on:click=move |_| {
+                {tab(Page::Folder("sent", 0), "sent", |p| matches!(p, Page::Folder("sent", _)))}
+                <button class:on=on(|p| p == &Page::Compose) on:click=move |_| {
                     ctx.draft.set(Draft::default());
                     ctx.go(Page::Compose)
-                }>{move || ctx.t("compose")}</button>
-                {tab(Page::Status, "status")}
+                }>{ctx.text("compose")}</button>
+                {tab(Page::Status, "status", |p| p == &Page::Status)}
                 <Show when=move || ctx.is_admin()>
                     {admin_nav(ctx)}
                 </Show>
+                <button id="menu-btn" class="menu" aria-label=ctx.text("menu")
+                    aria-expanded=move || if menu.get() { "true" } else { "false" }
+                    on:click=move |_| menu.update(|m| *m = !*m)>"≡"</button>
             </nav>
-            <select aria-label=move || ctx.t("language") on:change=switch prop:value=move || ctx.lang.get().code()>
+            <select class="more" aria-label=ctx.text("language") on:change=switch prop:value=move || ctx.lang.get().code()>
                 <option value="en">"English"</option>
                 <option value="fr">"Français"</option>
             </select>
-            <span class="meta" style="color:#dfe6f0">{move || ctx.me.get().map(|m| m.address)}</span>
-            <button on:click=sign_out>{move || ctx.t("sign_out")}</button>
+            <span class="meta more" style="color:#dfe6f0">{move || ctx.me.get().map(|m| m.address)}</span>
+            <button class="more" on:click=sign_out>{ctx.text("sign_out")}</button>
         </header>
     }
 }
@@ -177,7 +181,7 @@ fn Login() -> impl IntoView {
             match call("POST", "/api/session", Some(&body), "").await {
                 Ok(v) => {
                     ctx.me.set(Some(me_from(&v)));
-                    ctx.go(home(ctx));
+                    ctx.redirect(home(ctx));
                 }
                 Err(e) => ctx.error(&e),
             }
@@ -187,16 +191,16 @@ fn Login() -> impl IntoView {
     view! {
         <form class="card" id="login" on:submit=submit style="max-width:24rem;margin:2rem auto">
             <h2>"BitMail"</h2>
-            <label for="name">{move || ctx.t("name")}</label>
+            <label for="name">{ctx.text("name")}</label>
             <input id="name" autocomplete="username" required
-                on:input=move |ev| name.set(event_target_value(&ev)) prop:value=move || name.get()/>
-            <label for="password">{move || ctx.t("password")}</label>
+                on:input=move |ev| name.set(event_target_value(&ev))/>
+            <label for="password">{ctx.text("password")}</label>
             <input id="password" type="password" autocomplete="current-password" required
-                on:input=move |ev| password.set(event_target_value(&ev)) prop:value=move || password.get()/>
+                on:input=move |ev| password.set(event_target_value(&ev))/>
             <div class="row-actions">
-                <button id="sign-in" disabled=move || ctx.busy.get()>{move || ctx.t("sign_in")}</button>
+                <button id="sign-in" disabled=move || ctx.busy.get()>{ctx.text("sign_in")}</button>
             </div>
-            <p class="hint">{move || ctx.t("first_login")}</p>
+            <p class="hint">{ctx.text("first_login")}</p>
         </form>
     }
 }
@@ -225,12 +229,12 @@ fn shortcut(ctx: Ctx, e: &web_sys::KeyboardEvent) {
     }
     let selected_id = || ctx.list.with_untracked(|l| l.get(ctx.selected.get_untracked()).cloned());
     match (e.key().as_str(), &page) {
-        ("j", Page::Folder(_)) => {
+        ("j", Page::Folder(..)) => {
             let n = ctx.list.with_untracked(Vec::len);
             ctx.selected.update(|s| *s = (*s + 1).min(n.saturating_sub(1)));
         }
-        ("k", Page::Folder(_)) => ctx.selected.update(|s| *s = s.saturating_sub(1)),
-        ("Enter", Page::Folder(_)) => {
+        ("k", Page::Folder(..)) => ctx.selected.update(|s| *s = s.saturating_sub(1)),
+        ("Enter", Page::Folder(..)) => {
             if let Some(id) = selected_id() {
                 ctx.go(Page::Message(id));
             }
@@ -246,7 +250,7 @@ fn shortcut(ctx: Ctx, e: &web_sys::KeyboardEvent) {
             }
         }
         ("#", Page::Message(id)) => delete_message(ctx, id.clone()),
-        ("#", Page::Folder(_)) => {
+        ("#", Page::Folder(..)) => {
             if let Some(id) = selected_id() {
                 delete_message(ctx, id);
             }

@@ -28,7 +28,7 @@ pub fn send_draft(ctx: Ctx) {
         match ctx.api("POST", "/api/messages", Some(&body)).await {
             Ok(_) => {
                 ctx.draft.set(Draft::default());
-                ctx.go(Page::Folder("sent"));
+                ctx.redirect(Page::Folder("sent", 0));
                 ctx.notice("sent_ok");
             }
             Err(e) => ctx.error(&e),
@@ -54,7 +54,7 @@ pub fn Compose() -> impl IntoView {
     let preview = RwSignal::new(None::<String>);
     let field = move |key: &'static str, id: &'static str, get: fn(&Draft) -> String, set: fn(&mut Draft, String)| {
         view! {
-            <label for=id>{move || ctx.t(key)}</label>
+            <label for=id>{ctx.text(key)}</label>
             <input id=id prop:value=move || ctx.draft.with(get)
                 on:input=move |ev| { let v = event_target_value(&ev); ctx.draft.update(|d| set(d, v)) }/>
         }
@@ -83,14 +83,14 @@ pub fn Compose() -> impl IntoView {
     view! {
         <form class="card" id="compose" on:submit=move |ev| { ev.prevent_default(); send_draft(ctx) }>
             {field("to", "to", |d| d.to.clone(), |d, v| d.to = v)}
-            <p class="hint">{move || ctx.t("separate")}</p>
+            <p class="hint">{ctx.text("separate")}</p>
             {field("cc", "cc", |d| d.cc.clone(), |d, v| d.cc = v)}
             {field("bcc", "bcc", |d| d.bcc.clone(), |d, v| d.bcc = v)}
             {field("subject", "subject", |d| d.subject.clone(), |d, v| d.subject = v)}
-            <label for="body">{move || ctx.t("body")}</label>
+            <label for="body">{ctx.text("body")}</label>
             <textarea id="body" prop:value=move || ctx.draft.with(|d| d.body.clone())
                 on:input=move |ev| { let v = event_target_value(&ev); ctx.draft.update(|d| d.body = v); preview.set(None) }></textarea>
-            <label for="files">{move || ctx.t("attachments")}</label>
+            <label for="files">{ctx.text("attachments")}</label>
             <input id="files" type="file" multiple on:change=pick/>
             <ul id="picked">
                 {move || ctx.draft.with(|d| d.files.iter().enumerate().map(|(i, f)| {
@@ -101,10 +101,10 @@ pub fn Compose() -> impl IntoView {
             </ul>
             <div class="row-actions">
                 <button id="send" disabled=move || ctx.busy.get()>{move || if ctx.busy.get() { ctx.t("sending") } else { ctx.t("send") }}</button>
-                <button id="show-preview" type="button" class="plain" on:click=show_preview>{move || ctx.t("preview")}</button>
+                <button id="show-preview" type="button" class="plain" on:click=show_preview>{ctx.text("preview")}</button>
             </div>
             {move || preview.get().map(|h| view! { <div class="preview" id="preview" inner_html=h></div> })}
-            <p class="hint">{move || ctx.t("shortcuts")}</p>
+            <p class="hint">{ctx.text("shortcuts")}</p>
         </form>
     }
 }

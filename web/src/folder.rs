@@ -1,5 +1,6 @@
-//! A folder: newest first, unread in bold, delivery badges in Sent (refreshed every few
-//! seconds while shown, so they follow the delivery live).
+//! A folder: newest first, a page of [`PER_PAGE`] at a time, unread in bold, delivery
+//! badges in Sent (refreshed every few seconds while shown, so they follow the delivery
+//! live).
 
 use std::time::Duration;
 
@@ -7,7 +8,6 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde_json::Value;
 
-use crate::api::date;
 use crate::i18n::state_text;
 use crate::state::{Ctx, Page};
 
@@ -30,8 +30,11 @@ pub fn badge(ctx: Ctx, status: &Value) -> impl IntoView + use<> {
     }
 }
 
+/// Messages on a folder's page.
+const PER_PAGE: u64 = 100;
+
 #[component]
-pub fn FolderView(folder: &'static str) -> impl IntoView {
+pub fn FolderView(folder: &'static str, page: usize) -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let items = RwSignal::new(None::<Vec<Value>>);
     let total = RwSignal::new(0u64);
@@ -39,7 +42,7 @@ pub fn FolderView(folder: &'static str) -> impl IntoView {
     Effect::new(move |_| {
         ctx.refresh.track();
         spawn_local(async move {
-            match ctx.api("GET", &format!("/api/folders/{folder}?per_page=100"), None).await {
+            match ctx.api("GET", &format!("/api/folders/{folder}?page={page}&per_page={PER_PAGE}"), None).await {
                 Ok(v) => {
                     let list = v["messages"].as_array().cloned().unwrap_or_default();
                     ctx.list.set(list.iter().map(|m| m["id"].as_str().unwrap_or_default().to_owned()).collect());
@@ -73,29 +76,44 @@ pub fn FolderView(folder: &'static str) -> impl IntoView {
         let date_ms = m["date_ms"].as_f64().unwrap_or(0.0);
         let unread = !m["read"].as_bool().unwrap_or(true);
         let status = (folder == "sent").then(|| badge(ctx, &m["status"]));
-        let open = id.clone();
         view! {
-            <li class:unread=unread class:sel=move || ctx.selected.get() == i data-id=id
-                on:click=move |_| ctx.go(Page::Message(open.clone()))>
+            <li class:unread=unread class:sel=move || ctx.selected.get() == i data-id=id.clone()
+                on:click=ctx.to(Page::Message(id))>
                 <span class="who">{who}</span>
                 <span class="subj">{move || if subject.is_empty() { ctx.t("no_subject").to_owned() } else { subject.clone() }}</span>
                 {status}
-                <span class="date">{move || date(date_ms, ctx.lang.get().locale())}</span>
+                <span class="date">{ctx.date(date_ms)}</span>
             </li>
         }
+    };
+    // The newer and older pages (`#newer`, `#older`): one view type for both.
+    let pager = move |to: usize, key: &'static str| {
+        view! { <button id=key class="plain" on:click=ctx.to(Page::Folder(folder, to))>{ctx.text(key)}</button> }
     };
     view! {
         <section class="card" id=format!("folder-{folder}")>
             <h2>
-                {move || ctx.t(folder)}
+                {ctx.text(folder)}
                 {move || (folder == "inbox" && ctx.unread.get() > 0).then(|| view! {
                     <span class="badge" id="unread-count">{ctx.unread.get()} " " {ctx.t("unread")}</span>
                 })}
             </h2>
             {move || match items.get() {
                 None => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),
-                Some(list) if list.is_empty() => view! { <p class="hint">{ctx.t("empty")}</p> }.into_any(),
-                Some(list) => view! { <ul class="list">{list.into_iter().enumerate().map(row).collect_view()}</ul> }.into_any(),
+                Some(list) => {
+                    let more = total.get_untracked() > (page as u64 + 1) * PER_PAGE;
+                    view! {
+                        {if list.is_empty() {
+                            view! { <p class="hint">{ctx.t("empty")}</p> }.into_any()
+                        } else {
+                            view! { <ul class="list">{list.into_iter().enumerate().map(row).collect_view()}</ul> }.into_any()
+                        }}
+                        <div class="row-actions">
+                            {(page > 0).then(|| pager(page - 1, "newer"))}
+                            {more.then(|| pager(page + 1, "older"))}
+                        </div>
+                    }.into_any()
+                }
             }}
             <p class="hint">{move || format!("{} · {}", total.get(), ctx.t("shortcuts"))}</p>
         </section>

@@ -5,14 +5,16 @@
 //! - [`i18n`]: English and French texts, and the words for each API error;
 //! - `state`: what the pages share: the context of signals (`state::Ctx`), the page
 //!   shown and how to go to another, the signed-in user, the draft being written;
+//! - `route`: each page's URL, pushed into the history, read at start and on back and
+//!   forward (the History API, no router);
 //! - `folder`, `message`, `compose`, `status`: the pages (`message` uses
 //!   `folder`'s delivery badge; otherwise they import only `state`, `api` and `i18n`);
 //! - `admin`: the admin console (tenants with their keys and usage, providers,
 //!   suppressions, the audit log, mailing lists with their subscribers, campaigns and
 //!   background tasks), its own pages under `admin/`, compiled only with the
 //!   feature `console`; the shell shows it only to users whose role is `admin`;
-//! - `app`: the shell that assembles the pages: the navigation bar, the log-in page,
-//!   the keyboard shortcuts; nothing imports it.
+//! - `app`: the shell that assembles the pages: the navigation bar (on a phone, one bar
+//!   and a menu: `nav.css`), the log-in page, the keyboard shortcuts; nothing imports it.
 //!
 //! Two bundles, both built by `cargo xtask web`: the webmail (`target/web/`, served at
 //! `/`), which every user downloads and which has nothing of the console but, for an
@@ -37,6 +39,7 @@ mod compose;
 mod folder;
 mod i18n;
 mod message;
+mod route;
 mod state;
 mod status;
 mod trust;

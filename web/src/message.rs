@@ -5,23 +5,25 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde_json::{Value, json};
 
-use crate::api::date;
 use crate::folder::badge;
 use crate::state::{Ctx, Draft, Page};
 
-/// Deletes a message and goes back to its folder.
+/// Deletes a message and goes back to its folder (the page of it shown, or the first),
+/// in place of the message in the history.
 pub fn delete_message(ctx: Ctx, id: String) {
     let folder = match ctx.page.get_untracked() {
-        Page::Folder(f) => f,
-        _ => ctx
-            .current
-            .with_untracked(|m| if m.as_ref().is_some_and(|m| m["folder"] == "sent") { "sent" } else { "inbox" }),
+        Page::Folder(f, n) => Page::Folder(f, n),
+        _ => Page::Folder(
+            ctx.current
+                .with_untracked(|m| if m.as_ref().is_some_and(|m| m["folder"] == "sent") { "sent" } else { "inbox" }),
+            0,
+        ),
     };
     spawn_local(async move {
         match ctx.api("DELETE", &format!("/api/mail/{id}"), None).await {
             Ok(_) => {
                 ctx.current.set(None);
-                ctx.go(Page::Folder(folder));
+                ctx.redirect(folder);
                 ctx.refresh.update(|n| *n += 1);
                 ctx.notice("deleted");
             }
@@ -78,25 +80,25 @@ pub fn MessageView(id: String) -> impl IntoView {
         view! {
             <article class="card" id="message">
                 <h2 id="subject">{subject}</h2>
-                <div class="meta">{move || ctx.t("from")} ": " <span id="from">{from}</span></div>
-                <div class="meta">{move || ctx.t("to")} ": " {to}</div>
-                {(!cc.is_empty()).then(|| view! { <div class="meta">{move || ctx.t("cc")} ": " {cc.clone()}</div> })}
-                <div class="meta">{move || date(date_ms, ctx.lang.get().locale())}</div>
+                <div class="meta">{ctx.text("from")} ": " <span id="from">{from}</span></div>
+                <div class="meta">{ctx.text("to")} ": " {to}</div>
+                {(!cc.is_empty()).then(|| view! { <div class="meta">{ctx.text("cc")} ": " {cc.clone()}</div> })}
+                <div class="meta">{ctx.date(date_ms)}</div>
                 {sent.then(|| view! {
-                    <div class="meta">{move || ctx.t("delivery")} ": " {badge(ctx, &status)}</div>
+                    <div class="meta">{ctx.text("delivery")} ": " {badge(ctx, &status)}</div>
                     {crate::trust::delivery_details(ctx, &status)}
                 })}
                 {(!sent).then(|| crate::trust::origin(ctx, &origin))}
                 {blocked.then(|| view! {
-                    <p class="hint">{move || ctx.t("images_blocked")} " "
-                        <button class="plain" on:click=move |_| images.set(true)>{move || ctx.t("show_images")}</button></p>
+                    <p class="hint">{ctx.text("images_blocked")} " "
+                        <button class="plain" on:click=move |_| images.set(true)>{ctx.text("show_images")}</button></p>
                 })}
                 {match html {
                     Some(h) => view! { <div class="body" id="body" inner_html=h></div> }.into_any(),
                     None => view! { <pre class="body text" id="body">{text}</pre> }.into_any(),
                 }}
                 {(!attachments.is_empty()).then(|| view! {
-                    <h3>{move || ctx.t("attachments")}</h3>
+                    <h3>{ctx.text("attachments")}</h3>
                     <ul id="attachments">{attachments.iter().map(|a| {
                         let href = format!("/api/mail/{id}/attachments/{}", a["index"]);
                         let label = format!("{} ({} B)", a["filename"].as_str().unwrap_or_default(), a["size"]);
@@ -104,15 +106,15 @@ pub fn MessageView(id: String) -> impl IntoView {
                     }).collect_view()}</ul>
                 })}
                 <div class="row-actions">
-                    <button class="plain" on:click=move |_| ctx.go(Page::Folder(if sent { "sent" } else { "inbox" }))>{move || ctx.t("back")}</button>
-                    <button id="reply" on:click=move |_| { ctx.draft.set(Draft::reply_to(&reply)); ctx.go(Page::Compose) }>{move || ctx.t("reply")}</button>
+                    <button class="plain" on:click=ctx.to(Page::Folder(if sent { "sent" } else { "inbox" }, 0))>{ctx.text("back")}</button>
+                    <button id="reply" on:click=move |_| { ctx.draft.set(Draft::reply_to(&reply)); ctx.go(Page::Compose) }>{ctx.text("reply")}</button>
                     {(!sent).then(|| view! {
                         <button id="toggle-read" class="plain" on:click=move |_| {
                             let id = toggle_id.clone();
                             spawn_local(async move { set_read(ctx, id, !read).await })
-                        }>{move || if read { ctx.t("mark_unread") } else { ctx.t("mark_read") }}</button>
+                        }>{ctx.text(if read { "mark_unread" } else { "mark_read" })}</button>
                     })}
-                    <button id="delete" class="plain" on:click=move |_| delete_message(ctx, del_id.clone())>{move || ctx.t("delete")}</button>
+                    <button id="delete" class="plain" on:click=move |_| delete_message(ctx, del_id.clone())>{ctx.text("delete")}</button>
                 </div>
             </article>
         }

@@ -1,6 +1,7 @@
 //! What the pages share: the page shown, the signed-in user, and the context ([`Ctx`]:
-//! all signals) with its helpers for the API, notices and navigation; also the draft
-//! being written, which the shell's shortcuts and the pages fill or reset.
+//! all signals) with its helpers for the API, notices and navigation (each page at its
+//! URL, see `route`); also the draft being written, which the shell's shortcuts and the
+//! pages fill or reset.
 
 use leptos::prelude::*;
 use serde_json::Value;
@@ -14,7 +15,8 @@ use crate::i18n::{Lang, error_text, t};
 pub enum Page {
     Loading,
     Login,
-    Folder(&'static str),
+    /// A folder and its page (from 0).
+    Folder(&'static str, usize),
     Message(String),
     Compose,
     Status,
@@ -74,11 +76,29 @@ pub struct Ctx {
     pub busy: RwSignal<bool>,
     /// Bumped to reload the list shown.
     pub refresh: RwSignal<u32>,
+    /// Whether the navigation's menu is open (on a phone); going anywhere closes it.
+    pub menu: RwSignal<bool>,
 }
 
 impl Ctx {
     pub fn t(&self, key: &str) -> &'static str {
         t(self.lang.get(), key)
+    }
+
+    /// A text that follows the language, for views: one closure type for every key, so
+    /// the code that renders it is in the bundle once, not once per text.
+    pub fn text(self, key: &'static str) -> impl Fn() -> &'static str + Copy + 'static {
+        move || t(self.lang.get(), key)
+    }
+
+    /// A date that follows the language (as `text`, one closure type for all).
+    pub fn date(self, ms: f64) -> impl Fn() -> String + Copy + 'static {
+        move || crate::api::date(ms, self.lang.get().locale())
+    }
+
+    /// A click that goes to `page` (as `text`, one handler type for all).
+    pub fn to(self, page: Page) -> impl Fn(leptos::ev::MouseEvent) + Clone + 'static {
+        move |_| self.go(page.clone())
     }
 
     /// A text in the current language, not followed: for views the shell renders again
@@ -121,7 +141,21 @@ impl Ctx {
         self.me.with(|m| m.as_ref().is_some_and(Me::is_admin))
     }
 
+    /// Goes to `page`, a new entry in the history (back returns here).
     pub fn go(&self, page: Page) {
+        self.show(page, true);
+    }
+
+    /// Goes to `page` in place of the page shown in the history (after sending or
+    /// deleting: back does not return to the draft or the message gone).
+    pub fn redirect(&self, page: Page) {
+        self.show(page, false);
+    }
+
+    /// Shows `page` at its URL (`route::show`).
+    pub fn show(&self, page: Page, push: bool) {
+        crate::route::show(&page, push);
+        self.menu.set(false);
         self.flash.set(None);
         self.page.set(page);
     }

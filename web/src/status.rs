@@ -114,29 +114,32 @@ pub fn StatusView() -> impl IntoView {
                 view! { <li class="node"><span class=format!("badge b-{badge}")>{name}</span>{text}</li> }
             })
             .collect_view();
-        let recent_rows = recent.into_iter().map(|d| {
-            let state = d["state"].as_str().unwrap_or_default().to_owned();
-            let at = d["at_ms"].as_f64().unwrap_or(0.0);
-            view! { <li>{move || date(at, ctx.lang.get().locale())} " · " {d["provider"].as_str().unwrap_or_default().to_owned()} " · "
+        let recent_rows = recent
+            .into_iter()
+            .map(|d| {
+                let state = d["state"].as_str().unwrap_or_default().to_owned();
+                let at = d["at_ms"].as_f64().unwrap_or(0.0);
+                view! { <li>{ctx.date(at)} " · " {d["provider"].as_str().unwrap_or_default().to_owned()} " · "
                 {move || state_text(ctx.lang.get(), &state)}</li> }
-        }).collect_view();
+            })
+            .collect_view();
         view! {
-            {degraded.then(|| view! { <div class="flash err">{move || ctx.t("degraded")}</div> })}
-            <h3>{move || ctx.t("providers")}</h3>
-            <table id="providers"><thead><tr><th></th><th>{move || ctx.t("circuit")}</th><th>{move || ctx.t("success")}</th><th>{move || ctx.t("latency")}</th></tr></thead>
+            {degraded.then(|| view! { <div class="flash err">{ctx.text("degraded")}</div> })}
+            <h3>{ctx.text("providers")}</h3>
+            <table id="providers"><thead><tr><th></th><th>{ctx.text("circuit")}</th><th>{ctx.text("success")}</th><th>{ctx.text("latency")}</th></tr></thead>
                 <tbody>{rows}</tbody></table>
-            <p>{move || ctx.t("queue")} ": " <strong id="queue-depth">{v["queue_depth"].as_u64().unwrap_or(0)}</strong></p>
-            <h3>{move || ctx.t("nodes")}</h3>
+            <p>{ctx.text("queue")} ": " <strong id="queue-depth">{v["queue_depth"].as_u64().unwrap_or(0)}</strong></p>
+            <h3>{ctx.text("nodes")}</h3>
             <ul id="nodes">{node_rows}</ul>
-            <h3>{move || ctx.t("chart")}</h3>
+            <h3>{ctx.text("chart")}</h3>
             {chart(&sent)}
-            <h3>{move || ctx.t("recent")}</h3>
+            <h3>{ctx.text("recent")}</h3>
             <ul id="recent">{recent_rows}</ul>
         }
     };
     view! {
         <section class="card" id="status">
-            <h2>{move || ctx.t("status")}</h2>
+            <h2>{ctx.text("status")}</h2>
             {move || match data.get() {
                 Some(v) => render(v).into_any(),
                 None => view! { <p class="hint">{ctx.t("loading")}</p> }.into_any(),

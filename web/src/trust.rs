@@ -6,7 +6,6 @@
 use leptos::prelude::*;
 use serde_json::Value;
 
-use crate::api::date;
 use crate::state::Ctx;
 
 /// Warnings first (`#origin-warnings`), then the verdicts on one line (`#verdicts`).
@@ -29,13 +28,13 @@ pub fn origin(ctx: Ctx, origin: &Value) -> impl IntoView + use<> {
                         "spam" => "warn_spam",
                         _ => "warn_other",
                     };
-                    view! { <p data-warning=w>{move || ctx.t(key)}</p> }
+                    view! { <p data-warning=w>{ctx.text(key)}</p> }
                 }).collect_view()}
             </div>
         })}
         {(!verdicts.is_empty()).then(|| {
             let line = verdicts.iter().map(|(k, v)| format!("{}: {v}", k.to_uppercase())).collect::<Vec<_>>().join(" · ");
-            view! { <div class="meta hint" id="verdicts">{move || ctx.t("verdicts")} " " {line.clone()}</div> }
+            view! { <div class="meta hint" id="verdicts">{ctx.text("verdicts")} " " {line.clone()}</div> }
         })}
     }
 }
@@ -45,7 +44,7 @@ pub fn delivery_details(ctx: Ctx, status: &Value) -> impl IntoView + use<> {
     let degraded = status["degraded"].as_bool().unwrap_or(false);
     let events = status["events"].as_array().cloned().unwrap_or_default();
     view! {
-        {degraded.then(|| view! { <p class="hint" id="status-note">{move || ctx.t("status_last_known")}</p> })}
+        {degraded.then(|| view! { <p class="hint" id="status-note">{ctx.text("status_last_known")}</p> })}
         {(!events.is_empty()).then(|| view! {
             <ul class="hint" id="delivery-events">{events.into_iter().map(|e| {
                 let at = e["at_ms"].as_f64().unwrap_or(0.0);
@@ -54,7 +53,7 @@ pub fn delivery_details(ctx: Ctx, status: &Value) -> impl IntoView + use<> {
                 let detail = e["detail"].as_str().unwrap_or_default().to_owned();
                 view! {
                     <li data-kind=kind.clone()>
-                        {move || date(at, ctx.lang.get().locale())} " · " {kind.clone()} " · " {recipient}
+                        {ctx.date(at)} " · " {kind.clone()} " · " {recipient}
                         {(!detail.is_empty()).then(|| format!(" · {detail}"))}
                     </li>
                 }

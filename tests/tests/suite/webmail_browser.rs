@@ -3,8 +3,8 @@
 //! attachment goes to two recipients separated by `;`, Sent shows the provider, a second
 //! user receives a local message, opens it, marks it unread and deletes it, the French
 //! interface, a phone-sized screen, the status page, the warning on forged mail from our own
-//! domain. A screenshot of each main page is
-//! saved in target/screenshots/.
+//! domain; each page at its own URL with back, forward and reload, and on a phone one bar
+//! with a menu. A screenshot of each main page is saved in target/screenshots/.
 
 use crate::common;
 use crate::webdriver;
@@ -12,7 +12,8 @@ use crate::webdriver;
 use std::time::Duration;
 
 use bitmail_tests::sendgrid::FakeSendGrid;
-use common::{Cluster, sendgrid};
+use common::{Cluster, Session, sendgrid};
+use serde_json::json;
 use webdriver::Browser;
 
 const CONTROL: &str = "\u{E009}";
@@ -23,6 +24,47 @@ async fn sign_in(b: &Browser, name: &str, password: &str) {
     b.type_into("#name", name).await;
     b.type_into("#password", password).await;
     b.click("#sign-in").await;
+}
+
+/// The path and query in the address bar.
+async fn here(b: &Browser) -> String {
+    b.script("return location.pathname + location.search", json!([])).await.as_str().unwrap().to_owned()
+}
+
+/// Runs `script` (a click or a history move) and waits until `css` shows `needle`; then
+/// the address bar must show `url`.
+async fn moved(b: &Browser, script: &str, css: &str, needle: &str, url: &str) {
+    b.script(script, json!([])).await;
+    b.wait_text(css, needle).await;
+    assert_eq!(here(b).await, url, "after {script}");
+}
+
+/// Reloads the page and waits until the new one shows `needle` in `css`; then the
+/// address bar must still show `url`.
+async fn reloaded(b: &Browser, css: &str, needle: &str, url: &str) {
+    b.script("document.documentElement.dataset.before = '1'; location.reload()", json!([])).await;
+    for _ in 0..150 {
+        let script = "const e = document.querySelector(arguments[0]); \
+                      return !document.documentElement.dataset.before && !!e && e.innerText.includes(arguments[1])";
+        if b.script(script, json!([css, needle])).await == true {
+            assert_eq!(here(b).await, url, "after the reload");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("after the reload, {css} never showed {needle:?}; the page: {}", b.body_text().await);
+}
+
+/// The entries of the header a person can see (ids, or their text).
+async fn header_entries(b: &Browser) -> Vec<String> {
+    let shown = b
+        .script(
+            "return [...document.querySelectorAll('header button, header a, header select')] \
+                .filter(e => e.offsetWidth > 0).map(e => e.id || e.innerText.trim())",
+            json!([]),
+        )
+        .await;
+    serde_json::from_value(shown).unwrap()
 }
 
 async fn sign_out(b: &Browser) {
@@ -202,4 +244,94 @@ async fn a_forged_message_from_our_own_domain_opens_with_a_warning() {
     b.wait_text("#origin-warnings", "SPF or DKIM failed").await;
     b.wait_text("#verdicts", "SPF: fail").await;
     b.screenshot("forged-warning").await;
+}
+
+/// Each page has its own URL in Chromium: a sign-in on a message's address lands on that
+/// message; back and forward through the history show the page each address names, and
+/// so does a reload; `?page=N` is a folder's page. Then a phone: one bar above the mail,
+/// and a menu with the other entries.
+#[tokio::test]
+async fn each_page_has_its_url_with_back_forward_and_reload_and_a_phone_has_one_bar() {
+    let fake = FakeSendGrid::start(common::KEY).await.unwrap();
+    let cluster = Cluster::start_webmail(vec![sendgrid("sendgrid", &fake, Duration::from_secs(5))]).await;
+    let base = format!("https://127.0.0.1:{}", cluster.edge.unwrap().port());
+    let ada = Session::new(&cluster, "ada").await;
+    let bob = Session::new(&cluster, "bob").await;
+    for subject in ["Agenda", "Minutes"] {
+        let (status, answer) =
+            bob.send(json!({ "to": "ada@bitmail.test", "subject": subject, "markdown": "See you." })).await;
+        assert!(status.is_success(), "{answer}");
+    }
+    let (_, inbox) = ada.get("/api/folders/inbox").await;
+    let id_of = |subject: &str| {
+        let m = inbox["messages"].as_array().unwrap().iter().find(|m| m["subject"] == subject);
+        m.unwrap_or_else(|| panic!("no {subject} in {inbox}"))["id"].as_str().unwrap().to_owned()
+    };
+    let (agenda, minutes) = (id_of("Agenda"), id_of("Minutes"));
+
+    // Signed out on a message's address: the sign-in keeps it, and lands on the message.
+    let b = Browser::start().await;
+    b.goto(&format!("{base}/mail/{agenda}")).await;
+    sign_in(&b, "ada", "a long password").await;
+    b.wait_text("#subject", "Agenda").await;
+    assert_eq!(here(&b).await, format!("/mail/{agenda}"));
+
+    // The inbox, then a message: each a new entry in the history.
+    moved(&b, "document.querySelector('header nav button').click()", "#folder-inbox", "Minutes", "/inbox").await;
+    let row = format!("#folder-inbox li[data-id='{minutes}']");
+    moved(&b, &format!("document.querySelector({row:?}).click()"), "#subject", "Minutes", &format!("/mail/{minutes}"))
+        .await;
+    moved(&b, "history.back()", "#folder-inbox", "Agenda", "/inbox").await;
+    moved(&b, "history.back()", "#subject", "Agenda", &format!("/mail/{agenda}")).await;
+    moved(&b, "history.forward()", "#folder-inbox", "Minutes", "/inbox").await;
+    moved(&b, "history.forward()", "#subject", "Minutes", &format!("/mail/{minutes}")).await;
+    // A reload keeps the place.
+    reloaded(&b, "#subject", "Minutes", &format!("/mail/{minutes}")).await;
+
+    // The status page and compose have theirs; back returns from one to the other.
+    moved(&b, "document.querySelector('header nav button:nth-child(4)').click()", "#status", "Status", "/status").await;
+    b.keys(&["c"]).await;
+    b.find("#compose").await;
+    assert_eq!(here(&b).await, "/compose");
+    reloaded(&b, "#compose", "Subject", "/compose").await;
+    moved(&b, "history.back()", "#status", "Status", "/status").await;
+
+    // A folder's second page, by its address (two messages: it is empty), and back to
+    // the first from it.
+    b.goto(&format!("{base}/inbox?page=2")).await;
+    b.wait_text("#folder-inbox", "No messages.").await;
+    assert_eq!(here(&b).await, "/inbox?page=2");
+    moved(&b, "document.querySelector('#newer').click()", "#folder-inbox", "Agenda", "/inbox").await;
+    moved(&b, "history.back()", "#folder-inbox", "No messages.", "/inbox?page=2").await;
+
+    // A phone, 360 x 740: one bar (inbox, compose, the menu) and the first mail right
+    // below it.
+    b.resize(360, 740).await;
+    b.goto(&format!("{base}/inbox")).await;
+    b.wait_text("#folder-inbox", "Minutes").await;
+    assert_eq!(header_entries(&b).await, ["Inbox", "Compose", "menu-btn"]);
+    let header = b.script("return document.querySelector('header').getBoundingClientRect().height", json!([])).await;
+    assert!(header.as_f64().unwrap() <= 60.0, "the bar is {header} px high");
+    let top =
+        b.script("return document.querySelector('#folder-inbox li').getBoundingClientRect().top", json!([])).await;
+    assert!(top.as_f64().unwrap() <= 120.0, "the first mail begins {top} px down");
+    let width = b.script("return document.documentElement.scrollWidth - window.innerWidth", json!([])).await;
+    assert!(width.as_i64().unwrap() <= 0, "the page is {width} px wider than the screen");
+    b.screenshot("inbox-phone").await;
+
+    // The menu holds the rest; an entry taken closes it.
+    b.click("#menu-btn").await;
+    let open = header_entries(&b).await;
+    for entry in ["Sent", "Status", "Sign out"] {
+        assert!(open.iter().any(|e| e == entry), "{entry} in the open menu: {open:?}");
+    }
+    let languages = b.script("return document.querySelector('header select').offsetWidth", json!([])).await;
+    assert!(languages.as_u64().unwrap() > 0, "the language menu is in the open menu");
+    b.screenshot("menu-phone").await;
+    moved(&b, "document.querySelector('header nav button:nth-child(4)').click()", "#status", "Status", "/status").await;
+    assert_eq!(header_entries(&b).await, ["Inbox", "Compose", "menu-btn"], "the menu closed");
+    b.click("#menu-btn").await;
+    b.click("header > button").await;
+    b.find("#login").await;
+    assert_eq!(here(&b).await, "/", "signed out, the next sign-in starts at the inbox");
 }
