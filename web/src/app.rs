@@ -67,7 +67,7 @@ pub fn App() -> impl IntoView {
         match call("GET", "/api/session", None, "").await {
             Ok(v) => {
                 ctx.me.set(Some(me_from(&v)));
-                ctx.redirect(home(ctx));
+                ctx.show(home(ctx));
             }
             Err(_) => ctx.page.set(Page::Login),
         }
@@ -76,7 +76,7 @@ pub fn App() -> impl IntoView {
     // Back and forward: the page of the URL now shown (signed out, the sign-in stays).
     let moves = window_event_listener_untyped("popstate", move |_| {
         if ctx.me.with_untracked(Option::is_some) {
-            ctx.show(home(ctx), false);
+            ctx.show(home(ctx));
         }
     });
     on_cleanup(move || {
@@ -128,7 +128,7 @@ fn Nav() -> impl IntoView {
         spawn_local(async move {
             let _ = ctx.api("DELETE", "/api/session", None).await;
             ctx.me.set(None);
-            crate::route::set("/", false);
+            crate::route::signed_out();
             ctx.go(Page::Login);
         })
     };
@@ -181,7 +181,7 @@ fn Login() -> impl IntoView {
             match call("POST", "/api/session", Some(&body), "").await {
                 Ok(v) => {
                     ctx.me.set(Some(me_from(&v)));
-                    ctx.redirect(home(ctx));
+                    ctx.show(home(ctx));
                 }
                 Err(e) => ctx.error(&e),
             }

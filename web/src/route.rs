@@ -1,7 +1,8 @@
 //! Real URLs: each page has its own (`/inbox`, `/sent`, `?page=N` after a folder's first
 //! page, `/mail/ID`, `/compose`, `/status`; the console `/admin/`), pushed into the
 //! history when the user goes there, read at start (after sign-in) and on back and
-//! forward. Loading and the sign-in page have none: they keep the URL shown, so a
+//! forward, and left as it is then (`/` is the inbox; so is `/admin/` for a user who is
+//! no admin). Loading and the sign-in page have none: they keep the URL shown, so a
 //! sign-in lands where the address bar points. The History API through two imports of
 //! its own, not `web-sys` nor a router (both weigh more in the bundle).
 
@@ -75,6 +76,15 @@ pub fn show(page: &Page, push: bool) {
 }
 
 /// Puts `url` in the address bar (a new entry with `push`).
-pub fn set(url: &str, push: bool) {
+fn set(url: &str, push: bool) {
     if push { push_state(&JsValue::NULL, "", url) } else { replace_state(&JsValue::NULL, "", url) }
+}
+
+/// After signing out: `/`, so that the next to sign in here starts at their inbox, not
+/// at the page (a message) of the one before; but `/admin/` stays, the console's
+/// bundle's own address.
+pub fn signed_out() {
+    if !here().starts_with("/admin") {
+        set("/", false);
+    }
 }

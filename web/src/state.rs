@@ -143,18 +143,20 @@ impl Ctx {
 
     /// Goes to `page`, a new entry in the history (back returns here).
     pub fn go(&self, page: Page) {
-        self.show(page, true);
+        crate::route::show(&page, true);
+        self.show(page);
     }
 
     /// Goes to `page` in place of the page shown in the history (after sending or
     /// deleting: back does not return to the draft or the message gone).
     pub fn redirect(&self, page: Page) {
-        self.show(page, false);
+        crate::route::show(&page, false);
+        self.show(page);
     }
 
-    /// Shows `page` at its URL (`route::show`).
-    pub fn show(&self, page: Page, push: bool) {
-        crate::route::show(&page, push);
+    /// Shows `page` and leaves the URL as it is (the page it names: at start, after
+    /// signing in, on back and forward).
+    pub fn show(&self, page: Page) {
         self.menu.set(false);
         self.flash.set(None);
         self.page.set(page);
