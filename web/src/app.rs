@@ -86,9 +86,7 @@ pub fn App() -> impl IntoView {
 
     view! {
         <style>{include_str!("nav.css")}</style>
-        <Show when=move || ctx.me.with(Option::is_some)>
-            <Nav/>
-        </Show>
+        {move || ctx.me.with(Option::is_some).then(|| view! { <Nav/> })}
         <main>
             {move || ctx.flash.get().map(|(err, text)| view! {
                 <div class="flash" class:err=err class:ok=!err role="alert">{text}</div>
@@ -151,9 +149,7 @@ fn Nav() -> impl IntoView {
                     ctx.go(Page::Compose)
                 }>{ctx.text("compose")}</button>
                 {tab(Page::Status, "status", |p| p == &Page::Status)}
-                <Show when=move || ctx.is_admin()>
-                    {admin_nav(ctx)}
-                </Show>
+                {move || ctx.is_admin().then(|| admin_nav(ctx))}
                 <button id="menu-btn" class="menu" aria-label=ctx.text("menu")
                     aria-expanded=move || if menu.get() { "true" } else { "false" }
                     on:click=move |_| menu.update(|m| *m = !*m)>"≡"</button>
