@@ -1,4 +1,4 @@
-//! `cargo xtask bench mta|store|api|keys|capacity|lists`: release builds of the benchmark binaries (in
+//! `cargo xtask bench mta|store|api|keys|capacity|lists|webmail`: release builds of the benchmark binaries (in
 //! bitmail-tests), run one process per configuration, their Markdown table rows printed.
 
 use std::path::PathBuf;
@@ -55,6 +55,33 @@ pub(crate) fn bench_lists() -> Result<()> {
          the campaign's target: at least 80 % of the baseline's delivered msg/s, every service under 300 MB.\n"
     );
     table_rows(&mut Command::new(crate::target_dir().join("release/bitmail-lists-bench")), "bench lists")
+}
+
+/// `bitmail-webmail-bench` on release builds of backend-server and client-api, once per
+/// engine: a mailbox of 100,000 messages read through the edge.
+pub(crate) fn bench_webmail() -> Result<()> {
+    let postgres = std::fs::read_dir("/usr/lib/postgresql")
+        .is_ok_and(|dirs| dirs.flatten().any(|d| d.path().join("bin/initdb").is_file()));
+    if !postgres && std::env::var_os("BITMAIL_PG_BIN").is_none() {
+        crate::test::apt_install("bench webmail", &["postgresql"])?;
+    }
+    step("cargo build --release (backend-server, client-api, bitmail-webmail-bench)");
+    check(
+        cargo()
+            .args(["build", "--release", "-p", "backend-server", "-p", "client-api", "-p", "bitmail-tests", "--bins"])
+            .status(),
+        "cargo build --release",
+    )?;
+    say!(
+        "\nbackend-server and client-api, ada's inbox filled straight into the store; each request through the edge's HTTPS API. Target: first page and search under 50 ms p99 on the embedded engine."
+    );
+    for engine in ["embedded", "postgres"] {
+        table_rows(
+            Command::new(crate::target_dir().join("release/bitmail-webmail-bench")).args(["--engine", engine]),
+            "bench webmail",
+        )?;
+    }
+    Ok(())
 }
 
 pub(crate) fn bench_store() -> Result<()> {

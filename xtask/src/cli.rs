@@ -92,6 +92,9 @@ pub(crate) enum Bench {
     /// straight, against a fast fake SendGrid: time to the provider, msg/s and its share
     /// of the baseline's, import rows/s, peak memory of every service
     Lists,
+    /// A mailbox of 100,000 messages through the edge, on the embedded engine and on
+    /// PostgreSQL: the inbox's first page, two searches and opening a message, p50/p99
+    Webmail,
 }
 
 /// Parses the process arguments. `--help` and `--version` print to stdout and exit 0
@@ -163,6 +166,7 @@ mod tests {
         assert!(matches!(parse_strs(&["test"]).unwrap().command, Command::Test));
         assert!(matches!(parse_strs(&["bench", "store"]).unwrap().command, Command::Bench(Bench::Store)));
         assert!(matches!(parse_strs(&["bench", "lists"]).unwrap().command, Command::Bench(Bench::Lists)));
+        assert!(matches!(parse_strs(&["bench", "webmail"]).unwrap().command, Command::Bench(Bench::Webmail)));
         let Command::Deploy(o) = parse_strs(&["deploy", "--hosts", "a,b", "--skip-tests"]).unwrap().command else {
             panic!("not deploy")
         };

@@ -22,6 +22,8 @@
 //!   1,000,000 documents; proxy to embedded and postgres at 100,000): put throughput,
 //!   get and lookup latency (answers of 1 and 100 documents), peak memory (release
 //!   build); prints a Markdown table.
+//! - `cargo xtask bench webmail`: the inbox's first page, searches and opening a message
+//!   in a mailbox of 100,000 messages, on the embedded engine and on PostgreSQL;
 //! - `cargo xtask bench lists`: a campaign to 100,000 imported subscribers beside
 //!   100,000 messages submitted straight over gRPC, in one run against a fast fake
 //!   SendGrid: time to the provider, msg/s and the campaign's share of the baseline's,
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(cli::Bench::Keys) => bench::bench_keys(),
         cli::Command::Bench(cli::Bench::Capacity) => bench::bench_capacity(),
         cli::Command::Bench(cli::Bench::Lists) => bench::bench_lists(),
+        cli::Command::Bench(cli::Bench::Webmail) => bench::bench_webmail(),
         cli::Command::Deploy(options) => deploy::main(options, &root(), test::test, web::web),
         cli::Command::TestManual { args } => test::test_manual(&args),
     };

@@ -169,15 +169,24 @@ impl Mailbox {
             oldest_first: false,
         };
         let (bodies, next) = read_stream(self.store.clone().search(request).await?.into_inner()).await?;
-        let mut found = Vec::with_capacity(bodies.len());
-        for body in bodies {
-            let content = body.fields.get("mail_id").cloned().unwrap_or_default();
-            let (entries, _) = self
-                .lookup_page(&[("kind", "mail"), ("owner", &user.id), ("content_ref", &content)], 1, "", false)
-                .await?;
-            // A body whose entry is gone (being deleted) is no message.
-            found.extend(entries.into_iter().map(|d| Summary { id: d.id, fields: d.fields }));
+        // Each hit's entry, looked up all at once (a page is at most 200).
+        let mut lookups = tokio::task::JoinSet::new();
+        for (at, body) in bodies.into_iter().enumerate() {
+            let (mailbox, owner) = (self.clone(), user.id.clone());
+            lookups.spawn(async move {
+                let content = body.fields.get("mail_id").cloned().unwrap_or_default();
+                let subset = [("kind", "mail"), ("owner", owner.as_str()), ("content_ref", content.as_str())];
+                mailbox.lookup_page(&subset, 1, "", false).await.map(|(entries, _)| (at, entries))
+            });
         }
+        let mut hits = Vec::new();
+        while let Some(done) = lookups.join_next().await {
+            let (at, entries) = done.map_err(|e| ApiError::Internal(format!("a search lookup failed: {e}")))??;
+            // A body whose entry is gone (being deleted) is no message.
+            hits.extend(entries.into_iter().map(|d| (at, Summary { id: d.id, fields: d.fields })));
+        }
+        hits.sort_by_key(|(at, _)| *at);
+        let found = hits.into_iter().map(|(_, s)| s).collect();
         Ok((found, next))
     }
 }
