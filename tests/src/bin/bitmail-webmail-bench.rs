@@ -60,7 +60,7 @@ const SENDERS: &[&str] = &["alice", "bruno", "chidi", "dara", "emeka", "fatou", 
 fn message(owner: &str, i: usize) -> (HashMap<String, String>, HashMap<String, String>) {
     let sender = SENDERS[i % SENDERS.len()];
     let mut body: Vec<&str> = (0..60).map(|k| WORDS[(i * 7 + k * 13) % WORDS.len()]).collect();
-    if i % 50 == 0 {
+    if i.is_multiple_of(50) {
         body.push("harvest");
     }
     if i % 500 == 6 {
@@ -82,14 +82,14 @@ fn message(owner: &str, i: usize) -> (HashMap<String, String>, HashMap<String, S
         (s("bcc"), s("[]")),
         (s("subject"), subject.clone()),
         (s("date_ms"), (1_700_000_000_000 + i as u64 * 60_000).to_string()),
-        (s("read"), (i % 10 != 0).to_string()),
+        (s("read"), (!i.is_multiple_of(10)).to_string()),
         (s("preview"), text.chars().take(140).collect()),
         (s("attachments"), s("[]")),
         (s("local_to"), s("[]")),
         (s("content_ref"), content.clone()),
         (s("box"), inbox.clone()),
     ]);
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         entry.insert(s("unread"), inbox);
     }
     let piece = HashMap::from([
