@@ -279,16 +279,7 @@ impl Store for MemoryStore {
             return Ok(Count { count: n.min(at_most), capped: n > at_most });
         }
         let groups = query_groups(&Query { subset: subset.clone(), ..Query::default() });
-        let mut count = Count { count: 0, capped: false };
-        walk::walk(&*inner, &groups, false, Bound::Unbounded, |_| {
-            if count.count == at_most {
-                count.capped = true;
-                return Ok(false);
-            }
-            count.count += 1;
-            Ok(true)
-        })?;
-        Ok(count)
+        walk::count(&*inner, &groups, at_most)
     }
 }
 

@@ -121,6 +121,19 @@ impl ProxyStore {
     }
 }
 
+/// A page answered as a Lookup or Search stream.
+async fn read_page(mut stream: tonic::Streaming<pb::LookupResponse>) -> Result<Page, Status> {
+    let mut page = Page { documents: Vec::new(), next_page_token: None };
+    while let Some(item) = stream.message().await? {
+        match item.item {
+            Some(pb::lookup_response::Item::Document(d)) => page.documents.push(from_wire(d)),
+            Some(pb::lookup_response::Item::NextPageToken(t)) => page.next_page_token = Some(t),
+            None => {}
+        }
+    }
+    Ok(page)
+}
+
 fn from_wire(doc: pb::Document) -> Document {
     Document { id: doc.id, version: doc.version, fields: doc.fields.into_iter().collect() }
 }
@@ -193,18 +206,7 @@ impl Store for ProxyStore {
             newest_first: false,
         });
         let mut client = self.client.clone();
-        let read_all = async move {
-            let mut stream = client.lookup(request).await?.into_inner();
-            let mut page = Page { documents: Vec::new(), next_page_token: None };
-            while let Some(item) = stream.message().await? {
-                match item.item {
-                    Some(pb::lookup_response::Item::Document(d)) => page.documents.push(from_wire(d)),
-                    Some(pb::lookup_response::Item::NextPageToken(t)) => page.next_page_token = Some(t),
-                    None => {}
-                }
-            }
-            Ok(page)
-        };
+        let read_all = async move { read_page(client.lookup(request).await?.into_inner()).await };
         self.call(read_all, |s| self.error(s, "", None)).await
     }
 
@@ -214,7 +216,7 @@ impl Store for ProxyStore {
         let page_token = page_token.unwrap_or_default().to_owned();
         let mut client = self.client.clone();
         let read_all = async move {
-            let mut stream = if query.terms.is_empty() {
+            let stream = if query.terms.is_empty() {
                 let request =
                     pb::LookupRequest { subset, limit: limit as u32, page_token, newest_first: query.newest_first };
                 client.lookup(self.request(request)).await?.into_inner()
@@ -233,15 +235,7 @@ impl Store for ProxyStore {
                 };
                 client.search(self.request(request)).await?.into_inner()
             };
-            let mut page = Page { documents: Vec::new(), next_page_token: None };
-            while let Some(item) = stream.message().await? {
-                match item.item {
-                    Some(pb::lookup_response::Item::Document(d)) => page.documents.push(from_wire(d)),
-                    Some(pb::lookup_response::Item::NextPageToken(t)) => page.next_page_token = Some(t),
-                    None => {}
-                }
-            }
-            Ok(page)
+            read_page(stream).await
         };
         self.call(read_all, |s| self.error(s, "", None)).await
     }

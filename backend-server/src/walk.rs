@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 
-use crate::store::StoreError;
+use crate::store::{Count, StoreError};
 
 /// Sorted posting lists an engine can seek in.
 pub(crate) trait Postings {
@@ -67,6 +67,20 @@ pub(crate) fn walk<P: Postings>(
         candidate = seek_group(p, first, Bound::Excluded(&id), newest_first)?;
     }
     Ok(())
+}
+
+/// How many ids every group holds, counting at most `at_most`.
+pub(crate) fn count<P: Postings>(p: &P, groups: &[Vec<P::List>], at_most: usize) -> Result<Count, StoreError> {
+    let mut count = Count { count: 0, capped: false };
+    walk(p, groups, false, Bound::Unbounded, |_| {
+        if count.count == at_most {
+            count.capped = true;
+            return Ok(false);
+        }
+        count.count += 1;
+        Ok(true)
+    })?;
+    Ok(count)
 }
 
 #[cfg(test)]

@@ -315,11 +315,11 @@ fn count(db: &Database, subset: &Fields, at_most: usize) -> Result<Count, StoreE
         return Ok(Count { count: n.min(at_most), capped: n > at_most });
     }
     let index = Index(txn.open_table(POSTINGS).map_err(storage_error)?);
-    let mut count = Count { count: 0, capped: false };
     if let [(k, v)] = subset.iter().collect::<Vec<_>>()[..] {
         // One pair: its ids are one range of the index, read in order without seeks.
         let hash = pair_hash(k, v);
         let range = (Bound::Included((hash, "")), Bound::Included((hash, "\u{10FFFF}")));
+        let mut count = Count { count: 0, capped: false };
         for entry in index.0.range::<([u8; 16], &str)>(range).map_err(storage_error)? {
             entry.map_err(storage_error)?;
             if count.count == at_most {
@@ -333,15 +333,7 @@ fn count(db: &Database, subset: &Fields, at_most: usize) -> Result<Count, StoreE
     let groups: Vec<Vec<[u8; 16]>> = subset.iter().map(|(k, v)| vec![pair_hash(k, v)]).collect();
     // The index alone: a 128-bit hash collision could count a document twice as
     // likely as never; a count is a figure to show, not a decision.
-    walk::walk(&index, &groups, false, Bound::Unbounded, |_| {
-        if count.count == at_most {
-            count.capped = true;
-            return Ok(false);
-        }
-        count.count += 1;
-        Ok(true)
-    })?;
-    Ok(count)
+    walk::count(&index, &groups, at_most)
 }
 
 fn load(docs: &impl ReadableTable<&'static str, &'static [u8]>, id: &str) -> Result<Option<Document>, StoreError> {

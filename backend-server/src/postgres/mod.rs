@@ -263,6 +263,18 @@ fn version_of(raw: i64) -> u64 {
 }
 
 impl PostgresStore {
+    /// A page from rows `(id, version, doc)` fetched with one more than `limit`.
+    fn page_of(&self, rows: &[Row], limit: usize) -> Result<Page, StoreError> {
+        let more = rows.len() > limit;
+        let mut documents = Vec::with_capacity(rows.len().min(limit));
+        for row in rows.iter().take(limit) {
+            let id: Uuid = row.get(0);
+            documents.push(self.document(id.hyphenated().to_string(), row.get(1), row, 2)?);
+        }
+        let next_page_token = if more { documents.last().map(|d| d.id.clone()) } else { None };
+        Ok(Page { documents, next_page_token })
+    }
+
     fn document(&self, id: String, version: i64, row: &Row, column: usize) -> Result<Document, StoreError> {
         let Json(fields) = row.try_get::<_, Json<Fields>>(column).map_err(|e| {
             StoreError::Unavailable(format!(
@@ -452,14 +464,7 @@ impl Store for PostgresStore {
                 }
             })
             .await?;
-        let more = rows.len() > limit;
-        let mut documents = Vec::with_capacity(rows.len().min(limit));
-        for row in rows.iter().take(limit) {
-            let id: Uuid = row.get(0);
-            documents.push(self.document(id.hyphenated().to_string(), row.get(1), row, 2)?);
-        }
-        let next_page_token = if more { documents.last().map(|d| d.id.clone()) } else { None };
-        Ok(Page { documents, next_page_token })
+        self.page_of(&rows, limit)
     }
 
     async fn find(&self, query: &Query, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {

@@ -104,14 +104,7 @@ impl PostgresStore {
                 }
             })
             .await?;
-        let more = rows.len() > limit;
-        let mut documents = Vec::with_capacity(rows.len().min(limit));
-        for row in rows.iter().take(limit) {
-            let id: Uuid = row.get(0);
-            documents.push(self.document(id.hyphenated().to_string(), row.get(1), row, 2)?);
-        }
-        let next_page_token = if more { documents.last().map(|d| d.id.clone()) } else { None };
-        Ok(Page { documents, next_page_token })
+        self.page_of(&rows, limit)
     }
 
     pub(super) async fn count_rows(&self, subset: &Fields, at_most: usize) -> Result<Count, StoreError> {
