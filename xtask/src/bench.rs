@@ -17,14 +17,20 @@ pub(crate) fn bench_keys() -> Result<()> {
     check(cargo().args(["bench", "-p", "mta-server", "--bench", "key_check"]).status(), "cargo bench")
 }
 
-/// `bitmail-capacity` on release builds of the three services: the per-message costs
-/// the capacity model in ARCHITECTURE.md is built from.
-pub(crate) fn bench_capacity() -> Result<()> {
+/// Debian's PostgreSQL installed for `what` when neither it nor `BITMAIL_PG_BIN` is there.
+fn postgres_server(what: &str) -> Result<()> {
     let postgres = std::fs::read_dir("/usr/lib/postgresql")
         .is_ok_and(|dirs| dirs.flatten().any(|d| d.path().join("bin/initdb").is_file()));
     if !postgres && std::env::var_os("BITMAIL_PG_BIN").is_none() {
-        crate::test::apt_install("bench capacity", &["postgresql"])?;
+        crate::test::apt_install(what, &["postgresql"])?;
     }
+    Ok(())
+}
+
+/// `bitmail-capacity` on release builds of the three services: the per-message costs
+/// the capacity model in ARCHITECTURE.md is built from.
+pub(crate) fn bench_capacity() -> Result<()> {
+    postgres_server("bench capacity")?;
     step("cargo build --release (the services, bitmail-capacity)");
     check(
         cargo()
@@ -60,11 +66,7 @@ pub(crate) fn bench_lists() -> Result<()> {
 /// `bitmail-webmail-bench` on release builds of backend-server and client-api, once per
 /// engine: a mailbox of 100,000 messages read through the edge.
 pub(crate) fn bench_webmail() -> Result<()> {
-    let postgres = std::fs::read_dir("/usr/lib/postgresql")
-        .is_ok_and(|dirs| dirs.flatten().any(|d| d.path().join("bin/initdb").is_file()));
-    if !postgres && std::env::var_os("BITMAIL_PG_BIN").is_none() {
-        crate::test::apt_install("bench webmail", &["postgresql"])?;
-    }
+    postgres_server("bench webmail")?;
     step("cargo build --release (backend-server, client-api, bitmail-webmail-bench)");
     check(
         cargo()
