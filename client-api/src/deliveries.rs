@@ -54,10 +54,10 @@ impl DeliveryLog {
         order.push_back(mta_id.to_owned());
     }
 
-    /// Whether this edge submitted `mta_id` (among its last [`MAX_EVENTS`] submissions
-    /// since it started).
-    pub(crate) fn sent_here(&self, mta_id: &str) -> bool {
-        lock(&self.senders).0.contains_key(mta_id)
+    /// The user who submitted `mta_id` through this edge, if one did (among its last
+    /// [`MAX_EVENTS`] submissions since it started).
+    pub(crate) fn sender_of(&self, mta_id: &str) -> Option<String> {
+        lock(&self.senders).0.get(mta_id).cloned()
     }
 
     /// The newest `n` outcomes, newest first: everyone's (`None`, for admins), or only

@@ -21,7 +21,8 @@
 //! - `health`: `GET /healthz`, the upstreams' gRPC health;
 //! - `page`: the webmail's files, or the bare page without a build;
 //! - `session`: signing in and out, who is signed in;
-//! - `mail`: reading, marking and deleting mail; delivery status of sent mail;
+//! - `mail`: reading, marking and deleting mail; delivery status of sent mail; the
+//!   live stream of a mailbox's changes (`GET /api/events`);
 //! - `search`: searching the user's own mail (the query language, its bounds);
 //! - `compose`: recipients, Markdown, attachments, local delivery, submission;
 //! - `status`: providers, queue depth and the last hour's deliveries; following
@@ -57,6 +58,8 @@
 //! - `verdicts`: a received message's SPF/DKIM/spam verdicts and the warnings shown;
 //! - `deliveries`: the last hour's delivery outcomes, in memory, for the status page;
 //! - `accounts`: users (argon2id password hashes) and sessions, as store documents;
+//! - `live`: the open live streams of this edge by user, told of every mailbox change
+//!   and delivery state; their caps and lifetime;
 //! - `mailbox`: folders, messages and attachments as store documents (`mailbox/index.rs`:
 //!   what keeps a folder page and a search fast at any mailbox size);
 //! - `unique`: documents stored once per unique key (user names, received mail), and
@@ -92,6 +95,7 @@ mod health;
 mod inbound;
 mod limiter;
 mod lists;
+mod live;
 mod mail;
 mod mailbox;
 mod metrics;

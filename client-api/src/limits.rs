@@ -12,8 +12,12 @@
 //! - connections: see [`crate::conn_cap`] (the cap) and [`crate::server`] (the TLS
 //!   handshake, header read and first request timeouts).
 //!
+//! - live update streams (`GET /api/events`, [`crate::live`]): the request's slot and
+//!   timeout end with the stream's headers; the streams have a cap of their own,
+//!   `max_live_streams`, and last at most `live_stream_secs` each.
+//!
 //! Every refusal is counted in `bitmail_http_shed_total{reason}`: `concurrency`,
-//! `webhook_concurrency`, `timeout`, `connections`.
+//! `webhook_concurrency`, `timeout`, `connections`, `live_streams`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +51,11 @@ pub struct EdgeLimits {
     pub header_read_timeout_ms: u64,
     /// The `Retry-After` of a 503.
     pub retry_after_secs: u64,
+    /// Live update streams (`GET /api/events`) open at once; more: 503.
+    pub max_live_streams: usize,
+    /// How long one live stream lasts before the browser reconnects (and its session is
+    /// checked again).
+    pub live_stream_secs: u64,
 }
 
 impl Default for EdgeLimits {
@@ -60,6 +69,8 @@ impl Default for EdgeLimits {
             tls_handshake_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             retry_after_secs: 1,
+            max_live_streams: 1024,
+            live_stream_secs: 600,
         }
     }
 }
@@ -80,6 +91,8 @@ impl EdgeLimits {
         within("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms, 1, 600_000);
         within("header_read_timeout_ms", self.header_read_timeout_ms, 1, 600_000);
         within("retry_after_secs", self.retry_after_secs, 1, 3600);
+        within("max_live_streams", self.max_live_streams as u64, 1, cap);
+        within("live_stream_secs", self.live_stream_secs, 1, 86_400);
     }
 }
 
@@ -87,7 +100,7 @@ impl EdgeLimits {
 pub(crate) fn shed(metrics: &Registry, reason: &str) {
     metrics.count(
         "bitmail_http_shed_total",
-        "Requests and connections refused by the edge's limits, by reason (concurrency, webhook_concurrency, timeout, connections).",
+        "Requests and connections refused by the edge's limits, by reason (concurrency, webhook_concurrency, timeout, connections, live_streams).",
         &[("reason", reason)],
         1,
     );

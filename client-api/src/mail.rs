@@ -1,5 +1,6 @@
-//! Reading mail: folder pages, one message, read/unread, delete, attachments, and the
-//! delivery status of sent messages (from mta-server).
+//! Reading mail: folder pages, one message, read/unread, delete, attachments, the
+//! delivery status of sent messages (from mta-server), and `GET /api/events`, the live
+//! stream of the mailbox's changes ([`crate::live`]).
 //!
 //! Folders list newest first, paged, with the unread count. The delivery status of a sent
 //! message is kept in its document once final (`sent_status.rs`). Attachments
@@ -181,4 +182,9 @@ pub(crate) async fn attachment(
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     Ok(response)
+}
+
+/// `GET /api/events`: the signed-in user's live stream ([`crate::live`]).
+pub(crate) async fn events(State(state): State<Arc<AppState>>, CurrentUser(user): CurrentUser) -> Response {
+    state.mailbox.live().open(&user.id).unwrap_or_else(IntoResponse::into_response)
 }

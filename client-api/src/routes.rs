@@ -9,6 +9,7 @@
 //! | `GET /api/folders/{inbox,sent}?page&per_page` | a page of a folder, newest first; total and unread counts; delivery status in `sent` |
 //! | `GET /api/mail/{id}?images=true` | one message, HTML sanitized, remote images removed unless asked |
 //! | `GET /api/search?q&limit&cursor` | the user's own mail matching `q` (words, `"phrases"`, `from:`, `to:`, `subject:`, `body:`), newest first, see [`crate::search`] |
+//! | `GET /api/events` | server-sent events of the user's mailbox: `mail` (new, changed, deleted), `status` (a sent message's state), `ready`, `resync`; see [`crate::live`] |
 //! | `PATCH /api/mail/{id}` | `{read}`: marks it read or unread |
 //! | `DELETE /api/mail/{id}` | deletes it |
 //! | `GET /api/mail/{id}/attachments/{n}` | an attachment, as a download |
@@ -116,6 +117,7 @@ pub(crate) fn router(
         .route("/api/mail/{id}", get(mail::read).patch(mail::mark).delete(mail::delete))
         .route("/api/mail/{id}/attachments/{index}", get(mail::attachment))
         .route("/api/search", get(search::search))
+        .route("/api/events", get(mail::events))
         .route("/api/messages", post(compose::send))
         .route("/api/preview", post(compose::preview))
         .route("/api/status", get(status::status))

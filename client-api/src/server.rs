@@ -18,6 +18,7 @@ use crate::conn_cap::ConnectionCap;
 use crate::deliveries::DeliveryLog;
 use crate::limiter::LoginLimiter;
 use crate::limits::EdgeLimits;
+use crate::live::Live;
 use crate::mailbox::Mailbox;
 use crate::mta_pool::MtaPool;
 use crate::routes::router;
@@ -113,7 +114,14 @@ impl Server {
             pool,
             mta_bearer: bearer,
             mta_max_message: max_decode,
-            mailbox: Mailbox::new(store()),
+            mailbox: Mailbox::new(
+                store(),
+                Arc::new(Live::new(
+                    config.limits.max_live_streams,
+                    Duration::from_secs(config.limits.live_stream_secs),
+                    metrics.clone(),
+                )),
+            ),
             backend_channel,
             mail_domain: config.mail_domain.clone(),
             session_secs: config.session_hours * 3600,
@@ -152,8 +160,11 @@ impl Server {
         let handle = axum_server::Handle::new();
         let stopper = handle.clone();
         let grace = self.grace;
+        let live = self.state.mailbox.live().clone();
         tokio::spawn(async move {
             shutdown.await;
+            // Open live streams would hold the shutdown for the whole grace period.
+            live.close();
             stopper.graceful_shutdown(Some(grace));
         });
         // One follower per node, each reconnecting on its own.

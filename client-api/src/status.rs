@@ -21,6 +21,7 @@ use crate::accounts::Role;
 use crate::deliveries::{BUCKET_MS, Delivery, DeliveryLog};
 use crate::error::ApiError;
 use crate::extract::CurrentUser;
+use crate::live::Change;
 use crate::mailbox::Mailbox;
 use crate::sent_status::state_name;
 use crate::state::AppState;
@@ -36,6 +37,11 @@ pub(crate) async fn follow(mta: MtaClient<WithKey>, node: String, log: Arc<Deliv
                 let mut stream = stream.into_inner();
                 while let Ok(Some(status)) = stream.message().await {
                     let state = state_name(status.state);
+                    // Every state, as it changes, to the sender's open webmails.
+                    let sender = log.sender_of(&status.message_id);
+                    if let Some(sender) = &sender {
+                        mailbox.live().publish(sender, Change::status(&status.message_id, state));
+                    }
                     if !matches!(state, "sent" | "failed") {
                         continue;
                     }
@@ -52,7 +58,7 @@ pub(crate) async fn follow(mta: MtaClient<WithKey>, node: String, log: Arc<Deliv
                             message_id: status.message_id.clone(),
                         });
                     }
-                    if log.sent_here(&status.message_id) {
+                    if sender.is_some() {
                         // Off the stream's task, so that a slow store never makes it lag.
                         let mailbox = mailbox.clone();
                         tokio::spawn(async move { crate::sent_status::remember(&mailbox, &status).await });

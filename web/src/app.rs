@@ -63,6 +63,7 @@ pub fn App() -> impl IntoView {
         menu: RwSignal::new(false),
     };
     provide_context(ctx);
+    crate::live::follow(ctx);
     spawn_local(async move {
         match call("GET", "/api/session", None, "").await {
             Ok(v) => {

@@ -1,8 +1,6 @@
 //! A folder: newest first, a page of [`PER_PAGE`] at a time, unread in bold, delivery
-//! badges in Sent (refreshed every few seconds while shown, so they follow the delivery
-//! live).
-
-use std::time::Duration;
+//! badges in Sent. Read again on `ctx.refresh`, which the live stream bumps as mail
+//! arrives and deliveries move (`live`).
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -57,11 +55,6 @@ pub fn FolderView(folder: &'static str, page: usize) -> impl IntoView {
             }
         });
     });
-    if folder == "sent"
-        && let Ok(handle) = set_interval_with_handle(move || ctx.refresh.update(|n| *n += 1), Duration::from_secs(3))
-    {
-        on_cleanup(move || handle.clear());
-    }
     let row = move |(i, m): (usize, Value)| {
         let id = m["id"].as_str().unwrap_or_default().to_owned();
         let who = if folder == "sent" {

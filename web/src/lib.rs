@@ -7,6 +7,8 @@
 //!   shown and how to go to another, the signed-in user, the draft being written;
 //! - `route`: each page's URL, pushed into the history, read at start and on back and
 //!   forward (the History API, no router);
+//! - `live`: the live stream of the mailbox's changes (server-sent events), which reads
+//!   the page shown again when it changes;
 //! - `folder`, `message`, `compose`, `status`: the pages (`message` uses
 //!   `folder`'s delivery badge; otherwise they import only `state`, `api` and `i18n`);
 //! - `admin`: the admin console (tenants with their keys and usage, providers,
@@ -38,6 +40,7 @@ mod app;
 mod compose;
 mod folder;
 mod i18n;
+mod live;
 mod message;
 mod route;
 mod state;

@@ -42,6 +42,8 @@ pub fn MessageView(id: String) -> impl IntoView {
     let images = RwSignal::new(false);
     let load_id = id.clone();
     Effect::new(move |_| {
+        // Read again when the live stream says its delivery moved (`live`).
+        ctx.refresh.track();
         let with_images = images.get();
         let id = load_id.clone();
         spawn_local(async move {

@@ -98,7 +98,9 @@ impl Mailbox {
             fields.insert("unread".to_owned(), box_of(&owner, &folder));
         }
         fields.insert("content_ref".to_owned(), mail.content_ref().to_owned());
-        self.update_with(&mail, fields, vec![]).await?;
+        // Not `update_with`: what the user sees does not change, so no live event.
+        let request = pb::UpdateRequest { id: mail.id.clone(), fields, remove: vec![], expected_version: 0 };
+        self.store.clone().update(request).await?;
         let bodies = self.lookup_all(&[("kind", "body"), ("mail_id", mail.content_ref())]).await?;
         if let Some(first) = bodies.iter().find(|d| d.fields.get("part").is_none_or(|p| p == "0")) {
             let to: Vec<String> = mail.list("to").into_iter().chain(mail.list("cc")).collect();

@@ -23,6 +23,7 @@
 //! user exactly as for one that does not exist.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::store_client::StoreClient;
@@ -31,6 +32,7 @@ use tonic::transport::Channel;
 
 use crate::accounts::User;
 use crate::error::ApiError;
+use crate::live::{Change, Live};
 
 mod index;
 mod write;
@@ -156,6 +158,8 @@ pub(crate) struct Page {
 pub(crate) struct Mailbox {
     store: StoreClient<Channel>,
     indexed: index::Indexed,
+    /// Told of every change, for the owner's open webmails ([`crate::live`]).
+    live: Arc<Live>,
 }
 
 fn json_list(v: &[String]) -> String {
@@ -169,8 +173,17 @@ fn preview_of(text: &str) -> String {
 }
 
 impl Mailbox {
-    pub(crate) fn new(store: StoreClient<Channel>) -> Self {
-        Self { store, indexed: index::Indexed::default() }
+    pub(crate) fn new(store: StoreClient<Channel>, live: Arc<Live>) -> Self {
+        Self { store, indexed: index::Indexed::default(), live }
+    }
+
+    pub(crate) fn live(&self) -> &Arc<Live> {
+        &self.live
+    }
+
+    /// Tells the owner's open webmails that `mail` was `change`d.
+    fn tell(&self, mail: &Summary, change: &'static str) {
+        self.live.publish(mail.field("owner"), Change::mail(mail.field("folder"), &mail.id, change));
     }
 
     /// Every document containing `subset`, in creation order, following page tokens.
@@ -311,6 +324,7 @@ impl Mailbox {
     ) -> Result<(), ApiError> {
         let request = pb::UpdateRequest { id: mail.id.clone(), fields, remove, expected_version: 0 };
         self.store.clone().update(request).await?;
+        self.tell(mail, "changed");
         Ok(())
     }
 
@@ -319,6 +333,7 @@ impl Mailbox {
         // The list entry goes first: once it is gone the message is gone for the user,
         // and what remains of a half-finished delete is unreachable.
         self.store.clone().delete(pb::DeleteRequest { id: mail.id.clone() }).await?;
+        self.tell(mail, "deleted");
         for kind in ["body", "chunk"] {
             for doc in self.lookup_all(&[("kind", kind), ("mail_id", mail.content_ref())]).await? {
                 let _ = self.store.clone().delete(pb::DeleteRequest { id: doc.id }).await;

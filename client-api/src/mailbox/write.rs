@@ -11,6 +11,7 @@ use super::{
 };
 use crate::accounts::User;
 use crate::error::ApiError;
+use crate::live::Change;
 use crate::unique::{self, Created};
 
 impl Mailbox {
@@ -63,7 +64,10 @@ impl Mailbox {
             Some(key) => unique::create(&self.store, key, fields).await,
         };
         match entry {
-            Ok(Created::New(id)) => Ok(Stored::New(id)),
+            Ok(Created::New(id)) => {
+                self.live.publish(&owner.id, Change::mail(folder.name(), &id, "new"));
+                Ok(Stored::New(id))
+            }
             Ok(Created::Taken(id)) => {
                 self.discard(written).await;
                 Ok(Stored::Duplicate(id))

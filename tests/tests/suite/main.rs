@@ -46,5 +46,7 @@ mod unique_keys;
 mod web_assets;
 mod webmail_api;
 mod webmail_browser;
+mod webmail_live;
+mod webmail_live_browser;
 mod webmail_search;
 mod whole_stack_faults;
