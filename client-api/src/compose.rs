@@ -21,10 +21,11 @@ use bitmail_runtime::time::now_ms;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::accounts::{User, acting_for};
+use crate::accounts::{Role, User, acting_for};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, CurrentUser};
-use crate::mailbox::{Attachment, AttachmentMeta, Folder, NewMail};
+use crate::groups::Group;
+use crate::mailbox::{Attachment, AttachmentMeta, NewMail, Stored};
 use crate::sanitize;
 use crate::state::AppState;
 
@@ -104,6 +105,10 @@ pub(crate) struct Compose {
     html: String,
     #[serde(default)]
     attachments: Vec<NewAttachment>,
+    /// To every user of the sender's tenant besides the recipients (admins only),
+    /// stored once ([`crate::fan_out`]).
+    #[serde(default)]
+    broadcast: bool,
 }
 
 /// Splits `a@x.org; "Doe, Jo" <jo@y.org>, b@z.org` at `;` and `,` outside quotes and
@@ -169,6 +174,14 @@ struct Recipient {
     mailbox: String,
     /// The user here, for an address at this server's mail domain.
     local: Option<User>,
+    /// The group here, for a group's address ([`crate::groups`]).
+    group: Option<Group>,
+}
+
+impl Recipient {
+    fn external(&self) -> bool {
+        self.local.is_none() && self.group.is_none()
+    }
 }
 
 /// Checks every recipient of one field; bad ones are named in `problems`.
@@ -186,18 +199,19 @@ async fn check_field(
             continue;
         };
         let (local_part, domain) = addr.rsplit_once('@').unwrap_or_default();
-        let local = if domain.eq_ignore_ascii_case(&state.mail_domain) {
-            match state.mailbox.user_named(&local_part.to_ascii_lowercase()).await? {
-                Some(user) => Some(user),
-                None => {
-                    problems.push(format!("{field}: there is no user {addr} here"));
-                    continue;
-                }
+        let (mut local, mut group) = (None, None);
+        if domain.eq_ignore_ascii_case(&state.mail_domain) {
+            let name = local_part.to_ascii_lowercase();
+            local = state.mailbox.user_named(&name).await?;
+            if local.is_none() {
+                group = crate::groups::group_named(state, &name).await?;
             }
-        } else {
-            None
-        };
-        out.push(Recipient { mailbox, local });
+            if local.is_none() && group.is_none() {
+                problems.push(format!("{field}: there is no user {addr} here"));
+                continue;
+            }
+        }
+        out.push(Recipient { mailbox, local, group });
     }
     match bad.len() {
         0 => {}
@@ -272,7 +286,10 @@ pub(crate) async fn send(
     let to = check_field(&state, "to", to, &mut problems).await?;
     let cc = check_field(&state, "cc", cc, &mut problems).await?;
     let bcc = check_field(&state, "bcc", bcc, &mut problems).await?;
-    if problems.is_empty() && to.is_empty() && cc.is_empty() && bcc.is_empty() {
+    if body.broadcast && state.accounts.current_role(&user).await? != Role::Admin {
+        return Err(ApiError::Forbidden("broadcast: only an admin sends to every user of the tenant".into()));
+    }
+    if problems.is_empty() && to.is_empty() && cc.is_empty() && bcc.is_empty() && !body.broadcast {
         problems.push("to: at least one recipient is needed".into());
     }
     if body.subject.contains(['\r', '\n']) {
@@ -292,7 +309,7 @@ pub(crate) async fn send(
 
     let from = format!("{}@{}", user.name, state.mail_domain);
     let external = |list: &[Recipient]| -> Vec<String> {
-        list.iter().filter(|r| r.local.is_none()).map(|r| r.mailbox.clone()).collect()
+        list.iter().filter(|r| r.external()).map(|r| r.mailbox.clone()).collect()
     };
     let (ext_to, ext_cc, ext_bcc) = (external(&to), external(&cc), external(&bcc));
     let mta_id = if ext_to.is_empty() && ext_cc.is_empty() && ext_bcc.is_empty() {
@@ -330,6 +347,7 @@ pub(crate) async fn send(
 
     let mailboxes = |list: &[Recipient]| -> Vec<String> { list.iter().map(|r| r.mailbox.clone()).collect() };
     let mut locals: Vec<&User> = Vec::new();
+    let mut groups: Vec<&Group> = Vec::new();
     let mut seen = HashSet::new();
     for r in to.iter().chain(&cc).chain(&bcc) {
         if let Some(u) = &r.local
@@ -337,8 +355,15 @@ pub(crate) async fn send(
         {
             locals.push(u);
         }
+        if let Some(g) = &r.group
+            && seen.insert(g.id.clone())
+        {
+            groups.push(g);
+        }
     }
-    let mut mail = NewMail {
+    let mut local_to: Vec<String> = locals.iter().map(|u| format!("{}@{}", u.name, state.mail_domain)).collect();
+    local_to.extend(groups.iter().map(|g| format!("{}@{}", g.name, state.mail_domain)));
+    let mail = NewMail {
         from,
         to: mailboxes(&to),
         cc: mailboxes(&cc),
@@ -348,21 +373,17 @@ pub(crate) async fn send(
         html,
         date_ms: now_ms(),
         mta_id: mta_id.clone(),
-        local_to: locals.iter().map(|u| format!("{}@{}", u.name, state.mail_domain)).collect(),
+        local_to: local_to.clone(),
         // Which mta-server took it, asked first for its status (`sent_status`).
         extra: mta_node.into_iter().map(|url| ("mta_node".to_owned(), url)).collect(),
     };
-    let sent_id = state.mailbox.store(&user, Folder::Sent, &mail, &files).await?;
-    // Recipients see neither the Bcc list nor the delivery bookkeeping.
-    mail.bcc.clear();
-    mail.mta_id = None;
-    mail.local_to.clear();
-    mail.extra.clear();
-    for local in &locals {
-        state.mailbox.store(local, Folder::Inbox, &mail, &files).await?;
-    }
-    tracing::info!(user = %user.name, local = locals.len(), external = mta_id.is_some(), "message sent");
-    let answer = json!({ "id": sent_id, "mta_id": mta_id, "local_to": locals.iter().map(|u| format!("{}@{}", u.name, state.mail_domain)).collect::<Vec<_>>() });
+    let to_all = body.broadcast.then_some(user.tenant.as_str());
+    let copies = crate::fan_out::copies(&state, &user, mail, &locals, &groups, to_all).await?;
+    let delivered = copies.len() - 1;
+    let (Stored::New(sent_id) | Stored::Duplicate(sent_id)) =
+        state.mailbox.store_shared(copies, &files).await?.swap_remove(0);
+    tracing::info!(user = %user.name, local = delivered, external = mta_id.is_some(), "message sent");
+    let answer = json!({ "id": sent_id, "mta_id": mta_id, "local_to": local_to });
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 

@@ -23,14 +23,16 @@
 //! content id, and the message view points `cid:` images at the attachment URL.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bitmail_proto::v1 as pb;
 
 use crate::accounts::User;
 use crate::compose::address_of;
 use crate::error::ApiError;
+use crate::groups::Group;
 use crate::lists::mail::{subject_token, unsubscribe_token};
-use crate::mailbox::{Attachment, AttachmentMeta, Folder, NewMail, Stored};
+use crate::mailbox::{Attachment, AttachmentMeta, Copy, Folder, NewMail, Stored};
 use crate::state::AppState;
 
 /// What became of one inbound message.
@@ -86,18 +88,28 @@ fn unsubscribe_tokens(mail: &pb::InboundMail) -> Vec<String> {
         .collect()
 }
 
-/// The user an address belongs to, when it is one of this server's.
-async fn local_user(state: &AppState, address: &str) -> Result<Option<User>, ApiError> {
+/// Who an address of this server's is: a user, or a group.
+enum Local {
+    User(User),
+    Group(Group),
+}
+
+/// The user or group an address belongs to, when it is one of this server's.
+async fn local(state: &AppState, address: &str) -> Result<Option<Local>, ApiError> {
     let Some((local_part, domain)) = address.rsplit_once('@') else { return Ok(None) };
     if !domain.eq_ignore_ascii_case(&state.mail_domain) {
         return Ok(None);
     }
     // `ada+news@` is ada's.
     let name = local_part.split('+').next().unwrap_or(local_part).to_ascii_lowercase();
-    state.mailbox.user_named(&name).await
+    if let Some(user) = state.mailbox.user_named(&name).await? {
+        return Ok(Some(Local::User(user)));
+    }
+    Ok(crate::groups::group_named(state, &name).await?.map(Local::Group))
 }
 
-/// Stores `mail` in the inbox of each of its local recipients.
+/// Stores `mail` in the inbox of each of its local recipients, and of each member of
+/// the groups it is for, its content once.
 pub(crate) async fn deliver(state: &AppState, mail: pb::InboundMail) -> Result<Delivered, ApiError> {
     let mut delivered = Delivered::default();
     let tokens = unsubscribe_tokens(&mail);
@@ -106,15 +118,16 @@ pub(crate) async fn deliver(state: &AppState, mail: pb::InboundMail) -> Result<D
         delivered.unsubscribed = by_mail.unsubscribed;
         delivered.unknown.extend(by_mail.refused);
     }
-    let mut users: Vec<User> = Vec::new();
+    let (mut users, mut groups): (Vec<User>, Vec<Group>) = (Vec::new(), Vec::new());
     for address in recipients(&mail) {
-        match local_user(state, &address).await? {
-            Some(user) if !users.iter().any(|u| u.id == user.id) => users.push(user),
+        match local(state, &address).await? {
+            Some(Local::User(user)) if !users.iter().any(|u| u.id == user.id) => users.push(user),
+            Some(Local::Group(group)) if !groups.iter().any(|g| g.id == group.id) => groups.push(group),
             Some(_) => {}
             None => delivered.unknown.push(address),
         }
     }
-    if users.is_empty() {
+    if users.is_empty() && groups.is_empty() {
         return Ok(delivered);
     }
     let mut extra = HashMap::from([("inbound_key".to_owned(), mail.dedupe_key.clone())]);
@@ -158,13 +171,29 @@ pub(crate) async fn deliver(state: &AppState, mail: pb::InboundMail) -> Result<D
             content: a.content,
         })
         .collect();
-    for user in &users {
-        if state.mailbox.has_inbound(user, &mail.dedupe_key).await? {
+    // One content for every inbox (`mailbox/shared.rs`), each entry under its own
+    // unique key, so a provider's retry stores nothing twice.
+    let dedupe_key = &mail.dedupe_key;
+    let copy = |owner: User, mail: &Arc<NewMail>| {
+        let unique_key = Some(crate::unique::inbound_key(&owner.id, dedupe_key));
+        Copy { owner, folder: Folder::Inbox, mail: mail.clone(), unique_key }
+    };
+    let received = Arc::new(new);
+    let mut copies = Vec::new();
+    for user in users {
+        // Mail stored before unique keys holds none: found by its key first.
+        if state.mailbox.has_inbound(&user, &mail.dedupe_key).await? {
             delivered.duplicates += 1;
-            continue;
+        } else {
+            copies.push(copy(user, &received));
         }
-        let key = crate::unique::inbound_key(&user.id, &mail.dedupe_key);
-        match state.mailbox.store_once(user, Folder::Inbox, &new, &attachments, key).await? {
+    }
+    for group in &groups {
+        let tagged = Arc::new(crate::fan_out::group_copy(state, group, &received));
+        copies.extend(crate::groups::members(state, group).await?.into_iter().map(|m| copy(m.user, &tagged)));
+    }
+    for stored in state.mailbox.store_shared(copies, &attachments).await? {
+        match stored {
             Stored::New(_) => delivered.stored += 1,
             Stored::Duplicate(_) => delivered.duplicates += 1,
         }

@@ -24,6 +24,9 @@
 //! - `mail`: reading, marking and deleting mail; delivery status of sent mail; the
 //!   live stream of a mailbox's changes (`GET /api/events`);
 //! - `search`: searching the user's own mail (the query language, its bounds);
+//! - `groups_api`: groups, their members and owners (`groups`: what they are);
+//! - `fan_out`: who gets a copy of a message sent here (Sent, local recipients, groups'
+//!   members, a broadcast's users), its content stored once;
 //! - `compose`: recipients, Markdown, attachments, local delivery, submission;
 //! - `status`: providers, queue depth and the last hour's deliveries; following
 //!   mta-server's status changes;
@@ -60,6 +63,7 @@
 //! - `accounts`: users (argon2id password hashes) and sessions, as store documents;
 //! - `live`: the open live streams of this edge by user, told of every mailbox change
 //!   and delivery state; their caps and lifetime;
+//! - `groups`: groups and their members as store documents;
 //! - `mailbox`: folders, messages and attachments as store documents (`mailbox/index.rs`:
 //!   what keeps a folder page and a search fast at any mailbox size);
 //! - `unique`: documents stored once per unique key (user names, received mail), and
@@ -91,6 +95,9 @@ mod csrf;
 mod deliveries;
 mod error;
 mod extract;
+mod fan_out;
+mod groups;
+mod groups_api;
 mod health;
 mod inbound;
 mod limiter;

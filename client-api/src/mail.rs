@@ -120,6 +120,10 @@ pub(crate) async fn read(
         out["status"] = delivery(&state, &mail).await;
     } else {
         out["origin"] = crate::verdicts::of(&mail, &state.mail_domain);
+        // Where a reply goes: the Reply-To (a group's own address for its mail).
+        let reply_to: Vec<String> = mail.list("reply_to");
+        out["reply_to"] = json!((!reply_to.is_empty()).then(|| reply_to.join("; ")));
+        out["group"] = json!(Some(mail.field("group")).filter(|g| !g.is_empty()));
     }
     Ok(Json(out))
 }

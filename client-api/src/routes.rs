@@ -10,6 +10,8 @@
 //! | `GET /api/mail/{id}?images=true` | one message, HTML sanitized, remote images removed unless asked |
 //! | `GET /api/search?q&limit&cursor` | the user's own mail matching `q` (words, `"phrases"`, `from:`, `to:`, `subject:`, `body:`), newest first, see [`crate::search`] |
 //! | `GET /api/events` | server-sent events of the user's mailbox: `mail` (new, changed, deleted), `status` (a sent message's state), `ready`, `resync`; see [`crate::live`] |
+//! | `GET`, `POST /api/groups`; `GET /api/groups/{name}` | the user's groups; a new one `{name, members?}`; one with its members, see [`crate::groups_api`] |
+//! | `POST /api/groups/{name}/members`, `DELETE .../members/{member}` | `{names, owner?}`: adding members (owners); removing one (owners), or leaving |
 //! | `PATCH /api/mail/{id}` | `{read}`: marks it read or unread |
 //! | `DELETE /api/mail/{id}` | deletes it |
 //! | `GET /api/mail/{id}/attachments/{n}` | an attachment, as a download |
@@ -81,8 +83,8 @@ use crate::error::ApiError;
 use crate::limits::{EdgeLimits, Gate};
 use crate::state::AppState;
 use crate::{
-    admin, admin_audit, admin_csv, admin_ops, app_api, compose, csrf, health, lists, mail, metrics, page, search,
-    session, status, webhooks,
+    admin, admin_audit, admin_csv, admin_ops, app_api, compose, csrf, groups_api, health, lists, mail, metrics, page,
+    search, session, status, webhooks,
 };
 
 /// The admin console's API.
@@ -118,6 +120,10 @@ pub(crate) fn router(
         .route("/api/mail/{id}/attachments/{index}", get(mail::attachment))
         .route("/api/search", get(search::search))
         .route("/api/events", get(mail::events))
+        .route("/api/groups", get(groups_api::list).post(groups_api::create))
+        .route("/api/groups/{name}", get(groups_api::show))
+        .route("/api/groups/{name}/members", post(groups_api::add_members))
+        .route("/api/groups/{name}/members/{member}", delete(groups_api::remove_member))
         .route("/api/messages", post(compose::send))
         .route("/api/preview", post(compose::preview))
         .route("/api/status", get(status::status))

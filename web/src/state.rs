@@ -194,7 +194,8 @@ impl Draft {
                 .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
                 .unwrap_or_default()
         } else {
-            m["from"].as_str().unwrap_or_default().to_owned()
+            // The Reply-To when there is one (a group's mail replies to the group).
+            m["reply_to"].as_str().or(m["from"].as_str()).unwrap_or_default().to_owned()
         };
         Draft { to, subject, body: format!("\n\n{quoted}"), ..Draft::default() }
     }

@@ -8,8 +8,10 @@
 //!   `_text.from`, `_text.to` (to and cc), `_text.subject`, `_text.body` (the body's first
 //!   piece itself, so the text is stored once). A search is `Search` over the owner's
 //!   body pieces, newest first; each hit names its entry by `content_ref`.
-//! - Mailboxes written before this have neither: the first page or search of such a
-//!   user walks the whole mailbox once and adds them (`ensure_indexed`), then stores a
+//!   The body names each user whose search may find it (`reader.ID = 1`): content may be
+//!   shared by several mailboxes (`shared.rs`), and a search asks for the reader.
+//! - Mailboxes written before this have none of it: the first page or search of such a
+//!   user walks the whole mailbox once and adds it (`ensure_indexed`), then stores a
 //!   marker (`{kind: "mailbox-index", owner, version}`) so it never happens again.
 
 use std::collections::{HashMap, HashSet};
@@ -23,7 +25,7 @@ use crate::accounts::User;
 use crate::error::ApiError;
 
 /// The index marker's version: what `ensure_indexed` adds.
-const INDEX_VERSION: &str = "2";
+const INDEX_VERSION: &str = "3";
 
 /// The users whose mailbox this edge has seen indexed (so the marker is read once).
 #[derive(Clone, Default)]
@@ -42,6 +44,11 @@ pub(crate) fn entry_index(owner: &User, folder: Folder) -> Vec<(String, String)>
         out.push(("unread".to_owned(), b));
     }
     out
+}
+
+/// The field of a body piece naming one user whose searches find it.
+pub(crate) fn reader_key(user_id: &str) -> String {
+    format!("reader.{user_id}")
 }
 
 /// The searchable fields of a message's first body piece, besides `_text.body`.
@@ -79,6 +86,7 @@ impl Mailbox {
                     None => break,
                 }
             }
+            self.name_readers(user).await?;
             let fields = HashMap::from([
                 ("kind".to_owned(), "mailbox-index".to_owned()),
                 ("owner".to_owned(), user.id.clone()),
@@ -88,6 +96,28 @@ impl Mailbox {
         }
         lock(&self.indexed.0).insert(user.id.clone());
         Ok(())
+    }
+
+    /// Version 3: the first body piece of each of the user's own messages names them as
+    /// a reader (what a search asks for since content may be shared, `shared.rs`).
+    async fn name_readers(&self, user: &User) -> Result<(), ApiError> {
+        let reader = reader_key(&user.id);
+        let mut token = String::new();
+        loop {
+            let (docs, next) = self.lookup_page(&[("kind", "body"), ("owner", &user.id)], 500, &token, false).await?;
+            for doc in docs {
+                let first = doc.fields.get("part").is_none_or(|p| p == "0");
+                if first && !doc.fields.contains_key(&reader) {
+                    let fields = HashMap::from([(reader.clone(), "1".to_owned())]);
+                    let request = pb::UpdateRequest { id: doc.id, fields, remove: vec![], expected_version: 0 };
+                    self.store.clone().update(request).await?;
+                }
+            }
+            match next {
+                Some(t) => token = t,
+                None => return Ok(()),
+            }
+        }
     }
 
     /// One old entry: its `box`/`unread`, and its body's searchable fields.
@@ -164,7 +194,7 @@ impl Mailbox {
     ) -> Result<(Vec<Summary>, Option<String>), ApiError> {
         self.ensure_indexed(user).await?;
         let request = pb::SearchRequest {
-            subset: HashMap::from([("kind".to_owned(), "body".to_owned()), ("owner".to_owned(), user.id.clone())]),
+            subset: HashMap::from([("kind".to_owned(), "body".to_owned()), (reader_key(&user.id), "1".to_owned())]),
             terms,
             limit,
             page_token: page_token.to_owned(),

@@ -35,11 +35,13 @@ use crate::error::ApiError;
 use crate::live::{Change, Live};
 
 mod index;
+mod shared;
 mod write;
 
 pub(crate) use index::SEARCH_FIELDS;
+pub(crate) use shared::Copy;
 
-/// What [`Mailbox::store_once`] did.
+/// What storing a message did ([`Mailbox::store_shared`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Stored {
     New(String),
@@ -50,7 +52,7 @@ pub(crate) enum Stored {
 /// Attachment bytes per chunk document (1 MiB, 1.4 MB in base64).
 pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Folder {
     Inbox,
     Sent,
@@ -328,12 +330,16 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Removes an owned message with its body and attachments.
+    /// Removes an owned message, and its body and attachments unless another mailbox's
+    /// entry still points at them (shared content, `shared.rs`).
     pub(crate) async fn delete(&self, mail: &Summary) -> Result<(), ApiError> {
         // The list entry goes first: once it is gone the message is gone for the user,
         // and what remains of a half-finished delete is unreachable.
         self.store.clone().delete(pb::DeleteRequest { id: mail.id.clone() }).await?;
         self.tell(mail, "deleted");
+        if mail.field("shared") == "true" && self.content_in_use(mail.content_ref()).await? {
+            return Ok(());
+        }
         for kind in ["body", "chunk"] {
             for doc in self.lookup_all(&[("kind", kind), ("mail_id", mail.content_ref())]).await? {
                 let _ = self.store.clone().delete(pb::DeleteRequest { id: doc.id }).await;

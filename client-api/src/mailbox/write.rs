@@ -15,35 +15,11 @@ use crate::live::Change;
 use crate::unique::{self, Created};
 
 impl Mailbox {
-    /// Stores `mail` in `folder` of `owner` with its attachments; answers its id. The
-    /// list entry, which every listing of the folder reads, is capped ([`capped`]): a
-    /// message with a huge subject or thousands of recipients still lists.
-    pub(crate) async fn store(
-        &self,
-        owner: &User,
-        folder: Folder,
-        mail: &NewMail,
-        attachments: &[Attachment],
-    ) -> Result<String, ApiError> {
-        match self.store_inner(owner, folder, mail, attachments, None).await? {
-            Stored::New(id) | Stored::Duplicate(id) => Ok(id),
-        }
-    }
-
-    /// As [`Mailbox::store`], unless a message holding `unique_key` is there already
-    /// (then nothing is added).
-    pub(crate) async fn store_once(
-        &self,
-        owner: &User,
-        folder: Folder,
-        mail: &NewMail,
-        attachments: &[Attachment],
-        unique_key: String,
-    ) -> Result<Stored, ApiError> {
-        self.store_inner(owner, folder, mail, attachments, Some(unique_key)).await
-    }
-
-    async fn store_inner(
+    /// Stores `mail` in `folder` of `owner` with its attachments, its entry created
+    /// with `unique_key` when given (a message holding it there already: nothing is
+    /// added). The list entry, which every listing of the folder reads, is capped
+    /// ([`capped`]): a message with a huge subject or thousands of recipients still lists.
+    pub(super) async fn store_inner(
         &self,
         owner: &User,
         folder: Folder,
@@ -53,7 +29,8 @@ impl Mailbox {
     ) -> Result<Stored, ApiError> {
         let content_ref = format!("content-{}", random_hex()?);
         let mut written = Vec::new();
-        let content = self.store_content(owner, &content_ref, mail, attachments, &mut written).await;
+        let content =
+            self.store_content(owner, &[owner.id.as_str()], &content_ref, mail, attachments, &mut written).await;
         if let Err(e) = content {
             self.discard(written).await;
             return Err(e);
@@ -83,10 +60,12 @@ impl Mailbox {
     }
 
     /// The body, then each attachment's chunks, each naming `content_ref`; the ids
-    /// written are pushed to `written` as they are.
-    async fn store_content(
+    /// written are pushed to `written` as they are. The first body piece names each of
+    /// `readers` (`reader.ID`), whose searches find it ([`super::index`]).
+    pub(super) async fn store_content(
         &self,
         owner: &User,
+        readers: &[&str],
         content_ref: &str,
         mail: &NewMail,
         attachments: &[Attachment],
@@ -107,6 +86,7 @@ impl Mailbox {
                 // The first piece is what a search reads ([`super::index`]).
                 body.insert("_text.body".to_owned(), piece);
                 body.extend(index::search_fields(mail));
+                body.extend(readers.iter().map(|id| (index::reader_key(id), "1".to_owned())));
             } else {
                 body.insert("text".to_owned(), piece);
             }
@@ -129,7 +109,7 @@ impl Mailbox {
     }
 
     /// Removes content no entry points at; what cannot be removed now stays unreachable.
-    async fn discard(&self, ids: Vec<String>) {
+    pub(super) async fn discard(&self, ids: Vec<String>) {
         for id in ids {
             if let Err(e) = self.store.clone().delete(pb::DeleteRequest { id }).await {
                 tracing::warn!(error = %e.message(), "content of an unstored message left behind");
@@ -155,7 +135,7 @@ fn pieces(s: &str) -> Vec<&str> {
 }
 
 /// A message's list entry, capped ([`capped`]).
-fn entry_fields(
+pub(super) fn entry_fields(
     owner: &User,
     folder: Folder,
     mail: &NewMail,
@@ -191,7 +171,7 @@ fn entry_fields(
 }
 
 /// 128 random bits in hex: names a message's content before its entry has an id.
-fn random_hex() -> Result<String, ApiError> {
+pub(super) fn random_hex() -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ApiError::Internal("the system random generator failed".into()))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())

@@ -13,6 +13,7 @@ mod bad_input;
 mod cluster;
 mod delivery_events;
 mod fail_over;
+mod groups;
 mod https_edge;
 mod inbound_mail;
 mod lists;

@@ -79,7 +79,7 @@ pub struct Cluster {
     /// mta-server's configuration as started (for keys made later).
     pub mta_config: mta_server::config::Config,
     stop: watch::Sender<bool>,
-    state_dir: PathBuf,
+    pub state_dir: PathBuf,
 }
 
 impl Drop for Cluster {
