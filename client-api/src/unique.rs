@@ -8,6 +8,9 @@
 //!   so a provider's retry racing the first delivery stores it once. The provider's key
 //!   is hashed to keep the store key short whatever its length.
 //!
+//! - `member/GROUP/USER`: a user's membership of a group ([`crate::groups`]), so a member
+//!   is added once; a group itself takes `user/NAME`, so users and groups share names.
+//!
 //! Documents stored before unique keys existed hold none: callers still look for them
 //! first (by name, by `inbound_key`), and the create closes the race that lookup leaves.
 

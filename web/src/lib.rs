@@ -29,8 +29,8 @@
 //! Everything here is for wasm32 only; natively this crate is empty.
 //!
 //! The release build uses the profile `wasm-release` (opt-level z, fat LTO, one codegen
-//! unit, panic abort), then `wasm-bindgen --target web`, then `wasm-opt -Oz` from npm's
-//! `binaryen`, never Debian's (too old).
+//! unit, panic abort), then `wasm-bindgen --target web`, then `wasm-opt -Oz --converge`
+//! from npm's `binaryen`, never Debian's (too old).
 #![cfg(target_arch = "wasm32")]
 
 #[cfg(feature = "console")]
