@@ -109,6 +109,9 @@ pub(crate) struct Compose {
     /// stored once ([`crate::fan_out`]).
     #[serde(default)]
     broadcast: bool,
+    /// The id of the user's message this one replies to: it joins its conversation.
+    #[serde(default)]
+    in_reply_to: String,
 }
 
 /// Splits `a@x.org; "Doe, Jo" <jo@y.org>, b@z.org` at `;` and `,` outside quotes and
@@ -307,6 +310,8 @@ pub(crate) async fn send(
         (body.markdown.clone(), sanitize::markdown(&body.markdown))
     };
 
+    // The conversation it continues, checked before anything is sent.
+    let references = crate::fan_out::references_of(&state, &user, &body.in_reply_to).await?;
     let from = format!("{}@{}", user.name, state.mail_domain);
     let external = |list: &[Recipient]| -> Vec<String> {
         list.iter().filter(|r| r.external()).map(|r| r.mailbox.clone()).collect()
@@ -333,6 +338,7 @@ pub(crate) async fn send(
                 })
                 .collect(),
             tenant: user.tenant.clone(),
+            headers: crate::fan_out::thread_headers(&references),
             ..Default::default()
         };
         let (metadata, _, request) = acting_for(&user, request).into_parts();
@@ -374,8 +380,13 @@ pub(crate) async fn send(
         date_ms: now_ms(),
         mta_id: mta_id.clone(),
         local_to: local_to.clone(),
-        // Which mta-server took it, asked first for its status (`sent_status`).
-        extra: mta_node.into_iter().map(|url| ("mta_node".to_owned(), url)).collect(),
+        // Which mta-server took it, asked first for its status (`sent_status`); its id
+        // and conversation (`mailbox/thread.rs`).
+        extra: mta_node
+            .into_iter()
+            .map(|url| ("mta_node".to_owned(), url))
+            .chain(crate::fan_out::thread_extra(mta_id.as_deref(), &state.mail_domain, &references)?)
+            .collect(),
     };
     let to_all = body.broadcast.then_some(user.tenant.as_str());
     let copies = crate::fan_out::copies(&state, &user, mail, &locals, &groups, to_all).await?;

@@ -134,6 +134,9 @@ pub(crate) async fn deliver(state: &AppState, mail: pb::InboundMail) -> Result<D
     if !mail.message_id.is_empty() {
         extra.insert("message_id".into(), mail.message_id.clone());
     }
+    if !mail.references.is_empty() {
+        extra.insert("references".into(), serde_json::to_string(&mail.references).unwrap_or_default());
+    }
     if !mail.reply_to.is_empty() {
         extra.insert("reply_to".into(), serde_json::to_string(&mail.reply_to).unwrap_or_default());
     }
@@ -180,6 +183,8 @@ pub(crate) async fn deliver(state: &AppState, mail: pb::InboundMail) -> Result<D
     };
     let received = Arc::new(new);
     let mut copies = Vec::new();
+    // A member named directly gets the direct copy only.
+    let direct: std::collections::HashSet<String> = users.iter().map(|u| u.id.clone()).collect();
     for user in users {
         // Mail stored before unique keys holds none: found by its key first.
         if state.mailbox.has_inbound(&user, &mail.dedupe_key).await? {
@@ -190,7 +195,8 @@ pub(crate) async fn deliver(state: &AppState, mail: pb::InboundMail) -> Result<D
     }
     for group in &groups {
         let tagged = Arc::new(crate::fan_out::group_copy(state, group, &received));
-        copies.extend(crate::groups::members(state, group).await?.into_iter().map(|m| copy(m.user, &tagged)));
+        let members = crate::groups::members(state, group).await?.into_iter();
+        copies.extend(members.filter(|m| !direct.contains(&m.user.id)).map(|m| copy(m.user, &tagged)));
     }
     for stored in state.mailbox.store_shared(copies, &attachments).await? {
         match stored {

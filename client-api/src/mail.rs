@@ -115,6 +115,21 @@ pub(crate) async fn read(
             .map(|(i, a)| json!({ "index": i, "filename": a.filename, "content_type": a.content_type, "size": a.size, "inline": !a.content_id.is_empty() }))
             .collect::<Vec<_>>()
     );
+    // The other messages of its conversation, newest first, when there are any.
+    let thread = mail.field("thread");
+    if !thread.is_empty() {
+        let others: Vec<Value> = state
+            .mailbox
+            .conversation(thread, 51)
+            .await?
+            .iter()
+            .filter(|m| m.id != mail.id)
+            .map(summary_json)
+            .collect();
+        if !others.is_empty() {
+            out["conversation"] = json!(others);
+        }
+    }
     if mail.field("folder") == "sent" {
         out["bcc"] = addresses_json(&mail.fields, "bcc");
         out["status"] = delivery(&state, &mail).await;

@@ -86,7 +86,6 @@ pub fn App() -> impl IntoView {
     });
 
     view! {
-        <style>{include_str!("nav.css")}</style>
         {move || ctx.me.with(Option::is_some).then(|| view! { <Nav/> })}
         <main>
             {move || ctx.flash.get().map(|(err, text)| view! {
@@ -113,7 +112,7 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// The navigation: on a wide screen every entry in one bar; on a phone (`nav.css`) the
+/// The navigation: on a wide screen every entry in one bar; on a phone (`style.css`, its end) the
 /// inbox, compose and `#menu-btn`, which opens the rest (the entries of class `more`).
 #[component]
 fn Nav() -> impl IntoView {

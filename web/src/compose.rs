@@ -21,8 +21,7 @@ pub fn send_draft(ctx: Ctx) {
         .iter()
         .map(|f| json!({ "filename": f.filename, "content_type": f.content_type, "content_base64": f.content_base64 }))
         .collect();
-    let body =
-        json!({ "to": d.to, "cc": d.cc, "bcc": d.bcc, "subject": d.subject, "markdown": d.body, "attachments": files });
+    let body = json!({ "to": d.to, "cc": d.cc, "bcc": d.bcc, "subject": d.subject, "markdown": d.body, "attachments": files, "in_reply_to": d.in_reply_to });
     ctx.busy.set(true);
     spawn_local(async move {
         match ctx.api("POST", "/api/messages", Some(&body)).await {

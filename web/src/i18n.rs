@@ -88,6 +88,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("delete", "Delete", "Supprimer"),
     ("deleted", "Message deleted.", "Message supprimé."),
     ("back", "Back", "Retour"),
+    ("conversation", "Conversation", "Conversation"),
     ("show_images", "Show remote images", "Afficher les images distantes"),
     ("images_blocked", "Remote images are blocked.", "Les images distantes sont bloquées."),
     ("no_subject", "(no subject)", "(sans objet)"),

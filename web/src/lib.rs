@@ -16,7 +16,7 @@
 //!   background tasks), its own pages under `admin/`, compiled only with the
 //!   feature `console`; the shell shows it only to users whose role is `admin`;
 //! - `app`: the shell that assembles the pages: the navigation bar (on a phone, one bar
-//!   and a menu: `nav.css`), the log-in page, the keyboard shortcuts; nothing imports it.
+//!   and a menu: the end of `style.css`), the log-in page, the keyboard shortcuts; nothing imports it.
 //!
 //! Two bundles, both built by `cargo xtask web`: the webmail (`target/web/`, served at
 //! `/`), which every user downloads and which has nothing of the console but, for an

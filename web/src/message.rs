@@ -36,27 +36,49 @@ fn list(v: &Value) -> String {
     v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()
 }
 
+/// The other messages of its conversation, newest first; collapsible.
+fn thread(ctx: Ctx, list: Vec<Value>) -> impl IntoView + use<> {
+    let rows = list
+        .into_iter()
+        .map(|c| {
+            let id = c["id"].as_str().unwrap_or_default().to_owned();
+            let line =
+                format!("{} · {}", c["subject"].as_str().unwrap_or_default(), c["from"].as_str().unwrap_or_default());
+            view! { <li on:click=ctx.to(Page::Message(id))>{line}</li> }
+        })
+        .collect_view();
+    view! {
+        <details id="conversation" open>
+            <summary>{ctx.text("conversation")}</summary>
+            <ul class="list">{rows}</ul>
+        </details>
+    }
+}
+
 #[component]
 pub fn MessageView(id: String) -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let images = RwSignal::new(false);
     let load_id = id.clone();
-    Effect::new(move |_| {
-        // Read again when the live stream says its delivery moved (`live`).
+    // Opening marks it read; reading it again (a live update, `live`) does not.
+    Effect::new(move |ran: Option<()>| {
         ctx.refresh.track();
+        let first = ran.is_none();
         let with_images = images.get();
         let id = load_id.clone();
         spawn_local(async move {
             let path = format!("/api/mail/{id}{}", if with_images { "?images=true" } else { "" });
             match ctx.api("GET", &path, None).await {
                 Ok(m) => {
-                    let unread = !m["read"].as_bool().unwrap_or(true);
+                    let unread = first && !m["read"].as_bool().unwrap_or(true);
                     ctx.current.set(Some(m));
                     if unread {
                         set_read(ctx, id, true).await;
                     }
                 }
-                Err(e) => ctx.error(&e),
+                // Read again after it was deleted (here or elsewhere): nothing to say.
+                Err(e) if first => ctx.error(&e),
+                Err(_) => {}
             }
         });
     });
@@ -79,6 +101,7 @@ pub fn MessageView(id: String) -> impl IntoView {
         let origin = m["origin"].clone();
         let subject = m["subject"].as_str().unwrap_or_default().to_owned();
         let from = m["from"].as_str().unwrap_or_default().to_owned();
+        let conversation = m["conversation"].as_array().cloned().unwrap_or_default();
         view! {
             <article class="card" id="message">
                 <h2 id="subject">{subject}</h2>
@@ -118,6 +141,7 @@ pub fn MessageView(id: String) -> impl IntoView {
                     })}
                     <button id="delete" class="plain" on:click=move |_| delete_message(ctx, del_id.clone())>{ctx.text("delete")}</button>
                 </div>
+                {(!conversation.is_empty()).then(|| thread(ctx, conversation))}
             </article>
         }
     };

@@ -180,6 +180,8 @@ pub struct Draft {
     pub subject: String,
     pub body: String,
     pub files: Vec<Picked>,
+    /// The message this one replies to (its id): the reply joins its conversation.
+    pub in_reply_to: String,
 }
 
 impl Draft {
@@ -197,6 +199,7 @@ impl Draft {
             // The Reply-To when there is one (a group's mail replies to the group).
             m["reply_to"].as_str().or(m["from"].as_str()).unwrap_or_default().to_owned()
         };
-        Draft { to, subject, body: format!("\n\n{quoted}"), ..Draft::default() }
+        let in_reply_to = m["id"].as_str().unwrap_or_default().to_owned();
+        Draft { to, subject, body: format!("\n\n{quoted}"), in_reply_to, ..Draft::default() }
     }
 }

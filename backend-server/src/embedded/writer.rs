@@ -172,18 +172,7 @@ impl Writer {
                                     match validate::check(Request::Merged { fields: &new_fields }, &self.limits) {
                                         Err(e) => Err(e),
                                         Ok(()) => {
-                                            let (old_pairs, new_pairs) =
-                                                (text::all_pairs(&old_fields), text::all_pairs(&new_fields));
-                                            for (k, v) in old_pairs.difference(&new_pairs) {
-                                                postings
-                                                    .remove((pair_hash(k, v), id.as_str()))
-                                                    .map_err(storage_error)?;
-                                            }
-                                            for (k, v) in new_pairs.difference(&old_pairs) {
-                                                postings
-                                                    .insert((pair_hash(k, v), id.as_str()), ())
-                                                    .map_err(storage_error)?;
-                                            }
+                                            reindex(&mut postings, id, remove, fields, &old_fields, &new_fields)?;
                                             let new_version = version + 1;
                                             let bytes = record::encode(new_version, &new_fields);
                                             docs.insert(id.as_str(), bytes.as_slice()).map_err(storage_error)?;
@@ -219,6 +208,42 @@ impl Writer {
         txn.commit().map_err(storage_error)?;
         Ok(results)
     }
+}
+
+/// The index entries an update changes: the pairs of the keys it touches, compared in
+/// place, and the searchable forms only when it touches a `_text.` field (a document's
+/// other pairs cannot change, so a large one costs no more to update than a small one).
+fn reindex(
+    postings: &mut redb::Table<'_, ([u8; 16], &'static str), ()>,
+    id: &str,
+    remove: &[String],
+    fields: &Fields,
+    old: &Fields,
+    new: &Fields,
+) -> Result<(), StoreError> {
+    let touched = || remove.iter().chain(fields.keys());
+    for key in touched() {
+        let (before, after) = (old.get(key), new.get(key));
+        if before == after {
+            continue;
+        }
+        if let Some(v) = before {
+            postings.remove((pair_hash(key, v), id)).map_err(storage_error)?;
+        }
+        if let Some(v) = after {
+            postings.insert((pair_hash(key, v), id), ()).map_err(storage_error)?;
+        }
+    }
+    if touched().any(|k| k.starts_with(text::TEXT_PREFIX)) {
+        let (before, after) = (text::index_pairs(old), text::index_pairs(new));
+        for (k, v) in before.difference(&after) {
+            postings.remove((pair_hash(k, v), id)).map_err(storage_error)?;
+        }
+        for (k, v) in after.difference(&before) {
+            postings.insert((pair_hash(k, v), id), ()).map_err(storage_error)?;
+        }
+    }
+    Ok(())
 }
 
 /// Stores a new document at version 1 with its index entries.

@@ -4,6 +4,7 @@
 //!   subject, date_ms, read, preview, attachments (JSON list of name, type, size),
 //!   mta_id, local_to (JSON list), state, provider, content_ref}`: what a folder list
 //!   shows, small;
+//!   Also `thread`, `msgid` and `subj`: its conversation ([`thread`]);
 //! - `{kind: "body", mail_id, owner, part, text, html}`: the content, read when a
 //!   message is opened, in pieces of at most [`CHUNK_BYTES`] each (`part` 0, 1, ...), so
 //!   a body of any size the edge accepts is stored and read back whole; `mail_id` is the entry's `content_ref` (the entry's own id in messages
@@ -36,6 +37,7 @@ use crate::live::{Change, Live};
 
 mod index;
 mod shared;
+mod thread;
 mod write;
 
 pub(crate) use index::SEARCH_FIELDS;

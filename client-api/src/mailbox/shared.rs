@@ -102,9 +102,10 @@ impl Mailbox {
             let mut fields = entry_fields(&copy.owner, copy.folder, &copy.mail, attachments, content_ref);
             fields.insert("shared".to_owned(), "true".to_owned());
             let (mailbox, slots, owner, folder) = (self.clone(), slots.clone(), copy.owner.id.clone(), copy.folder);
-            let key = copy.unique_key.clone();
+            let (key, mail, content_ref) = (copy.unique_key.clone(), copy.mail.clone(), content_ref.to_owned());
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await;
+                fields.extend(mailbox.thread_fields(&owner, &mail, &content_ref).await?);
                 let stored = match key {
                     None => Stored::New(mailbox.put(fields).await?),
                     Some(key) => match unique::create(&mailbox.store, key, fields).await? {

@@ -35,7 +35,14 @@ impl Mailbox {
             self.discard(written).await;
             return Err(e);
         }
-        let fields = entry_fields(owner, folder, mail, attachments, &content_ref);
+        let mut fields = entry_fields(owner, folder, mail, attachments, &content_ref);
+        match self.thread_fields(&owner.id, mail, &content_ref).await {
+            Ok(thread) => fields.extend(thread),
+            Err(e) => {
+                self.discard(written).await;
+                return Err(e);
+            }
+        }
         let entry = match unique_key {
             None => self.put(fields).await.map(Created::New),
             Some(key) => unique::create(&self.store, key, fields).await,

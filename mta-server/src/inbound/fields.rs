@@ -67,6 +67,7 @@ impl Fields {
                 .unwrap_or_default(),
             date_ms: headers.as_ref().and_then(date_ms).unwrap_or(received_ms),
             message_id: headers.as_ref().and_then(|m| m.message_id()).unwrap_or_default().to_owned(),
+            references: headers.as_ref().map(super::mime::references).unwrap_or_default(),
             text,
             html,
             attachments: self.attachments,

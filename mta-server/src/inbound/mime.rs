@@ -76,6 +76,7 @@ pub fn parse_mime(raw: &[u8], received_ms: u64) -> Result<InboundMail, Refused> 
         subject: message.subject().unwrap_or_default().to_owned(),
         date_ms: date_ms(&message).unwrap_or(received_ms),
         message_id: message.message_id().unwrap_or_default().to_owned(),
+        references: references(&message),
         text,
         html,
         attachments,
@@ -83,6 +84,33 @@ pub fn parse_mime(raw: &[u8], received_ms: u64) -> Result<InboundMail, Refused> 
     };
     check_decoded_size(&mail)?;
     Ok(mail)
+}
+
+/// References kept per message, and the longest message id kept.
+const MAX_REFERENCES: usize = 20;
+const MAX_ID_BYTES: usize = 250;
+
+/// The message ids of References then In-Reply-To (when not among them), the parent
+/// last: the newest [`MAX_REFERENCES`], each at most [`MAX_ID_BYTES`] and shaped like
+/// one (`left@right`, no spaces), without the message's own id or repeats (a header
+/// that names a message twice, or itself, makes no loop).
+pub(crate) fn references(message: &Message<'_>) -> Vec<String> {
+    let own = message.message_id().unwrap_or_default();
+    let mut ids: Vec<String> = Vec::new();
+    let listed = message.references().as_text_list().into_iter().flatten();
+    let parent = message.in_reply_to().as_text_list().into_iter().flatten();
+    for id in listed.chain(parent) {
+        let id = id.trim();
+        let shaped = id.contains('@') && !id.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !shaped || id.len() > MAX_ID_BYTES || id == own {
+            continue;
+        }
+        ids.retain(|seen| seen != id);
+        ids.push(id.to_owned());
+    }
+    let extra = ids.len().saturating_sub(MAX_REFERENCES);
+    ids.drain(..extra);
+    ids
 }
 
 /// Whether a parse found any header field a message has: mail-parser reads almost any
@@ -145,6 +173,29 @@ mod tests {
     use super::*;
 
     const RECEIVED: u64 = 1_790_000_000_000;
+
+    fn refs(header: &str) -> Vec<String> {
+        let raw = format!("From: a@example.com\r\nMessage-ID: <self@x>\r\n{header}\r\n");
+        references(&parse_header_block(raw.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn references_as_mail_programs_write_them_and_as_they_break() {
+        // Thunderbird: References folded over lines, In-Reply-To the last of them.
+        let thunderbird = refs("References: <a@x> <b@x>\r\n <c@x>\r\nIn-Reply-To: <c@x>");
+        assert_eq!(thunderbird, ["a@x", "b@x", "c@x"]);
+        // Outlook: In-Reply-To only.
+        assert_eq!(refs("In-Reply-To: <p@mail.outlook.com>"), ["p@mail.outlook.com"]);
+        // A parent missing from References goes last; repeats and the message itself go.
+        assert_eq!(refs("References: <a@x> <self@x> <a@x>\r\nIn-Reply-To: <z@x>"), ["a@x", "z@x"]);
+        // No angle brackets, or garbage: what is left is kept, nothing is invented.
+        assert_eq!(refs("In-Reply-To: not an id at all"), Vec::<String>::new());
+        // A loop of 500 references keeps the newest 20.
+        let many: String = (0..500).map(|i| format!("<m{i}@x> ")).collect();
+        let kept = refs(&format!("References: {many}"));
+        assert_eq!(kept.len(), 20);
+        assert_eq!(kept.last().unwrap(), "m499@x");
+    }
 
     #[test]
     fn a_multipart_message_with_attachment_and_inline_image() {

@@ -1,6 +1,6 @@
 //! Groups and broadcasts stored once (issue 18): a group of 1,000 members gets a message
-//! with a 5 MB attachment and the store grows by about one copy of it (the figure is
-//! printed and bounded below); every member sees it and replies to the group; a member
+//! with a 5 MB attachment and its documents take about one copy of it (the figure is
+//! printed and bounded below: under 1.3 copies, with the 999 entries); every member sees it and replies to the group; a member
 //! who joined afterwards does not see it; a member's delete is theirs alone and the
 //! content stays until the last copy goes. A broadcast reaches every one of 10,000
 //! users of the tenant, stored once, with read state per user. Bad input: a name taken
@@ -59,6 +59,32 @@ async fn inbox(s: &Session) -> Vec<Value> {
 
 fn subjects(list: &[Value]) -> Vec<&str> {
     list.iter().map(|m| m["subject"].as_str().unwrap()).collect()
+}
+
+/// The bytes (keys and values) of the documents holding `subset`.
+async fn stored_bytes(store: &StoreClient<Channel>, subset: &[(&str, &str)]) -> u64 {
+    let (mut bytes, mut token) = (0, String::new());
+    loop {
+        let request = pb::LookupRequest {
+            subset: subset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            limit: 500,
+            page_token: std::mem::take(&mut token),
+            newest_first: false,
+        };
+        let mut stream = store.clone().lookup(request).await.unwrap().into_inner();
+        while let Some(item) = stream.message().await.unwrap() {
+            match item.item {
+                Some(pb::lookup_response::Item::Document(d)) => {
+                    bytes += d.fields.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
+                }
+                Some(pb::lookup_response::Item::NextPageToken(t)) => token = t,
+                None => {}
+            }
+        }
+        if token.is_empty() {
+            return bytes;
+        }
+    }
 }
 
 /// The content a stored message's entry points at.
@@ -128,9 +154,22 @@ async fn a_thousand_members_get_one_stored_copy_of_a_5_mb_message() {
     let took = started.elapsed();
     let grown = std::fs::metadata(&store_file).unwrap().len().saturating_sub(before);
     let one_copy = file.len() as u64 * 4 / 3; // as stored: base64
-    println!("a 5 MB message to 999 members: the store grew by {grown} bytes (one copy: {one_copy}), sent in {took:?}");
-    assert!(grown < 3 * one_copy, "the store grew by {grown} bytes: {} copies", grown as f64 / one_copy as f64);
     let content = content_of(&store, sent["id"].as_str().unwrap()).await;
+    // What the message stores: its documents' bytes (the file grows by whole regions of
+    // pages, more or less as it happens: printed, not bounded).
+    let mut stored = 0;
+    for subset in [
+        [("kind", "mail"), ("content_ref", &content)],
+        [("kind", "body"), ("mail_id", &content)],
+        [("kind", "chunk"), ("mail_id", &content)],
+    ] {
+        stored += stored_bytes(&store, &subset).await;
+    }
+    println!(
+        "a 5 MB message to 999 members: {stored} bytes of documents (one copy of the file: {one_copy}), the store \
+         file {grown} bytes larger, sent in {took:?}"
+    );
+    assert!(stored < one_copy * 13 / 10, "{stored} bytes stored: {:.2} copies", stored as f64 / one_copy as f64);
     assert_eq!(count(&store, &[("kind", "chunk"), ("mail_id", &content)]).await, 5, "one copy of the 5 MB");
     assert_eq!(count(&store, &[("kind", "body"), ("mail_id", &content)]).await, 1, "one body");
     assert_eq!(count(&store, &[("kind", "mail"), ("content_ref", &content)]).await, 999, "998 inboxes and ada's Sent");

@@ -22,7 +22,7 @@ use bitmail_tests::sns::SnsStandIn;
 use common::{Cluster, Session, mailgun, sendgrid};
 use mta_server::config::{ProviderConfig, SesConfig};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const MAILGUN_KEY: &str = "mailgun-webhook-signing-key";
 const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:bitmail-inbound";
@@ -547,4 +547,138 @@ async fn a_body_larger_than_a_document_is_stored_and_read_whole() {
         left += usize::from(matches!(item.item, Some(bitmail_proto::v1::lookup_response::Item::Document(_))));
     }
     assert_eq!(left, 0, "every piece of the body is deleted with the message");
+}
+
+/// Received mail to a group and one of its members: each member's inbox gets it once
+/// (the member named directly too), the content once; the provider's retry adds nothing;
+/// a member's copy replies to the group.
+#[tokio::test]
+async fn mail_to_a_group_reaches_each_member_once_and_a_retry_adds_nothing() {
+    let s = setup().await;
+    let (status, group) =
+        s.ada.call(reqwest::Method::POST, "/api/groups", Some(json!({ "name": "board", "members": ["bob"] }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let raw = mime_message("Board agenda", "board@bitmail.test, Ada <ada@bitmail.test>");
+    let fields = || {
+        form(&[
+            ("email", &raw),
+            ("envelope", r#"{"to":["board@bitmail.test","ada@bitmail.test"],"from":"carol@example.net"}"#),
+        ])
+    };
+    let (status, text) = s.sendgrid(fields(), Some(INBOUND_PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, text) = s.sendgrid(fields(), Some(INBOUND_PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("already there in 2"), "{text}");
+
+    for who in [&s.ada, &s.bob] {
+        let inbox = inbox_of(who).await;
+        assert_eq!(inbox["total"], 1, "{inbox}");
+        assert_eq!(inbox["messages"][0]["subject"], "Board agenda");
+    }
+    let id = inbox_of(&s.bob).await["messages"][0]["id"].as_str().unwrap().to_owned();
+    let (_, mail) = s.bob.get(&format!("/api/mail/{id}")).await;
+    assert_eq!(mail["reply_to"], "board@bitmail.test", "a member replies to the group");
+    assert_eq!(mail["attachments"].as_array().unwrap().len(), 2);
+    let store =
+        bitmail_proto::v1::store_client::StoreClient::connect(format!("http://{}", s.cluster.backend)).await.unwrap();
+    let count = |subset: Vec<(&str, &str)>| {
+        let subset = subset.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let mut store = store.clone();
+        async move { store.count(bitmail_proto::v1::CountRequest { subset, at_most: 0 }).await.unwrap().into_inner().count }
+    };
+    let doc = store.clone().get(bitmail_proto::v1::GetRequest { id }).await.unwrap().into_inner();
+    let content = doc.fields["content_ref"].clone();
+    assert_eq!(count(vec![("kind", "body"), ("mail_id", &content)]).await, 1, "one body for both inboxes");
+    assert_eq!(count(vec![("kind", "mail"), ("content_ref", &content)]).await, 2);
+}
+
+/// A plain message as another mail program sends it, with threading headers.
+fn threaded(n: &str, subject: &str, headers: &str) -> String {
+    format!(
+        "From: Carol <carol@example.net>\r\nTo: ada@bitmail.test\r\nSubject: {subject}\r\n\
+         Date: Mon, 23 Nov 2026 10:0{n}:00 +0000\r\nMessage-ID: <{n}@example.net>\r\n{headers}\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nMessage {n}.\r\n"
+    )
+}
+
+/// Conversations from real-world threading headers (issue 18): References and
+/// In-Reply-To as Thunderbird and Outlook write them join a conversation, newest first;
+/// a reply without them joins by its `Re:` subject; headers that name the message
+/// itself, loop or are garbage start a conversation of their own and corrupt nothing;
+/// a webmail reply (`in_reply_to`) joins the conversation on both sides, and one to a
+/// message of someone else's is refused.
+#[tokio::test]
+async fn conversations_follow_threading_headers_and_survive_broken_ones() {
+    let s = setup().await;
+    let s = &s;
+    let deliver = |raw: String| {
+        let envelope = r#"{"to":["ada@bitmail.test"],"from":"carol@example.net"}"#;
+        let form = form(&[("email", &raw), ("envelope", envelope)]);
+        async move {
+            let (status, text) = s.sendgrid(form, Some(INBOUND_PASSWORD)).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+        }
+    };
+    deliver(threaded("1", "Water pump", "")).await;
+    // Thunderbird: References folded, In-Reply-To the parent.
+    deliver(threaded("2", "Re: Water pump", "In-Reply-To: <1@example.net>\r\nReferences: <1@example.net>\r\n")).await;
+    // Outlook: In-Reply-To only, and the subject changed.
+    deliver(threaded("3", "RE: Pump parts", "In-Reply-To: <2@example.net>\r\n")).await;
+    // No headers, but a reply's subject: joins by subject.
+    deliver(threaded("4", "AW: Water pump", "")).await;
+    // Broken: names itself, a loop of unknown ids, garbage.
+    deliver(threaded("5", "Re: Other", "In-Reply-To: <5@example.net>\r\nReferences: <x@y> <x@y> not-an-id\r\n")).await;
+    // The same subject without a reply's prefix and without headers: a new conversation.
+    deliver(threaded("6", "Water pump", "")).await;
+
+    let inbox = inbox_of(&s.ada).await;
+    let by_subject: std::collections::HashMap<String, String> = inbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (format!("{}{}", m["subject"].as_str().unwrap(), m["date_ms"]), m["id"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(by_subject.len(), 6, "{inbox}");
+    let id_of = |subject: &str| -> String {
+        by_subject.iter().find(|(k, _)| k.starts_with(subject)).map(|(_, v)| v.clone()).unwrap()
+    };
+    let subjects_of = |mail: &Value| -> Vec<String> {
+        mail["conversation"]
+            .as_array()
+            .map(|l| l.iter().map(|m| m["subject"].as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    let (_, pump) = s.ada.get(&format!("/api/mail/{}", id_of("RE: Pump parts"))).await;
+    assert_eq!(
+        subjects_of(&pump),
+        ["AW: Water pump", "Re: Water pump", "Water pump"],
+        "the others of its conversation, newest first"
+    );
+    let (_, broken) = s.ada.get(&format!("/api/mail/{}", id_of("Re: Other"))).await;
+    assert!(broken["conversation"].is_null(), "a message of its own: {broken}");
+    let latest_pump = inbox["messages"][0].clone();
+    assert_eq!(latest_pump["subject"], "Water pump", "the newest, in a conversation of its own");
+    let (_, alone) = s.ada.get(&format!("/api/mail/{}", latest_pump["id"].as_str().unwrap())).await;
+    assert!(alone["conversation"].is_null(), "{alone}");
+
+    // The webmail's reply joins on both sides.
+    let (status, sent) = s.ada.send(json!({ "to": "bob@bitmail.test", "subject": "Lunch", "markdown": "Noon?" })).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let bobs = inbox_of(&s.bob).await["messages"][0]["id"].as_str().unwrap().to_owned();
+    let (status, reply) = s
+        .bob
+        .send(json!({ "to": "ada@bitmail.test", "subject": "Re: Lunch", "markdown": "Yes", "in_reply_to": bobs }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    let (_, ada_sent) = s.ada.get(&format!("/api/mail/{}", sent["id"].as_str().unwrap())).await;
+    assert_eq!(subjects_of(&ada_sent), ["Re: Lunch"], "bob's reply, beside ada's Sent copy");
+    let (_, bob_sent) = s.bob.get(&format!("/api/mail/{}", reply["id"].as_str().unwrap())).await;
+    assert_eq!(subjects_of(&bob_sent), ["Lunch"], "what bob replied to, beside his reply");
+    let (status, refused) = s
+        .bob
+        .send(json!({ "to": "ada@bitmail.test", "subject": "x", "markdown": "x", "in_reply_to": sent["id"] }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "ada's message is not bob's to reply to: {refused}");
+    assert_eq!(inbox_of(&s.ada).await["total"], 7, "six received, bob's reply; nothing for the refused one");
 }
