@@ -26,7 +26,7 @@ pub(crate) fn group_copy(state: &AppState, group: &Group, mail: &NewMail) -> New
 
 /// Every user of `tenant` (the users stored without one are `default`'s).
 pub(crate) async fn everyone(state: &AppState, tenant: &str) -> Result<Vec<User>, ApiError> {
-    let docs = groups::lookup_all(&groups::store(state), &[("kind", "user")]).await?;
+    let docs = state.mailbox.lookup_all(&[("kind", "user")]).await?;
     Ok(docs
         .into_iter()
         .filter_map(|d| {

@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 
-use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::store_client::StoreClient;
 use tonic::transport::Channel;
 
@@ -48,42 +47,15 @@ pub(crate) fn store(state: &AppState) -> StoreClient<Channel> {
     StoreClient::new(state.backend_channel.clone())
 }
 
-pub(crate) async fn lookup_all(
-    store: &StoreClient<Channel>,
-    subset: &[(&str, &str)],
-) -> Result<Vec<pb::Document>, ApiError> {
-    let mut docs = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let request = pb::LookupRequest {
-            subset: subset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            limit: 1000,
-            page_token: std::mem::take(&mut page_token),
-            newest_first: false,
-        };
-        let mut stream = store.clone().lookup(request).await?.into_inner();
-        while let Some(item) = stream.message().await? {
-            match item.item {
-                Some(pb::lookup_response::Item::Document(d)) => docs.push(d),
-                Some(pb::lookup_response::Item::NextPageToken(t)) => page_token = t,
-                None => {}
-            }
-        }
-        if page_token.is_empty() {
-            return Ok(docs);
-        }
-    }
-}
-
 /// The group named `name`, if there is one.
 pub(crate) async fn group_named(state: &AppState, name: &str) -> Result<Option<Group>, ApiError> {
-    let docs = lookup_all(&store(state), &[("kind", "group"), ("name", name)]).await?;
+    let docs = state.mailbox.lookup_all(&[("kind", "group"), ("name", name)]).await?;
     Ok(docs.into_iter().next().map(|d| Group { id: d.id, name: name.to_owned() }))
 }
 
 /// Every member of `group`, in the order they joined.
 pub(crate) async fn members(state: &AppState, group: &Group) -> Result<Vec<Member>, ApiError> {
-    let docs = lookup_all(&store(state), &[("kind", "group-member"), ("group", &group.id)]).await?;
+    let docs = state.mailbox.lookup_all(&[("kind", "group-member"), ("group", &group.id)]).await?;
     Ok(docs
         .into_iter()
         .map(|d| {

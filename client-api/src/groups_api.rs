@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::accounts::{User, check_name};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, CurrentUser};
-use crate::groups::{Group, MAX_ADDED, Member, add, group_named, lookup_all, members, store};
+use crate::groups::{Group, MAX_ADDED, Member, add, group_named, members, store};
 use crate::state::AppState;
 use crate::unique::{self, Created};
 
@@ -133,7 +133,7 @@ pub(crate) async fn list(
     CurrentUser(user): CurrentUser,
 ) -> Result<Json<Value>, ApiError> {
     let store = store(&state);
-    let mine = lookup_all(&store, &[("kind", "group-member"), ("user", &user.id)]).await?;
+    let mine = state.mailbox.lookup_all(&[("kind", "group-member"), ("user", &user.id)]).await?;
     let mut groups = Vec::new();
     for m in mine {
         let Some(id) = m.fields.get("group") else { continue };

@@ -191,7 +191,7 @@ impl Mailbox {
     }
 
     /// Every document containing `subset`, in creation order, following page tokens.
-    async fn lookup_all(&self, subset: &[(&str, &str)]) -> Result<Vec<pb::Document>, ApiError> {
+    pub(crate) async fn lookup_all(&self, subset: &[(&str, &str)]) -> Result<Vec<pb::Document>, ApiError> {
         let mut docs = Vec::new();
         let mut page_token = String::new();
         loop {
