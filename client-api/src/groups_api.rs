@@ -57,9 +57,10 @@ async fn new_members(
     group: &Group,
     members: &[Member],
     names: &[String],
+    field: &str,
 ) -> Result<Vec<User>, ApiError> {
     if names.is_empty() || names.len() > MAX_ADDED {
-        return Err(ApiError::BadRequest(format!("names: 1 to {MAX_ADDED} user names")));
+        return Err(ApiError::BadRequest(format!("{field}: 1 to {MAX_ADDED} user names")));
     }
     let (mut unknown, mut twice, mut users) = (Vec::new(), Vec::new(), Vec::new());
     let mut seen = HashSet::new();
@@ -75,7 +76,7 @@ async fn new_members(
         }
     }
     if !unknown.is_empty() {
-        return Err(ApiError::BadRequest(format!("names: there is no user {} here", unknown.join(", "))));
+        return Err(ApiError::BadRequest(format!("{field}: there is no user {} here", unknown.join(", "))));
     }
     if !twice.is_empty() {
         return Err(ApiError::Conflict(format!(
@@ -105,7 +106,7 @@ pub(crate) async fn create(
     check_name(&name)?;
     let group = Group { id: String::new(), name: name.clone() };
     let others: Vec<String> = body.members.into_iter().filter(|n| n.trim().to_ascii_lowercase() != user.name).collect();
-    let others = if others.is_empty() { vec![] } else { new_members(&state, &group, &[], &others).await? };
+    let others = if others.is_empty() { vec![] } else { new_members(&state, &group, &[], &others, "members").await? };
     let fields = HashMap::from([
         ("kind".to_owned(), "group".to_owned()),
         ("name".to_owned(), name.clone()),
@@ -180,7 +181,7 @@ pub(crate) async fn add_members(
     if !owner {
         return Err(owners_only(&group));
     }
-    let users = new_members(&state, &group, &members, &body.names).await?;
+    let users = new_members(&state, &group, &members, &body.names, "names").await?;
     add(&state, &group, &users, body.owner).await?;
     tracing::info!(group = %group.name, by = %user.name, added = users.len(), "members added");
     let members = crate::groups::members(&state, &group).await?;

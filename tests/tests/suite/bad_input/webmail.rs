@@ -53,6 +53,8 @@ pub(super) async fn api(corpus: &Corpus) -> usize {
         ),
         ("body an array", json!([1, 2, 3])),
         ("body a string", json!("hello")),
+        ("broadcast as a user", json!({ "broadcast": true, "text": "t" })),
+        ("in_reply_to unknown", json!({ "to": "bob@example.org", "text": "t", "in_reply_to": "no-such-message" })),
     ];
     let mut got = Vec::new();
     for (case, body) in compose {
@@ -97,6 +99,11 @@ pub(super) async fn api(corpus: &Corpus) -> usize {
         ("attachment of unknown message", Method::GET, "/api/mail/no-such-message/attachments/0", None),
         ("attachment index not a number", Method::GET, "/api/mail/no-such-message/attachments/first", None),
         ("unknown endpoint", Method::GET, "/api/nothing-here", None),
+        ("group unknown", Method::GET, "/api/groups/nope", None),
+        ("group bad name", Method::POST, "/api/groups", Some(json!({ "name": "No Good!" }))),
+        ("group unknown field", Method::POST, "/api/groups", Some(json!({ "name": "team", "colour": "red" }))),
+        ("group unknown member", Method::POST, "/api/groups", Some(json!({ "name": "team", "members": ["ghost"] }))),
+        ("members of an unknown group", Method::POST, "/api/groups/nope/members", Some(json!({ "names": ["bob"] }))),
         ("preview not JSON object", Method::POST, "/api/preview", Some(json!(42))),
         ("console tenants as a user", Method::GET, "/api/admin/tenants", None),
         (
@@ -172,7 +179,7 @@ const WEBMAIL: &[(&str, &str)] = &[
     ),
     (
         "compose: unknown field",
-        "400: Failed to deserialize the JSON body into the target type: priority: unknown field `priority`, expected one of `to`, `cc`, `bcc`, `subject`, `markdown`, `text`, `html`, `attachments` at line 1 column 11",
+        "400: Failed to deserialize the JSON body into the target type: priority: unknown field `priority`, expected one of `to`, `cc`, `bcc`, `subject`, `markdown`, `text`, `html`, `attachments`, `broadcast`, `in_reply_to` at line 1 column 11",
     ),
     (
         "compose: attachment without content",
@@ -200,6 +207,8 @@ const WEBMAIL: &[(&str, &str)] = &[
         "compose: body a string",
         "400: Failed to deserialize the JSON body into the target type: invalid type: string \"hello\", expected struct Compose at line 1 column 7",
     ),
+    ("compose: broadcast as a user", "403: broadcast: only an admin sends to every user of the tenant"),
+    ("compose: in_reply_to unknown", "400: in_reply_to: you have no message \"no-such-message\""),
     ("compose: not JSON", "400: Failed to parse the request body as JSON: key must be a string at line 1 column 2"),
     (
         "compose: empty body",
@@ -228,6 +237,14 @@ const WEBMAIL: &[(&str, &str)] = &[
     ("attachment of unknown message", "404: no message with id \"no-such-message\""),
     ("attachment index not a number", "400: Invalid URL: Cannot parse value at index 1 with value `first` to a `u64`"),
     ("unknown endpoint", "404: no such endpoint"),
+    ("group unknown", "404: no group \"nope\""),
+    ("group bad name", "400: name: 1 to 64 characters of a-z, 0-9, '.', '_' and '-', not starting or ending with '.'"),
+    (
+        "group unknown field",
+        "400: Failed to deserialize the JSON body into the target type: colour: unknown field `colour`, expected `name` or `members` at line 1 column 9",
+    ),
+    ("group unknown member", "400: members: there is no user ghost here"),
+    ("members of an unknown group", "404: no group \"nope\""),
     (
         "preview not JSON object",
         "400: Failed to deserialize the JSON body into the target type: invalid type: integer `42`, expected struct Preview at line 1 column 2",
