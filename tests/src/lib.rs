@@ -29,6 +29,7 @@
 //!   for mutual TLS), as PEM files; the `bitmail-certs` binary writes a set of them.
 //! - [`processes`]: the service binaries as child processes (kill -9 for real), and
 //!   loopback ports to restart them on.
+//! - [`store_bytes`]: what a set of documents weighs in the store.
 //! - `shared`: what every fake uses (a poison-tolerant lock).
 //!
 //! The cross-service tests live in `tests/tests/suite/`, one test binary with a module
@@ -47,5 +48,6 @@ pub mod sendgrid;
 pub mod ses;
 mod shared;
 pub mod sns;
+pub mod store_bytes;
 pub mod store_conformance;
 pub mod store_engines;

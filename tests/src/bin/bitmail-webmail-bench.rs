@@ -35,6 +35,7 @@ use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::store_client::StoreClient;
 use bitmail_tests::postgres::PgServer;
 use bitmail_tests::processes::{Service, free_port};
+use bitmail_tests::store_bytes::stored_bytes;
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -375,36 +376,6 @@ async fn group_storage(
     }
     let _ = write!(std::io::stdout(), "{out}");
     Ok(())
-}
-
-/// The bytes (keys and values) of every document holding `subset`, and how many.
-async fn stored_bytes(
-    store: &StoreClient<tonic::transport::Channel>,
-    subset: &[(&str, &str)],
-) -> anyhow::Result<(u64, u64)> {
-    let (mut bytes, mut n, mut token) = (0u64, 0u64, String::new());
-    loop {
-        let request = pb::LookupRequest {
-            subset: subset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            limit: 500,
-            page_token: std::mem::take(&mut token),
-            newest_first: false,
-        };
-        let mut stream = store.clone().lookup(request).await?.into_inner();
-        while let Some(item) = stream.message().await? {
-            match item.item {
-                Some(pb::lookup_response::Item::Document(d)) => {
-                    n += 1;
-                    bytes += d.fields.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
-                }
-                Some(pb::lookup_response::Item::NextPageToken(t)) => token = t,
-                None => {}
-            }
-        }
-        if token.is_empty() {
-            return Ok((bytes, n));
-        }
-    }
 }
 
 async fn get(http: &reqwest::Client, base: &str, cookie: &str, path: &str) -> anyhow::Result<Value> {

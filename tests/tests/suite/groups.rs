@@ -15,6 +15,7 @@ use std::time::Instant;
 use base64::Engine as _;
 use bitmail_proto::v1 as pb;
 use bitmail_proto::v1::store_client::StoreClient;
+use bitmail_tests::store_bytes::stored_bytes;
 use common::{Cluster, Session};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -59,32 +60,6 @@ async fn inbox(s: &Session) -> Vec<Value> {
 
 fn subjects(list: &[Value]) -> Vec<&str> {
     list.iter().map(|m| m["subject"].as_str().unwrap()).collect()
-}
-
-/// The bytes (keys and values) of the documents holding `subset`.
-async fn stored_bytes(store: &StoreClient<Channel>, subset: &[(&str, &str)]) -> u64 {
-    let (mut bytes, mut token) = (0, String::new());
-    loop {
-        let request = pb::LookupRequest {
-            subset: subset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            limit: 500,
-            page_token: std::mem::take(&mut token),
-            newest_first: false,
-        };
-        let mut stream = store.clone().lookup(request).await.unwrap().into_inner();
-        while let Some(item) = stream.message().await.unwrap() {
-            match item.item {
-                Some(pb::lookup_response::Item::Document(d)) => {
-                    bytes += d.fields.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
-                }
-                Some(pb::lookup_response::Item::NextPageToken(t)) => token = t,
-                None => {}
-            }
-        }
-        if token.is_empty() {
-            return bytes;
-        }
-    }
 }
 
 /// The content a stored message's entry points at.
@@ -163,7 +138,7 @@ async fn a_thousand_members_get_one_stored_copy_of_a_5_mb_message() {
         [("kind", "body"), ("mail_id", &content)],
         [("kind", "chunk"), ("mail_id", &content)],
     ] {
-        stored += stored_bytes(&store, &subset).await;
+        stored += stored_bytes(&store, &subset).await.unwrap().0;
     }
     println!(
         "a 5 MB message to 999 members: {stored} bytes of documents (one copy of the file: {one_copy}), the store \
