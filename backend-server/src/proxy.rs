@@ -67,17 +67,42 @@ impl ProxyStore {
     }
 
     /// Runs one call under the deadline, mapping its failure with `map`.
-    async fn call<T>(
+    ///
+    /// A call the remote never received (the connection was refused: the remote is
+    /// restarting) is made again after a short pause, 50 ms doubling to 400 ms, for as
+    /// long as the deadline allows: a storage node's restart costs its callers a wait,
+    /// not an error. With `idempotent`, so is a call that failed `UNAVAILABLE` in
+    /// any other way (the connection closed under it): a read made twice is still one
+    /// read. Any other failure is answered at once.
+    async fn call<T, F>(
         &self,
-        call: impl Future<Output = Result<T, Status>>,
-        map: impl FnOnce(Status) -> StoreError,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(status)) => Err(map(status)),
-            Err(_) => {
-                Err(StoreError::Unavailable(format!("{}: no answer within {} ms", self.url, self.timeout.as_millis())))
+        idempotent: bool,
+        mut call: impl FnMut() -> F,
+        map: impl Fn(Status) -> StoreError,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let status = match tokio::time::timeout_at(deadline, call()).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(status)) => status,
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{}: no answer within {} ms",
+                        self.url,
+                        self.timeout.as_millis()
+                    )));
+                }
+            };
+            let again = never_received(&status) || (idempotent && status.code() == Code::Unavailable);
+            if !again || tokio::time::Instant::now() + pause >= deadline {
+                return Err(map(status));
             }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(400));
         }
     }
 
@@ -112,13 +137,42 @@ impl ProxyStore {
                 self.timeout.as_millis()
             )),
             _ => StoreError::Unavailable(format!(
-                "{}: {:?}: {}",
+                "{}: {:?}: {}{}",
                 self.url,
                 status.code(),
-                strip("storage unavailable: ")
+                strip("storage unavailable: "),
+                causes(&status)
             )),
         }
     }
+}
+
+/// What a transport failure's chain of causes says (`: tcp connect error: Connection
+/// refused`), each once: the status's own message names only the outermost.
+fn causes(status: &Status) -> String {
+    let mut said = String::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = source {
+        let text = error.to_string();
+        if !status.message().contains(&text) && !said.contains(&text) {
+            said.push_str(": ");
+            said.push_str(&text);
+        }
+        source = error.source();
+    }
+    said
+}
+
+/// Whether a failed call never reached the remote: its connection was refused.
+fn never_received(status: &Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// A page answered as a Lookup or Search stream.
@@ -142,29 +196,55 @@ fn from_wire(doc: pb::Document) -> Document {
 impl Store for ProxyStore {
     async fn put(&self, fields: Fields) -> Result<Document, StoreError> {
         validate::check(Request::Put { fields: &fields }, &self.limits)?;
-        let request =
-            self.request(pb::PutRequest { fields: fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect() });
-        let mut client = self.client.clone();
-        let answer = self.call(client.put(request), |s| self.error(s, "", None)).await?.into_inner();
+        let message = pb::PutRequest { fields: fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect() };
+        let answer = self
+            .call(
+                false,
+                || {
+                    let (mut client, request) = (self.client.clone(), self.request(message.clone()));
+                    async move { client.put(request).await }
+                },
+                |s| self.error(s, "", None),
+            )
+            .await?
+            .into_inner();
         Ok(Document { id: answer.id, version: answer.version, fields })
     }
 
     async fn create(&self, unique_key: &str, fields: Fields) -> Result<Document, StoreError> {
         validate::check(Request::Create { unique_key, fields: &fields }, &self.limits)?;
-        let request = self.request(pb::CreateRequest {
+        let message = pb::CreateRequest {
             unique_key: unique_key.to_owned(),
             fields: fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        });
-        let mut client = self.client.clone();
-        let answer = self.call(client.create(request), |s| self.error(s, "", None)).await?.into_inner();
+        };
+        let answer = self
+            .call(
+                false,
+                || {
+                    let (mut client, request) = (self.client.clone(), self.request(message.clone()));
+                    async move { client.create(request).await }
+                },
+                |s| self.error(s, "", None),
+            )
+            .await?
+            .into_inner();
         Ok(Document { id: answer.id, version: answer.version, fields })
     }
 
     async fn get(&self, id: &str) -> Result<Document, StoreError> {
         validate::check(Request::Get { id }, &self.limits)?;
-        let request = self.request(pb::GetRequest { id: id.to_owned() });
-        let mut client = self.client.clone();
-        let doc = self.call(client.get(request), |s| self.error(s, id, None)).await?.into_inner();
+        let message = pb::GetRequest { id: id.to_owned() };
+        let doc = self
+            .call(
+                true,
+                || {
+                    let (mut client, request) = (self.client.clone(), self.request(message.clone()));
+                    async move { client.get(request).await }
+                },
+                |s| self.error(s, id, None),
+            )
+            .await?
+            .into_inner();
         Ok(from_wire(doc))
     }
 
@@ -176,14 +256,23 @@ impl Store for ProxyStore {
         expected_version: Option<u64>,
     ) -> Result<Document, StoreError> {
         validate::check(Request::Update { id, fields: &fields, remove: &remove }, &self.limits)?;
-        let request = self.request(pb::UpdateRequest {
+        let message = pb::UpdateRequest {
             id: id.to_owned(),
             fields: fields.into_iter().collect(),
             remove,
             expected_version: expected_version.unwrap_or(0),
-        });
-        let mut client = self.client.clone();
-        let answer = self.call(client.update(request), |s| self.error(s, id, expected_version)).await?.into_inner();
+        };
+        let answer = self
+            .call(
+                false,
+                || {
+                    let (mut client, request) = (self.client.clone(), self.request(message.clone()));
+                    async move { client.update(request).await }
+                },
+                |s| self.error(s, id, expected_version),
+            )
+            .await?
+            .into_inner();
         answer.document.map(from_wire).ok_or_else(|| {
             StoreError::Unavailable(format!("{}: the update was made, but the answer holds no document", self.url))
         })
@@ -191,63 +280,86 @@ impl Store for ProxyStore {
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         validate::check(Request::Delete { id }, &self.limits)?;
-        let request = self.request(pb::DeleteRequest { id: id.to_owned() });
-        let mut client = self.client.clone();
-        self.call(client.delete(request), |s| self.error(s, id, None)).await?;
+        let message = pb::DeleteRequest { id: id.to_owned() };
+        self.call(
+            false,
+            || {
+                let (mut client, request) = (self.client.clone(), self.request(message.clone()));
+                async move { client.delete(request).await }
+            },
+            |s| self.error(s, id, None),
+        )
+        .await?;
         Ok(())
     }
 
     async fn lookup(&self, subset: &Fields, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
         validate::check(Request::Lookup { subset, limit, page_token }, &self.limits)?;
-        let request = self.request(pb::LookupRequest {
+        let message = pb::LookupRequest {
             subset: subset.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             limit: limit as u32,
             page_token: page_token.unwrap_or_default().to_owned(),
             newest_first: false,
-        });
-        let mut client = self.client.clone();
-        let read_all = async move { read_page(client.lookup(request).await?.into_inner()).await };
-        self.call(read_all, |s| self.error(s, "", None)).await
+        };
+        let read_all = || {
+            let (mut client, request) = (self.client.clone(), self.request(message.clone()));
+            async move { read_page(client.lookup(request).await?.into_inner()).await }
+        };
+        self.call(true, read_all, |s| self.error(s, "", None)).await
     }
 
     async fn find(&self, query: &Query, limit: usize, page_token: Option<&str>) -> Result<Page, StoreError> {
         validate::check(Request::Find { query, limit, page_token }, &self.limits)?;
         let subset: HashMap<String, String> = query.subset.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let page_token = page_token.unwrap_or_default().to_owned();
-        let mut client = self.client.clone();
-        let read_all = async move {
-            let stream = if query.terms.is_empty() {
-                let request =
-                    pb::LookupRequest { subset, limit: limit as u32, page_token, newest_first: query.newest_first };
-                client.lookup(self.request(request)).await?.into_inner()
-            } else {
-                let terms = query
-                    .terms
-                    .iter()
-                    .map(|t| pb::SearchTerm { words: t.words.clone(), fields: t.fields.clone() })
-                    .collect();
-                let request = pb::SearchRequest {
-                    subset,
-                    terms,
-                    limit: limit as u32,
-                    page_token,
-                    oldest_first: !query.newest_first,
-                };
-                client.search(self.request(request)).await?.into_inner()
-            };
-            read_page(stream).await
+        let lookup = query.terms.is_empty().then(|| pb::LookupRequest {
+            subset: subset.clone(),
+            limit: limit as u32,
+            page_token: page_token.clone(),
+            newest_first: query.newest_first,
+        });
+        let search = pb::SearchRequest {
+            subset,
+            terms: query
+                .terms
+                .iter()
+                .map(|t| pb::SearchTerm { words: t.words.clone(), fields: t.fields.clone() })
+                .collect(),
+            limit: limit as u32,
+            page_token,
+            oldest_first: !query.newest_first,
         };
-        self.call(read_all, |s| self.error(s, "", None)).await
+        let read_all = || {
+            let mut client = self.client.clone();
+            let (lookup, search) = (lookup.clone().map(|m| self.request(m)), self.request(search.clone()));
+            async move {
+                let stream = match lookup {
+                    Some(request) => client.lookup(request).await?.into_inner(),
+                    None => client.search(search).await?.into_inner(),
+                };
+                read_page(stream).await
+            }
+        };
+        self.call(true, read_all, |s| self.error(s, "", None)).await
     }
 
     async fn count(&self, subset: &Fields, at_most: usize) -> Result<Count, StoreError> {
         validate::check(Request::Count { subset, at_most }, &self.limits)?;
-        let request = self.request(pb::CountRequest {
+        let message = pb::CountRequest {
             subset: subset.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             at_most: at_most as u64,
-        });
-        let mut client = self.client.clone();
-        let answer = self.call(client.count(request), |s| self.error(s, "", None)).await?.into_inner();
+        };
+        let answer = self
+            .call(
+                true,
+                || {
+                    let (mut client, request) = (self.client.clone(), self.request(message.clone()));
+                    async move { client.count(request).await }
+                },
+                |s| self.error(s, "", None),
+            )
+            .await?
+            .into_inner();
         Ok(Count { count: usize::try_from(answer.count).unwrap_or(usize::MAX), capped: answer.capped })
     }
 }

@@ -1,6 +1,7 @@
 //! The proxy engine's own behaviour: an unreachable or silent storage node is
-//! `Unavailable`, the proxy reconnects once the node is back, and the node's refusals
-//! come back as the same `StoreError`.
+//! `Unavailable`, the proxy reconnects once the node is back (and waits for it, within
+//! the deadline, while it restarts), and the node's refusals come back as the same
+//! `StoreError`.
 
 use std::time::{Duration, Instant};
 
@@ -18,9 +19,13 @@ fn proxy(url: &str, timeout: Duration) -> ProxyStore {
 async fn an_unreachable_node_is_unavailable_and_the_proxy_reconnects_when_it_is_back() {
     // A port nobody listens on (taken, then freed).
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let store = proxy(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5));
+    // A short deadline: the refused connection is tried again until it passes.
+    let store = proxy(&format!("http://127.0.0.1:{port}"), Duration::from_millis(300));
+    let started = Instant::now();
     let err = store.put(fields(&[("k", "v")])).await.unwrap_err();
     assert!(matches!(&err, StoreError::Unavailable(m) if m.contains(&port.to_string())), "{err:?}");
+    assert!(m_refused(&err), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "answered after {:?}", started.elapsed());
     assert!(matches!(store.get("some-id").await, Err(StoreError::Unavailable(_))));
 
     // The node comes up on that port: the same proxy works, without being rebuilt.
@@ -46,6 +51,49 @@ async fn an_unreachable_node_is_unavailable_and_the_proxy_reconnects_when_it_is_
     .await;
     let err = answer.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+fn m_refused(err: &StoreError) -> bool {
+    matches!(err, StoreError::Unavailable(m) if m.to_lowercase().contains("refused"))
+}
+
+#[tokio::test]
+async fn a_call_made_while_the_node_restarts_waits_for_it_within_the_deadline() {
+    let server = serve(Config { engine: Engine::Memory, ..Default::default() }).await;
+    let store = proxy(&server.url, Duration::from_secs(5));
+    let doc = store.put(fields(&[("k", "v")])).await.unwrap();
+    let addr: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    drop(server);
+    let quick = proxy(&format!("http://{addr}"), Duration::from_millis(100));
+    let _refused = bitmail_tests::eventually::eventually(
+        Duration::from_secs(5),
+        "the node stopped",
+        || quick.get(&doc.id),
+        |r| matches!(r, Err(StoreError::Unavailable(_))),
+    )
+    .await;
+    // Down: the calls made now are answered once it is back on the same port, 700 ms on.
+    let back = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let mut config = Config { engine: Engine::Memory, ..Default::default() };
+        config.listen = addr;
+        loop {
+            // The stopped node lets go of its port within its grace.
+            if let Ok(server) = backend_server::server::Server::bind(&config).await {
+                break server.serve(std::future::pending()).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let started = Instant::now();
+    let (put, missing) = tokio::join!(store.put(fields(&[("k", "w")])), store.get(&doc.id));
+    let waited = started.elapsed();
+    // A fresh memory node: the write landed there once, the old document is gone.
+    let put = put.expect("a write the node never received is made once it is back");
+    assert_eq!(store.get(&put.id).await.unwrap().fields, fields(&[("k", "w")]));
+    assert_eq!(missing, Err(StoreError::NotFound(doc.id.clone())));
+    assert!(waited >= Duration::from_millis(600) && waited < Duration::from_secs(5), "waited {waited:?}");
+    back.abort();
 }
 
 #[tokio::test]
